@@ -1,0 +1,2 @@
+module Molecule.Core.Json
+let placeholder = 1

@@ -1,0 +1,69 @@
+// Build script: `dotnet fsi build.fsx <target>` — targets: build, test, publish, run, bench.
+// Plain .NET only (no NuGet references) so it runs on a fresh machine after `dotnet tool restore`.
+open System
+open System.Diagnostics
+open System.IO
+open System.Text.RegularExpressions
+
+let root = __SOURCE_DIRECTORY__
+let sln = Path.Combine(root, "Molecule.Functional.sln")
+let publishDir = Path.Combine(root, "artifacts", "molecule-mcp")
+let binary = Path.Combine(publishDir, "molecule-mcp")
+
+let log (s: string) = eprintfn "[build] %s" s
+
+/// Runs a command, streaming its output; returns exit code and (optionally) captured stdout lines.
+let run (env: (string * string) list) (file: string) (args: string) (onLine: string -> unit) =
+    let psi = ProcessStartInfo(file, args, WorkingDirectory = root, UseShellExecute = false,
+                               RedirectStandardOutput = true, RedirectStandardError = true)
+    for (k, v) in env do psi.Environment.[k] <- v
+    use p = new Process(StartInfo = psi)
+    p.OutputDataReceived.Add(fun e -> if not (isNull e.Data) then (Console.Out.WriteLine e.Data; onLine e.Data))
+    p.ErrorDataReceived.Add(fun e -> if not (isNull e.Data) then Console.Error.WriteLine e.Data)
+    p.Start() |> ignore
+    p.BeginOutputReadLine(); p.BeginErrorReadLine()
+    p.WaitForExit()
+    p.ExitCode
+
+let must code what = if code <> 0 then (log $"{what} failed with exit code {code}"; exit code)
+
+let restore () =
+    must (run [] "dotnet" "tool restore" ignore) "dotnet tool restore"
+    must (run [] "dotnet" "paket restore" ignore) "paket restore"
+
+let build () =
+    restore ()
+    must (run [] "dotnet" $"build \"{sln}\" -c Release" ignore) "build"
+
+let publish () =
+    restore ()
+    let proj = Path.Combine(root, "Host.CSharp", "Host.CSharp.csproj")
+    must (run [] "dotnet" $"publish \"{proj}\" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true -o \"{publishDir}\"" ignore) "publish"
+    log $"published {binary}"
+
+let test () =
+    publish ()
+    must (run [] "dotnet" $"build \"{sln}\" -c Release" ignore) "build"
+    let mutable passed, failed, skipped = 0, 0, 0
+    let summary = Regex(@"^\s*(Passed|Failed)!\s+-\s+Failed:\s+(\d+),\s+Passed:\s+(\d+),\s+Skipped:\s+(\d+)")
+    let onLine (l: string) =
+        let m = summary.Match l
+        if m.Success then
+            failed <- failed + int m.Groups.[2].Value
+            passed <- passed + int m.Groups.[3].Value
+            skipped <- skipped + int m.Groups.[4].Value
+    let env = [ "MOLECULE_MCP_BIN", binary ]
+    let code = run env "dotnet" $"test \"{sln}\" -c Release --no-build" onLine
+    printfn "%s" (String.Format("{0} passed, {1} failed, {2} skipped", passed, failed, skipped))
+    if code <> 0 || passed = 0 then exit (if code = 0 then 1 else code)
+
+let runDemo () =
+    publish ()
+    exit (run [] binary "demo" ignore)
+
+match fsi.CommandLineArgs |> Array.tail |> Array.toList with
+| [ "build" ] -> build ()
+| [ "publish" ] -> publish ()
+| [ "test" ] -> test ()
+| [ "run" ] -> runDemo ()
+| _ -> log "usage: dotnet fsi build.fsx build|test|publish|run"; exit 2
