@@ -1,0 +1,215 @@
+/// The shared vocabulary of the functional core. Every type here is plain data: no IO, no clock,
+/// no randomness. The C# host interprets `Effect`s and tool `Step`s; every rule lives in the core.
+namespace Molecule.Core
+
+open System
+
+type LogLevel =
+    | Debug
+    | Info
+    | Warning
+    | Error
+
+/// Where the one bearer token came from (spec P1 fix: one source, one precedence, used everywhere).
+type TokenSource =
+    | FromEnv
+    | FromFile of path: string
+
+type AgentCard =
+    { Name: string
+      Description: string option
+      Skills: string list }
+
+/// Validated, normalised configuration (see Config.fs).
+type Config =
+    { WorkspaceId: string
+      /// Trimmed, no trailing slash.
+      PlatformUrl: string
+      /// scheme://host[:port] — exactly what the platform sees as its own origin.
+      Origin: string
+      Token: string
+      TokenSource: TokenSource
+      AgentCard: AgentCard
+      StateDir: string
+      Verbose: bool
+      HeartbeatEnabled: bool
+      InboxEnabled: bool
+      /// 0..60; 0 = push only (instructions say so).
+      PollTimeoutSecs: int
+      /// WORKSPACE_TIER (default 1); GLOBAL memory writes need 0.
+      Tier: int }
+
+// ---------------------------------------------------------------------------------------------
+// HTTP effects as data
+// ---------------------------------------------------------------------------------------------
+
+type HttpMethod =
+    | Get
+    | Post
+    | Delete
+
+type UploadFile =
+    { Path: string
+      FileName: string
+      ContentType: string }
+
+type Body =
+    | NoBody
+    /// Serialized JSON text; the host sends it with Content-Type: application/json.
+    | JsonBody of string
+    /// multipart/form-data, one part named `files` per file; the host reads the files.
+    | Multipart of UploadFile list
+
+/// How the host may retry a request. Only idempotent-at-the-peer failures are retried.
+type Retry =
+    | NoRetry
+    /// A2A send: up to 5 attempts on connection-level failures (refused / reset before a response),
+    /// backoff min(2^k, 16) s ±25 %, 600 s budget. Never on a read timeout (spec P10 fix).
+    | TransientConnect
+
+type Request =
+    { Method: HttpMethod
+      /// Absolute URL (PlatformUrl + path + query), already escaped.
+      Url: string
+      /// Complete header list (Authorization, Origin, X-Workspace-ID …); Content-Type comes from Body.
+      Headers: (string * string) list
+      Body: Body
+      TimeoutSecs: float
+      Retry: Retry }
+
+type Response =
+    | Reply of status: int * body: string
+    /// Connection refused, reset, DNS failure … The message never contains the token.
+    | TransportError of message: string
+    | TimedOut of afterSecs: float
+
+// ---------------------------------------------------------------------------------------------
+// Inbox
+// ---------------------------------------------------------------------------------------------
+
+type MessageKind =
+    | CanvasUser
+    | PeerAgent
+
+type InboxMessage =
+    { ActivityId: string
+      Text: string
+      /// "" for canvas users.
+      PeerId: string
+      Kind: MessageKind
+      Method: string
+      /// As the platform sent it (RFC 3339).
+      CreatedAt: string }
+
+/// What the inbox poller asks `/workspaces/:id/activity` for.
+type PollQuery =
+    | SinceId of cursor: string * limit: int
+    | SinceSecs of seconds: int * limit: int
+
+// ---------------------------------------------------------------------------------------------
+// Lifecycle facts shared by tools
+// ---------------------------------------------------------------------------------------------
+
+type RemovedInfo =
+    { Id: string
+      RemovedAt: string option
+      Hint: string }
+
+/// Something a tool learnt that the rest of the agent must know.
+type Observation =
+    | WorkspaceRemoved of RemovedInfo
+    | PeerNames of (string * string) list
+
+// ---------------------------------------------------------------------------------------------
+// Tools
+// ---------------------------------------------------------------------------------------------
+
+type MemoryScope =
+    | Local
+    | Team
+    | Global
+
+/// A validated tool call (see Tools.fs for parsing and schemas).
+type ToolCall =
+    | ListPeers
+    | GetWorkspaceInfo
+    | DelegateTask of workspaceId: string * task: string
+    | DelegateTaskAsync of workspaceId: string * task: string
+    | CheckTaskStatus of workspaceId: string * taskId: string option
+    | WaitForMessage of timeoutSecs: float
+    | InboxPeek of limit: int
+    | InboxPop of activityId: string
+    | SendMessageToUser of message: string * attachments: string list
+    | CommitMemory of content: string * scope: MemoryScope
+    | RecallMemory of query: string * scope: MemoryScope option
+
+type ToolOutput = { Text: string; IsError: bool }
+
+/// What a tool program may know about the agent when it starts.
+type ToolContext =
+    { Config: Config
+      Removed: RemovedInfo option
+      /// id → display name, learnt from list_peers / discover.
+      PeerNames: Map<string, string> }
+
+/// Name, description and JSON Schema (object) of one MCP tool.
+type ToolSpec =
+    { Name: string
+      Description: string
+      InputSchema: string }
+
+type FileCheck =
+    | FileOk of size: int64
+    | FileMissing
+    | FileUnreadable of reason: string
+
+type InboxOp =
+    | Peek of limit: int
+    | Pop of activityId: string
+    /// Return the head at once if there is one, else wait up to timeoutSecs for an arrival.
+    | Wait of timeoutSecs: float
+
+type InboxAnswer =
+    | Messages of InboxMessage list
+    | Popped of bool
+    | Waited of InboxMessage option
+    | InboxDisabled
+
+/// A tool run as a pure program: the host performs each request and feeds the answer back.
+type Step =
+    | Done of ToolOutput * Observation list
+    | Call of Request * (Response -> Step)
+    | CheckFiles of paths: string list * (FileCheck list -> Step)
+    | Inbox of InboxOp * (InboxAnswer -> Step)
+    /// A fresh random UUID (lower-case, with dashes) from the host.
+    | NewId of (string -> Step)
+
+// ---------------------------------------------------------------------------------------------
+// Agent-level effects (Elmish style: update returns effects as data)
+// ---------------------------------------------------------------------------------------------
+
+/// Which background request a response belongs to.
+type Purpose =
+    | Register
+    | Heartbeat
+    | Poll
+    | WorkspaceProbe
+
+type Timer =
+    | HeartbeatTimer
+    | PollTimer
+
+/// The channel notification `notifications/claude/channel` params: content + string-only meta.
+type ChannelEvent =
+    { Content: string
+      Meta: (string * string) list }
+
+type Effect =
+    | Send of Purpose * Request
+    | Log of LogLevel * string
+    | Notify of ChannelEvent
+    /// Write a file in the state dir atomically (temp + rename, mode 0600).
+    | WriteStateFile of fileName: string * contents: string
+    | DeleteStateFile of fileName: string
+    | After of seconds: float * Timer
+    | Exit of code: int
