@@ -1,0 +1,69 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using ModelContextProtocol.Protocol;
+using ModelContextProtocol.Server;
+using Molecule.Core;
+
+namespace Molecule.Host.Mcp;
+
+/// <summary>Handles one tool call: raw arguments (null when the client sent none) → core tool output.</summary>
+public delegate Task<ToolOutput> ToolHandler(string toolName, JsonObject? arguments, CancellationToken ct);
+
+/// <summary>
+/// An MCP tool defined by data: a core <see cref="ToolSpec"/> (name, description, JSON Schema text) plus a
+/// handler. No reflection, no attributes (AOT-safe). The result is one text content block; <c>isError</c>
+/// comes from the core's <see cref="ToolOutput"/>.
+/// </summary>
+public sealed class DataTool : McpServerTool
+{
+    private readonly ToolHandler _handler;
+
+    public DataTool(ToolSpec spec, ToolHandler handler)
+    {
+        _handler = handler;
+        JsonElement schema;
+        try
+        {
+            using var doc = JsonDocument.Parse(spec.InputSchema);
+            schema = doc.RootElement.Clone();
+        }
+        catch (JsonException ex)
+        {
+            throw new ArgumentException($"tool '{spec.Name}': input schema is not valid JSON: {ex.Message}", nameof(spec), ex);
+        }
+        ProtocolTool = new Tool { Name = spec.Name, Description = spec.Description, InputSchema = schema };
+    }
+
+    public override Tool ProtocolTool { get; }
+
+    public override IReadOnlyList<object> Metadata => [];
+
+    public override async ValueTask<CallToolResult> InvokeAsync(RequestContext<CallToolRequestParams> request,
+        CancellationToken cancellationToken = default)
+    {
+        var output = await _handler(ProtocolTool.Name, ToJsonObject(request.Params?.Arguments), cancellationToken)
+            .ConfigureAwait(false);
+        return ToResult(output);
+    }
+
+    public static CallToolResult ToResult(ToolOutput output) =>
+        new()
+        {
+            Content = [new TextContentBlock { Text = output.Text ?? "" }],
+            IsError = output.IsError,
+        };
+
+    /// <summary>Copies the SDK's argument dictionary into a fresh <see cref="JsonObject"/> (null when absent).</summary>
+    public static JsonObject? ToJsonObject(IDictionary<string, JsonElement>? arguments)
+    {
+        if (arguments is null) return null;
+        var obj = new JsonObject();
+        foreach (var (key, value) in arguments)
+        {
+            obj[key] = value.ValueKind is JsonValueKind.Undefined or JsonValueKind.Null
+                ? null
+                : JsonNode.Parse(value.GetRawText());
+        }
+        return obj;
+    }
+}

@@ -1,0 +1,218 @@
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
+using ModelContextProtocol;
+using ModelContextProtocol.Protocol;
+using ModelContextProtocol.Server;
+using Molecule.Host.Logging;
+
+namespace Molecule.Host.Mcp;
+
+/// <summary>
+/// The stdio MCP server: SDK options, protocol-version normalisation, client-initialized detection,
+/// channel notifications, stdout hygiene and prompt exit on stdin EOF.
+/// </summary>
+public sealed class McpHost
+{
+    public const string ChannelCapability = "claude/channel";
+    public const string ChannelMethod = "notifications/claude/channel";
+
+    /// <summary>Versions the SDK (2.3.1) negotiates through <c>initialize</c>, oldest first.</summary>
+    public static readonly IReadOnlyList<string> InitializeVersions = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+
+    /// <summary>How long in-flight handlers may take to finish after stdin EOF before the process exits anyway.</summary>
+    public static readonly TimeSpan EofGrace = TimeSpan.FromMilliseconds(500);
+
+    private readonly string _instructions;
+    private readonly IReadOnlyList<McpServerTool> _tools;
+    private readonly ILoggerFactory _loggerFactory;
+    private readonly StderrLog _log;
+    private McpServer? _server;
+    private int _initialized;
+
+    public McpHost(string instructions, IEnumerable<McpServerTool> tools, ILoggerFactory loggerFactory, StderrLog log)
+    {
+        _instructions = instructions;
+        _tools = tools.ToList();
+        _loggerFactory = loggerFactory;
+        _log = log;
+    }
+
+    /// <summary>Raised once, after the client's <c>notifications/initialized</c> has been processed.</summary>
+    public event Action? ClientInitialized;
+
+    public bool IsClientInitialized => Volatile.Read(ref _initialized) == 1;
+
+    /// <summary>The SDK options for this server (exposed for tests and diagnostics).</summary>
+    public McpServerOptions BuildOptions()
+    {
+        var tools = new McpServerPrimitiveCollection<McpServerTool>();
+        foreach (var t in _tools) tools.Add(t);
+
+        var options = new McpServerOptions
+        {
+            ServerInfo = new Implementation { Name = AppInfo.Name, Version = AppInfo.Version },
+            ServerInstructions = _instructions,
+            Capabilities = new ServerCapabilities
+            {
+                Tools = new ToolsCapability(),
+                Experimental = new Dictionary<string, object> { [ChannelCapability] = new JsonObject() },
+            },
+            ToolCollection = tools,
+            // ProtocolVersion stays null: the client's version is honoured when the SDK supports it.
+        };
+        options.Filters.Message.IncomingFilters.Add(next => async (context, ct) =>
+        {
+            switch (context.JsonRpcMessage)
+            {
+                case JsonRpcRequest { Method: RequestMethods.Initialize } init:
+                    NormaliseInitializeVersion(init);
+                    break;
+
+                case JsonRpcRequest { Method: RequestMethods.ServerDiscover } discover:
+                    // Answer like a pre-2026 server so clients fall back to `initialize`: the channel push
+                    // capability and `notifications/initialized` exist only in the initialize handshake.
+                    await RejectAsync(context.Server, discover, ct).ConfigureAwait(false);
+                    return;
+            }
+
+            await next(context, ct).ConfigureAwait(false);
+
+            if (context.JsonRpcMessage is JsonRpcNotification { Method: NotificationMethods.InitializedNotification }
+                && Interlocked.Exchange(ref _initialized, 1) == 0)
+            {
+                RaiseInitialized();
+            }
+        });
+        return options;
+    }
+
+    /// <summary>
+    /// Rewrites a requested protocol version the SDK would refuse (2026-07-28+ or not a date) or that is absent
+    /// to the newest initialize-capable version, so every client gets a usable answer.
+    /// </summary>
+    internal static void NormaliseInitializeVersion(JsonRpcRequest init)
+    {
+        if (init.Params is not JsonObject p) return;
+        string? requested = null;
+        if (p["protocolVersion"] is JsonValue v && v.TryGetValue<string>(out var s)) requested = s;
+        if (requested is null || !InitializeVersions.Contains(requested))
+            p["protocolVersion"] = InitializeVersions[^1];
+    }
+
+    private async Task RejectAsync(McpServer server, JsonRpcRequest request, CancellationToken ct)
+    {
+        try
+        {
+            await server.SendMessageAsync(new JsonRpcError
+            {
+                Id = request.Id,
+                Error = new JsonRpcErrorDetail
+                {
+                    Code = (int)McpErrorCode.MethodNotFound,
+                    Message = $"Method '{request.Method}' is not available.",
+                },
+            }, ct).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            _log.Debug($"could not answer {request.Method}: {ex.Message}");
+        }
+    }
+
+    private void RaiseInitialized()
+    {
+        try
+        {
+            ClientInitialized?.Invoke();
+        }
+        catch (Exception ex)
+        {
+            _log.Error($"handling notifications/initialized failed: {ex.GetType().Name}: {ex.Message}");
+        }
+    }
+
+    /// <summary>
+    /// Sends <c>notifications/claude/channel</c>. Dropped silently before the client is initialized or after it
+    /// disconnected.
+    /// </summary>
+    public async Task SendChannelAsync(JsonObject parameters, CancellationToken ct = default)
+    {
+        var server = _server;
+        if (server is null || !IsClientInitialized) return;
+        try
+        {
+            await server.SendMessageAsync(new JsonRpcNotification
+            {
+                Method = ChannelMethod,
+                Params = parameters.Parent is null ? parameters : parameters.DeepClone(),
+            }, ct).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            _log.Debug($"channel notification dropped: {ex.GetType().Name}: {ex.Message}");
+        }
+    }
+
+    /// <summary>
+    /// Runs the stdio server until stdin EOF (or <paramref name="ct"/>). After EOF, in-flight tool calls are
+    /// cancelled; if they have not finished within <see cref="EofGrace"/>, the process exits with 0.
+    /// Returns the exit code.
+    /// </summary>
+    public async Task<int> RunAsync(CancellationToken ct = default)
+    {
+        var options = BuildOptions();
+        // The transport opens the raw stdout stream; afterwards every Console.Out write goes to stderr so that
+        // stray writes (ours or a library's) can never corrupt the JSON-RPC stream.
+        var transport = new StdioServerTransport(options, _loggerFactory);
+        Console.SetOut(Console.Error);
+
+        var server = McpServer.Create(transport, options, _loggerFactory);
+        _server = server;
+
+        using var runCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var eof = transport.MessageReader.Completion;
+        // stdin EOF: the SDK stops sending (answers to requests still running would be dropped anyway), so cancel
+        // the running handlers at once and exit after a short grace even if one ignores its token.
+        var graceAfterEof = eof.ContinueWith(async _ =>
+        {
+            try { runCts.Cancel(); } catch (ObjectDisposedException) { }
+            await Task.Delay(EofGrace).ConfigureAwait(false);
+        }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default).Unwrap();
+
+        var run = RunAndDisposeAsync(server, transport, runCts.Token);
+
+        var first = await Task.WhenAny(run, graceAfterEof).ConfigureAwait(false);
+        if (first != run && !run.IsCompleted)
+        {
+            _log.Debug("stdin closed; exiting without waiting for in-flight tool calls");
+            _log.Flush();
+            Environment.Exit(0);
+        }
+        return await run.ConfigureAwait(false);
+    }
+
+    private async Task<int> RunAndDisposeAsync(McpServer server, StdioServerTransport transport, CancellationToken token)
+    {
+        var exitCode = 0;
+        try
+        {
+            await server.RunAsync(token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // EOF or shutdown.
+        }
+        catch (Exception ex)
+        {
+            _log.Error($"MCP server stopped: {ex.GetType().Name}: {ex.Message}");
+            exitCode = 1;
+        }
+        finally
+        {
+            _server = null;
+            try { await server.DisposeAsync().ConfigureAwait(false); } catch (Exception) { }
+            try { await transport.DisposeAsync().ConfigureAwait(false); } catch (Exception) { }
+        }
+        return exitCode;
+    }
+}
