@@ -108,7 +108,7 @@ let instructions (pollTimeoutSecs: int) : string =
 
     if t > 0 then
         let ts = t.ToString(Globalization.CultureInfo.InvariantCulture)
-        line $"2. POLL. Every other host, and whenever you are not sure that push works: at the start of every turn, and again before you give your final answer, call wait_for_message(timeout_secs={ts}). You may also call inbox_peek to see every pending message at once. Treat a message returned this way exactly like a pushed one."
+        line $"2. POLL. Every other host, and whenever you are not sure that push works: at the start of every turn, and again before you give your final answer, call wait_for_message(timeout_secs={ts}). It returns at once when a message is already waiting; if nothing arrives in time, carry on with your work. You may also call inbox_peek to see every pending message at once. Treat a message returned this way exactly like a pushed one."
     else
         line "2. POLL. Polling is disabled on this server (MOLECULE_MCP_POLL_TIMEOUT_SECS=0), so delivery is push only: expect messages to arrive as <channel> turns. If your host does not show <channel> turns, enable channels as described above, or set MOLECULE_MCP_POLL_TIMEOUT_SECS to a number of seconds between 1 and 60 and restart the server. You can still look for pending messages yourself with inbox_peek."
 

@@ -184,12 +184,19 @@ let private workspaceId (args: JsonObject) : Result<string, string> =
         | true, g -> Ok(g.ToString("D").ToLowerInvariant())
         | _ -> Result.Error "workspace_id must be a workspace UUID (from list_peers)"
 
+/// Json.asFloat, also for hand-built nodes that cannot be serialized (NaN, ±Infinity).
+let private number (node: JsonNode) : float option =
+    try
+        Json.asFloat node
+    with _ ->
+        None
+
 /// Any number (or numeric string) → clamped to 0..300; missing or invalid → 60.
 let private timeoutSecs (args: JsonObject) : float =
     match arg "timeout_secs" args with
     | Missing -> defaultTimeoutSecs
     | Value v ->
-        match Json.asFloat v with
+        match number v with
         | Some f -> Math.Clamp(f, 0.0, maxTimeoutSecs)
         | None -> defaultTimeoutSecs
 
@@ -198,7 +205,7 @@ let private limit (args: JsonObject) : int =
     match arg "limit" args with
     | Missing -> defaultLimit
     | Value v ->
-        match Json.asFloat v with
+        match number v with
         | Some f when f = Math.Floor f && f > 0.0 -> if f >= float maxLimit then maxLimit else int f
         | _ -> defaultLimit
 
