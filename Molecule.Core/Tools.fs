@@ -69,9 +69,11 @@ let specs: ToolSpec list =
           "check_task_status"
           "Check the tasks you started with delegate_task_async. With task_id: the latest state of that delegation (pending, dispatched, queued = delivered and waiting, do not resend; completed with a preview of the result; failed with the reason). With an empty or missing task_id: a list of your recent delegations, newest first. workspace_id is accepted for compatibility and ignored: you can only see your own delegations."
           (objectSchema
-              [ "workspace_id", stringProp "Ignored (accepted for compatibility): only this workspace's own delegations are checked."
+              [ "workspace_id", stringProp "The peer the task was sent to. Accepted for compatibility and ignored: only this workspace's own delegations are checked."
                 "task_id", stringProp "delegation_id returned by delegate_task_async. Leave empty to list your recent delegations." ]
-              [])
+              // Required like in the reference (clients that validate keep working the same way);
+              // parse accepts it missing, since it is ignored.
+              [ "workspace_id" ])
 
       spec
           "list_peers"

@@ -377,7 +377,7 @@ let ``example: schemas match the reference property names, types and required li
 
     expect "delegate_task" [ "workspace_id", "string"; "task", "string" ] [ "workspace_id"; "task" ]
     expect "delegate_task_async" [ "workspace_id", "string"; "task", "string" ] [ "workspace_id"; "task" ]
-    expect "check_task_status" [ "workspace_id", "string"; "task_id", "string" ] []
+    expect "check_task_status" [ "workspace_id", "string"; "task_id", "string" ] [ "workspace_id" ]
     expect "list_peers" [] []
     expect "get_workspace_info" [] []
     expect "send_message_to_user" [ "message", "string"; "attachments", "array" ] [ "message" ]
