@@ -14,6 +14,29 @@ open System.Text.RegularExpressions
 // Small helpers
 // ---------------------------------------------------------------------------------------------
 
+/// Every object of a tree, materialised; a duplicate property name makes System.Text.Json throw lazily on
+/// first access, so such bodies are rejected here, at parse time, instead of deep inside a tool.
+let rec private materialise (node: JsonNode) : unit =
+    match node with
+    | :? JsonObject as o ->
+        for kv in o do
+            materialise kv.Value
+    | :? JsonArray as a ->
+        for item in a do
+            materialise item
+    | _ -> ()
+
+/// Json.tryParse, plus rejection of bodies with duplicate property names (never throws).
+let private parseJson (text: string) : JsonNode option =
+    match Json.tryParse text with
+    | Some node ->
+        try
+            materialise node
+            Some node
+        with _ ->
+            None
+    | None -> None
+
 let private ok (text: string) : Step = Done({ Text = text; IsError = false }, [])
 let private okWith (text: string) (obs: Observation list) : Step = Done({ Text = text; IsError = false }, obs)
 let private fail (text: string) : Step = Done({ Text = text; IsError = true }, [])
@@ -34,7 +57,7 @@ let private isBlank (s: string) = String.IsNullOrWhiteSpace s
 /// The message of a platform error body: `{"error":"…"}`, `{"error":{"message":…}}`, `{"message":…}`,
 /// else the first 200 characters of the raw body ("" for an empty body).
 let private platformMessage (body: string) : string =
-    match Json.tryParse body with
+    match parseJson body with
     | Some node ->
         let fromError =
             match Json.prop "error" node with
@@ -75,7 +98,7 @@ let private timeoutFailure (after: float) =
 
 /// The removal facts from a 410 body {id, removed_at, hint}.
 let private removedInfo (ctx: ToolContext) (body: string) : RemovedInfo =
-    let node = Json.tryParse body
+    let node = parseJson body
 
     let field name =
         node |> Option.bind (Json.stringProp name) |> Option.filter (isBlank >> not)
@@ -131,7 +154,7 @@ let private getWorkspaceInfo (ctx: ToolContext) : Step =
         call ctx (Api.workspace ctx.Config) (fun status body ->
             match status with
             | s when is2xx s ->
-                match Json.tryParse body with
+                match parseJson body with
                 | Some node -> ok (Json.indented node)
                 | None -> fail $"Error: the platform answered HTTP {inv s} with a body that is not JSON: {short body}"
             | 404 -> fail $"Error: workspace {ctx.Config.WorkspaceId} not found on the platform"
@@ -192,7 +215,7 @@ let private listPeers (ctx: ToolContext) : Step =
                 match resp with
                 | Reply(410, body) -> removedStep ctx body
                 | Reply(s, body) when is2xx s ->
-                    match Json.tryParse body |> Option.bind Json.asArray with
+                    match parseJson body |> Option.bind Json.asArray with
                     | Some [] ->
                         ok "You have no peers in the platform registry (no parent, no children and no siblings are registered)."
                     | Some items ->
@@ -271,7 +294,7 @@ let private a2aOutcome (ctx: ToolContext) (resp: Response) : A2aOutcome =
     match resp with
     | Reply(410, body) -> Gone body
     | Reply(status, body) ->
-        let node = Json.tryParse body
+        let node = parseJson body
         let sp name = node |> Option.bind (Json.stringProp name)
 
         if is2xx status && sp "status" = Some "queued" && sp "delivery_mode" = Some "poll" then
@@ -330,32 +353,45 @@ let private delegateTask (ctx: ToolContext) (target: string) (task: string) : St
                     | Some n -> [ PeerNames [ target, n ] ]
                     | None -> []
 
-                let report (kind: string) (summary: string) (status: string) reqBody respBody err (next: unit -> Step) =
-                    Call(Api.reportActivity cfg kind target summary status reqBody respBody err, fun _ -> next ())
+                let goneAfter (shown: string option) (body: string) : Step =
+                    let info = removedInfo ctx body
+
+                    let text =
+                        match shown with
+                        | Some t -> t + "\n\n" + Text.removed info
+                        | None -> Text.removed info
+
+                    Done({ Text = text; IsError = true }, learnt @ [ WorkspaceRemoved info ])
+
+                // The activity log line's outcome is ignored, except that a 410 means this workspace is gone.
+                let report (kind: string) (summary: string) (status: string) reqBody respBody err (shown: string option) (next: unit -> Step) =
+                    Call(
+                        Api.reportActivity cfg kind target summary status reqBody respBody err,
+                        fun resp ->
+                            match resp with
+                            | Reply(410, body) -> goneAfter shown body
+                            | _ -> next ()
+                    )
 
                 let finish (outcome: A2aOutcome) : Step =
                     match outcome with
-                    | Gone body ->
-                        let info = removedInfo ctx body
-                        Done({ Text = Text.removed info; IsError = true }, learnt @ [ WorkspaceRemoved info ])
+                    | Gone body -> goneAfter None body
                     | Answered text ->
-                        report "a2a_receive" $"{name} responded ({inv text.Length} chars)" "ok" None (Some(Json.obj [ "result", Json.str text ] :> JsonNode)) None (fun () ->
+                        report "a2a_receive" $"{name} responded ({inv text.Length} chars)" "ok" None (Some(Json.obj [ "result", Json.str text ] :> JsonNode)) None (Some text) (fun () ->
                             okWith text learnt)
                     | QueuedForPoll meth ->
-                        report "a2a_receive" $"{name} has the task queued (poll mode)" "ok" None None None (fun () ->
-                            okWith
-                                $"Task delivered to {name} (poll-mode peer; queued, method={meth}). Its reply will arrive in your inbox as a peer_agent message — use wait_for_message / inbox_peek."
-                                learnt)
-                    | Failed detail ->
-                        report "a2a_receive" $"{name} failed: {trunc 120 detail}" "error" None None (Some detail) (fun () ->
-                            Done(
-                                { Text =
-                                    $"DELEGATION FAILED to {name}: {detail}\nYou can try a different peer, do the task yourself, or tell the user that {name} is unavailable right now and give your best answer."
-                                  IsError = true },
-                                learnt
-                            ))
+                        let text =
+                            $"Task delivered to {name} (poll-mode peer; queued, method={meth}). Its reply will arrive in your inbox as a peer_agent message — use wait_for_message / inbox_peek."
 
-                report "a2a_send" $"Delegating to {name}" "ok" (Some(Json.obj [ "task", Json.str task ] :> JsonNode)) None None (fun () ->
+                        report "a2a_receive" $"{name} has the task queued (poll mode)" "ok" None None None (Some text) (fun () -> okWith text learnt)
+                    | Failed detail ->
+                        let text =
+                            $"DELEGATION FAILED to {name}: {detail}\nYou can try a different peer, do the task yourself, or tell the user that {name} is unavailable right now and give your best answer."
+
+                        report "a2a_receive" $"{name} failed: {trunc 120 detail}" "error" None None (Some detail) (Some text) (fun () ->
+                            Done({ Text = text; IsError = true }, learnt))
+
+                report "a2a_send" $"Delegating to {name}" "ok" (Some(Json.obj [ "task", Json.str task ] :> JsonNode)) None None None (fun () ->
                     NewId(fun rpcId ->
                         NewId(fun messageId ->
                             Call(Api.a2aSend cfg target rpcId messageId task, fun resp -> finish (a2aOutcome ctx resp)))))
@@ -366,7 +402,7 @@ let private delegateTask (ctx: ToolContext) (target: string) (task: string) : St
                     match resp with
                     | Reply(410, body) -> removedStep ctx body
                     | Reply(s, body) when is2xx s ->
-                        let node = Json.tryParse body
+                        let node = parseJson body
 
                         match node |> Option.bind (Json.stringProp "status") with
                         | Some st when st.Equals("offline", StringComparison.OrdinalIgnoreCase) ->
@@ -379,7 +415,7 @@ let private delegateTask (ctx: ToolContext) (target: string) (task: string) : St
                             $"Error: you may not reach workspace {target} (access control: {platformMessage body}). Only peers listed by list_peers can be delegated to."
                     | Reply(503, body) ->
                         let st =
-                            Json.tryParse body
+                            parseJson body
                             |> Option.bind (Json.stringProp "status")
                             |> Option.map (fun s -> $" (status: {s})")
                             |> Option.defaultValue ""
@@ -410,7 +446,7 @@ let private delegateTaskAsync (ctx: ToolContext) (target: string) (task: string)
                 let key = sha256Hex32 $"{target}:{task}:{nonce}"
 
                 call ctx (Api.``delegate`` ctx.Config target task key) (fun status body ->
-                    let node = Json.tryParse body
+                    let node = parseJson body
                     let idOf () = node |> Option.bind (Json.prop "delegation_id") |> Option.bind Json.asScalarText
 
                     let answer (id: string) (note: string) =
@@ -476,7 +512,7 @@ let private checkTaskStatus (ctx: ToolContext) (taskId: string option) : Step =
                 else
                     fail $"Error: failed to check delegations: platform answered HTTP {inv status}{withMessage msg}"
             else
-                match Json.tryParse body |> Option.bind Json.asArray with
+                match parseJson body |> Option.bind Json.asArray with
                 | None -> fail $"Error: failed to check delegations: the platform's answer is not a JSON list: {short body}"
                 | Some items ->
                     let entries = items |> List.choose Json.asObject
@@ -637,7 +673,7 @@ let private sendMessageToUser (ctx: ToolContext) (message: string) (attachments:
                                 if status <> 200 then
                                     fail $"Error: chat/uploads returned {inv status}{withMessage (platformMessage body)}. Nothing was sent."
                                 else
-                                    match Json.tryParse body |> Option.bind (Json.prop "files") |> Option.bind Json.asArray with
+                                    match parseJson body |> Option.bind (Json.prop "files") |> Option.bind Json.asArray with
                                     | Some entries when entries.Length = files.Length -> sendNotify (entries |> List.map Json.clone)
                                     | Some entries ->
                                         fail
@@ -672,7 +708,7 @@ let private commitMemory (ctx: ToolContext) (content: string) (scope: MemoryScop
         else
             call ctx (Api.commitMemory ctx.Config (redactSecrets content) scope) (fun status body ->
                 if status = 200 || status = 201 then
-                    let node = Json.tryParse body
+                    let node = parseJson body
                     let id = node |> Option.bind (Json.prop "id") |> Option.bind Json.asScalarText |> Option.defaultValue ""
                     let sc = node |> Option.bind (Json.stringProp "scope") |> Option.defaultValue (Api.scopeName scope)
 
@@ -688,7 +724,7 @@ let private recallMemory (ctx: ToolContext) (query: string) (scope: MemoryScope 
             if not (is2xx status) then
                 fail (httpFailure status body)
             else
-                match Json.tryParse body |> Option.bind Json.asArray with
+                match parseJson body |> Option.bind Json.asArray with
                 | Some [] -> ok "No memories found."
                 | Some rows ->
                     rows
