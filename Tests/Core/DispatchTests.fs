@@ -833,3 +833,101 @@ let ``rule: dispatch never throws for any response`` () =
 
             not (isNull run.Output.Text))
     )
+
+[<Fact>]
+let ``rule: a timed-out A2A send is a failure and is never re-sent`` () =
+    Check.One(
+        quick 100,
+        Prop.forAll (Arb.fromGen (Gen.zip uuidGen words)) (fun (peer, task) ->
+            let run = runWith (except Post "/a2a" (TimedOut 300.0)) ctx (DelegateTask(peer, task))
+
+            isError run
+            && run.Output.Text.StartsWith "DELEGATION FAILED"
+            && run.Output.Text.Contains "300 s"
+            && (paths run |> List.filter (fun p -> p.EndsWith "/a2a") |> List.length) = 1
+            && run.Ids.Length = 2)
+    )
+
+[<Fact>]
+let ``rule: list_peers never prints None for a missing role`` () =
+    let peerGen =
+        gen {
+            let! id = uuidGen
+            let! name = words
+            let! role = Gen.elements [ Json.nul; Json.str ""; Json.str "  "; Json.str "writer" ]
+            let! skills = Gen.listOf words
+            return id, name, role, skills
+        }
+
+    Check.One(
+        quick 200,
+        Prop.forAll (Arb.fromGen (Gen.nonEmptyListOf peerGen)) (fun peers ->
+            let body =
+                peers
+                |> List.map (fun (id, name, role, skills) ->
+                    Json.obj
+                        [ "id", Json.str id
+                          "name", Json.str name
+                          "status", Json.str "online"
+                          "role", Json.clone role
+                          "agent_card", Json.obj [ "skills", Json.arr (skills |> List.map (fun s -> Json.obj [ "name", Json.str s ] :> Nodes.JsonNode)) ] :> Nodes.JsonNode ]
+                    :> Nodes.JsonNode)
+                |> Json.arr
+                |> Json.compact
+
+            let run = runWith (except Get "/peers" (reply 200 body)) ctx ListPeers
+            let lines = run.Output.Text.Split('\n') |> List.ofArray
+
+            isSuccess run
+            && lines.Length = peers.Length
+            && List.forall2
+                (fun (line: string) (id, name, role: Nodes.JsonNode, skills: string list) ->
+                    let roleText = Json.asString role |> Option.filter (String.IsNullOrWhiteSpace >> not)
+                    line.StartsWith $"- {name} (ID: {id}, status: online"
+                    && not (line.Contains "None")
+                    && (match roleText with
+                        | Some r -> line.Contains $", role: {r})"
+                        | None -> not (line.Contains "role:"))
+                    && (skills.IsEmpty || line.EndsWith("— skills: [" + String.Join(", ", skills) + "]")))
+                lines
+                peers
+            && run.Observations = [ PeerNames(peers |> List.map (fun (id, name, _, _) -> id, name)) ])
+    )
+
+[<Fact>]
+let ``rule: a poll-mode queued envelope is never reported as a completed delegation`` () =
+    let entryGen =
+        gen {
+            let! id = words
+            let! queued = Gen.elements [ true; false ]
+            let! spaced = Gen.elements [ true; false ]
+            return id, queued, spaced
+        }
+
+    Check.One(
+        quick 200,
+        Prop.forAll (Arb.fromGen (Gen.nonEmptyListOf entryGen)) (fun entries ->
+            let preview queued spaced =
+                if queued then
+                    (if spaced then "{\"status\": \"queued\", \"delivery_mode\": \"poll\"}" else "{\"status\":\"queued\",\"delivery_mode\":\"poll\",\"method\":\"message/send\"}")
+                else
+                    "the real answer"
+
+            let body =
+                entries
+                |> List.map (fun (id, queued, spaced) ->
+                    Json.obj
+                        [ "delegation_id", Json.str id
+                          "status", Json.str "completed"
+                          "response_preview", Json.str (preview queued spaced) ]
+                    :> Nodes.JsonNode)
+                |> Json.arr
+                |> Json.compact
+
+            let run = runWith (except Get "/delegations" (reply 200 body)) ctx (CheckTaskStatus(peerId, None))
+            let items = Json.tryParse run.Output.Text |> Option.bind (Json.prop "delegations") |> Option.bind Json.asArray
+
+            isSuccess run
+            && (items.Value |> List.map (Json.stringProp "status"))
+               = (entries |> List.truncate 10 |> List.map (fun (_, q, _) -> Some(if q then "queued" else "completed"))))
+    )
