@@ -111,6 +111,14 @@ let private removedStep (ctx: ToolContext) (body: string) : Step =
     let info = removedInfo ctx body
     Done({ Text = Text.removed info; IsError = true }, [ WorkspaceRemoved info ])
 
+/// A 410 that names another workspace (the peer) is about that peer, not about this workspace.
+let private namesPeer (ctx: ToolContext) (peer: string) (body: string) : bool =
+    match parseJson body |> Option.bind (Json.stringProp "id") with
+    | Some id ->
+        id.Equals(peer, StringComparison.OrdinalIgnoreCase)
+        && not (id.Equals(ctx.Config.WorkspaceId, StringComparison.OrdinalIgnoreCase))
+    | None -> false
+
 /// Runs a platform program unless the workspace is already known to be removed.
 let private platform (ctx: ToolContext) (program: unit -> Step) : Step =
     match ctx.Removed with
@@ -290,8 +298,9 @@ let private rpcErrorDetail (err: JsonNode) : string =
         | None, Some c -> $"JSON-RPC error without a message (code={c})"
         | None, None -> "JSON-RPC error without a message"
 
-let private a2aOutcome (ctx: ToolContext) (resp: Response) : A2aOutcome =
+let private a2aOutcome (ctx: ToolContext) (target: string) (resp: Response) : A2aOutcome =
     match resp with
+    | Reply(410, body) when namesPeer ctx target body -> Failed $"workspace {target} was deleted on the platform"
     | Reply(410, body) -> Gone body
     | Reply(status, body) ->
         let node = parseJson body
@@ -394,12 +403,14 @@ let private delegateTask (ctx: ToolContext) (target: string) (task: string) : St
                 report "a2a_send" $"Delegating to {name}" "ok" (Some(Json.obj [ "task", Json.str task ] :> JsonNode)) None None None (fun () ->
                     NewId(fun rpcId ->
                         NewId(fun messageId ->
-                            Call(Api.a2aSend cfg target rpcId messageId task, fun resp -> finish (a2aOutcome ctx resp)))))
+                            Call(Api.a2aSend cfg target rpcId messageId task, fun resp -> finish (a2aOutcome ctx target resp)))))
 
             Call(
                 Api.discover cfg target,
                 fun resp ->
                     match resp with
+                    | Reply(410, body) when namesPeer ctx target body ->
+                        fail $"Error: workspace {target} was deleted on the platform. Pick another peer from list_peers."
                     | Reply(410, body) -> removedStep ctx body
                     | Reply(s, body) when is2xx s ->
                         let node = parseJson body

@@ -931,3 +931,16 @@ let ``rule: a poll-mode queued envelope is never reported as a completed delegat
             && (items.Value |> List.map (Json.stringProp "status"))
                = (entries |> List.truncate 10 |> List.map (fun (_, q, _) -> Some(if q then "queued" else "completed"))))
     )
+
+[<Fact>]
+let ``a 410 that names the peer is about the peer, not this workspace`` () =
+    let gone = reply 410 $"{{\"error\":\"workspace removed\",\"id\":\"{peerId}\"}}"
+    let viaDiscover = runWith (except Get $"/registry/discover/{peerId}" gone) ctx (DelegateTask(peerId, "t"))
+    Assert.True(isError viaDiscover)
+    Assert.Contains($"workspace {peerId} was deleted", viaDiscover.Output.Text)
+    Assert.Empty(viaDiscover.Observations)
+    let viaSend = runWith (except Post "/a2a" gone) ctx (DelegateTask(peerId, "t"))
+    Assert.StartsWith($"DELEGATION FAILED to Bob: workspace {peerId} was deleted", viaSend.Output.Text)
+    Assert.DoesNotContain(viaSend.Observations, fun o -> match o with WorkspaceRemoved _ -> true | _ -> false)
+    let own410 = runWith (except Post "/a2a" (reply 410 "{}")) ctx (DelegateTask(peerId, "t"))
+    Assert.Contains(WorkspaceRemoved { Id = ownId; RemovedAt = None; Hint = Text.defaultRemovedHint }, own410.Observations)
