@@ -74,21 +74,26 @@ let private platformMessage (body: string) : string =
 
 let private withMessage (msg: string) = if msg = "" then "" else $": {msg}"
 
-let private tokenRejected (status: int) (msg: string) =
-    $"Error: the platform rejected this workspace's token (HTTP {inv status}{withMessage msg}). The workspace may have been deleted on the platform. Regenerate the workspace token from the canvas → Tokens tab, update your MCP config and restart your runtime."
+/// Why a 401/403 happened and what to do (no "Error:" prefix).
+let private tokenRejectedDetail (status: int) (msg: string) =
+    $"the platform rejected this workspace's token (HTTP {inv status}{withMessage msg}). The workspace may have been deleted on the platform. Regenerate the workspace token from the canvas → Tokens tab, update your MCP config and restart your runtime."
+
 
 let private isTokenProblem (status: int) (msg: string) =
     status = 401
     || (status = 403 && (msg = "" || msg.Contains("token", StringComparison.OrdinalIgnoreCase)))
 
-/// Error text for a non-success HTTP answer.
-let private httpFailure (status: int) (body: string) : string =
+/// What went wrong for a non-success HTTP answer (no "Error:" prefix).
+let private httpDetail (status: int) (body: string) : string =
     let msg = platformMessage body
 
     if isTokenProblem status msg then
-        tokenRejected status msg
+        tokenRejectedDetail status msg
     else
-        $"Error: platform answered HTTP {inv status}{withMessage msg}"
+        $"platform answered HTTP {inv status}{withMessage msg}"
+
+/// Error text for a non-success HTTP answer.
+let private httpFailure (status: int) (body: string) : string = "Error: " + httpDetail status body
 
 let private transportFailure (ctx: ToolContext) (message: string) =
     $"Error: could not reach the platform at {ctx.Config.PlatformUrl}: {message}"
@@ -309,19 +314,14 @@ let private a2aOutcome (ctx: ToolContext) (target: string) (resp: Response) : A2
         if is2xx status && sp "status" = Some "queued" && sp "delivery_mode" = Some "poll" then
             QueuedForPoll(sp "method" |> Option.defaultValue "message/send")
         elif status >= 400 then
-            let msg = platformMessage body
-
-            if isTokenProblem status msg then
-                Failed(tokenRejected status msg)
-            else
-                Failed $"platform answered HTTP {inv status}{withMessage msg}"
+            Failed(httpDetail status body)
         else
             match node |> Option.bind (Json.prop "error"), node |> Option.bind (Json.prop "result") with
             | Some err, _ -> Failed(rpcErrorDetail err)
             | None, Some result ->
                 let text = String.Join("\n", resultText result)
 
-                if text.StartsWith("Agent error:", StringComparison.Ordinal) then Failed text
+                if text.TrimStart().StartsWith("Agent error:", StringComparison.Ordinal) then Failed(text.Trim())
                 elif isBlank text then Answered "(the peer answered without any text)"
                 else Answered text
             | None, None ->
@@ -432,7 +432,7 @@ let private delegateTask (ctx: ToolContext) (target: string) (task: string) : St
                             |> Option.defaultValue ""
 
                         fail $"Error: workspace {target} is not available right now{st}. Try again later or pick another peer."
-                    | Reply(s, body) -> fail $"Error: could not look up workspace {target}: {(httpFailure s body).Substring(7)}"
+                    | Reply(s, body) -> fail $"Error: could not look up workspace {target}: {httpDetail s body}"
                     | TransportError m -> fail (transportFailure ctx m)
                     | TimedOut t -> fail (timeoutFailure t)
             ))
@@ -481,13 +481,7 @@ let private delegateTaskAsync (ctx: ToolContext) (target: string) (task: string)
                         answer id "Task delegated. The platform runs it in the background. Use check_task_status to poll for results."
                     | s, None when is2xx s ->
                         fail $"Error: delegation to {target} was accepted (HTTP {inv s}) but the platform returned no delegation_id: {short body}"
-                    | s, _ ->
-                        let msg = platformMessage body
-
-                        if isTokenProblem s msg then
-                            fail (tokenRejected s msg)
-                        else
-                            fail $"Error: delegation to {target} failed: platform answered HTTP {inv s}{withMessage msg}")))
+                    | s, _ -> fail $"Error: delegation to {target} failed: {httpDetail s body}")))
 
 let private queuedEnvelope = Regex("\"status\"\\s*:\\s*\"queued\"", RegexOptions.CultureInvariant)
 
@@ -516,12 +510,7 @@ let private checkTaskStatus (ctx: ToolContext) (taskId: string option) : Step =
     platform ctx (fun () ->
         call ctx (Api.delegations ctx.Config) (fun status body ->
             if not (is2xx status) then
-                let msg = platformMessage body
-
-                if isTokenProblem status msg then
-                    fail (tokenRejected status msg)
-                else
-                    fail $"Error: failed to check delegations: platform answered HTTP {inv status}{withMessage msg}"
+                fail $"Error: failed to check delegations: {httpDetail status body}"
             else
                 match parseJson body |> Option.bind Json.asArray with
                 | None -> fail $"Error: failed to check delegations: the platform's answer is not a JSON list: {short body}"
