@@ -6,13 +6,28 @@ open System.Text.Encodings.Web
 open System.Text.Json
 open System.Text.Json.Nodes
 
-/// Parses JSON text; None for empty, invalid or deeply nested input. Never throws.
+/// Touches every node so that lazily materialised objects fail now (e.g. duplicate property names)
+/// instead of throwing later at the first lookup.
+let rec private materialise (node: JsonNode) =
+    match node with
+    | :? JsonObject as o ->
+        for kv in o do
+            materialise kv.Value
+    | :? JsonArray as a ->
+        for item in a do
+            materialise item
+    | _ -> ()
+
+/// Parses JSON text; None for empty, invalid, duplicate-keyed or deeply nested input. Never throws,
+/// and the returned tree never throws on lookups.
 let tryParse (text: string) : JsonNode option =
     if String.IsNullOrWhiteSpace text then
         None
     else
         try
-            JsonNode.Parse(text, documentOptions = JsonDocumentOptions(MaxDepth = 64)) |> Option.ofObj
+            let node = JsonNode.Parse(text, documentOptions = JsonDocumentOptions(MaxDepth = 64))
+            materialise node
+            Option.ofObj node
         with _ ->
             None
 

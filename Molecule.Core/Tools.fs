@@ -62,7 +62,7 @@ let specs: ToolSpec list =
 
       spec
           "delegate_task_async"
-          "Send a task to a peer workspace and return at once with a delegation_id; the platform delivers it in the background. Follow up with check_task_status(task_id=<delegation_id>). When the peer runs in poll mode, a completed status only means the task was delivered: the peer's real answer arrives later as a peer_agent message in your inbox."
+          "Send a task to a peer workspace and return at once with a delegation_id; the platform delivers it in the background. Follow up with check_task_status(task_id=<delegation_id>). When the peer runs in poll mode, check_task_status reports queued: the task was delivered and the peer's answer arrives later as a peer_agent message in your inbox."
           delegateSchema
 
       spec
@@ -130,7 +130,7 @@ let specs: ToolSpec list =
 
       spec
           "commit_memory"
-          "Save a fact in the platform's persistent memory. scope LOCAL (default): only this workspace reads it; TEAM: your team (parent and siblings) reads it too; GLOBAL: every workspace reads it, and only root workspaces (tier 0) may write it. Do not store secrets."
+          "Save a fact in the platform's persistent memory. scope LOCAL (default): only this workspace reads it; TEAM: your team (parent and siblings) reads it too; GLOBAL: every workspace reads it; only root workspaces (no parent) may write it, and the platform says so otherwise. Do not store secrets."
           (objectSchema
               [ "content", stringProp "The fact to remember, as plain text."
                 "scope", enumProp [ "LOCAL"; "TEAM"; "GLOBAL" ] "Who can read it: LOCAL (default), TEAM or GLOBAL." ]
