@@ -69,6 +69,7 @@ let genBody: Gen<string> =
                 "{\"status\":\"ok\"}"
                 "{\"error\":\"invalid workspace auth token\"}"
                 $"{{\"error\":\"bad token {token}\"}}"
+                $"{{\"id\":\"{token}\",\"removed_at\":\"{token}\",\"status\":\"removed\"}}"
                 "not json"
                 String('x', 500)
                 $"{String('y', 190)}{token}" ]
@@ -98,7 +99,10 @@ let genCommand: Gen<Lifecycle.Command> =
         [ genAnyResponse |> Gen.map Lifecycle.RegisterOutcome
           genAnyResponse |> Gen.map Lifecycle.HeartbeatOutcome
           genAnyResponse |> Gen.map Lifecycle.ProbeOutcome
-          Gen.elements [ Reply(200, "{\"id\":\"x\",\"status\":\"removed\"}"); Reply(200, "{\"status\":\"online\"}") ]
+          Gen.elements
+              [ Reply(200, "{\"id\":\"x\",\"status\":\"removed\"}")
+                Reply(200, "{\"status\":\"online\"}")
+                Reply(410, $"{{\"id\":\"{token}\"}}") ]
           |> Gen.map Lifecycle.ProbeOutcome
           genRemovedInfo |> Gen.map (WorkspaceRemoved >> Lifecycle.Observed)
           Gen.constant (Lifecycle.Observed(PeerNames [ "a", "b" ])) ]
