@@ -230,7 +230,7 @@ let ``rule: identical non-auth heartbeat warnings repeat only on the 1st and eve
 [<Fact>]
 let ``rule: heartbeat never exits`` () =
     check 300 (
-        Prop.forAll (Arb.fromGen (Gen.zip genConfig (Gen.listOf genAnyResponse |> Gen.resize 80))) (fun (c, outcomes) ->
+        Prop.forAll (Arb.fromGen (Gen.zip genConfig (runsOf genAnyResponse 70))) (fun (c, outcomes) ->
             let _, perStep = run c (outcomes |> List.map hb)
             perStep |> List.forall (fun effs -> exits effs |> List.isEmpty))
     )
@@ -305,10 +305,26 @@ let ``rule: 410 anywhere marks the workspace removed exactly once`` () =
     check 400 (
         Prop.forAll (Arb.fromGen (Gen.listOf genCommand |> Gen.resize 40)) (fun commands ->
             let final, perStep = run cfg commands
+            let removedEvents =
+                commands
+                |> List.fold
+                    (fun (st, n) cmd ->
+                        let evs = Lifecycle.decide cfg cmd st
+                        let n' =
+                            n
+                            + (evs
+                               |> List.filter (function
+                                   | Lifecycle.WorkspaceRemoved _ -> true
+                                   | _ -> false)
+                               |> List.length)
+                        List.fold Lifecycle.evolve st evs, n')
+                    (Lifecycle.initial, 0)
+                |> snd
             let removedLogs =
                 perStep |> List.sumBy (fun effs -> logs Error effs |> List.filter (fun t -> t.Contains "was deleted on the platform") |> List.length)
             let signalled = commands |> List.exists isRemovalSignal
-            final.Removed.IsSome = signalled && removedLogs = (if signalled then 1 else 0))
+            let expected = if signalled then 1 else 0
+            final.Removed.IsSome = signalled && removedLogs = expected && removedEvents = expected)
     )
 
 [<Fact>]
