@@ -117,6 +117,13 @@ let private flag (env: Map<string, string>) (name: string) =
 
 let private isDigits (s: string) = s <> "" && s |> Seq.forall Char.IsAsciiDigit
 
+/// Interval settings (seconds): unset/invalid/non-positive → the default; clamped to 0.2..max.
+/// Only tests and impatient demos need them; the defaults are the platform's cadence (spec §2.3, §2.4).
+let private interval (fallback: float) (max: float) (raw: string) : float =
+    match Double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture) with
+    | true, v when Double.IsFinite v && v > 0.0 -> Math.Clamp(v, 0.2, max)
+    | _ -> fallback
+
 /// MOLECULE_MCP_POLL_TIMEOUT_SECS: unset/invalid/negative → 2, above 60 → 60 (also for huge numbers).
 let private pollTimeout (v: string) =
     match Int32.TryParse(v, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture) with
@@ -214,6 +221,8 @@ let parse (env: Map<string, string>) (stateDir: string) (tokenFile: string optio
               HeartbeatEnabled = not (flag env "MOLECULE_MCP_DISABLE_HEARTBEAT")
               InboxEnabled = not (flag env "MOLECULE_MCP_DISABLE_INBOX")
               PollTimeoutSecs = pollTimeout (var env "MOLECULE_MCP_POLL_TIMEOUT_SECS")
+              HeartbeatIntervalSecs = interval 20.0 300.0 (var env "MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS")
+              PollIntervalSecs = interval 5.0 60.0 (var env "MOLECULE_MCP_POLL_INTERVAL_SECS")
               Tier = tier (var env "WORKSPACE_TIER") }
     | _ ->
         let err r =

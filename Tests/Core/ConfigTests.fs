@@ -556,3 +556,27 @@ let ``state dir examples (spec 1.3)`` () =
     Assert.Equal("/configs", Config.stateDir Map.empty "/home/u" true)
     Assert.Equal("/home/u/.molecule-workspace", Config.stateDir (Map.ofList [ "CONFIGS_DIR", "  " ]) "/home/u/" false)
     Assert.Equal(".auth_token", Config.tokenFileName)
+
+[<Fact>]
+let ``rule: heartbeat and poll intervals default to the platform cadence and stay within bounds`` () =
+    let g =
+        Gen.oneof
+            [ ArbMap.defaults |> ArbMap.generate<string>
+              ArbMap.defaults |> ArbMap.generate<float> |> Gen.map (fun f -> f.ToString(Globalization.CultureInfo.InvariantCulture))
+              Gen.elements [ ""; "0"; "-1"; "NaN"; "Infinity"; "0.01"; "1e9"; "0.5" ] ]
+    check 300 (
+        Prop.forAll (Arb.fromGen g) (fun v ->
+            let env =
+                (validEnv "0f8fad5b-d9cb-469f-a165-70867728950e" "https://h" "tok")
+                    .Add("MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS", v)
+                    .Add("MOLECULE_MCP_POLL_INTERVAL_SECS", v)
+            let c = Config.parse env "/d" None |> ok
+            c.HeartbeatIntervalSecs >= 0.2 && c.HeartbeatIntervalSecs <= 300.0
+            && c.PollIntervalSecs >= 0.2 && c.PollIntervalSecs <= 60.0)
+    )
+    let defaults = Config.parse (validEnv "0f8fad5b-d9cb-469f-a165-70867728950e" "https://h" "tok") "/d" None |> ok
+    Assert.Equal(20.0, defaults.HeartbeatIntervalSecs)
+    Assert.Equal(5.0, defaults.PollIntervalSecs)
+    let fast =
+        Config.parse ((validEnv "0f8fad5b-d9cb-469f-a165-70867728950e" "https://h" "tok").Add("MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS", "0.5")) "/d" None |> ok
+    Assert.Equal(0.5, fast.HeartbeatIntervalSecs)
