@@ -100,12 +100,17 @@ let private keyOf (m: InboxMessage) = (parseTime m.CreatedAt, m.CreatedAt, m.Act
 /// Compares two messages by the queue order.
 let compareMessages (a: InboxMessage) (b: InboxMessage) = compareKeys (keyOf a) (keyOf b)
 
-let private insertSorted (m: InboxMessage) (queue: InboxMessage list) =
-    let rec go acc rest =
-        match rest with
-        | x :: tail when compareMessages x m <= 0 -> go (x :: acc) tail
-        | _ -> List.rev acc @ (m :: rest)
-    go [] queue
+/// Merges new messages into the (sorted) queue; each timestamp is parsed once.
+let private mergeSorted (fresh: InboxMessage list) (queue: InboxMessage list) =
+    let keyed ms = ms |> List.map (fun m -> keyOf m, m)
+    let freshKeyed = keyed fresh |> List.sortWith (fun (a, _) (b, _) -> compareKeys a b)
+    let rec merge acc xs ys =
+        match xs, ys with
+        | [], rest
+        | rest, [] -> List.rev acc @ List.map snd rest
+        | (kx, x) :: xt, (ky, y) :: yt ->
+            if compareKeys kx ky <= 0 then merge (x :: acc) xt ys else merge (y :: acc) xs yt
+    merge [] (keyed queue) freshKeyed
 
 // ---------------------------------------------------------------------------------------------
 // Rows → messages
@@ -434,26 +439,27 @@ let private processRows (selfId: string) (rows: JsonNode list) (s: State) =
         |> List.sortWith (fun a b ->
             compareKeys (a.Time, a.Raw, defaultArg a.Id "") (b.Time, b.Raw, defaultArg b.Id ""))
     let seenSet = Set.ofList s.Seen
-    let folder (queue: InboxMessage list, known: Set<string>, added: string list, recorded, held: bool, outcomes) (row: Row) =
-        let skip = queue, known, added, recorded, held, (row, Skipped) :: outcomes
+    let folder (count: int, known: Set<string>, added: string list, recorded, held: bool, outcomes) (row: Row) =
+        let skip = count, known, added, recorded, held, (row, Skipped) :: outcomes
         match row.Id with
         | None -> skip
         | Some id when isEcho selfId row.Node || known.Contains id -> skip
         | Some _ ->
             match messageOfRow row.Node with
             | None -> skip
-            | Some _ when held || List.length queue >= capacity ->
-                queue, known, added, recorded, true, (row, HeldBack) :: outcomes
+            | Some _ when held || count >= capacity ->
+                count, known, added, recorded, true, (row, HeldBack) :: outcomes
             | Some m ->
-                insertSorted m queue,
+                count + 1,
                 known.Add m.ActivityId,
                 m.ActivityId :: added,
                 m :: recorded,
                 held,
                 (row, Recorded) :: outcomes
     let known = s.Queue |> List.fold (fun (k: Set<string>) m -> k.Add m.ActivityId) seenSet
-    let queue, _, added, recorded, _, outcomes =
-        List.fold folder (s.Queue, known, [], [], false, []) rows
+    let _, _, added, recordedRev, _, outcomes =
+        List.fold folder (List.length s.Queue, known, [], [], false, []) rows
+    let queue = if List.isEmpty recordedRev then s.Queue else mergeSorted recordedRev s.Queue
     let outcomes = List.rev outcomes
     let heldRows = outcomes |> List.filter (fun (_, o) -> o = HeldBack) |> List.map fst
     // The cursor may only move to a processed row strictly older than every held-back row.
@@ -506,7 +512,7 @@ let private processRows (selfId: string) (rows: JsonNode list) (s: State) =
           Seen = seen
           Failures = 0
           Paused = paused }
-    let recorded = List.rev recorded
+    let recorded = List.rev recordedRev
     let logs =
         recovered s
         @ (if recorded.IsEmpty then [] else [ Log(Debug, $"inbox: {fmt recorded.Length} new message(s)") ])
