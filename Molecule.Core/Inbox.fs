@@ -339,17 +339,71 @@ let private stateOfPersisted (p: Persisted) : State option =
                 Seen = trimSeen (List.distinct seen) }
     | _ -> None
 
+/// Reads a state document with System.Text.Json.Nodes only (no reflection): the fallback used when
+/// the serializer is unavailable (e.g. reflection disabled in a trimmed/NativeAOT build).
+let restorePlain (text: string) : State option =
+    let strings (node: JsonNode) =
+        Json.asArray node
+        |> Option.bind (fun items ->
+            let values = items |> List.map Json.asString
+            if values |> List.forall Option.isSome then Some(List.choose id values) else None)
+    let message (node: JsonNode) : PersistedMessage option =
+        let field n = Json.prop n node |> Option.bind Json.asString
+        match field "activity_id", field "text", field "peer_id", field "method", field "created_at" with
+        | Some id, Some text, Some peer, Some meth, Some at ->
+            Some
+                { activity_id = id
+                  text = text
+                  peer_id = peer
+                  kind = field "kind" |> Option.defaultValue ""
+                  ``method`` = meth
+                  created_at = at }
+        | _ -> None
+    try
+        Json.tryParse text
+        |> Option.bind (fun doc ->
+            let version =
+                Json.prop "version" doc
+                |> Option.bind (fun v -> match v with :? JsonValue as jv when jv.GetValueKind() = JsonValueKind.Number -> Json.asFloat v | _ -> None)
+            let cursor =
+                match Json.prop "cursor" doc with
+                | None -> Some None
+                | Some c -> Json.asString c |> Option.map Some
+            let queue =
+                Json.prop "queue" doc
+                |> Option.bind Json.asArray
+                |> Option.bind (fun items ->
+                    let ms = items |> List.map message
+                    if ms |> List.forall Option.isSome then Some(List.choose id ms) else None)
+            let seen = Json.prop "seen" doc |> Option.bind strings
+            match version, cursor, queue, seen with
+            | Some v, Some cursor, Some queue, Some seen when v = float snapshotVersion ->
+                stateOfPersisted
+                    { version = snapshotVersion
+                      cursor = cursor
+                      queue = queue
+                      seen = seen }
+            | _ -> None)
+    with _ ->
+        None
+
 /// The state at startup from the state file (if present) or else the legacy plain-text cursor.
 /// Total: unreadable input gives the empty state.
 let restore (stateFile: string option) (legacyCursor: string option) : State =
     match stateFile with
     | Some text ->
-        try
-            match JsonSerializer.Deserialize<Persisted>(text, jsonOptions) |> box with
-            | :? Persisted as p -> stateOfPersisted p |> Option.defaultValue empty
-            | _ -> empty
-        with _ ->
-            empty
+        let viaSerializer =
+            try
+                match JsonSerializer.Deserialize<Persisted>(text, jsonOptions) |> box with
+                | :? Persisted as p -> Result.Ok(stateOfPersisted p)
+                | _ -> Result.Ok None
+            with
+            | :? JsonException -> Result.Ok None
+            | e -> Result.Error e // the serializer itself failed (not the document): read it by hand
+        match viaSerializer with
+        | Result.Ok(Some s) -> s
+        | Result.Ok None -> empty
+        | Result.Error _ -> restorePlain text |> Option.defaultValue empty
     | None ->
         match legacyCursor with
         | Some c when not (isNull c) && validCursor (c.Trim()) -> { empty with Cursor = Some(c.Trim()) }
@@ -520,7 +574,9 @@ let private processRows (selfId: string) (rows: JsonNode list) (s: State) =
     s', recorded, logs @ persist s s'
 
 /// Folds one `/activity` poll response into the state. Returns the messages recorded by this poll
-/// (in queue order) and the effects: log lines and the state file write when it changed.
+/// (oldest first) and the effects: log lines and the state file write when it changed.
+/// Contract: the response answers `pollQuery` of this state (pops in between are fine); duplicated
+/// responses and overlapping since_id windows are harmless (dedupe), rows are never lost.
 let onPoll (selfId: string) (response: Response) (s: State) : State * InboxMessage list * Effect list =
     try
         match response with

@@ -303,6 +303,8 @@ let ``rule: restore of snapshot is identity`` () =
         Prop.forAll (Arb.fromGen genDurableState) (fun s ->
             Inbox.restore (Some(Inbox.snapshot s)) None = s
             && Inbox.restore (Some(Inbox.snapshotPlain s)) None = s
+            && Inbox.restorePlain (Inbox.snapshot s) = Some s
+            && Inbox.restorePlain (Inbox.snapshotPlain s) = Some s
             // the legacy cursor is only a fallback for a missing state file
             && Inbox.restore (Some(Inbox.snapshot s)) (Some "legacy-cursor") = s)
     )
@@ -336,8 +338,9 @@ let ``rule: restore is total (garbage gives the empty state)`` () =
         cfg 200,
         Prop.forAll (Arb.fromGen (Gen.two genGarbage)) (fun (a, b) ->
             let s = Inbox.restore (Some a) (Some b)
-            // either garbage → empty, or (rarely) a valid document
-            s = Inbox.empty || Inbox.restore (Some(Inbox.snapshot s)) None = s)
+            // either garbage → empty, or (rarely) a valid document; both readers agree
+            (s = Inbox.empty || Inbox.restore (Some(Inbox.snapshot s)) None = s)
+            && (Inbox.restorePlain a |> Option.defaultValue Inbox.empty) = s)
     )
 
 [<Fact>]
