@@ -118,20 +118,21 @@ let private render (rows: ModelRow list) =
     "[" + String.Join(",", rows |> List.map (fun r -> r.Wire)) + "]"
 
 /// `GET /workspaces/:id/activity?type=a2a_receive&…` with the reference server's semantics.
-let serve (query: PollQuery) (p: Platform) : Response =
+let serveRows (query: PollQuery) (p: Platform) : Result<ModelRow list, Response> =
     match query with
     | SinceId(cursor, limit) ->
         match live p |> List.tryFind (fun r -> r.Id = cursor) with
         | None ->
-            Reply(410, "{\"error\":\"since_id cursor not found (row may have been pruned or belongs to a different workspace); omit since_id to reset\"}")
-        | Some c ->
-            let rows = live p |> List.filter (fun r -> r.At > c.At) |> ascending p |> List.truncate limit
-            Reply(200, render rows)
+            Result.Error(Reply(410, "{\"error\":\"since_id cursor not found (row may have been pruned or belongs to a different workspace); omit since_id to reset\"}"))
+        | Some c -> Result.Ok(live p |> List.filter (fun r -> r.At > c.At) |> ascending p |> List.truncate limit)
     | SinceSecs(secs, limit) ->
         let from = p.Now - int64 secs * 1000L
-        let rows =
-            live p |> List.filter (fun r -> r.At >= from) |> ascending p |> List.rev |> List.truncate limit
-        Reply(200, render rows)
+        Result.Ok(live p |> List.filter (fun r -> r.At >= from) |> ascending p |> List.rev |> List.truncate limit)
+
+let serve (query: PollQuery) (p: Platform) : Response =
+    match serveRows query p with
+    | Result.Ok rows -> Reply(200, render rows)
+    | Result.Error response -> response
 
 /// Appends a row committed `lateMs` (≤ 1000) after its timestamp was taken.
 let append (kind: RowKind) (lateMs: int64) (format: int) (p: Platform) : Platform * ModelRow =
@@ -187,7 +188,9 @@ type Sim =
       LastResponse: Response option
       AppendsSinceCursorlessPoll: int
       /// Invariant violations seen along the way.
-      Violations: string list }
+      Violations: string list
+      /// Situations the run went through (to show the properties are not vacuous).
+      Events: Set<string> }
 
 let start tiesReversed inbox =
     { Platform = platform tiesReversed
@@ -198,7 +201,8 @@ let start tiesReversed inbox =
       Queries = []
       LastResponse = None
       AppendsSinceCursorlessPoll = 0
-      Violations = [] }
+      Violations = []
+      Events = Set.empty }
 
 /// Queue order as the test understands it: instant (UTC ticks), then id; all model timestamps parse.
 let orderKey (m: InboxMessage) =
@@ -218,6 +222,14 @@ let private check (before: Sim) (sim: Sim) =
 
 let applyResponse (response: Response) (sim: Sim) =
     let inbox, fresh, _ = Inbox.onPoll selfId response sim.Inbox
+    let events =
+        [ if inbox.Paused && not sim.Inbox.Paused then "pause"
+          if sim.Inbox.Paused && not inbox.Paused then "resume"
+          match response with
+          | Reply(410, _) -> "410"
+          | Reply(200, _) -> ()
+          | _ -> "failure" ]
+    let sim = { sim with Events = Set.union sim.Events (Set.ofList events) }
     let twice = fresh |> List.exists (fun m -> sim.SurfacedIds.Contains m.ActivityId)
     { sim with
         Inbox = inbox
@@ -228,8 +240,17 @@ let applyResponse (response: Response) (sim: Sim) =
 
 let poll (sim: Sim) =
     let query = Inbox.pollQuery sim.Inbox
-    let response = serve query sim.Platform
+    let served = serveRows query sim.Platform
+    let response =
+        match served with
+        | Result.Ok rows -> Reply(200, render rows)
+        | Result.Error response -> response
+    let full =
+        match served with
+        | Result.Ok rows -> List.length rows >= 100
+        | _ -> false
     let sim = applyResponse response sim
+    let sim = if full then { sim with Events = sim.Events.Add "full-page" } else sim
     { sim with
         Queries = query :: sim.Queries
         AppendsSinceCursorlessPoll = 0 }
@@ -258,8 +279,13 @@ let private appendOne kind late format (sim: Sim) =
     let sim =
         if sim.Inbox.Cursor.IsNone && sim.AppendsSinceCursorlessPoll >= 40 then poll sim else sim
     let p = if recentCount sim.Platform >= 40 then advance 2001L sim.Platform else sim.Platform
-    let p, _ = append kind late format p
+    let p', row = append kind late format p
+    let events =
+        [ if p.Rows |> List.exists (fun r -> r.At > row.At) then "late-commit"
+          if p.Rows |> List.exists (fun r -> r.At = row.At) then "equal-timestamps" ]
+    let p = p'
     { sim with
+        Events = Set.union sim.Events (Set.ofList events)
         Platform = p
         AppendsSinceCursorlessPoll = sim.AppendsSinceCursorlessPoll + (if sim.Inbox.Cursor.IsNone then 1 else 0) }
 
@@ -279,7 +305,7 @@ let step (before: Sim) (op: Op) : Sim =
         | Poll -> poll sim
         | Duplicate ->
             match sim.LastResponse with
-            | Some r -> applyResponse r sim
+            | Some r -> applyResponse r { sim with Events = sim.Events.Add "duplicate" }
             | None -> sim
         | Overlap back ->
             // onPoll answers pollQuery of the current state: an overlapping poll can only be a
@@ -288,12 +314,12 @@ let step (before: Sim) (op: Op) : Sim =
             | Some(SinceId _ as query), Some _ ->
                 match serve query sim.Platform with
                 | Reply(410, _) -> sim // a stale cursor's 410 is not what the host would act on
-                | response -> applyResponse response sim
+                | response -> applyResponse response { sim with Events = sim.Events.Add "overlap" }
             | _ -> sim
         | PruneCursor ->
             match sim.Inbox.Cursor with
             | Some c when replayCanRecover sim ->
-                let sim = { sim with Platform = prune c sim.Platform }
+                let sim = { sim with Platform = prune c sim.Platform; Events = sim.Events.Add "prune" }
                 let sim = poll sim
                 poll sim
             | _ -> sim
@@ -312,7 +338,7 @@ let step (before: Sim) (op: Op) : Sim =
         | PopUnknown ->
             let inbox, _, _ = Inbox.pop "not-a-queued-id" sim.Inbox
             { sim with Inbox = inbox }
-        | Restart -> { sim with Inbox = Inbox.restore (Some(Inbox.snapshot sim.Inbox)) None }
+        | Restart -> { sim with Inbox = Inbox.restore (Some(Inbox.snapshot sim.Inbox)) None; Events = sim.Events.Add "restart" }
         | Fail response -> applyResponse response sim
     check before sim
 

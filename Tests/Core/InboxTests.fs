@@ -136,6 +136,18 @@ let ``rule: every non-echo row is surfaced exactly once`` () =
     )
 
 [<Fact>]
+let ``model: the generated scenarios go through every tricky situation`` () =
+    // Guards against vacuous delivery properties: late commits, equal timestamps, full pages,
+    // paused intake, pruned cursors (410), restarts, duplicated and overlapping responses all occur.
+    let sample weights = Gen.sampleWithSize 60 40 (genScenario weights) |> Array.toList
+    let events =
+        (sample mixed @ sample {| pops = 1; appends = 4; bursts = 4; resets = 0 |})
+        |> List.map (fun sc -> (run sc |> drain).Events)
+        |> Set.unionMany
+    for e in [ "late-commit"; "equal-timestamps"; "full-page"; "pause"; "resume"; "410"; "prune"; "restart"; "duplicate"; "overlap"; "failure" ] do
+        Assert.True(events.Contains e, $"no generated scenario had: {e}")
+
+[<Fact>]
 let ``rule: a popped message never comes back`` () =
     let weights = {| pops = 6; appends = 6; bursts = 1; resets = 3 |}
     Check.One(
