@@ -36,6 +36,10 @@ type Config =
       InboxEnabled: bool
       /// 0..60; 0 = push only (instructions say so).
       PollTimeoutSecs: int
+      /// Seconds between heartbeats (MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS, default 20).
+      HeartbeatIntervalSecs: float
+      /// Seconds between inbox polls (MOLECULE_MCP_POLL_INTERVAL_SECS, default 5).
+      PollIntervalSecs: float
       /// WORKSPACE_TIER (default 1); GLOBAL memory writes need 0.
       Tier: int }
 

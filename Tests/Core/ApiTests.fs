@@ -24,6 +24,8 @@ let cfg: Config =
       HeartbeatEnabled = true
       InboxEnabled = true
       PollTimeoutSecs = 30
+      HeartbeatIntervalSecs = 20.0
+      PollIntervalSecs = 5.0
       Tier = 1 }
 
 let header (name: string) (r: Request) =

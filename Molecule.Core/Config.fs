@@ -1,0 +1,286 @@
+/// Environment → validated `Config` (or every problem at once), state directory, help text, log scrubbing.
+/// Pure and total: no IO (the host reads the env, the token file and checks /configs), never throws.
+[<CompilationRepresentation(CompilationRepresentationFlags.ModuleSuffix)>]
+module Molecule.Core.Config
+
+open System
+open System.Globalization
+
+type ConfigError =
+    | Missing of var: string
+    | Invalid of var: string * reason: string
+
+/// Name of the token file inside the state directory.
+let tokenFileName = ".auth_token"
+
+let private tokenVar = "MOLECULE_WORKSPACE_TOKEN"
+
+/// Null-safe trim.
+let private trim (s: string) = if isNull s then "" else s.Trim()
+
+/// Trimmed env value, "" when unset.
+let private var (env: Map<string, string>) (name: string) =
+    match Map.tryFind name env with
+    | Some v -> trim v
+    | None -> ""
+
+/// Joins a directory and a file name with exactly one '/'.
+let private join (dir: string) (name: string) =
+    let d = if isNull dir then "" else dir.TrimEnd('/')
+    d + "/" + name
+
+/// CONFIGS_DIR (trimmed, non-empty) → "/configs" when writable → <home>/.molecule-workspace.
+let stateDir (env: Map<string, string>) (home: string) (configsWritable: bool) : string =
+    match var env "CONFIGS_DIR" with
+    | "" -> if configsWritable then "/configs" else join home ".molecule-workspace"
+    | dir ->
+        // Keep a lone "/" but drop trailing slashes otherwise, so file paths never get "//".
+        let d = dir.TrimEnd('/')
+        if d = "" then "/" else d
+
+// ---------------------------------------------------------------------------------------------
+// Platform URL
+// ---------------------------------------------------------------------------------------------
+
+let private hasBadChar (s: string) =
+    s |> Seq.exists (fun c -> Char.IsWhiteSpace c || Char.IsControl c || c = '\\')
+
+/// (base URL, origin). The base URL is origin + path (trailing '/' dropped), so normalising it again
+/// gives the same pair. The origin is what the platform sees as its own: scheme://host[:port], lower-case,
+/// default port omitted, IPv6 bracketed, international names in their ASCII (IDN) form.
+/// Reasons never echo the value (users sometimes paste the token into the wrong variable).
+let normaliseUrl (raw: string) : Result<string * string, string> =
+    let s = (trim raw).TrimEnd('/')
+    let sep = s.IndexOf("://", StringComparison.Ordinal)
+    if s = "" then
+        Result.Error "is empty"
+    elif hasBadChar s then
+        Result.Error "must not contain spaces, control characters or backslashes"
+    elif s.Contains '?' then
+        Result.Error "must not contain a query string ('?…'); give only the base URL"
+    elif s.Contains '#' then
+        Result.Error "must not contain a fragment ('#…'); give only the base URL"
+    elif sep <= 0 then
+        Result.Error "must be an absolute http(s) URL, e.g. https://your-tenant.moleculesai.app"
+    else
+        let scheme = s.Substring(0, sep).ToLowerInvariant()
+        let rest = s.Substring(sep + 3)
+        let slash = rest.IndexOf '/'
+        let authority = if slash < 0 then rest else rest.Substring(0, slash)
+        let path = if slash < 0 then "" else rest.Substring(slash).TrimEnd('/')
+        if scheme <> "http" && scheme <> "https" then
+            Result.Error "must use the http or https scheme"
+        elif authority = "" then
+            Result.Error "has no host"
+        elif authority.Contains '@' then
+            Result.Error "must not contain credentials (user@host); put the token in MOLECULE_WORKSPACE_TOKEN"
+        elif path.Contains "//" then
+            Result.Error "must not contain empty path segments ('//')"
+        else
+            let parsed =
+                try
+                    match Uri.TryCreate(scheme + "://" + authority + "/", UriKind.Absolute) with
+                    | true, u when not (isNull u) -> Some u
+                    | _ -> None
+                with _ ->
+                    None
+            match parsed with
+            | None -> Result.Error "has an invalid host or port"
+            | Some u ->
+                let host =
+                    match u.HostNameType with
+                    | UriHostNameType.Dns -> u.IdnHost
+                    | _ -> u.Host
+                    |> fun h -> if isNull h then "" else h.ToLowerInvariant()
+                if host = "" || host = "[]" then
+                    Result.Error "has no host"
+                else
+                    let port =
+                        if u.IsDefaultPort then "" else ":" + u.Port.ToString(CultureInfo.InvariantCulture)
+                    let origin = scheme + "://" + host + port
+                    Ok(origin + path, origin)
+
+// ---------------------------------------------------------------------------------------------
+// Parsing
+// ---------------------------------------------------------------------------------------------
+
+/// A flag is on when its trimmed value is non-empty, EXCEPT 0/false/no/off (any case), which mean off.
+/// (The reference treated every non-empty value as on, so MOLECULE_MCP_VERBOSE=0 turned logging up.)
+let private flag (env: Map<string, string>) (name: string) =
+    match (var env name).ToLowerInvariant() with
+    | ""
+    | "0"
+    | "false"
+    | "no"
+    | "off" -> false
+    | _ -> true
+
+let private isDigits (s: string) = s <> "" && s |> Seq.forall Char.IsAsciiDigit
+
+/// Interval settings (seconds): unset/invalid/non-positive → the default; clamped to 0.2..max.
+/// Only tests and impatient demos need them; the defaults are the platform's cadence (spec §2.3, §2.4).
+let private interval (fallback: float) (max: float) (raw: string) : float =
+    match Double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture) with
+    | true, v when Double.IsFinite v && v > 0.0 -> Math.Clamp(v, 0.2, max)
+    | _ -> fallback
+
+/// MOLECULE_MCP_POLL_TIMEOUT_SECS: unset/invalid/negative → 2, above 60 → 60 (also for huge numbers).
+let private pollTimeout (v: string) =
+    match Int32.TryParse(v, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture) with
+    | true, n when n < 0 -> 2
+    | true, n -> min n 60
+    | _ ->
+        // Too big for an int but still a plain positive number → the ceiling.
+        let digits = if v.StartsWith '+' then v.Substring 1 else v
+        if isDigits digits then 60 else 2
+
+/// WORKSPACE_TIER: a non-negative integer, else 1.
+let private tier (v: string) =
+    match Int32.TryParse(v, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture) with
+    | true, n when n >= 0 -> n
+    | _ -> 1
+
+let private skills (v: string) =
+    v.Split ',' |> Array.toList |> List.map trim |> List.filter ((<>) "") |> List.distinct
+
+let private validToken (t: string) = t |> Seq.forall (fun c -> c > ' ' && c < '\u007f')
+
+let private workspaceId (env: Map<string, string>) : Result<string, ConfigError> =
+    match var env "WORKSPACE_ID" with
+    | "" -> Result.Error(Missing "WORKSPACE_ID")
+    | id ->
+        match Guid.TryParseExact(id, "D") with
+        | true, _ -> Ok(id.ToLowerInvariant())
+        | _ ->
+            Result.Error(
+                Invalid(
+                    "WORKSPACE_ID",
+                    $"must be the workspace UUID from the canvas (8-4-4-4-12 hex digits), got {id.Length} characters that are not a UUID"
+                )
+            )
+
+let private platformUrl (env: Map<string, string>) : Result<string * string, ConfigError> =
+    match var env "PLATFORM_URL" with
+    | "" -> Result.Error(Missing "PLATFORM_URL")
+    | url ->
+        match normaliseUrl url with
+        | Ok pair -> Ok pair
+        | Result.Error reason -> Result.Error(Invalid("PLATFORM_URL", reason))
+
+/// ONE token source, ONE precedence (fixes spec P1): env MOLECULE_WORKSPACE_TOKEN wins, else the token file.
+let private token (env: Map<string, string>) (dir: string) (tokenFile: string option) =
+    let fromFile () =
+        match tokenFile |> Option.map trim with
+        | Some t when t <> "" -> Some(t, FromFile(join dir tokenFileName))
+        | _ -> None
+    let found =
+        match var env tokenVar with
+        | "" -> fromFile ()
+        | t -> Some(t, FromEnv)
+    match found with
+    | None -> Result.Error(Missing tokenVar)
+    | Some(t, src) when validToken t -> Ok(t, src)
+    | Some(_, src) ->
+        let where =
+            match src with
+            | FromEnv -> "the value"
+            | FromFile p -> $"the token read from {p}"
+        Result.Error(
+            Invalid(tokenVar, $"{where} contains whitespace, control or non-ASCII characters; paste the token exactly as the canvas shows it")
+        )
+
+/// Env map → validated Config, or ALL the problems found.
+let parse (env: Map<string, string>) (stateDir: string) (tokenFile: string option) : Result<Config, ConfigError list> =
+    let env = if isNull (box env) then Map.empty else env
+    let stateDir = trim stateDir
+    let id = workspaceId env
+    let url = platformUrl env
+    let tok = token env stateDir tokenFile
+    match id, url, tok with
+    | Ok id, Ok(baseUrl, origin), Ok(t, src) ->
+        let name =
+            match var env "MOLECULE_AGENT_NAME" with
+            | "" -> "molecule-mcp-" + id.Substring(0, 8)
+            | n -> n
+        let description =
+            match var env "MOLECULE_AGENT_DESCRIPTION" with
+            | "" -> None
+            | d -> Some d
+        Ok
+            { WorkspaceId = id
+              PlatformUrl = baseUrl
+              Origin = origin
+              Token = t
+              TokenSource = src
+              AgentCard =
+                { Name = name
+                  Description = description
+                  Skills = skills (var env "MOLECULE_AGENT_SKILLS") }
+              StateDir = stateDir
+              Verbose = flag env "MOLECULE_MCP_VERBOSE"
+              HeartbeatEnabled = not (flag env "MOLECULE_MCP_DISABLE_HEARTBEAT")
+              InboxEnabled = not (flag env "MOLECULE_MCP_DISABLE_INBOX")
+              PollTimeoutSecs = pollTimeout (var env "MOLECULE_MCP_POLL_TIMEOUT_SECS")
+              HeartbeatIntervalSecs = interval 20.0 300.0 (var env "MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS")
+              PollIntervalSecs = interval 5.0 60.0 (var env "MOLECULE_MCP_POLL_INTERVAL_SECS")
+              Tier = tier (var env "WORKSPACE_TIER") }
+    | _ ->
+        let err r =
+            match r with
+            | Result.Error e -> [ e ]
+            | Ok _ -> []
+        Result.Error(err id @ err url @ err tok)
+
+// ---------------------------------------------------------------------------------------------
+// Help, logging
+// ---------------------------------------------------------------------------------------------
+
+/// Text for stderr before exit 2. Never contains any env value (only variable names and reasons).
+let helpText (errors: ConfigError list) : string =
+    let missing =
+        errors
+        |> List.choose (function
+            | Missing v when v = tokenVar -> Some(tokenVar + " (or CONFIGS_DIR/.auth_token)")
+            | Missing v -> Some v
+            | Invalid _ -> None)
+        |> List.distinct
+    let invalid =
+        errors
+        |> List.choose (function
+            | Invalid(v, reason) -> Some $"Invalid {v}: {reason}"
+            | Missing _ -> None)
+    [ yield "molecule-mcp: missing or invalid environment."
+      yield "Set these variables in the MCP server config before starting molecule-mcp:"
+      yield "  WORKSPACE_ID              the workspace UUID, as shown in the canvas"
+      yield "  PLATFORM_URL              the platform base URL, e.g. https://your-tenant.moleculesai.app"
+      yield "                            (http://127.0.0.1:<port> for the local platform)"
+      yield "  MOLECULE_WORKSPACE_TOKEN  the workspace bearer token from the canvas → Tokens tab"
+      yield "                            (or store it in CONFIGS_DIR/.auth_token)"
+      yield "Optional: MOLECULE_AGENT_NAME, MOLECULE_AGENT_DESCRIPTION, MOLECULE_AGENT_SKILLS (comma-separated)."
+      yield ""
+      if not missing.IsEmpty then
+          yield "Currently missing: " + String.Join(", ", missing)
+      yield! invalid ]
+    |> String.concat "\n"
+
+/// Info when MOLECULE_MCP_VERBOSE is on, else Warning.
+let minLogLevel (config: Config) : LogLevel = if config.Verbose then Info else Warning
+
+/// Replaces every occurrence of the token by "***". The raw env value only differs from the stored token by
+/// surrounding whitespace, so it contains the token and is covered too. Should a token ever contain '*'
+/// the mask is a string sharing no character with the token (else plain removal until none is left), so
+/// the result can never contain the token.
+let scrub (config: Config) (text: string) : string =
+    let text = if isNull text then "" else text
+    let token = if isNull (box config) || isNull config.Token then "" else config.Token
+    if token = "" then
+        text
+    else
+        let disjoint (mask: string) = mask |> Seq.forall (fun c -> not (token.Contains c))
+        match [ "***"; "###"; "~~~"; "[redacted]" ] |> List.tryFind disjoint with
+        | Some mask -> text.Replace(token, mask, StringComparison.Ordinal)
+        | None ->
+            let mutable t = text
+            while t.Contains(token, StringComparison.Ordinal) do
+                t <- t.Replace(token, "", StringComparison.Ordinal)
+            t

@@ -1,0 +1,213 @@
+/// The workspace lifecycle as a decider: register / heartbeat / probe outcomes and tool observations
+/// → events → state; events → effects (logs, exit 3, the inbound-secret file). Pure and total.
+module Molecule.Core.Lifecycle
+
+open System
+open System.Globalization
+
+/// A non-auth failure of a platform call.
+type Failure =
+    /// HTTP status ≥ 400 (not 401/403/410) with the raw body.
+    | HttpFailure of status: int * body: string
+    | Unreachable of detail: string
+    | TimeoutAfter of secs: float
+
+type State =
+    { Registered: bool
+      /// Consecutive heartbeat 401/403 (the "strike" counter); reset by a successful heartbeat only.
+      AuthFailures: int
+      Removed: RemovedInfo option
+      /// Consecutive non-auth heartbeat failures; reset by a successful heartbeat only.
+      HeartbeatFailures: int
+      /// Kind of the last non-auth heartbeat failure ("http 500", "unreachable", "timeout"); "" when none.
+      LastFailureKind: string }
+
+type Command =
+    | RegisterOutcome of Response
+    | HeartbeatOutcome of Response
+    | ProbeOutcome of Response
+    | Observed of Observation
+
+type Event =
+    | Registered
+    /// 401/403/410 at register: the process must stop (exit 3).
+    | RegisterRejected of status: int
+    /// Any other failure at register: warn and keep going.
+    | RegisterFailed of Failure
+    | HeartbeatSucceeded of inboundSecret: string option
+    | HeartbeatAuthFailed of status: int * consecutive: int
+    | HeartbeatFailed of Failure * consecutive: int
+    | WorkspaceRemoved of RemovedInfo
+
+let initial: State =
+    { Registered = false
+      AuthFailures = 0
+      Removed = None
+      HeartbeatFailures = 0
+      LastFailureKind = "" }
+
+/// Auth failures that get the one loud ERROR: the 3rd, then every 20 more (23, 43, 63 …).
+let isAuthEscalation (n: int) = n = 3 || (n > 3 && (n - 3) % 20 = 0)
+
+/// Identical non-auth heartbeat warnings are repeated only on every 30th consecutive failure.
+let warningRepeatEvery = 30
+
+let private nonEmpty (s: string option) =
+    match s with
+    | Some v when not (String.IsNullOrWhiteSpace v) -> Some v
+    | _ -> None
+
+/// The 410 body {id, removed_at, hint}; defaults: own id, no time, the shared default hint.
+let removedInfoOfBody (workspaceId: string) (body: string) : RemovedInfo =
+    let json = Json.tryParse body
+    let field name =
+        json |> Option.bind (Json.prop name) |> Option.bind Json.asScalarText |> nonEmpty
+    { Id = field "id" |> Option.defaultValue workspaceId
+      RemovedAt = field "removed_at"
+      Hint = field "hint" |> Option.defaultValue Text.defaultRemovedHint }
+
+let private failureOf (response: Response) : Failure option =
+    match response with
+    | Reply(status, body) when status >= 400 -> Some(HttpFailure(status, (if isNull body then "" else body)))
+    | Reply _ -> None
+    | TransportError message -> Some(Unreachable(if isNull message then "" else message))
+    | TimedOut secs -> Some(TimeoutAfter secs)
+
+let private failureKind (f: Failure) =
+    match f with
+    | HttpFailure(status, _) -> $"http {status}"
+    | Unreachable _ -> "unreachable"
+    | TimeoutAfter _ -> "timeout"
+
+let private removedOnce (state: State) (info: RemovedInfo) =
+    match state.Removed with
+    | None -> [ WorkspaceRemoved info ]
+    | Some _ -> []
+
+let private isAuth status = status = 401 || status = 403
+
+let decide (config: Config) (command: Command) (state: State) : Event list =
+    match command with
+    | RegisterOutcome(Reply(status, body)) when status = 410 ->
+        removedOnce state (removedInfoOfBody config.WorkspaceId body) @ [ RegisterRejected status ]
+    | RegisterOutcome(Reply(status, _)) when isAuth status -> [ RegisterRejected status ]
+    | RegisterOutcome response ->
+        match failureOf response with
+        | None -> [ Registered ]
+        | Some f -> [ RegisterFailed f ]
+    | HeartbeatOutcome(Reply(status, body)) when status = 410 ->
+        removedOnce state (removedInfoOfBody config.WorkspaceId body)
+    | HeartbeatOutcome(Reply(status, _)) when isAuth status -> [ HeartbeatAuthFailed(status, state.AuthFailures + 1) ]
+    | HeartbeatOutcome(Reply(status, body)) when status < 400 ->
+        let secret =
+            Json.tryParse body |> Option.bind (Json.stringProp "platform_inbound_secret") |> nonEmpty
+        [ HeartbeatSucceeded secret ]
+    | HeartbeatOutcome response ->
+        match failureOf response with
+        | Some f -> [ HeartbeatFailed(f, state.HeartbeatFailures + 1) ]
+        | None -> []
+    | ProbeOutcome(Reply(410, body)) -> removedOnce state (removedInfoOfBody config.WorkspaceId body)
+    | ProbeOutcome(Reply(200, body)) ->
+        // Legacy platforms answer 200 with the row whose status is "removed".
+        match Json.tryParse body |> Option.bind (Json.stringProp "status") with
+        | Some "removed" -> removedOnce state (removedInfoOfBody config.WorkspaceId body)
+        | _ -> []
+    | ProbeOutcome _ -> []
+    | Observed(Observation.WorkspaceRemoved info) -> removedOnce state info
+    | Observed(PeerNames _) -> []
+
+let evolve (state: State) (event: Event) : State =
+    match event with
+    | Registered -> { state with Registered = true }
+    | RegisterRejected _
+    | RegisterFailed _ -> state
+    | HeartbeatSucceeded _ ->
+        { state with
+            AuthFailures = 0
+            HeartbeatFailures = 0
+            LastFailureKind = "" }
+    | HeartbeatAuthFailed(_, n) -> { state with AuthFailures = n }
+    | HeartbeatFailed(f, n) ->
+        { state with
+            HeartbeatFailures = n
+            LastFailureKind = failureKind f }
+    | WorkspaceRemoved info -> { state with Removed = Some info }
+
+// ---------------------------------------------------------------------------------------------
+// Effects
+// ---------------------------------------------------------------------------------------------
+
+let inboundSecretFileName = ".platform_inbound_secret"
+
+/// Where the user put the token, for messages.
+let private tokenPlace (config: Config) =
+    match config.TokenSource with
+    | FromEnv -> "MOLECULE_WORKSPACE_TOKEN"
+    | FromFile path -> $"the token file {path}"
+
+/// First 200 characters of a body on one line, token already scrubbed (scrub before cutting, so no
+/// token prefix can survive the cut).
+let private snippet (config: Config) (body: string) =
+    let flat =
+        (Config.scrub config body)
+        |> String.map (fun c -> if Char.IsControl c then ' ' else c)
+    if flat.Length <= 200 then
+        flat
+    else
+        let cut = if Char.IsHighSurrogate flat[199] then 199 else 200
+        flat.Substring(0, cut)
+
+let private secs (s: float) = s.ToString("0.#", CultureInfo.InvariantCulture)
+
+let private describe (config: Config) (what: string) (f: Failure) =
+    match f with
+    | HttpFailure(status, body) -> $"{what} HTTP {status}: {snippet config body}"
+    | Unreachable detail -> $"{what} failed: {snippet config detail}"
+    | TimeoutAfter s -> $"{what} failed: timed out after {secs s}s"
+
+let private revokedText (config: Config) (n: int) (status: int) =
+    $"molecule-mcp: {n} consecutive heartbeat auth failures (HTTP {status}) — the token in {tokenPlace config} has been REVOKED, likely because workspace {config.WorkspaceId} was deleted server-side. The MCP server is still running but every platform call will fail. Regenerate the workspace + token from the canvas (Tokens tab), update your MCP config, and restart your runtime."
+
+let private effectsOf (config: Config) (state: State) (event: Event) : Effect list =
+    match event with
+    | Registered -> [ Log(Info, $"registered workspace {config.WorkspaceId} with platform") ]
+    | RegisterRejected 410 -> [ Exit 3 ]
+    | RegisterRejected status ->
+        [ Log(
+              Error,
+              $"molecule-mcp: register rejected with HTTP {status} — the token in {tokenPlace config} is not valid for workspace {config.WorkspaceId}. Regenerate a token from the canvas (Tokens tab), update your MCP config and restart your runtime."
+          )
+          Exit 3 ]
+    | RegisterFailed(HttpFailure(status, body)) ->
+        [ Log(Warning, $"register POST returned HTTP {status}: {snippet config body}") ]
+    | RegisterFailed f -> [ Log(Warning, describe config "register POST" f) ]
+    | HeartbeatSucceeded secret ->
+        [ if state.AuthFailures > 0 then
+              Log(Info, $"heartbeat recovered after {state.AuthFailures} auth failure(s)")
+          if state.HeartbeatFailures > 0 then
+              Log(Info, $"heartbeat recovered after {state.HeartbeatFailures} failed attempt(s)")
+          match secret with
+          | Some s -> WriteStateFile(inboundSecretFileName, s)
+          | None -> () ]
+    | HeartbeatAuthFailed(status, n) when n < 3 ->
+        [ Log(Warning, $"heartbeat HTTP {status} — auth failure {n}/3; the token may have been revoked; retrying") ]
+    | HeartbeatAuthFailed(status, n) when isAuthEscalation n -> [ Log(Error, revokedText config n status) ]
+    | HeartbeatAuthFailed _ -> []
+    | HeartbeatFailed(f, n) ->
+        let fresh = state.HeartbeatFailures = 0 || state.LastFailureKind <> failureKind f
+        if fresh || n % warningRepeatEvery = 0 then
+            let suffix = if n > 1 then $" ({n} consecutive failures)" else ""
+            [ Log(Warning, describe config "heartbeat" f + suffix) ]
+        else
+            []
+    | WorkspaceRemoved info ->
+        match state.Removed with
+        | None -> [ Log(Error, "molecule-mcp: " + Text.removed info) ]
+        | Some _ -> []
+
+/// Effects of one event; `state` is the state BEFORE the event. Every log text is scrubbed of the token.
+let effects (config: Config) (state: State) (event: Event) : Effect list =
+    effectsOf config state event
+    |> List.map (function
+        | Log(level, text) -> Log(level, Config.scrub config text)
+        | e -> e)
