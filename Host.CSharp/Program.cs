@@ -1,14 +1,12 @@
 using System.CommandLine;
-using Microsoft.Extensions.Logging;
-using Molecule.Host;
 using Molecule.Host.Logging;
-using Molecule.Host.Mcp;
+using Molecule.Host.Runtime;
 
 // Entry point. In stdio-server mode (no subcommand) nothing but JSON-RPC may reach stdout.
 
 var root = new RootCommand("molecule-mcp: MCP stdio server that lets a coding agent join a Molecule agent team.\n" +
                            "Run without arguments from an MCP client; configuration comes from the environment.");
-root.SetAction((_, ct) => ServerMode.RunAsync(ct));
+root.SetAction((_, ct) => AgentRuntime.RunServerAsync(ct));
 
 root.Add(Placeholder("platform", "Run a local Molecule platform (not implemented yet)."));
 root.Add(Placeholder("demo", "Run an end-to-end demo against a local platform (not implemented yet)."));
@@ -28,20 +26,4 @@ static Command Placeholder(string name, string description)
         return 2;
     });
     return command;
-}
-
-namespace Molecule.Host
-{
-    /// <summary>The default command: the stdio MCP server.</summary>
-    internal static class ServerMode
-    {
-        public static async Task<int> RunAsync(CancellationToken ct)
-        {
-            var log = StderrLog.CreateForStderr(Severity.Warning);
-            using var loggerFactory = new StderrLoggerFactory(log, LogLevel.Warning);
-            // Phase-1 skeleton: the agent runtime (tools, lifecycle, inbox) is wired in Runtime/AgentRuntime.cs.
-            var host = new McpHost(instructions: "", tools: [], loggerFactory, log);
-            return await host.RunAsync(ct);
-        }
-    }
 }

@@ -2,7 +2,7 @@
 """Manual check: feed raw JSON-RPC lines to the molecule-mcp binary and label every stdout line.
 
 usage: mcp-drive.py BINARY [--hold SECS] [--gap SECS] < lines
-Each stdin line is sent as-is (garbage included). After the last line the script waits --hold seconds,
+Each stdin line is sent as-is (garbage included); a line `#sleep SECS` pauses instead. After the last line the script waits --hold seconds,
 closes the server's stdin and reports how long the process took to exit and its exit code.
 stdout lines are printed as `JSON <line>` or `NOT-JSON <line>`; stderr is printed as `ERR <line>`.
 """
@@ -31,6 +31,8 @@ def main():
     t1 = threading.Thread(target=pump, args=(p.stdout, "OUT")); t1.start()
     t2 = threading.Thread(target=pump, args=(p.stderr, "ERR")); t2.start()
     for line in sys.stdin:
+        if line.startswith("#sleep "):
+            time.sleep(float(line.split()[1])); continue
         p.stdin.write(line.encode()); p.stdin.flush(); time.sleep(gap)
     time.sleep(hold)
     closed = time.monotonic()

@@ -1,0 +1,298 @@
+using System.Collections;
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
+using Microsoft.FSharp.Collections;
+using Microsoft.FSharp.Core;
+using Molecule.Core;
+using Molecule.Host.Effects;
+using Molecule.Host.Logging;
+using Molecule.Host.Mcp;
+using CoreConfig = Molecule.Core.Config;
+using CoreChannel = Molecule.Core.Channel;
+using MsLogLevel = Microsoft.Extensions.Logging.LogLevel;
+
+namespace Molecule.Host.Runtime;
+
+/// <summary>
+/// The imperative shell around the core's <c>Agent</c> state machine. It owns the one mutable model (changed
+/// only under <see cref="_gate"/>), interprets every <see cref="Effect"/> in order, feeds answers back as
+/// messages, and serves tool calls and inbox waits. It makes no decision of its own.
+/// </summary>
+public sealed class AgentRuntime : IInboxPort
+{
+    private readonly object _gate = new();
+    private readonly CoreConfig _config;
+    private readonly StderrLog _log;
+    private readonly HttpExecutor _http;
+    private readonly StepRunner _steps;
+    private readonly Stopwatch _uptime = Stopwatch.StartNew();
+    private readonly CancellationTokenSource _shutdown = new();
+    private readonly System.Threading.Channels.Channel<Effect> _effects = System.Threading.Channels.Channel.CreateUnbounded<Effect>(new System.Threading.Channels.UnboundedChannelOptions { SingleReader = true });
+
+    private Agent.Model _model;
+    private TaskCompletionSource _inboxChanged = NewSignal();
+    private McpHost? _host;
+
+    public AgentRuntime(CoreConfig config, Inbox.State inbox, StderrLog log, HttpExecutor http)
+    {
+        _config = config;
+        _log = log;
+        _http = http;
+        _model = Agent.init(config, inbox);
+        _steps = new StepRunner(http, this, text => _log.Error(text));
+        _ = Task.Run(InterpretLoopAsync);
+    }
+
+    /// <summary>The stdio server entry point: configuration, state, MCP host, agent start. Returns the exit code.</summary>
+    public static async Task<int> RunServerAsync(CancellationToken ct)
+    {
+        var log = StderrLog.CreateForStderr(Severity.Warning);
+
+        var env = ReadEnvironment();
+        var home = Environment.GetEnvironmentVariable("HOME") is { Length: > 0 } h
+            ? h
+            : Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
+        var stateDir = ConfigModule.stateDir(env, home, StateFiles.IsWritableDir("/configs"));
+
+        var tokenText = StateFiles.ReadPath(Path.Combine(stateDir, ConfigModule.tokenFileName), out var tokenError);
+        if (tokenError is not null) log.Warning(tokenError);
+
+        var parsed = ConfigModule.parse(env, stateDir, Option(tokenText));
+        if (parsed.IsError)
+        {
+            var help = ConfigModule.helpText(parsed.ErrorValue);
+            Console.Error.Write(help.EndsWith('\n') ? help : help + "\n");
+            Console.Error.Flush();
+            return 2;
+        }
+
+        var config = parsed.ResultValue;
+        log.AddSecret(config.Token);
+        log.MinLevel = StderrLog.ToSeverity(ConfigModule.minLogLevel(config));
+
+        var dirError = StateFiles.EnsureDir(config.StateDir);
+        if (dirError is not null) log.Warning(dirError);
+
+        var inboxFile = StateFiles.Read(config.StateDir, Inbox.stateFileName, out var inboxError);
+        if (inboxError is not null) log.Warning(inboxError);
+        var legacyCursor = StateFiles.Read(config.StateDir, Inbox.legacyCursorFileName, out var cursorError);
+        if (cursorError is not null) log.Warning(cursorError);
+        var inbox = Inbox.restore(Option(inboxFile), Option(legacyCursor));
+
+        using var loggerFactory = new StderrLoggerFactory(log, config.Verbose ? MsLogLevel.Information : MsLogLevel.Warning);
+        using var http = new HttpExecutor();
+        var runtime = new AgentRuntime(config, inbox, log, http);
+
+        var tools = Tools.specs.Select(spec => new DataTool(spec, runtime.HandleToolAsync)).ToList();
+        var host = new McpHost(CoreChannel.instructions(config.PollTimeoutSecs), tools, loggerFactory, log);
+        runtime.AttachHost(host);
+
+        runtime.Dispatch(Agent.Msg.Start);
+        var exitCode = await host.RunAsync(ct).ConfigureAwait(false);
+        runtime.Stop();
+        log.Flush();
+        return exitCode;
+    }
+
+    /// <summary>Connects the MCP host: channel notifications go to it, its client-initialized event comes here.</summary>
+    public void AttachHost(McpHost host)
+    {
+        _host = host;
+        host.ClientInitialized += () => Dispatch(Agent.Msg.ClientInitialized);
+    }
+
+    public void Stop() => _shutdown.Cancel();
+
+    // -----------------------------------------------------------------------------------------------------
+    // Messages and effects
+    // -----------------------------------------------------------------------------------------------------
+
+    /// <summary>Applies one message to the model and queues its effects (in order) for interpretation.</summary>
+    public void Dispatch(Agent.Msg msg)
+    {
+        lock (_gate)
+        {
+            var before = Agent.inboxVersion(_model);
+            var (model, effects) = Agent.update(msg, _model);
+            Commit(model, effects, before);
+        }
+    }
+
+    /// <summary>Must run under <see cref="_gate"/>.</summary>
+    private void Commit(Agent.Model model, FSharpList<Effect> effects, int versionBefore)
+    {
+        _model = model;
+        foreach (var effect in effects) _effects.Writer.TryWrite(effect);
+        if (Agent.inboxVersion(model) != versionBefore)
+        {
+            var fired = _inboxChanged;
+            _inboxChanged = NewSignal();
+            fired.TrySetResult();
+        }
+    }
+
+    private async Task InterpretLoopAsync()
+    {
+        var token = _shutdown.Token;
+        try
+        {
+            await foreach (var effect in _effects.Reader.ReadAllAsync(token).ConfigureAwait(false))
+            {
+                try
+                {
+                    await InterpretAsync(effect, token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (token.IsCancellationRequested)
+                {
+                    return;
+                }
+                catch (Exception ex)
+                {
+                    _log.Error($"effect failed: {ex.GetType().Name}: {ex.Message}");
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // shutdown
+        }
+    }
+
+    private async Task InterpretAsync(Effect effect, CancellationToken token)
+    {
+        switch (effect)
+        {
+            case Effect.Send send:
+            {
+                var purpose = send.Item1;
+                var request = send.Item2;
+                _ = Task.Run(async () =>
+                {
+                    var response = await _http.ExecuteAsync(request, token).ConfigureAwait(false);
+                    if (!token.IsCancellationRequested) Dispatch(Agent.Msg.NewResponded(purpose, response));
+                }, CancellationToken.None);
+                break;
+            }
+
+            case Effect.Log log:
+                _log.Write(log.Item1, log.Item2);
+                break;
+
+            case Effect.Notify notify:
+                if (_host is { } host)
+                    await host.SendChannelAsync(CoreChannel.toParams(notify.Item), token).ConfigureAwait(false);
+                break;
+
+            case Effect.WriteStateFile write:
+            {
+                var error = StateFiles.WriteAtomic(_config.StateDir, write.fileName, write.contents);
+                if (error is not null) _log.Warning(error);
+                break;
+            }
+
+            case Effect.DeleteStateFile delete:
+            {
+                var error = StateFiles.Delete(_config.StateDir, delete.fileName);
+                if (error is not null) _log.Warning(error);
+                break;
+            }
+
+            case Effect.After after:
+            {
+                var timer = after.Item2;
+                var delay = TimeSpan.FromSeconds(double.IsFinite(after.seconds) ? Math.Clamp(after.seconds, 0, 86_400) : 0);
+                _ = Task.Run(async () =>
+                {
+                    await Task.Delay(delay, token).ConfigureAwait(false);
+                    Dispatch(Agent.Msg.NewTimerFired(timer, UptimeSecs));
+                }, CancellationToken.None);
+                break;
+            }
+
+            case Effect.Exit exit:
+                _log.Flush();
+                Console.Error.Flush();
+                Environment.Exit(exit.code);
+                break;
+        }
+    }
+
+    private int UptimeSecs => (int)Math.Min(int.MaxValue, _uptime.Elapsed.TotalSeconds);
+
+    // -----------------------------------------------------------------------------------------------------
+    // Tools
+    // -----------------------------------------------------------------------------------------------------
+
+    /// <summary>One MCP tool call: validate, build the core program, run it, report what it learnt.</summary>
+    public async Task<ToolOutput> HandleToolAsync(string name, JsonObject? arguments, CancellationToken ct)
+    {
+        var parsed = Tools.parse(name, arguments is null ? FSharpOption<JsonObject>.None : FSharpOption<JsonObject>.Some(arguments));
+        if (parsed.IsError) return new ToolOutput(parsed.ErrorValue, true);
+
+        ToolContext context;
+        lock (_gate) context = Agent.context(_model);
+
+        var program = Molecule.Core.Dispatch.run(context, parsed.ResultValue);
+        var (output, observations) = await _steps.RunAsync(program, ct).ConfigureAwait(false);
+        if (!observations.IsEmpty) Dispatch(Agent.Msg.NewToolObserved(observations));
+        return output;
+    }
+
+    // -----------------------------------------------------------------------------------------------------
+    // Inbox port (serialised through the model lock)
+    // -----------------------------------------------------------------------------------------------------
+
+    private InboxAnswer Ask(InboxOp op, out Task changed)
+    {
+        lock (_gate)
+        {
+            var before = Agent.inboxVersion(_model);
+            var (model, answer, effects) = Agent.inbox(op, _model);
+            Commit(model, effects, before);
+            changed = _inboxChanged.Task;
+            return answer;
+        }
+    }
+
+    public Task<InboxAnswer> PeekAsync(int limit, CancellationToken ct) => Task.FromResult(Ask(InboxOp.NewPeek(limit), out _));
+
+    public Task<InboxAnswer> PopAsync(string activityId, CancellationToken ct) => Task.FromResult(Ask(InboxOp.NewPop(activityId), out _));
+
+    public async Task<InboxAnswer> WaitAsync(double timeoutSecs, CancellationToken ct)
+    {
+        var budget = double.IsFinite(timeoutSecs) ? Math.Clamp(timeoutSecs, 0, 86_400) : 0;
+        using var timeoutCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var timeout = Task.Delay(TimeSpan.FromSeconds(budget), timeoutCts.Token);
+        try
+        {
+            while (true)
+            {
+                ct.ThrowIfCancellationRequested();
+                // Ask again on every wake-up: the core decides what the answer is.
+                var answer = Ask(InboxOp.NewWait(budget), out var changed);
+                if (answer is not InboxAnswer.Waited { Item: null } || timeout.IsCompleted) return answer;
+                await Task.WhenAny(changed, timeout).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            timeoutCts.Cancel(); // releases the timer when the wait ends early
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------------------
+
+    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private static FSharpOption<string> Option(string? value) =>
+        value is null ? FSharpOption<string>.None : FSharpOption<string>.Some(value);
+
+    private static FSharpMap<string, string> ReadEnvironment()
+    {
+        var pairs = new List<Tuple<string, string>>();
+        foreach (DictionaryEntry e in Environment.GetEnvironmentVariables())
+            if (e.Key is string k && e.Value is string v) pairs.Add(Tuple.Create(k, v));
+        return MapModule.OfSeq(pairs);
+    }
+}
