@@ -58,11 +58,6 @@ let private cleanMeta (meta: (string * string) list) : (string * string) list =
 // Events
 // ---------------------------------------------------------------------------------------------
 
-let private kindName =
-    function
-    | CanvasUser -> "canvas_user"
-    | PeerAgent -> "peer_agent"
-
 let private orEmpty (s: string) = if isNull s then "" else s
 
 /// The channel event for one inbox message: content = the message text (verbatim); meta =
@@ -75,7 +70,7 @@ let event (msg: InboxMessage) : ChannelEvent =
     { Content = orEmpty msg.Text
       Meta =
         cleanMeta (
-          [ "kind", kindName msg.Kind ]
+          [ "kind", Inbox.kindName msg.Kind ]
           @ optional "peer_id" msg.PeerId
           @ optional "method" msg.Method
           @ optional "activity_id" msg.ActivityId

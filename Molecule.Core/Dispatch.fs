@@ -121,20 +121,6 @@ let private call (ctx: ToolContext) (req: Request) (k: int -> string -> Step) : 
 
 let private is2xx status = status >= 200 && status < 300
 
-let private kindName (k: MessageKind) =
-    match k with
-    | CanvasUser -> "canvas_user"
-    | PeerAgent -> "peer_agent"
-
-let private messageJson (m: InboxMessage) : JsonObject =
-    Json.obj
-        [ "activity_id", Json.str m.ActivityId
-          "text", Json.str m.Text
-          "peer_id", Json.str m.PeerId
-          "kind", Json.str (kindName m.Kind)
-          "method", Json.str m.Method
-          "created_at", Json.str m.CreatedAt ]
-
 // ---------------------------------------------------------------------------------------------
 // get_workspace_info
 // ---------------------------------------------------------------------------------------------
@@ -553,8 +539,8 @@ let private waitForMessage (timeout: float) : Step =
         fun answer ->
             match answer with
             | InboxDisabled -> fail inboxDisabled
-            | Waited(Some m) -> ok (Json.compact (messageJson m))
-            | Messages(m :: _) -> ok (Json.compact (messageJson m))
+            | Waited(Some m) -> ok (Json.compact (Inbox.toJson m))
+            | Messages(m :: _) -> ok (Json.compact (Inbox.toJson m))
             | Waited None
             | Messages [] -> ok (Json.compact (Json.obj [ "timeout", Json.bool true; "timeout_secs", Json.numf t ]))
             | Popped _ -> fail unexpectedInbox
@@ -568,8 +554,8 @@ let private inboxPeek (limit: int) : Step =
         fun answer ->
             match answer with
             | InboxDisabled -> fail inboxDisabled
-            | Messages ms -> ok (Json.compact (Json.arr (ms |> List.truncate n |> List.map (fun m -> messageJson m :> JsonNode))))
-            | Waited m -> ok (Json.compact (Json.arr (m |> Option.toList |> List.map (fun m -> messageJson m :> JsonNode))))
+            | Messages ms -> ok (Json.compact (Json.arr (ms |> List.truncate n |> List.map (fun m -> Inbox.toJson m :> JsonNode))))
+            | Waited m -> ok (Json.compact (Json.arr (m |> Option.toList |> List.map (fun m -> Inbox.toJson m :> JsonNode))))
             | Popped _ -> fail unexpectedInbox
     )
 
