@@ -1268,7 +1268,8 @@ type RunningPlatform
         stopping: CancellationTokenSource,
         sweeper: Task,
         background: ResizeArray<Task>,
-        http: HttpClient
+        http: HttpClient,
+        sweep: unit -> Guid list
     ) =
     let mutable stopped = false
 
@@ -1278,6 +1279,9 @@ type RunningPlatform
     member _.Faults = faults
     member _.Events = hub
     member _.DataDir = store.DataDir
+
+    /// Runs one liveness sweep now with the platform clock; returns the ids that became awaiting_agent.
+    member _.SweepNow() : Guid list = sweep ()
 
     /// Waits until every background delegation started so far has finished (tests).
     member _.IdleAsync() : Task =
@@ -1515,5 +1519,5 @@ let start (options: PlatformOptions) : Task<RunningPlatform> =
             |> fun u -> u.TrimEnd('/')
 
         let sweeper = sweepLoop env options.SweepInterval
-        return new RunningPlatform(app, url, admin, faults, hub, store, stopping, sweeper, background, http)
+        return new RunningPlatform(app, url, admin, faults, hub, store, stopping, sweeper, background, http, (fun () -> sweepNow store (env.Now())))
     }
