@@ -1521,3 +1521,10 @@ let start (options: PlatformOptions) : Task<RunningPlatform> =
         let sweeper = sweepLoop env options.SweepInterval
         return new RunningPlatform(app, url, admin, faults, hub, store, stopping, sweeper, background, http, (fun () -> sweepNow store (env.Now())))
     }
+
+/// Convenience for hosts (C#): start with the system clock and the default sweep interval.
+let startAt (dataDir: string) (host: string) (port: int) : Task<RunningPlatform> =
+    start
+        { PlatformOptions.defaults dataDir with
+            Host = host
+            Port = port }

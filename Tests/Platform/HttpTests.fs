@@ -670,6 +670,13 @@ type Routes(fx: PlatformFixture) =
             faults.Add { FaultRule.make "/health" 0 with Drop = true; Times = Some 1 }
             let! dropped = Assert.ThrowsAnyAsync<HttpRequestException>(fun () -> c.Send("GET", "/health") :> Task)
             Assert.NotNull dropped
+            faults.Add { FaultRule.make "/health" 0 with Hang = true; Times = Some 1 }
+            use impatient = new HttpClient(Timeout = TimeSpan.FromMilliseconds 400.0)
+            let! hung = Assert.ThrowsAnyAsync<TaskCanceledException>(fun () -> impatient.GetAsync(fx.Platform.Url + "/health") :> Task)
+            Assert.NotNull hung
+            let! afterHang = c.Send("GET", "/health")
+            Assert.Equal(200, afterHang.Code)
+            Assert.True(faults.Requests("GET", "/health") >= 4)
             // scripted from outside the process
             let! added = c.Send("POST", "/admin/faults", """{"path_prefix":"/registry/heartbeat","status":500,"times":2}""", admin)
             Assert.Equal(200, added.Code)
