@@ -76,11 +76,15 @@ module FaultRule =
                   Drop = bool [ "drop"; "Drop" ]
                   Hang = bool [ "hang"; "Hang" ] }
 
-/// Thread-safe set of active fault rules plus a log of every request seen.
+/// Thread-safe set of active fault rules plus request counts per (method, path) and a bounded recent log.
 type FaultInjector() =
     let gate = obj ()
     let rules = ResizeArray<FaultRule * int ref>()
-    let seen = ConcurrentQueue<string * string>()
+    let counts = ConcurrentDictionary<struct (string * string), int>()
+    let recent = ConcurrentQueue<string * string>()
+
+    /// Size of the recent-request log.
+    static member RecentCapacity = 1000
 
     member _.Add(rule: FaultRule) =
         lock gate (fun () -> rules.Add((rule, ref (defaultArg rule.Times Int32.MaxValue))))
@@ -100,21 +104,32 @@ type FaultInjector() =
                 Some r
             | None -> None)
 
-    member _.Record(httpMethod: string, path: string) = seen.Enqueue((httpMethod, path))
+    member _.Record(httpMethod: string, path: string) =
+        counts.AddOrUpdate(struct (httpMethod.ToUpperInvariant(), path), 1, (fun _ n -> n + 1)) |> ignore
+        recent.Enqueue((httpMethod, path))
+
+        while recent.Count > FaultInjector.RecentCapacity do
+            recent.TryDequeue() |> ignore
 
     /// Number of requests seen whose path starts with the prefix.
     member _.Requests(pathPrefix: string) : int =
-        seen |> Seq.filter (fun (_, p) -> p.StartsWith(pathPrefix, StringComparison.Ordinal)) |> Seq.length
+        counts
+        |> Seq.sumBy (fun kv ->
+            let struct (_, p) = kv.Key
+            if p.StartsWith(pathPrefix, StringComparison.Ordinal) then kv.Value else 0)
 
     /// Number of requests seen with this method whose path starts with the prefix.
     member _.Requests(httpMethod: string, pathPrefix: string) : int =
-        seen
-        |> Seq.filter (fun (m, p) ->
-            String.Equals(m, httpMethod, StringComparison.OrdinalIgnoreCase)
-            && p.StartsWith(pathPrefix, StringComparison.Ordinal))
-        |> Seq.length
+        let m = httpMethod.ToUpperInvariant()
 
-    /// Every (method, path) seen, oldest first.
-    member _.Log: (string * string) list = List.ofSeq seen
+        counts
+        |> Seq.sumBy (fun kv ->
+            let struct (km, p) = kv.Key
+            if km = m && p.StartsWith(pathPrefix, StringComparison.Ordinal) then kv.Value else 0)
 
-    member _.ResetLog() = seen.Clear()
+    /// The most recent (method, path) pairs seen (at most RecentCapacity), oldest first.
+    member _.Log: (string * string) list = List.ofSeq recent
+
+    member _.ResetLog() =
+        counts.Clear()
+        recent.Clear()

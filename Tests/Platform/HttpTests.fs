@@ -793,3 +793,38 @@ type Lifecycle() =
             do! p.StopAsync()
             Directory.Delete(dir, true)
         }
+
+type Durability() =
+    [<Fact>]
+    member _.``rule: an acknowledged write is never lost (concurrent writes survive a restart)``() =
+        task {
+            let dir = tempDir ()
+            let opts = PlatformOptions.defaults dir
+            let! p1 = Server.start opts
+            let c1 = new Client(p1.Url)
+            let! lead = createWs c1 p1.AdminToken "lead" None []
+            let! a = createWs c1 p1.AdminToken "a" (Some lead.Id) []
+            let! b = createWs c1 p1.AdminToken "b" (Some lead.Id) []
+
+            let! answers =
+                Task.WhenAll(
+                    [ for i in 1..40 ->
+                          if i % 2 = 0 then
+                              c1.Send("POST", $"/workspaces/{b.Id}/a2a", messageBody $"msg {i}", a.Token, a.Id)
+                          else
+                              c1.Send("POST", $"/workspaces/{b.Id}/memories", $$"""{"content":"memo {{i}}","scope":"TEAM"}""", b.Token) ]
+                )
+
+            let acknowledged = answers |> Array.filter (fun r -> r.Code = 200 || r.Code = 201) |> Array.length
+            Assert.Equal(40, acknowledged)
+            (c1 :> IDisposable).Dispose()
+            do! p1.StopAsync()
+            let! p2 = Server.start opts
+            use c2 = new Client(p2.Url)
+            let! rows = c2.Send("GET", $"/workspaces/{b.Id}/activity?type=a2a_receive&limit=500", token = b.Token)
+            Assert.Equal(20, rows.Json.AsArray().Count)
+            let! mems = c2.Send("GET", $"/workspaces/{a.Id}/memories?scope=TEAM", token = a.Token)
+            Assert.Equal(20, mems.Json.AsArray().Count)
+            do! p2.StopAsync()
+            Directory.Delete(dir, true)
+        }
