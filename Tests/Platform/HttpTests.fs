@@ -694,6 +694,51 @@ type Routes(fx: PlatformFixture) =
         }
 
     [<Fact>]
+    member _.``client mistakes never give a 500: malformed JSON, wrong types, non-UUID ids``() =
+        task {
+            let! lead, a, b = team ()
+            ignore lead
+            let jsonRoutes =
+                [ "POST", "/registry/register", a.Token
+                  "POST", "/registry/heartbeat", a.Token
+                  "POST", $"/workspaces/{a.Id}/activity", a.Token
+                  "POST", $"/workspaces/{b.Id}/a2a", a.Token
+                  "POST", $"/workspaces/{a.Id}/delegate", a.Token
+                  "POST", $"/workspaces/{a.Id}/notify", a.Token
+                  "POST", $"/workspaces/{a.Id}/memories", a.Token
+                  "POST", "/workspaces", admin
+                  "POST", "/admin/faults", admin ]
+
+            for (m, path, token) in jsonRoutes do
+                for body in [ "{"; "[1,2]"; "\"text\""; "null"; """{"id":5,"workspace_id":[],"activity_type":1,"message":{},"content":2,"name":3,"target_id":4}""" ] do
+                    let! r = c.Send(m, path, body, token, a.Id)
+                    Assert.True((r.Code = 400), $"{m} {path} with {body} gave {r.Code}: {r.Text}")
+                    Assert.False(String.IsNullOrEmpty r.Error)
+
+            let idRoutes =
+                [ "GET", "/workspaces/not-a-uuid"
+                  "GET", "/workspaces/not-a-uuid/activity"
+                  "POST", "/workspaces/not-a-uuid/activity"
+                  "POST", "/workspaces/not-a-uuid/a2a"
+                  "POST", "/workspaces/not-a-uuid/delegate"
+                  "GET", "/workspaces/not-a-uuid/delegations"
+                  "POST", "/workspaces/not-a-uuid/notify"
+                  "POST", "/workspaces/not-a-uuid/memories"
+                  "GET", "/workspaces/not-a-uuid/memories"
+                  "GET", "/registry/discover/not-a-uuid"
+                  "GET", "/registry/not-a-uuid/peers"
+                  "DELETE", "/workspaces/not-a-uuid"
+                  "POST", "/workspaces/not-a-uuid/tokens"
+                  "GET", "/workspaces/not-a-uuid/tokens"
+                  "DELETE", $"/workspaces/{a.Id}/tokens/not-a-uuid" ]
+
+            for (m, path) in idRoutes do
+                let! r = c.Send(m, path, "{}", admin, a.Id)
+                Assert.True((r.Code = 400 || r.Code = 404), $"{m} {path} gave {r.Code}: {r.Text}")
+                Assert.False(String.IsNullOrEmpty r.Error)
+        }
+
+    [<Fact>]
     member _.``oversized bodies get 413 and unknown routes 404 JSON``() =
         task {
             let! w = createWs c admin "big" None []
