@@ -1434,6 +1434,12 @@ let sweepNow (store: Store.Store) (now: DateTimeOffset) : Guid list =
                   yield w.Id
               | None -> () ])
 
+let private quietly (f: unit -> unit) =
+    try
+        f ()
+    with _ ->
+        ()
+
 let start (options: PlatformOptions) : Task<RunningPlatform> =
     task {
         let dataDir = Path.GetFullPath options.DataDir
@@ -1508,7 +1514,14 @@ let start (options: PlatformOptions) : Task<RunningPlatform> =
         get "/events" (RequestDelegate(events env))
         app.MapFallback(RequestDelegate(fun ctx -> send ctx (Json.errorReply 404 "not found"))) |> ignore
 
-        do! app.StartAsync()
+        try
+            do! app.StartAsync()
+        with e ->
+            stopping.Cancel()
+            quietly (fun () -> (app :> IDisposable).Dispose())
+            http.Dispose()
+            (store :> IDisposable).Dispose()
+            raise (InvalidOperationException($"the platform could not listen on {options.Host}:{options.Port}: {e.Message}", e))
 
         let addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()
 

@@ -49,6 +49,15 @@ let private rdOptInt (r: SqliteDataReader) (i: int) = if r.IsDBNull i then None 
 type Store(dataDir: string) =
     let dbPath = Path.Combine(dataDir, "platform.db")
 
+    /// Held for the store's lifetime: one platform process per data directory.
+    let lockFile =
+        Directory.CreateDirectory dataDir |> ignore
+
+        try
+            new FileStream(Path.Combine(dataDir, "platform.lock"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None)
+        with :? IOException ->
+            raise (InvalidOperationException($"data directory {dataDir} is in use by another platform process"))
+
     let conn =
         Directory.CreateDirectory dataDir |> ignore
         let c = new SqliteConnection($"Data Source={dbPath};Pooling=False")
@@ -316,4 +325,5 @@ type Store(dataDir: string) =
         member _.Dispose() =
             lock gate (fun () ->
                 (try exec "PRAGMA wal_checkpoint(TRUNCATE)" [] with _ -> ())
-                conn.Dispose())
+                conn.Dispose()
+                lockFile.Dispose())

@@ -790,6 +790,12 @@ type Lifecycle() =
             let! rows1 = c1.Send("GET", $"/workspaces/{w.Id}/activity", token = w.Token)
             let cursor = str (rows1.Json.AsArray() |> Seq.head) "id"
             let admin1 = p1.AdminToken
+            // one platform per data dir; a busy port is a clear error
+            let! second = Assert.ThrowsAnyAsync<InvalidOperationException>(fun () -> Server.start opts :> Task)
+            Assert.Contains("in use", second.Message)
+            let port = Uri(p1.Url).Port
+            let! busy = Assert.ThrowsAnyAsync<InvalidOperationException>(fun () -> Server.start { PlatformOptions.defaults (tempDir ()) with Port = port } :> Task)
+            Assert.Contains("could not listen", busy.Message)
             (c1 :> IDisposable).Dispose()
             do! p1.StopAsync()
 
