@@ -715,7 +715,9 @@ let private delegateTask (env: Env) (ctx: HttpContext) : Task<Reply> =
                     | Error r -> return r
                     | Ok id ->
                         let t = Task.Run(fun () -> runDelegation env w.Id req.TargetId id req.Task)
-                        lock env.Background (fun () -> env.Background.Add t)
+                        lock env.Background (fun () ->
+                            env.Background.RemoveAll(fun x -> x.IsCompleted) |> ignore
+                            env.Background.Add t)
                         return Delegations.acceptedReply id req.TargetId
     }
 
@@ -1205,6 +1207,22 @@ let private clearFaults (env: Env) (ctx: HttpContext) : Task<Reply> =
                 ok (Json.obj [ "status", Json.str "cleared" ])
     }
 
+let private requestCount (env: Env) (ctx: HttpContext) : Task<Reply> =
+    task {
+        return
+            match adminGate env ctx with
+            | Error e -> e
+            | Ok() ->
+                let prefix = defaultArg (query ctx "prefix") "/"
+
+                let n =
+                    match query ctx "method" with
+                    | Some m when m <> "" -> env.Faults.Requests(m, prefix)
+                    | _ -> env.Faults.Requests prefix
+
+                ok (Json.obj [ "prefix", Json.str prefix; "count", Json.num n ])
+    }
+
 /// Server-sent events: every platform event as `event: <TYPE>` + `data: <json>`. Admin token as bearer or
 /// `?token=` (EventSource cannot set headers).
 let private events (env: Env) (ctx: HttpContext) : Task =
@@ -1362,7 +1380,7 @@ let private faultMiddleware (faults: FaultInjector) (stopping: CancellationToken
         let m = ctx.Request.Method
         faults.Record(m, path)
 
-        match (if path.StartsWith "/admin/faults" then None else faults.Take(m, path)) with
+        match (if path.StartsWith "/admin/" then None else faults.Take(m, path)) with
         | None -> do! next.Invoke ctx
         | Some rule ->
             use linked = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, stopping)
@@ -1511,6 +1529,20 @@ let start (options: PlatformOptions) : Task<RunningPlatform> =
         del "/workspaces/{id}/tokens/{tokenId}" (handle (revokeToken env))
         post "/admin/faults" (handle (addFault env))
         del "/admin/faults" (handle (clearFaults env))
+        get "/admin/requests" (handle (requestCount env))
+
+        post
+            "/admin/sweep"
+            (handle (fun ctx ->
+                task {
+                    return
+                        match adminGate env ctx with
+                        | Error e -> e
+                        | Ok() ->
+                            let changed = sweepNow store (env.Now())
+                            ok (Json.obj [ "changed", Json.arr (changed |> List.map Json.guidNode) ])
+                }))
+
         get "/events" (RequestDelegate(events env))
         app.MapFallback(RequestDelegate(fun ctx -> send ctx (Json.errorReply 404 "not found"))) |> ignore
 
