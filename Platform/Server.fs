@@ -714,7 +714,7 @@ let private delegateTask (env: Env) (ctx: HttpContext) : Task<Reply> =
                     match decision with
                     | Error r -> return r
                     | Ok id ->
-                        let t = Task.Run(fun () -> runDelegation env w.Id req.TargetId id req.Task)
+                        let t = Task.Run(Func<Task>(fun () -> runDelegation env w.Id req.TargetId id req.Task))
                         lock env.Background (fun () ->
                             env.Background.RemoveAll(fun x -> x.IsCompleted) |> ignore
                             env.Background.Add t)
@@ -1458,7 +1458,8 @@ let private quietly (f: unit -> unit) =
     with _ ->
         ()
 
-let start (options: PlatformOptions) : Task<RunningPlatform> =
+/// Starts the platform; `configure` may add endpoints (e.g. the canvas page at `/`) before it starts listening.
+let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : Task<RunningPlatform> =
     task {
         let dataDir = Path.GetFullPath options.DataDir
         let admin = loadAdminToken dataDir
@@ -1545,6 +1546,7 @@ let start (options: PlatformOptions) : Task<RunningPlatform> =
 
         get "/events" (RequestDelegate(events env))
         app.MapFallback(RequestDelegate(fun ctx -> send ctx (Json.errorReply 404 "not found"))) |> ignore
+        configure app
 
         try
             do! app.StartAsync()
@@ -1566,6 +1568,9 @@ let start (options: PlatformOptions) : Task<RunningPlatform> =
         let sweeper = sweepLoop env options.SweepInterval
         return new RunningPlatform(app, url, admin, faults, hub, store, stopping, sweeper, background, http, (fun () -> sweepNow store (env.Now())))
     }
+
+/// Starts the platform (see PlatformOptions.defaults).
+let start (options: PlatformOptions) : Task<RunningPlatform> = startWith ignore options
 
 /// Convenience for hosts (C#): start with the system clock and the default sweep interval.
 let startAt (dataDir: string) (host: string) (port: int) : Task<RunningPlatform> =
