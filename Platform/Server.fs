@@ -1420,6 +1420,19 @@ let private errorMiddleware (ctx: HttpContext) (next: RequestDelegate) : Task =
         | e -> eprintfn "[platform] %s %s failed after the answer started: %s" ctx.Request.Method ctx.Request.Path.Value e.Message
     }
 
+/// One liveness sweep with the platform clock; publishes WORKSPACE_AWAITING_AGENT; returns the changed ids.
+let private sweepOnce (env: Env) : Guid list =
+    env.Store.Atomically(fun () ->
+        let now = env.Now()
+
+        [ for w in env.Store.Workspaces |> Map.toList |> List.map snd do
+              match Liveness.sweep now w with
+              | Some updated ->
+                  env.Store.SaveWorkspace updated
+                  publish env "WORKSPACE_AWAITING_AGENT" (Some w.Id) [ "status", Json.str updated.Status ]
+                  yield w.Id
+              | None -> () ])
+
 let private sweepLoop (env: Env) (interval: TimeSpan) : Task =
     task {
         try
@@ -1427,30 +1440,12 @@ let private sweepLoop (env: Env) (interval: TimeSpan) : Task =
                 do! Task.Delay(interval, env.Stopping)
 
                 try
-                    env.Store.Atomically(fun () ->
-                        let now = env.Now()
-
-                        for w in env.Store.Workspaces |> Map.toList |> List.map snd do
-                            match Liveness.sweep now w with
-                            | Some updated ->
-                                env.Store.SaveWorkspace updated
-                                publish env "WORKSPACE_AWAITING_AGENT" (Some w.Id) [ "status", Json.str updated.Status ]
-                            | None -> ())
+                    sweepOnce env |> ignore
                 with e ->
                     eprintfn "[platform] liveness sweep failed: %s" e.Message
         with :? OperationCanceledException ->
             ()
     }
-
-/// Runs one liveness sweep now (used by tests with an injected clock); returns the ids that changed.
-let sweepNow (store: Store.Store) (now: DateTimeOffset) : Guid list =
-    store.Atomically(fun () ->
-        [ for w in store.Workspaces |> Map.toList |> List.map snd do
-              match Liveness.sweep now w with
-              | Some updated ->
-                  store.SaveWorkspace updated
-                  yield w.Id
-              | None -> () ])
 
 let private quietly (f: unit -> unit) =
     try
@@ -1540,7 +1535,7 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
                         match adminGate env ctx with
                         | Error e -> e
                         | Ok() ->
-                            let changed = sweepNow store (env.Now())
+                            let changed = sweepOnce env
                             ok (Json.obj [ "changed", Json.arr (changed |> List.map Json.guidNode) ])
                 }))
 
@@ -1566,7 +1561,7 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
             |> fun u -> u.TrimEnd('/')
 
         let sweeper = sweepLoop env options.SweepInterval
-        return new RunningPlatform(app, url, admin, faults, hub, store, stopping, sweeper, background, http, (fun () -> sweepNow store (env.Now())))
+        return new RunningPlatform(app, url, admin, faults, hub, store, stopping, sweeper, background, http, (fun () -> sweepOnce env))
     }
 
 /// Starts the platform (see PlatformOptions.defaults).
