@@ -398,6 +398,32 @@ type Routes(fx: PlatformFixture) =
         }
 
     [<Fact>]
+    member _.``push-mode agent unreachable: a2a gives 502 and the delegation fails``() =
+        task {
+            let! _, a, b = team ()
+            let body = $$"""{"id":"{{b.Id}}","url":"http://127.0.0.1:1/","agent_card":{"name":"bob"},"delivery_mode":"push"}"""
+            let! reg = c.Send("POST", "/registry/register", body, b.Token)
+            Assert.Equal(200, reg.Code)
+            let! r = c.Send("POST", $"/workspaces/{b.Id}/a2a", (messageBody "ping"), a.Token, a.Id)
+            Assert.Equal(502, r.Code)
+            Assert.Equal("failed to reach workspace agent", r.Error)
+            let! d = c.Send("POST", $"/workspaces/{a.Id}/delegate", $$"""{"target_id":"{{b.Id}}","task":"x","idempotency_key":"dead"}""", a.Token)
+            Assert.Equal(202, d.Code)
+            do! fx.Platform.IdleAsync()
+            let! list = c.Send("GET", $"/workspaces/{a.Id}/delegations", token = a.Token)
+            let result = list.Json.AsArray() |> Seq.find (fun x -> str x "type" = "delegate_result")
+            Assert.Equal("failed", str result "status")
+            Assert.Contains("failed to reach", str result "error")
+            // a failed delegation frees its idempotency key
+            let! again = c.Send("POST", $"/workspaces/{a.Id}/delegate", $$"""{"target_id":"{{b.Id}}","task":"x","idempotency_key":"dead"}""", a.Token)
+            Assert.Equal(202, again.Code)
+            do! fx.Platform.IdleAsync()
+            let! noUrl = c.Send("POST", "/registry/register", $$"""{"id":"{{b.Id}}","agent_card":{},"delivery_mode":"push"}""", b.Token)
+            Assert.Equal(400, noUrl.Code)
+            Assert.Contains("url", noUrl.Error)
+        }
+
+    [<Fact>]
     member _.``delegate: validation, poll-mode target queued``() =
         task {
             let! _, a, b = team ()
@@ -847,6 +873,20 @@ type Lifecycle() =
             let! back = c.Send("GET", $"/workspaces/{w.Id}")
             Assert.Equal("online", str back.Json "status")
             do! p.StopAsync()
+            // the background loop does the same on its own
+            let! p2 = Server.start { PlatformOptions.defaults dir with Clock = Some(fun () -> now); SweepInterval = TimeSpan.FromMilliseconds 50.0 }
+            use c2 = new Client(p2.Url)
+            now <- now.AddSeconds 120.0
+            let mutable status = ""
+            let deadline = DateTime.UtcNow.AddSeconds 5.0
+
+            while status <> "awaiting_agent" && DateTime.UtcNow < deadline do
+                do! Task.Delay 50
+                let! i = c2.Send("GET", $"/workspaces/{w.Id}")
+                status <- str i.Json "status"
+
+            Assert.Equal("awaiting_agent", status)
+            do! p2.StopAsync()
             Directory.Delete(dir, true)
         }
 
