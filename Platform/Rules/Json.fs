@@ -15,7 +15,8 @@ let tryParse (text: string) : JsonNode option =
         None
     else
         try
-            JsonNode.Parse(text, documentOptions = JsonDocumentOptions(MaxDepth = 64)) |> Option.ofObj
+            JsonNode.Parse(text, documentOptions = JsonDocumentOptions(MaxDepth = 64, AllowDuplicateProperties = false))
+            |> Option.ofObj
         with _ ->
             None
 

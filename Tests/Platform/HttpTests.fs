@@ -741,7 +741,7 @@ type Routes(fx: PlatformFixture) =
                   "POST", "/admin/faults", admin ]
 
             for (m, path, token) in jsonRoutes do
-                for body in [ "{"; "[1,2]"; "\"text\""; "null"; """{"id":5,"workspace_id":[],"activity_type":1,"message":{},"content":2,"name":3,"target_id":4}""" ] do
+                for body in [ "{"; "[1,2]"; "\"text\""; "null"; """{"id":5,"workspace_id":[],"activity_type":1,"message":{},"content":2,"name":3,"target_id":4}"""; """{"name":"a","name":"b","id":"x","id":"y","message":"m","message":"n"}""" ] do
                     let! r = c.Send(m, path, body, token, a.Id)
                     Assert.True((r.Code = 400), $"{m} {path} with {body} gave {r.Code}: {r.Text}")
                     Assert.False(String.IsNullOrEmpty r.Error)

@@ -451,3 +451,39 @@ let ``validation errors name the field`` () =
     Assert.Contains("parent_id", msg (Validation.optGuid "parent_id" o))
     Assert.Contains("skills", msg (Validation.optStringList "skills" o))
     Assert.Equal(Error(Json.errorReply 400 "invalid JSON"), Validation.body "{")
+
+let private jsonishGen =
+    let tokens = [ "{"; "}"; "["; "]"; ","; ":"; "\"a\""; "\"name\""; "\"id\""; "1"; "-2.5e3"; "null"; "true"; "\"x\""; " "; "\\"; "\"" ]
+    Gen.listOf (Gen.elements tokens) |> Gen.map (String.concat "") |> Arb.fromGen
+
+[<Fact>]
+let ``rule: request validation is total (any body gives Ok or a 400 naming the problem)`` () =
+    Check.One(
+        cfg 1000,
+        Prop.forAll jsonishGen (fun text ->
+            let bodyOk =
+                match Validation.body text with
+                | Ok o ->
+                    // every field accessor is total on whatever object came back
+                    let fields = [ "name"; "id"; "a" ]
+
+                    fields
+                    |> List.forall (fun f ->
+                        let total r = match r with Ok _ -> true | Error(e: Reply) -> e.Code = 400 && e.Body.Contains f
+                        total (Validation.optString f o) && total (Validation.optInt f o) && total (Validation.optGuid f o))
+                    && (match Memories.parseCommit o with Ok _ | Error { Code = 400 } -> true | _ -> false)
+                    && (match Delegations.parse (Guid.NewGuid()) o with Ok _ | Error { Code = 400 } -> true | _ -> false)
+                    && (match A2a.parseNotify o with Ok _ | Error { Code = 400 } -> true | _ -> false)
+                | Error e -> e.Code = 400
+
+            let a2aOk =
+                match A2a.normalise (Guid.NewGuid()) (Guid.NewGuid()) text with
+                | Ok _ -> true
+                | Error e -> e.Code = 400
+
+            bodyOk && a2aOk)
+    )
+
+[<Fact>]
+let ``duplicate JSON keys are rejected as invalid JSON, not a crash`` () =
+    Assert.Equal(Error(Json.errorReply 400 "invalid JSON"), Validation.body """{"a":1,"a":2}""")
