@@ -26,7 +26,7 @@ let private liveToken (tokens: Token seq) (ws: Workspace option) (workspaceId: G
     | _ -> None
 
 /// Registry gate (register, heartbeat, discover, peers): a live token bound to the workspace, or no token at
-/// all when the workspace never had one. Unlike the reference, a workspace whose tokens were all revoked
+/// all when the workspace never had one (an unknown workspace only without a bearer). Unlike the reference, a workspace whose tokens were all revoked
 /// (e.g. removed) is NOT grandfathered: its old token gets 401 (spec P19, §6.4).
 let registryGate
     (missingMsg: string)
@@ -38,6 +38,8 @@ let registryGate
     : Result<Principal, Reply> =
     match liveToken tokens ws workspaceId bearer with
     | Some t -> Ok(WorkspaceToken t)
+    // an unknown workspace with a bearer: the token cannot be for it (e.g. a mistyped workspace id) → 401
+    | None when ws.IsNone && bearer.IsSome -> Error(deny invalidMsg)
     | None when neverHadToken tokens workspaceId -> Ok Grandfathered
     | None ->
         match bearer with

@@ -237,6 +237,8 @@ type Routes(fx: PlatformFixture) =
             Assert.Equal(401, hbWrong.Code)
             // an unknown id that never had a token is grandfathered and gets a fresh token (P19)
             let fresh = Guid.NewGuid().ToString()
+            let! mistyped = c.Send("POST", "/registry/register", (registerBody fresh), w.Token)
+            Assert.Equal(401, mistyped.Code)
             let! first = c.Send("POST", "/registry/register", registerBody fresh)
             Assert.Equal(200, first.Code)
             let token = str first.Json "auth_token"

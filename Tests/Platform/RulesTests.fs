@@ -179,6 +179,10 @@ let ``token gate examples`` () =
     | Error e -> Assert.Contains("invalid workspace auth token", e.Body)
     | Ok _ -> failwith "expected 401"
 
+    // unknown workspace: grandfathered without a bearer, 401 with one (the token cannot belong to it)
+    let unknown = Guid.NewGuid()
+    Assert.Equal(Ok Auth.Grandfathered, Auth.registryGate Auth.missingToken Auth.invalidToken [ t ] None unknown None)
+    Assert.True(Result.isError (Auth.registryGate Auth.missingToken Auth.invalidToken [ t ] None unknown (Some "whatever")))
     Assert.Equal(Some "abc", Auth.bearerOf "Bearer abc")
     Assert.Equal(None, Auth.bearerOf "Basic abc")
 
