@@ -827,8 +827,10 @@ type Lifecycle() =
             let! second = Assert.ThrowsAnyAsync<InvalidOperationException>(fun () -> Server.start opts :> Task)
             Assert.Contains("in use", second.Message)
             let port = Uri(p1.Url).Port
-            let! busy = Assert.ThrowsAnyAsync<InvalidOperationException>(fun () -> Server.start { PlatformOptions.defaults (tempDir ()) with Port = port } :> Task)
+            let otherDir = tempDir ()
+            let! busy = Assert.ThrowsAnyAsync<InvalidOperationException>(fun () -> Server.start { PlatformOptions.defaults otherDir with Port = port } :> Task)
             Assert.Contains("could not listen", busy.Message)
+            Directory.Delete(otherDir, true) // also proves the failed start released its lock
             (c1 :> IDisposable).Dispose()
             do! p1.StopAsync()
 
