@@ -830,7 +830,7 @@ type Lifecycle() =
             let otherDir = tempDir ()
             let! busy = Assert.ThrowsAnyAsync<InvalidOperationException>(fun () -> Server.start { PlatformOptions.defaults otherDir with Port = port } :> Task)
             Assert.Contains("could not listen", busy.Message)
-            Directory.Delete(otherDir, true) // also proves the failed start released its lock
+            Directory.Delete(otherDir, true)
             (c1 :> IDisposable).Dispose()
             do! p1.StopAsync()
 
