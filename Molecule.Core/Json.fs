@@ -6,18 +6,6 @@ open System.Text.Encodings.Web
 open System.Text.Json
 open System.Text.Json.Nodes
 
-/// Touches every node so that lazily materialised objects fail now (e.g. duplicate property names)
-/// instead of throwing later at the first lookup.
-let rec private materialise (node: JsonNode) =
-    match node with
-    | :? JsonObject as o ->
-        for kv in o do
-            materialise kv.Value
-    | :? JsonArray as a ->
-        for item in a do
-            materialise item
-    | _ -> ()
-
 /// Parses JSON text; None for empty, invalid, duplicate-keyed or deeply nested input. Never throws,
 /// and the returned tree never throws on lookups.
 let tryParse (text: string) : JsonNode option =
@@ -25,9 +13,9 @@ let tryParse (text: string) : JsonNode option =
         None
     else
         try
-            let node = JsonNode.Parse(text, documentOptions = JsonDocumentOptions(MaxDepth = 64))
-            materialise node
-            Option.ofObj node
+            // Duplicate property names are rejected here: otherwise the tree throws later, at the first lookup.
+            JsonNode.Parse(text, documentOptions = JsonDocumentOptions(MaxDepth = 64, AllowDuplicateProperties = false))
+            |> Option.ofObj
         with _ ->
             None
 
