@@ -1,0 +1,187 @@
+/// A2A envelopes (normalisation, queued rows, extracted text) and notify rows. Pure; ids and time are arguments.
+module Molecule.Platform.A2a
+
+open System
+open System.Text.Json.Nodes
+open Molecule.Platform.Validation
+
+let accessDenied = "access denied: workspaces cannot communicate per hierarchy rules"
+
+let private systemPrefixes = [ "webhook:"; "system:"; "test:"; "channel:" ]
+
+/// X-Workspace-ID header → caller id. Empty → None; system prefixes → 403; other non-UUID → 400.
+let parseCaller (header: string option) : Result<Guid option, Reply> =
+    match header with
+    | None -> Ok None
+    | Some h when String.IsNullOrWhiteSpace h -> Ok None
+    | Some h when systemPrefixes |> List.exists (fun p -> h.Trim().StartsWith(p, StringComparison.OrdinalIgnoreCase)) ->
+        Error(Json.errorReply 403 "invalid caller ID")
+    | Some h ->
+        match parseGuid h with
+        | Some g -> Ok(Some g)
+        | None -> Error(bad "X-Workspace-ID must be a valid UUID")
+
+/// Normalises a POSTed A2A body into a JSON-RPC 2.0 envelope. `rpcId` and `messageId` are used when missing.
+let normalise (rpcId: Guid) (messageId: Guid) (text: string) : Result<JsonObject, Reply> =
+    match Json.tryParse text with
+    | Some(:? JsonObject as o) ->
+        let env =
+            if o.ContainsKey "jsonrpc" then
+                o.DeepClone().AsObject()
+            else
+                Json.obj
+                    [ "jsonrpc", Json.str "2.0"
+                      "id", Json.str (Json.guid rpcId)
+                      "method", (Json.prop "method" o |> Option.map Json.clone |> Option.defaultValue null)
+                      "params", (Json.prop "params" o |> Option.map Json.clone |> Option.defaultValue null) ]
+
+        if not (env.ContainsKey "id") || isNull env["id"] then
+            env["id"] <- Json.str (Json.guid rpcId)
+
+        let methodName =
+            match Json.prop "method" env |> Option.bind Json.asString with
+            | Some m when m <> "" -> m
+            | _ -> "message/send"
+
+        env["method"] <- Json.str methodName
+
+        if methodName = "message/send" || methodName = "message/stream" then
+            match Json.prop "params" env |> Option.bind Json.asObject with
+            | None -> Error(bad "params.message is required (params.message.parts or a v0.2 content string)")
+            | Some p ->
+                match Json.prop "message" p |> Option.bind Json.asObject with
+                | None -> Error(bad "params.message is required (params.message.parts or a v0.2 content string)")
+                | Some m ->
+                    if (Json.prop "messageId" m |> Option.bind Json.asString |> Option.defaultValue "") = "" then
+                        m["messageId"] <- Json.str (Json.guid messageId)
+
+                    match Json.prop "parts" m |> Option.bind Json.asArray, Json.prop "content" m |> Option.bind Json.asString with
+                    | Some _, _ -> Ok env
+                    | None, Some content ->
+                        m.Remove "content" |> ignore
+                        m["parts"] <- Json.arr [ Json.obj [ "kind", Json.str "text"; "text", Json.str content ] ]
+                        Ok env
+                    | None, None ->
+                        Error(bad "params.message.parts is required (hint: send parts:[{kind:'text',text:'...'}] or a v0.2 content string)")
+        else
+            Ok env
+    | Some _ -> Error(bad "invalid JSON: body must be a JSON-RPC object")
+    | None -> Error(bad "invalid JSON")
+
+let methodOf (env: JsonObject) =
+    Json.prop "method" env |> Option.bind Json.asString |> Option.defaultValue "message/send"
+
+/// Reply to the sender of a message to a poll-mode target.
+let queuedReply (methodName: string) : Reply =
+    Json.reply 200 (Json.obj [ "status", Json.str "queued"; "delivery_mode", Json.str "poll"; "method", Json.str methodName ])
+
+/// The a2a_receive row written on a poll-mode target.
+let queuedRow (id: Guid) (now: DateTimeOffset) (caller: Guid option) (target: Workspace) (env: JsonObject) : ActivityRow =
+    let m = methodOf env
+
+    { Activity.row id now target.Id "a2a_receive" with
+        SourceId = caller
+        TargetId = Some target.Id
+        Method = Some m
+        Summary = Some $"{m} → {target.Name} (queued for poll)"
+        RequestBody = Some(Json.compact env) }
+
+/// Concatenated text of the text parts of a message/result node (parts of kind or type "text").
+let textOfParts (node: JsonNode) : string =
+    match Json.prop "parts" node |> Option.bind Json.asArray with
+    | Some parts ->
+        parts
+        |> Seq.choose (fun p ->
+            let k =
+                Json.prop "kind" p
+                |> Option.orElse (Json.prop "type" p)
+                |> Option.bind Json.asString
+
+            if k = Some "text" then Json.prop "text" p |> Option.bind Json.asString else None)
+        |> String.concat ""
+    | None -> ""
+
+/// Text of an agent's JSON-RPC answer: result.parts text, else result.artifacts[*].parts text, else the raw body.
+let answerText (body: string) : string =
+    match Json.tryParse body with
+    | Some n ->
+        match Json.prop "result" n with
+        | Some r ->
+            let direct = textOfParts r
+
+            if direct <> "" then
+                direct
+            else
+                match Json.prop "artifacts" r |> Option.bind Json.asArray with
+                | Some arts -> arts |> Seq.map textOfParts |> String.concat ""
+                | None -> body
+        | None -> body
+    | None -> body
+
+type Attachment =
+    { Uri: string
+      Name: string
+      MimeType: string option
+      Size: int64 option }
+
+/// POST /workspaces/:id/notify body → (message, attachments) or 400.
+let parseNotify (body: JsonObject) : Result<string * Attachment list, Reply> =
+    result {
+        let! message =
+            match Json.prop "message" body |> Option.bind Json.asString with
+            | Some m when m <> "" -> Ok m
+            | _ -> Error(bad "message is required")
+
+        let! atts = optArray "attachments" body
+
+        let parsed =
+            match atts with
+            | None -> Ok []
+            | Some a ->
+                a
+                |> Seq.mapi (fun i n ->
+                    let s name = Json.prop name n |> Option.bind Json.asString |> Option.filter (fun v -> v <> "")
+
+                    match s "uri", s "name" with
+                    | Some u, Some nm ->
+                        Ok
+                            { Uri = u
+                              Name = nm
+                              MimeType = s "mimeType"
+                              Size = Json.prop "size" n |> Option.bind Json.asFloat |> Option.map int64 }
+                    | _ -> Error(bad $"attachment[{i}]: uri and name are required"))
+                |> Seq.fold
+                    (fun acc r ->
+                        match acc, r with
+                        | Ok xs, Ok x -> Ok(x :: xs)
+                        | Error e, _ -> Error e
+                        | _, Error e -> Error e)
+                    (Ok [])
+                |> Result.map List.rev
+
+        let! attachments = parsed
+        return message, attachments
+    }
+
+let attachmentNode (a: Attachment) : JsonNode =
+    let f =
+        Json.obj [ "uri", Json.str a.Uri; "name", Json.str a.Name ]
+
+    a.MimeType |> Option.iter (fun m -> f["mimeType"] <- Json.str m)
+    a.Size |> Option.iter (fun s -> f["size"] <- Json.num64 s)
+    Json.obj [ "kind", Json.str "file"; "file", f ]
+
+/// The notify row: a2a_receive, method notify, source NULL, response_body {result, parts?}.
+let notifyRow (id: Guid) (now: DateTimeOffset) (ws: Workspace) (message: string) (atts: Attachment list) : ActivityRow =
+    let resp = Json.obj [ "result", Json.str message ]
+
+    if not atts.IsEmpty then
+        resp["parts"] <- Json.arr (atts |> List.map attachmentNode)
+
+    let short =
+        if message.Length > 80 then message.Substring(0, 80) + "…" else message
+
+    { Activity.row id now ws.Id "a2a_receive" with
+        Method = Some "notify"
+        Summary = Some("Agent message: " + short)
+        ResponseBody = Some(Json.compact resp) }

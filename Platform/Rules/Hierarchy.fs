@@ -1,0 +1,72 @@
+/// Who may talk to whom (CanCommunicate) and who is listed as a peer. Pure; the workspace set is an argument.
+module Molecule.Platform.Hierarchy
+
+open System
+
+/// Maximum number of ancestor levels walked.
+[<Literal>]
+let MaxDepth = 32
+
+let private parentOf (all: Map<Guid, Workspace>) (id: Guid) : Guid option =
+    match all.TryFind id with
+    | Some w -> w.ParentId
+    | None -> None
+
+/// Ancestors of `id`, nearest first, at most MaxDepth levels (cycles cannot loop forever).
+let ancestors (all: Map<Guid, Workspace>) (id: Guid) : Guid list =
+    let rec walk current depth acc =
+        if depth >= MaxDepth then
+            List.rev acc
+        else
+            match parentOf all current with
+            | Some p when p <> id && not (List.contains p acc) -> walk p (depth + 1) (p :: acc)
+            | _ -> List.rev acc
+
+    walk id 0 []
+
+/// The reference access rule: same id; siblings (same non-null parent); both roots; parent↔child;
+/// ancestor↔descendant (≤ 32 levels). Status is not considered. Unknown ids only talk to themselves.
+let canCommunicate (all: Map<Guid, Workspace>) (a: Guid) (b: Guid) : bool =
+    if a = b then
+        true
+    else
+        match all.TryFind a, all.TryFind b with
+        | Some wa, Some wb ->
+            match wa.ParentId, wb.ParentId with
+            | Some pa, Some pb when pa = pb -> true
+            | None, None -> true
+            | _ ->
+                wa.ParentId = Some b
+                || wb.ParentId = Some a
+                || List.contains a (ancestors all b)
+                || List.contains b (ancestors all a)
+        | _ -> false
+
+/// Peers listed to `id`: siblings (or all other roots when root) + children + parent; never removed, never self.
+let peers (all: Map<Guid, Workspace>) (id: Guid) : Workspace list =
+    match all.TryFind id with
+    | None -> []
+    | Some me ->
+        all
+        |> Map.toList
+        |> List.map snd
+        |> List.filter (fun w ->
+            w.Id <> id
+            && w.Status <> Status.Removed
+            && (w.ParentId = me.ParentId // siblings, or both roots
+                || w.ParentId = Some id // children
+                || me.ParentId = Some w.Id)) // parent
+        |> List.sortBy (fun w -> w.CreatedAt, w.Id)
+
+/// Every descendant of `id` (any depth), excluding `id` itself.
+let descendants (all: Map<Guid, Workspace>) (id: Guid) : Guid list =
+    all
+    |> Map.toList
+    |> List.choose (fun (k, _) -> if k <> id && List.contains id (ancestors all k) then Some k else None)
+
+/// Direct children that are not removed.
+let liveChildren (all: Map<Guid, Workspace>) (id: Guid) : Workspace list =
+    all
+    |> Map.toList
+    |> List.map snd
+    |> List.filter (fun w -> w.ParentId = Some id && w.Id <> id && w.Status <> Status.Removed)

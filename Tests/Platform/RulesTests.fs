@@ -1,0 +1,489 @@
+module Molecule.Tests.Platform.RulesTests
+
+open System
+open System.Security.Cryptography
+open System.Text.Json.Nodes
+open Xunit
+open FsCheck
+open FsCheck.FSharp
+open Molecule.Platform
+
+let private cfg n = FsCheck.Config.QuickThrowOnFailure.WithMaxTest n
+let private t0 = DateTimeOffset(2026, 1, 1, 12, 0, 0, TimeSpan.Zero)
+
+let private ws (id: Guid) (parent: Guid option) (status: string) : Workspace =
+    { Id = id
+      Name = id.ToString("N").Substring(0, 6)
+      Role = None
+      Tier = 1
+      Status = status
+      AgentCard = None
+      Url = None
+      ParentId = parent
+      DeliveryMode = "poll"
+      Runtime = "external"
+      LastHeartbeatAt = Some t0
+      LastErrorRate = 0.0
+      ActiveTasks = 0
+      UptimeSeconds = 0
+      CurrentTask = ""
+      MaxConcurrentTasks = 1
+      InboundSecret = None
+      LastOutboundAt = None
+      CreatedAt = t0
+      UpdatedAt = t0 }
+
+/// A random forest (occasionally with cycles) of 1..9 workspaces with random statuses.
+let private graphGen: Gen<Map<Guid, Workspace>> =
+    gen {
+        let! n = Gen.choose (1, 9)
+        let ids = List.init n (fun _ -> Guid.NewGuid())
+        let! parents = Gen.listOfLength n (Gen.choose (-3, n - 1))
+        let! statuses = Gen.listOfLength n (Gen.elements [ Status.Online; Status.AwaitingAgent; Status.Removed; Status.Degraded ])
+
+        return
+            List.zip3 ids parents statuses
+            |> List.map (fun (id, p, s) -> id, ws id (if p < 0 then None else Some ids[p]) s)
+            |> Map.ofList
+    }
+
+let private graphAndPair =
+    gen {
+        let! g = graphGen
+        let keys = g |> Map.toList |> List.map fst
+        let! a = Gen.elements keys
+        let! b = Gen.elements keys
+        return g, a, b
+    }
+    |> Arb.fromGen
+
+[<Fact>]
+let ``rule: CanCommunicate is symmetric`` () =
+    Check.One(cfg 500, Prop.forAll graphAndPair (fun (g, a, b) -> Hierarchy.canCommunicate g a b = Hierarchy.canCommunicate g b a))
+
+[<Fact>]
+let ``rule: peers are a subset of CanCommunicate`` () =
+    Check.One(
+        cfg 500,
+        Prop.forAll graphAndPair (fun (g, a, _) -> Hierarchy.peers g a |> List.forall (fun p -> Hierarchy.canCommunicate g a p.Id && p.Id <> a))
+    )
+
+[<Fact>]
+let ``rule: peers never include removed workspaces`` () =
+    Check.One(cfg 500, Prop.forAll graphAndPair (fun (g, a, _) -> Hierarchy.peers g a |> List.forall (fun p -> p.Status <> Status.Removed)))
+
+[<Fact>]
+let ``CanCommunicate examples from the spec`` () =
+    let root, a, b, c, other = Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid()
+    let otherChild = Guid.NewGuid()
+
+    let g =
+        [ ws root None Status.Online
+          ws a (Some root) Status.Online
+          ws b (Some root) Status.Online
+          ws c (Some a) Status.Online
+          ws other None Status.Online
+          ws otherChild (Some other) Status.Online ]
+        |> List.map (fun w -> w.Id, w)
+        |> Map.ofList
+
+    Assert.True(Hierarchy.canCommunicate g a b) // siblings
+    Assert.True(Hierarchy.canCommunicate g root other) // both roots
+    Assert.True(Hierarchy.canCommunicate g c root) // grandchild ↔ grandparent
+    Assert.False(Hierarchy.canCommunicate g c b) // nephew ↔ uncle
+    Assert.False(Hierarchy.canCommunicate g a otherChild)
+    let peersOfC = Hierarchy.peers g c |> List.map (fun w -> w.Id)
+    Assert.Equal<Guid list>([ a ], peersOfC) // only the parent: no grandparent
+    let peersOfA = Hierarchy.peers g a |> List.map (fun w -> w.Id) |> set
+    Assert.Equal<Set<Guid>>(set [ root; b; c ], peersOfA)
+
+// ---------------------------------------------------------------- tokens and auth
+
+let private bytesGen = Gen.arrayOfLength 32 (Gen.choose (0, 255) |> Gen.map byte)
+
+[<Fact>]
+let ``rule: token format is 43 base64url chars and only its hash is stored`` () =
+    Check.One(
+        cfg 300,
+        Prop.forAll (Arb.fromGen bytesGen) (fun bytes ->
+            let token = Tokens.format bytes
+            let stored = Tokens.create (Guid.NewGuid()) (Guid.NewGuid()) t0 token
+            let padded = token.Replace('-', '+').Replace('_', '/') + "="
+
+            token.Length = 43
+            && Tokens.isWellFormed token
+            && Convert.FromBase64String padded = bytes
+            && stored.Hash = SHA256.HashData(Text.Encoding.UTF8.GetBytes token)
+            && stored.Prefix = token.Substring(0, 8)
+            && Tokens.matches stored.Hash token
+            && not (Tokens.matches stored.Hash (token.Substring(1) + "A")))
+    )
+
+let private tokenSetGen =
+    gen {
+        let wsId = Guid.NewGuid()
+        let! n = Gen.choose (1, 5)
+        let! raws = Gen.listOfLength n bytesGen
+        let! revoked = Gen.listOfLength n (Gen.elements [ true; false ])
+        let! status = Gen.elements [ Status.Online; Status.Removed; Status.AwaitingAgent ]
+        let! pick = Gen.choose (0, n - 1)
+
+        let tokens =
+            List.zip raws revoked
+            |> List.map (fun (b, r) ->
+                let text = Tokens.format b
+                text, { Tokens.create (Guid.NewGuid()) wsId t0 text with RevokedAt = (if r then Some t0 else None) })
+
+        return wsId, status, tokens, pick
+    }
+    |> Arb.fromGen
+
+[<Fact>]
+let ``rule: a revoked token never authenticates`` () =
+    Check.One(
+        cfg 300,
+        Prop.forAll tokenSetGen (fun (wsId, status, tokens, pick) ->
+            let w = ws wsId None status
+            let stored = tokens |> List.map snd
+            let text, tok = tokens[pick]
+            let reg = Auth.registryGate Auth.missingToken Auth.invalidToken stored (Some w) wsId (Some text)
+            let str = Auth.strictGate (fun _ -> false) stored (Some w) wsId (Some text)
+
+            let authenticated r =
+                match r with
+                | Ok _ -> true
+                | Error _ -> false
+
+            if tok.RevokedAt.IsSome || status = Status.Removed then
+                not (authenticated reg) && not (authenticated str)
+                && (match reg with Error e -> e.Code = 401 | _ -> false)
+            else
+                authenticated reg && authenticated str)
+    )
+
+[<Fact>]
+let ``token gate examples`` () =
+    let id = Guid.NewGuid()
+    let w = ws id None Status.Online
+    // never had a token: grandfathered on the registry gate, refused on the strict gate
+    Assert.Equal(Ok Auth.Grandfathered, Auth.registryGate Auth.missingToken Auth.invalidToken [] (Some w) id None)
+    Assert.Equal(401, (match Auth.strictGate (fun _ -> false) [] (Some w) id None with Error e -> e.Code | Ok _ -> 0))
+    // a live token: bearer required
+    let t = Tokens.create (Guid.NewGuid()) id t0 (Tokens.format (Array.create 32 7uy))
+
+    match Auth.registryGate Auth.missingToken Auth.invalidToken [ t ] (Some w) id None with
+    | Error e -> Assert.Contains("missing workspace auth token", e.Body)
+    | Ok _ -> failwith "expected 401"
+
+    match Auth.registryGate Auth.missingToken Auth.invalidToken [ t ] (Some w) id (Some "nope") with
+    | Error e -> Assert.Contains("invalid workspace auth token", e.Body)
+    | Ok _ -> failwith "expected 401"
+
+    Assert.Equal(Some "abc", Auth.bearerOf "Bearer abc")
+    Assert.Equal(None, Auth.bearerOf "Basic abc")
+
+// ---------------------------------------------------------------- liveness
+
+type private LiveEvent =
+    | Beat of float
+    | Register
+    | Sweep of int
+
+let private eventsGen =
+    Gen.listOf (
+        Gen.oneof
+            [ Gen.choose (0, 10) |> Gen.map (fun e -> Beat(float e / 10.0))
+              Gen.constant Register
+              Gen.choose (0, 400) |> Gen.map Sweep ]
+    )
+
+let private apply (now: DateTimeOffset) (w: Workspace) (e: LiveEvent) =
+    let hb: Liveness.HeartbeatInput =
+        { ErrorRate = 0.0
+          SampleError = ""
+          ActiveTasks = 0
+          UptimeSeconds = 0
+          CurrentTask = ""
+          RuntimeState = "" }
+
+    match e with
+    | Beat r -> Liveness.heartbeat now { hb with ErrorRate = r } w
+    | Register -> { w with Status = Liveness.statusAfterRegister w.Status }
+    | Sweep secs -> Liveness.sweep (now.AddSeconds(float secs)) w |> Option.defaultValue w
+
+[<Fact>]
+let ``rule: a removed workspace is never online`` () =
+    Check.One(
+        cfg 300,
+        Prop.forAll (Arb.fromGen eventsGen) (fun events ->
+            let w = ws (Guid.NewGuid()) None Status.Removed
+            let final, everOnline =
+                events |> List.fold (fun (w, seen) e -> let w' = apply t0 w e in w', seen || w'.Status = Status.Online) (w, false)
+
+            final.Status = Status.Removed && not everOnline)
+    )
+
+[<Fact>]
+let ``rule: stale after 90 s becomes awaiting_agent and a heartbeat brings it back`` () =
+    let arb = Arb.fromGen (Gen.zip (Gen.choose (0, 600)) (Gen.elements [ Status.Online; Status.Degraded ]))
+
+    Check.One(
+        cfg 300,
+        Prop.forAll arb (fun (secs, status) ->
+            let w = { ws (Guid.NewGuid()) None status with LastHeartbeatAt = Some t0 }
+            let later = t0.AddSeconds(float secs)
+
+            match Liveness.sweep later w with
+            | Some swept ->
+                let back =
+                    Liveness.heartbeat
+                        later
+                        { ErrorRate = 0.0; SampleError = ""; ActiveTasks = 0; UptimeSeconds = 1; CurrentTask = ""; RuntimeState = "" }
+                        swept
+
+                secs > 90 && swept.Status = Status.AwaitingAgent && back.Status = Status.Online
+            | None -> secs <= 90)
+    )
+
+[<Fact>]
+let ``heartbeat status transitions follow evaluateStatus`` () =
+    Assert.Equal(Status.Degraded, Liveness.statusAfterHeartbeat 0.6 "" Status.Online)
+    Assert.Equal(Status.Degraded, Liveness.statusAfterHeartbeat 0.0 "wedged" Status.Online)
+    Assert.Equal(Status.Online, Liveness.statusAfterHeartbeat 0.05 "" Status.Degraded)
+    Assert.Equal(Status.Degraded, Liveness.statusAfterHeartbeat 0.2 "" Status.Degraded)
+    Assert.Equal(Status.Online, Liveness.statusAfterHeartbeat 0.0 "" Status.Offline)
+    Assert.Equal(Status.Online, Liveness.statusAfterHeartbeat 0.0 "" Status.Provisioning)
+    Assert.Equal(Status.Removed, Liveness.statusAfterHeartbeat 0.0 "" Status.Removed)
+
+// ---------------------------------------------------------------- activity paging
+
+let private rowsGen =
+    gen {
+        let me = Guid.NewGuid()
+        let other = Guid.NewGuid()
+        let! n = Gen.choose (1, 40)
+        let! secs = Gen.listOfLength n (Gen.choose (0, 3)) // many equal timestamps
+        let! mine = Gen.listOfLength n (Gen.frequency [ 4, Gen.constant true; 1, Gen.constant false ])
+        let! limit = Gen.choose (1, 7)
+
+        let rows =
+            List.zip secs mine
+            |> List.mapi (fun i (s, m) ->
+                { Activity.row (Guid.NewGuid()) (t0.AddSeconds(float s)) (if m then me else other) "a2a_receive" with
+                    Seq = int64 (i + 1) })
+
+        return me, rows, limit
+    }
+    |> Arb.fromGen
+
+[<Fact>]
+let ``rule: since_id paging returns every row exactly once`` () =
+    Check.One(
+        cfg 300,
+        Prop.forAll rowsGen (fun (me, rows, limit) ->
+            let shuffled = rows |> List.sortBy (fun r -> r.Id) // storage order must not matter
+            let own = rows |> List.filter (fun r -> r.WorkspaceId = me) |> List.sortBy Activity.orderKey
+
+            match own with
+            | [] -> true
+            | first :: _ ->
+                let q (cursor: ActivityRow) =
+                    { Activity.Type = Some "a2a_receive"
+                      Activity.Source = None
+                      Activity.Limit = limit
+                      Activity.SinceSecs = None
+                      Activity.SinceId = Some(cursor.Id.ToString()) }
+
+                let rec pages (cursor: ActivityRow) (acc: ActivityRow list) guard =
+                    match Activity.select t0 me shuffled (q cursor) with
+                    | Ok [] -> Some(List.rev acc)
+                    | Ok page when guard > 0 && page.Length <= limit -> pages (List.last page) (List.rev page @ acc) (guard - 1)
+                    | _ -> None
+
+                match pages first [ first ] 100 with
+                | Some seen -> (seen |> List.map (fun r -> r.Id)) = (own |> List.map (fun r -> r.Id))
+                | None -> false)
+    )
+
+[<Fact>]
+let ``activity query parsing follows the spec`` () =
+    let parse (pairs: (string * string) list) =
+        Activity.parseQuery (fun k -> pairs |> List.tryFind (fun (a, _) -> a = k) |> Option.map snd)
+
+    let limitOf p =
+        match parse p with
+        | Ok q -> q.Limit
+        | Error _ -> -1
+
+    Assert.Equal(100, limitOf [])
+    Assert.Equal(500, limitOf [ "limit", "9999" ])
+    Assert.Equal(100, limitOf [ "limit", "-3" ])
+    Assert.Equal(100, limitOf [ "limit", "abc" ])
+    Assert.Equal(7, limitOf [ "limit", "7" ])
+
+    match parse [ "since_secs", "0" ] with
+    | Error e -> Assert.Equal("""{"error":"since_secs must be a positive integer"}""", e.Body)
+    | Ok _ -> failwith "expected 400"
+
+    match parse [ "since_secs", "99999999" ] with
+    | Ok q -> Assert.Equal(Some Activity.MaxSinceSecs, q.SinceSecs)
+    | Error _ -> failwith "expected ok"
+
+    match parse [ "source", "robot" ] with
+    | Error e -> Assert.Equal(400, e.Code)
+    | Ok _ -> failwith "expected 400"
+
+    let me = Guid.NewGuid()
+    let q = { (match parse [ "since_id", Guid.NewGuid().ToString() ] with Ok q -> q | Error _ -> failwith "parse") with Type = None }
+
+    match Activity.select t0 me [] q with
+    | Error e ->
+        Assert.Equal(410, e.Code)
+        Assert.Contains("since_id cursor not found", e.Body)
+    | Ok _ -> failwith "expected 410"
+
+// ---------------------------------------------------------------- memories
+
+let private teamGen =
+    gen {
+        let! g = graphGen
+        let keys = g |> Map.toList |> List.map fst
+        let! me = Gen.elements keys
+        let! owners = Gen.listOf (Gen.elements keys)
+        let! scopes = Gen.listOfLength owners.Length (Gen.elements Memories.scopes)
+
+        let mems =
+            List.zip owners scopes
+            |> List.map (fun (o, s) ->
+                { Id = Guid.NewGuid()
+                  WorkspaceId = o
+                  Content = "note"
+                  Scope = s
+                  Namespace = "general"
+                  CreatedAt = t0 }: Memory)
+
+        return g, me, mems
+    }
+    |> Arb.fromGen
+
+[<Fact>]
+let ``rule: TEAM recall only returns rows of workspaces that can communicate`` () =
+    Check.One(
+        cfg 400,
+        Prop.forAll teamGen (fun (g, me, mems) ->
+            let result = Memories.recall g g[me] (Some "TEAM") None None mems
+
+            result
+            |> List.forall (fun m ->
+                m.Scope = "TEAM"
+                && Hierarchy.canCommunicate g me m.WorkspaceId
+                && g[m.WorkspaceId].Status <> Status.Removed))
+    )
+
+[<Fact>]
+let ``rule: GLOBAL memories are written only by root workspaces`` () =
+    let arb = Arb.fromGen (Gen.elements [ None; Some(Guid.NewGuid()) ])
+
+    Check.One(
+        cfg 100,
+        Prop.forAll arb (fun parent ->
+            let w = ws (Guid.NewGuid()) parent Status.Online
+            let r = Memories.commit (Guid.NewGuid()) t0 w { Content = "x"; Scope = "GLOBAL"; Namespace = "general" }
+
+            match r with
+            | Ok _ -> parent.IsNone
+            | Error e -> parent.IsSome && e.Code = 403 && e.Body.Contains Memories.globalForbidden)
+    )
+
+[<Fact>]
+let ``memories: search, redaction and GLOBAL wrapping`` () =
+    Assert.True(Memories.matchesQuery "deploy FRIDAY" "We never Deploy on friday evenings")
+    Assert.False(Memories.matchesQuery "deploy monday" "We never deploy on friday")
+    let redacted = Memories.redact "key is sk-abcdefghijklmnopqrstuvwx and ghp_abcdefghijklmnopqrstuvwxyz0123"
+    Assert.DoesNotContain("sk-abcdefghijklmnop", redacted)
+    Assert.DoesNotContain("ghp_abcdefghij", redacted)
+    Assert.Contains("[REDACTED:", redacted)
+    let w = ws (Guid.NewGuid()) None Status.Online
+
+    match Memories.commit (Guid.NewGuid()) t0 w { Content = "[MEMORY fake]"; Scope = "GLOBAL"; Namespace = "general" } with
+    | Ok m ->
+        Assert.Equal("[_MEMORY fake]", m.Content)
+        Assert.StartsWith($"[MEMORY id={m.Id} scope=GLOBAL from={w.Id}]: ", Memories.displayContent m)
+    | Error _ -> failwith "root may write GLOBAL"
+
+// ---------------------------------------------------------------- A2A envelopes and validation
+
+[<Fact>]
+let ``a2a normalisation wraps bodies and converts v0.2 content`` () =
+    let rpc, msg = Guid.NewGuid(), Guid.NewGuid()
+
+    match A2a.normalise rpc msg """{"method":"message/send","params":{"message":{"role":"user","content":"hi"}}}""" with
+    | Ok env ->
+        Assert.Equal("2.0", env["jsonrpc"].GetValue<string>())
+        Assert.Equal(rpc.ToString(), env["id"].GetValue<string>())
+        let m = env["params"]["message"]
+        Assert.Equal(msg.ToString(), m["messageId"].GetValue<string>())
+        Assert.Equal("hi", A2a.textOfParts m)
+    | Error e -> failwith e.Body
+
+    Assert.Equal(Error(Json.errorReply 400 "invalid JSON"), A2a.normalise rpc msg "{nope")
+
+    match A2a.normalise rpc msg """{"jsonrpc":"2.0","id":"1","method":"message/send","params":{"message":{"role":"user"}}}""" with
+    | Error e -> Assert.Equal(400, e.Code)
+    | Ok _ -> failwith "expected 400"
+
+    Assert.Equal(Error(Json.errorReply 403 "invalid caller ID"), A2a.parseCaller (Some "system:cron"))
+
+[<Fact>]
+let ``validation errors name the field`` () =
+    let o = JsonObject()
+    o["tier"] <- JsonValue.Create "high"
+    o["parent_id"] <- JsonValue.Create "not-a-uuid"
+    o["skills"] <- JsonValue.Create 3
+
+    let msg r =
+        match r with
+        | Error(e: Reply) -> e.Body
+        | Ok _ -> ""
+
+    Assert.Contains("name", msg (Validation.reqString "name" o))
+    Assert.Contains("tier", msg (Validation.optInt "tier" o))
+    Assert.Contains("parent_id", msg (Validation.optGuid "parent_id" o))
+    Assert.Contains("skills", msg (Validation.optStringList "skills" o))
+    Assert.Equal(Error(Json.errorReply 400 "invalid JSON"), Validation.body "{")
+
+let private jsonishGen =
+    let tokens = [ "{"; "}"; "["; "]"; ","; ":"; "\"a\""; "\"name\""; "\"id\""; "1"; "-2.5e3"; "null"; "true"; "\"x\""; " "; "\\"; "\"" ]
+    Gen.listOf (Gen.elements tokens) |> Gen.map (String.concat "") |> Arb.fromGen
+
+[<Fact>]
+let ``rule: request validation is total (any body gives Ok or a 400 naming the problem)`` () =
+    Check.One(
+        cfg 1000,
+        Prop.forAll jsonishGen (fun text ->
+            let bodyOk =
+                match Validation.body text with
+                | Ok o ->
+                    // every field accessor is total on whatever object came back
+                    let fields = [ "name"; "id"; "a" ]
+
+                    fields
+                    |> List.forall (fun f ->
+                        let total r = match r with Ok _ -> true | Error(e: Reply) -> e.Code = 400 && e.Body.Contains f
+                        total (Validation.optString f o) && total (Validation.optInt f o) && total (Validation.optGuid f o))
+                    && (match Memories.parseCommit o with Ok _ | Error { Code = 400 } -> true | _ -> false)
+                    && (match Delegations.parse (Guid.NewGuid()) o with Ok _ | Error { Code = 400 } -> true | _ -> false)
+                    && (match A2a.parseNotify o with Ok _ | Error { Code = 400 } -> true | _ -> false)
+                | Error e -> e.Code = 400
+
+            let a2aOk =
+                match A2a.normalise (Guid.NewGuid()) (Guid.NewGuid()) text with
+                | Ok _ -> true
+                | Error e -> e.Code = 400
+
+            bodyOk && a2aOk)
+    )
+
+[<Fact>]
+let ``duplicate JSON keys are rejected as invalid JSON, not a crash`` () =
+    Assert.Equal(Error(Json.errorReply 400 "invalid JSON"), Validation.body """{"a":1,"a":2}""")
