@@ -42,8 +42,10 @@ public static class CliCommands
         var port = new Option<int>("--port") { Description = "Port to listen on (0 = any free port).", DefaultValueFactory = _ => 7080 };
         port.Validators.Add(r =>
         {
-            var v = r.GetValueOrDefault<int>();
-            if (v is < 0 or > 65535) r.AddError("--port must be between 0 and 65535");
+            // Only a number that parsed is checked here; a non-number already has its own parse error.
+            if (r.Tokens.Count == 1 && int.TryParse(r.Tokens[0].Value, System.Globalization.NumberStyles.Integer,
+                    System.Globalization.CultureInfo.InvariantCulture, out var v) && v is < 0 or > 65535)
+                r.AddError("--port must be between 0 and 65535");
         });
         var cmd = new Command("platform", "Run a local Molecule platform in the foreground (Ctrl+C stops it).") { dataDir, host, port };
         cmd.SetAction((pr, ct) => Guarded(() =>

@@ -264,7 +264,8 @@ internal sealed class DemoRun(TextWriter output) : IAsyncDisposable
             var tools = await a.Client.ListToolsAsync(cancellationToken: ct).ConfigureAwait(false);
             var channel = a.Client.ServerCapabilities.Experimental?.ContainsKey("claude/channel") == true;
             Require(tools.Count > 0, $"{a.Name}'s molecule-mcp lists no tools");
-            Ok($"{a.Name} ({a.Short}…) connected: {a.Client.ServerInfo.Name} {a.Client.ServerInfo.Version}, protocol {a.Client.NegotiatedProtocolVersion}, " +
+            var server = a.Client.ServerInfo;
+            Ok($"{a.Name} ({a.Short}…) connected: {server?.Name} {server?.Version}, protocol {a.Client.NegotiatedProtocolVersion}, " +
                $"{tools.Count.ToString(CultureInfo.InvariantCulture)} tools{(channel ? ", channel push" : "")}");
         }
 
