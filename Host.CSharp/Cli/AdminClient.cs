@@ -80,7 +80,7 @@ public sealed class AdminClient : IDisposable
             403 => "the platform refused the request (HTTP 403)",
             404 => "not found (HTTP 404)",
             409 => "conflict (HTTP 409)",
-            410 => "already deleted (HTTP 410)",
+            410 => "the workspace was deleted on the platform (HTTP 410)",
             _ => $"the platform answered HTTP {status.ToString(System.Globalization.CultureInfo.InvariantCulture)}",
         };
         return string.IsNullOrWhiteSpace(message) ? prefix : $"{prefix}: {message}";

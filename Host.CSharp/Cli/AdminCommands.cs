@@ -163,7 +163,10 @@ public static class AdminCommands
         var tokens = answer?["tokens"] as JsonArray ?? [];
         if (tokens.Count == 0)
         {
-            output.WriteLine($"Workspace {workspaceId} has no live tokens. Mint one: molecule-mcp token mint {workspaceId}");
+            var (status, _, _) = await admin.TrySendAsync(HttpMethod.Get, $"/workspaces/{workspaceId}", null, ct).ConfigureAwait(false);
+            output.WriteLine(status == 410
+                ? $"Workspace {workspaceId} was deleted on the platform; it has no live tokens."
+                : $"Workspace {workspaceId} has no live tokens. Mint one: molecule-mcp token mint {workspaceId}");
             return ExitCodes.Ok;
         }
         var rows = tokens.OfType<JsonObject>().Select(t => new[]
