@@ -118,8 +118,7 @@ internal sealed class DemoRun(TextWriter output) : IAsyncDisposable
             await CleanupAsync().ConfigureAwait(false);
             Ok("clients closed, agent processes ended, platform stopped, temporary directory removed");
         }
-        catch (Exception e) when (e is StepFailed or CliException or McpException or JsonException or IOException
-                                      or InvalidOperationException or OperationCanceledException or TimeoutException or HttpRequestException)
+        catch (Exception e) // any failure ends the demo with ✘, cleanup and exit 1 (never an unhandled crash)
         {
             var why = e switch
             {
@@ -130,7 +129,8 @@ internal sealed class DemoRun(TextWriter output) : IAsyncDisposable
             };
             Line($"   ✘ {why}");
             DumpStderr();
-            await CleanupAsync().ConfigureAwait(false);
+            try { await CleanupAsync().ConfigureAwait(false); }
+            catch (Exception ce) { Line($"   ✘ cleanup: {ce.Message}"); }
             Line();
             var at = _step == 0 ? "set-up" : $"step {_step.ToString(CultureInfo.InvariantCulture)} ({_stepTitle})";
             Line($"✘ Demo FAILED at {at} after {Elapsed}: {why}");

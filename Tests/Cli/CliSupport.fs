@@ -46,9 +46,9 @@ let private startInfo (env: (string * string) list) (args: string list) =
 
     psi
 
-/// Runs the binary to completion (stdin closed at once).
-let run (args: string list) (timeout: TimeSpan) : Run =
-    use p = Process.Start(startInfo [] args)
+/// Runs the binary to completion with extra environment variables (stdin closed at once).
+let runEnv (env: (string * string) list) (args: string list) (timeout: TimeSpan) : Run =
+    use p = Process.Start(startInfo env args)
     p.StandardInput.Close()
     let out = p.StandardOutput.ReadToEndAsync()
     let err = p.StandardError.ReadToEndAsync()
@@ -62,6 +62,8 @@ let run (args: string list) (timeout: TimeSpan) : Run =
     { Code = p.ExitCode
       Out = out.Result
       Err = err.Result }
+
+let run (args: string list) (timeout: TimeSpan) : Run = runEnv [] args timeout
 
 let run20 args = run args (TimeSpan.FromSeconds 20.0)
 

@@ -51,6 +51,16 @@ let ``demo: exits 0 with every numbered step marked done, in well under a minute
     Assert.DoesNotMatch("[A-Za-z0-9_-]{43}", out)
     Assert.True(sw.Elapsed < TimeSpan.FromSeconds 60.0, $"demo took {sw.Elapsed}")
 
+[<Fact>]
+let ``demo: a failure is reported with ✘ and exit 1, not a crash`` () =
+    // TMPDIR names a regular file, so the demo cannot create its temporary directory.
+    let blocker = Path.Combine(tempDir "demo-fail", "not-a-dir")
+    File.WriteAllText(blocker, "")
+    let r = runEnv [ "TMPDIR", blocker ] [ "demo" ] (TimeSpan.FromSeconds 60.0)
+    Assert.True((r.Code = 1), $"exit {r.Code}\nstdout:\n{r.Out}\nstderr:\n{r.Err}")
+    contains "✘ Demo FAILED at" r.Out
+    Assert.DoesNotContain("Unhandled exception", r.Err)
+
 // ------------------------------------------------------------------ platform + workspace + connection lines
 
 [<Fact>]
