@@ -372,14 +372,16 @@ internal sealed class DemoRun(TextWriter output) : IAsyncDisposable
         var kind = AdminClient.Str(meta, "kind") ?? AdminClient.Str(meta, "source_kind") ?? "?";
         Ok($"{_lead.Name}'s client got {Demo.ChannelMethod}: \"{question}\" (kind {kind})");
 
+        var inboxed = ParseMessage(_lead, await CallAsync(_lead, "wait_for_message", new() { ["timeout_secs"] = 5 }, ct).ConfigureAwait(false));
+        Require((AdminClient.Str(inboxed, "text") ?? "").Contains(question, StringComparison.Ordinal),
+            $"the user's message is not at the head of {_lead.Name}'s inbox: {Short(inboxed.ToJsonString())}");
+        await PopAsync(_lead, inboxed, ct).ConfigureAwait(false);
+        Ok($"the same message is in {_lead.Name}'s inbox (wait_for_message, kind {AdminClient.Str(inboxed, "kind")}); handled with inbox_pop");
+
         var sent = await CallAsync(_lead, "send_message_to_user", new() { ["message"] = reply }, ct).ConfigureAwait(false);
         var (aStatus, _, activity) = await _admin.TrySendAsync(HttpMethod.Get, $"/workspaces/{_lead.Id}/activity?limit=50", null, ct).ConfigureAwait(false);
         Require(aStatus == 200 && activity.Contains(reply, StringComparison.Ordinal), $"the reply is not in {_lead.Name}'s activity on the platform ({Short(sent)})");
         Ok($"{_lead.Name} send_message_to_user → the reply is in the canvas chat: \"{reply}\"");
-
-        var inboxed = ParseMessage(_lead, await CallAsync(_lead, "wait_for_message", new() { ["timeout_secs"] = 5 }, ct).ConfigureAwait(false));
-        if ((AdminClient.Str(inboxed, "text") ?? "").Contains(question, StringComparison.Ordinal))
-            await PopAsync(_lead, inboxed, ct).ConfigureAwait(false);
     }
 
     private async Task TeamMemoryAsync(CancellationToken ct)
