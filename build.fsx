@@ -52,7 +52,7 @@ let test () =
             failed <- failed + int m.Groups.[2].Value
             passed <- passed + int m.Groups.[3].Value
             skipped <- skipped + int m.Groups.[4].Value
-    let env = [ "MOLECULE_MCP_BIN", binary ]
+    let env = [ ("MOLECULE_MCP_BIN", binary) ]
     let code = run env "dotnet" $"test \"{sln}\" -c Release --no-build" onLine
     printfn "%s" (String.Format("{0} passed, {1} failed, {2} skipped", passed, failed, skipped))
     if code <> 0 || passed = 0 then exit (if code = 0 then 1 else code)
