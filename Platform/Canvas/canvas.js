@@ -1,6 +1,6 @@
 // Molecule canvas: the team tree, a chat per workspace and an activity feed, kept live by the platform's
 // server-sent events. Plain DOM, no framework, no build step. Untrusted text only ever goes through
-// textContent / attributes set by the DOM API (never innerHTML).
+// textContent / attributes set by the DOM API, never through an HTML-parsing property.
 'use strict';
 
 (function () {
