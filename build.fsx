@@ -41,8 +41,27 @@ let publish () =
     must (run [] "dotnet" $"publish \"{proj}\" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true -o \"{publishDir}\"" ignore) "publish"
     log $"published {binary}"
 
+/// The browser test's node side (playwright-core) — installed from the lock file when missing. A failure is
+/// logged, not fatal: the browser test then fails with the command to run, and the other tests still run.
+let browserDeps () =
+    let marker = Path.Combine(root, "Tests", "Browser", "node_modules", "playwright-core", "package.json")
+
+    if not (File.Exists marker) then
+        log "Tests/Browser/node_modules missing: npm ci --prefix Tests/Browser"
+
+        let code =
+            try
+                run [] "npm" "ci --prefix Tests/Browser --no-audit --no-fund" ignore
+            with e ->
+                log $"could not start npm ({e.Message}): install Node.js 18+ and npm"
+                -1
+
+        if code <> 0 then
+            log "npm ci --prefix Tests/Browser failed: the canvas browser test will fail until it succeeds"
+
 let test () =
     publish ()
+    browserDeps ()
     must (run [] "dotnet" $"build \"{sln}\" -c Release" ignore) "build"
     let mutable passed, failed, skipped = 0, 0, 0
     let summary = Regex(@"^\s*(Passed|Failed)!\s+-\s+Failed:\s+(\d+),\s+Passed:\s+(\d+),\s+Skipped:\s+(\d+)")
