@@ -343,7 +343,7 @@ type CanvasBrowserTests(output: ITestOutputHelper) =
                     let lines = node.Lines |> List.filter (fun l -> not (l.StartsWith "stderr: "))
                     Assert.Equal("OK", List.last lines)
                     Assert.Contains("SENT", lines)
-                    Assert.Equal(7, lines |> List.filter (fun l -> l.StartsWith "STEP ") |> List.length)
+                    Assert.Equal(8, lines |> List.filter (fun l -> l.StartsWith "STEP ") |> List.length)
                     Assert.True(File.Exists screenshot && FileInfo(screenshot).Length > 10000L, "no screenshot at " + screenshot)
                     output.WriteLine("screenshot: " + screenshot)
                 finally

@@ -10,7 +10,8 @@
 //   3. select the workspace, type <userText>, press Enter; the user bubble is confirmed by the activity log
 //      → prints `SENT` (the test then waits for the agent's channel notification and answers)
 //   4. the agent's reply <replyText> appears as an agent bubble with the attachment link (no reload)
-//   5. markup in messages is shown as text; screenshot saved to <screenshot.png>
+//   5. a tab without the token shows the login form; a wrong token is refused, the admin token connects
+//   6. markup in messages is shown as text; screenshot saved to <screenshot.png>
 // Exit code 0 and a last line `OK` on success; `FAIL: <reason>` and exit code 1 otherwise.
 import { chromium } from 'playwright-core';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
@@ -127,7 +128,22 @@ try {
   if (!new RegExp(`/workspaces/${wsId}/chat/uploads/[^/]+$`).test(new URL(href, url).pathname)) fail('attachment link does not point at the upload route: ' + href);
   step('agent reply appeared as an agent bubble with its attachment link, without a reload');
 
-  // 5. markup stays text; the feed has the conversation; screenshot
+  // 5. without a token the page asks for one; a wrong token is refused, the right one connects
+  const fresh = await browser.newPage();
+  fresh.on('pageerror', (e) => problems.push('page error (login tab): ' + e.message));
+  await fresh.goto(url + '/');
+  await fresh.locator('#login:not([hidden]) #token-input').waitFor();
+  await fresh.locator('#token-input').fill('not-the-admin-token');
+  await fresh.locator('#token-input').press('Enter');
+  await fresh.locator('#login-error').filter({ hasText: 'rejected' }).waitFor();
+  await fresh.locator('#token-input').fill(token);
+  await fresh.getByRole('button', { name: 'Connect' }).click();
+  await fresh.locator(`[role="treeitem"][data-id="${wsId}"]`).waitFor();
+  if (!(await fresh.locator('#login').isHidden())) fail('the login form stayed visible after a valid token');
+  await fresh.close();
+  step('without a token the page shows the login form; a wrong token is refused, the admin token connects');
+
+  // 6. markup stays text; the feed has the conversation; screenshot
   const injected = await page.locator('.bubble-text *, .feed-text *, .node-name *').count();
   if (injected) fail(`${injected} element(s) were created from message text`);
   await page.locator('#activity .feed-item').filter({ hasText: replyText }).first().waitFor();
