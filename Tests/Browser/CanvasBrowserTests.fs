@@ -292,6 +292,7 @@ type CanvasBrowserTests(output: ITestOutputHelper) =
                       screenshot ]
                     |> List.iter psi.ArgumentList.Add
 
+                    psi.Environment["CANVAS_ATTACHMENT_TEXT"] <- File.ReadAllText attachment
                     use node = new Child(psi)
 
                     // the agent receives the typed message as a channel notification

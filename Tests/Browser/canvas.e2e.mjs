@@ -14,7 +14,7 @@
 //   6. markup in messages is shown as text; screenshot saved to <screenshot.png>
 // Exit code 0 and a last line `OK` on success; `FAIL: <reason>` and exit code 1 otherwise.
 import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -24,6 +24,10 @@ const REPLY_TIMEOUT_MS = Number(process.env.CANVAS_REPLY_TIMEOUT_MS || 60000);
 
 function step(s) { console.log('STEP ' + s); }
 function fail(reason) { const e = new Error(reason); e.expected = true; throw e; }
+/** Waits for a locator; on timeout fails with what was expected instead of Playwright's generic message. */
+async function expectShown(what, locator, options) {
+  try { await locator.waitFor(options); } catch (e) { fail(`${what} (${e.message.split('\n')[0]})`); }
+}
 
 if (!url || !token || !wsId || !userText || !replyText || !attachmentName || !screenshot) {
   console.log('FAIL: usage: node canvas.e2e.mjs <url> <adminToken> <workspaceId> <userText> <replyText> <attachmentName> <screenshot.png>');
@@ -75,17 +79,17 @@ try {
   // 1. open with the token in the fragment
   await page.goto(`${url}/#token=${encodeURIComponent(token)}`);
   const node = page.locator(`[role="treeitem"][data-id="${wsId}"]`);
-  await node.waitFor();
+  await expectShown('the workspace in the team tree', node);
   if ((await page.evaluate(() => window.location.href)).includes(token)) fail('the admin token stayed in the address bar');
   const badgeText = (await node.locator('.badge').first().textContent()).trim();
   if (!badgeText) fail('the workspace has no status badge');
-  await page.locator('#connection[data-state="live"]').waitFor();
+  await expectShown('the live event stream indicator', page.locator('#connection[data-state="live"]'));
   step(`tree shows the workspace (status "${badgeText}") and the event stream is live`);
 
   // 2. a new workspace appears by itself, under its parent, with its skills
   const child = await admin('POST', '/workspaces', { name: 'Canvas child <i>', parent_id: wsId, skills: ['review', 'docs'] });
   const childNode = page.locator(`[role="treeitem"][data-id="${wsId}"] + .tree-group [role="treeitem"][data-id="${child.id}"]`);
-  await childNode.waitFor();
+  await expectShown('the new workspace under its parent without a reload', childNode);
   const chips = await childNode.locator('.chip').allTextContents();
   if (!chips.includes('review') || !chips.includes('docs')) fail('skills chips missing on the new workspace: ' + JSON.stringify(chips));
   if ((await childNode.locator('.node-name').textContent()) !== 'Canvas child <i>') fail('workspace name not shown verbatim');
@@ -101,32 +105,38 @@ try {
     body: JSON.stringify({ id: child.id, agent_card: { name: 'Canvas child' }, delivery_mode: 'poll' }),
   });
   if (!reg.ok) fail('register the child: HTTP ' + reg.status + ' ' + (await reg.text()));
-  await page.locator(`[role="treeitem"][data-id="${child.id}"] .badge[data-status="online"]`).waitFor();
+  await expectShown('the online badge after register', page.locator(`[role="treeitem"][data-id="${child.id}"] .badge[data-status="online"]`));
   await admin('DELETE', `/workspaces/${child.id}?confirm=true`);
-  await page.locator(`[role="treeitem"][data-id="${child.id}"].is-removed .badge[data-status="removed"]`).waitFor();
+  await expectShown('the removed badge after delete', page.locator(`[role="treeitem"][data-id="${child.id}"].is-removed .badge[data-status="removed"]`));
   step(`status badges follow the platform live: "${before}" → "online" → "removed"`);
 
   // 3. select the workspace and send a message
   await node.click();
-  await page.locator('#chat:not([hidden])').waitFor();
+  await expectShown('the chat panel', page.locator('#chat:not([hidden])'));
   await page.locator('#message-input').fill(userText);
   await page.locator('#message-input').press('Enter');
   const userBubble = page.locator('[data-testid="user-bubble"][data-activity-id]').filter({ hasText: userText });
-  await userBubble.waitFor();
+  await expectShown('the user bubble confirmed by the activity log', userBubble);
   if ((await userBubble.locator('.bubble-text').textContent()) !== userText) fail('the user bubble does not show the text verbatim');
   step('user message sent from the page and confirmed by the activity log');
   console.log('SENT');
 
   // 4. the agent's reply appears by itself
   const agentBubble = page.locator('[data-testid="agent-bubble"]').filter({ hasText: replyText });
-  await agentBubble.waitFor({ timeout: REPLY_TIMEOUT_MS });
+  await expectShown("the agent's reply as an agent bubble", agentBubble, { timeout: REPLY_TIMEOUT_MS });
   if ((await agentBubble.locator('.bubble-text').textContent()) !== replyText) fail('the agent bubble does not show the reply verbatim');
   const link = agentBubble.locator('a.attachment-link');
   if ((await link.count()) !== 1) fail('the agent bubble has no attachment link');
   if ((await link.textContent()) !== attachmentName) fail('attachment link text: ' + (await link.textContent()));
   const href = await link.getAttribute('href');
   if (!new RegExp(`/workspaces/${wsId}/chat/uploads/[^/]+$`).test(new URL(href, url).pathname)) fail('attachment link does not point at the upload route: ' + href);
-  step('agent reply appeared as an agent bubble with its attachment link, without a reload');
+  // the link downloads the file with the admin bearer (a plain link could not carry it)
+  const [download] = await Promise.all([page.waitForEvent('download'), link.click()]);
+  if (download.suggestedFilename() !== attachmentName) fail('downloaded file name: ' + download.suggestedFilename());
+  const got = readFileSync(await download.path(), 'utf8');
+  const expected = process.env.CANVAS_ATTACHMENT_TEXT;
+  if (expected !== undefined ? got !== expected : got.length === 0) fail('downloaded attachment content: ' + JSON.stringify(got));
+  step('agent reply appeared as an agent bubble with its attachment, which downloads; no reload');
 
   // 5. without a token the page asks for one; a wrong token is refused, the right one connects
   const fresh = await browser.newPage();
@@ -146,7 +156,7 @@ try {
   // 6. markup stays text; the feed has the conversation; screenshot
   const injected = await page.locator('.bubble-text *, .feed-text *, .node-name *').count();
   if (injected) fail(`${injected} element(s) were created from message text`);
-  await page.locator('#activity .feed-item').filter({ hasText: replyText }).first().waitFor();
+  await expectShown('the reply in the activity feed', page.locator('#activity .feed-item').filter({ hasText: replyText }).first());
   const online = (await page.locator('#chat-status').textContent()).trim();
   step(`activity feed shows the reply; chat header status "${online}"`);
   if (problems.length) fail(problems.join('; '));
