@@ -62,8 +62,12 @@ try {
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1360, height: 820 },
-    colorScheme: 'light',
+    // CANVAS_VIEWPORT=WxH and CANVAS_COLOR_SCHEME=dark are for looking at other layouts by hand
+    viewport: (() => {
+      const m = /^(\d+)x(\d+)$/.exec(process.env.CANVAS_VIEWPORT || '');
+      return m ? { width: Number(m[1]), height: Number(m[2]) } : { width: 1360, height: 820 };
+    })(),
+    colorScheme: process.env.CANVAS_COLOR_SCHEME === 'dark' ? 'dark' : 'light',
   });
   page = browser.pages()[0] || await browser.newPage();
   page.setDefaultTimeout(15000);
