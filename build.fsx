@@ -1,4 +1,4 @@
-// Build script: `dotnet fsi build.fsx <target>` — targets: build, test, publish, run, bench.
+// Build script: `dotnet fsi build.fsx <target>` — targets: build, test, publish, run, bench, browser-deps.
 // Plain .NET only (no NuGet references) so it runs on a fresh machine after `dotnet tool restore`.
 open System
 open System.Diagnostics
@@ -84,5 +84,6 @@ match fsi.CommandLineArgs |> Array.tail |> Array.toList with
 | [ "build" ] -> build ()
 | [ "publish" ] -> publish ()
 | [ "test" ] -> test ()
+| [ "browser-deps" ] -> browserDeps ()
 | [ "run" ] -> runDemo ()
-| _ -> log "usage: dotnet fsi build.fsx build|test|publish|run"; exit 2
+| _ -> log "usage: dotnet fsi build.fsx build|test|publish|run|browser-deps"; exit 2
