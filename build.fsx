@@ -1,4 +1,4 @@
-// Build script: `dotnet fsi build.fsx <target>` — targets: build, test, publish, run, bench.
+// Build script: `dotnet fsi build.fsx <target>` — targets: build, test, publish, run, bench, browser-deps.
 // Plain .NET only (no NuGet references) so it runs on a fresh machine after `dotnet tool restore`.
 open System
 open System.Diagnostics
@@ -41,8 +41,27 @@ let publish () =
     must (run [] "dotnet" $"publish \"{proj}\" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true -o \"{publishDir}\"" ignore) "publish"
     log $"published {binary}"
 
+/// The browser test's node side (playwright-core) — installed from the lock file when missing. A failure is
+/// logged, not fatal: the browser test then fails with the command to run, and the other tests still run.
+let browserDeps () =
+    let marker = Path.Combine(root, "Tests", "Browser", "node_modules", "playwright-core", "package.json")
+
+    if not (File.Exists marker) then
+        log "Tests/Browser/node_modules missing: npm ci --prefix Tests/Browser"
+
+        let code =
+            try
+                run [] "npm" "ci --prefix Tests/Browser --no-audit --no-fund" ignore
+            with e ->
+                log $"could not start npm ({e.Message}): install Node.js 18+ and npm"
+                -1
+
+        if code <> 0 then
+            log "npm ci --prefix Tests/Browser failed: the canvas browser test will fail until it succeeds"
+
 let test () =
     publish ()
+    browserDeps ()
     must (run [] "dotnet" $"build \"{sln}\" -c Release" ignore) "build"
     let mutable passed, failed, skipped = 0, 0, 0
     let summary = Regex(@"^\s*(Passed|Failed)!\s+-\s+Failed:\s+(\d+),\s+Passed:\s+(\d+),\s+Skipped:\s+(\d+)")
@@ -65,5 +84,6 @@ match fsi.CommandLineArgs |> Array.tail |> Array.toList with
 | [ "build" ] -> build ()
 | [ "publish" ] -> publish ()
 | [ "test" ] -> test ()
+| [ "browser-deps" ] -> browserDeps ()
 | [ "run" ] -> runDemo ()
-| _ -> log "usage: dotnet fsi build.fsx build|test|publish|run"; exit 2
+| _ -> log "usage: dotnet fsi build.fsx build|test|publish|run|browser-deps"; exit 2

@@ -158,7 +158,7 @@ internal sealed class DemoRun(TextWriter output) : IAsyncDisposable
     private async Task SetUpAsync(CancellationToken ct)
     {
         Directory.CreateDirectory(_tempDir);
-        _platform = await Server.startAt(Path.Combine(_tempDir, "platform"), "127.0.0.1", 0).ConfigureAwait(false);
+        _platform = await Canvas.startAt(Path.Combine(_tempDir, "platform"), "127.0.0.1", 0).ConfigureAwait(false);
         _secrets.Add(_platform.AdminToken);
         _admin = new AdminClient(_platform.Url, _platform.AdminToken, "the embedded platform stopped");
         Line($"   platform: {_platform.Url} (embedded, data in {_tempDir})");

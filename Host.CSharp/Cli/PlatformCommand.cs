@@ -38,7 +38,7 @@ public static class PlatformCommand
         Server.RunningPlatform platform;
         try
         {
-            platform = await Server.startAt(dataDir, host, port).ConfigureAwait(false);
+            platform = await Canvas.startAt(dataDir, host, port).ConfigureAwait(false);
         }
         catch (Exception e)
         {
@@ -67,7 +67,7 @@ public static class PlatformCommand
             PlatformLocation.WriteInfo(dataDir, platform.Url, pid);
             var tokenFile = PlatformLocation.AdminTokenFile(dataDir);
             Console.Out.WriteLine($"Molecule platform running at {platform.Url}");
-            Console.Out.WriteLine($"Canvas:      {platform.Url}/#token={platform.AdminToken}");
+            Console.Out.WriteLine($"Canvas:      {Canvas.pageUrl(platform.Url, platform.AdminToken)}");
             Console.Out.WriteLine($"Admin token: stored in {tokenFile}");
             Console.Out.WriteLine($"Data dir:    {dataDir}");
             Console.Out.WriteLine("Create a workspace:  molecule-mcp workspace create --name NAME" +
