@@ -62,18 +62,8 @@ public sealed class McpHost
         };
         options.Filters.Message.IncomingFilters.Add(next => async (context, ct) =>
         {
-            switch (context.JsonRpcMessage)
-            {
-                case JsonRpcRequest { Method: RequestMethods.Initialize } init:
-                    NormaliseInitializeVersion(init);
-                    break;
-
-                case JsonRpcRequest { Method: RequestMethods.ServerDiscover } discover:
-                    // Answer like a pre-2026 server so clients fall back to `initialize`: the channel push
-                    // capability and `notifications/initialized` exist only in the initialize handshake.
-                    await RejectAsync(context.Server, discover, ct).ConfigureAwait(false);
-                    return;
-            }
+            if (context.JsonRpcMessage is JsonRpcRequest { Method: RequestMethods.Initialize } init)
+                NormaliseInitializeVersion(init);
 
             await next(context, ct).ConfigureAwait(false);
 
@@ -97,26 +87,6 @@ public sealed class McpHost
         if (p["protocolVersion"] is JsonValue v && v.TryGetValue<string>(out var s)) requested = s;
         if (requested is null || !InitializeVersions.Contains(requested))
             p["protocolVersion"] = InitializeVersions[^1];
-    }
-
-    private async Task RejectAsync(McpServer server, JsonRpcRequest request, CancellationToken ct)
-    {
-        try
-        {
-            await server.SendMessageAsync(new JsonRpcError
-            {
-                Id = request.Id,
-                Error = new JsonRpcErrorDetail
-                {
-                    Code = (int)McpErrorCode.MethodNotFound,
-                    Message = $"Method '{request.Method}' is not available.",
-                },
-            }, ct).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            _log.Debug($"could not answer {request.Method}: {ex.Message}");
-        }
     }
 
     private void RaiseInitialized()
@@ -163,8 +133,9 @@ public sealed class McpHost
         var options = BuildOptions();
         // The transport opens the raw stdout stream; afterwards every Console.Out write goes to stderr so that
         // stray writes (ours or a library's) can never corrupt the JSON-RPC stream.
-        var transport = new StdioServerTransport(options, _loggerFactory);
+        var stdio = new StdioServerTransport(options, _loggerFactory);
         Console.SetOut(Console.Error);
+        var transport = new DiscoverGateTransport(stdio);
 
         var server = McpServer.Create(transport, options, _loggerFactory);
         _server = server;
@@ -191,7 +162,7 @@ public sealed class McpHost
         return await run.ConfigureAwait(false);
     }
 
-    private async Task<int> RunAndDisposeAsync(McpServer server, StdioServerTransport transport, CancellationToken token)
+    private async Task<int> RunAndDisposeAsync(McpServer server, DiscoverGateTransport transport, CancellationToken token)
     {
         var exitCode = 0;
         try
