@@ -154,13 +154,79 @@ let private strict (env: Env) (ctx: HttpContext) : Result<Guid * Workspace optio
                 Ok(id, ws)
             | Error e -> Error e)
 
-/// Strict gate + the workspace must exist and not be removed.
-let private strictLive (env: Env) (ctx: HttpContext) : Result<Workspace, Reply> =
+/// Strict gate + the workspace must exist (a removed one passes).
+let private strictExisting (env: Env) (ctx: HttpContext) : Result<Workspace, Reply> =
     match strict env ctx with
     | Error e -> Error e
     | Ok(_, None) -> Error notFound
-    | Ok(_, Some w) when w.Status = Status.Removed -> Error(Views.removed w)
     | Ok(_, Some w) -> Ok w
+
+/// Strict gate + the workspace must exist and not be removed (410 when it is).
+let private strictLive (env: Env) (ctx: HttpContext) : Result<Workspace, Reply> =
+    match strictExisting env ctx with
+    | Error e -> Error e
+    | Ok w when w.Status = Status.Removed -> Error(Views.removed w)
+    | Ok w -> Ok w
+
+/// Endpoint behind `gate`: the gate's error is the reply, else `body` answers with what the gate let through.
+let private gated (gate: Env -> HttpContext -> Result<'a, Reply>) (env: Env) (ctx: HttpContext) (body: 'a -> Reply) : Task<Reply> =
+    task {
+        return
+            match gate env ctx with
+            | Error e -> e
+            | Ok a -> body a
+    }
+
+/// Like `gated`, for a body that awaits (reads the request, delivers, ...).
+let private gatedAsync
+    (gate: Env -> HttpContext -> Result<'a, Reply>)
+    (env: Env)
+    (ctx: HttpContext)
+    (body: 'a -> Task<Reply>)
+    : Task<Reply> =
+    task {
+        match gate env ctx with
+        | Error e -> return e
+        | Ok a -> return! body a
+    }
+
+/// Admin-only endpoint: the admin gate answers first.
+let private adminHandler (env: Env) (ctx: HttpContext) (body: unit -> Reply) : Task<Reply> = gated adminGate env ctx body
+
+/// The `{id}` route value as a GUID; 400 "invalid workspace ID" otherwise.
+let private withRouteId (ctx: HttpContext) (body: Guid -> Reply) : Reply =
+    match routeGuid ctx "id" with
+    | None -> invalidId
+    | Some id -> body id
+
+/// Admin-only endpoint on `/workspaces/{id}/...`: admin gate, route id, then the workspace under the store lock
+/// (404 when it does not exist; a removed one passes).
+let private adminWorkspaceHandler (env: Env) (ctx: HttpContext) (body: Workspace -> Reply) : Task<Reply> =
+    adminHandler env ctx (fun () ->
+        withRouteId ctx (fun id ->
+            env.Store.Atomically(fun () ->
+                match env.Store.Workspace id with
+                | None -> notFound
+                | Some w -> body w)))
+
+/// Strict-auth endpoint on `/workspaces/{id}/...` whose workspace must exist (a removed one passes).
+let private strictHandler (env: Env) (ctx: HttpContext) (body: Workspace -> Reply) : Task<Reply> = gated strictExisting env ctx body
+
+/// The request body as a JSON object; its error reply otherwise.
+let private withJson (ctx: HttpContext) (body: JsonObject -> Reply) : Task<Reply> =
+    task {
+        match! readJson ctx with
+        | Error e -> return e
+        | Ok o -> return body o
+    }
+
+/// `{"status": <s>}` with 200.
+let private okStatus (s: string) = ok (Json.obj [ "status", Json.str s ])
+
+/// Scheme and host this request came in on, e.g. http://127.0.0.1:41234.
+let private baseUrl (ctx: HttpContext) =
+    let req = ctx.Request
+    $"{req.Scheme}://{req.Host.Value}"
 
 let private handle (f: HttpContext -> Task<Reply>) : RequestDelegate =
     RequestDelegate(fun ctx ->
@@ -927,256 +993,205 @@ let private recallMemory (env: Env) (ctx: HttpContext) : Task<Reply> =
 // ---------------------------------------------------------------- admin
 
 let private createWorkspace (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        match adminGate env ctx with
-        | Error e -> return e
-        | Ok() ->
-            match! readJson ctx with
-            | Error e -> return e
-            | Ok body ->
-                let parsed =
-                    result {
-                        let! name = reqString "name" body
+    gatedAsync adminGate env ctx (fun () ->
+        withJson ctx (fun body ->
+            let parsed =
+                result {
+                    let! name = reqString "name" body
 
-                        do!
-                            if name.Length > 200 then
-                                Error(bad "name must be at most 200 characters")
-                            else
-                                Ok()
+                    do!
+                        if name.Length > 200 then
+                            Error(bad "name must be at most 200 characters")
+                        else
+                            Ok()
 
-                        let! role = optString "role" body
-                        let! parent = optGuid "parent_id" body
-                        let! skills = optStringList "skills" body
-                        let! tier = optInt "tier" body
+                    let! role = optString "role" body
+                    let! parent = optGuid "parent_id" body
+                    let! skills = optStringList "skills" body
+                    let! tier = optInt "tier" body
 
-                        do!
-                            match tier with
-                            | Some t when t < 0 || t > 10 -> Error(bad "tier must be an integer between 0 and 10")
-                            | _ -> Ok()
+                    do!
+                        match tier with
+                        | Some t when t < 0 || t > 10 -> Error(bad "tier must be an integer between 0 and 10")
+                        | _ -> Ok()
 
-                        let! description = optString "description" body
-                        let! mode = optString "delivery_mode" body
+                    let! description = optString "description" body
+                    let! mode = optString "delivery_mode" body
 
-                        do!
-                            match mode with
-                            | None
-                            | Some "poll"
-                            | Some "push" -> Ok()
-                            | Some _ -> Error(bad "delivery_mode must be 'push' or 'poll'")
+                    do!
+                        match mode with
+                        | None
+                        | Some "poll"
+                        | Some "push" -> Ok()
+                        | Some _ -> Error(bad "delivery_mode must be 'push' or 'poll'")
 
-                        return name.Trim(), role, parent, defaultArg skills [], tier, description, defaultArg mode "poll"
-                    }
+                    return name.Trim(), role, parent, defaultArg skills [], tier, description, defaultArg mode "poll"
+                }
 
-                match parsed with
-                | Error e -> return e
-                | Ok(name, role, parent, skills, tier, description, mode) ->
-                    return
-                        env.Store.Transaction(fun () ->
-                            let parentCheck =
-                                match parent with
-                                | None -> Ok()
-                                | Some p ->
-                                    match env.Store.Workspace p with
-                                    | None -> Error(bad "parent_id: workspace not found")
-                                    | Some pw when pw.Status = Status.Removed -> Error(bad "parent_id: workspace is removed")
-                                    | Some _ -> Ok()
+            match parsed with
+            | Error e -> e
+            | Ok(name, role, parent, skills, tier, description, mode) ->
+                env.Store.Transaction(fun () ->
+                    let parentCheck =
+                        match parent with
+                        | None -> Ok()
+                        | Some p ->
+                            match env.Store.Workspace p with
+                            | None -> Error(bad "parent_id: workspace not found")
+                            | Some pw when pw.Status = Status.Removed -> Error(bad "parent_id: workspace is removed")
+                            | Some _ -> Ok()
 
-                            match parentCheck with
-                            | Error e -> e
-                            | Ok() ->
-                                let now = env.Now()
-                                let id = newId ()
+                    match parentCheck with
+                    | Error e -> e
+                    | Ok() ->
+                        let now = env.Now()
+                        let id = newId ()
 
-                                let w: Workspace =
-                                    { Id = id
-                                      Name = name
-                                      Role = role |> Option.filter (fun r -> r.Trim() <> "")
-                                      Tier = defaultArg tier (if parent.IsNone then 0 else 1)
-                                      Status = Status.AwaitingAgent
-                                      AgentCard = Some(Views.cardOf name skills description)
-                                      Url = None
-                                      ParentId = parent
-                                      DeliveryMode = mode
-                                      Runtime = "external"
-                                      LastHeartbeatAt = None
-                                      LastErrorRate = 0.0
-                                      ActiveTasks = 0
-                                      UptimeSeconds = 0
-                                      CurrentTask = ""
-                                      MaxConcurrentTasks = 1
-                                      InboundSecret = Some(randomToken ())
-                                      LastOutboundAt = None
-                                      CreatedAt = now
-                                      UpdatedAt = now }
+                        let w: Workspace =
+                            { Id = id
+                              Name = name
+                              Role = role |> Option.filter (fun r -> r.Trim() <> "")
+                              Tier = defaultArg tier (if parent.IsNone then 0 else 1)
+                              Status = Status.AwaitingAgent
+                              AgentCard = Some(Views.cardOf name skills description)
+                              Url = None
+                              ParentId = parent
+                              DeliveryMode = mode
+                              Runtime = "external"
+                              LastHeartbeatAt = None
+                              LastErrorRate = 0.0
+                              ActiveTasks = 0
+                              UptimeSeconds = 0
+                              CurrentTask = ""
+                              MaxConcurrentTasks = 1
+                              InboundSecret = Some(randomToken ())
+                              LastOutboundAt = None
+                              CreatedAt = now
+                              UpdatedAt = now }
 
-                                env.Store.SaveWorkspace w
-                                let token = randomToken ()
-                                env.Store.SaveToken(Tokens.create (newId ()) id now token)
-                                publish env "WORKSPACE_CREATED" (Some id) [ "workspace", Views.workspace w ]
-                                let req = ctx.Request
-                                let platformUrl = $"{req.Scheme}://{req.Host.Value}"
-                                let o = Views.workspace w
-                                o["auth_token"] <- Json.str token
-                                o["workspace_id"] <- Json.guidNode id
-                                o["platform_url"] <- Json.str platformUrl
+                        env.Store.SaveWorkspace w
+                        let token = randomToken ()
+                        env.Store.SaveToken(Tokens.create (newId ()) id now token)
+                        publish env "WORKSPACE_CREATED" (Some id) [ "workspace", Views.workspace w ]
+                        let platformUrl = baseUrl ctx
+                        let o = Views.workspace w
+                        o["auth_token"] <- Json.str token
+                        o["workspace_id"] <- Json.guidNode id
+                        o["platform_url"] <- Json.str platformUrl
 
-                                o["connection"] <-
-                                    Json.obj
-                                        [ "workspace_id", Json.guidNode id
-                                          "auth_token", Json.str token
-                                          "platform_url", Json.str platformUrl ]
+                        o["connection"] <-
+                            Json.obj
+                                [ "workspace_id", Json.guidNode id
+                                  "auth_token", Json.str token
+                                  "platform_url", Json.str platformUrl ]
 
-                                Json.reply 201 o)
-    }
+                        Json.reply 201 o)))
 
 let private listWorkspaces (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        return
-            match adminGate env ctx with
-            | Error e -> e
-            | Ok() ->
-                env.Store.Atomically(fun () ->
-                    env.Store.Workspaces
-                    |> Map.toList
-                    |> List.map snd
-                    |> List.sortBy (fun w -> w.CreatedAt, w.Id)
-                    |> List.map (fun w -> Views.workspace w :> JsonNode)
-                    |> Json.arr
-                    |> ok)
-    }
+    adminHandler env ctx (fun () ->
+        env.Store.Atomically(fun () ->
+            env.Store.Workspaces
+            |> Map.toList
+            |> List.map snd
+            |> List.sortBy (fun w -> w.CreatedAt, w.Id)
+            |> List.map (fun w -> Views.workspace w :> JsonNode)
+            |> Json.arr
+            |> ok))
 
 let private deleteWorkspace (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        return
-            match adminGate env ctx with
-            | Error e -> e
-            | Ok() ->
-                match routeGuid ctx "id" with
-                | None -> invalidId
-                | Some id ->
-                    env.Store.Transaction(fun () ->
-                        let all = env.Store.Workspaces
+    adminHandler env ctx (fun () ->
+        withRouteId ctx (fun id ->
+            env.Store.Transaction(fun () ->
+                let all = env.Store.Workspaces
 
-                        match all.TryFind id with
-                        | None -> notFound
-                        | Some w ->
-                            let children = Hierarchy.liveChildren all id
+                match all.TryFind id with
+                | None -> notFound
+                | Some _ ->
+                    let children = Hierarchy.liveChildren all id
 
-                            if not children.IsEmpty && query ctx "confirm" <> Some "true" then
-                                Json.reply
-                                    409
-                                    (Json.obj
-                                        [ "status", Json.str "confirmation_required"
-                                          "message",
-                                          Json.str "workspace has live children; repeat with ?confirm=true to remove it and all descendants"
-                                          "children",
-                                          Json.arr (children |> List.map (fun c -> Json.obj [ "id", Json.guidNode c.Id; "name", Json.str c.Name ] :> JsonNode))
-                                          "children_count", Json.num children.Length ])
-                            else
-                                let now = env.Now()
-                                let descendants = Hierarchy.descendants all id
-                                let targets = id :: descendants
+                    if not children.IsEmpty && query ctx "confirm" <> Some "true" then
+                        Json.reply
+                            409
+                            (Json.obj
+                                [ "status", Json.str "confirmation_required"
+                                  "message",
+                                  Json.str "workspace has live children; repeat with ?confirm=true to remove it and all descendants"
+                                  "children",
+                                  Json.arr (children |> List.map (fun c -> Json.obj [ "id", Json.guidNode c.Id; "name", Json.str c.Name ] :> JsonNode))
+                                  "children_count", Json.num children.Length ])
+                    else
+                        let now = env.Now()
+                        let descendants = Hierarchy.descendants all id
+                        let targets = id :: descendants
 
-                                for t in targets do
-                                    match all.TryFind t with
-                                    | Some x when x.Status <> Status.Removed ->
-                                        env.Store.SaveWorkspace
-                                            { x with
-                                                Status = Status.Removed
-                                                UpdatedAt = now }
+                        for t in targets do
+                            match all.TryFind t with
+                            | Some x when x.Status <> Status.Removed ->
+                                env.Store.SaveWorkspace
+                                    { x with
+                                        Status = Status.Removed
+                                        UpdatedAt = now }
 
-                                        publish env "WORKSPACE_REMOVED" (Some t) [ "status", Json.str Status.Removed ]
-                                    | _ -> ()
+                                publish env "WORKSPACE_REMOVED" (Some t) [ "status", Json.str Status.Removed ]
+                            | _ -> ()
 
-                                    for tok in env.Store.TokensOf t do
-                                        if tok.RevokedAt.IsNone then
-                                            env.Store.SaveToken { tok with RevokedAt = Some now }
+                            for tok in env.Store.TokensOf t do
+                                if tok.RevokedAt.IsNone then
+                                    env.Store.SaveToken { tok with RevokedAt = Some now }
 
-                                ignore w
-
-                                ok (
-                                    Json.obj
-                                        [ "status", Json.str "removed"
-                                          "id", Json.guidNode id
-                                          "cascade_deleted", Json.num descendants.Length ]
-                                ))
-    }
+                        ok (
+                            Json.obj
+                                [ "status", Json.str "removed"
+                                  "id", Json.guidNode id
+                                  "cascade_deleted", Json.num descendants.Length ]
+                        ))))
 
 let private mintToken (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        return
-            match adminGate env ctx with
-            | Error e -> e
-            | Ok() ->
-                match routeGuid ctx "id" with
-                | None -> invalidId
-                | Some id ->
-                    env.Store.Atomically(fun () ->
-                        match env.Store.Workspace id with
-                        | None -> notFound
-                        | Some w when w.Status = Status.Removed -> Views.removed w
-                        | Some _ ->
-                            let live = env.Store.TokensOf id |> List.filter Tokens.isLive
+    adminWorkspaceHandler env ctx (fun w ->
+        if w.Status = Status.Removed then
+            Views.removed w
+        else
+            let live = env.Store.TokensOf w.Id |> List.filter Tokens.isLive
 
-                            if live.Length >= MaxLiveTokens then
-                                Json.errorReply 409 "token limit reached (50 live tokens); revoke one first"
-                            else
-                                let token = randomToken ()
-                                let t = Tokens.create (newId ()) id (env.Now()) token
-                                env.Store.SaveToken t
+            if live.Length >= MaxLiveTokens then
+                Json.errorReply 409 "token limit reached (50 live tokens); revoke one first"
+            else
+                let token = randomToken ()
+                let t = Tokens.create (newId ()) w.Id (env.Now()) token
+                env.Store.SaveToken t
 
-                                Json.reply
-                                    201
-                                    (Json.obj
-                                        [ "auth_token", Json.str token
-                                          "workspace_id", Json.guidNode id
-                                          "id", Json.guidNode t.Id
-                                          "prefix", Json.str t.Prefix
-                                          "message", Json.str "Copy this token now; it is not shown again." ]))
-    }
+                Json.reply
+                    201
+                    (Json.obj
+                        [ "auth_token", Json.str token
+                          "workspace_id", Json.guidNode w.Id
+                          "id", Json.guidNode t.Id
+                          "prefix", Json.str t.Prefix
+                          "message", Json.str "Copy this token now; it is not shown again." ]))
 
 let private listTokens (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        return
-            match adminGate env ctx with
-            | Error e -> e
-            | Ok() ->
-                match routeGuid ctx "id" with
-                | None -> invalidId
-                | Some id ->
-                    env.Store.Atomically(fun () ->
-                        match env.Store.Workspace id with
-                        | None -> notFound
-                        | Some _ ->
-                            let live = env.Store.TokensOf id |> List.filter Tokens.isLive
-                            ok (Json.obj [ "tokens", Json.arr (live |> List.map Views.token); "count", Json.num live.Length ]))
-    }
+    adminWorkspaceHandler env ctx (fun w ->
+        let live = env.Store.TokensOf w.Id |> List.filter Tokens.isLive
+        ok (Json.obj [ "tokens", Json.arr (live |> List.map Views.token); "count", Json.num live.Length ]))
 
 let private revokeToken (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        return
-            match adminGate env ctx with
-            | Error e -> e
-            | Ok() ->
-                match routeGuid ctx "id", routeGuid ctx "tokenId" with
-                | None, _ -> invalidId
-                | _, None -> Json.errorReply 404 "token not found"
-                | Some id, Some tokenId ->
-                    env.Store.Atomically(fun () ->
-                        match env.Store.TokensOf id |> List.tryFind (fun t -> t.Id = tokenId) with
-                        | None -> Json.errorReply 404 "token not found"
-                        | Some t ->
-                            if t.RevokedAt.IsNone then
-                                env.Store.SaveToken { t with RevokedAt = Some(env.Now()) }
+    adminHandler env ctx (fun () ->
+        withRouteId ctx (fun id ->
+            match routeGuid ctx "tokenId" with
+            | None -> Json.errorReply 404 "token not found"
+            | Some tokenId ->
+                env.Store.Atomically(fun () ->
+                    match env.Store.TokensOf id |> List.tryFind (fun t -> t.Id = tokenId) with
+                    | None -> Json.errorReply 404 "token not found"
+                    | Some t ->
+                        if t.RevokedAt.IsNone then
+                            env.Store.SaveToken { t with RevokedAt = Some(env.Now()) }
 
-                            ok (Json.obj [ "status", Json.str "revoked"; "id", Json.guidNode tokenId ]))
-    }
+                        ok (Json.obj [ "status", Json.str "revoked"; "id", Json.guidNode tokenId ]))))
 
 let private addFault (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        match adminGate env ctx with
-        | Error e -> return e
-        | Ok() ->
+    gatedAsync adminGate env ctx (fun () ->
+        task {
             match! readBody ctx with
             | Error e -> return e
             | Ok text ->
@@ -1195,33 +1210,23 @@ let private addFault (env: Env) (ctx: HttpContext) : Task<Reply> =
                         | Error _ -> ()
 
                     return ok (Json.obj [ "status", Json.str "added"; "count", Json.num rules.Length ])
-    }
+        })
 
 let private clearFaults (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        return
-            match adminGate env ctx with
-            | Error e -> e
-            | Ok() ->
-                env.Faults.Clear()
-                ok (Json.obj [ "status", Json.str "cleared" ])
-    }
+    adminHandler env ctx (fun () ->
+        env.Faults.Clear()
+        okStatus "cleared")
 
 let private requestCount (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        return
-            match adminGate env ctx with
-            | Error e -> e
-            | Ok() ->
-                let prefix = defaultArg (query ctx "prefix") "/"
+    adminHandler env ctx (fun () ->
+        let prefix = defaultArg (query ctx "prefix") "/"
 
-                let n =
-                    match query ctx "method" with
-                    | Some m when m <> "" -> env.Faults.Requests(m, prefix)
-                    | _ -> env.Faults.Requests prefix
+        let n =
+            match query ctx "method" with
+            | Some m when m <> "" -> env.Faults.Requests(m, prefix)
+            | _ -> env.Faults.Requests prefix
 
-                ok (Json.obj [ "prefix", Json.str prefix; "count", Json.num n ])
-    }
+        ok (Json.obj [ "prefix", Json.str prefix; "count", Json.num n ]))
 
 /// Server-sent events: every platform event as `event: <TYPE>` + `data: <json>`. Admin token as bearer or
 /// `?token=` (EventSource cannot set headers).
@@ -1530,14 +1535,9 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
         post
             "/admin/sweep"
             (handle (fun ctx ->
-                task {
-                    return
-                        match adminGate env ctx with
-                        | Error e -> e
-                        | Ok() ->
-                            let changed = sweepOnce env
-                            ok (Json.obj [ "changed", Json.arr (changed |> List.map Json.guidNode) ])
-                }))
+                adminHandler env ctx (fun () ->
+                    let changed = sweepOnce env
+                    ok (Json.obj [ "changed", Json.arr (changed |> List.map Json.guidNode) ]))))
 
         get "/events" (RequestDelegate(events env))
         app.MapFallback(RequestDelegate(fun ctx -> send ctx (Json.errorReply 404 "not found"))) |> ignore
