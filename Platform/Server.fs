@@ -543,8 +543,7 @@ let private discover (env: Env) (ctx: HttpContext) : Task<Reply> =
                             match t.Url with
                             | Some u when u <> "" && t.Status <> Status.Removed -> entry u
                             | _ when t.Status = Status.Online || t.Status = Status.Degraded ->
-                                let req = ctx.Request
-                                entry $"{req.Scheme}://{req.Host.Value}/workspaces/{Json.guid t.Id}/a2a"
+                                entry $"{baseUrl ctx}/workspaces/{Json.guid t.Id}/a2a"
                             | _ -> Json.reply 503 (Json.obj [ "error", Json.str "workspace not available"; "status", Json.str t.Status ]))
     }
 
@@ -597,36 +596,24 @@ let private getWorkspace (env: Env) (ctx: HttpContext) : Task<Reply> =
     }
 
 let private listActivity (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        return
-            match strict env ctx with
-            | Error e -> e
-            | Ok(_, None) -> notFound
-            | Ok(id, Some _) ->
-                match Activity.parseQuery (query ctx) with
-                | Error e -> e
-                | Ok q ->
-                    let rows = env.Store.Atomically(fun () -> List.ofSeq (env.Store.Activity id))
+    strictHandler env ctx (fun w ->
+        match Activity.parseQuery (query ctx) with
+        | Error e -> e
+        | Ok q ->
+            let rows = env.Store.Atomically(fun () -> List.ofSeq (env.Store.Activity w.Id))
 
-                    match Activity.select (env.Now()) id rows q with
-                    | Error e -> e
-                    | Ok selected -> ok (Json.arr (selected |> List.map Views.activity))
-    }
+            match Activity.select (env.Now()) w.Id rows q with
+            | Error e -> e
+            | Ok selected -> ok (Json.arr (selected |> List.map Views.activity)))
 
 let private postActivity (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        match strictLive env ctx with
-        | Error e -> return e
-        | Ok w ->
-            match! readJson ctx with
-            | Error e -> return e
-            | Ok body ->
-                match Activity.report (newId ()) (env.Now()) w.Id body with
-                | Error e -> return e
-                | Ok row ->
-                    env.Store.Atomically(fun () -> insertRow env row |> ignore)
-                    return ok (Json.obj [ "status", Json.str "logged" ])
-    }
+    gatedAsync strictLive env ctx (fun w ->
+        withJson ctx (fun body ->
+            match Activity.report (newId ()) (env.Now()) w.Id body with
+            | Error e -> e
+            | Ok row ->
+                env.Store.Atomically(fun () -> insertRow env row |> ignore)
+                okStatus "logged"))
 
 let private a2a (env: Env) (ctx: HttpContext) : Task<Reply> =
     task {
@@ -746,10 +733,8 @@ let private runDelegation (env: Env) (source: Guid) (target: Guid) (delegationId
     }
 
 let private delegateTask (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        match strictLive env ctx with
-        | Error e -> return e
-        | Ok w ->
+    gatedAsync strictLive env ctx (fun w ->
+        task {
             match! readJson ctx with
             | Error e -> return Json.errorReply e.Code (if e.Body.Contains "invalid JSON" then "invalid delegation request" else (Json.tryParse e.Body |> Option.bind (Json.prop "error") |> Option.bind Json.asString |> Option.defaultValue "invalid delegation request"))
             | Ok body ->
@@ -785,48 +770,35 @@ let private delegateTask (env: Env) (ctx: HttpContext) : Task<Reply> =
                             env.Background.RemoveAll(fun x -> x.IsCompleted) |> ignore
                             env.Background.Add t)
                         return Delegations.acceptedReply id req.TargetId
-    }
+        })
 
 let private delegations (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        return
-            match strict env ctx with
-            | Error e -> e
-            | Ok(_, None) -> notFound
-            | Ok(id, Some _) -> env.Store.Atomically(fun () -> ok (Delegations.list (env.Store.Activity id) id))
-    }
+    strictHandler env ctx (fun w -> env.Store.Atomically(fun () -> ok (Delegations.list (env.Store.Activity w.Id) w.Id)))
 
 // ---------------------------------------------------------------- notify, uploads, memories
 
 let private notify (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        match strict env ctx with
-        | Error e -> return e
-        | Ok(_, ws) ->
-            match ws with
-            | None -> return notFound
-            | Some w when w.Status = Status.Removed -> return notFound
-            | Some w ->
-                match! readJson ctx with
-                | Error e -> return e
-                | Ok body ->
-                    match A2a.parseNotify body with
-                    | Error e -> return e
-                    | Ok(message, atts) ->
-                        env.Store.Atomically(fun () ->
-                            insertRow env (A2a.notifyRow (newId ()) (env.Now()) w message atts) |> ignore
+    gatedAsync strictExisting env ctx (fun w ->
+        if w.Status = Status.Removed then
+            Task.FromResult notFound // 404 here, not the 410 of strictLive
+        else
+            withJson ctx (fun body ->
+                match A2a.parseNotify body with
+                | Error e -> e
+                | Ok(message, atts) ->
+                    env.Store.Atomically(fun () ->
+                        insertRow env (A2a.notifyRow (newId ()) (env.Now()) w message atts) |> ignore
 
-                            publish
-                                env
-                                "AGENT_MESSAGE"
-                                (Some w.Id)
-                                [ "message", Json.str message
-                                  "workspace_id", Json.guidNode w.Id
-                                  "name", Json.str w.Name
-                                  "attachments", Json.arr (atts |> List.map A2a.attachmentNode) ])
+                        publish
+                            env
+                            "AGENT_MESSAGE"
+                            (Some w.Id)
+                            [ "message", Json.str message
+                              "workspace_id", Json.guidNode w.Id
+                              "name", Json.str w.Name
+                              "attachments", Json.arr (atts |> List.map A2a.attachmentNode) ])
 
-                        return ok (Json.obj [ "status", Json.str "sent" ])
-    }
+                    okStatus "sent"))
 
 let private safeName (name: string) =
     let n = Path.GetFileName(if isNull name then "" else name)
@@ -850,10 +822,8 @@ let private uploadsDir (env: Env) (ws: Guid) =
     Path.Combine(env.Store.DataDir, "uploads", Json.guid ws)
 
 let private upload (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        match strictLive env ctx with
-        | Error e -> return e
-        | Ok w ->
+    gatedAsync strictLive env ctx (fun w ->
+        task {
             let feature = ctx.Features.Get<IHttpMaxRequestBodySizeFeature>()
 
             if not (isNull feature) && not feature.IsReadOnly then
@@ -892,11 +862,9 @@ let private upload (env: Env) (ctx: HttpContext) : Task<Reply> =
                                 else
                                     f.ContentType
 
-                            let req = ctx.Request
-
                             entries.Add(
                                 Json.obj
-                                    [ "uri", Json.str $"{req.Scheme}://{req.Host.Value}/workspaces/{Json.guid w.Id}/chat/uploads/{Uri.EscapeDataString stored}"
+                                    [ "uri", Json.str $"{baseUrl ctx}/workspaces/{Json.guid w.Id}/chat/uploads/{Uri.EscapeDataString stored}"
                                       "name", Json.str name
                                       "mimeType", Json.str mime
                                       "size", Json.num64 f.Length ]
@@ -909,7 +877,7 @@ let private upload (env: Env) (ctx: HttpContext) : Task<Reply> =
                 | :? InvalidDataException
                 | :? Microsoft.AspNetCore.Http.BadHttpRequestException
                 | :? IOException -> return bad "files: invalid multipart body"
-    }
+        })
 
 let private download (env: Env) (ctx: HttpContext) : Task =
     task {
@@ -934,61 +902,46 @@ let private download (env: Env) (ctx: HttpContext) : Task =
     }
 
 let private commitMemory (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        match strictLive env ctx with
-        | Error e -> return e
-        | Ok w ->
-            match! readJson ctx with
-            | Error e -> return e
-            | Ok body ->
-                match Memories.parseCommit body with
-                | Error e -> return e
-                | Ok c ->
-                    match Memories.commit (newId ()) (env.Now()) w c with
-                    | Error e -> return e
-                    | Ok m ->
-                        env.Store.Transaction(fun () ->
-                            env.Store.InsertMemory m
+    gatedAsync strictLive env ctx (fun w ->
+        withJson ctx (fun body ->
+            match Memories.parseCommit body with
+            | Error e -> e
+            | Ok c ->
+                match Memories.commit (newId ()) (env.Now()) w c with
+                | Error e -> e
+                | Ok m ->
+                    env.Store.Transaction(fun () ->
+                        env.Store.InsertMemory m
 
-                            if m.Scope = "GLOBAL" then
-                                insertRow
-                                    env
-                                    { Activity.row (newId ()) m.CreatedAt w.Id "memory_write_global" with
-                                        SourceId = Some w.Id
-                                        Summary = Some(cap 256 m.Content)
-                                        RequestBody = Some(Json.compact (Json.obj [ "memory_id", Json.guidNode m.Id ])) }
-                                |> ignore)
+                        if m.Scope = "GLOBAL" then
+                            insertRow
+                                env
+                                { Activity.row (newId ()) m.CreatedAt w.Id "memory_write_global" with
+                                    SourceId = Some w.Id
+                                    Summary = Some(cap 256 m.Content)
+                                    RequestBody = Some(Json.compact (Json.obj [ "memory_id", Json.guidNode m.Id ])) }
+                            |> ignore)
 
-                        return
-                            Json.reply
-                                201
-                                (Json.obj [ "id", Json.guidNode m.Id; "scope", Json.str m.Scope; "namespace", Json.str m.Namespace ])
-    }
+                    Json.reply 201 (Json.obj [ "id", Json.guidNode m.Id; "scope", Json.str m.Scope; "namespace", Json.str m.Namespace ])))
 
 let private recallMemory (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        return
-            match strict env ctx with
-            | Error e -> e
-            | Ok(_, None) -> notFound
-            | Ok(_, Some w) ->
-                let limit =
-                    match query ctx "limit" with
-                    | Some s ->
-                        match Int32.TryParse s with
-                        | true, n -> Some n
-                        | _ -> None
-                    | None -> None
+    strictHandler env ctx (fun w ->
+        let limit =
+            match query ctx "limit" with
+            | Some s ->
+                match Int32.TryParse s with
+                | true, n -> Some n
+                | _ -> None
+            | None -> None
 
-                let q = query ctx "q" |> Option.filter (fun s -> s.Trim() <> "")
-                let scope = query ctx "scope" |> Option.filter (fun s -> s.Trim() <> "")
+        let q = query ctx "q" |> Option.filter (fun s -> s.Trim() <> "")
+        let scope = query ctx "scope" |> Option.filter (fun s -> s.Trim() <> "")
 
-                env.Store.Atomically(fun () ->
-                    Memories.recall env.Store.Workspaces w scope q limit env.Store.Memories
-                    |> List.map Memories.toJson
-                    |> Json.arr
-                    |> ok)
-    }
+        env.Store.Atomically(fun () ->
+            Memories.recall env.Store.Workspaces w scope q limit env.Store.Memories
+            |> List.map Memories.toJson
+            |> Json.arr
+            |> ok))
 
 // ---------------------------------------------------------------- admin
 
