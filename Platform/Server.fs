@@ -100,6 +100,12 @@ let private routeGuid (ctx: HttpContext) (name: string) : Guid option =
     | true, (:? string as s) -> parseGuid s
     | _ -> None
 
+/// `text` as a GUID, else a 400 with `message`.
+let private guidOr (message: string) (text: string) : Result<Guid, Reply> =
+    match parseGuid text with
+    | Some g -> Ok g
+    | None -> Error(bad message)
+
 let private query (ctx: HttpContext) (name: string) : string option =
     match ctx.Request.Query.TryGetValue name with
     | true, v when v.Count > 0 -> Some(string v[0])
@@ -138,6 +144,28 @@ let private touch (env: Env) (p: Auth.Principal) =
         | Some last when now - last < TimeSpan.FromMinutes 1.0 -> ()
         | _ -> env.Store.SaveToken { t with LastUsedAt = Some now }
     | _ -> ()
+
+/// Registry gate for workspace `id` with these 401 messages (the admin token is not accepted here); marks the
+/// token used.
+let private registryGate
+    (env: Env)
+    (missingMsg: string)
+    (invalidMsg: string)
+    (ws: Workspace option)
+    (id: Guid)
+    (presented: string option)
+    : Result<unit, Reply> =
+    match Auth.registryGate missingMsg invalidMsg env.Store.Tokens ws id presented with
+    | Ok p ->
+        touch env p
+        Ok()
+    | Error e -> Error e
+
+/// A caller that names itself `c` (X-Workspace-ID): the admin token, else the registry gate for `c`.
+let private namedCaller (env: Env) (ctx: HttpContext) (missingMsg: string) (invalidMsg: string) (c: Guid) : Result<Guid option, Reply> =
+    match bearer ctx with
+    | Some b when isAdmin env b -> Ok(Some c)
+    | b -> registryGate env missingMsg invalidMsg (env.Store.Workspace c) c b |> Result.map (fun () -> Some c)
 
 /// Strict WorkspaceAuth for /workspaces/:id/*: returns the workspace id (the workspace may be missing only for
 /// the admin, who then gets a 404 from the handler).
@@ -302,10 +330,7 @@ let private register (env: Env) (ctx: HttpContext) : Task<Reply> =
                         | Some s when s <> "" -> Ok s
                         | _ -> Error(bad "invalid request body: id is required")
 
-                    let! id =
-                        match parseGuid idText with
-                        | Some g -> Ok g
-                        | None -> Error(bad "invalid request body: id must be a valid UUID")
+                    let! id = guidOr "invalid request body: id must be a valid UUID" idText
 
                     let! card =
                         match Json.prop "agent_card" body with
@@ -334,10 +359,9 @@ let private register (env: Env) (ctx: HttpContext) : Task<Reply> =
                     env.Store.Transaction(fun () ->
                         let ws = env.Store.Workspace id
 
-                        match Auth.registryGate Auth.missingToken Auth.invalidToken env.Store.Tokens ws id (bearer ctx) with
+                        match registryGate env Auth.missingToken Auth.invalidToken ws id (bearer ctx) with
                         | Error e -> e
-                        | Ok p ->
-                            touch env p
+                        | Ok() ->
                             let now = env.Now()
                             let mode = mode |> Option.orElse (ws |> Option.map (fun w -> w.DeliveryMode)) |> Option.defaultValue "poll"
 
@@ -432,10 +456,7 @@ let private heartbeat (env: Env) (ctx: HttpContext) : Task<Reply> =
                 result {
                     let! idText = reqString "workspace_id" body
 
-                    let! id =
-                        match parseGuid idText with
-                        | Some g -> Ok g
-                        | None -> Error(bad "workspace_id must be a valid UUID")
+                    let! id = guidOr "workspace_id must be a valid UUID" idText
 
                     let! er = optFloat "error_rate" body
                     let! se = optString "sample_error" body
@@ -462,11 +483,9 @@ let private heartbeat (env: Env) (ctx: HttpContext) : Task<Reply> =
                     env.Store.Atomically(fun () ->
                         let ws = env.Store.Workspace id
 
-                        match Auth.registryGate Auth.missingToken Auth.invalidToken env.Store.Tokens ws id (bearer ctx) with
+                        match registryGate env Auth.missingToken Auth.invalidToken ws id (bearer ctx) with
                         | Error e -> e
-                        | Ok p ->
-                            touch env p
-
+                        | Ok() ->
                             match ws with
                             | None -> notFound
                             | Some w ->
@@ -509,22 +528,12 @@ let private registryCaller (env: Env) (ctx: HttpContext) (fallback: Guid option)
 
         match callerId with
         | None -> Error(bad "X-Workspace-ID must be a valid UUID")
-        | Some c ->
-            match bearer ctx with
-            | Some b when isAdmin env b -> Ok(Some c)
-            | b ->
-                match Auth.registryGate Auth.missingToken Auth.invalidToken env.Store.Tokens (env.Store.Workspace c) c b with
-                | Ok p ->
-                    touch env p
-                    Ok(Some c)
-                | Error e -> Error e
+        | Some c -> namedCaller env ctx Auth.missingToken Auth.invalidToken c
 
 let private discover (env: Env) (ctx: HttpContext) : Task<Reply> =
     task {
         return
-            match routeGuid ctx "id" with
-            | None -> invalidId
-            | Some target ->
+            withRouteId ctx (fun target ->
                 env.Store.Atomically(fun () ->
                     match registryCaller env ctx None with
                     | Error e -> e
@@ -533,8 +542,7 @@ let private discover (env: Env) (ctx: HttpContext) : Task<Reply> =
 
                         match all.TryFind target with
                         | None -> notFound
-                        | Some t when not (Hierarchy.canCommunicate all caller.Value target) ->
-                            ignore t
+                        | Some _ when not (Hierarchy.canCommunicate all caller.Value target) ->
                             Json.errorReply 403 "not authorized to discover this workspace"
                         | Some t ->
                             let entry (url: string) =
@@ -544,15 +552,13 @@ let private discover (env: Env) (ctx: HttpContext) : Task<Reply> =
                             | Some u when u <> "" && t.Status <> Status.Removed -> entry u
                             | _ when t.Status = Status.Online || t.Status = Status.Degraded ->
                                 entry $"{baseUrl ctx}/workspaces/{Json.guid t.Id}/a2a"
-                            | _ -> Json.reply 503 (Json.obj [ "error", Json.str "workspace not available"; "status", Json.str t.Status ]))
+                            | _ -> Json.reply 503 (Json.obj [ "error", Json.str "workspace not available"; "status", Json.str t.Status ])))
     }
 
 let private peers (env: Env) (ctx: HttpContext) : Task<Reply> =
     task {
         return
-            match routeGuid ctx "id" with
-            | None -> invalidId
-            | Some own ->
+            withRouteId ctx (fun own ->
                 env.Store.Atomically(fun () ->
                     match registryCaller env ctx (Some own) with
                     | Error e -> e
@@ -575,7 +581,7 @@ let private peers (env: Env) (ctx: HttpContext) : Task<Reply> =
                                 | _ -> true)
                             |> List.map Views.peer
                             |> Json.arr
-                            |> ok)
+                            |> ok))
     }
 
 // ---------------------------------------------------------------- workspaces
@@ -583,16 +589,14 @@ let private peers (env: Env) (ctx: HttpContext) : Task<Reply> =
 let private getWorkspace (env: Env) (ctx: HttpContext) : Task<Reply> =
     task {
         return
-            match routeGuid ctx "id" with
-            | None -> invalidId
-            | Some id ->
+            withRouteId ctx (fun id ->
                 match env.Store.Atomically(fun () -> env.Store.Workspace id) with
                 | None -> notFound
                 | Some w when w.Status = Status.Removed && query ctx "include_removed" <> Some "true" -> Views.removed w
                 | Some w ->
                     let o = Views.workspace w
                     if w.Status = Status.Removed then o["removed_at"] <- Json.timeNode w.UpdatedAt
-                    ok o
+                    ok o)
     }
 
 let private listActivity (env: Env) (ctx: HttpContext) : Task<Reply> =
@@ -625,25 +629,7 @@ let private a2a (env: Env) (ctx: HttpContext) : Task<Reply> =
                 env.Store.Atomically(fun () ->
                     match A2a.parseCaller (header ctx "X-Workspace-ID") with
                     | Error e -> Error e
-                    | Ok(Some c) ->
-                        let b = bearer ctx
-
-                        match b with
-                        | Some t when isAdmin env t -> Ok(Some c)
-                        | _ ->
-                            match
-                                Auth.registryGate
-                                    "missing caller auth token"
-                                    "invalid caller auth token"
-                                    env.Store.Tokens
-                                    (env.Store.Workspace c)
-                                    c
-                                    b
-                            with
-                            | Ok p ->
-                                touch env p
-                                Ok(Some c)
-                            | Error e -> Error e
+                    | Ok(Some c) -> namedCaller env ctx "missing caller auth token" "invalid caller auth token" c
                     | Ok None ->
                         match bearer ctx with
                         | None -> Error(Json.errorReply 401 "missing caller auth token")
