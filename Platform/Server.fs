@@ -318,200 +318,203 @@ let private deliver (env: Env) (caller: Guid option) (target: Workspace) (envelo
 
 // ---------------------------------------------------------------- registry
 
+/// A workspace row as first saved: no URL, parent, heartbeat, secret or load yet; callers set name, tier, status,
+/// card and delivery mode.
+let private newWorkspace (id: Guid) (now: DateTimeOffset) : Workspace =
+    { Id = id
+      Name = ""
+      Role = None
+      Tier = 0
+      Status = Status.AwaitingAgent
+      AgentCard = None
+      Url = None
+      ParentId = None
+      DeliveryMode = "poll"
+      Runtime = "external"
+      LastHeartbeatAt = None
+      LastErrorRate = 0.0
+      ActiveTasks = 0
+      UptimeSeconds = 0
+      CurrentTask = ""
+      MaxConcurrentTasks = 1
+      InboundSecret = None
+      LastOutboundAt = None
+      CreatedAt = now
+      UpdatedAt = now }
+
+
 let private register (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        match! readJson ctx with
-        | Error e -> return e
-        | Ok body ->
-            let parsed =
-                result {
-                    let! idText =
-                        match Json.prop "id" body |> Option.bind Json.asString with
-                        | Some s when s <> "" -> Ok s
-                        | _ -> Error(bad "invalid request body: id is required")
+    withJson ctx (fun body ->
+        let parsed =
+            result {
+                let! idText =
+                    match Json.prop "id" body |> Option.bind Json.asString with
+                    | Some s when s <> "" -> Ok s
+                    | _ -> Error(bad "invalid request body: id is required")
 
-                    let! id = guidOr "invalid request body: id must be a valid UUID" idText
+                let! id = guidOr "invalid request body: id must be a valid UUID" idText
 
-                    let! card =
-                        match Json.prop "agent_card" body with
-                        | Some(:? JsonObject as c) -> Ok c
-                        | Some _ -> Error(bad "invalid request body: agent_card must be an object")
-                        | None -> Error(bad "invalid request body: agent_card is required")
+                let! card =
+                    match Json.prop "agent_card" body with
+                    | Some(:? JsonObject as c) -> Ok c
+                    | Some _ -> Error(bad "invalid request body: agent_card must be an object")
+                    | None -> Error(bad "invalid request body: agent_card is required")
 
-                    let! mode = optString "delivery_mode" body
+                let! mode = optString "delivery_mode" body
 
-                    do!
-                        match mode with
-                        | None
-                        | Some ""
-                        | Some "push"
-                        | Some "poll" -> Ok()
-                        | Some _ -> Error(bad "delivery_mode must be 'push' or 'poll'")
+                do!
+                    match mode with
+                    | None
+                    | Some ""
+                    | Some "push"
+                    | Some "poll" -> Ok()
+                    | Some _ -> Error(bad "delivery_mode must be 'push' or 'poll'")
 
-                    let! url = optString "url" body
-                    return id, card, (mode |> Option.filter (fun m -> m <> "")), (url |> Option.filter (fun u -> u.Trim() <> ""))
-                }
+                let! url = optString "url" body
+                return id, card, (mode |> Option.filter (fun m -> m <> "")), (url |> Option.filter (fun u -> u.Trim() <> ""))
+            }
 
-            match parsed with
-            | Error e -> return e
-            | Ok(id, card, mode, url) ->
-                return
-                    env.Store.Transaction(fun () ->
-                        let ws = env.Store.Workspace id
+        match parsed with
+        | Error e -> e
+        | Ok(id, card, mode, url) ->
+            env.Store.Transaction(fun () ->
+                let ws = env.Store.Workspace id
 
-                        match registryGate env Auth.missingToken Auth.invalidToken ws id (bearer ctx) with
-                        | Error e -> e
-                        | Ok() ->
-                            let now = env.Now()
-                            let mode = mode |> Option.orElse (ws |> Option.map (fun w -> w.DeliveryMode)) |> Option.defaultValue "poll"
+                match registryGate env Auth.missingToken Auth.invalidToken ws id (bearer ctx) with
+                | Error e -> e
+                | Ok() ->
+                    let now = env.Now()
+                    let mode = mode |> Option.orElse (ws |> Option.map (fun w -> w.DeliveryMode)) |> Option.defaultValue "poll"
 
-                            let urlOk =
-                                match url with
-                                | Some u ->
-                                    match Uri.TryCreate(u, UriKind.Absolute) with
-                                    | true, uri when uri.Scheme = "http" || uri.Scheme = "https" -> Ok(Some u)
-                                    | _ -> Error(bad "url must be an absolute http(s) URL")
-                                | None when mode = "push" -> Error(bad "url is required for push delivery")
-                                | None -> Ok None
+                    let urlOk =
+                        match url with
+                        | Some u ->
+                            match Uri.TryCreate(u, UriKind.Absolute) with
+                            | true, uri when uri.Scheme = "http" || uri.Scheme = "https" -> Ok(Some u)
+                            | _ -> Error(bad "url must be an absolute http(s) URL")
+                        | None when mode = "push" -> Error(bad "url is required for push delivery")
+                        | None -> Ok None
 
-                            match urlOk with
-                            | Error e -> e
-                            | Ok url ->
-                                let removed = ws |> Option.exists (fun w -> w.Status = Status.Removed)
+                    match urlOk with
+                    | Error e -> e
+                    | Ok url ->
+                        let removed = ws |> Option.exists (fun w -> w.Status = Status.Removed)
 
-                                let saved =
-                                    if removed then
-                                        ws.Value
-                                    else
-                                        let w =
-                                            match ws with
-                                            | Some w ->
-                                                { w with
-                                                    Url = (if mode = "poll" then None else url)
-                                                    AgentCard = Some(Views.mergeCard w.AgentCard card)
-                                                    Status = Liveness.statusAfterRegister w.Status
-                                                    LastHeartbeatAt = Some now
-                                                    DeliveryMode = mode
-                                                    UpdatedAt = now }
-                                            | None ->
-                                                { Id = id
-                                                  Name = Json.guid id
-                                                  Role = None
-                                                  Tier = 1
-                                                  Status = Status.Online
-                                                  AgentCard = Some(Views.mergeCard None card)
-                                                  Url = (if mode = "poll" then None else url)
-                                                  ParentId = None
-                                                  DeliveryMode = mode
-                                                  Runtime = "external"
-                                                  LastHeartbeatAt = Some now
-                                                  LastErrorRate = 0.0
-                                                  ActiveTasks = 0
-                                                  UptimeSeconds = 0
-                                                  CurrentTask = ""
-                                                  MaxConcurrentTasks = 1
-                                                  InboundSecret = None
-                                                  LastOutboundAt = None
-                                                  CreatedAt = now
-                                                  UpdatedAt = now }
+                        let saved =
+                            if removed then
+                                ws.Value
+                            else
+                                let w =
+                                    match ws with
+                                    | Some w ->
+                                        { w with
+                                            Url = (if mode = "poll" then None else url)
+                                            AgentCard = Some(Views.mergeCard w.AgentCard card)
+                                            Status = Liveness.statusAfterRegister w.Status
+                                            LastHeartbeatAt = Some now
+                                            DeliveryMode = mode
+                                            UpdatedAt = now }
+                                    | None ->
+                                        { newWorkspace id now with
+                                            Name = Json.guid id
+                                            Tier = 1
+                                            Status = Status.Online
+                                            AgentCard = Some(Views.mergeCard None card)
+                                            Url = (if mode = "poll" then None else url)
+                                            DeliveryMode = mode
+                                            LastHeartbeatAt = Some now }
 
-                                        let w =
-                                            match w.InboundSecret with
-                                            | Some _ -> w
-                                            | None -> { w with InboundSecret = Some(randomToken ()) }
+                                let w =
+                                    match w.InboundSecret with
+                                    | Some _ -> w
+                                    | None -> { w with InboundSecret = Some(randomToken ()) }
 
-                                        env.Store.SaveWorkspace w
-                                        w
+                                env.Store.SaveWorkspace w
+                                w
 
-                                let res =
-                                    Json.obj [ "status", Json.str "registered"; "delivery_mode", Json.str saved.DeliveryMode ]
+                        let res =
+                            Json.obj [ "status", Json.str "registered"; "delivery_mode", Json.str saved.DeliveryMode ]
 
-                                let live = env.Store.TokensOf id |> List.exists Tokens.isLive
+                        let live = env.Store.TokensOf id |> List.exists Tokens.isLive
 
-                                if not live && not removed then
-                                    let t = randomToken ()
-                                    env.Store.SaveToken(Tokens.create (newId ()) id now t)
-                                    res["auth_token"] <- Json.str t
+                        if not live && not removed then
+                            let t = randomToken ()
+                            env.Store.SaveToken(Tokens.create (newId ()) id now t)
+                            res["auth_token"] <- Json.str t
 
-                                saved.InboundSecret |> Option.iter (fun s -> res["platform_inbound_secret"] <- Json.str s)
+                        saved.InboundSecret |> Option.iter (fun s -> res["platform_inbound_secret"] <- Json.str s)
 
-                                publish
-                                    env
-                                    "WORKSPACE_ONLINE"
-                                    (Some id)
-                                    [ "url", Json.str (defaultArg saved.Url "")
-                                      "agent_card", Json.raw (defaultArg saved.AgentCard "{}")
-                                      "delivery_mode", Json.str saved.DeliveryMode
-                                      "status", Json.str saved.Status ]
+                        publish
+                            env
+                            "WORKSPACE_ONLINE"
+                            (Some id)
+                            [ "url", Json.str (defaultArg saved.Url "")
+                              "agent_card", Json.raw (defaultArg saved.AgentCard "{}")
+                              "delivery_mode", Json.str saved.DeliveryMode
+                              "status", Json.str saved.Status ]
 
-                                ok res)
-    }
+                        ok res))
 
 let private heartbeat (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        match! readJson ctx with
-        | Error e -> return e
-        | Ok body ->
-            let parsed =
-                result {
-                    let! idText = reqString "workspace_id" body
+    withJson ctx (fun body ->
+        let parsed =
+            result {
+                let! idText = reqString "workspace_id" body
 
-                    let! id = guidOr "workspace_id must be a valid UUID" idText
+                let! id = guidOr "workspace_id must be a valid UUID" idText
 
-                    let! er = optFloat "error_rate" body
-                    let! se = optString "sample_error" body
-                    let! at = optInt "active_tasks" body
-                    let! up = optInt "uptime_seconds" body
-                    let! ct = optString "current_task" body
-                    let! rs = optString "runtime_state" body
+                let! er = optFloat "error_rate" body
+                let! se = optString "sample_error" body
+                let! at = optInt "active_tasks" body
+                let! up = optInt "uptime_seconds" body
+                let! ct = optString "current_task" body
+                let! rs = optString "runtime_state" body
 
-                    return
-                        id,
-                        ({ ErrorRate = defaultArg er 0.0
-                           SampleError = defaultArg se ""
-                           ActiveTasks = max 0 (defaultArg at 0)
-                           UptimeSeconds = max 0 (defaultArg up 0)
-                           CurrentTask = defaultArg ct ""
-                           RuntimeState = defaultArg rs "" }
-                        : Liveness.HeartbeatInput)
-                }
-
-            match parsed with
-            | Error e -> return e
-            | Ok(id, hb) ->
                 return
-                    env.Store.Atomically(fun () ->
-                        let ws = env.Store.Workspace id
+                    id,
+                    ({ ErrorRate = defaultArg er 0.0
+                       SampleError = defaultArg se ""
+                       ActiveTasks = max 0 (defaultArg at 0)
+                       UptimeSeconds = max 0 (defaultArg up 0)
+                       CurrentTask = defaultArg ct ""
+                       RuntimeState = defaultArg rs "" }
+                    : Liveness.HeartbeatInput)
+            }
 
-                        match registryGate env Auth.missingToken Auth.invalidToken ws id (bearer ctx) with
-                        | Error e -> e
-                        | Ok() ->
-                            match ws with
-                            | None -> notFound
-                            | Some w ->
-                                let res = Json.obj [ "status", Json.str "ok" ]
+        match parsed with
+        | Error e -> e
+        | Ok(id, hb) ->
+            env.Store.Atomically(fun () ->
+                let ws = env.Store.Workspace id
 
-                                if w.Status <> Status.Removed then
-                                    let updated = Liveness.heartbeat (env.Now()) hb w
-                                    env.Store.SaveWorkspace updated
+                match registryGate env Auth.missingToken Auth.invalidToken ws id (bearer ctx) with
+                | Error e -> e
+                | Ok() ->
+                    match ws with
+                    | None -> notFound
+                    | Some w ->
+                        let res = Json.obj [ "status", Json.str "ok" ]
 
-                                    if updated.Status <> w.Status then
-                                        publish env $"WORKSPACE_{updated.Status.ToUpperInvariant()}" (Some id) [ "status", Json.str updated.Status ]
+                        if w.Status <> Status.Removed then
+                            let updated = Liveness.heartbeat (env.Now()) hb w
+                            env.Store.SaveWorkspace updated
 
-                                    if updated.CurrentTask <> w.CurrentTask then
-                                        publish env "TASK_UPDATED" (Some id) [ "current_task", Json.str updated.CurrentTask ]
+                            if updated.Status <> w.Status then
+                                publish env $"WORKSPACE_{updated.Status.ToUpperInvariant()}" (Some id) [ "status", Json.str updated.Status ]
 
-                                    publish
-                                        env
-                                        "WORKSPACE_HEARTBEAT"
-                                        (Some id)
-                                        [ "status", Json.str updated.Status
-                                          "active_tasks", Json.num updated.ActiveTasks
-                                          "uptime_seconds", Json.num updated.UptimeSeconds ]
+                            if updated.CurrentTask <> w.CurrentTask then
+                                publish env "TASK_UPDATED" (Some id) [ "current_task", Json.str updated.CurrentTask ]
 
-                                w.InboundSecret |> Option.iter (fun s -> res["platform_inbound_secret"] <- Json.str s)
-                                ok res)
-    }
+                            publish
+                                env
+                                "WORKSPACE_HEARTBEAT"
+                                (Some id)
+                                [ "status", Json.str updated.Status
+                                  "active_tasks", Json.num updated.ActiveTasks
+                                  "uptime_seconds", Json.num updated.UptimeSeconds ]
+
+                        w.InboundSecret |> Option.iter (fun s -> res["platform_inbound_secret"] <- Json.str s)
+                        ok res))
 
 /// Caller of discover/peers: X-Workspace-ID (required when `required`), checked with the registry gate
 /// (the admin token is accepted too).
@@ -986,27 +989,16 @@ let private createWorkspace (env: Env) (ctx: HttpContext) : Task<Reply> =
                         let now = env.Now()
                         let id = newId ()
 
-                        let w: Workspace =
-                            { Id = id
-                              Name = name
-                              Role = role |> Option.filter (fun r -> r.Trim() <> "")
-                              Tier = defaultArg tier (if parent.IsNone then 0 else 1)
-                              Status = Status.AwaitingAgent
-                              AgentCard = Some(Views.cardOf name skills description)
-                              Url = None
-                              ParentId = parent
-                              DeliveryMode = mode
-                              Runtime = "external"
-                              LastHeartbeatAt = None
-                              LastErrorRate = 0.0
-                              ActiveTasks = 0
-                              UptimeSeconds = 0
-                              CurrentTask = ""
-                              MaxConcurrentTasks = 1
-                              InboundSecret = Some(randomToken ())
-                              LastOutboundAt = None
-                              CreatedAt = now
-                              UpdatedAt = now }
+                        let w =
+                            { newWorkspace id now with
+                                Name = name
+                                Role = role |> Option.filter (fun r -> r.Trim() <> "")
+                                Tier = defaultArg tier (if parent.IsNone then 0 else 1)
+                                Status = Status.AwaitingAgent
+                                AgentCard = Some(Views.cardOf name skills description)
+                                ParentId = parent
+                                DeliveryMode = mode
+                                InboundSecret = Some(randomToken ()) }
 
                         env.Store.SaveWorkspace w
                         let token = randomToken ()
