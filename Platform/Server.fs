@@ -810,6 +810,9 @@ let private mimeOf (name: string) =
 let private uploadsDir (env: Env) (ws: Guid) =
     Path.Combine(env.Store.DataDir, "uploads", Json.guid ws)
 
+let private filesRequired =
+    bad "files is required (multipart/form-data with one or more 'files' parts)"
+
 let private upload (env: Env) (ctx: HttpContext) : Task<Reply> =
     gatedAsync strictLive env ctx (fun w ->
         task {
@@ -819,14 +822,14 @@ let private upload (env: Env) (ctx: HttpContext) : Task<Reply> =
                 feature.MaxRequestBodySize <- Nullable MaxUploadBody
 
             if not ctx.Request.HasFormContentType then
-                return bad "files is required (multipart/form-data with one or more 'files' parts)"
+                return filesRequired
             else
                 try
                     let! form = ctx.Request.ReadFormAsync()
                     let files = form.Files.GetFiles "files"
 
                     if files.Count = 0 then
-                        return bad "files is required (multipart/form-data with one or more 'files' parts)"
+                        return filesRequired
                     else
                         let dir = uploadsDir env w.Id
                         Directory.CreateDirectory dir |> ignore
@@ -1437,7 +1440,7 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
         let post (p: string) (h: RequestDelegate) = app.MapPost(p, h) |> ignore
         let del (p: string) (h: RequestDelegate) = app.MapDelete(p, h) |> ignore
 
-        get "/health" (handle (fun _ -> Task.FromResult(ok (Json.obj [ "status", Json.str "ok" ]))))
+        get "/health" (handle (fun _ -> Task.FromResult(okStatus "ok")))
         post "/registry/register" (handle (register env))
         post "/registry/heartbeat" (handle (heartbeat env))
         get "/registry/discover/{id}" (handle (discover env))
