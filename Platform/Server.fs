@@ -100,6 +100,12 @@ let private routeGuid (ctx: HttpContext) (name: string) : Guid option =
     | true, (:? string as s) -> parseGuid s
     | _ -> None
 
+/// `text` as a GUID, else a 400 with `message`.
+let private guidOr (message: string) (text: string) : Result<Guid, Reply> =
+    match parseGuid text with
+    | Some g -> Ok g
+    | None -> Error(bad message)
+
 let private query (ctx: HttpContext) (name: string) : string option =
     match ctx.Request.Query.TryGetValue name with
     | true, v when v.Count > 0 -> Some(string v[0])
@@ -139,6 +145,28 @@ let private touch (env: Env) (p: Auth.Principal) =
         | _ -> env.Store.SaveToken { t with LastUsedAt = Some now }
     | _ -> ()
 
+/// Registry gate for workspace `id` with these 401 messages (the admin token is not accepted here); marks the
+/// token used.
+let private registryGate
+    (env: Env)
+    (missingMsg: string)
+    (invalidMsg: string)
+    (ws: Workspace option)
+    (id: Guid)
+    (presented: string option)
+    : Result<unit, Reply> =
+    match Auth.registryGate missingMsg invalidMsg env.Store.Tokens ws id presented with
+    | Ok p ->
+        touch env p
+        Ok()
+    | Error e -> Error e
+
+/// A caller that names itself `c` (X-Workspace-ID): the admin token, else the registry gate for `c`.
+let private namedCaller (env: Env) (ctx: HttpContext) (missingMsg: string) (invalidMsg: string) (c: Guid) : Result<Guid option, Reply> =
+    match bearer ctx with
+    | Some b when isAdmin env b -> Ok(Some c)
+    | b -> registryGate env missingMsg invalidMsg (env.Store.Workspace c) c b |> Result.map (fun () -> Some c)
+
 /// Strict WorkspaceAuth for /workspaces/:id/*: returns the workspace id (the workspace may be missing only for
 /// the admin, who then gets a 404 from the handler).
 let private strict (env: Env) (ctx: HttpContext) : Result<Guid * Workspace option, Reply> =
@@ -154,13 +182,79 @@ let private strict (env: Env) (ctx: HttpContext) : Result<Guid * Workspace optio
                 Ok(id, ws)
             | Error e -> Error e)
 
-/// Strict gate + the workspace must exist and not be removed.
-let private strictLive (env: Env) (ctx: HttpContext) : Result<Workspace, Reply> =
+/// Strict gate + the workspace must exist (a removed one passes).
+let private strictExisting (env: Env) (ctx: HttpContext) : Result<Workspace, Reply> =
     match strict env ctx with
     | Error e -> Error e
     | Ok(_, None) -> Error notFound
-    | Ok(_, Some w) when w.Status = Status.Removed -> Error(Views.removed w)
     | Ok(_, Some w) -> Ok w
+
+/// Strict gate + the workspace must exist and not be removed (410 when it is).
+let private strictLive (env: Env) (ctx: HttpContext) : Result<Workspace, Reply> =
+    match strictExisting env ctx with
+    | Error e -> Error e
+    | Ok w when w.Status = Status.Removed -> Error(Views.removed w)
+    | Ok w -> Ok w
+
+/// Endpoint behind `gate`: the gate's error is the reply, else `body` answers with what the gate let through.
+let private gated (gate: Env -> HttpContext -> Result<'a, Reply>) (env: Env) (ctx: HttpContext) (body: 'a -> Reply) : Task<Reply> =
+    task {
+        return
+            match gate env ctx with
+            | Error e -> e
+            | Ok a -> body a
+    }
+
+/// Like `gated`, for a body that awaits (reads the request, delivers, ...).
+let private gatedAsync
+    (gate: Env -> HttpContext -> Result<'a, Reply>)
+    (env: Env)
+    (ctx: HttpContext)
+    (body: 'a -> Task<Reply>)
+    : Task<Reply> =
+    task {
+        match gate env ctx with
+        | Error e -> return e
+        | Ok a -> return! body a
+    }
+
+/// Admin-only endpoint: the admin gate answers first.
+let private adminHandler (env: Env) (ctx: HttpContext) (body: unit -> Reply) : Task<Reply> = gated adminGate env ctx body
+
+/// The `{id}` route value as a GUID; 400 "invalid workspace ID" otherwise.
+let private withRouteId (ctx: HttpContext) (body: Guid -> Reply) : Reply =
+    match routeGuid ctx "id" with
+    | None -> invalidId
+    | Some id -> body id
+
+/// Admin-only endpoint on `/workspaces/{id}/...`: admin gate, route id, then the workspace under the store lock
+/// (404 when it does not exist; a removed one passes).
+let private adminWorkspaceHandler (env: Env) (ctx: HttpContext) (body: Workspace -> Reply) : Task<Reply> =
+    adminHandler env ctx (fun () ->
+        withRouteId ctx (fun id ->
+            env.Store.Atomically(fun () ->
+                match env.Store.Workspace id with
+                | None -> notFound
+                | Some w -> body w)))
+
+/// Strict-auth endpoint on `/workspaces/{id}/...` whose workspace must exist (a removed one passes).
+let private strictHandler (env: Env) (ctx: HttpContext) (body: Workspace -> Reply) : Task<Reply> = gated strictExisting env ctx body
+
+/// The request body as a JSON object; its error reply otherwise.
+let private withJson (ctx: HttpContext) (body: JsonObject -> Reply) : Task<Reply> =
+    task {
+        match! readJson ctx with
+        | Error e -> return e
+        | Ok o -> return body o
+    }
+
+/// `{"status": <s>}` with 200.
+let private okStatus (s: string) = ok (Json.obj [ "status", Json.str s ])
+
+/// Scheme and host this request came in on, e.g. http://127.0.0.1:41234.
+let private baseUrl (ctx: HttpContext) =
+    let req = ctx.Request
+    $"{req.Scheme}://{req.Host.Value}"
 
 let private handle (f: HttpContext -> Task<Reply>) : RequestDelegate =
     RequestDelegate(fun ctx ->
@@ -224,209 +318,203 @@ let private deliver (env: Env) (caller: Guid option) (target: Workspace) (envelo
 
 // ---------------------------------------------------------------- registry
 
+/// A workspace row as first saved: no URL, parent, heartbeat, secret or load yet; callers set name, tier, status,
+/// card and delivery mode.
+let private newWorkspace (id: Guid) (now: DateTimeOffset) : Workspace =
+    { Id = id
+      Name = ""
+      Role = None
+      Tier = 0
+      Status = Status.AwaitingAgent
+      AgentCard = None
+      Url = None
+      ParentId = None
+      DeliveryMode = "poll"
+      Runtime = "external"
+      LastHeartbeatAt = None
+      LastErrorRate = 0.0
+      ActiveTasks = 0
+      UptimeSeconds = 0
+      CurrentTask = ""
+      MaxConcurrentTasks = 1
+      InboundSecret = None
+      LastOutboundAt = None
+      CreatedAt = now
+      UpdatedAt = now }
+
+
 let private register (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        match! readJson ctx with
-        | Error e -> return e
-        | Ok body ->
-            let parsed =
-                result {
-                    let! idText =
-                        match Json.prop "id" body |> Option.bind Json.asString with
-                        | Some s when s <> "" -> Ok s
-                        | _ -> Error(bad "invalid request body: id is required")
+    withJson ctx (fun body ->
+        let parsed =
+            result {
+                let! idText =
+                    match Json.prop "id" body |> Option.bind Json.asString with
+                    | Some s when s <> "" -> Ok s
+                    | _ -> Error(bad "invalid request body: id is required")
 
-                    let! id =
-                        match parseGuid idText with
-                        | Some g -> Ok g
-                        | None -> Error(bad "invalid request body: id must be a valid UUID")
+                let! id = guidOr "invalid request body: id must be a valid UUID" idText
 
-                    let! card =
-                        match Json.prop "agent_card" body with
-                        | Some(:? JsonObject as c) -> Ok c
-                        | Some _ -> Error(bad "invalid request body: agent_card must be an object")
-                        | None -> Error(bad "invalid request body: agent_card is required")
+                let! card =
+                    match Json.prop "agent_card" body with
+                    | Some(:? JsonObject as c) -> Ok c
+                    | Some _ -> Error(bad "invalid request body: agent_card must be an object")
+                    | None -> Error(bad "invalid request body: agent_card is required")
 
-                    let! mode = optString "delivery_mode" body
+                let! mode = optString "delivery_mode" body
 
-                    do!
-                        match mode with
-                        | None
-                        | Some ""
-                        | Some "push"
-                        | Some "poll" -> Ok()
-                        | Some _ -> Error(bad "delivery_mode must be 'push' or 'poll'")
+                do!
+                    match mode with
+                    | None
+                    | Some ""
+                    | Some "push"
+                    | Some "poll" -> Ok()
+                    | Some _ -> Error(bad "delivery_mode must be 'push' or 'poll'")
 
-                    let! url = optString "url" body
-                    return id, card, (mode |> Option.filter (fun m -> m <> "")), (url |> Option.filter (fun u -> u.Trim() <> ""))
-                }
+                let! url = optString "url" body
+                return id, card, (mode |> Option.filter (fun m -> m <> "")), (url |> Option.filter (fun u -> u.Trim() <> ""))
+            }
 
-            match parsed with
-            | Error e -> return e
-            | Ok(id, card, mode, url) ->
-                return
-                    env.Store.Transaction(fun () ->
-                        let ws = env.Store.Workspace id
+        match parsed with
+        | Error e -> e
+        | Ok(id, card, mode, url) ->
+            env.Store.Transaction(fun () ->
+                let ws = env.Store.Workspace id
 
-                        match Auth.registryGate Auth.missingToken Auth.invalidToken env.Store.Tokens ws id (bearer ctx) with
-                        | Error e -> e
-                        | Ok p ->
-                            touch env p
-                            let now = env.Now()
-                            let mode = mode |> Option.orElse (ws |> Option.map (fun w -> w.DeliveryMode)) |> Option.defaultValue "poll"
+                match registryGate env Auth.missingToken Auth.invalidToken ws id (bearer ctx) with
+                | Error e -> e
+                | Ok() ->
+                    let now = env.Now()
+                    let mode = mode |> Option.orElse (ws |> Option.map (fun w -> w.DeliveryMode)) |> Option.defaultValue "poll"
 
-                            let urlOk =
-                                match url with
-                                | Some u ->
-                                    match Uri.TryCreate(u, UriKind.Absolute) with
-                                    | true, uri when uri.Scheme = "http" || uri.Scheme = "https" -> Ok(Some u)
-                                    | _ -> Error(bad "url must be an absolute http(s) URL")
-                                | None when mode = "push" -> Error(bad "url is required for push delivery")
-                                | None -> Ok None
+                    let urlOk =
+                        match url with
+                        | Some u ->
+                            match Uri.TryCreate(u, UriKind.Absolute) with
+                            | true, uri when uri.Scheme = "http" || uri.Scheme = "https" -> Ok(Some u)
+                            | _ -> Error(bad "url must be an absolute http(s) URL")
+                        | None when mode = "push" -> Error(bad "url is required for push delivery")
+                        | None -> Ok None
 
-                            match urlOk with
-                            | Error e -> e
-                            | Ok url ->
-                                let removed = ws |> Option.exists (fun w -> w.Status = Status.Removed)
+                    match urlOk with
+                    | Error e -> e
+                    | Ok url ->
+                        let removed = ws |> Option.exists (fun w -> w.Status = Status.Removed)
 
-                                let saved =
-                                    if removed then
-                                        ws.Value
-                                    else
-                                        let w =
-                                            match ws with
-                                            | Some w ->
-                                                { w with
-                                                    Url = (if mode = "poll" then None else url)
-                                                    AgentCard = Some(Views.mergeCard w.AgentCard card)
-                                                    Status = Liveness.statusAfterRegister w.Status
-                                                    LastHeartbeatAt = Some now
-                                                    DeliveryMode = mode
-                                                    UpdatedAt = now }
-                                            | None ->
-                                                { Id = id
-                                                  Name = Json.guid id
-                                                  Role = None
-                                                  Tier = 1
-                                                  Status = Status.Online
-                                                  AgentCard = Some(Views.mergeCard None card)
-                                                  Url = (if mode = "poll" then None else url)
-                                                  ParentId = None
-                                                  DeliveryMode = mode
-                                                  Runtime = "external"
-                                                  LastHeartbeatAt = Some now
-                                                  LastErrorRate = 0.0
-                                                  ActiveTasks = 0
-                                                  UptimeSeconds = 0
-                                                  CurrentTask = ""
-                                                  MaxConcurrentTasks = 1
-                                                  InboundSecret = None
-                                                  LastOutboundAt = None
-                                                  CreatedAt = now
-                                                  UpdatedAt = now }
+                        let saved =
+                            if removed then
+                                ws.Value
+                            else
+                                let w =
+                                    match ws with
+                                    | Some w ->
+                                        { w with
+                                            Url = (if mode = "poll" then None else url)
+                                            AgentCard = Some(Views.mergeCard w.AgentCard card)
+                                            Status = Liveness.statusAfterRegister w.Status
+                                            LastHeartbeatAt = Some now
+                                            DeliveryMode = mode
+                                            UpdatedAt = now }
+                                    | None ->
+                                        { newWorkspace id now with
+                                            Name = Json.guid id
+                                            Tier = 1
+                                            Status = Status.Online
+                                            AgentCard = Some(Views.mergeCard None card)
+                                            Url = (if mode = "poll" then None else url)
+                                            DeliveryMode = mode
+                                            LastHeartbeatAt = Some now }
 
-                                        let w =
-                                            match w.InboundSecret with
-                                            | Some _ -> w
-                                            | None -> { w with InboundSecret = Some(randomToken ()) }
+                                let w =
+                                    match w.InboundSecret with
+                                    | Some _ -> w
+                                    | None -> { w with InboundSecret = Some(randomToken ()) }
 
-                                        env.Store.SaveWorkspace w
-                                        w
+                                env.Store.SaveWorkspace w
+                                w
 
-                                let res =
-                                    Json.obj [ "status", Json.str "registered"; "delivery_mode", Json.str saved.DeliveryMode ]
+                        let res =
+                            Json.obj [ "status", Json.str "registered"; "delivery_mode", Json.str saved.DeliveryMode ]
 
-                                let live = env.Store.TokensOf id |> List.exists Tokens.isLive
+                        let live = env.Store.TokensOf id |> List.exists Tokens.isLive
 
-                                if not live && not removed then
-                                    let t = randomToken ()
-                                    env.Store.SaveToken(Tokens.create (newId ()) id now t)
-                                    res["auth_token"] <- Json.str t
+                        if not live && not removed then
+                            let t = randomToken ()
+                            env.Store.SaveToken(Tokens.create (newId ()) id now t)
+                            res["auth_token"] <- Json.str t
 
-                                saved.InboundSecret |> Option.iter (fun s -> res["platform_inbound_secret"] <- Json.str s)
+                        saved.InboundSecret |> Option.iter (fun s -> res["platform_inbound_secret"] <- Json.str s)
 
-                                publish
-                                    env
-                                    "WORKSPACE_ONLINE"
-                                    (Some id)
-                                    [ "url", Json.str (defaultArg saved.Url "")
-                                      "agent_card", Json.raw (defaultArg saved.AgentCard "{}")
-                                      "delivery_mode", Json.str saved.DeliveryMode
-                                      "status", Json.str saved.Status ]
+                        publish
+                            env
+                            "WORKSPACE_ONLINE"
+                            (Some id)
+                            [ "url", Json.str (defaultArg saved.Url "")
+                              "agent_card", Json.raw (defaultArg saved.AgentCard "{}")
+                              "delivery_mode", Json.str saved.DeliveryMode
+                              "status", Json.str saved.Status ]
 
-                                ok res)
-    }
+                        ok res))
 
 let private heartbeat (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        match! readJson ctx with
-        | Error e -> return e
-        | Ok body ->
-            let parsed =
-                result {
-                    let! idText = reqString "workspace_id" body
+    withJson ctx (fun body ->
+        let parsed =
+            result {
+                let! idText = reqString "workspace_id" body
 
-                    let! id =
-                        match parseGuid idText with
-                        | Some g -> Ok g
-                        | None -> Error(bad "workspace_id must be a valid UUID")
+                let! id = guidOr "workspace_id must be a valid UUID" idText
 
-                    let! er = optFloat "error_rate" body
-                    let! se = optString "sample_error" body
-                    let! at = optInt "active_tasks" body
-                    let! up = optInt "uptime_seconds" body
-                    let! ct = optString "current_task" body
-                    let! rs = optString "runtime_state" body
+                let! er = optFloat "error_rate" body
+                let! se = optString "sample_error" body
+                let! at = optInt "active_tasks" body
+                let! up = optInt "uptime_seconds" body
+                let! ct = optString "current_task" body
+                let! rs = optString "runtime_state" body
 
-                    return
-                        id,
-                        ({ ErrorRate = defaultArg er 0.0
-                           SampleError = defaultArg se ""
-                           ActiveTasks = max 0 (defaultArg at 0)
-                           UptimeSeconds = max 0 (defaultArg up 0)
-                           CurrentTask = defaultArg ct ""
-                           RuntimeState = defaultArg rs "" }
-                        : Liveness.HeartbeatInput)
-                }
-
-            match parsed with
-            | Error e -> return e
-            | Ok(id, hb) ->
                 return
-                    env.Store.Atomically(fun () ->
-                        let ws = env.Store.Workspace id
+                    id,
+                    ({ ErrorRate = defaultArg er 0.0
+                       SampleError = defaultArg se ""
+                       ActiveTasks = max 0 (defaultArg at 0)
+                       UptimeSeconds = max 0 (defaultArg up 0)
+                       CurrentTask = defaultArg ct ""
+                       RuntimeState = defaultArg rs "" }
+                    : Liveness.HeartbeatInput)
+            }
 
-                        match Auth.registryGate Auth.missingToken Auth.invalidToken env.Store.Tokens ws id (bearer ctx) with
-                        | Error e -> e
-                        | Ok p ->
-                            touch env p
+        match parsed with
+        | Error e -> e
+        | Ok(id, hb) ->
+            env.Store.Atomically(fun () ->
+                let ws = env.Store.Workspace id
 
-                            match ws with
-                            | None -> notFound
-                            | Some w ->
-                                let res = Json.obj [ "status", Json.str "ok" ]
+                match registryGate env Auth.missingToken Auth.invalidToken ws id (bearer ctx) with
+                | Error e -> e
+                | Ok() ->
+                    match ws with
+                    | None -> notFound
+                    | Some w ->
+                        let res = Json.obj [ "status", Json.str "ok" ]
 
-                                if w.Status <> Status.Removed then
-                                    let updated = Liveness.heartbeat (env.Now()) hb w
-                                    env.Store.SaveWorkspace updated
+                        if w.Status <> Status.Removed then
+                            let updated = Liveness.heartbeat (env.Now()) hb w
+                            env.Store.SaveWorkspace updated
 
-                                    if updated.Status <> w.Status then
-                                        publish env $"WORKSPACE_{updated.Status.ToUpperInvariant()}" (Some id) [ "status", Json.str updated.Status ]
+                            if updated.Status <> w.Status then
+                                publish env $"WORKSPACE_{updated.Status.ToUpperInvariant()}" (Some id) [ "status", Json.str updated.Status ]
 
-                                    if updated.CurrentTask <> w.CurrentTask then
-                                        publish env "TASK_UPDATED" (Some id) [ "current_task", Json.str updated.CurrentTask ]
+                            if updated.CurrentTask <> w.CurrentTask then
+                                publish env "TASK_UPDATED" (Some id) [ "current_task", Json.str updated.CurrentTask ]
 
-                                    publish
-                                        env
-                                        "WORKSPACE_HEARTBEAT"
-                                        (Some id)
-                                        [ "status", Json.str updated.Status
-                                          "active_tasks", Json.num updated.ActiveTasks
-                                          "uptime_seconds", Json.num updated.UptimeSeconds ]
+                            publish
+                                env
+                                "WORKSPACE_HEARTBEAT"
+                                (Some id)
+                                [ "status", Json.str updated.Status
+                                  "active_tasks", Json.num updated.ActiveTasks
+                                  "uptime_seconds", Json.num updated.UptimeSeconds ]
 
-                                w.InboundSecret |> Option.iter (fun s -> res["platform_inbound_secret"] <- Json.str s)
-                                ok res)
-    }
+                        w.InboundSecret |> Option.iter (fun s -> res["platform_inbound_secret"] <- Json.str s)
+                        ok res))
 
 /// Caller of discover/peers: X-Workspace-ID (required when `required`), checked with the registry gate
 /// (the admin token is accepted too).
@@ -443,22 +531,12 @@ let private registryCaller (env: Env) (ctx: HttpContext) (fallback: Guid option)
 
         match callerId with
         | None -> Error(bad "X-Workspace-ID must be a valid UUID")
-        | Some c ->
-            match bearer ctx with
-            | Some b when isAdmin env b -> Ok(Some c)
-            | b ->
-                match Auth.registryGate Auth.missingToken Auth.invalidToken env.Store.Tokens (env.Store.Workspace c) c b with
-                | Ok p ->
-                    touch env p
-                    Ok(Some c)
-                | Error e -> Error e
+        | Some c -> namedCaller env ctx Auth.missingToken Auth.invalidToken c
 
 let private discover (env: Env) (ctx: HttpContext) : Task<Reply> =
     task {
         return
-            match routeGuid ctx "id" with
-            | None -> invalidId
-            | Some target ->
+            withRouteId ctx (fun target ->
                 env.Store.Atomically(fun () ->
                     match registryCaller env ctx None with
                     | Error e -> e
@@ -467,8 +545,7 @@ let private discover (env: Env) (ctx: HttpContext) : Task<Reply> =
 
                         match all.TryFind target with
                         | None -> notFound
-                        | Some t when not (Hierarchy.canCommunicate all caller.Value target) ->
-                            ignore t
+                        | Some _ when not (Hierarchy.canCommunicate all caller.Value target) ->
                             Json.errorReply 403 "not authorized to discover this workspace"
                         | Some t ->
                             let entry (url: string) =
@@ -477,17 +554,14 @@ let private discover (env: Env) (ctx: HttpContext) : Task<Reply> =
                             match t.Url with
                             | Some u when u <> "" && t.Status <> Status.Removed -> entry u
                             | _ when t.Status = Status.Online || t.Status = Status.Degraded ->
-                                let req = ctx.Request
-                                entry $"{req.Scheme}://{req.Host.Value}/workspaces/{Json.guid t.Id}/a2a"
-                            | _ -> Json.reply 503 (Json.obj [ "error", Json.str "workspace not available"; "status", Json.str t.Status ]))
+                                entry $"{baseUrl ctx}/workspaces/{Json.guid t.Id}/a2a"
+                            | _ -> Json.reply 503 (Json.obj [ "error", Json.str "workspace not available"; "status", Json.str t.Status ])))
     }
 
 let private peers (env: Env) (ctx: HttpContext) : Task<Reply> =
     task {
         return
-            match routeGuid ctx "id" with
-            | None -> invalidId
-            | Some own ->
+            withRouteId ctx (fun own ->
                 env.Store.Atomically(fun () ->
                     match registryCaller env ctx (Some own) with
                     | Error e -> e
@@ -510,7 +584,7 @@ let private peers (env: Env) (ctx: HttpContext) : Task<Reply> =
                                 | _ -> true)
                             |> List.map Views.peer
                             |> Json.arr
-                            |> ok)
+                            |> ok))
     }
 
 // ---------------------------------------------------------------- workspaces
@@ -518,49 +592,35 @@ let private peers (env: Env) (ctx: HttpContext) : Task<Reply> =
 let private getWorkspace (env: Env) (ctx: HttpContext) : Task<Reply> =
     task {
         return
-            match routeGuid ctx "id" with
-            | None -> invalidId
-            | Some id ->
+            withRouteId ctx (fun id ->
                 match env.Store.Atomically(fun () -> env.Store.Workspace id) with
                 | None -> notFound
                 | Some w when w.Status = Status.Removed && query ctx "include_removed" <> Some "true" -> Views.removed w
                 | Some w ->
                     let o = Views.workspace w
                     if w.Status = Status.Removed then o["removed_at"] <- Json.timeNode w.UpdatedAt
-                    ok o
+                    ok o)
     }
 
 let private listActivity (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        return
-            match strict env ctx with
-            | Error e -> e
-            | Ok(_, None) -> notFound
-            | Ok(id, Some _) ->
-                match Activity.parseQuery (query ctx) with
-                | Error e -> e
-                | Ok q ->
-                    let rows = env.Store.Atomically(fun () -> List.ofSeq (env.Store.Activity id))
+    strictHandler env ctx (fun w ->
+        match Activity.parseQuery (query ctx) with
+        | Error e -> e
+        | Ok q ->
+            let rows = env.Store.Atomically(fun () -> List.ofSeq (env.Store.Activity w.Id))
 
-                    match Activity.select (env.Now()) id rows q with
-                    | Error e -> e
-                    | Ok selected -> ok (Json.arr (selected |> List.map Views.activity))
-    }
+            match Activity.select (env.Now()) w.Id rows q with
+            | Error e -> e
+            | Ok selected -> ok (Json.arr (selected |> List.map Views.activity)))
 
 let private postActivity (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        match strictLive env ctx with
-        | Error e -> return e
-        | Ok w ->
-            match! readJson ctx with
-            | Error e -> return e
-            | Ok body ->
-                match Activity.report (newId ()) (env.Now()) w.Id body with
-                | Error e -> return e
-                | Ok row ->
-                    env.Store.Atomically(fun () -> insertRow env row |> ignore)
-                    return ok (Json.obj [ "status", Json.str "logged" ])
-    }
+    gatedAsync strictLive env ctx (fun w ->
+        withJson ctx (fun body ->
+            match Activity.report (newId ()) (env.Now()) w.Id body with
+            | Error e -> e
+            | Ok row ->
+                env.Store.Atomically(fun () -> insertRow env row |> ignore)
+                okStatus "logged"))
 
 let private a2a (env: Env) (ctx: HttpContext) : Task<Reply> =
     task {
@@ -572,25 +632,7 @@ let private a2a (env: Env) (ctx: HttpContext) : Task<Reply> =
                 env.Store.Atomically(fun () ->
                     match A2a.parseCaller (header ctx "X-Workspace-ID") with
                     | Error e -> Error e
-                    | Ok(Some c) ->
-                        let b = bearer ctx
-
-                        match b with
-                        | Some t when isAdmin env t -> Ok(Some c)
-                        | _ ->
-                            match
-                                Auth.registryGate
-                                    "missing caller auth token"
-                                    "invalid caller auth token"
-                                    env.Store.Tokens
-                                    (env.Store.Workspace c)
-                                    c
-                                    b
-                            with
-                            | Ok p ->
-                                touch env p
-                                Ok(Some c)
-                            | Error e -> Error e
+                    | Ok(Some c) -> namedCaller env ctx "missing caller auth token" "invalid caller auth token" c
                     | Ok None ->
                         match bearer ctx with
                         | None -> Error(Json.errorReply 401 "missing caller auth token")
@@ -680,10 +722,8 @@ let private runDelegation (env: Env) (source: Guid) (target: Guid) (delegationId
     }
 
 let private delegateTask (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        match strictLive env ctx with
-        | Error e -> return e
-        | Ok w ->
+    gatedAsync strictLive env ctx (fun w ->
+        task {
             match! readJson ctx with
             | Error e -> return Json.errorReply e.Code (if e.Body.Contains "invalid JSON" then "invalid delegation request" else (Json.tryParse e.Body |> Option.bind (Json.prop "error") |> Option.bind Json.asString |> Option.defaultValue "invalid delegation request"))
             | Ok body ->
@@ -719,48 +759,35 @@ let private delegateTask (env: Env) (ctx: HttpContext) : Task<Reply> =
                             env.Background.RemoveAll(fun x -> x.IsCompleted) |> ignore
                             env.Background.Add t)
                         return Delegations.acceptedReply id req.TargetId
-    }
+        })
 
 let private delegations (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        return
-            match strict env ctx with
-            | Error e -> e
-            | Ok(_, None) -> notFound
-            | Ok(id, Some _) -> env.Store.Atomically(fun () -> ok (Delegations.list (env.Store.Activity id) id))
-    }
+    strictHandler env ctx (fun w -> env.Store.Atomically(fun () -> ok (Delegations.list (env.Store.Activity w.Id) w.Id)))
 
 // ---------------------------------------------------------------- notify, uploads, memories
 
 let private notify (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        match strict env ctx with
-        | Error e -> return e
-        | Ok(_, ws) ->
-            match ws with
-            | None -> return notFound
-            | Some w when w.Status = Status.Removed -> return notFound
-            | Some w ->
-                match! readJson ctx with
-                | Error e -> return e
-                | Ok body ->
-                    match A2a.parseNotify body with
-                    | Error e -> return e
-                    | Ok(message, atts) ->
-                        env.Store.Atomically(fun () ->
-                            insertRow env (A2a.notifyRow (newId ()) (env.Now()) w message atts) |> ignore
+    gatedAsync strictExisting env ctx (fun w ->
+        if w.Status = Status.Removed then
+            Task.FromResult notFound // 404 here, not the 410 of strictLive
+        else
+            withJson ctx (fun body ->
+                match A2a.parseNotify body with
+                | Error e -> e
+                | Ok(message, atts) ->
+                    env.Store.Atomically(fun () ->
+                        insertRow env (A2a.notifyRow (newId ()) (env.Now()) w message atts) |> ignore
 
-                            publish
-                                env
-                                "AGENT_MESSAGE"
-                                (Some w.Id)
-                                [ "message", Json.str message
-                                  "workspace_id", Json.guidNode w.Id
-                                  "name", Json.str w.Name
-                                  "attachments", Json.arr (atts |> List.map A2a.attachmentNode) ])
+                        publish
+                            env
+                            "AGENT_MESSAGE"
+                            (Some w.Id)
+                            [ "message", Json.str message
+                              "workspace_id", Json.guidNode w.Id
+                              "name", Json.str w.Name
+                              "attachments", Json.arr (atts |> List.map A2a.attachmentNode) ])
 
-                        return ok (Json.obj [ "status", Json.str "sent" ])
-    }
+                    okStatus "sent"))
 
 let private safeName (name: string) =
     let n = Path.GetFileName(if isNull name then "" else name)
@@ -783,25 +810,26 @@ let private mimeOf (name: string) =
 let private uploadsDir (env: Env) (ws: Guid) =
     Path.Combine(env.Store.DataDir, "uploads", Json.guid ws)
 
+let private filesRequired =
+    bad "files is required (multipart/form-data with one or more 'files' parts)"
+
 let private upload (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        match strictLive env ctx with
-        | Error e -> return e
-        | Ok w ->
+    gatedAsync strictLive env ctx (fun w ->
+        task {
             let feature = ctx.Features.Get<IHttpMaxRequestBodySizeFeature>()
 
             if not (isNull feature) && not feature.IsReadOnly then
                 feature.MaxRequestBodySize <- Nullable MaxUploadBody
 
             if not ctx.Request.HasFormContentType then
-                return bad "files is required (multipart/form-data with one or more 'files' parts)"
+                return filesRequired
             else
                 try
                     let! form = ctx.Request.ReadFormAsync()
                     let files = form.Files.GetFiles "files"
 
                     if files.Count = 0 then
-                        return bad "files is required (multipart/form-data with one or more 'files' parts)"
+                        return filesRequired
                     else
                         let dir = uploadsDir env w.Id
                         Directory.CreateDirectory dir |> ignore
@@ -826,11 +854,9 @@ let private upload (env: Env) (ctx: HttpContext) : Task<Reply> =
                                 else
                                     f.ContentType
 
-                            let req = ctx.Request
-
                             entries.Add(
                                 Json.obj
-                                    [ "uri", Json.str $"{req.Scheme}://{req.Host.Value}/workspaces/{Json.guid w.Id}/chat/uploads/{Uri.EscapeDataString stored}"
+                                    [ "uri", Json.str $"{baseUrl ctx}/workspaces/{Json.guid w.Id}/chat/uploads/{Uri.EscapeDataString stored}"
                                       "name", Json.str name
                                       "mimeType", Json.str mime
                                       "size", Json.num64 f.Length ]
@@ -843,7 +869,7 @@ let private upload (env: Env) (ctx: HttpContext) : Task<Reply> =
                 | :? InvalidDataException
                 | :? Microsoft.AspNetCore.Http.BadHttpRequestException
                 | :? IOException -> return bad "files: invalid multipart body"
-    }
+        })
 
 let private download (env: Env) (ctx: HttpContext) : Task =
     task {
@@ -868,315 +894,238 @@ let private download (env: Env) (ctx: HttpContext) : Task =
     }
 
 let private commitMemory (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        match strictLive env ctx with
-        | Error e -> return e
-        | Ok w ->
-            match! readJson ctx with
-            | Error e -> return e
-            | Ok body ->
-                match Memories.parseCommit body with
-                | Error e -> return e
-                | Ok c ->
-                    match Memories.commit (newId ()) (env.Now()) w c with
-                    | Error e -> return e
-                    | Ok m ->
-                        env.Store.Transaction(fun () ->
-                            env.Store.InsertMemory m
+    gatedAsync strictLive env ctx (fun w ->
+        withJson ctx (fun body ->
+            match Memories.parseCommit body with
+            | Error e -> e
+            | Ok c ->
+                match Memories.commit (newId ()) (env.Now()) w c with
+                | Error e -> e
+                | Ok m ->
+                    env.Store.Transaction(fun () ->
+                        env.Store.InsertMemory m
 
-                            if m.Scope = "GLOBAL" then
-                                insertRow
-                                    env
-                                    { Activity.row (newId ()) m.CreatedAt w.Id "memory_write_global" with
-                                        SourceId = Some w.Id
-                                        Summary = Some(cap 256 m.Content)
-                                        RequestBody = Some(Json.compact (Json.obj [ "memory_id", Json.guidNode m.Id ])) }
-                                |> ignore)
+                        if m.Scope = "GLOBAL" then
+                            insertRow
+                                env
+                                { Activity.row (newId ()) m.CreatedAt w.Id "memory_write_global" with
+                                    SourceId = Some w.Id
+                                    Summary = Some(cap 256 m.Content)
+                                    RequestBody = Some(Json.compact (Json.obj [ "memory_id", Json.guidNode m.Id ])) }
+                            |> ignore)
 
-                        return
-                            Json.reply
-                                201
-                                (Json.obj [ "id", Json.guidNode m.Id; "scope", Json.str m.Scope; "namespace", Json.str m.Namespace ])
-    }
+                    Json.reply 201 (Json.obj [ "id", Json.guidNode m.Id; "scope", Json.str m.Scope; "namespace", Json.str m.Namespace ])))
 
 let private recallMemory (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        return
-            match strict env ctx with
-            | Error e -> e
-            | Ok(_, None) -> notFound
-            | Ok(_, Some w) ->
-                let limit =
-                    match query ctx "limit" with
-                    | Some s ->
-                        match Int32.TryParse s with
-                        | true, n -> Some n
-                        | _ -> None
-                    | None -> None
+    strictHandler env ctx (fun w ->
+        let limit =
+            match query ctx "limit" with
+            | Some s ->
+                match Int32.TryParse s with
+                | true, n -> Some n
+                | _ -> None
+            | None -> None
 
-                let q = query ctx "q" |> Option.filter (fun s -> s.Trim() <> "")
-                let scope = query ctx "scope" |> Option.filter (fun s -> s.Trim() <> "")
+        let q = query ctx "q" |> Option.filter (fun s -> s.Trim() <> "")
+        let scope = query ctx "scope" |> Option.filter (fun s -> s.Trim() <> "")
 
-                env.Store.Atomically(fun () ->
-                    Memories.recall env.Store.Workspaces w scope q limit env.Store.Memories
-                    |> List.map Memories.toJson
-                    |> Json.arr
-                    |> ok)
-    }
+        env.Store.Atomically(fun () ->
+            Memories.recall env.Store.Workspaces w scope q limit env.Store.Memories
+            |> List.map Memories.toJson
+            |> Json.arr
+            |> ok))
 
 // ---------------------------------------------------------------- admin
 
 let private createWorkspace (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        match adminGate env ctx with
-        | Error e -> return e
-        | Ok() ->
-            match! readJson ctx with
-            | Error e -> return e
-            | Ok body ->
-                let parsed =
-                    result {
-                        let! name = reqString "name" body
+    gatedAsync adminGate env ctx (fun () ->
+        withJson ctx (fun body ->
+            let parsed =
+                result {
+                    let! name = reqString "name" body
 
-                        do!
-                            if name.Length > 200 then
-                                Error(bad "name must be at most 200 characters")
-                            else
-                                Ok()
+                    do!
+                        if name.Length > 200 then
+                            Error(bad "name must be at most 200 characters")
+                        else
+                            Ok()
 
-                        let! role = optString "role" body
-                        let! parent = optGuid "parent_id" body
-                        let! skills = optStringList "skills" body
-                        let! tier = optInt "tier" body
+                    let! role = optString "role" body
+                    let! parent = optGuid "parent_id" body
+                    let! skills = optStringList "skills" body
+                    let! tier = optInt "tier" body
 
-                        do!
-                            match tier with
-                            | Some t when t < 0 || t > 10 -> Error(bad "tier must be an integer between 0 and 10")
-                            | _ -> Ok()
+                    do!
+                        match tier with
+                        | Some t when t < 0 || t > 10 -> Error(bad "tier must be an integer between 0 and 10")
+                        | _ -> Ok()
 
-                        let! description = optString "description" body
-                        let! mode = optString "delivery_mode" body
+                    let! description = optString "description" body
+                    let! mode = optString "delivery_mode" body
 
-                        do!
-                            match mode with
-                            | None
-                            | Some "poll"
-                            | Some "push" -> Ok()
-                            | Some _ -> Error(bad "delivery_mode must be 'push' or 'poll'")
+                    do!
+                        match mode with
+                        | None
+                        | Some "poll"
+                        | Some "push" -> Ok()
+                        | Some _ -> Error(bad "delivery_mode must be 'push' or 'poll'")
 
-                        return name.Trim(), role, parent, defaultArg skills [], tier, description, defaultArg mode "poll"
-                    }
+                    return name.Trim(), role, parent, defaultArg skills [], tier, description, defaultArg mode "poll"
+                }
 
-                match parsed with
-                | Error e -> return e
-                | Ok(name, role, parent, skills, tier, description, mode) ->
-                    return
-                        env.Store.Transaction(fun () ->
-                            let parentCheck =
-                                match parent with
-                                | None -> Ok()
-                                | Some p ->
-                                    match env.Store.Workspace p with
-                                    | None -> Error(bad "parent_id: workspace not found")
-                                    | Some pw when pw.Status = Status.Removed -> Error(bad "parent_id: workspace is removed")
-                                    | Some _ -> Ok()
+            match parsed with
+            | Error e -> e
+            | Ok(name, role, parent, skills, tier, description, mode) ->
+                env.Store.Transaction(fun () ->
+                    let parentCheck =
+                        match parent with
+                        | None -> Ok()
+                        | Some p ->
+                            match env.Store.Workspace p with
+                            | None -> Error(bad "parent_id: workspace not found")
+                            | Some pw when pw.Status = Status.Removed -> Error(bad "parent_id: workspace is removed")
+                            | Some _ -> Ok()
 
-                            match parentCheck with
-                            | Error e -> e
-                            | Ok() ->
-                                let now = env.Now()
-                                let id = newId ()
+                    match parentCheck with
+                    | Error e -> e
+                    | Ok() ->
+                        let now = env.Now()
+                        let id = newId ()
 
-                                let w: Workspace =
-                                    { Id = id
-                                      Name = name
-                                      Role = role |> Option.filter (fun r -> r.Trim() <> "")
-                                      Tier = defaultArg tier (if parent.IsNone then 0 else 1)
-                                      Status = Status.AwaitingAgent
-                                      AgentCard = Some(Views.cardOf name skills description)
-                                      Url = None
-                                      ParentId = parent
-                                      DeliveryMode = mode
-                                      Runtime = "external"
-                                      LastHeartbeatAt = None
-                                      LastErrorRate = 0.0
-                                      ActiveTasks = 0
-                                      UptimeSeconds = 0
-                                      CurrentTask = ""
-                                      MaxConcurrentTasks = 1
-                                      InboundSecret = Some(randomToken ())
-                                      LastOutboundAt = None
-                                      CreatedAt = now
-                                      UpdatedAt = now }
+                        let w =
+                            { newWorkspace id now with
+                                Name = name
+                                Role = role |> Option.filter (fun r -> r.Trim() <> "")
+                                Tier = defaultArg tier (if parent.IsNone then 0 else 1)
+                                Status = Status.AwaitingAgent
+                                AgentCard = Some(Views.cardOf name skills description)
+                                ParentId = parent
+                                DeliveryMode = mode
+                                InboundSecret = Some(randomToken ()) }
 
-                                env.Store.SaveWorkspace w
-                                let token = randomToken ()
-                                env.Store.SaveToken(Tokens.create (newId ()) id now token)
-                                publish env "WORKSPACE_CREATED" (Some id) [ "workspace", Views.workspace w ]
-                                let req = ctx.Request
-                                let platformUrl = $"{req.Scheme}://{req.Host.Value}"
-                                let o = Views.workspace w
-                                o["auth_token"] <- Json.str token
-                                o["workspace_id"] <- Json.guidNode id
-                                o["platform_url"] <- Json.str platformUrl
+                        env.Store.SaveWorkspace w
+                        let token = randomToken ()
+                        env.Store.SaveToken(Tokens.create (newId ()) id now token)
+                        publish env "WORKSPACE_CREATED" (Some id) [ "workspace", Views.workspace w ]
+                        let platformUrl = baseUrl ctx
+                        let o = Views.workspace w
+                        o["auth_token"] <- Json.str token
+                        o["workspace_id"] <- Json.guidNode id
+                        o["platform_url"] <- Json.str platformUrl
 
-                                o["connection"] <-
-                                    Json.obj
-                                        [ "workspace_id", Json.guidNode id
-                                          "auth_token", Json.str token
-                                          "platform_url", Json.str platformUrl ]
+                        o["connection"] <-
+                            Json.obj
+                                [ "workspace_id", Json.guidNode id
+                                  "auth_token", Json.str token
+                                  "platform_url", Json.str platformUrl ]
 
-                                Json.reply 201 o)
-    }
+                        Json.reply 201 o)))
 
 let private listWorkspaces (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        return
-            match adminGate env ctx with
-            | Error e -> e
-            | Ok() ->
-                env.Store.Atomically(fun () ->
-                    env.Store.Workspaces
-                    |> Map.toList
-                    |> List.map snd
-                    |> List.sortBy (fun w -> w.CreatedAt, w.Id)
-                    |> List.map (fun w -> Views.workspace w :> JsonNode)
-                    |> Json.arr
-                    |> ok)
-    }
+    adminHandler env ctx (fun () ->
+        env.Store.Atomically(fun () ->
+            env.Store.Workspaces
+            |> Map.toList
+            |> List.map snd
+            |> List.sortBy (fun w -> w.CreatedAt, w.Id)
+            |> List.map (fun w -> Views.workspace w :> JsonNode)
+            |> Json.arr
+            |> ok))
 
 let private deleteWorkspace (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        return
-            match adminGate env ctx with
-            | Error e -> e
-            | Ok() ->
-                match routeGuid ctx "id" with
-                | None -> invalidId
-                | Some id ->
-                    env.Store.Transaction(fun () ->
-                        let all = env.Store.Workspaces
+    adminHandler env ctx (fun () ->
+        withRouteId ctx (fun id ->
+            env.Store.Transaction(fun () ->
+                let all = env.Store.Workspaces
 
-                        match all.TryFind id with
-                        | None -> notFound
-                        | Some w ->
-                            let children = Hierarchy.liveChildren all id
+                match all.TryFind id with
+                | None -> notFound
+                | Some _ ->
+                    let children = Hierarchy.liveChildren all id
 
-                            if not children.IsEmpty && query ctx "confirm" <> Some "true" then
-                                Json.reply
-                                    409
-                                    (Json.obj
-                                        [ "status", Json.str "confirmation_required"
-                                          "message",
-                                          Json.str "workspace has live children; repeat with ?confirm=true to remove it and all descendants"
-                                          "children",
-                                          Json.arr (children |> List.map (fun c -> Json.obj [ "id", Json.guidNode c.Id; "name", Json.str c.Name ] :> JsonNode))
-                                          "children_count", Json.num children.Length ])
-                            else
-                                let now = env.Now()
-                                let descendants = Hierarchy.descendants all id
-                                let targets = id :: descendants
+                    if not children.IsEmpty && query ctx "confirm" <> Some "true" then
+                        Json.reply
+                            409
+                            (Json.obj
+                                [ "status", Json.str "confirmation_required"
+                                  "message",
+                                  Json.str "workspace has live children; repeat with ?confirm=true to remove it and all descendants"
+                                  "children",
+                                  Json.arr (children |> List.map (fun c -> Json.obj [ "id", Json.guidNode c.Id; "name", Json.str c.Name ] :> JsonNode))
+                                  "children_count", Json.num children.Length ])
+                    else
+                        let now = env.Now()
+                        let descendants = Hierarchy.descendants all id
+                        let targets = id :: descendants
 
-                                for t in targets do
-                                    match all.TryFind t with
-                                    | Some x when x.Status <> Status.Removed ->
-                                        env.Store.SaveWorkspace
-                                            { x with
-                                                Status = Status.Removed
-                                                UpdatedAt = now }
+                        for t in targets do
+                            match all.TryFind t with
+                            | Some x when x.Status <> Status.Removed ->
+                                env.Store.SaveWorkspace
+                                    { x with
+                                        Status = Status.Removed
+                                        UpdatedAt = now }
 
-                                        publish env "WORKSPACE_REMOVED" (Some t) [ "status", Json.str Status.Removed ]
-                                    | _ -> ()
+                                publish env "WORKSPACE_REMOVED" (Some t) [ "status", Json.str Status.Removed ]
+                            | _ -> ()
 
-                                    for tok in env.Store.TokensOf t do
-                                        if tok.RevokedAt.IsNone then
-                                            env.Store.SaveToken { tok with RevokedAt = Some now }
+                            for tok in env.Store.TokensOf t do
+                                if tok.RevokedAt.IsNone then
+                                    env.Store.SaveToken { tok with RevokedAt = Some now }
 
-                                ignore w
-
-                                ok (
-                                    Json.obj
-                                        [ "status", Json.str "removed"
-                                          "id", Json.guidNode id
-                                          "cascade_deleted", Json.num descendants.Length ]
-                                ))
-    }
+                        ok (
+                            Json.obj
+                                [ "status", Json.str "removed"
+                                  "id", Json.guidNode id
+                                  "cascade_deleted", Json.num descendants.Length ]
+                        ))))
 
 let private mintToken (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        return
-            match adminGate env ctx with
-            | Error e -> e
-            | Ok() ->
-                match routeGuid ctx "id" with
-                | None -> invalidId
-                | Some id ->
-                    env.Store.Atomically(fun () ->
-                        match env.Store.Workspace id with
-                        | None -> notFound
-                        | Some w when w.Status = Status.Removed -> Views.removed w
-                        | Some _ ->
-                            let live = env.Store.TokensOf id |> List.filter Tokens.isLive
+    adminWorkspaceHandler env ctx (fun w ->
+        if w.Status = Status.Removed then
+            Views.removed w
+        else
+            let live = env.Store.TokensOf w.Id |> List.filter Tokens.isLive
 
-                            if live.Length >= MaxLiveTokens then
-                                Json.errorReply 409 "token limit reached (50 live tokens); revoke one first"
-                            else
-                                let token = randomToken ()
-                                let t = Tokens.create (newId ()) id (env.Now()) token
-                                env.Store.SaveToken t
+            if live.Length >= MaxLiveTokens then
+                Json.errorReply 409 "token limit reached (50 live tokens); revoke one first"
+            else
+                let token = randomToken ()
+                let t = Tokens.create (newId ()) w.Id (env.Now()) token
+                env.Store.SaveToken t
 
-                                Json.reply
-                                    201
-                                    (Json.obj
-                                        [ "auth_token", Json.str token
-                                          "workspace_id", Json.guidNode id
-                                          "id", Json.guidNode t.Id
-                                          "prefix", Json.str t.Prefix
-                                          "message", Json.str "Copy this token now; it is not shown again." ]))
-    }
+                Json.reply
+                    201
+                    (Json.obj
+                        [ "auth_token", Json.str token
+                          "workspace_id", Json.guidNode w.Id
+                          "id", Json.guidNode t.Id
+                          "prefix", Json.str t.Prefix
+                          "message", Json.str "Copy this token now; it is not shown again." ]))
 
 let private listTokens (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        return
-            match adminGate env ctx with
-            | Error e -> e
-            | Ok() ->
-                match routeGuid ctx "id" with
-                | None -> invalidId
-                | Some id ->
-                    env.Store.Atomically(fun () ->
-                        match env.Store.Workspace id with
-                        | None -> notFound
-                        | Some _ ->
-                            let live = env.Store.TokensOf id |> List.filter Tokens.isLive
-                            ok (Json.obj [ "tokens", Json.arr (live |> List.map Views.token); "count", Json.num live.Length ]))
-    }
+    adminWorkspaceHandler env ctx (fun w ->
+        let live = env.Store.TokensOf w.Id |> List.filter Tokens.isLive
+        ok (Json.obj [ "tokens", Json.arr (live |> List.map Views.token); "count", Json.num live.Length ]))
 
 let private revokeToken (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        return
-            match adminGate env ctx with
-            | Error e -> e
-            | Ok() ->
-                match routeGuid ctx "id", routeGuid ctx "tokenId" with
-                | None, _ -> invalidId
-                | _, None -> Json.errorReply 404 "token not found"
-                | Some id, Some tokenId ->
-                    env.Store.Atomically(fun () ->
-                        match env.Store.TokensOf id |> List.tryFind (fun t -> t.Id = tokenId) with
-                        | None -> Json.errorReply 404 "token not found"
-                        | Some t ->
-                            if t.RevokedAt.IsNone then
-                                env.Store.SaveToken { t with RevokedAt = Some(env.Now()) }
+    adminHandler env ctx (fun () ->
+        withRouteId ctx (fun id ->
+            match routeGuid ctx "tokenId" with
+            | None -> Json.errorReply 404 "token not found"
+            | Some tokenId ->
+                env.Store.Atomically(fun () ->
+                    match env.Store.TokensOf id |> List.tryFind (fun t -> t.Id = tokenId) with
+                    | None -> Json.errorReply 404 "token not found"
+                    | Some t ->
+                        if t.RevokedAt.IsNone then
+                            env.Store.SaveToken { t with RevokedAt = Some(env.Now()) }
 
-                            ok (Json.obj [ "status", Json.str "revoked"; "id", Json.guidNode tokenId ]))
-    }
+                        ok (Json.obj [ "status", Json.str "revoked"; "id", Json.guidNode tokenId ]))))
 
 let private addFault (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        match adminGate env ctx with
-        | Error e -> return e
-        | Ok() ->
+    gatedAsync adminGate env ctx (fun () ->
+        task {
             match! readBody ctx with
             | Error e -> return e
             | Ok text ->
@@ -1195,33 +1144,23 @@ let private addFault (env: Env) (ctx: HttpContext) : Task<Reply> =
                         | Error _ -> ()
 
                     return ok (Json.obj [ "status", Json.str "added"; "count", Json.num rules.Length ])
-    }
+        })
 
 let private clearFaults (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        return
-            match adminGate env ctx with
-            | Error e -> e
-            | Ok() ->
-                env.Faults.Clear()
-                ok (Json.obj [ "status", Json.str "cleared" ])
-    }
+    adminHandler env ctx (fun () ->
+        env.Faults.Clear()
+        okStatus "cleared")
 
 let private requestCount (env: Env) (ctx: HttpContext) : Task<Reply> =
-    task {
-        return
-            match adminGate env ctx with
-            | Error e -> e
-            | Ok() ->
-                let prefix = defaultArg (query ctx "prefix") "/"
+    adminHandler env ctx (fun () ->
+        let prefix = defaultArg (query ctx "prefix") "/"
 
-                let n =
-                    match query ctx "method" with
-                    | Some m when m <> "" -> env.Faults.Requests(m, prefix)
-                    | _ -> env.Faults.Requests prefix
+        let n =
+            match query ctx "method" with
+            | Some m when m <> "" -> env.Faults.Requests(m, prefix)
+            | _ -> env.Faults.Requests prefix
 
-                ok (Json.obj [ "prefix", Json.str prefix; "count", Json.num n ])
-    }
+        ok (Json.obj [ "prefix", Json.str prefix; "count", Json.num n ]))
 
 /// Server-sent events: every platform event as `event: <TYPE>` + `data: <json>`. Admin token as bearer or
 /// `?token=` (EventSource cannot set headers).
@@ -1501,7 +1440,7 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
         let post (p: string) (h: RequestDelegate) = app.MapPost(p, h) |> ignore
         let del (p: string) (h: RequestDelegate) = app.MapDelete(p, h) |> ignore
 
-        get "/health" (handle (fun _ -> Task.FromResult(ok (Json.obj [ "status", Json.str "ok" ]))))
+        get "/health" (handle (fun _ -> Task.FromResult(okStatus "ok")))
         post "/registry/register" (handle (register env))
         post "/registry/heartbeat" (handle (heartbeat env))
         get "/registry/discover/{id}" (handle (discover env))
@@ -1530,14 +1469,9 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
         post
             "/admin/sweep"
             (handle (fun ctx ->
-                task {
-                    return
-                        match adminGate env ctx with
-                        | Error e -> e
-                        | Ok() ->
-                            let changed = sweepOnce env
-                            ok (Json.obj [ "changed", Json.arr (changed |> List.map Json.guidNode) ])
-                }))
+                adminHandler env ctx (fun () ->
+                    let changed = sweepOnce env
+                    ok (Json.obj [ "changed", Json.arr (changed |> List.map Json.guidNode) ]))))
 
         get "/events" (RequestDelegate(events env))
         app.MapFallback(RequestDelegate(fun ctx -> send ctx (Json.errorReply 404 "not found"))) |> ignore

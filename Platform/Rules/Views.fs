@@ -9,43 +9,39 @@ let private card (w: Workspace) : JsonNode =
     | Some c -> Json.raw c
     | None -> null
 
+/// The fields both workspace shapes start with (fresh nodes on every call).
+let private head (w: Workspace) : (string * JsonNode) list =
+    [ "id", Json.guidNode w.Id
+      "name", Json.str w.Name
+      "tier", Json.num w.Tier
+      "status", Json.str w.Status
+      "url", Json.str (defaultArg w.Url "")
+      "parent_id", Json.optGuid w.ParentId
+      "active_tasks", Json.num w.ActiveTasks ]
+
 /// Peer entry (GET /registry/:id/peers).
 let peer (w: Workspace) : JsonNode =
-    Json.obj
-        [ "id", Json.guidNode w.Id
-          "name", Json.str w.Name
-          "tier", Json.num w.Tier
-          "status", Json.str w.Status
-          "url", Json.str (defaultArg w.Url "")
-          "parent_id", Json.optGuid w.ParentId
-          "active_tasks", Json.num w.ActiveTasks
-          "role", Json.optStr w.Role
-          "agent_card", card w ]
+    Json.obj (head w @ [ "role", Json.optStr w.Role; "agent_card", card w ])
 
 /// GET /workspaces/:id body.
 let workspace (w: Workspace) : JsonObject =
-    Json.obj
-        [ "id", Json.guidNode w.Id
-          "name", Json.str w.Name
-          "tier", Json.num w.Tier
-          "status", Json.str w.Status
-          "url", Json.str (defaultArg w.Url "")
-          "parent_id", Json.optGuid w.ParentId
-          "active_tasks", Json.num w.ActiveTasks
-          "max_concurrent_tasks", Json.num w.MaxConcurrentTasks
-          "last_error_rate", Json.flt w.LastErrorRate
-          "uptime_seconds", Json.num w.UptimeSeconds
-          "runtime", Json.str w.Runtime
-          "delivery_mode", Json.str w.DeliveryMode
-          "x", Json.num 0
-          "y", Json.num 0
-          "collapsed", Json.bool false
-          "role", Json.optStr w.Role
-          "agent_card", card w
-          "last_outbound_at", Json.optTime w.LastOutboundAt
-          "last_heartbeat_at", Json.optTime w.LastHeartbeatAt
-          "created_at", Json.timeNode w.CreatedAt
-          "updated_at", Json.timeNode w.UpdatedAt ]
+    Json.obj (
+        head w
+        @ [ "max_concurrent_tasks", Json.num w.MaxConcurrentTasks
+            "last_error_rate", Json.flt w.LastErrorRate
+            "uptime_seconds", Json.num w.UptimeSeconds
+            "runtime", Json.str w.Runtime
+            "delivery_mode", Json.str w.DeliveryMode
+            "x", Json.num 0
+            "y", Json.num 0
+            "collapsed", Json.bool false
+            "role", Json.optStr w.Role
+            "agent_card", card w
+            "last_outbound_at", Json.optTime w.LastOutboundAt
+            "last_heartbeat_at", Json.optTime w.LastHeartbeatAt
+            "created_at", Json.timeNode w.CreatedAt
+            "updated_at", Json.timeNode w.UpdatedAt ]
+    )
 
 let removedHint = "Regenerate workspace + token from the canvas → Tokens tab"
 
