@@ -64,7 +64,6 @@ public static class PlatformCommand
 
         try
         {
-            PlatformLocation.WriteInfo(dataDir, platform.Url, pid);
             var tokenFile = PlatformLocation.AdminTokenFile(dataDir);
             Console.Out.WriteLine($"Molecule platform running at {platform.Url}");
             Console.Out.WriteLine($"Canvas:      {Canvas.pageUrl(platform.Url, platform.AdminToken)}");
@@ -74,6 +73,8 @@ public static class PlatformCommand
                                   (dataDirOption is null ? "" : $" --data-dir {ConnectionLines.ShellQuote(dataDir)}"));
             Console.Out.WriteLine("Press Ctrl+C to stop.");
             Console.Out.Flush();
+            // Written last: platform.json is the "ready" marker admin commands and scripts wait for.
+            PlatformLocation.WriteInfo(dataDir, platform.Url, pid);
             Log($"listening on {platform.Url} (pid {pid})");
 
             try { await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false); }
