@@ -114,6 +114,15 @@ type PlatformProcess(dataDir: string) =
     member _.DataDir = dataDir
     member _.Process = proc
     member _.Stdout = lock out (fun () -> out.ToString())
+
+    /// Stdout once it holds `needle` (output lines arrive asynchronously), or as it is after 10 s.
+    member this.StdoutWith(needle: string) : string =
+        let sw = Stopwatch.StartNew()
+        let mutable text = this.Stdout
+        while not (text.Contains(needle, StringComparison.Ordinal)) && sw.Elapsed < TimeSpan.FromSeconds 10.0 do
+            Thread.Sleep 50
+            text <- this.Stdout
+        text
     member _.Stderr = lock err (fun () -> err.ToString())
     member _.AdminToken = File.ReadAllText(Path.Combine(dataDir, "admin_token")).Trim()
 

@@ -67,9 +67,10 @@ let ``demo: a failure is reported with ✘ and exit 1, not a crash`` () =
 let ``platform + workspace create: the printed JSON config starts a working molecule-mcp; workspace delete gives it the 410 message`` () =
     let dir = tempDir "ws"
     use platform = new PlatformProcess(dir)
-    contains platform.Url platform.Stdout
-    contains $"{platform.Url}/#token=" platform.Stdout
-    contains (Path.Combine(dir, "admin_token")) platform.Stdout
+    let banner = platform.StdoutWith "Press Ctrl+C to stop."
+    contains platform.Url banner
+    contains $"{platform.Url}/#token=" banner
+    contains (Path.Combine(dir, "admin_token")) banner
     Assert.DoesNotContain(platform.AdminToken, platform.Stderr)
 
     let created =
