@@ -367,7 +367,8 @@ type AgentProcess(client: McpClient, stderr: ConcurrentQueue<string>, notes: Con
             let d = Dictionary<string, obj>()
 
             for (k, v) in args do
-                d[k] <- v
+                // plain JSON values: the SDK's serializer options need not know arbitrary CLR types
+                d[k] <- box (JsonSerializer.SerializeToElement(v, v.GetType()))
 
             use cts = new CancellationTokenSource(TimeSpan.FromSeconds 60.0)
 
