@@ -38,6 +38,13 @@ let ``delegate_task to a poll-mode peer succeeds and the peer's molecule-mcp rec
         // and as a channel notification
         let! n = bob.WaitNotification(fun n -> strOf n "content" = task')
         Assert.Equal(a.Id, (n["meta"]["peer_id"]).GetValue<string>())
+        // echo fix: the delegator's own delegation rows never show up in its inbox
+        let activity = $"/workspaces/{a.Id}/activity"
+        let polls = platform.Requests activity
+        do! waitUntil (secs 10.0) "3 more polls by alice" alice.Describe (fun () -> platform.Requests activity >= polls + 3)
+        let! alicePeek = alice.CallOk("inbox_peek", [])
+        Assert.True(((parseJson alicePeek).AsArray().Count = 0), $"delegator saw its own delegation: {alicePeek}")
+        Assert.True(alice.Notifications.IsEmpty, $"delegator notified of its own delegation\n{alice.Describe()}")
         alice.AssertNoTokenLeak [ b.Token ]
         bob.AssertNoTokenLeak [ a.Token ]
     }
