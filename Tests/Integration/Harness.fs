@@ -70,7 +70,9 @@ let assertNoSecrets (secrets: string seq) (where: string) (texts: string seq) =
         if not (String.IsNullOrEmpty s) then
             for t in texts do
                 if not (isNull t) && t.Contains(s, StringComparison.Ordinal) then
-                    failwith $"a token string leaked into {where}: …{t.Substring(max 0 (t.IndexOf s - 60), min 120 t.Length)}…"
+                    let start = max 0 (t.IndexOf(s, StringComparison.Ordinal) - 60)
+                    let excerpt = t.Substring(start, min 120 (t.Length - start))
+                    failwith $"a token string leaked into {where}: …{excerpt}…"
 
 /// One JSON-RPC 2.0 message per line: an object with jsonrpc "2.0" and either a method (request/notification)
 /// or an id with exactly one of result/error. Returns the parsed messages; fails naming the offending line.

@@ -143,3 +143,27 @@ let ``token strings never appear in stdout or stderr, also with verbose logs, fa
         assertNoSecrets [ wrong ] "stdout/stderr with a token file" [ fromFile.StdoutText; fromFile.Stderr ]
         Assert.True((code2 = 3 || code2 = 2), $"exit code {inv code2}\n{fromFile.Describe()}")
     }
+
+/// The stdout checker itself must be able to fail.
+[<Fact>]
+let ``the stdout checker rejects non-JSON-RPC output, partial lines and leaked secrets`` () =
+    let bytes (s: string) = Text.Encoding.UTF8.GetBytes s
+    let rejects (s: string) =
+        Assert.ThrowsAny<exn>(fun () -> assertJsonRpcLines "self-test" (bytes s) |> ignore) |> ignore
+
+    rejects "hello\n"
+    rejects "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}" // no final newline
+    rejects "{\"jsonrpc\":\"1.0\",\"id\":1,\"result\":{}}\n"
+    rejects "{\"jsonrpc\":\"2.0\",\"id\":1}\n"
+    rejects "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{},\"error\":{}}\n"
+    rejects "[1,2,3]\n"
+    rejects "{\"jsonrpc\":\"2.0\",\"method\":\"x\"}\n[molecule-mcp] log line\n"
+
+    let ok =
+        assertJsonRpcLines
+            "self-test"
+            (bytes "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n{\"jsonrpc\":\"2.0\",\"method\":\"notifications/claude/channel\",\"params\":{}}\n{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,\"message\":\"x\"}}\n")
+
+    Assert.Equal(3, ok.Length)
+    Assert.ThrowsAny<exn>(fun () -> assertNoSecrets [ "s3cret-token" ] "self-test" [ "ok"; "Bearer s3cret-token" ]) |> ignore
+    assertNoSecrets [ "s3cret-token" ] "self-test" [ "ok"; "Bearer s3cr…" ]
