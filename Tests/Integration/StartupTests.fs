@@ -108,3 +108,37 @@ let ``the SDK client pinned to 2024-11-05 connects and lists the 11 tools`` () =
         Assert.True(agent.Client.ServerCapabilities.Experimental.ContainsKey "claude/channel", agent.Describe())
         agent.AssertNoTokenLeak()
     }
+
+/// What the MCP C# SDK 2.3.1 client sends first when no protocol version is pinned.
+let private discoverProbe =
+    """{"jsonrpc":"2.0","id":"probe-1","method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"probe","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}"""
+
+[<Fact>]
+let ``initialize after a rejected server discover probe still succeeds`` () =
+    task {
+        use! platform = Platform.StartAsync()
+        let! ws = platform.CreateWorkspace "discover-fallback"
+        use p = RawProcess.Start(agentEnv platform ws)
+        p.Send discoverProbe
+        let! probe = p.WaitResponse(JsonValue.Create "probe-1")
+        Assert.True(not (isNull probe["error"]), $"the host answers server/discover with an error so clients fall back: {probe.ToJsonString()}")
+        // the client's fallback: a classic initialize with the newest initialize-capable version
+        p.Send """{"jsonrpc":"2.0","id":2,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"probe","version":"1"}}}"""
+        let! init = p.WaitResponse(JsonValue.Create 2)
+        Assert.True(not (isNull init["result"]), $"initialize after the discover probe failed: {init.ToJsonString()}\n{p.Describe()}")
+        Assert.Equal("2025-11-25", strOf init["result"] "protocolVersion")
+    }
+
+[<Fact>]
+let ``the SDK client with default options connects via the initialize fallback`` () =
+    task {
+        use! platform = Platform.StartAsync()
+        let! ws = platform.CreateWorkspace "default-client"
+        use! agent = AgentProcess.StartAsync(agentEnv platform ws, protocolVersion = null)
+        let! tools = agent.Client.ListToolsAsync()
+        Assert.Equal(11, tools.Count)
+        let text = "default client " + Guid.NewGuid().ToString("N")
+        let! _ = platform.CanvasMessage(ws.Id, text)
+        let! _ = agent.WaitNotification(fun n -> strOf n "content" = text)
+        agent.AssertNoTokenLeak()
+    }
