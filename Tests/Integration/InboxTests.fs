@@ -175,3 +175,62 @@ let ``inbox keeps working through transient 5xx and slow activity answers withou
         Assert.Equal(3, (parseJson peek).AsArray().Count)
         agent.AssertNoTokenLeak [ platform.AdminToken ]
     }
+
+[<Fact>]
+let ``wait_for_message returns a message that arrives while it waits`` () =
+    task {
+        use! platform = Platform.StartAsync()
+        let! ws = platform.CreateWorkspace "waiter"
+        use! agent = AgentProcess.StartAsync(agentEnv platform ws)
+        let text = "arrives later " + Guid.NewGuid().ToString("N")
+        let waiting = agent.CallOk("wait_for_message", [ "timeout_secs", box 60 ])
+        do! Threading.Tasks.Task.Delay 500
+        Assert.False(waiting.IsCompleted, "wait_for_message returned before any message was sent")
+        let! _ = platform.CanvasMessage(ws.Id, text)
+        // liveness: well before the 60 s timeout
+        let! finished = Threading.Tasks.Task.WhenAny(waiting, Threading.Tasks.Task.Delay(TimeSpan.FromSeconds 15.0))
+        Assert.True(Object.ReferenceEquals(finished, waiting), $"wait_for_message did not wake up\n{agent.Describe()}")
+        let! w = waiting
+        Assert.Equal(text, strOf (parseJson w) "text")
+    }
+
+[<Fact>]
+let ``a burst of messages from several senders is delivered exactly once each, oldest first`` () =
+    task {
+        use! platform = Platform.StartAsync()
+        let! (parent, a, b) = family platform
+        use! agent = AgentProcess.StartAsync(agentEnv platform a)
+        let tag = Guid.NewGuid().ToString("N").Substring(0, 8)
+
+        let send (i: int) =
+            task {
+                let text = $"burst {tag} #{inv i}"
+                match i % 3 with
+                | 0 -> let! _ = platform.CanvasMessage(a.Id, text) in ()
+                | 1 -> let! _ = platform.PeerMessage(b, a.Id, text) in ()
+                | _ -> let! _ = platform.PeerMessage(parent, a.Id, text) in ()
+                return text
+            }
+
+        let! texts = Threading.Tasks.Task.WhenAll [ for i in 1..24 -> send i ]
+        do! waitUntil (secs 20.0) "24 notifications" agent.Describe (fun () ->
+                texts |> Array.forall (fun t -> agent.Notifications |> List.exists (fun n -> strOf n "content" = t)))
+        let activity = $"/workspaces/{a.Id}/activity"
+        let polls = platform.Requests activity
+        do! waitUntil (secs 10.0) "3 more polls" agent.Describe (fun () -> platform.Requests activity >= polls + 3)
+
+        for t in texts do
+            let c = agent.Notifications |> List.filter (fun n -> strOf n "content" = t) |> List.length
+            Assert.True((c = 1), $"'{t}' notified {inv c} times\n{agent.Describe()}")
+
+        // inbox order = the platform's order of the rows
+        let! rows = platform.Activity(a.Id, "a2a_receive")
+        let platformOrder =
+            rows
+            |> List.sortBy (fun r -> r["seq"].GetValue<int64>())
+            |> List.map (fun r -> strOf r "id")
+
+        let! peek = agent.CallOk("inbox_peek", [ "limit", box 200 ])
+        let inboxOrder = (parseJson peek).AsArray() |> Seq.map (fun m -> strOf m "activity_id") |> Seq.toList
+        Assert.Equal<string list>(platformOrder, inboxOrder)
+    }

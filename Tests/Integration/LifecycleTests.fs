@@ -8,6 +8,8 @@ open Molecule.Platform
 open Molecule.Tests.Integration.Harness
 
 let private errorLine = "3 consecutive heartbeat auth failures"
+/// Any count: "3 consecutive …", "23 consecutive …".
+let private anyErrorLine = "consecutive heartbeat auth failures"
 
 [<Fact>]
 let ``three consecutive heartbeat 401s log exactly one ERROR and the server keeps answering`` () =
@@ -31,7 +33,7 @@ let ``three consecutive heartbeat 401s log exactly one ERROR and the server keep
         let ctx = $"failures seen: {inv seen}\n{agent.Describe()}"
         // the ERROR repeats only every 20 further failures: meaningful while fewer than 23 were seen
         Assert.True(seen <= 22, $"too many failures to judge the once-only rule\n{ctx}")
-        Assert.True((countLines errorLine lines = 1), $"expected exactly one '{errorLine}' line\n{ctx}")
+        Assert.True((countLines anyErrorLine lines = 1), $"expected exactly one '{errorLine}' line\n{ctx}")
         Assert.True((countLines "auth failure 1/3" lines = 1), $"expected one 'auth failure 1/3' warning\n{ctx}")
         Assert.True((countLines "auth failure 2/3" lines = 1), $"expected one 'auth failure 2/3' warning\n{ctx}")
         let err = lines |> List.find (fun l -> l.Contains errorLine)
@@ -128,4 +130,27 @@ let ``a process started after its workspace was deleted exits 3 with a clear mes
         Assert.Contains("Regenerate", line.Value)
         Assert.True((p.StdoutBytes.Length = 0), $"nothing on stdout without a client request\n{ctx}")
         assertNoSecrets [ ws.Token ] "stdout/stderr" [ p.StdoutText; p.Stderr ]
+    }
+
+[<Fact>]
+let ``the heartbeat auth ERROR repeats once every 20 further failures`` () =
+    task {
+        use! platform = Platform.StartAsync()
+        let! ws = platform.CreateWorkspace "heartbeat-23"
+        use! agent = AgentProcess.StartAsync(agentEnv platform ws @ [ "MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS", "0.2" ])
+        do! waitUntil (secs 15.0) "a good heartbeat" agent.Describe (fun () -> platform.Requests "/registry/heartbeat" >= 1)
+        let before = platform.Requests "/registry/heartbeat"
+        platform.Fault(FaultRule.make "/registry/heartbeat" 401)
+        let failures () = platform.Requests "/registry/heartbeat" - before
+        // 3rd and 23rd failures log the ERROR; the 43rd would log a third one
+        do! agent.WaitStderr("the second ERROR line", (fun ls -> countLines anyErrorLine ls >= 2), 40.0)
+        let lines = agent.StderrLines
+        let seen = failures ()
+        let ctx = $"failures seen: {inv seen}\n{agent.Describe()}"
+        Assert.True(seen >= 23 && seen <= 42, $"failure count outside the window that makes the check meaningful\n{ctx}")
+        Assert.True((countLines anyErrorLine lines = 2), ctx)
+        Assert.True((countLines "auth failure 1/3" lines = 1), ctx)
+        let second = lines |> List.filter (fun l -> l.Contains anyErrorLine) |> List.last
+        Assert.Contains("23 consecutive", second)
+        agent.AssertNoTokenLeak()
     }
