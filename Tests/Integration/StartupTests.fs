@@ -142,3 +142,11 @@ let ``the SDK client with default options connects via the initialize fallback``
         let! _ = agent.WaitNotification(fun n -> strOf n "content" = text)
         agent.AssertNoTokenLeak()
     }
+
+[<Fact>]
+let ``a PLATFORM_URL host invalid under IDN rules is a config error or accepted, never an exception`` () =
+    // Uri.IdnHost throws for this host under ICU (found by the core token-hygiene property).
+    for url in [ "https://Pdé0AaotN10Ox6x6tJholX-"; "https://é-"; "https://-é.example" ] do
+        match Molecule.Core.Config.normaliseUrl url with
+        | Ok _ -> ()
+        | Result.Error reason -> Assert.DoesNotContain("é", reason)
