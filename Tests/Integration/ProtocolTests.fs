@@ -69,9 +69,13 @@ let ``every stdout byte is JSON-RPC over a whole session with notifications and 
         use p = RawProcess.Start env
         let! _ = p.Initialize()
         let! _ = p.Request "tools/list"
-        let! _ = platform.CanvasMessage(ws.Id, "line one\nline two with unicode ✓ and \"quotes\"")
+        let tricky = "line one\nline two with unicode ✓, \"quotes\", <tags> & a \u2028 separator"
+        let! _ = platform.CanvasMessage(ws.Id, tricky)
         let! _ = platform.PeerMessage(peer, ws.Id, "from the peer")
         do! waitUntil (secs 15.0) "two channel notifications" p.Describe (fun () -> p.ChannelNotifications.Length >= 2)
+        let contents = p.ChannelNotifications |> List.map (fun n -> strOf (n.["params"]) "content")
+        Assert.Contains(tricky, contents)
+        Assert.Contains("from the peer", contents)
         let file = Path.Combine(tempDir "att", "notes.txt")
         File.WriteAllText(file, "attached")
 
