@@ -166,7 +166,8 @@ public sealed class McpHost
         var transport = new StdioServerTransport(options, _loggerFactory);
         Console.SetOut(Console.Error);
 
-        var server = McpServer.Create(transport, options, _loggerFactory);
+        // server/discover probes are answered before the SDK session sees them (see DiscoverRejectingTransport).
+        var server = McpServer.Create(new DiscoverRejectingTransport(transport, _log), options, _loggerFactory);
         _server = server;
 
         using var runCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
