@@ -184,6 +184,16 @@ type Platform(p: RunningPlatform) =
             return { Id = strOf j "id"; Token = strOf j "auth_token"; Name = name }
         }
 
+    /// Registers a workspace as a poll-mode agent (what molecule-mcp does at start), so it is online.
+    member this.RegisterPoll(ws: Workspace) : Task =
+        task {
+            let body = $"{{\"id\":\"{ws.Id}\",\"agent_card\":{{\"name\":\"{ws.Name}\"}},\"delivery_mode\":\"poll\"}}"
+            let! a = this.Send("POST", "/registry/register", body, ws.Token)
+
+            if a.Code <> 200 then
+                failwith $"register failed: HTTP {inv a.Code} {a.Body}"
+        }
+
     member this.DeleteWorkspace(id: string) : Task<HttpAnswer> =
         this.Send("DELETE", $"/workspaces/{id}?confirm=true", token = p.AdminToken)
 
