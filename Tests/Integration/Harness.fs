@@ -269,7 +269,20 @@ type Platform(p: RunningPlatform) =
     interface IAsyncDisposable with
         member _.DisposeAsync() =
             http.Dispose()
-            ValueTask(p.StopAsync())
+
+            ValueTask(
+                task {
+                    let dir = p.DataDir
+                    do! p.StopAsync()
+
+                    // best effort: the data dir (SQLite, uploads) of this test's platform
+                    try
+                        Directory.Delete(dir, true)
+                    with _ ->
+                        ()
+                }
+                :> Task
+            )
 
 /// Env for one agent process: the three required vars, a private CONFIGS_DIR and fast loops.
 let agentEnv (platform: Platform) (ws: Workspace) : (string * string) list =
