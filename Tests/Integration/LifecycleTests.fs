@@ -75,7 +75,7 @@ let ``heartbeat 403s count as auth failures too and a success resets the counter
     }
 
 [<Fact>]
-let ``heartbeat 5xx and timeouts are not auth failures and the server keeps serving`` () =
+let ``heartbeat 5xx answers are not auth failures and the server keeps serving`` () =
     task {
         use! platform = Platform.StartAsync()
         let! ws = platform.CreateWorkspace "heartbeat-5xx"
