@@ -87,12 +87,19 @@ let normaliseUrl (raw: string) : Result<string * string, string> =
             match parsed with
             | None -> Result.Error "has an invalid host or port"
             | Some u ->
+                // IdnHost throws UriFormatException for names that are invalid under IDN rules (with ICU,
+                // e.g. a label ending in '-' that holds non-ASCII letters): treat that as an invalid host.
                 let host =
-                    match u.HostNameType with
-                    | UriHostNameType.Dns -> u.IdnHost
-                    | _ -> u.Host
-                    |> fun h -> if isNull h then "" else h.ToLowerInvariant()
-                if host = "" || host = "[]" then
+                    try
+                        match u.HostNameType with
+                        | UriHostNameType.Dns -> u.IdnHost
+                        | _ -> u.Host
+                        |> fun h -> if isNull h then "" else h.ToLowerInvariant()
+                    with _ ->
+                        null
+                if isNull host then
+                    Result.Error "has an invalid host or port"
+                elif host = "" || host = "[]" then
                     Result.Error "has no host"
                 else
                     let port =

@@ -135,8 +135,8 @@ public sealed class McpHost
         // stray writes (ours or a library's) can never corrupt the JSON-RPC stream.
         var stdio = new StdioServerTransport(options, _loggerFactory);
         Console.SetOut(Console.Error);
+        // server/discover probes are answered before the SDK session sees them (see DiscoverGateTransport).
         var transport = new DiscoverGateTransport(stdio);
-
         var server = McpServer.Create(transport, options, _loggerFactory);
         _server = server;
 
