@@ -311,7 +311,9 @@ let private delegateTask (ctx: ToolContext) (target: string) (task: string) : St
         elif not (isUuid target) then
             fail $"Error: \"{target}\" is not a workspace ID (expected a UUID as shown by list_peers)."
         else
-            let afterDiscover (discovered: string option) : Step =
+            // `unavailable`: discover said the peer is not reachable right now (503 + its status). The send is still
+            // tried: the platform queues messages for poll-mode peers whatever their status, so nothing is lost.
+            let afterDiscover (discovered: string option) (unavailable: string option) : Step =
                 let name =
                     match discovered with
                     | Some n -> n
@@ -353,10 +355,19 @@ let private delegateTask (ctx: ToolContext) (target: string) (task: string) : St
                             okWith text learnt)
                     | QueuedForPoll meth ->
                         let text =
-                            $"Task delivered to {name} (poll-mode peer; queued, method={meth}). Its reply will arrive in your inbox as a peer_agent message — use wait_for_message / inbox_peek."
+                            match unavailable with
+                            | None ->
+                                $"Task delivered to {name} (poll-mode peer; queued, method={meth}). Its reply will arrive in your inbox as a peer_agent message — use wait_for_message / inbox_peek."
+                            | Some st ->
+                                $"Task queued for {name} (poll-mode peer, currently {st}; method={meth}): its agent gets it when it connects. Its reply will arrive in your inbox as a peer_agent message — use wait_for_message / inbox_peek."
 
                         report "a2a_receive" $"{name} has the task queued (poll mode)" "ok" None None None (Some text) (fun () -> okWith text learnt)
                     | Failed detail ->
+                        let detail =
+                            match unavailable with
+                            | None -> detail
+                            | Some st -> $"workspace {target} is not available right now (status: {st}) and the platform did not queue the task: {detail}"
+
                         let text =
                             $"DELEGATION FAILED to {name}: {detail}\nYou can try a different peer, do the task yourself, or tell the user that {name} is unavailable right now and give your best answer."
 
@@ -381,20 +392,15 @@ let private delegateTask (ctx: ToolContext) (target: string) (task: string) : St
                         match node |> Option.bind (Json.stringProp "status") with
                         | Some st when st.Equals("offline", StringComparison.OrdinalIgnoreCase) ->
                             fail $"Error: workspace {target} is offline."
-                        | _ -> afterDiscover (node |> Option.bind (Json.stringProp "name") |> Option.filter (isBlank >> not))
+                        | _ -> afterDiscover (node |> Option.bind (Json.stringProp "name") |> Option.filter (isBlank >> not)) None
                     | Reply(404, _) ->
                         fail $"Error: workspace {target} was not found on the platform. Check the ID with list_peers."
                     | Reply(403, body) when not (isTokenProblem 403 (platformMessage body)) ->
                         fail
                             $"Error: you may not reach workspace {target} (access control: {platformMessage body}). Only peers listed by list_peers can be delegated to."
                     | Reply(503, body) ->
-                        let st =
-                            Json.tryParse body
-                            |> Option.bind (Json.stringProp "status")
-                            |> Option.map (fun s -> $" (status: {s})")
-                            |> Option.defaultValue ""
-
-                        fail $"Error: workspace {target} is not available right now{st}. Try again later or pick another peer."
+                        let st = Json.tryParse body |> Option.bind (Json.stringProp "status") |> Option.defaultValue "unavailable"
+                        afterDiscover None (Some st)
                     | Reply(s, body) -> fail $"Error: could not look up workspace {target}: {httpDetail s body}"
                     | TransportError m -> fail (transportFailure ctx m)
                     | TimedOut t -> fail (timeoutFailure t)

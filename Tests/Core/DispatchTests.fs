@@ -272,7 +272,28 @@ let ``delegate_task discover failures name the peer and send nothing`` () =
 
     check (reply 404 "") "was not found"
     check (reply 403 "{\"error\":\"not authorized to discover this workspace\"}") "not authorized to discover this workspace"
-    check (reply 503 "{\"error\":\"workspace not available\",\"status\":\"paused\"}") "not available right now (status: paused)"
+
+[<Fact>]
+let ``rule: a peer that is not connected right now still gets the task when the platform queues it`` () =
+    // discover answers 503 (e.g. a poll-mode peer whose agent has not connected yet): the send is still tried.
+    let unavailable = reply 503 "{\"error\":\"workspace not available\",\"status\":\"awaiting_agent\"}"
+    let queued = reply 200 "{\"status\":\"queued\",\"delivery_mode\":\"poll\",\"method\":\"message/send\"}"
+
+    let platformWith (a2a: Response) m (p: string) r =
+        if m = Get && p.EndsWith $"/registry/discover/{peerId}" then unavailable
+        elif m = Post && p.EndsWith "/a2a" then a2a
+        else happy m p r
+
+    let delivered = runWith (platformWith queued) ctx (DelegateTask(peerId, "t"))
+    Assert.True(isSuccess delivered, delivered.Output.Text)
+    Assert.Contains("currently awaiting_agent", delivered.Output.Text)
+    Assert.Contains("inbox", delivered.Output.Text)
+    Assert.Equal(1, paths delivered |> List.filter (fun p -> p.EndsWith "/a2a") |> List.length)
+
+    let refused = runWith (platformWith (reply 503 "{\"error\":\"workspace agent unreachable\"}")) ctx (DelegateTask(peerId, "t"))
+    Assert.True(isError refused)
+    Assert.Contains("not available right now (status: awaiting_agent)", refused.Output.Text)
+    Assert.Contains("workspace agent unreachable", refused.Output.Text)
 
 [<Fact>]
 let ``delegate_task display name falls back to the cached name then to the id prefix`` () =

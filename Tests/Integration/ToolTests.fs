@@ -50,6 +50,25 @@ let ``delegate_task to a poll-mode peer succeeds and the peer's molecule-mcp rec
     }
 
 [<Fact>]
+let ``delegate_task to a poll-mode peer whose agent is not connected yet is queued, and the peer gets it when it starts`` () =
+    task {
+        use! platform = Platform.StartAsync()
+        let! (_, a, b) = family platform
+        use! alice = AgentProcess.StartAsync(agentEnv platform a)
+        let task' = "triage the backlog " + Guid.NewGuid().ToString("N")
+        let! r = alice.Call("delegate_task", [ "workspace_id", box b.Id; "task", box task' ])
+        let text = textOf r
+        Assert.False(isError r, $"delegate_task isError\n{text}\n{alice.Describe()}")
+        Assert.Contains("awaiting_agent", text)
+        Assert.DoesNotContain("DELEGATION FAILED", text)
+
+        use! bob = AgentProcess.StartAsync(agentEnv platform b)
+        let! w = bob.CallOk("wait_for_message", [ "timeout_secs", box 20 ])
+        Assert.True((strOf (parseJson w) "text" = task'), $"bob got: {w}\n{bob.Describe()}")
+        alice.AssertNoTokenLeak [ b.Token ]
+    }
+
+[<Fact>]
 let ``delegate_task to a peer outside the team fails clearly instead of hanging`` () =
     task {
         use! platform = Platform.StartAsync()
