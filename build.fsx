@@ -86,4 +86,7 @@ match fsi.CommandLineArgs |> Array.tail |> Array.toList with
 | [ "test" ] -> test ()
 | [ "browser-deps" ] -> browserDeps ()
 | [ "run" ] -> runDemo ()
-| _ -> log "usage: dotnet fsi build.fsx build|test|publish|run|browser-deps"; exit 2
+| [ "bench" ] ->
+    publish ()
+    exit (run [] "dotnet" $"fsi \"{Path.Combine(root, "bench", "bench.fsx")}\"" ignore)
+| _ -> log "usage: dotnet fsi build.fsx build|test|publish|run|bench|browser-deps"; exit 2
