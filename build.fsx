@@ -88,5 +88,6 @@ match fsi.CommandLineArgs |> Array.tail |> Array.toList with
 | [ "run" ] -> runDemo ()
 | [ "bench" ] ->
     publish ()
-    exit (run [] "dotnet" $"fsi \"{Path.Combine(root, "bench", "bench.fsx")}\"" ignore)
+    let script = Path.Combine(root, "bench", "bench.fsx")
+    exit (run [] "dotnet" $"fsi \"{script}\"" ignore)
 | _ -> log "usage: dotnet fsi build.fsx build|test|publish|run|bench|browser-deps"; exit 2
