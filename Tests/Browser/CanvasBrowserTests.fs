@@ -327,13 +327,7 @@ type CanvasBrowserTests(output: ITestOutputHelper) =
                     args["attachments"] <- box [| attachment |]
                     let! result = client.CallToolAsync("send_message_to_user", args)
 
-                    let resultText =
-                        result.Content
-                        |> Seq.choose (fun c ->
-                            match c with
-                            | :? TextContentBlock as t -> Some t.Text
-                            | _ -> None)
-                        |> String.concat "\n"
+                    let resultText = Molecule.Tests.Support.Tool.textOf result
 
                     Assert.False(result.IsError.GetValueOrDefault false, "send_message_to_user failed: " + resultText)
 

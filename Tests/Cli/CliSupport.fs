@@ -211,12 +211,5 @@ let connect (command: string) (env: (string * string) list) (stderr: Text.String
 let callText (client: McpClient) (tool: string) : Task<string> =
     task {
         let! r = client.CallToolAsync(tool, Dictionary<string, obj>())
-
-        return
-            r.Content
-            |> Seq.choose (fun c ->
-                match c with
-                | :? TextContentBlock as t -> Some t.Text
-                | _ -> None)
-            |> String.concat "\n"
+        return Molecule.Tests.Support.Tool.textOf r
     }

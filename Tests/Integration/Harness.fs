@@ -306,13 +306,7 @@ let baseEnv () : Dictionary<string, string> =
 
 // ------------------------------------------------------------------------------------------------ McpClient
 
-let textOf (r: CallToolResult) : string =
-    r.Content
-    |> Seq.choose (fun c ->
-        match c with
-        | :? TextContentBlock as t -> Some t.Text
-        | _ -> None)
-    |> String.concat "\n"
+let textOf = Molecule.Tests.Support.Tool.textOf
 
 let isError (r: CallToolResult) = r.IsError.GetValueOrDefault false
 
