@@ -66,8 +66,9 @@ public static class PlatformCommand
         {
             var tokenFile = PlatformLocation.AdminTokenFile(dataDir);
             Console.Out.WriteLine($"Molecule platform running at {platform.Url}");
-            Console.Out.WriteLine($"Canvas:      {Canvas.pageUrl(platform.Url, platform.AdminToken)}");
-            Console.Out.WriteLine($"Admin token: stored in {tokenFile}");
+            // The admin token itself is never printed: the canvas asks for it (or takes it from a #token= link).
+            Console.Out.WriteLine($"Canvas:      {platform.Url}/  (sign in with the admin token)");
+            Console.Out.WriteLine($"Admin token: stored in {tokenFile}  (cat it to sign in; open {platform.Url}/#token=<token> to skip the form)");
             Console.Out.WriteLine($"Data dir:    {dataDir}");
             Console.Out.WriteLine("Create a workspace:  molecule-mcp workspace create --name NAME" +
                                   (dataDirOption is null ? "" : $" --data-dir {ConnectionLines.ShellQuote(dataDir)}"));

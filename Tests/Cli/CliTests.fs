@@ -69,7 +69,8 @@ let ``platform + workspace create: the printed JSON config starts a working mole
     use platform = new PlatformProcess(dir)
     let banner = platform.StdoutWith "Press Ctrl+C to stop."
     contains platform.Url banner
-    contains $"{platform.Url}/#token=" banner
+    contains $"Canvas:      {platform.Url}/" banner
+    Assert.DoesNotContain(platform.AdminToken, banner)
     contains (Path.Combine(dir, "admin_token")) banner
     Assert.DoesNotContain(platform.AdminToken, platform.Stderr)
 
