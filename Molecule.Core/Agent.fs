@@ -33,7 +33,9 @@ let init (config: Config) (inbox: Inbox.State) : Model =
       Inbox = inbox
       InboxVersion = 0
       Initialized = false
-      PendingNotify = []
+      // Unpopped messages restored from the state file are announced to the new client too: a new MCP session
+      // has not seen them, and the poll path alone would leave push-only clients unaware of them.
+      PendingNotify = Inbox.peek Inbox.capacity inbox
       PeerNames = Map.empty }
 
 let context (model: Model) : ToolContext =

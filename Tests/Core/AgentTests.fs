@@ -167,3 +167,14 @@ let ``a removed workspace observed by a tool reaches the tool context`` () =
     let ctx = Agent.context model
     Assert.Equal(Some info, ctx.Removed)
     Assert.Equal(Some "Peer", ctx.PeerNames.TryFind peerId)
+
+[<Fact>]
+let ``rule: unpopped messages restored from the state file are announced once after initialized`` () =
+    let polled, _ = Agent.update (Agent.Responded(Poll, page [ row "a0000000-0000-0000-0000-000000000007" 0 "kept" ])) (Agent.init config Inbox.empty)
+    // a restart: the next process restores the inbox from its snapshot
+    let restored = Inbox.restore (Some(Inbox.snapshot polled.Inbox)) None
+    let model = Agent.init config restored
+    let model, first = Agent.update Agent.ClientInitialized model
+    Assert.Equal<string list>([ "kept" ], notifications first |> List.map (fun e -> e.Content))
+    let _, second = Agent.update Agent.ClientInitialized model
+    Assert.Empty(notifications second)
