@@ -708,8 +708,19 @@ let private recallMemory (ctx: ToolContext) (query: string) (scope: MemoryScope 
 // Entry point
 // ---------------------------------------------------------------------------------------------
 
+/// The same program, its final text scrubbed of the workspace token: platform bodies, peer replies and
+/// memories are quoted into results, and a result goes to stdout, where the token must never appear.
+let rec private scrubbed (config: Config) (step: Step) : Step =
+    match step with
+    | Done(output, observations) -> Done({ output with Text = Config.scrub config output.Text }, observations)
+    | Call(req, k) -> Call(req, k >> scrubbed config)
+    | CheckFiles(paths, k) -> CheckFiles(paths, k >> scrubbed config)
+    | Inbox(op, k) -> Inbox(op, k >> scrubbed config)
+    | NewId k -> NewId(k >> scrubbed config)
+
 /// The program for one validated tool call.
 let run (ctx: ToolContext) (toolCall: ToolCall) : Step =
+    scrubbed ctx.Config <|
     match toolCall with
     | ListPeers -> listPeers ctx
     | GetWorkspaceInfo -> getWorkspaceInfo ctx
