@@ -68,7 +68,7 @@ let private notifyAll (messages: InboxMessage list) =
     messages |> List.map (Channel.event >> Notify)
 
 let private stillQueued (model: Model) (message: InboxMessage) =
-    Inbox.peek Inbox.capacity model.Inbox
+    model.Inbox.Queue
     |> List.exists (fun m -> m.ActivityId = message.ActivityId)
 
 let update (msg: Msg) (model: Model) : Model * Effect list =
