@@ -993,3 +993,11 @@ let ``rule: tool results never contain the workspace token`` () =
             let run = runWith (fun _ _ _ -> reply status body) ctx call
             not (run.Output.Text.Contains cfg.Token))
     )
+
+[<Fact>]
+let ``example: a token too short to be a platform token does not mangle tool results`` () =
+    // A grandfathered workspace needs no token, so users may set a placeholder such as "x".
+    let short = { ctx with Config = { cfg with Token = "x" } }
+    let rows = """[{"scope":"LOCAL","content":"max exit codes"}]"""
+    let run = runWith (except Get "/memories" (reply 200 rows)) short (RecallMemory("", None))
+    Assert.Equal("[LOCAL] max exit codes", run.Output.Text)
