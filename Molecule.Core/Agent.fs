@@ -33,7 +33,9 @@ let init (config: Config) (inbox: Inbox.State) : Model =
       Inbox = inbox
       InboxVersion = 0
       Initialized = false
-      PendingNotify = []
+      // Unread messages restored from the state file are announced like any that arrive before the handshake:
+      // their notification may never have reached a client (it stopped, or this process did, in between).
+      PendingNotify = (if config.InboxEnabled then inbox.Queue else [])
       PeerNames = Map.empty }
 
 let context (model: Model) : ToolContext =
