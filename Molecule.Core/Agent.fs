@@ -33,9 +33,9 @@ let init (config: Config) (inbox: Inbox.State) : Model =
       Inbox = inbox
       InboxVersion = 0
       Initialized = false
-      // Unpopped messages restored from the state file are announced to the new client too: a new MCP session
-      // has not seen them, and the poll path alone would leave push-only clients unaware of them.
-      PendingNotify = Inbox.peek Inbox.capacity inbox
+      // Unread messages restored from the state file are announced like any that arrive before the handshake:
+      // their notification may never have reached a client (it stopped, or this process did, in between).
+      PendingNotify = (if config.InboxEnabled then inbox.Queue else [])
       PeerNames = Map.empty }
 
 let context (model: Model) : ToolContext =
@@ -70,7 +70,7 @@ let private notifyAll (messages: InboxMessage list) =
     messages |> List.map (Channel.event >> Notify)
 
 let private stillQueued (model: Model) (message: InboxMessage) =
-    Inbox.peek Inbox.capacity model.Inbox
+    model.Inbox.Queue
     |> List.exists (fun m -> m.ActivityId = message.ActivityId)
 
 let update (msg: Msg) (model: Model) : Model * Effect list =

@@ -708,8 +708,25 @@ let private recallMemory (ctx: ToolContext) (query: string) (scope: MemoryScope 
 // Entry point
 // ---------------------------------------------------------------------------------------------
 
+/// Tokens shorter than this are placeholders (a grandfathered workspace needs none; the platform mints 43
+/// characters): scrubbing them would mangle ordinary words in results.
+let private minScrubbedToken = 8
+
+/// The same program, its final text scrubbed of the workspace token: platform bodies, peer replies and
+/// memories are quoted into results, and a result goes to stdout, where the token must never appear.
+let rec private scrubbed (config: Config) (step: Step) : Step =
+    match step with
+    | Done(output, observations) when not (isNull config.Token) && config.Token.Length >= minScrubbedToken ->
+        Done({ output with Text = Config.scrub config output.Text }, observations)
+    | Done _ -> step
+    | Call(req, k) -> Call(req, k >> scrubbed config)
+    | CheckFiles(paths, k) -> CheckFiles(paths, k >> scrubbed config)
+    | Inbox(op, k) -> Inbox(op, k >> scrubbed config)
+    | NewId k -> NewId(k >> scrubbed config)
+
 /// The program for one validated tool call.
 let run (ctx: ToolContext) (toolCall: ToolCall) : Step =
+    scrubbed ctx.Config <|
     match toolCall with
     | ListPeers -> listPeers ctx
     | GetWorkspaceInfo -> getWorkspaceInfo ctx

@@ -45,7 +45,8 @@ let private snapshotVersion = 1
 type State =
     { /// Id of the activity row the next `since_id` poll starts after; None → `since_secs` replay.
       Cursor: string option
-      /// Unread messages ordered by (created_at, activity_id); at most `capacity` come from intake.
+      /// Unread messages ordered by (created_at, activity_id); at most `capacity` come from intake while a
+      /// cursor can hold the rest back (see `processRows`).
       Queue: InboxMessage list
       /// Ids ever recorded or popped, oldest first, the newest `seenCapacity` kept.
       Seen: string list
@@ -477,7 +478,7 @@ type private Outcome =
     | Skipped
     | HeldBack
 
-let private processRows (selfId: string) (rows: JsonNode list) (s: State) =
+let private processRowsWith (room: int) (selfId: string) (rows: JsonNode list) (s: State) =
     let rows =
         rows
         |> List.choose (fun node ->
@@ -501,7 +502,7 @@ let private processRows (selfId: string) (rows: JsonNode list) (s: State) =
         | Some _ ->
             match messageOfRow row.Node with
             | None -> skip
-            | Some _ when held || count >= capacity ->
+            | Some _ when held || count >= room ->
                 count, known, added, recorded, true, (row, HeldBack) :: outcomes
             | Some m ->
                 count + 1,
@@ -571,7 +572,17 @@ let private processRows (selfId: string) (rows: JsonNode list) (s: State) =
         recovered s
         @ (if recorded.IsEmpty then [] else [ Log(Debug, $"inbox: {fmt recorded.Length} new message(s)") ])
         @ pauseLogs
-    s', recorded, logs @ persist s s'
+    s', recorded, logs @ persist s s', not heldRows.IsEmpty
+
+/// Holding rows back is safe only behind a cursor: the next `since_id` poll fetches them again. Without one
+/// (`since_secs` replay after a start or a 410) a held row leaves the replay window (600 s, newest page only)
+/// and would be lost, so when no cursor ends up in front of the held rows the queue takes them beyond capacity.
+let private processRows (selfId: string) (rows: JsonNode list) (s: State) =
+    match processRowsWith capacity selfId rows s with
+    | s', _, _, true when s'.Cursor.IsNone ->
+        let s', recorded, effects, _ = processRowsWith Int32.MaxValue selfId rows s
+        s', recorded, effects
+    | s', recorded, effects, _ -> s', recorded, effects
 
 /// Folds one `/activity` poll response into the state. Returns the messages recorded by this poll
 /// (oldest first) and the effects: log lines and the state file write when it changed.

@@ -965,3 +965,39 @@ let ``a 410 that names the peer is about the peer, not this workspace`` () =
     Assert.DoesNotContain(viaSend.Observations, fun o -> match o with WorkspaceRemoved _ -> true | _ -> false)
     let own410 = runWith (except Post "/a2a" (reply 410 "{}")) ctx (DelegateTask(peerId, "t"))
     Assert.Contains(WorkspaceRemoved { Id = ownId; RemovedAt = None; Hint = Text.defaultRemovedHint }, own410.Observations)
+
+// ---------------------------------------------------------------------------------------------
+// Token hygiene of tool results (issue: the token string never appears on stdout)
+// ---------------------------------------------------------------------------------------------
+
+/// Platform answers that quote the bearer token back (a proxy's 401 page, an error message, a memory row, a peer's reply).
+let private echoingBodies (token: string) : Gen<string> =
+    Gen.elements
+        [ $"invalid token {token}"
+          Json.compact (Json.obj [ "error", Json.str $"token {token} was revoked" ])
+          Json.compact (Json.arr [ Json.obj [ "content", Json.str $"the key is {token}"; "scope", Json.str "LOCAL" ] :> System.Text.Json.Nodes.JsonNode ])
+          Json.compact (
+              Json.obj
+                  [ "jsonrpc", Json.str "2.0"
+                    "result", Json.obj [ "parts", Json.arr [ Json.obj [ "kind", Json.str "text"; "text", Json.str $"echo {token}" ] :> System.Text.Json.Nodes.JsonNode ] ] ]
+          )
+          Json.compact (Json.obj [ "files", Json.str token ]) ]
+
+[<Fact>]
+let ``rule: tool results never contain the workspace token`` () =
+    let statusGen = Gen.elements [ 200; 201; 202; 400; 401; 403; 404; 500; 502 ]
+
+    Check.One(
+        quick 300,
+        Prop.forAll (Arb.fromGen (Gen.zip3 platformCallGen statusGen (echoingBodies cfg.Token))) (fun (call, status, body) ->
+            let run = runWith (fun _ _ _ -> reply status body) ctx call
+            not (run.Output.Text.Contains cfg.Token))
+    )
+
+[<Fact>]
+let ``example: a token too short to be a platform token does not mangle tool results`` () =
+    // A grandfathered workspace needs no token, so users may set a placeholder such as "x".
+    let short = { ctx with Config = { cfg with Token = "x" } }
+    let rows = """[{"scope":"LOCAL","content":"max exit codes"}]"""
+    let run = runWith (except Get "/memories" (reply 200 rows)) short (RecallMemory("", None))
+    Assert.Equal("[LOCAL] max exit codes", run.Output.Text)

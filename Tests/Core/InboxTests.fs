@@ -626,3 +626,38 @@ let ``example: peek is oldest first and bounded by the limit`` () =
     Assert.Equal(3, (Inbox.peek 10 s).Length)
     Assert.Empty(Inbox.peek 0 s)
     Assert.Equal("a", (Inbox.head s).Value.ActivityId)
+
+[<Fact>]
+let ``example: a row held back while there is no cursor is not lost when it leaves the since_secs window`` () =
+    // A full queue (200 unread) and no cursor (a 410 reset it): polls are since_secs=600 replays, so holding a row
+    // back does not keep it reachable — a cursor is what keeps rows for later, and there is none to stop.
+    let r i = $"""{{"id":"q{i:D3}","summary":"m{i}","created_at":"2026-04-01T12:{(i / 60):D2}:{(i % 60):D2}Z"}}"""
+    let page from count = Reply(200, "[" + String.Join(",", [ for i in from .. from + count - 1 -> r i ]) + "]")
+    let mutable s = Inbox.empty
+    for from in [ 0; 100 ] do
+        let s', _, _ = Inbox.onPoll selfId (page from 100) s
+        s <- s'
+    let s', _, _ = Inbox.onPoll selfId (Reply(410, "{}")) s
+    s <- s'
+    Assert.Equal(Inbox.capacity, s.Queue.Length)
+    Assert.Equal(None, s.Cursor)
+    // A user message arrives; the agent is busy and does not pop for more than ten minutes.
+    let p, x = platform false |> advance 3_600_000L |> append CanvasText 0L 0
+    let poll (p: Platform) (s: Inbox.State) =
+        let s', fresh, _ = Inbox.onPoll selfId (serve (Inbox.pollQuery s) p) s
+        s', fresh
+    let mutable surfaced = []
+    let mutable p = p
+    for _ in 1..130 do // 130 polls, 5 s apart: the row is older than 600 s at the end
+        let s', fresh = poll p s
+        s <- s'
+        surfaced <- surfaced @ fresh
+        p <- advance 5_000L p
+    // Now the agent pops everything it has; intake resumes.
+    for m in s.Queue do
+        let s', _, _ = Inbox.pop m.ActivityId s
+        s <- s'
+    let s', fresh = poll p s
+    s <- s'
+    surfaced <- surfaced @ fresh @ s.Queue
+    Assert.Contains(x.Id, surfaced |> List.map (fun m -> m.ActivityId))
