@@ -28,6 +28,8 @@ public sealed class AgentRuntime : IInboxPort
     private readonly StepRunner _steps;
     private readonly Stopwatch _uptime = Stopwatch.StartNew();
     private readonly CancellationTokenSource _shutdown = new();
+    private readonly Task _interpreter;
+    private int _stopping;
     private readonly System.Threading.Channels.Channel<Effect> _effects = System.Threading.Channels.Channel.CreateUnbounded<Effect>(new System.Threading.Channels.UnboundedChannelOptions { SingleReader = true });
 
     private Agent.Model _model;
@@ -41,7 +43,9 @@ public sealed class AgentRuntime : IInboxPort
         _http = http;
         _model = Agent.init(config, inbox);
         _steps = new StepRunner(http, this, text => _log.Error(text));
-        _ = Task.Run(InterpretLoopAsync);
+        _interpreter = Task.Run(InterpretLoopAsync);
+        // Environment.Exit (stdin EOF with a tool still running, or an Exit effect) skips the normal Stop path.
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => Stop();
     }
 
     /// <summary>The stdio server entry point: configuration, state, MCP host, agent start. Returns the exit code.</summary>
@@ -102,7 +106,19 @@ public sealed class AgentRuntime : IInboxPort
         host.ClientInitialized += () => Dispatch(Agent.Msg.ClientInitialized);
     }
 
-    public void Stop() => _shutdown.Cancel();
+    /// <summary>
+    /// Stops the agent: effects already queued are still applied where they are local (state files, log lines), so
+    /// an acknowledged <c>inbox_pop</c> is never undone by a shutdown; requests, timers and notifications are not.
+    /// </summary>
+    public void Stop()
+    {
+        if (Interlocked.Exchange(ref _stopping, 1) == 1) return;
+        _effects.Writer.TryComplete();
+        _shutdown.Cancel();
+        if (!_interpreter.IsCompleted) _interpreter.Wait(TimeSpan.FromSeconds(2));
+    }
+
+    private bool Stopping => Volatile.Read(ref _stopping) == 1;
 
     // -----------------------------------------------------------------------------------------------------
     // Messages and effects
@@ -135,27 +151,22 @@ public sealed class AgentRuntime : IInboxPort
     private async Task InterpretLoopAsync()
     {
         var token = _shutdown.Token;
-        try
+        // Ends when Stop completes the queue and everything queued before has been read.
+        await foreach (var effect in _effects.Reader.ReadAllAsync().ConfigureAwait(false))
         {
-            await foreach (var effect in _effects.Reader.ReadAllAsync(token).ConfigureAwait(false))
+            if (Stopping && effect is not (Effect.WriteStateFile or Effect.DeleteStateFile or Effect.Log)) continue;
+            try
             {
-                try
-                {
-                    await InterpretAsync(effect, token).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException) when (token.IsCancellationRequested)
-                {
-                    return;
-                }
-                catch (Exception ex)
-                {
-                    _log.Error($"effect failed: {ex.GetType().Name}: {ex.Message}");
-                }
+                await InterpretAsync(effect, token).ConfigureAwait(false);
             }
-        }
-        catch (OperationCanceledException)
-        {
-            // shutdown
+            catch (OperationCanceledException) when (token.IsCancellationRequested)
+            {
+                // shutting down: keep draining the local effects
+            }
+            catch (Exception ex)
+            {
+                _log.Error($"effect failed: {ex.GetType().Name}: {ex.Message}");
+            }
         }
     }
 
@@ -211,6 +222,16 @@ public sealed class AgentRuntime : IInboxPort
             }
 
             case Effect.Exit exit:
+                // This loop is the only reader: apply what is still queued locally, then leave (Stop, run by
+                // ProcessExit, then finds the agent stopped and does not wait for this loop).
+                if (Interlocked.Exchange(ref _stopping, 1) == 0)
+                {
+                    _effects.Writer.TryComplete();
+                    _shutdown.Cancel();
+                }
+                while (_effects.Reader.TryRead(out var rest))
+                    if (rest is Effect.WriteStateFile or Effect.DeleteStateFile or Effect.Log)
+                        await InterpretAsync(rest, CancellationToken.None).ConfigureAwait(false);
                 _log.Flush();
                 Console.Error.Flush();
                 Environment.Exit(exit.code);
