@@ -67,8 +67,8 @@ type Body =
 /// How the host may retry a request. Only idempotent-at-the-peer failures are retried.
 type Retry =
     | NoRetry
-    /// A2A send: up to 5 attempts on connection-level failures (refused / reset before a response),
-    /// backoff min(2^k, 16) s ±25 %, 600 s budget. Never on a read timeout (spec P10 fix).
+    /// A2A send: up to 5 attempts when the connection cannot be established (the peer never saw the request),
+    /// backoff min(2^k, 16) s ±25 %, 600 s budget. Never after the request went out, never on a timeout (P10 fix).
     | TransientConnect
 
 type Request =

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
-using System.Net.Sockets;
 using System.Text;
 using Microsoft.FSharp.Collections;
 using Molecule.Core;
@@ -201,20 +200,11 @@ public sealed class HttpExecutor : IDisposable
         }
     }
 
-    /// <summary>True for failures before any response: refused, reset, aborted, or the peer closing the
-    /// connection before answering. DNS and TLS failures and timeouts are not transient here.</summary>
-    internal static bool IsConnectFailure(HttpRequestException ex)
-    {
-        if (ex.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.ResponseEnded)
-            return true;
-        for (Exception? e = ex.InnerException; e is not null; e = e.InnerException)
-        {
-            if (e is SocketException se)
-                return se.SocketErrorCode is SocketError.ConnectionRefused or SocketError.ConnectionReset
-                    or SocketError.ConnectionAborted;
-        }
-        return false;
-    }
+    /// <summary>True only when the connection could not be established (refused, unreachable, reset during the
+    /// connect): then the peer cannot have seen the request. A connection that closes after the request went out
+    /// (no response, reset, abort) is not retried: the peer may already be working on it (spec P10).</summary>
+    internal static bool IsConnectFailure(HttpRequestException ex) =>
+        ex.HttpRequestError is HttpRequestError.ConnectionError;
 
     private static string DescribeFailure(HttpRequestException ex, Uri uri)
     {

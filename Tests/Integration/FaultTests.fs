@@ -106,3 +106,21 @@ let ``register 403 exits 3 like a 401`` () =
         Assert.Contains(p.StderrLines, fun l -> l.Contains "register rejected with HTTP 403")
         assertNoSecrets [ ws.Token ] "stdout/stderr" [ p.StdoutText; p.Stderr ]
     }
+
+[<Fact>]
+let ``a connection dropped after delegate_task's request went out is reported, never re-sent (P10)`` () =
+    task {
+        use! platform = Platform.StartAsync()
+        let! lead = platform.CreateWorkspace "drop-lead"
+        let! a = platform.CreateWorkspace("drop-a", parent = lead)
+        let! b = platform.CreateWorkspace("drop-b", parent = lead)
+        do! platform.RegisterPoll b
+        use! alice = AgentProcess.StartAsync(agentEnv platform a)
+        let a2a = $"/workspaces/{b.Id}/a2a"
+        platform.Fault { FaultRule.make a2a 0 with Method = Some "POST"; Drop = true }
+        let! r = alice.Call("delegate_task", [ "workspace_id", box b.Id; "task", box "do it once" ])
+        Assert.True(isError r, $"expected a failure: {textOf r}\n{alice.Describe()}")
+        Assert.Contains("DELEGATION FAILED", textOf r)
+        Assert.Equal(1, platform.Requests a2a)
+        alice.AssertNoTokenLeak()
+    }
