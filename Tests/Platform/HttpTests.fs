@@ -772,6 +772,38 @@ type Routes(fx: PlatformFixture) =
         }
 
     [<Fact>]
+    member _.``client mistakes never give a 500: lone UTF-16 surrogates in JSON strings``() =
+        task {
+            let! lead, a, b = team ()
+            ignore lead
+            // "\ud800" is valid JSON syntax but not a valid string: every route must answer 400 (or accept it), never 500
+            let lone = "\\ud800"
+            let cases =
+                [ "POST", "/workspaces", $$"""{"name":"x{{lone}}"}""", admin
+                  "POST", "/registry/register", $$"""{"id":"{{a.Id}}{{lone}}","agent_card":{ } }""", a.Token
+                  "POST", "/registry/heartbeat", $$"""{"workspace_id":"{{a.Id}}","current_task":"{{lone}}"}""", a.Token
+                  "POST", $"/workspaces/{a.Id}/activity", $$"""{"activity_type":"a2a_send","summary":"{{lone}}"}""", a.Token
+                  "POST", $"/workspaces/{a.Id}/notify", $$"""{"message":"hi {{lone}}"}""", a.Token
+                  "POST", $"/workspaces/{a.Id}/memories", $$"""{"content":"{{lone}}","scope":"LOCAL"}""", a.Token
+                  "POST", $"/workspaces/{a.Id}/delegate", $$"""{"target_id":"{{b.Id}}","task":"{{lone}}"}""", a.Token
+                  "POST", $"/workspaces/{b.Id}/a2a", messageBody lone, a.Token
+                  "POST", "/admin/faults", $$"""{"path_prefix":"/x{{lone}}","status":500}""", admin ]
+
+            for (m, path, body, token) in cases do
+                let! r = c.Send(m, path, body, token, a.Id)
+                Assert.True((r.Code < 500), $"{m} {path} with {body} gave {r.Code}: {r.Text}")
+
+            do! fx.Platform.IdleAsync()
+            // the platform still answers normally afterwards
+            let! list = c.Send("GET", $"/workspaces/{a.Id}/activity", token = a.Token)
+            Assert.Equal(200, list.Code)
+            let! ws = c.Send("GET", "/workspaces", token = admin)
+            Assert.Equal(200, ws.Code)
+            let! faults = c.Send("DELETE", "/admin/faults", token = admin)
+            Assert.Equal(200, faults.Code)
+        }
+
+    [<Fact>]
     member _.``oversized bodies get 413 and unknown routes 404 JSON``() =
         task {
             let! w = createWs c admin "big" None []
