@@ -243,6 +243,17 @@ type Store(dataDir: string) =
             l
 
     let insertActivity (r: ActivityRow) : ActivityRow =
+        // A workspace's log is ordered by (created_at, seq) and since_id pages on that order, so a row may never
+        // sort before one inserted earlier (clock stepped back, or a time taken before another row's insert):
+        // created_at is kept monotonic per workspace, which makes that order the insertion order (exactly-once).
+        let r =
+            let l = rowsOf r.WorkspaceId
+
+            if l.Count > 0 && l[l.Count - 1].CreatedAt > r.CreatedAt then
+                { r with CreatedAt = l[l.Count - 1].CreatedAt }
+            else
+                r
+
         exec
             """INSERT INTO activity_logs (id,workspace_id,activity_type,source_id,target_id,method,summary,request_body,response_body,tool_trace,duration_ms,status,error_detail,created_at,idempotency_key)
                VALUES ($id,$ws,$t,$src,$tgt,$m,$s,$rq,$rs,$tt,$d,$st,$e,$ca,$k)"""

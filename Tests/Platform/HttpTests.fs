@@ -926,6 +926,31 @@ type Lifecycle() =
             Directory.Delete(dir, true)
         }
 
+    [<Fact>]
+    member _.``since_id paging is exactly-once even when the clock steps back between two rows``() =
+        task {
+            let dir = tempDir ()
+            let mutable now = DateTimeOffset.UtcNow
+            let! p = Server.start { PlatformOptions.defaults dir with Clock = Some(fun () -> now); SweepInterval = TimeSpan.FromHours 1.0 }
+            use c = new Client(p.Url)
+            let! w = createWs c p.AdminToken "poller" None []
+            let! first = c.Send("POST", $"/workspaces/{w.Id}/notify", """{"message":"one"}""", w.Token)
+            Assert.Equal(200, first.Code)
+            let! page1 = c.Send("GET", $"/workspaces/{w.Id}/activity?type=a2a_receive", token = w.Token)
+            let cursor = at page1.Json "0.id"
+            // an NTP correction (or a row whose time was taken before another's insert) puts the next row earlier
+            now <- now.AddSeconds -5.0
+            let! second = c.Send("POST", $"/workspaces/{w.Id}/notify", """{"message":"two"}""", w.Token)
+            Assert.Equal(200, second.Code)
+            let! page2 = c.Send("GET", $"/workspaces/{w.Id}/activity?type=a2a_receive&since_id={cursor}", token = w.Token)
+            Assert.Equal(200, page2.Code)
+            let rows = page2.Json.AsArray()
+            Assert.Equal(1, rows.Count)
+            Assert.NotEqual<string>(cursor, at page2.Json "0.id")
+            do! p.StopAsync()
+            Directory.Delete(dir, true)
+        }
+
 type Durability() =
     [<Fact>]
     member _.``rule: an acknowledged write is never lost (concurrent writes survive a restart)``() =
