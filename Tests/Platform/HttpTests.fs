@@ -985,3 +985,63 @@ type Durability() =
             do! p2.StopAsync()
             Directory.Delete(dir, true)
         }
+
+    [<Fact>]
+    member _.``rule: a rolled-back store transaction leaves the in-memory state as SQLite has it``() =
+        let dir = tempDir ()
+        let now = DateTimeOffset.UtcNow
+        let id = Guid.NewGuid()
+
+        let w: Workspace =
+            { Id = id; Name = "ghost"; Role = None; Tier = 1; Status = Status.Online; AgentCard = None; Url = None
+              ParentId = None; DeliveryMode = "poll"; Runtime = "external"; LastHeartbeatAt = Some now
+              LastErrorRate = 0.0; ActiveTasks = 0; UptimeSeconds = 0; CurrentTask = ""; MaxConcurrentTasks = 1
+              InboundSecret = None; LastOutboundAt = None; CreatedAt = now; UpdatedAt = now }
+
+        let token = Tokens.create (Guid.NewGuid()) id now "ghost-token"
+        let memory: Memory = { Id = Guid.NewGuid(); WorkspaceId = id; Content = "m"; Scope = "LOCAL"; Namespace = "general"; CreatedAt = now }
+
+        let snapshot (s: Store.Store) =
+            s.Workspace id, s.TokensOf id, List.ofSeq (s.Activity id), s.Memories |> Seq.filter (fun m -> m.WorkspaceId = id) |> List.ofSeq
+
+        do
+            use s = new Store.Store(dir)
+            // a committed baseline: the workspace and one row exist
+            s.Transaction(fun () ->
+                s.SaveWorkspace w
+                s.InsertActivity(Activity.row (Guid.NewGuid()) now id "agent_log") |> ignore)
+
+            let before = snapshot s
+
+            let failed =
+                try
+                    s.Transaction(fun () ->
+                        s.SaveWorkspace { w with Status = Status.Removed; Name = "changed" }
+                        s.SaveToken token
+                        let r = s.InsertActivity(Activity.row (Guid.NewGuid()) now id "agent_log")
+                        s.UpdateActivityStatus(id, r.Id, "error")
+                        s.InsertMemory memory
+                        failwith "disk full")
+                    false
+                with _ ->
+                    true
+
+            Assert.True failed
+            let wsA, tokA, rowsA, memA = snapshot s
+            let wsB, tokB, rowsB, memB = before
+            Assert.Equal(wsB, wsA)
+            Assert.Equal<Token list>(tokB, tokA)
+            Assert.Equal<ActivityRow list>(rowsB, rowsA)
+            Assert.Equal<Memory list>(memB, memA)
+            // and it agrees with what SQLite holds
+            Assert.False(Auth.ownerOf s.Tokens "ghost-token" |> Option.isSome)
+
+        do
+            use s = new Store.Store(dir)
+            let ws, toks, rows, mems = snapshot s
+            Assert.Equal(Some "ghost", ws |> Option.map (fun x -> x.Name))
+            Assert.Empty toks
+            Assert.Equal(1, rows.Length)
+            Assert.Empty mems
+
+        Directory.Delete(dir, true)
