@@ -724,6 +724,14 @@ type Routes(fx: PlatformFixture) =
             let! badRule = c.Send("POST", "/admin/faults", """{"status":500}""", admin)
             Assert.Equal(400, badRule.Code)
             Assert.Contains("path_prefix", badRule.Error)
+            // a status no HTTP answer can carry is refused up front, instead of turning every matching request into a 500
+            for bad in [ """{"path_prefix":"/health","status":42}"""; """{"path_prefix":"/health","status":1000}"""; """{"path_prefix":"/health","status":-1}""" ] do
+                let! r = c.Send("POST", "/admin/faults", bad, admin)
+                Assert.True((r.Code = 400), $"{bad} gave {r.Code}: {r.Text}")
+                Assert.Contains("status", r.Error)
+
+            let! health = c.Send("GET", "/health")
+            Assert.Equal(200, health.Code)
         }
 
     [<Fact>]
