@@ -563,6 +563,31 @@ type Routes(fx: PlatformFixture) =
         }
 
     [<Fact>]
+    member _.``chat uploads whose names hold percent signs or unicode are served back by their uri``() =
+        task {
+            let! w = createWs c admin "percent" None []
+
+            for name in [ "rate%20card.txt"; "50%25 off.txt"; "a%2Fb.txt"; "naïve 日本.txt" ] do
+                use form = new MultipartFormDataContent()
+                let part = new ByteArrayContent(Encoding.UTF8.GetBytes("body of " + name))
+                part.Headers.ContentType <- Headers.MediaTypeHeaderValue("text/plain")
+                form.Add(part, "files", name)
+                use req = new HttpRequestMessage(HttpMethod.Post, $"/workspaces/{w.Id}/chat/uploads", Content = form)
+                req.Headers.Authorization <- Headers.AuthenticationHeaderValue("Bearer", w.Token)
+                use! resp = c.Http.SendAsync req
+                let! text = resp.Content.ReadAsStringAsync()
+                Assert.Equal(200, int resp.StatusCode)
+                let file = node (Json.tryParse text).Value "files.0"
+                Assert.Equal(name, str file "name")
+                use get = new HttpRequestMessage(HttpMethod.Get, str file "uri")
+                get.Headers.Authorization <- Headers.AuthenticationHeaderValue("Bearer", w.Token)
+                use! got = c.Http.SendAsync get
+                let! content = got.Content.ReadAsStringAsync()
+                Assert.True((200 = int got.StatusCode), $"{name}: HTTP {int got.StatusCode} {content}")
+                Assert.Equal("body of " + name, content)
+        }
+
+    [<Fact>]
     member _.``memories: scopes, GLOBAL only from roots, search, redaction``() =
         task {
             let! lead, a, b = team ()
