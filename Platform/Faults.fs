@@ -57,8 +57,12 @@ module FaultRule =
             | Some n when n.GetValueKind() = System.Text.Json.JsonValueKind.True -> true
             | _ -> false
 
+        let status = defaultArg (int [ "status"; "Status" ]) 0
+
         match str [ "path_prefix"; "pathPrefix"; "PathPrefix"; "path" ] with
         | None -> Error "path_prefix is required"
+        | Some _ when status <> 0 && (status < 100 || status > 599) ->
+            Error "status must be an HTTP status code (100-599), or 0 for none"
         | Some p ->
             let body =
                 match get [ "body"; "Body" ] with
@@ -69,7 +73,7 @@ module FaultRule =
             Ok
                 { Method = str [ "method"; "Method" ]
                   PathPrefix = p
-                  Status = defaultArg (int [ "status"; "Status" ]) 0
+                  Status = status
                   Body = body
                   DelayMs = defaultArg (int [ "delay_ms"; "delayMs"; "DelayMs" ]) 0
                   Times = int [ "times"; "Times" ]

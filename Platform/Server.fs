@@ -878,7 +878,9 @@ let private download (env: Env) (ctx: HttpContext) : Task =
         | Ok(id, _) ->
             let file =
                 match ctx.Request.RouteValues.TryGetValue "file" with
-                | true, (:? string as s) -> Uri.UnescapeDataString s
+                // already percent-decoded by the server: decoding again would turn a stored name's literal
+                // "%20" into a space and miss the file
+                | true, (:? string as s) -> s
                 | _ -> ""
 
             let path = Path.Combine(uploadsDir env id, Path.GetFileName file)

@@ -1,6 +1,7 @@
 /// SQLite persistence (WAL, synchronous=FULL) with an in-memory copy of every table. All reads and writes go
 /// through `Atomically`, which serialises them; every write is committed to SQLite before it returns, so an
-/// acknowledged HTTP answer never refers to an unsaved row.
+/// acknowledged HTTP answer never refers to an unsaved row. A `Transaction` that rolls back also takes back its
+/// in-memory writes, so the copy never holds what SQLite does not.
 module Molecule.Platform.Store
 
 open System
@@ -187,6 +188,14 @@ type Store(dataDir: string) =
                   CreatedAt = ofTicks (r.GetInt64 5) }: Memory)
         )
 
+    /// Inside `Transaction`: how to take back the in-memory side of each write if the transaction rolls back.
+    let mutable undo: ResizeArray<unit -> unit> option = None
+
+    let onRollback (f: unit -> unit) =
+        match undo with
+        | Some l -> l.Add f
+        | None -> ()
+
     let writeWorkspace (w: Workspace) =
         exec
             """INSERT INTO workspaces (id,name,role,tier,status,agent_card,url,parent_id,delivery_mode,runtime,last_heartbeat_at,last_error_rate,active_tasks,uptime_seconds,current_task,max_concurrent_tasks,platform_inbound_secret,last_outbound_at,created_at,updated_at)
@@ -215,6 +224,8 @@ type Store(dataDir: string) =
               "$ca", ticks w.CreatedAt
               "$ua", ticks w.UpdatedAt ]
 
+        let before = workspaces
+        onRollback (fun () -> workspaces <- before)
         workspaces <- workspaces.Add(w.Id, w)
 
     let writeToken (t: Token) =
@@ -231,8 +242,13 @@ type Store(dataDir: string) =
               "$rv", optTicks t.RevokedAt ]
 
         match tokens.FindIndex(fun x -> x.Id = t.Id) with
-        | -1 -> tokens.Add t
-        | i -> tokens[i] <- t
+        | -1 ->
+            onRollback (fun () -> tokens.RemoveAll(fun x -> x.Id = t.Id) |> ignore)
+            tokens.Add t
+        | i ->
+            let old = tokens[i]
+            onRollback (fun () -> tokens[i] <- old)
+            tokens[i] <- t
 
     let rowsOf (ws: Guid) =
         match activity.TryGetValue ws with
@@ -243,6 +259,17 @@ type Store(dataDir: string) =
             l
 
     let insertActivity (r: ActivityRow) : ActivityRow =
+        // A workspace's log is ordered by (created_at, seq) and since_id pages on that order, so a row may never
+        // sort before one inserted earlier (clock stepped back, or a time taken before another row's insert):
+        // created_at is kept monotonic per workspace, which makes that order the insertion order (exactly-once).
+        let r =
+            let l = rowsOf r.WorkspaceId
+
+            if l.Count > 0 && l[l.Count - 1].CreatedAt > r.CreatedAt then
+                { r with CreatedAt = l[l.Count - 1].CreatedAt }
+            else
+                r
+
         exec
             """INSERT INTO activity_logs (id,workspace_id,activity_type,source_id,target_id,method,summary,request_body,response_body,tool_trace,duration_ms,status,error_detail,created_at,idempotency_key)
                VALUES ($id,$ws,$t,$src,$tgt,$m,$s,$rq,$rs,$tt,$d,$st,$e,$ca,$k)"""
@@ -264,19 +291,29 @@ type Store(dataDir: string) =
 
         let seq = scalar "SELECT last_insert_rowid()" :?> int64
         let row = { r with Seq = seq }
+        onRollback (fun () -> (rowsOf r.WorkspaceId).RemoveAll(fun x -> x.Id = r.Id) |> ignore)
         (rowsOf r.WorkspaceId).Add row
         row
 
     let inTransaction (f: unit -> 'a) : 'a =
         exec "BEGIN IMMEDIATE" []
+        let journal = ResizeArray<unit -> unit>()
+        undo <- Some journal
 
         try
-            let v = f ()
-            exec "COMMIT" []
-            v
-        with e ->
-            (try exec "ROLLBACK" [] with _ -> ())
-            raise e
+            try
+                let v = f ()
+                exec "COMMIT" []
+                v
+            with e ->
+                (try exec "ROLLBACK" [] with _ -> ())
+                // SQLite forgot the writes; so does the in-memory copy (newest first)
+                for i in journal.Count - 1 .. -1 .. 0 do
+                    journal[i] ()
+
+                raise e
+        finally
+            undo <- None
 
     /// Runs `f` under the store lock (all reads and writes are serialised).
     member _.Atomically(f: unit -> 'a) : 'a = lock gate f
@@ -301,11 +338,21 @@ type Store(dataDir: string) =
 
         match l.FindIndex(fun r -> r.Id = id) with
         | -1 -> ()
-        | i -> l[i] <- { l[i] with Status = status }
+        | i ->
+            let old = l[i]
+            onRollback (fun () -> match l.FindIndex(fun r -> r.Id = id) with -1 -> () | j -> l[j] <- old)
+            l[i] <- { l[i] with Status = status }
 
     member _.DeleteActivity(ws: Guid, id: Guid) =
         exec "DELETE FROM activity_logs WHERE id=$id" [ "$id", guid id ]
-        (rowsOf ws).RemoveAll(fun r -> r.Id = id) |> ignore
+        let l = rowsOf ws
+        let before = List.ofSeq l
+
+        onRollback (fun () ->
+            l.Clear()
+            l.AddRange before)
+
+        l.RemoveAll(fun r -> r.Id = id) |> ignore
 
     member _.InsertMemory(m: Memory) =
         exec
@@ -317,6 +364,7 @@ type Store(dataDir: string) =
               "$n", box m.Namespace
               "$ca", ticks m.CreatedAt ]
 
+        onRollback (fun () -> memories.RemoveAll(fun x -> x.Id = m.Id) |> ignore)
         memories.Add m
 
     member _.DataDir = dataDir

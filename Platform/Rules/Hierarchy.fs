@@ -58,11 +58,30 @@ let peers (all: Map<Guid, Workspace>) (id: Guid) : Workspace list =
                 || me.ParentId = Some w.Id)) // parent
         |> List.sortBy (fun w -> w.CreatedAt, w.Id)
 
-/// Every descendant of `id` (any depth), excluding `id` itself.
+/// Every descendant of `id` (any depth: not bounded by MaxDepth, so a cascade removal reaches the whole subtree),
+/// excluding `id` itself. Walks children breadth-first; a visited set stops cycles.
 let descendants (all: Map<Guid, Workspace>) (id: Guid) : Guid list =
-    all
-    |> Map.toList
-    |> List.choose (fun (k, _) -> if k <> id && List.contains id (ancestors all k) then Some k else None)
+    let children =
+        all
+        |> Map.toList
+        |> List.choose (fun (k, w) -> w.ParentId |> Option.map (fun p -> p, k))
+        |> List.groupBy fst
+        |> List.map (fun (p, ks) -> p, ks |> List.map snd)
+        |> Map.ofList
+
+    let rec walk (frontier: Guid list) (seen: Set<Guid>) (acc: Guid list) =
+        match frontier with
+        | [] -> List.rev acc
+        | _ ->
+            let next =
+                frontier
+                |> List.collect (fun f -> defaultArg (children.TryFind f) [])
+                |> List.distinct
+                |> List.filter (fun k -> not (seen.Contains k))
+
+            walk next (Set.union seen (set next)) (List.rev next @ acc)
+
+    walk [ id ] (Set.singleton id) []
 
 /// Direct children that are not removed.
 let liveChildren (all: Map<Guid, Workspace>) (id: Guid) : Workspace list =

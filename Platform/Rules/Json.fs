@@ -10,13 +10,28 @@ open System.Text.Json.Nodes
 let private options =
     JsonSerializerOptions(WriteIndented = false, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping)
 
+/// Reads every property name and string value once, so text that is valid JSON syntax but holds an invalid
+/// string (a lone UTF-16 surrogate escape such as "\ud800") fails here instead of in a later read.
+let rec private readAllStrings (node: JsonNode) =
+    match node with
+    | :? JsonObject as o ->
+        for kv in o do
+            kv.Key.Length |> ignore
+            readAllStrings kv.Value
+    | :? JsonArray as a ->
+        for n in a do
+            readAllStrings n
+    | :? JsonValue as v when v.GetValueKind() = JsonValueKind.String -> v.GetValue<string>() |> ignore
+    | _ -> ()
+
 let tryParse (text: string) : JsonNode option =
     if String.IsNullOrWhiteSpace text then
         None
     else
         try
-            JsonNode.Parse(text, documentOptions = JsonDocumentOptions(MaxDepth = 64, AllowDuplicateProperties = false))
-            |> Option.ofObj
+            let n = JsonNode.Parse(text, documentOptions = JsonDocumentOptions(MaxDepth = 64, AllowDuplicateProperties = false))
+            readAllStrings n
+            Option.ofObj n
         with _ ->
             None
 

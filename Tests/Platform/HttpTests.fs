@@ -563,6 +563,31 @@ type Routes(fx: PlatformFixture) =
         }
 
     [<Fact>]
+    member _.``chat uploads whose names hold percent signs or unicode are served back by their uri``() =
+        task {
+            let! w = createWs c admin "percent" None []
+
+            for name in [ "rate%20card.txt"; "50%25 off.txt"; "a%2Fb.txt"; "naïve 日本.txt" ] do
+                use form = new MultipartFormDataContent()
+                let part = new ByteArrayContent(Encoding.UTF8.GetBytes("body of " + name))
+                part.Headers.ContentType <- Headers.MediaTypeHeaderValue("text/plain")
+                form.Add(part, "files", name)
+                use req = new HttpRequestMessage(HttpMethod.Post, $"/workspaces/{w.Id}/chat/uploads", Content = form)
+                req.Headers.Authorization <- Headers.AuthenticationHeaderValue("Bearer", w.Token)
+                use! resp = c.Http.SendAsync req
+                let! text = resp.Content.ReadAsStringAsync()
+                Assert.Equal(200, int resp.StatusCode)
+                let file = node (Json.tryParse text).Value "files.0"
+                Assert.Equal(name, str file "name")
+                use get = new HttpRequestMessage(HttpMethod.Get, str file "uri")
+                get.Headers.Authorization <- Headers.AuthenticationHeaderValue("Bearer", w.Token)
+                use! got = c.Http.SendAsync get
+                let! content = got.Content.ReadAsStringAsync()
+                Assert.True((200 = int got.StatusCode), $"{name}: HTTP {int got.StatusCode} {content}")
+                Assert.Equal("body of " + name, content)
+        }
+
+    [<Fact>]
     member _.``memories: scopes, GLOBAL only from roots, search, redaction``() =
         task {
             let! lead, a, b = team ()
@@ -724,6 +749,14 @@ type Routes(fx: PlatformFixture) =
             let! badRule = c.Send("POST", "/admin/faults", """{"status":500}""", admin)
             Assert.Equal(400, badRule.Code)
             Assert.Contains("path_prefix", badRule.Error)
+            // a status no HTTP answer can carry is refused up front, instead of turning every matching request into a 500
+            for bad in [ """{"path_prefix":"/health","status":42}"""; """{"path_prefix":"/health","status":1000}"""; """{"path_prefix":"/health","status":-1}""" ] do
+                let! r = c.Send("POST", "/admin/faults", bad, admin)
+                Assert.True((r.Code = 400), $"{bad} gave {r.Code}: {r.Text}")
+                Assert.Contains("status", r.Error)
+
+            let! health = c.Send("GET", "/health")
+            Assert.Equal(200, health.Code)
         }
 
     [<Fact>]
@@ -769,6 +802,38 @@ type Routes(fx: PlatformFixture) =
                 let! r = c.Send(m, path, "{}", admin, a.Id)
                 Assert.True((r.Code = 400 || r.Code = 404), $"{m} {path} gave {r.Code}: {r.Text}")
                 Assert.False(String.IsNullOrEmpty r.Error)
+        }
+
+    [<Fact>]
+    member _.``client mistakes never give a 500: lone UTF-16 surrogates in JSON strings``() =
+        task {
+            let! lead, a, b = team ()
+            ignore lead
+            // "\ud800" is valid JSON syntax but not a valid string: every route must answer 400 (or accept it), never 500
+            let lone = "\\ud800"
+            let cases =
+                [ "POST", "/workspaces", $$"""{"name":"x{{lone}}"}""", admin
+                  "POST", "/registry/register", $$"""{"id":"{{a.Id}}{{lone}}","agent_card":{ } }""", a.Token
+                  "POST", "/registry/heartbeat", $$"""{"workspace_id":"{{a.Id}}","current_task":"{{lone}}"}""", a.Token
+                  "POST", $"/workspaces/{a.Id}/activity", $$"""{"activity_type":"a2a_send","summary":"{{lone}}"}""", a.Token
+                  "POST", $"/workspaces/{a.Id}/notify", $$"""{"message":"hi {{lone}}"}""", a.Token
+                  "POST", $"/workspaces/{a.Id}/memories", $$"""{"content":"{{lone}}","scope":"LOCAL"}""", a.Token
+                  "POST", $"/workspaces/{a.Id}/delegate", $$"""{"target_id":"{{b.Id}}","task":"{{lone}}"}""", a.Token
+                  "POST", $"/workspaces/{b.Id}/a2a", messageBody lone, a.Token
+                  "POST", "/admin/faults", $$"""{"path_prefix":"/x{{lone}}","status":500}""", admin ]
+
+            for (m, path, body, token) in cases do
+                let! r = c.Send(m, path, body, token, a.Id)
+                Assert.True((r.Code < 500), $"{m} {path} with {body} gave {r.Code}: {r.Text}")
+
+            do! fx.Platform.IdleAsync()
+            // the platform still answers normally afterwards
+            let! list = c.Send("GET", $"/workspaces/{a.Id}/activity", token = a.Token)
+            Assert.Equal(200, list.Code)
+            let! ws = c.Send("GET", "/workspaces", token = admin)
+            Assert.Equal(200, ws.Code)
+            let! faults = c.Send("DELETE", "/admin/faults", token = admin)
+            Assert.Equal(200, faults.Code)
         }
 
     [<Fact>]
@@ -894,6 +959,31 @@ type Lifecycle() =
             Directory.Delete(dir, true)
         }
 
+    [<Fact>]
+    member _.``since_id paging is exactly-once even when the clock steps back between two rows``() =
+        task {
+            let dir = tempDir ()
+            let mutable now = DateTimeOffset.UtcNow
+            let! p = Server.start { PlatformOptions.defaults dir with Clock = Some(fun () -> now); SweepInterval = TimeSpan.FromHours 1.0 }
+            use c = new Client(p.Url)
+            let! w = createWs c p.AdminToken "poller" None []
+            let! first = c.Send("POST", $"/workspaces/{w.Id}/notify", """{"message":"one"}""", w.Token)
+            Assert.Equal(200, first.Code)
+            let! page1 = c.Send("GET", $"/workspaces/{w.Id}/activity?type=a2a_receive", token = w.Token)
+            let cursor = at page1.Json "0.id"
+            // an NTP correction (or a row whose time was taken before another's insert) puts the next row earlier
+            now <- now.AddSeconds -5.0
+            let! second = c.Send("POST", $"/workspaces/{w.Id}/notify", """{"message":"two"}""", w.Token)
+            Assert.Equal(200, second.Code)
+            let! page2 = c.Send("GET", $"/workspaces/{w.Id}/activity?type=a2a_receive&since_id={cursor}", token = w.Token)
+            Assert.Equal(200, page2.Code)
+            let rows = page2.Json.AsArray()
+            Assert.Equal(1, rows.Count)
+            Assert.NotEqual<string>(cursor, at page2.Json "0.id")
+            do! p.StopAsync()
+            Directory.Delete(dir, true)
+        }
+
 type Durability() =
     [<Fact>]
     member _.``rule: an acknowledged write is never lost (concurrent writes survive a restart)``() =
@@ -928,3 +1018,63 @@ type Durability() =
             do! p2.StopAsync()
             Directory.Delete(dir, true)
         }
+
+    [<Fact>]
+    member _.``rule: a rolled-back store transaction leaves the in-memory state as SQLite has it``() =
+        let dir = tempDir ()
+        let now = DateTimeOffset.UtcNow
+        let id = Guid.NewGuid()
+
+        let w: Workspace =
+            { Id = id; Name = "ghost"; Role = None; Tier = 1; Status = Status.Online; AgentCard = None; Url = None
+              ParentId = None; DeliveryMode = "poll"; Runtime = "external"; LastHeartbeatAt = Some now
+              LastErrorRate = 0.0; ActiveTasks = 0; UptimeSeconds = 0; CurrentTask = ""; MaxConcurrentTasks = 1
+              InboundSecret = None; LastOutboundAt = None; CreatedAt = now; UpdatedAt = now }
+
+        let token = Tokens.create (Guid.NewGuid()) id now "ghost-token"
+        let memory: Memory = { Id = Guid.NewGuid(); WorkspaceId = id; Content = "m"; Scope = "LOCAL"; Namespace = "general"; CreatedAt = now }
+
+        let snapshot (s: Store.Store) =
+            s.Workspace id, s.TokensOf id, List.ofSeq (s.Activity id), s.Memories |> Seq.filter (fun m -> m.WorkspaceId = id) |> List.ofSeq
+
+        do
+            use s = new Store.Store(dir)
+            // a committed baseline: the workspace and one row exist
+            s.Transaction(fun () ->
+                s.SaveWorkspace w
+                s.InsertActivity(Activity.row (Guid.NewGuid()) now id "agent_log") |> ignore)
+
+            let before = snapshot s
+
+            let failed =
+                try
+                    s.Transaction(fun () ->
+                        s.SaveWorkspace { w with Status = Status.Removed; Name = "changed" }
+                        s.SaveToken token
+                        let r = s.InsertActivity(Activity.row (Guid.NewGuid()) now id "agent_log")
+                        s.UpdateActivityStatus(id, r.Id, "error")
+                        s.InsertMemory memory
+                        failwith "disk full")
+                    false
+                with _ ->
+                    true
+
+            Assert.True failed
+            let wsA, tokA, rowsA, memA = snapshot s
+            let wsB, tokB, rowsB, memB = before
+            Assert.Equal(wsB, wsA)
+            Assert.Equal<Token list>(tokB, tokA)
+            Assert.Equal<ActivityRow list>(rowsB, rowsA)
+            Assert.Equal<Memory list>(memB, memA)
+            // and it agrees with what SQLite holds
+            Assert.False(Auth.ownerOf s.Tokens "ghost-token" |> Option.isSome)
+
+        do
+            use s = new Store.Store(dir)
+            let ws, toks, rows, mems = snapshot s
+            Assert.Equal(Some "ghost", ws |> Option.map (fun x -> x.Name))
+            Assert.Empty toks
+            Assert.Equal(1, rows.Length)
+            Assert.Empty mems
+
+        Directory.Delete(dir, true)

@@ -97,6 +97,24 @@ let ``CanCommunicate examples from the spec`` () =
     let peersOfA = Hierarchy.peers g a |> List.map (fun w -> w.Id) |> set
     Assert.Equal<Set<Guid>>(set [ root; b; c ], peersOfA)
 
+[<Fact>]
+let ``rule: cascade removal reaches every descendant, however deep`` () =
+    // a chain root → c1 → … → cN: deleting the root must reach cN even beyond the 32-level CanCommunicate walk
+    let depth = Gen.choose (1, 80) |> Arb.fromGen
+
+    Check.One(
+        cfg 100,
+        Prop.forAll depth (fun n ->
+            let ids = List.init (n + 1) (fun _ -> Guid.NewGuid())
+
+            let g =
+                ids
+                |> List.mapi (fun i id -> id, ws id (if i = 0 then None else Some ids[i - 1]) Status.Online)
+                |> Map.ofList
+
+            set (Hierarchy.descendants g ids[0]) = set (List.tail ids))
+    )
+
 // ---------------------------------------------------------------- tokens and auth
 
 let private bytesGen = Gen.arrayOfLength 32 (Gen.choose (0, 255) |> Gen.map byte)
