@@ -318,29 +318,6 @@ let private deliver (env: Env) (caller: Guid option) (target: Workspace) (envelo
 
 // ---------------------------------------------------------------- registry
 
-/// A workspace row as first saved: no URL, parent, heartbeat, secret or load yet; callers set name, tier, status,
-/// card and delivery mode.
-let private newWorkspace (id: Guid) (now: DateTimeOffset) : Workspace =
-    { Id = id
-      Name = ""
-      Role = None
-      Tier = 0
-      Status = Status.AwaitingAgent
-      AgentCard = None
-      Url = None
-      ParentId = None
-      DeliveryMode = "poll"
-      Runtime = "external"
-      LastHeartbeatAt = None
-      LastErrorRate = 0.0
-      ActiveTasks = 0
-      UptimeSeconds = 0
-      CurrentTask = ""
-      MaxConcurrentTasks = 1
-      InboundSecret = None
-      LastOutboundAt = None
-      CreatedAt = now
-      UpdatedAt = now }
 
 
 let private register (env: Env) (ctx: HttpContext) : Task<Reply> =
@@ -415,7 +392,7 @@ let private register (env: Env) (ctx: HttpContext) : Task<Reply> =
                                             DeliveryMode = mode
                                             UpdatedAt = now }
                                     | None ->
-                                        { newWorkspace id now with
+                                        { Workspace.fresh id now with
                                             Name = Json.guid id
                                             Tier = 1
                                             Status = Status.Online
@@ -995,7 +972,7 @@ let private createWorkspace (env: Env) (ctx: HttpContext) : Task<Reply> =
                         let id = newId ()
 
                         let w =
-                            { newWorkspace id now with
+                            { Workspace.fresh id now with
                                 Name = name
                                 Role = role |> Option.filter (fun r -> r.Trim() <> "")
                                 Tier = defaultArg tier (if parent.IsNone then 0 else 1)

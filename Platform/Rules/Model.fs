@@ -57,6 +57,32 @@ type Workspace =
       CreatedAt: DateTimeOffset
       UpdatedAt: DateTimeOffset }
 
+[<RequireQualifiedAccess>]
+module Workspace =
+    /// A workspace row as first saved: no URL, parent, heartbeat, secret or load yet; callers set name, tier, status,
+    /// card and delivery mode.
+    let fresh (id: Guid) (now: DateTimeOffset) : Workspace =
+        { Id = id
+          Name = ""
+          Role = None
+          Tier = 0
+          Status = Status.AwaitingAgent
+          AgentCard = None
+          Url = None
+          ParentId = None
+          DeliveryMode = "poll"
+          Runtime = "external"
+          LastHeartbeatAt = None
+          LastErrorRate = 0.0
+          ActiveTasks = 0
+          UptimeSeconds = 0
+          CurrentTask = ""
+          MaxConcurrentTasks = 1
+          InboundSecret = None
+          LastOutboundAt = None
+          CreatedAt = now
+          UpdatedAt = now }
+
 type Token =
     { Id: Guid
       WorkspaceId: Guid

@@ -12,26 +12,12 @@ let private cfg n = FsCheck.Config.QuickThrowOnFailure.WithMaxTest n
 let private t0 = DateTimeOffset(2026, 1, 1, 12, 0, 0, TimeSpan.Zero)
 
 let private ws (id: Guid) (parent: Guid option) (status: string) : Workspace =
-    { Id = id
-      Name = id.ToString("N").Substring(0, 6)
-      Role = None
-      Tier = 1
-      Status = status
-      AgentCard = None
-      Url = None
-      ParentId = parent
-      DeliveryMode = "poll"
-      Runtime = "external"
-      LastHeartbeatAt = Some t0
-      LastErrorRate = 0.0
-      ActiveTasks = 0
-      UptimeSeconds = 0
-      CurrentTask = ""
-      MaxConcurrentTasks = 1
-      InboundSecret = None
-      LastOutboundAt = None
-      CreatedAt = t0
-      UpdatedAt = t0 }
+    { Workspace.fresh id t0 with
+        Name = id.ToString("N").Substring(0, 6)
+        Tier = 1
+        Status = status
+        ParentId = parent
+        LastHeartbeatAt = Some t0 }
 
 /// A random forest (occasionally with cycles) of 1..9 workspaces with random statuses.
 let private graphGen: Gen<Map<Guid, Workspace>> =
