@@ -276,24 +276,18 @@ type private ResultBuilder() =
 
 let private result = ResultBuilder()
 
+/// delegate_task and delegate_task_async take the same arguments.
+let private delegation (make: string * string -> ToolCall) (args: JsonObject) : Result<ToolCall, string> =
+    result {
+        let! ws = workspaceId args
+        let! task = requiredText "task" args
+        return make (ws, task)
+    }
+
 let private parseKnown (name: string) (args: JsonObject) : Result<ToolCall, string> option =
     match name with
-    | "delegate_task" ->
-        Some(
-            result {
-                let! ws = workspaceId args
-                let! task = requiredText "task" args
-                return DelegateTask(ws, task)
-            }
-        )
-    | "delegate_task_async" ->
-        Some(
-            result {
-                let! ws = workspaceId args
-                let! task = requiredText "task" args
-                return DelegateTaskAsync(ws, task)
-            }
-        )
+    | "delegate_task" -> Some(delegation DelegateTask args)
+    | "delegate_task_async" -> Some(delegation DelegateTaskAsync args)
     | "check_task_status" ->
         // workspace_id is accepted and ignored (only the caller's own delegations are visible).
         let ws =
