@@ -89,35 +89,27 @@ let ``rule: channel notifications flow only after notifications/initialized, eac
 
     Check.One(FsCheck.Config.QuickThrowOnFailure.WithMaxTest 200, Prop.forAll (Arb.fromGen genSession) prop)
 
-[<Fact>]
-let ``rule: heartbeats repeat one interval (20 s) after every answer`` () =
+/// Whatever answer a background request gets, exactly one timer for the next one is set, one interval later.
+let private repeatsAfterEveryAnswer (purpose: Purpose) (body: string) (expected: float * Timer) =
     let responses =
         Gen.oneof
-            [ Gen.choose (100, 599) |> Gen.map (fun s -> Reply(s, ""))
+            [ Gen.choose (100, 599) |> Gen.map (fun s -> Reply(s, body))
               Gen.constant (TransportError "refused")
               Gen.constant (TimedOut 10.0) ]
 
     let prop (response: Response) =
-        let model = Agent.init config Inbox.empty
-        let _, effects = Agent.update (Agent.Responded(Heartbeat, response)) model
-        afterTimers effects = [ config.HeartbeatIntervalSecs, HeartbeatTimer ]
+        let _, effects = Agent.update (Agent.Responded(purpose, response)) (Agent.init config Inbox.empty)
+        afterTimers effects = [ expected ]
 
     Check.One(FsCheck.Config.QuickThrowOnFailure.WithMaxTest 200, Prop.forAll (Arb.fromGen responses) prop)
+
+[<Fact>]
+let ``rule: heartbeats repeat one interval (20 s) after every answer`` () =
+    repeatsAfterEveryAnswer Heartbeat "" (config.HeartbeatIntervalSecs, HeartbeatTimer)
 
 [<Fact>]
 let ``rule: polls repeat one interval (5 s) after every answer`` () =
-    let responses =
-        Gen.oneof
-            [ Gen.choose (100, 599) |> Gen.map (fun s -> Reply(s, "[]"))
-              Gen.constant (TransportError "refused")
-              Gen.constant (TimedOut 10.0) ]
-
-    let prop (response: Response) =
-        let model = Agent.init config Inbox.empty
-        let _, effects = Agent.update (Agent.Responded(Poll, response)) model
-        afterTimers effects = [ config.PollIntervalSecs, PollTimer ]
-
-    Check.One(FsCheck.Config.QuickThrowOnFailure.WithMaxTest 200, Prop.forAll (Arb.fromGen responses) prop)
+    repeatsAfterEveryAnswer Poll "[]" (config.PollIntervalSecs, PollTimer)
 
 [<Fact>]
 let ``rule: a rejected register exits 3 and starts no heartbeat`` () =
