@@ -7,8 +7,9 @@ open System.Text.RegularExpressions
 
 let root = __SOURCE_DIRECTORY__
 let sln = Path.Combine(root, "Molecule.Functional.sln")
-let publishDir = Path.Combine(root, "artifacts", "molecule-mcp")
-let binary = Path.Combine(publishDir, "molecule-mcp")
+let artifacts = Path.Combine(root, "artifacts")
+let binary = Path.Combine(artifacts, "molecule-mcp", "molecule-mcp")
+let platformBinary = Path.Combine(artifacts, "molecule-platform", "molecule-platform")
 
 let log (s: string) = eprintfn "[build] %s" s
 
@@ -35,11 +36,17 @@ let build () =
     restore ()
     must (run [] "dotnet" $"build \"{sln}\" -c Release" ignore) "build"
 
+/// Publishes one executable project into artifacts/<name>/.
+let publishProject (project: string) (name: string) =
+    let proj = Path.Combine(root, project)
+    let out = Path.Combine(artifacts, name)
+    must (run [] "dotnet" $"publish \"{proj}\" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true -o \"{out}\"" ignore) $"publish {name}"
+    log $"published {Path.Combine(out, name)}"
+
 let publish () =
     restore ()
-    let proj = Path.Combine(root, "Host.CSharp", "Host.CSharp.csproj")
-    must (run [] "dotnet" $"publish \"{proj}\" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true -o \"{publishDir}\"" ignore) "publish"
-    log $"published {binary}"
+    publishProject (Path.Combine("Host.CSharp", "Host.CSharp.csproj")) "molecule-mcp"
+    publishProject (Path.Combine("Platform.Host", "Platform.Host.csproj")) "molecule-platform"
 
 /// The browser test's node side (playwright-core) — installed from the lock file when missing. A failure is
 /// logged, not fatal: the browser test then fails with the command to run, and the other tests still run.
@@ -71,14 +78,14 @@ let test () =
             failed <- failed + int m.Groups.[2].Value
             passed <- passed + int m.Groups.[3].Value
             skipped <- skipped + int m.Groups.[4].Value
-    let env = [ ("MOLECULE_MCP_BIN", binary) ]
+    let env = [ ("MOLECULE_MCP_BIN", binary); ("MOLECULE_PLATFORM_BIN", platformBinary) ]
     let code = run env "dotnet" $"test \"{sln}\" -c Release --no-build" onLine
     printfn "%s" (String.Format("{0} passed, {1} failed, {2} skipped", passed, failed, skipped))
     if code <> 0 || passed = 0 then exit (if code = 0 then 1 else code)
 
 let runDemo () =
     publish ()
-    exit (run [] binary "demo" ignore)
+    exit (run [ ("MOLECULE_MCP_BIN", binary) ] platformBinary "demo" ignore)
 
 match fsi.CommandLineArgs |> Array.tail |> Array.toList with
 | [ "build" ] -> build ()

@@ -3,6 +3,8 @@
 /// normalised Origin (fixes P3); nothing here performs IO.
 module Molecule.Core.Api
 
+open Molecule.Protocol
+
 open System
 open System.Globalization
 open System.Text.Json.Nodes

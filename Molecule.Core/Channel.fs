@@ -3,6 +3,8 @@
 /// push and poll paths (spec §4.2, §4.6, P17; notes "Claude Code channels").
 module Molecule.Core.Channel
 
+open Molecule.Protocol
+
 open System
 open System.Text
 open System.Text.Json.Nodes

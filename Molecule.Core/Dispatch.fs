@@ -3,6 +3,8 @@
 /// flagged `IsError` (P13) and platform error bodies surface their message (P8).
 module Molecule.Core.Dispatch
 
+open Molecule.Protocol
+
 open System
 open System.Globalization
 open System.Security.Cryptography

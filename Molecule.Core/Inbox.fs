@@ -3,6 +3,8 @@
 /// Pure: the host performs the poll and the file writes described by the returned effects.
 module Molecule.Core.Inbox
 
+open Molecule.Protocol
+
 open System
 open System.Globalization
 open System.Text.Json

@@ -2,6 +2,8 @@
 /// → events → state; events → effects (logs, exit 3, the inbound-secret file). Pure and total.
 module Molecule.Core.Lifecycle
 
+open Molecule.Protocol
+
 open System
 open System.Globalization
 

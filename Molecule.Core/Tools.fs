@@ -3,6 +3,8 @@
 /// typed `ToolCall` (fixes the silent defaults and crashes of P5–P13).
 module Molecule.Core.Tools
 
+open Molecule.Protocol
+
 open System
 open System.Text.Json.Nodes
 

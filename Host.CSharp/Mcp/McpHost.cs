@@ -3,7 +3,8 @@ using Microsoft.Extensions.Logging;
 using ModelContextProtocol;
 using ModelContextProtocol.Protocol;
 using ModelContextProtocol.Server;
-using Molecule.Host.Logging;
+using Molecule.Runtime;
+using Molecule.Runtime.Logging;
 
 namespace Molecule.Host.Mcp;
 

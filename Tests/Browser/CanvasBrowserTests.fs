@@ -3,6 +3,8 @@
 /// /usr/bin/chromium) is the user. Plus fast checks of how the page is served and written.
 module Molecule.Tests.Browser.CanvasBrowserTests
 
+open Molecule.Protocol
+
 open System
 open System.Collections.Generic
 open System.Diagnostics

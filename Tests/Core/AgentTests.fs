@@ -1,5 +1,7 @@
 module Molecule.Tests.Core.AgentTests
 
+open Molecule.Protocol
+
 open System
 open Xunit
 open FsCheck

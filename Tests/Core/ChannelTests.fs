@@ -1,5 +1,7 @@
 module Molecule.Tests.Core.ChannelTests
 
+open Molecule.Protocol
+
 open System
 open System.Text.Json
 open System.Text.Json.Nodes

@@ -1,5 +1,7 @@
 module Molecule.Tests.Core.DispatchTests
 
+open Molecule.Protocol
+
 open System
 open System.Text.Json
 open Xunit

@@ -2,6 +2,8 @@
 /// the inbox against interleavings of appends, polls, duplicate/overlapping responses, 410s and pops.
 module Molecule.Tests.Core.InboxModel
 
+open Molecule.Protocol
+
 open System
 open System.Globalization
 open System.Text.Json.Nodes

@@ -1,5 +1,7 @@
 module Molecule.Tests.Core.InboxTests
 
+open Molecule.Protocol
+
 open System
 open System.Globalization
 open System.Text.Json.Nodes

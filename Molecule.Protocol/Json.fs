@@ -1,0 +1,123 @@
+/// Small, total helpers over System.Text.Json.Nodes: parsing never throws, lookups return options.
+module Molecule.Protocol.Json
+
+open System
+open System.Text.Encodings.Web
+open System.Text.Json
+open System.Text.Json.Nodes
+
+/// Parses JSON text; None for empty, invalid, duplicate-keyed or deeply nested input. Never throws,
+/// and the returned tree never throws on lookups.
+let tryParse (text: string) : JsonNode option =
+    if String.IsNullOrWhiteSpace text then
+        None
+    else
+        try
+            // Duplicate property names are rejected here: otherwise the tree throws later, at the first lookup.
+            JsonNode.Parse(text, documentOptions = JsonDocumentOptions(MaxDepth = 64, AllowDuplicateProperties = false))
+            |> Option.ofObj
+        with _ ->
+            None
+
+let private compactOptions =
+    JsonSerializerOptions(WriteIndented = false, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping)
+
+let private indentedOptions =
+    JsonSerializerOptions(WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping)
+
+/// Compact JSON text of a node (null → "null").
+let compact (node: JsonNode) : string =
+    match node with
+    | null -> "null"
+    | n -> n.ToJsonString compactOptions
+
+/// Indented (2 spaces) JSON text of a node.
+let indented (node: JsonNode) : string =
+    match node with
+    | null -> "null"
+    | n -> n.ToJsonString indentedOptions
+
+/// Property of an object node; None when the node is not an object or the property is absent/null.
+let prop (name: string) (node: JsonNode) : JsonNode option =
+    match node with
+    | :? JsonObject as o ->
+        let mutable v: JsonNode = null
+        if o.TryGetPropertyValue(name, &v) && not (isNull v) then Some v else None
+    | _ -> None
+
+/// String value of a node (only JSON strings).
+let asString (node: JsonNode) : string option =
+    match node with
+    | :? JsonValue as v ->
+        match v.GetValueKind() with
+        | JsonValueKind.String -> Some(v.GetValue<string>())
+        | _ -> None
+    | _ -> None
+
+/// Scalar rendered as text: strings as-is, numbers/bools as their JSON text; None for null/objects/arrays.
+let asScalarText (node: JsonNode) : string option =
+    match node with
+    | :? JsonValue as v ->
+        match v.GetValueKind() with
+        | JsonValueKind.String -> Some(v.GetValue<string>())
+        | JsonValueKind.Number
+        | JsonValueKind.True
+        | JsonValueKind.False -> Some(v.ToJsonString())
+        | _ -> None
+    | _ -> None
+
+/// Number value of a node (JSON numbers, or strings that parse as invariant numbers).
+let asFloat (node: JsonNode) : float option =
+    match node with
+    | :? JsonValue as v ->
+        match v.GetValueKind() with
+        | JsonValueKind.Number ->
+            match Double.TryParse(v.ToJsonString(), Globalization.NumberStyles.Float, Globalization.CultureInfo.InvariantCulture) with
+            | true, f when Double.IsFinite f -> Some f
+            | _ -> None
+        | JsonValueKind.String ->
+            match Double.TryParse(v.GetValue<string>(), Globalization.NumberStyles.Float, Globalization.CultureInfo.InvariantCulture) with
+            | true, f when Double.IsFinite f -> Some f
+            | _ -> None
+        | _ -> None
+    | _ -> None
+
+let asArray (node: JsonNode) : JsonNode list option =
+    match node with
+    | :? JsonArray as a -> Some(a |> Seq.toList)
+    | _ -> None
+
+let asObject (node: JsonNode) : JsonObject option =
+    match node with
+    | :? JsonObject as o -> Some o
+    | _ -> None
+
+/// Nested property path lookup.
+let path (names: string list) (node: JsonNode) : JsonNode option =
+    List.fold (fun acc n -> acc |> Option.bind (prop n)) (Option.ofObj node) names
+
+let stringProp name node = prop name node |> Option.bind asString
+
+/// A JSON string literal (quoted, escaped) for the given text.
+let quote (s: string) : string =
+    JsonValue.Create(s).ToJsonString compactOptions
+
+/// Builds an object from (name, node) pairs; null nodes become JSON null.
+let obj (fields: (string * JsonNode) list) : JsonObject =
+    let o = JsonObject()
+    for (k, v) in fields do
+        o[k] <- v
+    o
+
+let str (s: string) : JsonNode = JsonValue.Create s :> JsonNode
+let num (n: int) : JsonNode = JsonValue.Create n :> JsonNode
+let numf (n: float) : JsonNode = JsonValue.Create n :> JsonNode
+let bool (b: bool) : JsonNode = JsonValue.Create b :> JsonNode
+let arr (items: JsonNode seq) : JsonNode = JsonArray(Seq.toArray items) :> JsonNode
+let nul : JsonNode = null
+
+/// Deep copy (nodes can have only one parent).
+let clone (node: JsonNode) : JsonNode =
+    match node with
+    | null -> null
+    | n -> n.DeepClone()

@@ -1,0 +1,132 @@
+using System.CommandLine;
+
+namespace Molecule.PlatformHost.Cli;
+
+/// <summary>The subcommands of molecule-platform (platform, workspace, token, demo).</summary>
+public static class CliCommands
+{
+    public static void AddTo(RootCommand root)
+    {
+        root.Add(Platform());
+        root.Add(Workspace());
+        root.Add(Token());
+        root.Add(DemoCommand());
+    }
+
+    /// <summary>Runs an action; a <see cref="CliException"/> becomes "error: …" on stderr and its exit code.</summary>
+    private static async Task<int> Guarded(Func<Task<int>> action)
+    {
+        try
+        {
+            return await action().ConfigureAwait(false);
+        }
+        catch (CliException e)
+        {
+            Console.Out.Flush();
+            Console.Error.WriteLine("error: " + e.Message);
+            return e.ExitCode;
+        }
+    }
+
+    private static Option<string> DataDirOption(bool recursive) => new("--data-dir")
+    {
+        Description = $"Platform data directory (default: ${PlatformLocation.DataDirVariable} or ~/.molecule-platform).",
+        HelpName = "DIR",
+        Recursive = recursive,
+    };
+
+    private static Command Platform()
+    {
+        var dataDir = DataDirOption(false);
+        var host = new Option<string>("--host") { Description = "Address to listen on.", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { Description = "Port to listen on (0 = any free port).", DefaultValueFactory = _ => 7080 };
+        port.Validators.Add(r =>
+        {
+            // Only a number that parsed is checked here; a non-number already has its own parse error.
+            if (r.Tokens.Count == 1 && int.TryParse(r.Tokens[0].Value, System.Globalization.NumberStyles.Integer,
+                    System.Globalization.CultureInfo.InvariantCulture, out var v) && v is < 0 or > 65535)
+                r.AddError("--port must be between 0 and 65535");
+        });
+        var cmd = new Command("platform", "Run a local Molecule platform in the foreground (Ctrl+C stops it).") { dataDir, host, port };
+        cmd.SetAction((pr, ct) => Guarded(() =>
+            PlatformCommand.RunAsync(pr.GetValue(dataDir), pr.GetValue(host) ?? "127.0.0.1", pr.GetValue(port), ct)));
+        return cmd;
+    }
+
+    private sealed record AdminOptions(Option<string> DataDir, Option<string> Url, Option<string> Token)
+    {
+        public AdminTarget Target(ParseResult pr) => new(pr.GetValue(DataDir), pr.GetValue(Url), pr.GetValue(Token));
+    }
+
+    private static AdminOptions AddAdminOptions(Command parent)
+    {
+        var o = new AdminOptions(
+            DataDirOption(true),
+            new Option<string>("--platform-url") { Description = "Platform URL (default: from <data-dir>/platform.json of a running `molecule-platform platform`).", HelpName = "URL", Recursive = true },
+            new Option<string>("--admin-token") { Description = "Admin token (default: read from <data-dir>/admin_token).", HelpName = "TOKEN", Recursive = true });
+        parent.Add(o.DataDir);
+        parent.Add(o.Url);
+        parent.Add(o.Token);
+        return o;
+    }
+
+    private static Command Workspace()
+    {
+        var ws = new Command("workspace", "Create, list and delete workspaces on a running local platform.");
+        var admin = AddAdminOptions(ws);
+
+        var name = new Option<string>("--name") { Description = "Workspace (agent) name.", Required = true };
+        var role = new Option<string>("--role") { Description = "Role shown to peers, e.g. 'backend reviewer'." };
+        var parent = new Option<string>("--parent") { Description = "ID of the parent workspace (makes this one its child).", HelpName = "ID" };
+        var skills = new Option<string>("--skills") { Description = "Comma-separated skills, e.g. csharp,testing.", HelpName = "a,b" };
+        var description = new Option<string>("--description") { Description = "Short description of the agent." };
+        var create = new Command("create", "Create a workspace and print its token and ready-to-paste MCP connection lines.")
+            { name, role, parent, skills, description };
+        create.SetAction((pr, ct) => Guarded(() => AdminCommands.CreateWorkspaceAsync(admin.Target(pr), pr.GetValue(name)!,
+            pr.GetValue(role), pr.GetValue(parent), pr.GetValue(skills), pr.GetValue(description), Console.Out, ct)));
+
+        var list = new Command("list", "List the platform's workspaces (id, name, role, status, parent, skills).");
+        list.SetAction((pr, ct) => Guarded(() => AdminCommands.ListWorkspacesAsync(admin.Target(pr), Console.Out, ct)));
+
+        var id = new Argument<string>("ID") { Description = "ID of the workspace to delete." };
+        var confirm = new Option<bool>("--confirm") { Description = "Also delete its live descendants." };
+        var delete = new Command("delete", "Delete a workspace: its tokens are revoked and its agent is told so.") { id, confirm };
+        delete.SetAction((pr, ct) => Guarded(() => AdminCommands.DeleteWorkspaceAsync(admin.Target(pr), pr.GetValue(id)!, pr.GetValue(confirm), Console.Out, ct)));
+
+        ws.Add(create);
+        ws.Add(list);
+        ws.Add(delete);
+        return ws;
+    }
+
+    private static Command Token()
+    {
+        var token = new Command("token", "Mint, list and revoke workspace tokens on a running local platform.");
+        var admin = AddAdminOptions(token);
+
+        var mintWs = new Argument<string>("WORKSPACE_ID");
+        var mint = new Command("mint", "Mint a new token for a workspace and print ready-to-paste connection lines.") { mintWs };
+        mint.SetAction((pr, ct) => Guarded(() => AdminCommands.MintTokenAsync(admin.Target(pr), pr.GetValue(mintWs)!, Console.Out, ct)));
+
+        var listWs = new Argument<string>("WORKSPACE_ID");
+        var list = new Command("list", "List a workspace's live tokens (id and prefix only).") { listWs };
+        list.SetAction((pr, ct) => Guarded(() => AdminCommands.ListTokensAsync(admin.Target(pr), pr.GetValue(listWs)!, Console.Out, ct)));
+
+        var revokeWs = new Argument<string>("WORKSPACE_ID");
+        var revokeId = new Argument<string>("TOKEN_ID");
+        var revoke = new Command("revoke", "Revoke one token of a workspace.") { revokeWs, revokeId };
+        revoke.SetAction((pr, ct) => Guarded(() => AdminCommands.RevokeTokenAsync(admin.Target(pr), pr.GetValue(revokeWs)!, pr.GetValue(revokeId)!, Console.Out, ct)));
+
+        token.Add(mint);
+        token.Add(list);
+        token.Add(revoke);
+        return token;
+    }
+
+    private static Command DemoCommand()
+    {
+        var cmd = new Command("demo", "End-to-end demo: a temporary local platform and three real molecule-mcp agents, driven over MCP.");
+        cmd.SetAction((_, ct) => Guarded(() => Demo.RunAsync(Console.Out, ct)));
+        return cmd;
+    }
+}
