@@ -1,173 +1,249 @@
-/// The whole agent as one Elmish-style state machine: `update: Msg -> Model -> Model * Effect list`.
-/// It composes the lifecycle decider, the inbox and the channel; the host only performs the effects
-/// and feeds the answers back as messages.
+/// The whole agent as one Elmish-style state machine: `update: Msg -> Model -> Model * Effect list`. It owns the
+/// workspaces (lifecycle + inbox ledger each), serves tool calls — the inbox tools from the ledger, the platform
+/// tools as programs whose requests it emits as effects — pushes channel notifications and re-notifies messages
+/// left unpopped. The host performs the effects and feeds every answer back as a message.
 module Molecule.Core.Agent
 
+open System.Text.Json.Nodes
+
+/// A tool call waiting for something.
+type Pending =
+    | AwaitResponse of (Response -> Program)
+    | AwaitFiles of (FileCheck list -> Program)
+    /// wait_for_message: answered by the next message or at its deadline.
+    | Waiting of timeoutSecs: float
+
 type Model =
-    { Config: Config
-      Life: Lifecycle.State
-      Inbox: Inbox.State
-      /// Bumped whenever the inbox content changes (the host wakes `wait_for_message` on it).
-      InboxVersion: int
+    { /// The workspace the tools act on.
+      Primary: string
+      Workspaces: Map<string, Workspace.State>
       /// The client sent `notifications/initialized`: channel notifications may flow.
       Initialized: bool
-      /// Messages recorded before the client was ready, in arrival order.
-      PendingNotify: InboxMessage list
-      PeerNames: Map<string, string> }
+      Calls: Map<int64, Pending>
+      PeerNames: Map<string, string>
+      /// Seconds since start, as of the last timer (the core has no clock).
+      Uptime: float
+      /// When each waiting message was pushed (uptime), and the ones already pushed a second time.
+      Notified: Map<string, float>
+      Renotified: Set<string> }
 
 type Msg =
-    /// The process started: register, probe the workspace, start polling.
+    /// The process started: register, probe, start intake.
     | Start
     /// The answer to an earlier `Send(purpose, request)`.
     | Responded of Purpose * Response
-    /// An earlier `After(seconds, timer)` elapsed; uptime is whole seconds since start.
-    | TimerFired of Timer * uptimeSecs: int
+    | FilesChecked of call: int64 * FileCheck list
+    /// An earlier `After(seconds, timer)` elapsed; uptime is seconds since start.
+    | TimerFired of Timer * uptimeSecs: float
     /// The MCP client sent `notifications/initialized`.
     | ClientInitialized
-    /// What a finished tool program learnt.
-    | ToolObserved of Observation list
+    /// A tool call: its id, a fresh random UUID, the tool name and the raw arguments.
+    | ToolCalled of call: int64 * nonce: string * name: string * arguments: JsonObject option
+    /// The client gave up on a call (cancelled, or disconnected): forget it, send nothing more for it.
+    | ToolCancelled of call: int64
+    /// Lines another process of this machine appended to a workspace's journal.
+    | Synced of workspace: string * lines: string list
+    /// A workspace's journal was rewritten by another process.
+    | Reloaded of workspace: string * text: string
+    /// The answer to `Claim`.
+    | Claimed of workspace: string * won: bool
 
-let init (config: Config) (inbox: Inbox.State) : Model =
-    { Config = config
-      Life = Lifecycle.initial
-      Inbox = inbox
-      InboxVersion = 0
+let init (config: Config) (boot: Workspace.Boot) : Model =
+    { Primary = config.WorkspaceId
+      Workspaces = Map.ofList [ config.WorkspaceId, Workspace.boot config boot ]
       Initialized = false
-      // Unread messages restored from the state file are announced like any that arrive before the handshake:
-      // their notification may never have reached a client (it stopped, or this process did, in between).
-      PendingNotify = (if config.InboxEnabled then inbox.Queue else [])
-      PeerNames = Map.empty }
+      Calls = Map.empty
+      PeerNames = Map.empty
+      Uptime = 0.0
+      Notified = Map.empty
+      Renotified = Set.empty }
 
-let context (model: Model) : ToolContext =
-    { Config = model.Config
-      Removed = model.Life.Removed
-      PeerNames = model.PeerNames }
+let primary (model: Model) : Workspace.State = model.Workspaces[model.Primary]
 
-let inboxVersion (model: Model) = model.InboxVersion
+/// Unread messages of every workspace this process serves.
+let unread (model: Model) = model.Workspaces |> Seq.sumBy (fun kv -> Ledger.count kv.Value.Ledger)
 
-/// Runs one command through the lifecycle decider, returning the new model and the effects of its events.
-let private decide (command: Lifecycle.Command) (model: Model) : Model * Effect list =
-    let events = Lifecycle.decide model.Config command model.Life
+let private withWorkspace (ws: Workspace.State) (model: Model) =
+    { model with Workspaces = model.Workspaces.Add(Workspace.id ws, ws) }
 
-    let life, effects =
-        events
-        |> List.fold
-            (fun (state, acc) event -> Lifecycle.evolve state event, acc @ Lifecycle.effects model.Config state event)
-            (model.Life, [])
+let private head (model: Model) : InboxMessage option = Ledger.head (primary model).Ledger
 
-    { model with Life = life }, effects
+// ---------------------------------------------------------------------------------------------
+// Push and waiters
+// ---------------------------------------------------------------------------------------------
 
-let private exits (effects: Effect list) =
-    effects
-    |> List.exists (function
-        | Exit _ -> true
-        | _ -> false)
+let private push (messages: InboxMessage list) (model: Model) : Model * Effect list =
+    if not model.Initialized || messages.IsEmpty then
+        model, []
+    else
+        let notified = messages |> List.fold (fun (m: Map<string, float>) msg -> m.Add(msg.ActivityId, model.Uptime)) model.Notified
+        { model with Notified = notified }, messages |> List.map (Channel.event >> Notify)
 
-let private pollNow (model: Model) =
-    Send(Poll, Api.activity model.Config (Inbox.pollQuery model.Inbox))
+/// Answers every waiting wait_for_message with the head of the inbox.
+let private wake (model: Model) : Model * Effect list =
+    match head model with
+    | None -> model, []
+    | Some m ->
+        let waiting = model.Calls |> Map.filter (fun _ p -> match p with Waiting _ -> true | _ -> false)
+        if waiting.IsEmpty then
+            model, []
+        else
+            { model with Calls = waiting |> Map.fold (fun (calls: Map<int64, Pending>) call _ -> calls.Remove call) model.Calls },
+            waiting |> Map.toList |> List.map (fun (call, _) -> Answer(call, InboxTools.waited m, None))
 
-let private notifyAll (messages: InboxMessage list) =
-    messages |> List.map (Channel.event >> Notify)
+/// New messages: pushed (after the effects that made them durable) and handed to waiting calls.
+let private arrived (messages: InboxMessage list) (model: Model) : Model * Effect list =
+    let model, pushed = push messages model
+    let model, woken = if messages.IsEmpty then model, [] else wake model
+    model, pushed @ woken
 
-let private stillQueued (model: Model) (message: InboxMessage) =
-    model.Inbox.Queue
-    |> List.exists (fun m -> m.ActivityId = message.ActivityId)
+/// Pushes once more, after `RenotifySecs`, every message still waiting that was pushed only once.
+let private renotify (model: Model) : Model * Effect list =
+    let after = (primary model).Config.RenotifySecs
+    if after <= 0.0 || not model.Initialized then
+        model, []
+    else
+        let due =
+            model.Workspaces
+            |> Seq.collect (fun kv -> Ledger.peek Ledger.capacity kv.Value.Ledger)
+            |> Seq.filter (fun m ->
+                not (model.Renotified.Contains m.ActivityId)
+                && (match model.Notified.TryFind m.ActivityId with Some t -> model.Uptime - t >= after | None -> false))
+            |> List.ofSeq
+        { model with Renotified = due |> List.fold (fun (s: Set<string>) m -> s.Add m.ActivityId) model.Renotified },
+        due |> List.map (Channel.event >> Notify)
+
+// ---------------------------------------------------------------------------------------------
+// Tool programs
+// ---------------------------------------------------------------------------------------------
+
+let context (model: Model) (nonce: string) : ToolContext =
+    let ws = primary model
+    { Config = ws.Config
+      Removed = ws.Life.Removed
+      PeerNames = model.PeerNames
+      Nonce = nonce }
+
+let private observe (observations: Observation list) (model: Model) : Model * Effect list =
+    observations
+    |> List.fold
+        (fun (model, effects) observation ->
+            match observation with
+            | PeerNames names ->
+                { model with PeerNames = names |> List.fold (fun (m: Map<string, string>) (id, name) -> m.Add(id, name)) model.PeerNames },
+                effects
+            | WorkspaceRemoved _ ->
+                let ws, more = Workspace.decide (Lifecycle.Observed observation) (primary model)
+                withWorkspace ws model, effects @ more)
+        (model, [])
+
+/// Runs a program until it needs the host, or answers the call.
+let private step (call: int64) (program: Program) (model: Model) : Model * Effect list =
+    match program with
+    | Done(output, observations) ->
+        let model, effects = observe observations model
+        { model with Calls = model.Calls.Remove call },
+        effects @ [ Answer(call, output, InboxTools.pendingNotice (unread model)) ]
+    | Call(request, k) -> { model with Calls = model.Calls.Add(call, AwaitResponse k) }, [ Send(ForTool call, request) ]
+    | CheckFiles(paths, k) -> { model with Calls = model.Calls.Add(call, AwaitFiles k) }, [ CheckPaths(call, paths) ]
+
+let private answer call output = [ Answer(call, output, None) ]
+
+let private inboxTool (call: int64) (toolCall: ToolCall) (model: Model) : Model * Effect list =
+    let ws = primary model
+    match toolCall with
+    | _ when not ws.Config.InboxEnabled -> model, answer call { Text = InboxTools.disabled; IsError = true }
+    | InboxPeek limit -> model, answer call (InboxTools.peeked (Ledger.peek (InboxTools.peekLimit limit) ws.Ledger))
+    | InboxPop activityId when System.String.IsNullOrWhiteSpace activityId ->
+        model, answer call { Text = InboxTools.activityIdRequired; IsError = true }
+    | InboxPop activityId ->
+        let ws, effects, removed = Workspace.pop activityId ws
+        let model =
+            { withWorkspace ws model with
+                Notified = model.Notified.Remove activityId
+                Renotified = model.Renotified.Remove activityId }
+        // effects begin with the durable write: the answer leaves after it.
+        model, effects @ answer call (InboxTools.popped removed activityId)
+    | WaitForMessage timeout ->
+        let t = InboxTools.waitTimeout timeout
+        match Ledger.head ws.Ledger with
+        | Some m -> model, answer call (InboxTools.waited m)
+        | None when t <= 0.0 -> model, answer call (InboxTools.timedOut t)
+        | None -> { model with Calls = model.Calls.Add(call, Waiting t) }, [ After(t, WaitDeadline call) ]
+    | _ -> model, answer call { Text = "Error: not an inbox tool."; IsError = true }
+
+let private toolCalled call nonce name arguments (model: Model) : Model * Effect list =
+    match Tools.parse name arguments with
+    | Result.Error text -> model, answer call { Text = text; IsError = true }
+    | Ok toolCall ->
+        match Dispatch.run (context model nonce) toolCall with
+        | Some program -> step call program model
+        | None -> inboxTool call toolCall model
+
+// ---------------------------------------------------------------------------------------------
+// Update
+// ---------------------------------------------------------------------------------------------
+
+let private onWorkspace (wsId: string) (model: Model) (f: Workspace.State -> Workspace.State * Effect list) =
+    match model.Workspaces.TryFind wsId with
+    | Some ws ->
+        let ws, effects = f ws
+        withWorkspace ws model, effects
+    | None -> model, []
+
+let private withArrivals (wsId: string) (model: Model) (f: Workspace.State -> Workspace.State * Effect list * InboxMessage list) =
+    match model.Workspaces.TryFind wsId with
+    | Some ws ->
+        let ws, effects, fresh = f ws
+        let model, more = arrived fresh (withWorkspace ws model)
+        model, effects @ more
+    | None -> model, []
 
 let update (msg: Msg) (model: Model) : Model * Effect list =
-    let cfg = model.Config
-
     match msg with
     | Start ->
-        let register =
-            if cfg.HeartbeatEnabled then
-                [ Send(Register, Api.register cfg) ]
-            else
-                [ Log(Info, "heartbeat disabled (MOLECULE_MCP_DISABLE_HEARTBEAT): not registering") ]
-
-        let poll =
-            if cfg.InboxEnabled then
-                [ pollNow model ]
-            else
-                [ Log(Info, "inbox disabled (MOLECULE_MCP_DISABLE_INBOX): not polling") ]
-
-        let hello =
-            Log(Info, $"starting for workspace {cfg.WorkspaceId} on {cfg.PlatformUrl}")
-
-        model, hello :: register @ [ Send(WorkspaceProbe, Api.workspace cfg) ] @ poll
-
-    | Responded(Register, response) ->
-        let model, effects = decide (Lifecycle.RegisterOutcome response) model
-        // The first heartbeat follows the register answer at once; the loop then keeps its own cadence.
-        let next = if exits effects then [] else [ After(0.0, HeartbeatTimer) ]
-        model, effects @ next
-
-    | Responded(Heartbeat, response) ->
-        let model, effects = decide (Lifecycle.HeartbeatOutcome response) model
-        model, effects @ [ After(cfg.HeartbeatIntervalSecs, HeartbeatTimer) ]
-
-    | Responded(WorkspaceProbe, response) -> decide (Lifecycle.ProbeOutcome response) model
-
-    | Responded(Poll, response) ->
-        let inbox, fresh, effects = Inbox.onPoll cfg.WorkspaceId response model.Inbox
-
-        let model =
-            { model with
-                Inbox = inbox
-                InboxVersion = if List.isEmpty fresh then model.InboxVersion else model.InboxVersion + 1 }
-
-        let model, notifications =
-            if model.Initialized then
-                model, notifyAll fresh
-            else
-                { model with PendingNotify = model.PendingNotify @ fresh }, []
-
-        model, effects @ notifications @ [ After(cfg.PollIntervalSecs, PollTimer) ]
-
-    | TimerFired(HeartbeatTimer, uptime) -> model, [ Send(Heartbeat, Api.heartbeat cfg uptime) ]
-
-    | TimerFired(PollTimer, _) -> model, [ pollNow model ]
-
-    | ClientInitialized when model.Initialized -> model, []
-
-    | ClientInitialized ->
-        // Messages that arrived before the handshake are announced now, unless already handled.
-        let pending = model.PendingNotify |> List.filter (stillQueued model)
-
-        { model with
-            Initialized = true
-            PendingNotify = [] },
-        notifyAll pending
-
-    | ToolObserved observations ->
-        observations
-        |> List.fold
-            (fun (model, effects) observation ->
-                match observation with
-                | PeerNames names ->
-                    let names =
-                        names |> List.fold (fun (m: Map<string, string>) (id, name) -> m.Add(id, name)) model.PeerNames
-
-                    { model with PeerNames = names }, effects
-                | WorkspaceRemoved _ ->
-                    let model, more = decide (Lifecycle.Observed observation) model
-                    model, effects @ more)
+        model.Workspaces
+        |> Seq.fold
+            (fun (model, effects) kv ->
+                let ws, more = Workspace.start kv.Value
+                withWorkspace ws model, effects @ more)
             (model, [])
-
-/// Serves an inbox tool operation. `Wait` answers at once with the head (None when empty);
-/// the host waits for `inboxVersion` to change and asks again.
-let inbox (op: InboxOp) (model: Model) : Model * InboxAnswer * Effect list =
-    if not model.Config.InboxEnabled then
-        model, InboxDisabled, []
-    else
-        match op with
-        | Peek limit -> model, Messages(Inbox.peek limit model.Inbox), []
-        | Wait _ -> model, Waited(Inbox.head model.Inbox), []
-        | Pop activityId ->
-            let inbox, removed, effects = Inbox.pop activityId model.Inbox
-
-            let model =
-                { model with
-                    Inbox = inbox
-                    InboxVersion = if removed then model.InboxVersion + 1 else model.InboxVersion }
-
-            model, Popped removed, effects
+    | Responded(Background(ws, Register), response) -> onWorkspace ws model (Workspace.onRegister response)
+    | Responded(Background(ws, Heartbeat), response) -> onWorkspace ws model (Workspace.onHeartbeat response)
+    | Responded(Background(ws, WorkspaceProbe), response) -> onWorkspace ws model (Workspace.decide (Lifecycle.ProbeOutcome response))
+    | Responded(Background(ws, Poll), response) -> withArrivals ws model (Workspace.onPoll response)
+    | Responded(Background(ws, Ack), response) -> onWorkspace ws model (Workspace.onAck response)
+    | Responded(Background(ws, LegacyProbe), response) -> withArrivals ws model (Workspace.onLegacyProbe response)
+    | Responded(ForTool call, response) ->
+        match model.Calls.TryFind call with
+        | Some(AwaitResponse k) -> step call (k response) model
+        | _ -> model, []
+    | FilesChecked(call, results) ->
+        match model.Calls.TryFind call with
+        | Some(AwaitFiles k) -> step call (k results) model
+        | _ -> model, []
+    | TimerFired(HeartbeatTimer ws, uptime) ->
+        let model = { model with Uptime = uptime }
+        model, (match model.Workspaces.TryFind ws with Some w -> Workspace.heartbeat (int uptime) w | None -> [])
+    | TimerFired(PollTimer ws, uptime) ->
+        let model, effects = onWorkspace ws { model with Uptime = uptime } Workspace.tick
+        let model, again = renotify model
+        model, effects @ again
+    | TimerFired(WaitDeadline call, uptime) ->
+        let model = { model with Uptime = uptime }
+        match model.Calls.TryFind call with
+        | Some(Waiting t) -> { model with Calls = model.Calls.Remove call }, answer call (InboxTools.timedOut t)
+        | _ -> model, []
+    | ClientInitialized when model.Initialized -> model, []
+    | ClientInitialized ->
+        // Messages that arrived before the handshake, or are still unpopped from an earlier run, are announced now.
+        let waiting = model.Workspaces |> Seq.collect (fun kv -> Ledger.peek Ledger.capacity kv.Value.Ledger) |> List.ofSeq
+        push waiting { model with Initialized = true }
+    | ToolCalled(call, nonce, name, arguments) -> toolCalled call nonce name arguments model
+    | ToolCancelled call -> { model with Calls = model.Calls.Remove call }, []
+    | Synced(ws, lines) ->
+        withArrivals ws model (fun w ->
+            let w, fresh = Workspace.synced lines w
+            w, [], fresh)
+    | Reloaded(ws, text) -> withArrivals ws model (Workspace.reloaded text)
+    | Claimed(ws, won) -> onWorkspace ws model (Workspace.claimed won)

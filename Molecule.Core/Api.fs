@@ -152,9 +152,19 @@ let activity (cfg: Config) (q: PollQuery) : Request =
     let pairs =
         match q with
         | SinceId(cursor, limit) -> [ "type", "a2a_receive"; "since_id", cursor; "limit", inv limit ]
-        | SinceSecs(secs, limit) -> [ "type", "a2a_receive"; "since_secs", inv secs; "limit", inv limit ]
+        | Window(secs, before, limit) ->
+            [ "type", "a2a_receive"; "since_secs", inv secs; "limit", inv limit ]
+            @ (match before with
+               | Some b -> [ "before_ts", b ]
+               | None -> [])
 
     request Get cfg $"/workspaces/{own cfg}/activity" pairs (baseHeaders cfg) NoBody 10.0
+
+/// POST /workspaces/:id/activity/ack — tells the platform every row up to `ackedSeq` is handled (monotone on the
+/// platform); `0` only reads the stored floor.
+let ack (cfg: Config) (ackedSeq: int64) : Request =
+    let body = Json.obj [ "acked_seq", (JsonValue.Create ackedSeq :> JsonNode) ]
+    request Post cfg $"/workspaces/{own cfg}/activity/ack" [] (baseHeaders cfg) (json body) 10.0
 
 /// GET /workspaces/:own — own info (also the removal probe).
 let workspace (cfg: Config) : Request =

@@ -72,7 +72,7 @@ let event (msg: InboxMessage) : ChannelEvent =
     { Content = orEmpty msg.Text
       Meta =
         cleanMeta (
-          [ "kind", Inbox.kindName msg.Kind ]
+          [ "kind", Ledger.kindName msg.Kind ]
           @ optional "peer_id" msg.PeerId
           @ optional "method" msg.Method
           @ optional "activity_id" msg.ActivityId

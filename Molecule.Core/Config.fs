@@ -141,6 +141,23 @@ let private pollTimeout (v: string) =
         let digits = if v.StartsWith '+' then v.Substring 1 else v
         if isDigits digits then 60 else 2
 
+/// A whole number setting: unset/invalid → the default; clamped to lo..hi (also for huge numbers).
+let private whole (fallback: int) (lo: int) (hi: int) (raw: string) : int =
+    match Int64.TryParse(raw, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture) with
+    | true, n -> int (Math.Clamp(n, int64 lo, int64 hi))
+    | _ -> if isDigits (if raw.StartsWith '+' then raw.Substring 1 else raw) then hi else fallback
+
+/// The replay window default (the reference's 600 s) and its bound (the platform's 30-day cap).
+let defaultReplaySecs = 600
+let maxReplaySecs = 2_592_000
+
+/// Re-notification of unpopped messages: default delay, and the longest accepted.
+let defaultRenotifySecs = 300
+let maxRenotifySecs = 86_400
+
+/// stdin line cap: default 4 MiB, at least 64 KiB, at most 256 MiB.
+let defaultMaxLineBytes = 4 * 1024 * 1024
+
 /// WORKSPACE_TIER: a non-negative integer, else 1.
 let private tier (v: string) =
     match Int32.TryParse(v, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture) with
@@ -230,7 +247,10 @@ let parse (env: Map<string, string>) (stateDir: string) (tokenFile: string optio
               PollTimeoutSecs = pollTimeout (var env "MOLECULE_MCP_POLL_TIMEOUT_SECS")
               HeartbeatIntervalSecs = interval 20.0 300.0 (var env "MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS")
               PollIntervalSecs = interval 5.0 60.0 (var env "MOLECULE_MCP_POLL_INTERVAL_SECS")
-              Tier = tier (var env "WORKSPACE_TIER") }
+              Tier = tier (var env "WORKSPACE_TIER")
+              ReplaySecs = whole defaultReplaySecs 1 maxReplaySecs (var env "MOLECULE_MCP_REPLAY_SECS")
+              RenotifySecs = float (whole defaultRenotifySecs 0 maxRenotifySecs (var env "MOLECULE_MCP_RENOTIFY_SECS"))
+              MaxLineBytes = whole defaultMaxLineBytes (64 * 1024) (256 * 1024 * 1024) (var env "MOLECULE_MCP_MAX_LINE_BYTES") }
     | _ ->
         let err r =
             match r with

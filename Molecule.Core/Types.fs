@@ -41,7 +41,15 @@ type Config =
       /// Seconds between inbox polls (MOLECULE_MCP_POLL_INTERVAL_SECS, default 5).
       PollIntervalSecs: float
       /// WORKSPACE_TIER (default 1); GLOBAL memory writes need 0.
-      Tier: int }
+      Tier: int
+      /// How far back a start without a cursor looks when the platform keeps no acknowledgements
+      /// (MOLECULE_MCP_REPLAY_SECS, default 600, at most 30 days).
+      ReplaySecs: int
+      /// An unpopped message is pushed once more after this many seconds (MOLECULE_MCP_RENOTIFY_SECS,
+      /// default 300; 0 = never).
+      RenotifySecs: float
+      /// The longest stdin line accepted, in bytes (MOLECULE_MCP_MAX_LINE_BYTES, default 4 MiB).
+      MaxLineBytes: int }
 
 // ---------------------------------------------------------------------------------------------
 // HTTP effects as data
@@ -97,6 +105,8 @@ type MessageKind =
 
 type InboxMessage =
     { ActivityId: string
+      /// The platform's delivery sequence number, when it has one (acknowledgements use it).
+      Seq: int64 option
       Text: string
       /// "" for canvas users.
       PeerId: string
@@ -105,10 +115,12 @@ type InboxMessage =
       /// As the platform sent it (RFC 3339).
       CreatedAt: string }
 
-/// What the inbox poller asks `/workspaces/:id/activity` for.
+/// What the inbox asks `/workspaces/:id/activity` for.
 type PollQuery =
+    /// Rows after the cursor row, oldest first.
     | SinceId of cursor: string * limit: int
-    | SinceSecs of seconds: int * limit: int
+    /// Rows of the last `seconds`, newest first, optionally strictly older than `before` (RFC 3339).
+    | Window of seconds: int * before: string option * limit: int
 
 // ---------------------------------------------------------------------------------------------
 // Lifecycle facts shared by tools
@@ -154,7 +166,9 @@ type ToolContext =
     { Config: Config
       Removed: RemovedInfo option
       /// id → display name, learnt from list_peers / discover.
-      PeerNames: Map<string, string> }
+      PeerNames: Map<string, string>
+      /// A fresh random UUID for this call (the host's randomness): A2A message ids, idempotency keys.
+      Nonce: string }
 
 /// Name, description and JSON Schema (object) of one MCP tool.
 type ToolSpec =
@@ -167,53 +181,64 @@ type FileCheck =
     | FileMissing
     | FileUnreadable of reason: string
 
-type InboxOp =
-    | Peek of limit: int
-    | Pop of activityId: string
-    /// Return the head at once if there is one, else wait up to timeoutSecs for an arrival.
-    | Wait of timeoutSecs: float
-
-type InboxAnswer =
-    | Messages of InboxMessage list
-    | Popped of bool
-    | Waited of InboxMessage option
-    | InboxDisabled
-
-/// A tool run as a pure program: the host performs each request and feeds the answer back.
-type Step =
+/// A tool run as a pure program: the agent performs what it asks for (as effects) and feeds the answer back.
+type Program =
     | Done of ToolOutput * Observation list
-    | Call of Request * (Response -> Step)
-    | CheckFiles of paths: string list * (FileCheck list -> Step)
-    | Inbox of InboxOp * (InboxAnswer -> Step)
-    /// A fresh random UUID (lower-case, with dashes) from the host.
-    | NewId of (string -> Step)
+    | Call of Request * (Response -> Program)
+    | CheckFiles of paths: string list * (FileCheck list -> Program)
 
 // ---------------------------------------------------------------------------------------------
-// Agent-level effects (Elmish style: update returns effects as data)
+// The one effect vocabulary (Elmish style: the agent's update returns effects as data)
 // ---------------------------------------------------------------------------------------------
 
-/// Which background request a response belongs to.
-type Purpose =
+/// Background work of one workspace.
+type Job =
     | Register
     | Heartbeat
     | Poll
+    | Ack
     | WorkspaceProbe
+    /// Asks the platform whether an old shared inbox file's cursor belongs to this workspace.
+    | LegacyProbe
+
+/// Whom the answer to a request belongs to.
+type Purpose =
+    | Background of workspace: string * Job
+    | ForTool of call: int64
 
 type Timer =
-    | HeartbeatTimer
-    | PollTimer
+    | HeartbeatTimer of workspace: string
+    | PollTimer of workspace: string
+    /// The deadline of a waiting `wait_for_message` call.
+    | WaitDeadline of call: int64
 
 /// The channel notification `notifications/claude/channel` params: content + string-only meta.
 type ChannelEvent =
     { Content: string
       Meta: (string * string) list }
 
+/// A durable write of a workspace's inbox ledger (see Journal.fs).
+type LedgerWrite =
+    /// Lines appended to the journal (each a complete JSON document, no newline inside).
+    | Append of lines: string list
+    /// The whole file replaced atomically (compaction, migration, first write).
+    | Rewrite of text: string
+
 type Effect =
+    /// Perform an HTTP request; its answer comes back as `Responded(purpose, response)`.
     | Send of Purpose * Request
+    /// Stat files for a tool; the answer comes back as `FilesChecked`.
+    | CheckPaths of call: int64 * paths: string list
+    /// Make a ledger change durable. The host applies it before any later effect leaves the process.
+    | Persist of workspace: string * LedgerWrite
     | Log of LogLevel * string
     | Notify of ChannelEvent
+    /// The result of a tool call, with an optional notice shown as a separate text item after it.
+    | Answer of call: int64 * ToolOutput * notice: string option
     /// Write a file in the state dir atomically (temp + rename, mode 0600).
     | WriteStateFile of fileName: string * contents: string
     | DeleteStateFile of fileName: string
     | After of seconds: float * Timer
+    /// Try to become the process that polls this workspace; the answer comes back as `Claimed`.
+    | Claim of workspace: string
     | Exit of code: int

@@ -45,12 +45,20 @@ let prop (name: string) (node: JsonNode) : JsonNode option =
         if o.TryGetPropertyValue(name, &v) && not (isNull v) then Some v else None
     | _ -> None
 
-/// String value of a node (only JSON strings).
+/// The text of a JSON string value; None when it holds an invalid escape (a lone UTF-16 surrogate such as
+/// "\ud800" is valid JSON syntax, but System.Text.Json refuses to decode it).
+let private stringValue (v: JsonValue) : string option =
+    try
+        Some(v.GetValue<string>())
+    with _ ->
+        None
+
+/// String value of a node (only JSON strings that decode).
 let asString (node: JsonNode) : string option =
     match node with
     | :? JsonValue as v ->
         match v.GetValueKind() with
-        | JsonValueKind.String -> Some(v.GetValue<string>())
+        | JsonValueKind.String -> stringValue v
         | _ -> None
     | _ -> None
 
@@ -59,7 +67,7 @@ let asScalarText (node: JsonNode) : string option =
     match node with
     | :? JsonValue as v ->
         match v.GetValueKind() with
-        | JsonValueKind.String -> Some(v.GetValue<string>())
+        | JsonValueKind.String -> stringValue v
         | JsonValueKind.Number
         | JsonValueKind.True
         | JsonValueKind.False -> Some(v.ToJsonString())
@@ -76,9 +84,12 @@ let asFloat (node: JsonNode) : float option =
             | true, f when Double.IsFinite f -> Some f
             | _ -> None
         | JsonValueKind.String ->
-            match Double.TryParse(v.GetValue<string>(), Globalization.NumberStyles.Float, Globalization.CultureInfo.InvariantCulture) with
-            | true, f when Double.IsFinite f -> Some f
-            | _ -> None
+            match stringValue v with
+            | Some s ->
+                match Double.TryParse(s, Globalization.NumberStyles.Float, Globalization.CultureInfo.InvariantCulture) with
+                | true, f when Double.IsFinite f -> Some f
+                | _ -> None
+            | None -> None
         | _ -> None
     | _ -> None
 

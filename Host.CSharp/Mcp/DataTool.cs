@@ -3,16 +3,17 @@ using System.Text.Json.Nodes;
 using ModelContextProtocol.Protocol;
 using ModelContextProtocol.Server;
 using Molecule.Core;
+using Molecule.Runtime;
 
 namespace Molecule.Host.Mcp;
 
-/// <summary>Handles one tool call: raw arguments (null when the client sent none) → core tool output.</summary>
-public delegate Task<ToolOutput> ToolHandler(string toolName, JsonObject? arguments, CancellationToken ct);
+/// <summary>Handles one tool call: raw arguments (null when the client sent none) → the tool's result.</summary>
+public delegate Task<ToolResult> ToolHandler(string toolName, JsonObject? arguments, CancellationToken ct);
 
 /// <summary>
 /// An MCP tool defined by data: a core <see cref="ToolSpec"/> (name, description, JSON Schema text) plus a
-/// handler. No reflection, no attributes (AOT-safe). The result is one text content block; <c>isError</c>
-/// comes from the core's <see cref="ToolOutput"/>.
+/// handler. No reflection, no attributes (AOT-safe). The result is one text content block, plus a second one for
+/// a notice (unread messages waiting) — never inside the result's own text, which consumers may parse as JSON.
 /// </summary>
 public sealed class DataTool : McpServerTool
 {
@@ -46,12 +47,12 @@ public sealed class DataTool : McpServerTool
         return ToResult(output);
     }
 
-    public static CallToolResult ToResult(ToolOutput output) =>
-        new()
-        {
-            Content = [new TextContentBlock { Text = output.Text ?? "" }],
-            IsError = output.IsError,
-        };
+    public static CallToolResult ToResult(ToolResult output)
+    {
+        var content = new List<ContentBlock> { new TextContentBlock { Text = output.Text ?? "" } };
+        if (!string.IsNullOrEmpty(output.Notice)) content.Add(new TextContentBlock { Text = output.Notice });
+        return new() { Content = content, IsError = output.IsError };
+    }
 
     /// <summary>Copies the SDK's argument dictionary into a fresh <see cref="JsonObject"/> (null when absent).</summary>
     public static JsonObject? ToJsonObject(IDictionary<string, JsonElement>? arguments)

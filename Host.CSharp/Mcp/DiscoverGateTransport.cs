@@ -1,6 +1,10 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Threading.Channels;
 using ModelContextProtocol;
 using ModelContextProtocol.Protocol;
+using Molecule.Runtime.Logging;
 
 namespace Molecule.Host.Mcp;
 
@@ -10,16 +14,19 @@ namespace Molecule.Host.Mcp;
 /// handshake that carries <c>notifications/initialized</c> and the channel capability. It has to happen here, below
 /// the SDK: the SDK's own first filter adopts the version from the request's <c>_meta</c> before any user filter
 /// runs, and would then refuse the client's fallback <c>initialize</c>.
+/// It also answers the stand-in for a line <see cref="LineCapStream"/> dropped (too long) with -32600 for its id.
 /// </summary>
 public sealed class DiscoverGateTransport : ITransport
 {
     private readonly ITransport _inner;
+    private readonly StderrLog? _log;
     private readonly Channel<JsonRpcMessage> _incoming = Channel.CreateUnbounded<JsonRpcMessage>(
         new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
 
-    public DiscoverGateTransport(ITransport inner)
+    public DiscoverGateTransport(ITransport inner, StderrLog? log = null)
     {
         _inner = inner;
+        _log = log;
         _ = Task.Run(PumpAsync);
     }
 
@@ -44,6 +51,11 @@ public sealed class DiscoverGateTransport : ITransport
                     await RefuseAsync(discover).ConfigureAwait(false);
                     continue;
                 }
+                if (message is JsonRpcNotification { Method: LineCapStream.OversizedMethod } oversized)
+                {
+                    await RefuseOversizedAsync(oversized).ConfigureAwait(false);
+                    continue;
+                }
                 await _incoming.Writer.WriteAsync(message).ConfigureAwait(false);
             }
         }
@@ -54,6 +66,34 @@ public sealed class DiscoverGateTransport : ITransport
         finally
         {
             _incoming.Writer.TryComplete(failure);
+        }
+    }
+
+    private async Task RefuseOversizedAsync(JsonRpcNotification marker)
+    {
+        var p = marker.Params as JsonObject;
+        var bytes = p?["bytes"]?.GetValue<long>() ?? 0;
+        var limit = p?["limit"]?.GetValue<long>() ?? 0;
+        var text = $"Request too large: {bytes.ToString(CultureInfo.InvariantCulture)} bytes; this server accepts JSON-RPC messages of at most {limit.ToString(CultureInfo.InvariantCulture)} bytes (MOLECULE_MCP_MAX_LINE_BYTES). The message was dropped.";
+        _log?.Warning($"dropped a stdin line of {bytes.ToString(CultureInfo.InvariantCulture)} bytes (limit {limit.ToString(CultureInfo.InvariantCulture)})");
+        RequestId? id = p?["id"] switch
+        {
+            JsonValue v when v.GetValueKind() == JsonValueKind.Number && v.TryGetValue<long>(out var n) => new RequestId(n),
+            JsonValue v when v.GetValueKind() == JsonValueKind.String => new RequestId(v.GetValue<string>()),
+            _ => null,
+        };
+        if (id is not { } requestId) return; // a notification, or no id to answer: nothing waits for an answer
+        try
+        {
+            await _inner.SendMessageAsync(new JsonRpcError
+            {
+                Id = requestId,
+                Error = new JsonRpcErrorDetail { Code = (int)McpErrorCode.InvalidRequest, Message = text },
+            }).ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // The client went away; nothing to answer.
         }
     }
 

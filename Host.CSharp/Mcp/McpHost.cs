@@ -27,11 +27,14 @@ public sealed class McpHost
     private readonly IReadOnlyList<McpServerTool> _tools;
     private readonly ILoggerFactory _loggerFactory;
     private readonly StderrLog _log;
+    private readonly int _maxLineBytes;
     private McpServer? _server;
     private int _initialized;
 
-    public McpHost(string instructions, IEnumerable<McpServerTool> tools, ILoggerFactory loggerFactory, StderrLog log)
+    public McpHost(string instructions, IEnumerable<McpServerTool> tools, ILoggerFactory loggerFactory, StderrLog log,
+        int maxLineBytes = 4 * 1024 * 1024)
     {
+        _maxLineBytes = maxLineBytes;
         _instructions = instructions;
         _tools = tools.ToList();
         _loggerFactory = loggerFactory;
@@ -134,10 +137,12 @@ public sealed class McpHost
         var options = BuildOptions();
         // The transport opens the raw stdout stream; afterwards every Console.Out write goes to stderr so that
         // stray writes (ours or a library's) can never corrupt the JSON-RPC stream.
-        var stdio = new StdioServerTransport(options, _loggerFactory);
+        // stdin lines longer than the cap never reach the SDK whole (see LineCapStream).
+        var stdio = new StreamServerTransport(
+            new LineCapStream(Console.OpenStandardInput(), _maxLineBytes), Console.OpenStandardOutput(), AppInfo.Name, _loggerFactory);
         Console.SetOut(Console.Error);
-        // server/discover probes are answered before the SDK session sees them (see DiscoverGateTransport).
-        var transport = new DiscoverGateTransport(stdio);
+        // server/discover probes and oversized lines are answered before the SDK session sees them.
+        var transport = new DiscoverGateTransport(stdio, _log);
         var server = McpServer.Create(transport, options, _loggerFactory);
         _server = server;
 

@@ -1,60 +1,93 @@
-using System.Collections;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
-using Microsoft.Extensions.Logging;
 using Microsoft.FSharp.Collections;
 using Microsoft.FSharp.Core;
 using Molecule.Core;
 using Molecule.Runtime.Effects;
 using Molecule.Runtime.Logging;
-using CoreConfig = Molecule.Core.Config;
 using CoreChannel = Molecule.Core.Channel;
-using MsLogLevel = Microsoft.Extensions.Logging.LogLevel;
 
 namespace Molecule.Runtime;
 
+/// <summary>The result of a tool call: its text, whether it failed, and a notice to show after it (or null).</summary>
+public sealed record ToolResult(string Text, bool IsError, string? Notice);
+
 /// <summary>
-/// The imperative shell around the core's <c>Agent</c> state machine. It owns the one mutable model (changed
-/// only under <see cref="_gate"/>), interprets every <see cref="Effect"/> in order, feeds answers back as
-/// messages, and serves tool calls and inbox waits. It makes no decision of its own.
+/// The imperative shell around the core's <c>Agent</c> state machine, and the surface agents written in C# use.
+/// It owns the one mutable model (changed only under a lock), performs every effect the core returns, feeds each
+/// answer back as a message, and decides nothing itself. Ledger writes are applied while the change is committed,
+/// so nothing that reports a change (a tool answer, a channel notification) can leave before it is on disk.
 /// </summary>
-public sealed class AgentRuntime : IInboxPort
+public sealed class AgentRuntime : IDisposable
 {
     private readonly object _gate = new();
-    private readonly CoreConfig _config;
+    private readonly Config _config;
     private readonly StderrLog _log;
     private readonly HttpExecutor _http;
-    private readonly StepRunner _steps;
+    private readonly LedgerStore? _store;
     private readonly Stopwatch _uptime = Stopwatch.StartNew();
     private readonly CancellationTokenSource _shutdown = new();
+    private readonly System.Threading.Channels.Channel<Effect> _effects =
+        System.Threading.Channels.Channel.CreateUnbounded<Effect>(new System.Threading.Channels.UnboundedChannelOptions { SingleReader = true });
+    private readonly Dictionary<long, TaskCompletionSource<ToolResult>> _calls = new();
+    private readonly TaskCompletionSource<int> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Task _interpreter;
-    private int _stopping;
-    private readonly System.Threading.Channels.Channel<Effect> _effects = System.Threading.Channels.Channel.CreateUnbounded<Effect>(new System.Threading.Channels.UnboundedChannelOptions { SingleReader = true });
-
     private Agent.Model _model;
-    private TaskCompletionSource _inboxChanged = NewSignal();
+    private long _nextCall;
+    private int _stopping;
 
-    public AgentRuntime(CoreConfig config, Inbox.State inbox, StderrLog log, HttpExecutor http)
+    internal AgentRuntime(Config config, Workspace.Boot boot, LedgerStore? store, StderrLog log, HttpExecutor http)
     {
         _config = config;
         _log = log;
         _http = http;
-        _model = Agent.init(config, inbox);
-        _steps = new StepRunner(http, this, text => _log.Error(text));
+        _store = store;
+        _model = Agent.init(config, boot);
         _interpreter = Task.Run(InterpretLoopAsync);
-        // Environment.Exit (stdin EOF with a tool still running, or an Exit effect) skips the normal Stop path.
+        // Environment.Exit (stdin EOF with a tool still running) skips the normal Stop path.
         AppDomain.CurrentDomain.ProcessExit += (_, _) => Stop();
     }
+
+    /// <summary>The workspace this agent acts for.</summary>
+    public string WorkspaceId => _config.WorkspaceId;
+
+    /// <summary>The validated configuration.</summary>
+    public Config Config => _config;
 
     /// <summary>Where channel notifications (<c>notifications/claude/channel</c> params) go; null drops them.</summary>
     public Func<JsonObject, CancellationToken, Task>? ChannelSink { get; set; }
 
-    /// <summary>The MCP client sent <c>notifications/initialized</c>: channel notifications may flow.</summary>
+    /// <summary>Completes with an exit code when the agent must stop (e.g. the platform rejected the token).</summary>
+    public Task<int> Exited => _exited.Task;
+
+    /// <summary>Registers the workspace, starts heartbeats and the inbox.</summary>
+    public void Start() => Dispatch(Agent.Msg.Start);
+
+    /// <summary>The client is ready for channel notifications (MCP <c>notifications/initialized</c>).</summary>
     public void ClientInitialized() => Dispatch(Agent.Msg.ClientInitialized);
 
+    /// <summary>Runs one tool call. Cancelling <paramref name="ct"/> abandons it (nothing more is sent for it).</summary>
+    public Task<ToolResult> CallToolAsync(string name, JsonObject? arguments, CancellationToken ct = default)
+    {
+        if (Stopping) return Task.FromResult(new ToolResult("Error: molecule-mcp is shutting down.", true, null));
+        var call = Interlocked.Increment(ref _nextCall);
+        var tcs = new TaskCompletionSource<ToolResult>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_calls) _calls[call] = tcs;
+        if (ct.CanBeCanceled)
+            ct.Register(() =>
+            {
+                if (!Forget(call)) return;
+                tcs.TrySetCanceled(ct);
+                Dispatch(Agent.Msg.NewToolCancelled(call));
+            });
+        var args = arguments is null ? FSharpOption<JsonObject>.None : FSharpOption<JsonObject>.Some(arguments);
+        Dispatch(Agent.Msg.NewToolCalled(call, Guid.NewGuid().ToString("D"), name ?? "", args));
+        return tcs.Task;
+    }
+
     /// <summary>
-    /// Stops the agent: effects already queued are still applied where they are local (state files, log lines), so
-    /// an acknowledged <c>inbox_pop</c> is never undone by a shutdown; requests, timers and notifications are not.
+    /// Stops the agent: effects already queued are still applied where they are local (log lines, files), so an
+    /// acknowledged change is never undone by a shutdown; requests, timers and notifications are not.
     /// </summary>
     public void Stop()
     {
@@ -62,45 +95,72 @@ public sealed class AgentRuntime : IInboxPort
         _effects.Writer.TryComplete();
         _shutdown.Cancel();
         if (!_interpreter.IsCompleted) _interpreter.Wait(TimeSpan.FromSeconds(2));
+        _store?.Dispose();
     }
 
+    public void Dispose() => Stop();
+
     private bool Stopping => Volatile.Read(ref _stopping) == 1;
+
+    private bool Forget(long call)
+    {
+        lock (_calls) return _calls.Remove(call);
+    }
 
     // -----------------------------------------------------------------------------------------------------
     // Messages and effects
     // -----------------------------------------------------------------------------------------------------
 
-    /// <summary>Applies one message to the model and queues its effects (in order) for interpretation.</summary>
+    /// <summary>
+    /// Applies one message. Under the ledger's write lock, first folds in what another process of this machine
+    /// wrote, then updates the model and writes the ledger changes before queueing the other effects in order.
+    /// </summary>
     public void Dispatch(Agent.Msg msg)
     {
         lock (_gate)
         {
-            var before = Agent.inboxVersion(_model);
-            var (model, effects) = Agent.update(msg, _model);
-            Commit(model, effects, before);
+            if (Stopping) return;
+            string? lockError = null;
+            using var writeLock = _store?.LockForWrite(out lockError);
+            if (lockError is not null) _log.Warning(lockError);
+            switch (_store?.CatchUp())
+            {
+                case LedgerChange.Appended appended:
+                    Commit(Agent.Msg.NewSynced(_config.WorkspaceId, ListModule.OfSeq(appended.Lines)));
+                    break;
+                case LedgerChange.Rewritten rewritten:
+                    Commit(Agent.Msg.NewReloaded(_config.WorkspaceId, rewritten.Text));
+                    break;
+            }
+            Commit(msg);
         }
     }
 
     /// <summary>Must run under <see cref="_gate"/>.</summary>
-    private void Commit(Agent.Model model, FSharpList<Effect> effects, int versionBefore)
+    private void Commit(Agent.Msg msg)
     {
+        var (model, effects) = Agent.update(msg, _model);
         _model = model;
-        foreach (var effect in effects) _effects.Writer.TryWrite(effect);
-        if (Agent.inboxVersion(model) != versionBefore)
+        foreach (var effect in effects)
         {
-            var fired = _inboxChanged;
-            _inboxChanged = NewSignal();
-            fired.TrySetResult();
+            if (effect is Effect.Persist persist)
+            {
+                var error = _store is null ? "no ledger store (inbox disabled)" : _store.Write(persist.Item2);
+                if (error is not null) _log.Error($"inbox ledger not saved: {error}");
+            }
+            else
+            {
+                _effects.Writer.TryWrite(effect);
+            }
         }
     }
 
     private async Task InterpretLoopAsync()
     {
         var token = _shutdown.Token;
-        // Ends when Stop completes the queue and everything queued before has been read.
         await foreach (var effect in _effects.Reader.ReadAllAsync().ConfigureAwait(false))
         {
-            if (Stopping && effect is not (Effect.WriteStateFile or Effect.DeleteStateFile or Effect.Log)) continue;
+            if (Stopping && effect is not (Effect.WriteStateFile or Effect.DeleteStateFile or Effect.Log or Effect.Answer)) continue;
             try
             {
                 await InterpretAsync(effect, token).ConfigureAwait(false);
@@ -121,16 +181,16 @@ public sealed class AgentRuntime : IInboxPort
         switch (effect)
         {
             case Effect.Send send:
-            {
-                var purpose = send.Item1;
-                var request = send.Item2;
-                _ = Task.Run(async () =>
+                Background(async () =>
                 {
-                    var response = await _http.ExecuteAsync(request, token).ConfigureAwait(false);
-                    if (!token.IsCancellationRequested) Dispatch(Agent.Msg.NewResponded(purpose, response));
-                }, CancellationToken.None);
+                    var response = await _http.ExecuteAsync(send.Item2, token).ConfigureAwait(false);
+                    return Agent.Msg.NewResponded(send.Item1, response);
+                }, token);
                 break;
-            }
+
+            case Effect.CheckPaths check:
+                Background(() => Task.FromResult(Agent.Msg.NewFilesChecked(check.call, ListModule.OfSeq(check.paths.Select(FileChecks.Check)))), token);
+                break;
 
             case Effect.Log log:
                 _log.Write(log.Item1, log.Item2);
@@ -140,6 +200,18 @@ public sealed class AgentRuntime : IInboxPort
                 if (ChannelSink is { } sink)
                     await sink(CoreChannel.toParams(notify.Item), token).ConfigureAwait(false);
                 break;
+
+            case Effect.Answer answer:
+            {
+                TaskCompletionSource<ToolResult>? tcs;
+                lock (_calls)
+                {
+                    _calls.Remove(answer.call, out tcs);
+                }
+                var notice = FSharpOption<string>.get_IsSome(answer.notice) ? answer.notice.Value : null;
+                tcs?.TrySetResult(new ToolResult(answer.Item2.Text ?? "", answer.Item2.IsError, notice));
+                break;
+            }
 
             case Effect.WriteStateFile write:
             {
@@ -159,17 +231,22 @@ public sealed class AgentRuntime : IInboxPort
             {
                 var timer = after.Item2;
                 var delay = TimeSpan.FromSeconds(double.IsFinite(after.seconds) ? Math.Clamp(after.seconds, 0, 86_400) : 0);
-                _ = Task.Run(async () =>
+                Background(async () =>
                 {
                     await Task.Delay(delay, token).ConfigureAwait(false);
-                    Dispatch(Agent.Msg.NewTimerFired(timer, UptimeSecs));
-                }, CancellationToken.None);
+                    return Agent.Msg.NewTimerFired(timer, _uptime.Elapsed.TotalSeconds);
+                }, token);
+                break;
+            }
+
+            case Effect.Claim claim:
+            {
+                var won = _store?.TryClaimPoller() ?? false;
+                Background(() => Task.FromResult(Agent.Msg.NewClaimed(claim.workspace, won)), token);
                 break;
             }
 
             case Effect.Exit exit:
-                // This loop is the only reader: apply what is still queued locally, then leave (Stop, run by
-                // ProcessExit, then finds the agent stopped and does not wait for this loop).
                 if (Interlocked.Exchange(ref _stopping, 1) == 0)
                 {
                     _effects.Writer.TryComplete();
@@ -179,87 +256,28 @@ public sealed class AgentRuntime : IInboxPort
                     if (rest is Effect.WriteStateFile or Effect.DeleteStateFile or Effect.Log)
                         await InterpretAsync(rest, CancellationToken.None).ConfigureAwait(false);
                 _log.Flush();
-                Console.Error.Flush();
-                Environment.Exit(exit.code);
+                _exited.TrySetResult(exit.code);
                 break;
         }
     }
 
-    private int UptimeSecs => (int)Math.Min(int.MaxValue, _uptime.Elapsed.TotalSeconds);
-
-    // -----------------------------------------------------------------------------------------------------
-    // Tools
-    // -----------------------------------------------------------------------------------------------------
-
-    /// <summary>One MCP tool call: validate, build the core program, run it, report what it learnt.</summary>
-    public async Task<ToolOutput> HandleToolAsync(string name, JsonObject? arguments, CancellationToken ct)
+    /// <summary>Runs work off the interpreter loop and dispatches the message it produces.</summary>
+    private void Background(Func<Task<Agent.Msg>> work, CancellationToken token)
     {
-        var parsed = Tools.parse(name, arguments is null ? FSharpOption<JsonObject>.None : FSharpOption<JsonObject>.Some(arguments));
-        if (parsed.IsError) return new ToolOutput(parsed.ErrorValue, true);
-
-        ToolContext context;
-        lock (_gate) context = Agent.context(_model);
-
-        var program = Molecule.Core.Dispatch.run(context, parsed.ResultValue);
-        var (output, observations) = await _steps.RunAsync(program, ct).ConfigureAwait(false);
-        if (!observations.IsEmpty) Dispatch(Agent.Msg.NewToolObserved(observations));
-        return output;
-    }
-
-    // -----------------------------------------------------------------------------------------------------
-    // Inbox port (serialised through the model lock)
-    // -----------------------------------------------------------------------------------------------------
-
-    private InboxAnswer Ask(InboxOp op, out Task changed)
-    {
-        lock (_gate)
+        _ = Task.Run(async () =>
         {
-            var before = Agent.inboxVersion(_model);
-            var (model, answer, effects) = Agent.inbox(op, _model);
-            Commit(model, effects, before);
-            changed = _inboxChanged.Task;
-            return answer;
-        }
-    }
-
-    public Task<InboxAnswer> PeekAsync(int limit, CancellationToken ct) => Task.FromResult(Ask(InboxOp.NewPeek(limit), out _));
-
-    public Task<InboxAnswer> PopAsync(string activityId, CancellationToken ct) => Task.FromResult(Ask(InboxOp.NewPop(activityId), out _));
-
-    public async Task<InboxAnswer> WaitAsync(double timeoutSecs, CancellationToken ct)
-    {
-        var budget = double.IsFinite(timeoutSecs) ? Math.Clamp(timeoutSecs, 0, 86_400) : 0;
-        using var timeoutCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var timeout = Task.Delay(TimeSpan.FromSeconds(budget), timeoutCts.Token);
-        try
-        {
-            while (true)
+            try
             {
-                ct.ThrowIfCancellationRequested();
-                // Ask again on every wake-up: the core decides what the answer is.
-                var answer = Ask(InboxOp.NewWait(budget), out var changed);
-                if (answer is not InboxAnswer.Waited { Item: null } || timeout.IsCompleted) return answer;
-                await Task.WhenAny(changed, timeout).ConfigureAwait(false);
+                var msg = await work().ConfigureAwait(false);
+                if (!token.IsCancellationRequested) Dispatch(msg);
             }
-        }
-        finally
-        {
-            timeoutCts.Cancel(); // releases the timer when the wait ends early
-        }
-    }
-
-    // -----------------------------------------------------------------------------------------------------
-
-    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-    private static FSharpOption<string> Option(string? value) =>
-        value is null ? FSharpOption<string>.None : FSharpOption<string>.Some(value);
-
-    private static FSharpMap<string, string> ReadEnvironment()
-    {
-        var pairs = new List<Tuple<string, string>>();
-        foreach (DictionaryEntry e in Environment.GetEnvironmentVariables())
-            if (e.Key is string k && e.Value is string v) pairs.Add(Tuple.Create(k, v));
-        return MapModule.OfSeq(pairs);
+            catch (OperationCanceledException) when (token.IsCancellationRequested)
+            {
+            }
+            catch (Exception ex)
+            {
+                _log.Error($"background effect failed: {ex.GetType().Name}: {ex.Message}");
+            }
+        }, CancellationToken.None);
     }
 }

@@ -1,0 +1,253 @@
+/// The inbox of one workspace as a ledger (a decider: facts in, events out, `evolve` folds them): which messages
+/// are waiting, which were handled, where the next `since_id` poll starts and how far the platform may be told
+/// that everything is handled. Pure; `Journal` makes every event durable before the agent reports it.
+module Molecule.Core.Ledger
+
+open System
+open Molecule.Protocol
+
+/// Unread messages intake takes before it pauses (the platform keeps the rest behind the cursor).
+let capacity = 1000
+
+/// Delivered ids remembered for de-duplication (oldest forgotten first). Rows at or below the acknowledged
+/// `seq` floor are recognised without it.
+let seenCapacity = 20_000
+
+/// Rows younger than this (relative to the newest row of a batch) stay behind the cursor, so that rows sharing a
+/// timestamp or committed a little late are fetched again (and de-duplicated) instead of skipped by a platform
+/// that compares `created_at` alone.
+let cursorLagSecs = 2.0
+
+/// Queue order: created_at instant (unparsable last), seq, created_at text, id.
+type Key = int64 * int64 * string * string
+
+type State =
+    { WorkspaceId: string
+      /// Id of the row the next `since_id` poll starts after; None → a replay of the recent window.
+      Cursor: string option
+      Queue: Map<Key, InboxMessage>
+      Keys: Map<string, Key>
+      /// Delivered ids (a set, bounded by `seenCapacity`) and their delivery order.
+      Seen: Set<string>
+      SeenOrder: Map<int64, string>
+      SeenNext: int64
+      /// The platform's stored `last_acked_seq`, as last confirmed.
+      Floor: int64 option
+      /// The highest `seq` intake has taken (delivered or skipped).
+      Horizon: int64 option }
+
+type Take =
+    { Messages: InboxMessage list
+      /// The new cursor; None keeps the current one.
+      Cursor: string option
+      Horizon: int64 option }
+
+type Event =
+    /// One batch of rows taken: messages queued, cursor moved.
+    | Took of Take
+    | Popped of activityId: string
+    /// The platform confirmed its `last_acked_seq`.
+    | Acked of floor: int64
+    /// The cursor row is gone (410): the next poll replays.
+    | CursorLost
+
+let empty (workspaceId: string) : State =
+    { WorkspaceId = workspaceId
+      Cursor = None
+      Queue = Map.empty
+      Keys = Map.empty
+      Seen = Set.empty
+      SeenOrder = Map.empty
+      SeenNext = 0L
+      Floor = None
+      Horizon = None }
+
+let keyOf (m: InboxMessage) : Key =
+    let ticks =
+        match Activity.parseTime m.CreatedAt with
+        | Some t -> t.UtcTicks
+        | None -> Int64.MaxValue
+    (ticks, defaultArg m.Seq 0L, m.CreatedAt, m.ActivityId)
+
+let private maxOpt (a: int64 option) (b: int64 option) =
+    match a, b with
+    | Some x, Some y -> Some(max x y)
+    | Some _, None -> a
+    | None, _ -> b
+
+/// Records an id as delivered (the oldest is forgotten beyond `seenCapacity`).
+let remember (id: string) (s: State) : State =
+    if s.Seen.Contains id then
+        s
+    else
+        let s =
+            { s with
+                Seen = s.Seen.Add id
+                SeenOrder = s.SeenOrder.Add(s.SeenNext, id)
+                SeenNext = s.SeenNext + 1L }
+        if s.Seen.Count <= seenCapacity then
+            s
+        else
+            let first = Seq.head s.SeenOrder
+            let n, oldest = first.Key, first.Value
+            { s with
+                Seen = s.Seen.Remove oldest
+                SeenOrder = s.SeenOrder.Remove n }
+
+let private enqueue (s: State) (m: InboxMessage) : State =
+    if s.Keys.ContainsKey m.ActivityId then
+        s
+    else
+        let k = keyOf m
+        remember m.ActivityId { s with Queue = s.Queue.Add(k, m); Keys = s.Keys.Add(m.ActivityId, k) }
+
+let evolve (s: State) (event: Event) : State =
+    match event with
+    | Took t ->
+        let s = t.Messages |> List.fold enqueue s
+        { s with
+            Cursor = (match t.Cursor with Some _ -> t.Cursor | None -> s.Cursor)
+            Horizon = maxOpt s.Horizon t.Horizon }
+    | Popped id ->
+        match s.Keys.TryFind id with
+        | Some k -> remember id { s with Queue = s.Queue.Remove k; Keys = s.Keys.Remove id }
+        | None -> s
+    | Acked floor -> { s with Floor = maxOpt s.Floor (Some floor) }
+    | CursorLost -> { s with Cursor = None }
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+// ---------------------------------------------------------------------------------------------
+
+let count (s: State) = s.Queue.Count
+
+let head (s: State) : InboxMessage option =
+    if s.Queue.IsEmpty then None else Some((Seq.head s.Queue).Value)
+
+/// The oldest `limit` waiting messages.
+let peek (limit: int) (s: State) : InboxMessage list =
+    if limit <= 0 then [] else s.Queue |> Seq.truncate limit |> Seq.map (fun kv -> kv.Value) |> List.ofSeq
+
+let contains (activityId: string) (s: State) = not (isNull activityId) && s.Keys.ContainsKey activityId
+
+let room (s: State) = max 0 (capacity - s.Queue.Count)
+
+// ---------------------------------------------------------------------------------------------
+// Deciding
+// ---------------------------------------------------------------------------------------------
+
+let kindName (kind: MessageKind) =
+    match kind with
+    | CanvasUser -> "canvas_user"
+    | PeerAgent -> "peer_agent"
+
+/// Our own echoes: the notify row written by send_message_to_user (no source) and the a2a_receive row that
+/// delegate_task reports about ourselves (source = own id, not a delegate_result).
+let isEcho (selfId: string) (row: Activity.Row) : bool =
+    (String.Equals(row.Method, "notify", StringComparison.OrdinalIgnoreCase) && row.SourceId = "")
+    || (row.SourceId <> ""
+        && String.Equals(row.SourceId, selfId.Trim(), StringComparison.OrdinalIgnoreCase)
+        && not (String.Equals(row.Method, "delegate_result", StringComparison.OrdinalIgnoreCase)))
+
+let messageOf (row: Activity.Row) : InboxMessage =
+    { ActivityId = row.Id
+      Seq = row.Seq
+      Text = row.Text
+      PeerId = row.SourceId
+      Kind = (if row.SourceId <> "" then PeerAgent else CanvasUser)
+      Method = row.Method
+      CreatedAt = row.CreatedAt }
+
+/// What intake does with one readable row.
+type Verdict =
+    /// A new message for the agent.
+    | Deliver
+    /// Nothing to deliver (an echo, already delivered, or at/below the acknowledged floor).
+    | Handled
+
+let verdict (s: State) (row: Activity.Row) : Verdict =
+    if isEcho s.WorkspaceId row then Handled
+    elif s.Seen.Contains row.Id || s.Keys.ContainsKey row.Id then Handled
+    else
+        match row.Seq, s.Floor with
+        | Some q, Some f when q <= f -> Handled
+        | _ -> Deliver
+
+/// A row of a batch: readable, or skipped (with its id when it has one).
+type Item =
+    | Readable of Activity.Row
+    | Unreadable of Activity.Skipped
+
+let private itemId (item: Item) =
+    match item with
+    | Readable r -> Some r.Id
+    | Unreadable s -> s.Id
+
+let private itemTime (item: Item) =
+    match item with
+    | Readable r -> r.At
+    | Unreadable _ -> None
+
+let private itemSeq (item: Item) =
+    match item with
+    | Readable r -> r.Seq
+    | Unreadable _ -> None
+
+/// Takes a batch of rows given oldest first (as `since_id` returns them, or a replay sorted so): delivers the
+/// new ones while there is room, and moves the cursor as far as it safely can — never past a row it could not
+/// take (that row is fetched again once there is room), lagging `cursorLagSecs` behind the newest row, but
+/// always at least onto the first row when there was no cursor, and always forward on a full page.
+/// Returns the take (None when nothing changes) and whether rows were held back for lack of room.
+let take (pageFull: bool) (items: Item list) (s: State) : Take option * bool =
+    let rec walk (room: int) (accepted: Item list) (delivered: InboxMessage list) (seen: Set<string>) (rest: Item list) =
+        match rest with
+        | [] -> List.rev accepted, List.rev delivered, false
+        | item :: tail ->
+            match item with
+            | Readable row when verdict s row = Deliver && not (seen.Contains row.Id) ->
+                if room <= 0 then
+                    List.rev accepted, List.rev delivered, true
+                else
+                    walk (room - 1) (item :: accepted) (messageOf row :: delivered) (seen.Add row.Id) tail
+            | _ -> walk room (item :: accepted) delivered seen tail
+    let accepted, delivered, held = walk (room s) [] [] Set.empty items
+    let withIds = accepted |> List.choose (fun i -> itemId i |> Option.map (fun id -> id, itemTime i))
+    let newest = items |> List.choose itemTime |> List.fold (fun acc t -> maxOpt acc (Some t.UtcTicks)) None
+    let settled =
+        match newest with
+        | Some n ->
+            let limit = n - int64 (cursorLagSecs * float TimeSpan.TicksPerSecond)
+            withIds |> List.filter (fun (_, t) -> match t with Some t -> t.UtcTicks <= limit | None -> false) |> List.tryLast
+        | None -> None
+    let cursor =
+        match settled with
+        | Some(id, _) -> Some id
+        | None when (pageFull || held) && not withIds.IsEmpty -> Some(fst (List.last withIds))
+        | None when s.Cursor.IsNone && not withIds.IsEmpty -> Some(fst (List.head withIds))
+        | None -> None
+    let cursor = if cursor = s.Cursor then None else cursor
+    let horizon = accepted |> List.choose itemSeq |> List.fold (fun acc q -> maxOpt acc (Some q)) None
+    let horizon = match horizon, s.Horizon with Some h, Some old when h <= old -> None | _ -> horizon
+    if delivered.IsEmpty && cursor.IsNone && horizon.IsNone then
+        None, held
+    else
+        Some { Messages = delivered; Cursor = cursor; Horizon = horizon }, held
+
+/// The event of handling one message, if it is waiting.
+let pop (activityId: string) (s: State) : Event option =
+    if contains activityId s then Some(Popped activityId) else None
+
+/// The `seq` the platform may be told is handled now: everything taken up to it was delivered and popped, or
+/// needed no delivery. Never above a waiting message, never above what intake has seen. None when there is
+/// nothing new to acknowledge (or the platform gives no `seq`).
+let ackTarget (s: State) : int64 option =
+    match s.Horizon with
+    | None -> None
+    | Some horizon ->
+        let lowestWaiting =
+            s.Queue |> Seq.choose (fun kv -> kv.Value.Seq) |> Seq.fold (fun acc q -> Some(min q (defaultArg acc q))) None
+        let target =
+            match lowestWaiting with
+            | Some q -> min horizon (q - 1L)
+            | None -> horizon
+        if target > defaultArg s.Floor 0L then Some target else None

@@ -1,0 +1,244 @@
+/// One workspace of the agent: its lifecycle (register, heartbeat, 3 strikes, 410), its inbox ledger, how the
+/// ledger is fetched, made durable and acknowledged, and whether this process polls it or serves it from the
+/// ledger another process on this machine polls. Pure: every function returns the new state and its effects.
+module Molecule.Core.Workspace
+
+open System.Globalization
+
+/// How a workspace's ledger was found at start (read by the host).
+type Boot =
+    { Ledger: Ledger.State
+      /// The file's generation, and events after its snapshot; 0, 0 when there is no file yet.
+      Generation: int64
+      Events: int
+      FileExists: bool
+      /// This process holds the poller lock.
+      Leader: bool
+      /// An old shared state file (cursor, queue, seen) waiting for the ownership check.
+      Legacy: (string option * InboxMessage list * string list) option }
+
+type State =
+    { Config: Config
+      Life: Lifecycle.State
+      Ledger: Ledger.State
+      Intake: Intake.State
+      Generation: int64
+      JournalEvents: int
+      FileExists: bool
+      Leader: bool
+      Legacy: (string option * InboxMessage list * string list) option }
+
+let boot (config: Config) (b: Boot) : State =
+    { Config = config
+      Life = Lifecycle.initial
+      Ledger = b.Ledger
+      Intake = Intake.start config.ReplaySecs b.Ledger
+      Generation = b.Generation
+      JournalEvents = b.Events
+      FileExists = b.FileExists
+      Leader = b.Leader
+      Legacy = b.Legacy }
+
+let id (ws: State) = ws.Config.WorkspaceId
+
+let private send (ws: State) (job: Job) (request: Request) = Send(Background(id ws, job), request)
+
+// ---------------------------------------------------------------------------------------------
+// Durability
+// ---------------------------------------------------------------------------------------------
+
+/// Applies ledger events and makes them durable: appended to the journal, or the file rewritten when it does not
+/// exist yet or has grown long enough to compact. The Persist effect comes first, so nothing that reports the
+/// change can leave before it.
+let apply (events: Ledger.Event list) (ws: State) : State * Effect list =
+    if events.IsEmpty then
+        ws, []
+    else
+        let ledger = events |> List.fold Ledger.evolve ws.Ledger
+        let ws = { ws with Ledger = ledger }
+        if not ws.FileExists || ws.JournalEvents + events.Length > Journal.compactAfter then
+            let generation = ws.Generation + 1L
+            { ws with Generation = generation; JournalEvents = 0; FileExists = true },
+            [ Persist(id ws, Rewrite(Journal.file generation ledger)) ]
+        else
+            { ws with JournalEvents = ws.JournalEvents + events.Length },
+            [ Persist(id ws, Append(events |> List.map Journal.event)) ]
+
+/// The messages the events delivered (in order).
+let delivered (events: Ledger.Event list) : InboxMessage list =
+    events |> List.collect (function Ledger.Took t -> t.Messages | _ -> [])
+
+// ---------------------------------------------------------------------------------------------
+// Fetching and acknowledging
+// ---------------------------------------------------------------------------------------------
+
+let private inboxActive (ws: State) = ws.Config.InboxEnabled && ws.Leader && ws.Legacy.IsNone
+
+/// Starts the next fetch unless one is in flight (then it is coalesced into one more).
+let fetch (ws: State) : State * Effect list =
+    if not (inboxActive ws) then
+        ws, []
+    else
+        let intake, request = Intake.next ws.Config ws.Ledger ws.Intake
+        { ws with Intake = intake }, (request |> Option.map (send ws Poll) |> Option.toList)
+
+/// Sends the acknowledgement the ledger allows now, if any.
+let acknowledge (ws: State) : State * Effect list =
+    if not ws.Config.InboxEnabled then
+        ws, []
+    else
+        let intake, request = Intake.ackRequest ws.Config ws.Ledger ws.Intake
+        { ws with Intake = intake }, (request |> Option.map (send ws Ack) |> Option.toList)
+
+/// A fetch answer: events made durable, then the next fetch when one is due, then acknowledgements.
+let onPoll (response: Response) (ws: State) : State * Effect list * InboxMessage list =
+    let o = Intake.onResponse ws.Config response ws.Ledger ws.Intake
+    let ws, persisted = apply o.Events { ws with Intake = o.Intake }
+    let ws, more = if o.FetchNow then fetch ws else ws, []
+    let ws, acks = acknowledge ws
+    ws, persisted @ o.Effects @ more @ acks, delivered o.Events
+
+let onAck (response: Response) (ws: State) : State * Effect list =
+    let intake, events, logs = Intake.onAck response ws.Ledger ws.Intake
+    let ws, persisted = apply events { ws with Intake = intake }
+    let ws, again = acknowledge ws
+    ws, persisted @ logs @ again
+
+/// The agent handled a message: the pop is durable before anything reports it, then acknowledged, and a paused
+/// intake fetches again.
+let pop (activityId: string) (ws: State) : State * Effect list * bool =
+    match Ledger.pop activityId ws.Ledger with
+    | None -> ws, [], false
+    | Some event ->
+        let wasFull = Ledger.room ws.Ledger = 0
+        let ws, persisted = apply [ event ] ws
+        let ws, acks = acknowledge ws
+        let ws, more = if wasFull || ws.Intake.Paused then fetch ws else ws, []
+        ws, persisted @ acks @ more, true
+
+// ---------------------------------------------------------------------------------------------
+// Sharing the ledger with another process of this machine
+// ---------------------------------------------------------------------------------------------
+
+/// Lines another process appended to the journal: folded in; returns the messages that are new here.
+let synced (lines: string list) (ws: State) : State * InboxMessage list =
+    let before = ws.Ledger
+    let ledger, n = Journal.catchUp lines before
+    let fresh = Ledger.peek Ledger.capacity ledger |> List.filter (fun m -> not (Ledger.contains m.ActivityId before))
+    { ws with Ledger = ledger; JournalEvents = ws.JournalEvents + n }, fresh
+
+/// The journal was rewritten by another process (compaction): read it whole.
+let reloaded (text: string) (ws: State) : State * Effect list * InboxMessage list =
+    match Journal.restore (id ws) text with
+    | Ok r ->
+        let fresh = Ledger.peek Ledger.capacity r.State |> List.filter (fun m -> not (Ledger.contains m.ActivityId ws.Ledger))
+        { ws with Ledger = r.State; Generation = r.Generation; JournalEvents = r.Events; FileExists = true }, [], fresh
+    | Result.Error refusal ->
+        ws, [ Log(Warning, $"inbox ledger of workspace {id ws} changed on disk and cannot be read ({Journal.describeRefusal refusal}); keeping the state in memory") ], []
+
+/// The answer to a Claim: this process now polls (the other one stopped), or still does not.
+let claimed (won: bool) (ws: State) : State * Effect list =
+    if won && not ws.Leader then
+        let ws = { ws with Leader = true; Intake = Intake.start ws.Config.ReplaySecs ws.Ledger }
+        let ws, effects = fetch ws
+        ws, Log(Info, $"this process now polls the inbox of workspace {id ws} (the other process on this machine stopped)") :: effects
+    else
+        ws, []
+
+// ---------------------------------------------------------------------------------------------
+// The old shared state file
+// ---------------------------------------------------------------------------------------------
+
+/// The ownership check of an old shared state file: its cursor is a row of this workspace (the platform answers
+/// `since_id` with 200; a row of another workspace gets 410). Only then are its messages adopted.
+let onLegacyProbe (response: Response) (ws: State) : State * Effect list * InboxMessage list =
+    match ws.Legacy with
+    | None -> ws, [], []
+    | Some(cursor, queue, seen) ->
+        let ws = { ws with Legacy = None; FileExists = false }
+        match response with
+        | Reply(status, _) when status >= 200 && status < 300 ->
+            let migrated = Journal.ofLegacy (id ws) cursor queue seen
+            let ws = { ws with Ledger = migrated; Intake = Intake.start ws.Config.ReplaySecs migrated }
+            let generation = ws.Generation + 1L
+            let ws = { ws with Generation = generation; JournalEvents = 0; FileExists = true }
+            let count = queue.Length.ToString(CultureInfo.InvariantCulture)
+            let ws, more = fetch ws
+            ws,
+            [ Persist(id ws, Rewrite(Journal.file generation migrated))
+              DeleteStateFile Journal.legacyFileName
+              Log(Info, $"migrated the shared inbox state file {Journal.legacyFileName} to {Journal.fileName (id ws)} ({count} unread message(s)): its cursor is a row of workspace {id ws}") ]
+            @ more,
+            queue
+        | _ ->
+            let why =
+                match response with
+                | Reply(status, _) -> $"the platform does not know its cursor as a row of workspace {id ws} (HTTP {status.ToString(CultureInfo.InvariantCulture)})"
+                | _ -> "the platform could not be asked whether its cursor belongs to this workspace"
+            let ws, more = fetch ws
+            ws, Log(Info, $"left the shared inbox state file {Journal.legacyFileName} alone: {why}") :: more, []
+
+// ---------------------------------------------------------------------------------------------
+// Start and timers
+// ---------------------------------------------------------------------------------------------
+
+let start (ws: State) : State * Effect list =
+    let cfg = ws.Config
+    let register =
+        if cfg.HeartbeatEnabled then [ send ws Register (Api.register cfg) ]
+        else [ Log(Info, "heartbeat disabled (MOLECULE_MCP_DISABLE_HEARTBEAT): not registering") ]
+    let hello = Log(Info, $"starting for workspace {cfg.WorkspaceId} on {cfg.PlatformUrl}")
+    let probe = send ws WorkspaceProbe (Api.workspace cfg)
+    if not cfg.InboxEnabled then
+        ws, hello :: register @ [ probe; Log(Info, "inbox disabled (MOLECULE_MCP_DISABLE_INBOX): not polling") ]
+    else
+        let timer = After(cfg.PollIntervalSecs, PollTimer(id ws))
+        match ws.Legacy with
+        | Some(Some cursor, _, _) when ws.Leader ->
+            ws, hello :: register @ [ probe; send ws LegacyProbe (Api.activity cfg (SinceId(cursor, 1))); timer ]
+        | Some _ ->
+            let ws = { ws with Legacy = None }
+            let note = Log(Info, $"left the shared inbox state file {Journal.legacyFileName} alone: it has no cursor that could show it belongs to workspace {id ws}")
+            let ws, poll = fetch ws
+            ws, hello :: register @ [ probe; note ] @ poll @ [ timer ]
+        | None when not ws.Leader ->
+            let note =
+                Log(Info, $"another molecule-mcp process on this machine polls workspace {id ws}; this one serves the same inbox ledger and takes over polling when that process stops")
+            ws, hello :: register @ [ probe; note; timer ]
+        | None ->
+            let ws, poll = fetch ws
+            ws, hello :: register @ [ probe ] @ poll @ [ timer ]
+
+/// The poll timer: the safety-net fetch (or, for a follower, a claim), a retried acknowledgement, the next tick.
+let tick (ws: State) : State * Effect list =
+    let ws, work =
+        if not ws.Config.InboxEnabled then ws, []
+        elif ws.Leader then fetch ws
+        else ws, [ Claim(id ws) ]
+    let ws, acks = acknowledge ws
+    ws, work @ acks @ [ After(ws.Config.PollIntervalSecs, PollTimer(id ws)) ]
+
+// ---------------------------------------------------------------------------------------------
+// Lifecycle
+// ---------------------------------------------------------------------------------------------
+
+/// Runs one command through the lifecycle decider.
+let decide (command: Lifecycle.Command) (ws: State) : State * Effect list =
+    let events = Lifecycle.decide ws.Config command ws.Life
+    let life, effects =
+        events
+        |> List.fold (fun (state, acc) event -> Lifecycle.evolve state event, acc @ Lifecycle.effects ws.Config state event) (ws.Life, [])
+    { ws with Life = life }, effects
+
+let private exits (effects: Effect list) = effects |> List.exists (function Exit _ -> true | _ -> false)
+
+let onRegister (response: Response) (ws: State) : State * Effect list =
+    let ws, effects = decide (Lifecycle.RegisterOutcome response) ws
+    // The first heartbeat follows the register answer at once; the loop then keeps its own cadence.
+    ws, effects @ (if exits effects then [] else [ After(0.0, HeartbeatTimer(id ws)) ])
+
+let onHeartbeat (response: Response) (ws: State) : State * Effect list =
+    let ws, effects = decide (Lifecycle.HeartbeatOutcome response) ws
+    ws, effects @ [ After(ws.Config.HeartbeatIntervalSecs, HeartbeatTimer(id ws)) ]
+
+let heartbeat (uptime: int) (ws: State) : Effect list = [ send ws Heartbeat (Api.heartbeat ws.Config uptime) ]

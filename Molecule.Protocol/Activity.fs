@@ -1,0 +1,164 @@
+/// Rows of `GET /workspaces/:id/activity` as the wheel reads them (delivery spec §2.3): one record per row, the
+/// message text taken from the A2A envelope, and a reason for every row that cannot be read. Total: a row that is
+/// not an object, lacks an id, holds an undecodable string or is absurdly large is an `Error`, never an exception.
+module Molecule.Protocol.Activity
+
+open System
+open System.Globalization
+open System.Text.Json.Nodes
+
+type Row =
+    { Id: string
+      /// The platform's delivery sequence number (newer platforms); None when the row has none.
+      Seq: int64 option
+      /// created_at exactly as the platform sent it (RFC 3339).
+      CreatedAt: string
+      /// created_at as an instant; None when it does not parse.
+      At: DateTimeOffset option
+      ActivityType: string
+      Method: string
+      /// "" for canvas and system senders (source_id null).
+      SourceId: string
+      Summary: string
+      /// The message text: every text part, and one line per file part.
+      Text: string
+      /// With `include=peer_info`: the sender's name, role and agent card URL.
+      PeerName: string option
+      PeerRole: string option
+      AgentCardUrl: string option }
+
+/// Why a row was skipped; the id when it could be read.
+type Skipped = { Id: string option; Reason: string }
+
+/// The largest message text accepted (characters); a longer row is skipped.
+let maxTextChars = 1_000_000
+
+/// created_at parsed as an instant (invariant culture; no offset means UTC). None when unparsable.
+let parseTime (createdAt: string) : DateTimeOffset option =
+    if String.IsNullOrWhiteSpace createdAt then
+        None
+    else
+        match
+            DateTimeOffset.TryParse(
+                createdAt.Trim(),
+                CultureInfo.InvariantCulture,
+                DateTimeStyles.AssumeUniversal ||| DateTimeStyles.AdjustToUniversal
+            )
+        with
+        | true, t -> Some t
+        | _ -> None
+
+/// RFC 3339 text with 7 fractional digits in UTC, as `before_ts` takes it.
+let formatTime (t: DateTimeOffset) : string =
+    t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", CultureInfo.InvariantCulture)
+
+let private text name node =
+    Json.prop name node |> Option.bind Json.asScalarText |> Option.defaultValue ""
+
+let private optionalText name node =
+    Json.prop name node |> Option.bind Json.asString |> Option.filter (fun s -> s.Trim() <> "")
+
+let private partKind (part: JsonNode) =
+    match Json.stringProp "kind" part with
+    | Some k -> k
+    | None -> Json.stringProp "type" part |> Option.defaultValue ""
+
+/// The lines one A2A part contributes: its text, or an attachment line for a file part.
+let private partLines (part: JsonNode) : string list =
+    match partKind part with
+    | "text" ->
+        match Json.stringProp "text" part with
+        | Some t when t <> "" -> [ t ]
+        | _ -> []
+    | "file" ->
+        let file = Json.prop "file" part
+        let field n = file |> Option.bind (Json.stringProp n) |> Option.filter (fun s -> s.Trim() <> "")
+        match [ field "name"; field "uri" ] |> List.choose id with
+        | [] -> []
+        | fields -> [ "[attachment: " + String.Join(" ", fields) + "]" ]
+    | _ -> []
+
+/// The text of an A2A parts array (text parts joined by newlines); None when there is none.
+let textOfParts (parts: JsonNode) : string option =
+    match Json.asArray parts with
+    | None -> None
+    | Some items ->
+        match items |> List.collect partLines with
+        | [] -> None
+        | lines -> Some(String.Join("\n", lines))
+
+/// request_body as a JSON object (it may arrive as a JSON string holding JSON).
+let private requestBody (row: JsonNode) : JsonNode option =
+    match Json.prop "request_body" row with
+    | Some(:? JsonObject as o) -> Some(o :> JsonNode)
+    | Some body ->
+        match Json.asString body |> Option.bind Json.tryParse with
+        | Some(:? JsonObject as o) -> Some(o :> JsonNode)
+        | _ -> None
+    | None -> None
+
+let private textOfRow (row: JsonNode) : string =
+    let fromParts =
+        requestBody row
+        |> Option.bind (fun body ->
+            [ [ "params"; "message"; "parts" ]; [ "params"; "parts" ]; [ "parts" ] ]
+            |> List.tryPick (fun p -> Json.path p body |> Option.bind textOfParts))
+    match fromParts with
+    | Some t -> t
+    | None ->
+        match Json.stringProp "summary" row with
+        | Some s when s.Trim() <> "" -> s
+        | _ -> "(empty A2A message)"
+
+let private seqOf (row: JsonNode) : int64 option =
+    match Json.prop "seq" row with
+    | Some(:? JsonValue as v) ->
+        match v.TryGetValue<int64>() with
+        | true, n when n >= 0L -> Some n
+        | _ ->
+            match Json.asString v |> Option.map (fun s -> Int64.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture)) with
+            | Some(true, n) -> Some n
+            | _ -> None
+    | _ -> None
+
+let private idOf (row: JsonNode) : string option =
+    Json.prop "id" row |> Option.bind Json.asScalarText |> Option.filter (fun s -> s.Trim() <> "" && s.Length <= 256)
+
+let private readRow (row: JsonNode) : Result<Row, Skipped> =
+    match row with
+    | :? JsonObject ->
+        match idOf row with
+        | None -> Error { Id = None; Reason = "the row has no usable id" }
+        | Some id ->
+            let message = textOfRow row
+            if message.Length > maxTextChars then
+                Error { Id = Some id; Reason = $"the message text has {message.Length.ToString(CultureInfo.InvariantCulture)} characters (limit {maxTextChars.ToString(CultureInfo.InvariantCulture)})" }
+            else
+                let createdAt = text "created_at" row
+                Ok
+                    { Id = id
+                      Seq = seqOf row
+                      CreatedAt = createdAt
+                      At = parseTime createdAt
+                      ActivityType = text "activity_type" row
+                      Method = text "method" row
+                      SourceId = (text "source_id" row).Trim()
+                      Summary = text "summary" row
+                      Text = message
+                      PeerName = optionalText "peer_name" row
+                      PeerRole = optionalText "peer_role" row
+                      AgentCardUrl = optionalText "agent_card_url" row }
+    | _ -> Error { Id = None; Reason = "the row is not a JSON object" }
+
+/// One row of an activity page. Never throws.
+let parseRow (row: JsonNode) : Result<Row, Skipped> =
+    try
+        readRow row
+    with e ->
+        Error { Id = (try idOf row with _ -> None); Reason = $"the row cannot be read ({e.GetType().Name})" }
+
+/// The rows of an activity page body (a JSON array); Error with a reason when the body is not one.
+let parsePage (body: string) : Result<JsonNode list, string> =
+    match Json.tryParse body |> Option.bind Json.asArray with
+    | Some rows -> Ok rows
+    | None -> Error "the body is not a JSON array"
