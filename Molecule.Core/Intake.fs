@@ -147,10 +147,9 @@ let private itemsOf (s: State) (rows: Text.Json.Nodes.JsonNode list) : Ledger.It
             let id = defaultArg k.Id "(no id)"
             Log(Warning, $"inbox: skipped activity row {id}: {k.Reason} ({fmt (s.Skipped - int64 skipped.Length + int64 i + 1L)} skipped since start)"))
     let key (item: Ledger.Item) =
-        match item with
-        | Ledger.Readable r ->
-            ((match r.At with Some t -> t.UtcTicks | None -> Int64.MaxValue), defaultArg r.Seq 0L, r.Id)
-        | Ledger.Unreadable k -> (Int64.MaxValue, 0L, defaultArg k.Id "")
+        ((match Ledger.itemTime item with Some t -> t.UtcTicks | None -> Int64.MaxValue),
+         defaultArg (Ledger.itemSeq item) 0L,
+         defaultArg (Ledger.itemId item) "")
     List.sortBy key items, s, logs
 
 let private pauseLogs (before: State) (paused: bool) =
@@ -175,8 +174,8 @@ let private isDeliverable (ledger: Ledger.State) (item: Ledger.Item) =
 /// beyond are dropped) and at most `room + pageLimit` rows in all (the oldest handled rows are dropped first).
 let private gather (ledger: Ledger.State) (r: Replay) (page: Ledger.Item list) : Replay * int =
     let fresh =
-        page |> List.filter (fun i -> match i with Ledger.Readable row -> not (r.Ids.Contains row.Id) | Ledger.Unreadable _ -> true)
-    let ids = fresh |> List.fold (fun (acc: Set<string>) i -> match i with Ledger.Readable row -> acc.Add row.Id | _ -> acc) r.Ids
+        page |> List.filter (fun i -> match Ledger.itemId i with Some id -> not (r.Ids.Contains id) | None -> true)
+    let ids = fresh |> List.fold (fun (acc: Set<string>) i -> match Ledger.itemId i with Some id -> acc.Add id | None -> acc) r.Ids
     let items = fresh @ r.Items
     let room = Ledger.room ledger
     let rec keep (n: int) (acc: Ledger.Item list) (xs: Ledger.Item list) =
@@ -199,9 +198,7 @@ let private gather (ledger: Ledger.State) (r: Replay) (page: Ledger.Item list) :
     { r with Items = kept; Ids = ids; Truncated = r.Truncated || truncated }, fresh.Length
 
 let private oneMicrosecondAfter (items: Ledger.Item list) : string option =
-    items
-    |> List.tryPick (function Ledger.Readable row -> row.At | _ -> None)
-    |> Option.map (fun t -> Activity.formatTime (t.AddTicks 10L))
+    items |> List.tryPick Ledger.itemTime |> Option.map (fun t -> Activity.formatTime (t.AddTicks 10L))
 
 let private onActivity (cfg: Config) (response: Response) (ledger: Ledger.State) (s: State) : Outcome =
     match response with
@@ -225,10 +222,18 @@ let private onActivity (cfg: Config) (response: Response) (ledger: Ledger.State)
                 let allBelowFloor =
                     match ledger.Floor with
                     | Some f ->
-                        items |> List.forall (function Ledger.Readable row -> (match row.Seq with Some q -> q <= f | None -> false) | _ -> true)
+                        items |> List.forall (fun i -> match Ledger.itemSeq i with Some q -> q <= f | None -> false)
                     | None -> false
-                let exhausted = not pageFull || allBelowFloor || freshCount = 0
-                if not exhausted then
+                let oldest = items |> List.tryPick Ledger.itemTime
+                let exactly = oldest |> Option.map Activity.formatTime
+                let exhausted = not pageFull || allBelowFloor || (freshCount = 0 && r.Before = exactly)
+                if not exhausted && freshCount = 0 then
+                    // More than a page of rows share one timestamp: `before_ts` (strict) cannot page through them.
+                    let instant = defaultArg exactly "?"
+                    let note =
+                        Log(Warning, $"inbox replay: more than {pageLimit.ToString(CultureInfo.InvariantCulture)} rows share the timestamp {instant}; rows of that instant beyond one page cannot be fetched")
+                    settle { s with Phase = Replaying { r with Before = exactly } } [] (logs @ [ note ]) true
+                elif not exhausted then
                     settle { s with Phase = Replaying { r with Before = oneMicrosecondAfter items } } [] logs true
                 else
                     let take, held = Ledger.take r.Truncated r.Items ledger

@@ -178,20 +178,20 @@ type Item =
     | Readable of Activity.Row
     | Unreadable of Activity.Skipped
 
-let private itemId (item: Item) =
+let itemId (item: Item) =
     match item with
     | Readable r -> Some r.Id
     | Unreadable s -> s.Id
 
-let private itemTime (item: Item) =
+let itemTime (item: Item) =
     match item with
     | Readable r -> r.At
-    | Unreadable _ -> None
+    | Unreadable k -> k.At
 
-let private itemSeq (item: Item) =
+let itemSeq (item: Item) =
     match item with
     | Readable r -> r.Seq
-    | Unreadable _ -> None
+    | Unreadable k -> k.Seq
 
 /// Takes a batch of rows given oldest first (as `since_id` returns them, or a replay sorted so): delivers the
 /// new ones while there is room, and moves the cursor as far as it safely can — never past a row it could not

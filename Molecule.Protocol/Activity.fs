@@ -27,8 +27,12 @@ type Row =
       PeerRole: string option
       AgentCardUrl: string option }
 
-/// Why a row was skipped; the id when it could be read.
-type Skipped = { Id: string option; Reason: string }
+/// Why a row was skipped, with its id, seq and time when they could be read (so it still orders and moves the cursor).
+type Skipped =
+    { Id: string option
+      Seq: int64 option
+      At: DateTimeOffset option
+      Reason: string }
 
 /// The largest message text accepted (characters); a longer row is skipped.
 let maxTextChars = 1_000_000
@@ -124,15 +128,24 @@ let private seqOf (row: JsonNode) : int64 option =
 let private idOf (row: JsonNode) : string option =
     Json.prop "id" row |> Option.bind Json.asScalarText |> Option.filter (fun s -> s.Trim() <> "" && s.Length <= 256)
 
+let private skipped (row: JsonNode) (reason: string) : Skipped =
+    let safe f = try f () with _ -> None
+    { Id = safe (fun () -> idOf row)
+      Seq = safe (fun () -> seqOf row)
+      At = safe (fun () -> parseTime (text "created_at" row))
+      Reason = reason }
+
 let private readRow (row: JsonNode) : Result<Row, Skipped> =
     match row with
     | :? JsonObject ->
         match idOf row with
-        | None -> Error { Id = None; Reason = "the row has no usable id" }
+        | None -> Error(skipped row "the row has no usable id")
+        | Some _ when not (Json.decodes row) ->
+            Error(skipped row "the row holds a string that is not valid text (a lone UTF-16 surrogate escape)")
         | Some id ->
             let message = textOfRow row
             if message.Length > maxTextChars then
-                Error { Id = Some id; Reason = $"the message text has {message.Length.ToString(CultureInfo.InvariantCulture)} characters (limit {maxTextChars.ToString(CultureInfo.InvariantCulture)})" }
+                Error(skipped row $"the message text has {message.Length.ToString(CultureInfo.InvariantCulture)} characters (limit {maxTextChars.ToString(CultureInfo.InvariantCulture)})")
             else
                 let createdAt = text "created_at" row
                 Ok
@@ -148,14 +161,14 @@ let private readRow (row: JsonNode) : Result<Row, Skipped> =
                       PeerName = optionalText "peer_name" row
                       PeerRole = optionalText "peer_role" row
                       AgentCardUrl = optionalText "agent_card_url" row }
-    | _ -> Error { Id = None; Reason = "the row is not a JSON object" }
+    | _ -> Error { Id = None; Seq = None; At = None; Reason = "the row is not a JSON object" }
 
 /// One row of an activity page. Never throws.
 let parseRow (row: JsonNode) : Result<Row, Skipped> =
     try
         readRow row
     with e ->
-        Error { Id = (try idOf row with _ -> None); Reason = $"the row cannot be read ({e.GetType().Name})" }
+        Error(skipped row $"the row cannot be read ({e.GetType().Name})")
 
 /// The rows of an activity page body (a JSON array); Error with a reason when the body is not one.
 let parsePage (body: string) : Result<JsonNode list, string> =

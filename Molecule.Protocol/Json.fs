@@ -53,6 +53,15 @@ let private stringValue (v: JsonValue) : string option =
     with _ ->
         None
 
+/// True when every property name and string value in the tree decodes (no lone UTF-16 surrogate escapes).
+let rec decodes (node: JsonNode) : bool =
+    match node with
+    | :? JsonObject as o ->
+        o |> Seq.forall (fun kv -> not (isNull kv.Key) && (isNull kv.Value || decodes kv.Value))
+    | :? JsonArray as a -> a |> Seq.forall (fun n -> isNull n || decodes n)
+    | :? JsonValue as v when v.GetValueKind() = JsonValueKind.String -> (stringValue v).IsSome
+    | _ -> true
+
 /// String value of a node (only JSON strings that decode).
 let asString (node: JsonNode) : string option =
     match node with

@@ -28,7 +28,10 @@ let cfg: Config =
       PollTimeoutSecs = 30
       HeartbeatIntervalSecs = 20.0
       PollIntervalSecs = 5.0
-      Tier = 1 }
+      Tier = 1
+      ReplaySecs = 600
+      RenotifySecs = 300.0
+      MaxLineBytes = 4194304 }
 
 let header (name: string) (r: Request) =
     r.Headers |> List.filter (fun (k, _) -> k = name) |> List.map snd
@@ -86,9 +89,22 @@ let ``activity asks for a2a_receive rows since a cursor or a window`` () =
     let a = Api.activity cfg (SinceId("row 1/2", 100))
     Assert.Equal(Get, a.Method)
     Assert.Equal("https://tenant.example.com/workspaces/" + ownId + "/activity?type=a2a_receive&since_id=row%201%2F2&limit=100", a.Url)
-    let b = Api.activity cfg (SinceSecs(600, 50))
+    let b = Api.activity cfg (Window(600, None, 50))
     Assert.Equal($"https://tenant.example.com/workspaces/{ownId}/activity?type=a2a_receive&since_secs=600&limit=50", b.Url)
     Assert.Equal(10.0, b.TimeoutSecs)
+    let c = Api.activity cfg (Window(2592000, Some "2026-05-01T12:00:00.0000010Z", 500))
+    Assert.Equal(
+        "https://tenant.example.com/workspaces/" + ownId + "/activity?type=a2a_receive&since_secs=2592000&limit=500&before_ts=2026-05-01T12%3A00%3A00.0000010Z",
+        c.Url
+    )
+
+[<Fact>]
+let ``ack posts the handled seq to the workspace's activity/ack`` () =
+    let r = Api.ack cfg 42L
+    Assert.Equal(Post, r.Method)
+    Assert.Equal($"https://tenant.example.com/workspaces/{ownId}/activity/ack", r.Url)
+    Assert.Equal(JsonBody "{\"acked_seq\":42}", r.Body)
+    Assert.Contains(("Authorization", "Bearer tok_SECRET_0123456789"), r.Headers)
 
 [<Fact>]
 let ``workspace peers and discover use the reference paths`` () =
@@ -227,7 +243,8 @@ let private allRequests =
             [ "register", Api.register c
               "heartbeat", Api.heartbeat c n
               "activity", Api.activity c (SinceId(a, 100))
-              "activity", Api.activity c (SinceSecs(n, 100))
+              "activity", Api.activity c (Window(n, Some a, 100))
+              "ack", Api.ack c (int64 n)
               "workspace", Api.workspace c
               "peers", Api.peers c
               "discover", Api.discover c a

@@ -35,6 +35,7 @@ let private genMessage: Gen<InboxMessage> =
 
         return
             { ActivityId = id
+              Seq = None
               Text = text
               PeerId = peer
               Kind = kind
@@ -177,6 +178,7 @@ let ``rule: instructions mention the poll timeout`` () =
 let ``example: Appendix B canvas "hi" message gives the exact params`` () =
     let msg =
         { ActivityId = "5f0c2a8e-3b1d-4c6e-9a7f-0d1e2f3a4b5c"
+          Seq = None
           Text = "hi"
           PeerId = ""
           Kind = CanvasUser
@@ -194,6 +196,7 @@ let ``example: Appendix B canvas "hi" message gives the exact params`` () =
 let ``example: peer message keeps peer_id and multi-line content verbatim`` () =
     let msg =
         { ActivityId = "a1"
+          Seq = None
           Text = "line 1\nline \"2\"\t<end>"
           PeerId = "0b7e7a2c-1111-4222-8333-944445555666"
           Kind = PeerAgent

@@ -16,28 +16,23 @@ open Molecule.Tests.Core.ApiTests
 
 type Fake =
     { Http: Request -> Response
-      Inbox: InboxOp -> InboxAnswer
       Files: string list -> FileCheck list }
 
 type Run =
     { Output: ToolOutput
       Observations: Observation list
       Requests: Request list
-      InboxOps: InboxOp list
-      FileChecks: string list list
-      Ids: string list }
+      FileChecks: string list list }
 
-let interpret (fake: Fake) (step: Step) : Run =
+let interpret (fake: Fake) (program: Program) : Run =
     let requests = ResizeArray()
-    let inboxOps = ResizeArray()
     let fileChecks = ResizeArray()
-    let ids = ResizeArray()
 
-    let rec go (n: int) (step: Step) =
+    let rec go (n: int) (program: Program) =
         if n > 100 then
             failwith "program did not finish within 100 steps"
 
-        match step with
+        match program with
         | Done(o, obs) -> o, obs
         | Call(r, k) ->
             requests.Add r
@@ -45,25 +40,23 @@ let interpret (fake: Fake) (step: Step) : Run =
         | CheckFiles(paths, k) ->
             fileChecks.Add paths
             go (n + 1) (k (fake.Files paths))
-        | Inbox(op, k) ->
-            inboxOps.Add op
-            go (n + 1) (k (fake.Inbox op))
-        | NewId k ->
-            let suffix = (ids.Count + 1).ToString("D12")
-            let id = $"00000000-0000-4000-8000-{suffix}"
-            ids.Add id
-            go (n + 1) (k id)
 
-    let o, obs = go 0 step
+    let o, obs = go 0 program
 
     { Output = o
       Observations = obs
       Requests = List.ofSeq requests
-      InboxOps = List.ofSeq inboxOps
-      FileChecks = List.ofSeq fileChecks
-      Ids = List.ofSeq ids }
+      FileChecks = List.ofSeq fileChecks }
 
-let ctx: ToolContext = { Config = cfg; Removed = None; PeerNames = Map.empty }
+/// The program of a platform tool (the inbox tools have none: the agent serves them).
+let programOf (c: ToolContext) (call: ToolCall) : Program =
+    match Dispatch.run c call with
+    | Some p -> p
+    | None -> failwith "not a platform tool"
+
+let nonce = "00000000-0000-4000-8000-000000000001"
+
+let ctx: ToolContext = { Config = cfg; Removed = None; PeerNames = Map.empty; Nonce = nonce }
 
 /// The path of a request (URL without base and query).
 let pathOf (r: Request) =
@@ -74,12 +67,10 @@ let pathOf (r: Request) =
 
 let reply status (body: string) = Reply(status, body)
 
-let noInbox (_: InboxOp) = InboxDisabled
 let allFilesOk (paths: string list) = paths |> List.map (fun _ -> FileOk 10L)
 
 let withHttp (f: HttpMethod -> string -> Request -> Response) =
     { Http = (fun r -> f r.Method (pathOf r) r)
-      Inbox = noInbox
       Files = allFilesOk }
 
 let own = $"/workspaces/{ownId}"
@@ -108,7 +99,7 @@ let happy (m: HttpMethod) (path: string) (r: Request) : Response =
     | Get, p when p = own + "/memories" -> reply 200 "[]"
     | _ -> reply 404 "{\"error\":\"no such route\"}"
 
-let runWith (f: HttpMethod -> string -> Request -> Response) (c: ToolContext) (call: ToolCall) = interpret (withHttp f) (Dispatch.run c call)
+let runWith (f: HttpMethod -> string -> Request -> Response) (c: ToolContext) (call: ToolCall) = interpret (withHttp f) (programOf c call)
 
 /// `happy`, except for requests whose path ends with `suffix` (and method matches).
 let except (m: HttpMethod) (suffix: string) (resp: Response) =
@@ -177,7 +168,7 @@ let ``list_peers with no peers says so`` () =
 [<Fact>]
 let ``list_peers diagnostics are errors`` () =
     let check resp (expected: string) =
-        let run = interpret { Http = (fun _ -> resp); Inbox = noInbox; Files = allFilesOk } (Dispatch.run ctx ListPeers)
+        let run = interpret { Http = (fun _ -> resp); Files = allFilesOk } (programOf ctx ListPeers)
         Assert.True(isError run)
         Assert.Contains(expected, run.Output.Text)
 
@@ -202,8 +193,8 @@ let ``delegate_task discovers, reports, sends and returns the peer's text`` () =
     Assert.Equal("hi", run.Output.Text)
     Assert.Equal<string list>([ $"/registry/discover/{peerId}"; own + "/activity"; a2aPath; own + "/activity" ], paths run)
     let send = run.Requests[2]
-    Assert.Equal(Some run.Ids[0], str [ "id" ] send)
-    Assert.Equal(Some run.Ids[1], str [ "params"; "message"; "messageId" ] send)
+    Assert.Equal(Some(ToolKit.derivedId nonce "rpc"), str [ "id" ] send)
+    Assert.Equal(Some nonce, str [ "params"; "message"; "messageId" ] send)
     Assert.Equal(Some "Summarise the paper", bodyJson send |> Option.bind (Json.path [ "params"; "message"; "parts" ]) |> Option.bind Json.asArray |> Option.bind List.tryHead |> Option.bind (Json.stringProp "text"))
     Assert.Equal(Some "Delegating to Bob", str [ "summary" ] run.Requests[1])
     Assert.Equal(Some "a2a_send", str [ "activity_type" ] run.Requests[1])
@@ -364,60 +355,6 @@ let ``check_task_status unknown id is not_found and no id lists a summary`` () =
     Assert.Contains("HTTP 500: db down", failed.Output.Text)
 
 // ---------------------------------------------------------------------------------------------
-// Inbox tools
-// ---------------------------------------------------------------------------------------------
-
-let message: InboxMessage =
-    { ActivityId = "act-1"
-      Text = "hello"
-      PeerId = peerId
-      Kind = PeerAgent
-      Method = "message/send"
-      CreatedAt = "2026-01-01T00:00:00Z" }
-
-let withInbox (answer: InboxOp -> InboxAnswer) =
-    { Http = (fun _ -> failwith "inbox tools must not call the platform")
-      Inbox = answer
-      Files = allFilesOk }
-
-[<Fact>]
-let ``wait_for_message returns the message or a timeout`` () =
-    let got = interpret (withInbox (fun _ -> Waited(Some message))) (Dispatch.run ctx (WaitForMessage 5.0))
-    Assert.True(isSuccess got)
-    Assert.Equal<InboxOp list>([ Wait 5.0 ], got.InboxOps)
-    let out = (Json.tryParse got.Output.Text).Value
-    Assert.Equal(Some "act-1", Json.stringProp "activity_id" out)
-    Assert.Equal(Some "peer_agent", Json.stringProp "kind" out)
-    Assert.Equal(Some peerId, Json.stringProp "peer_id" out)
-    Assert.Equal(Some "message/send", Json.stringProp "method" out)
-    Assert.Equal(Some "hello", Json.stringProp "text" out)
-    Assert.Equal(Some "2026-01-01T00:00:00Z", Json.stringProp "created_at" out)
-    let timeout = interpret (withInbox (fun _ -> Waited None)) (Dispatch.run ctx (WaitForMessage 999.0))
-    Assert.Equal<InboxOp list>([ Wait 300.0 ], timeout.InboxOps)
-    let t = (Json.tryParse timeout.Output.Text).Value
-    Assert.Equal(Some "true", Json.prop "timeout" t |> Option.bind Json.asScalarText)
-    Assert.Equal(Some 300.0, Json.prop "timeout_secs" t |> Option.bind Json.asFloat)
-
-[<Fact>]
-let ``inbox tools report a disabled inbox as an error`` () =
-    for call in [ WaitForMessage 1.0; InboxPeek 3; InboxPop "a" ] do
-        let run = interpret (withInbox noInbox) (Dispatch.run ctx call)
-        Assert.True(isError run)
-        Assert.Contains("MOLECULE_MCP_DISABLE_INBOX", run.Output.Text)
-
-[<Fact>]
-let ``inbox_peek and inbox_pop`` () =
-    let peek = interpret (withInbox (fun _ -> Messages [ message; { message with ActivityId = "act-2"; Kind = CanvasUser; PeerId = "" } ])) (Dispatch.run ctx (InboxPeek 0))
-    Assert.Equal<InboxOp list>([ Peek 10 ], peek.InboxOps)
-    let items = (Json.tryParse peek.Output.Text |> Option.bind Json.asArray).Value
-    Assert.Equal<string list>([ "peer_agent"; "canvas_user" ], items |> List.choose (Json.stringProp "kind"))
-    let pop = interpret (withInbox (fun _ -> Popped true)) (Dispatch.run ctx (InboxPop "act-1"))
-    Assert.Equal("{\"removed\":true,\"activity_id\":\"act-1\"}", pop.Output.Text)
-    let popNo = interpret (withInbox (fun _ -> Popped false)) (Dispatch.run ctx (InboxPop "x"))
-    Assert.Equal("{\"removed\":false,\"activity_id\":\"x\"}", popNo.Output.Text)
-    Assert.True(isSuccess popNo)
-
-// ---------------------------------------------------------------------------------------------
 // send_message_to_user
 // ---------------------------------------------------------------------------------------------
 
@@ -450,15 +387,15 @@ let ``send_message_to_user attachment problems send nothing`` () =
     let files checks =
         { withHttp happy with Files = fun _ -> checks }
 
-    let missing = interpret (files [ FileOk 1L; FileMissing ]) (Dispatch.run ctx (SendMessageToUser("m", [ "/a"; "/b" ])))
+    let missing = interpret (files [ FileOk 1L; FileMissing ]) (programOf ctx (SendMessageToUser("m", [ "/a"; "/b" ])))
     Assert.True(isError missing)
     Assert.StartsWith("Error: attachment not found: /b", missing.Output.Text)
     Assert.Empty(missing.Requests)
-    let big = interpret (files [ FileOk(26L * 1024L * 1024L) ]) (Dispatch.run ctx (SendMessageToUser("m", [ "/a" ])))
+    let big = interpret (files [ FileOk(26L * 1024L * 1024L) ]) (programOf ctx (SendMessageToUser("m", [ "/a" ])))
     Assert.True(isError big)
     Assert.Contains("25 MB", big.Output.Text)
     Assert.Empty(big.Requests)
-    let unreadable = interpret (files [ FileUnreadable "permission denied" ]) (Dispatch.run ctx (SendMessageToUser("m", [ "/a" ])))
+    let unreadable = interpret (files [ FileUnreadable "permission denied" ]) (programOf ctx (SendMessageToUser("m", [ "/a" ])))
     Assert.Contains("permission denied", unreadable.Output.Text)
     Assert.Empty(unreadable.Requests)
 
@@ -541,9 +478,6 @@ let private platformCallGen: Gen<ToolCall> =
                   RecallMemory(task, Some scope)
                   RecallMemory("", None) ]
     }
-
-let private inboxCallGen =
-    Gen.oneof [ Gen.choose (0, 300) |> Gen.map (float >> WaitForMessage); Gen.choose (-5, 50) |> Gen.map InboxPeek; words |> Gen.map InboxPop ]
 
 let private removedInfoGen =
     gen {
@@ -645,17 +579,6 @@ let ``rule: a known-removed workspace makes no platform request`` () =
     )
 
 [<Fact>]
-let ``rule: inbox tools keep working when the workspace is removed`` () =
-    Check.One(
-        quick 100,
-        Prop.forAll (Arb.fromGen inboxCallGen) (fun call ->
-            let info = { Id = ownId; RemovedAt = None; Hint = Text.defaultRemovedHint }
-            let fake = withInbox (fun op -> match op with Pop _ -> Popped true | Peek _ -> Messages [ message ] | Wait _ -> Waited(Some message))
-            let run = interpret fake (Dispatch.run { ctx with Removed = Some info } call)
-            isSuccess run && run.InboxOps.Length = 1)
-    )
-
-[<Fact>]
 let ``rule: any 410 yields the tailored removed message and a WorkspaceRemoved observation`` () =
     Check.One(
         quick 300,
@@ -682,7 +605,7 @@ let ``rule: any 410 yields the tailored removed message and a WorkspaceRemoved o
                 i <- i + 1
                 if i = target then reply 410 body else happy r.Method (pathOf r) r
 
-            let run = interpret { Http = http; Inbox = noInbox; Files = allFilesOk } (Dispatch.run ctx call)
+            let run = interpret { Http = http; Files = allFilesOk } (programOf ctx call)
 
             isError run
             && run.Output.Text.Contains(Text.removed expected)
@@ -704,7 +627,7 @@ let ``rule: failures are flagged isError`` () =
     Check.One(
         quick 300,
         Prop.forAll (Arb.fromGen (Gen.zip platformCallGen failureGen)) (fun (call, failure) ->
-            let run = interpret { Http = (fun _ -> failure); Inbox = noInbox; Files = allFilesOk } (Dispatch.run ctx call)
+            let run = interpret { Http = (fun _ -> failure); Files = allFilesOk } (programOf ctx call)
             isError run && run.Output.Text <> "")
     )
 
@@ -719,27 +642,21 @@ let ``rule: async delegation re-send is never an error`` () =
                 except Post "/delegate" (reply 200 "{\"delegation_id\":\"d-1\",\"status\":\"pending\",\"target_id\":\"x\",\"idempotent_hit\":true}")
 
             // the second run gets a different nonce from the host
-            let second =
-                interpret
-                    (withHttp hit)
-                    (NewId(fun _ -> Dispatch.run ctx (DelegateTaskAsync(peer, task))))
+            let second = interpret (withHttp hit) (programOf { ctx with Nonce = "another-nonce" } (DelegateTaskAsync(peer, task)))
 
             let key (run: Run) = str [ "idempotency_key" ] run.Requests.Head
 
             let keyFor nonce =
-                match Dispatch.run ctx (DelegateTaskAsync(peer, task)) with
-                | NewId k ->
-                    match k nonce with
-                    | Call(r, _) -> str [ "idempotency_key" ] r
-                    | _ -> None
+                match programOf { ctx with Nonce = nonce } (DelegateTaskAsync(peer, task)) with
+                | Call(r, _) -> str [ "idempotency_key" ] r
                 | _ -> None
 
             isSuccess first
             && isSuccess second
             && Json.tryParse second.Output.Text |> Option.bind (Json.stringProp "delegation_id") = Some "d-1"
             && key first <> key second
-            && key first <> keyFor "another-nonce"
-            && key first = keyFor first.Ids.Head)
+            && key first <> keyFor "a-third-nonce"
+            && key first = keyFor nonce)
     )
 
 let private secretGen: Gen<string * string> =
@@ -805,23 +722,12 @@ let private anyCallGen: Gen<ToolCall> =
 
     Gen.oneof
         [ platformCallGen
-          inboxCallGen
           Gen.zip s s |> Gen.map DelegateTask
           Gen.zip s s |> Gen.map DelegateTaskAsync
           Gen.zip s (Gen.optionOf s) |> Gen.map CheckTaskStatus
-          ArbMap.defaults |> ArbMap.generate<float> |> Gen.map WaitForMessage
-          ArbMap.defaults |> ArbMap.generate<int> |> Gen.map InboxPeek
-          s |> Gen.map InboxPop
           Gen.zip s (Gen.listOf s) |> Gen.map SendMessageToUser
           Gen.zip s scopeGen |> Gen.map CommitMemory
           Gen.zip s (Gen.optionOf scopeGen) |> Gen.map RecallMemory ]
-
-let private inboxAnswerGen: Gen<InboxAnswer> =
-    Gen.oneof
-        [ Gen.constant InboxDisabled
-          Gen.elements [ true; false ] |> Gen.map Popped
-          Gen.elements [ None; Some message ] |> Gen.map Waited
-          Gen.choose (0, 3) |> Gen.map (fun n -> Messages(List.replicate n message)) ]
 
 let private fileCheckGen: Gen<FileCheck list> =
     Gen.listOf (
@@ -837,22 +743,21 @@ let ``rule: dispatch never throws for any response`` () =
         gen {
             let! call = anyCallGen
             let! responses = Gen.nonEmptyListOf anyResponseGen
-            let! answer = inboxAnswerGen
             let! files = fileCheckGen
             let! removed = Gen.elements [ None; Some { Id = ownId; RemovedAt = None; Hint = "h" } ]
-            return call, responses, answer, files, removed
+            return call, responses, files, removed
         }
 
     Check.One(
         quick 500,
-        Prop.forAll (Arb.fromGen scenario) (fun (call, responses, answer, files, removed) ->
+        Prop.forAll (Arb.fromGen scenario) (fun (call, responses, files, removed) ->
             let mutable i = -1
             let http (_: Request) =
                 i <- i + 1
                 responses[i % responses.Length]
 
             let run =
-                interpret { Http = http; Inbox = (fun _ -> answer); Files = (fun _ -> files) } (Dispatch.run { ctx with Removed = removed } call)
+                interpret { Http = http; Files = (fun _ -> files) } (programOf { ctx with Removed = removed } call)
 
             not (isNull run.Output.Text))
     )
@@ -868,7 +773,7 @@ let ``rule: a timed-out A2A send is a failure and is never re-sent`` () =
             && run.Output.Text.StartsWith "DELEGATION FAILED"
             && run.Output.Text.Contains "300 s"
             && (paths run |> List.filter (fun p -> p.EndsWith "/a2a") |> List.length) = 1
-            && run.Ids.Length = 2)
+            && run.Requests |> List.filter (fun r -> r.Url.EndsWith "/a2a") |> List.length = 1)
     )
 
 [<Fact>]

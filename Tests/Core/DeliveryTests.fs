@@ -1,0 +1,219 @@
+/// The delivery rules of issue 6 as properties over the simulated world (Sim.fs): whatever the interleaving of
+/// arrivals (backlogs far beyond one page, equal timestamps, unreadable rows, echoes), polls, lost answers, pops,
+/// crashes between any two steps, restarts, pruning and 410s — every message is handled exactly once, nothing
+/// handled is shown again, nothing unreadable stalls intake.
+module Molecule.Tests.Core.DeliveryTests
+
+open System
+open Xunit
+open FsCheck
+open FsCheck.FSharp
+open Molecule.Core
+open Molecule.Protocol
+open Molecule.Tests.Core.Sim
+
+type Op =
+    | Arrive of kind: RowKind * sameMs: bool * count: int
+    | Tick
+    | AnswerNext
+    | LoseNext
+    | Handle of count: int
+    | Crash
+    /// The platform prunes rows the agent has handled (what retention does to acknowledged rows): a cursor on one
+    /// of them gets 410.
+    | PruneHandled
+
+let private opGen (backlog: bool) : Gen<Op> =
+    let count =
+        if backlog then Gen.frequency [ 6, Gen.choose (1, 5); 1, Gen.choose (520, 1300) ]
+        else Gen.choose (1, 5)
+    let arrive =
+        gen {
+            let! kind = Gen.frequency [ 5, Gen.constant Peer; 3, Gen.constant Canvas; 1, Gen.constant NotifyEcho; 1, Gen.constant Garbled ]
+            let! n = count
+            // Rows sharing one timestamp come in small groups (a transaction's rows); a page-sized group is not real.
+            let! same = if n > 5 then Gen.constant false else Gen.frequency [ 3, Gen.constant false; 1, Gen.constant true ]
+            return Arrive(kind, same, n)
+        }
+    Gen.frequency
+        [ 4, arrive
+          3, Gen.constant Tick
+          4, Gen.constant AnswerNext
+          1, Gen.constant LoseNext
+          3, Gen.choose (1, 4) |> Gen.map Handle
+          1, Gen.constant Crash
+          1, Gen.constant PruneHandled ]
+
+type Outcome =
+    { Rows: Row list
+      Popped: string list
+      /// Ids pushed after they were popped.
+      PushedAfterPop: string list
+      Left: string list }
+
+/// Runs a schedule, then lets the agent work until everything is handled.
+let run (ackSupported: bool) (ops: Op list) : Outcome =
+    let mutable w = world ackSupported
+    let popped = Collections.Generic.List<string>()
+    let poppedSet = Collections.Generic.HashSet<string>()
+    let pushedAfterPop = Collections.Generic.List<string>()
+    let watch (before: World) (after: World) =
+        for id in after.Notified |> List.skip before.Notified.Length do
+            if poppedSet.Contains id then pushedAfterPop.Add id
+    let act (f: World -> World) =
+        let before = w
+        w <- f w
+        watch before w
+    let handle () =
+        let before = w
+        let w', id = handleOne w
+        w <- w'
+        watch before w
+        match id with
+        | Some id ->
+            popped.Add id
+            poppedSet.Add id |> ignore
+            true
+        | None -> false
+    for op in ops do
+        match op with
+        | Arrive(kind, same, n) ->
+            for _ in 1..n do
+                w <- { w with Platform = fst (append kind same w.Platform) }
+        | Tick -> act tick
+        | AnswerNext -> act (answerOne false)
+        | LoseNext -> act (answerOne true)
+        | Handle n ->
+            for _ in 1..n do
+                handle () |> ignore
+        | Crash -> act start
+        | PruneHandled ->
+            let p = w.Platform
+            w <- { w with Platform = { p with Pruned = Set.union p.Pruned (Set.ofSeq poppedSet) } }
+    // Drain: answer, handle everything waiting, tick — until quiet.
+    let total = w.Platform.Rows.Length
+    let mutable quiet = 0
+    let mutable rounds = 0
+    while quiet < 3 && rounds < total * 3 + 100 do
+        rounds <- rounds + 1
+        act settle
+        let mutable any = false
+        while handle () do
+            any <- true
+        if any then quiet <- 0 else quiet <- quiet + 1
+        act tick
+    { Rows = w.Platform.Rows
+      Popped = List.ofSeq popped
+      PushedAfterPop = List.ofSeq pushedAfterPop
+      Left = waiting w }
+
+let private check (ackSupported: bool) (backlog: bool) (maxTest: int) =
+    let schedule = Gen.listOf (opGen backlog) |> Gen.resize 30
+    Check.One(
+        Config.QuickThrowOnFailure.WithMaxTest maxTest,
+        Prop.forAll (Arb.fromGen schedule) (fun ops ->
+            let o = run ackSupported ops
+            let expected = o.Rows |> List.filter delivers |> List.map (fun r -> r.Id)
+            let dupes = o.Popped |> List.countBy id |> List.filter (fun (_, n) -> n > 1)
+            let missing = Set.difference (Set.ofList expected) (Set.ofList o.Popped)
+            let foreign = Set.difference (Set.ofList o.Popped) (Set.ofList expected)
+            (dupes.IsEmpty |> Prop.label $"handled twice: {dupes}")
+            .&. (missing.IsEmpty |> Prop.label $"never handled ({missing.Count}): {Seq.truncate 5 missing |> List.ofSeq}")
+            .&. (foreign.IsEmpty |> Prop.label $"delivered but not a message: {foreign}")
+            .&. (o.PushedAfterPop.IsEmpty |> Prop.label $"pushed again after pop: {o.PushedAfterPop}")
+            .&. (o.Left.IsEmpty |> Prop.label $"left waiting: {o.Left.Length}"))
+    )
+
+[<Fact>]
+let ``rule: every accepted message is handled exactly once, whatever the interleaving (platform with acknowledgements)`` () =
+    check true false 150
+
+[<Fact>]
+let ``rule: every accepted message is handled exactly once, whatever the interleaving (platform without acknowledgements)`` () =
+    check false false 150
+
+[<Fact>]
+let ``rule: backlogs far beyond one page are delivered exactly once across crashes and 410s`` () =
+    check true true 25
+    check false true 25
+
+// ---------------------------------------------------------------------------------------------
+// The four reported failures, as examples
+// ---------------------------------------------------------------------------------------------
+
+let private queued (n: int) (ack: bool) =
+    let mutable p = platform ack
+    for _ in 1..n do
+        p <- fst (append Peer false p)
+    p
+
+let private drain (w: World) =
+    let mutable w = settle w
+    let handled = Collections.Generic.List<string>()
+    let mutable go = true
+    while go do
+        match handleOne w with
+        | w', Some id ->
+            w <- settle w'
+            handled.Add id
+        | w', None ->
+            w <- w'
+            go <- false
+    w, List.ofSeq handled
+
+[<Fact>]
+let ``example: 150 and 1,000 messages queued before the first start are all delivered, in order`` () =
+    for n in [ 150; 1000 ] do
+        for ack in [ true; false ] do
+            let w0 = world ack
+            let w = start { w0 with Platform = queued n ack; File = [] }
+            let _, handled = drain w
+            let expected = (queued n ack).Rows |> List.map (fun r -> r.Id)
+            Assert.Equal<string list>(expected, handled)
+
+[<Fact>]
+let ``example: a 410 with 150 unread messages loses none`` () =
+    for ack in [ true; false ] do
+        let w, _ = drain (start { world ack with Platform = queued 1 ack })
+        // The cursor row is pruned, then 150 messages arrive: the next poll gets 410 and replays.
+        let p = { w.Platform with Pruned = w.Platform.Rows |> List.map (fun r -> r.Id) |> Set.ofList }
+        let p = (p, [ 1..150 ]) ||> List.fold (fun p _ -> fst (append Canvas false p))
+        let w, handled = drain (tick { w with Platform = p })
+        Assert.Equal(150, handled.Length)
+        Assert.Empty(waiting w)
+
+[<Fact>]
+let ``example: a popped message never comes back after a crash right after the pop answer`` () =
+    for ack in [ true; false ] do
+        let w = start { world ack with Platform = queued 3 ack }
+        let w = settle w
+        let first = (waiting w).Head
+        let w, out = call "inbox_pop" [ "activity_id", Json.str first ] w
+        Assert.Equal(Some("{\"removed\":true,\"activity_id\":\"" + first + "\"}"), out |> Option.map (fun o -> o.Text))
+        // kill -9 right after the answer: only the file survives.
+        let w = settle (start w)
+        Assert.DoesNotContain(first, waiting w)
+        let w = settle (tick (tick w))
+        Assert.DoesNotContain(first, waiting w)
+
+[<Fact>]
+let ``example: a ledger file of another workspace is never loaded`` () =
+    let w = settle (start { world true with Platform = queued 2 true })
+    let text = String.Join("\n", w.File)
+    match Journal.restore otherId text with
+    | Ok _ -> failwith "another workspace's ledger was loaded"
+    | Result.Error(Journal.OtherWorkspace owner) -> Assert.Equal(selfId, owner)
+    | Result.Error other -> failwith $"unexpected refusal {Journal.describeRefusal other}"
+
+[<Fact>]
+let ``example: a restart without local state takes every retained unacknowledged row, however old`` () =
+    // Two messages handled and acknowledged, then the state directory is lost; three more arrived meanwhile, the
+    // oldest of them long before the 600 s replay window.
+    let w, handled = drain (start { world true with Platform = queued 2 true })
+    Assert.Equal(2, handled.Length)
+    Assert.Equal(2L, w.Platform.Floor)
+    let p = (w.Platform, [ 1..3 ]) ||> List.fold (fun p _ -> fst (append Peer false p))
+    let p = { p with Now = p.Now + 5L * 86_400_000L }
+    let w, again = drain (start { w with Platform = p; File = [] })
+    Assert.Equal<string list>(p.Rows |> List.skip 2 |> List.map (fun r -> r.Id), again)
+    Assert.Empty(waiting w)
