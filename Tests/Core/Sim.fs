@@ -10,6 +10,7 @@ open System.Globalization
 open System.Text.Json.Nodes
 open Molecule.Core
 open Molecule.Protocol
+open FsCheck.FSharp
 
 let selfId = "5e1f0000-0000-4000-8000-00000000000a"
 let otherId = "07e00000-0000-4000-8000-00000000000b"
@@ -261,3 +262,25 @@ let handleOne (w: World) : World * string option =
         | _ -> w, None
 
 let waiting (w: World) = Ledger.peek Int32.MaxValue (Agent.primary w.Model).Ledger |> List.map (fun m -> m.ActivityId)
+
+// ---------------------------------------------------------------------------------------------
+// Rows as ledger items
+// ---------------------------------------------------------------------------------------------
+
+let readable (r: Row) =
+    match Activity.parseRow (Json.tryParse (rowJson r)).Value with
+    | Ok row -> Ledger.Readable row
+    | Result.Error skip -> Ledger.Unreadable skip
+
+/// n rows of the given kinds arriving in order, as ledger items.
+let rowsOf (kinds: RowKind list) =
+    let p, rows = ((platform true, []), kinds) ||> List.fold (fun (p, acc) k -> let p, r = append k false p in p, acc @ [ r ])
+    p, rows
+
+let takeAll (items: Ledger.Item list) (s: Ledger.State) =
+    match Ledger.take false items s with
+    | Some t, _ -> Ledger.evolve s (Ledger.Took t)
+    | None, _ -> s
+
+let kindGen = Gen.frequency [ 4, Gen.constant Peer; 2, Gen.constant Canvas; 1, Gen.constant NotifyEcho; 1, Gen.constant Garbled ]
+
