@@ -442,6 +442,9 @@ type RawProcess(proc: Process) =
     let gate = obj ()
     let errLines = ConcurrentQueue<string>()
     let mutable nextId = 1000
+    let parsedGate = obj ()
+    let parsed = ResizeArray<JsonNode>()
+    let mutable parsedOffset = 0
 
     let pump =
         Task.Run(fun () ->
@@ -503,17 +506,21 @@ type RawProcess(proc: Process) =
         $"--- stdout ---\n{this.StdoutText}\n--- stderr ---\n{this.Stderr}"
 
     /// Complete stdout lines parsed as JSON (lines that do not parse are skipped here; see assertJsonRpcLines).
+    /// Parsed once: each call only reads the lines that arrived since the last one.
     member this.Messages: JsonNode list =
-        this.StdoutText.Split('\n')
-        |> Array.choose (fun l ->
-            if l.Trim() = "" then
-                None
-            else
-                try
-                    Some(JsonNode.Parse l)
-                with _ ->
-                    None)
-        |> Array.toList
+        lock parsedGate (fun () ->
+            let bytes = this.StdoutBytes
+            let lastNewline = Array.LastIndexOf(bytes, byte '\n')
+            if lastNewline + 1 > parsedOffset then
+                let text = Encoding.UTF8.GetString(bytes, parsedOffset, lastNewline + 1 - parsedOffset)
+                parsedOffset <- lastNewline + 1
+                for l in text.Split('\n') do
+                    if l.Trim() <> "" then
+                        try
+                            parsed.Add(JsonNode.Parse l)
+                        with _ ->
+                            ()
+            List.ofSeq parsed)
 
     member _.Send(line: string) =
         proc.StandardInput.Write(line + "\n")
