@@ -36,7 +36,24 @@ type Delivery =
 let deliver (env: Env) (caller: Guid option) (target: Workspace) (envelope: JsonObject) : Task<Delivery> =
     task {
         if target.DeliveryMode = "poll" then
-            env.Store.Atomically(fun () -> insertRow env (A2a.queuedRow (newId ()) (env.Now()) caller target envelope) |> ignore)
+            env.Store.Atomically(fun () ->
+                let m = A2a.methodOf envelope
+                let saved = insertRow env (A2a.queuedRow (newId ()) (env.Now()) caller target envelope)
+
+                if caller.IsNone && m = "message/send" then
+                    let data =
+                        Json.sorted
+                            [ "content", Json.str (Json.prop "params" envelope |> Option.bind (Json.prop "message") |> Option.map A2a.textOfParts |> Option.defaultValue "")
+                              "message_id", Json.optStr saved.MessageId
+                              "workspace_id", Json.guidNode target.Id ]
+
+                    publishTo env WorkspaceOnly "USER_MESSAGE" (Some target.Id) [] data
+
+                // the poll short-circuit's write collapses onto the ingest row but rings a second time (spec §1.2)
+                if A2a.isIngest envelope then
+                    let data = Views.activityData saved (Some(A2a.queuedSummary m target.Name))
+                    publishTo env WorkspaceOnly "ACTIVITY_LOGGED" (Some target.Id) [] data)
+
             return QueuedForPoll(A2a.methodOf envelope)
         else
             match target.Url with
@@ -63,6 +80,7 @@ let deliver (env: Env) (caller: Guid option) (target: Workspace) (envelope: Json
                                 Summary = Some $"{A2a.methodOf envelope} → {target.Name}"
                                 RequestBody = Some(Json.compact envelope)
                                 ResponseBody = Json.tryParse body |> Option.map Json.compact
+                                MessageId = A2a.messageIdOf envelope
                                 DurationMs = Some(int (env.Now() - started).TotalMilliseconds)
                                 Status = (if code < 400 then "ok" else "error") }
                         |> ignore)
@@ -128,6 +146,28 @@ let a2a (env: Env) (ctx: HttpContext) : Task<Reply> =
 
 // ---------------------------------------------------------------- delegations
 
+/// DELEGATION_* on the caller: the canvas payload is `delegation_id` + `canvas`; the stream's is `delegation_id`,
+/// `target_id` + `extra` (spec §1.3).
+let private delegationEvent
+    (env: Env)
+    (kind: string)
+    (source: Guid)
+    (delegationId: Guid)
+    (target: Guid)
+    (canvas: (string * JsonNode) list)
+    (extra: (string * JsonNode) list)
+    =
+    publishTo
+        env
+        Everyone
+        kind
+        (Some source)
+        (("delegation_id", Json.guidNode delegationId) :: canvas)
+        (Json.sorted ([ "delegation_id", Json.guidNode delegationId; "target_id", Json.guidNode target ] @ extra))
+
+/// Previews on the stream are capped at 200 characters.
+let private preview (text: string) = Json.str (cap 200 text)
+
 let runDelegation (env: Env) (source: Guid) (target: Guid) (delegationId: Guid) (task': string) : Task =
     task {
         try
@@ -156,17 +196,16 @@ let runDelegation (env: Env) (source: Guid) (target: Guid) (delegationId: Guid) 
 
             env.Store.Transaction(fun () ->
                 let now = env.Now()
-                insertRow env (Delegations.resultRow (newId ()) now source target delegationId outcome) |> ignore
+                insertQuiet env (Delegations.resultRow (newId ()) now source target delegationId outcome) |> ignore
                 env.Store.UpdateActivityStatus(source, delegationId, Delegations.statusOf outcome)
+                let event kind canvas extra = delegationEvent env kind source delegationId target canvas extra
 
                 match outcome with
                 | Delegations.Completed text ->
-                    insertRow env (Delegations.replyRow (newId ()) now source target delegationId text) |> ignore
-                    publish env "DELEGATION_COMPLETE" (Some source) [ "delegation_id", Json.guidNode delegationId ]
-                | Delegations.Queued ->
-                    publish env "DELEGATION_STATUS" (Some source) [ "delegation_id", Json.guidNode delegationId; "status", Json.str "queued" ]
-                | Delegations.Failed d ->
-                    publish env "DELEGATION_FAILED" (Some source) [ "delegation_id", Json.guidNode delegationId; "error", Json.str d ])
+                    insertQuiet env (Delegations.replyRow (newId ()) now source target delegationId text) |> ignore
+                    event "DELEGATION_COMPLETE" [] [ "response_preview", preview text ]
+                | Delegations.Queued -> event "DELEGATION_STATUS" [ "status", Json.str "queued" ] [ "status", Json.str "queued" ]
+                | Delegations.Failed d -> event "DELEGATION_FAILED" [ "error", Json.str d ] [ "error", Json.str d ])
         with e ->
             eprintfn "[platform] delegation %s failed: %s" (Json.guid delegationId) e.Message
     }
@@ -197,8 +236,16 @@ let delegateTask (env: Env) (ctx: HttpContext) : Task<Reply> =
                                     | _ -> ()
 
                                     let id = newId ()
-                                    insertRow env (Delegations.trackingRow id (env.Now()) w.Id req) |> ignore
-                                    publish env "DELEGATION_SENT" (Some w.Id) [ "delegation_id", Json.guidNode id; "target_id", Json.guidNode req.TargetId ]
+                                    insertQuiet env (Delegations.trackingRow id (env.Now()) w.Id req) |> ignore
+
+                                    delegationEvent
+                                        env
+                                        "DELEGATION_SENT"
+                                        w.Id
+                                        id
+                                        req.TargetId
+                                        [ "target_id", Json.guidNode req.TargetId ]
+                                        [ "task_preview", preview req.Task ]
                                     Ok id)
 
                     match decision with
@@ -226,15 +273,19 @@ let notify (env: Env) (ctx: HttpContext) : Task<Reply> =
                 | Error e -> e
                 | Ok(message, atts) ->
                     env.Store.Atomically(fun () ->
-                        insertRow env (A2a.notifyRow (newId ()) (env.Now()) w message atts) |> ignore
+                        insertQuiet env (A2a.notifyRow (newId ()) (env.Now()) w message atts) |> ignore
+                        let core = [ "message", Json.str message; "workspace_id", Json.guidNode w.Id; "name", Json.str w.Name ]
+                        let attachments () = Json.arr (atts |> List.map A2a.attachmentNode) :> JsonNode
 
-                        publish
+                        publishTo
                             env
+                            Everyone
                             "AGENT_MESSAGE"
                             (Some w.Id)
-                            [ "message", Json.str message
-                              "workspace_id", Json.guidNode w.Id
-                              "name", Json.str w.Name
-                              "attachments", Json.arr (atts |> List.map A2a.attachmentNode) ])
+                            (core @ [ "attachments", attachments () ])
+                            (Json.sorted (
+                                [ for (k, v) in core -> k, Json.clone v ]
+                                @ (if atts.IsEmpty then [] else [ "attachments", attachments () ])
+                            )))
 
                     okStatus "sent"))

@@ -171,7 +171,11 @@ let deleteWorkspace (env: Env) (ctx: HttpContext) : Task<Reply> =
                                         Status = Status.Removed
                                         UpdatedAt = now }
 
-                                publish env "WORKSPACE_REMOVED" (Some t) [ "status", Json.str Status.Removed ]
+                                // the stream of the deleted root says how many went with it; descendants get {}
+                                let data =
+                                    if t = id then Json.obj [ "cascade_deleted", Json.num descendants.Length ] else Json.obj []
+
+                                publishTo env Everyone "WORKSPACE_REMOVED" (Some t) [ "status", Json.str Status.Removed ] data
                             | _ -> ()
 
                             for tok in env.Store.TokensOf t do
@@ -266,3 +270,41 @@ let requestCount (env: Env) (ctx: HttpContext) : Task<Reply> =
             | _ -> env.Faults.Requests prefix
 
         ok (Json.obj [ "prefix", Json.str prefix; "count", Json.num n ]))
+
+/// One liveness sweep with the platform clock; publishes WORKSPACE_AWAITING_AGENT; returns the changed ids.
+let sweepOnce (env: Env) : Guid list =
+    env.Store.Atomically(fun () ->
+        let now = env.Now()
+
+        [ for w in env.Store.Workspaces |> Map.toList |> List.map snd do
+              match Liveness.sweep now w with
+              | Some updated ->
+                  env.Store.SaveWorkspace updated
+                  publish env "WORKSPACE_AWAITING_AGENT" (Some w.Id) [ "status", Json.str updated.Status ]
+                  yield w.Id
+              | None -> () ])
+
+/// One retention pass (spec §4.1) with the platform clock; returns how many rows were deleted.
+let pruneOnce (env: Env) : int =
+    env.Store.Atomically(fun () ->
+        let now = env.Now()
+        env.Store.PruneActivity(Inbox.prunable now env.Retention env.Store.AckFloor))
+
+/// POST /admin/sweep: one liveness sweep now → {changed:[ids]}.
+let sweepNow (env: Env) (ctx: HttpContext) : Task<Reply> =
+    adminHandler env ctx (fun () ->
+        let changed = sweepOnce env
+        ok (Json.obj [ "changed", Json.arr (changed |> List.map Json.guidNode) ]))
+
+/// POST /admin/retention: one retention pass now → {deleted:n}.
+let retentionNow (env: Env) (ctx: HttpContext) : Task<Reply> =
+    adminHandler env ctx (fun () -> ok (Json.obj [ "deleted", Json.num (pruneOnce env) ]))
+
+/// POST /admin/faults/cut-streams {"path_prefix"} → {cut:n}: drops every open SSE stream under the prefix.
+let cutStreams (env: Env) (ctx: HttpContext) : Task<Reply> =
+    gatedAsync adminGate env ctx (fun () ->
+        withJson ctx (fun body ->
+            match reqString "path_prefix" body with
+            | Error e -> e
+            | Ok prefix -> ok (Json.obj [ "cut", Json.num (env.Faults.CutStreams prefix) ])))
+

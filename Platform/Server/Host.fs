@@ -31,22 +31,37 @@ open Molecule.Platform.Routes.FileRoutes
 open Molecule.Platform.Routes.MemoryRoutes
 open Molecule.Platform.Routes.AdminRoutes
 open Molecule.Platform.Routes.StreamRoutes
+open Molecule.Platform.Routes.Middleware
 
 type PlatformOptions =
     { DataDir: string
       Host: string
       Port: int
       Clock: (unit -> DateTimeOffset) option
-      SweepInterval: TimeSpan }
+      SweepInterval: TimeSpan
+      /// Serve POST/DELETE /admin/faults, POST /admin/faults/cut-streams and GET /admin/requests (tests); when false
+      /// those routes answer 404. The in-process `RunningPlatform.Faults` works either way.
+      EnableFaults: bool
+      /// Acked activity rows older than this many days are pruned (default 7; non-positive → 7).
+      RetentionSoftDays: int
+      /// Every activity row older than this many days is pruned (default 30; never below the soft days).
+      RetentionHardDays: int
+      /// How often the retention pass runs; the first run is one interval after start (default 6 h).
+      RetentionInterval: TimeSpan }
 
 module PlatformOptions =
-    /// 127.0.0.1, ephemeral port, system clock, sweep every 15 s.
+    /// 127.0.0.1, ephemeral port, system clock, liveness sweep every 15 s, no fault routes, retention 7 / 30 days
+    /// every 6 h.
     let defaults (dataDir: string) : PlatformOptions =
         { DataDir = dataDir
           Host = "127.0.0.1"
           Port = 0
           Clock = None
-          SweepInterval = TimeSpan.FromSeconds 15.0 }
+          SweepInterval = TimeSpan.FromSeconds 15.0
+          EnableFaults = false
+          RetentionSoftDays = Inbox.Retention.defaults.SoftDays
+          RetentionHardDays = Inbox.Retention.defaults.HardDays
+          RetentionInterval = TimeSpan.FromHours 6.0 }
 
 /// Request bodies are capped at 1 MiB (uploads: 25 MiB).
 [<Literal>]
@@ -76,7 +91,8 @@ type RunningPlatform
         sweeper: Task,
         background: ResizeArray<Task>,
         http: HttpClient,
-        sweep: unit -> Guid list
+        sweep: unit -> Guid list,
+        prune: unit -> int
     ) =
     let mutable stopped = false
 
@@ -89,6 +105,9 @@ type RunningPlatform
 
     /// Runs one liveness sweep now with the platform clock; returns the ids that became awaiting_agent.
     member _.SweepNow() : Guid list = sweep ()
+
+    /// Runs one activity retention pass now with the platform clock; returns how many rows were deleted.
+    member _.PruneNow() : int = prune ()
 
     /// Waits until every background delegation started so far has finished (tests).
     member _.IdleAsync() : Task =
@@ -163,79 +182,6 @@ let loadAdminToken (dataDir: string) : string =
 
         t
 
-let private faultMiddleware (faults: FaultInjector) (stopping: CancellationToken) (ctx: HttpContext) (next: RequestDelegate) : Task =
-    task {
-        let path = ctx.Request.Path.Value
-        let m = ctx.Request.Method
-        faults.Record(m, path)
-
-        match (if path.StartsWith "/admin/" then None else faults.Take(m, path)) with
-        | None -> do! next.Invoke ctx
-        | Some rule ->
-            use linked = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, stopping)
-
-            try
-                if rule.DelayMs > 0 then
-                    do! Task.Delay(rule.DelayMs, linked.Token)
-
-                if rule.Hang then
-                    do! Task.Delay(Timeout.Infinite, linked.Token)
-
-                if rule.Drop then
-                    ctx.Abort()
-                elif rule.Status > 0 then
-                    ctx.Response.StatusCode <- rule.Status
-                    ctx.Response.ContentType <- "application/json; charset=utf-8"
-                    let body = if rule.Body = "" then Json.error "injected fault" else rule.Body
-                    do! ctx.Response.WriteAsync body
-                else
-                    do! next.Invoke ctx
-            with :? OperationCanceledException ->
-                ctx.Abort()
-    }
-
-let private errorMiddleware (ctx: HttpContext) (next: RequestDelegate) : Task =
-    task {
-        try
-            ctx.Response.Headers["X-Content-Type-Options"] <- "nosniff"
-            do! next.Invoke ctx
-        with
-        | :? Microsoft.AspNetCore.Http.BadHttpRequestException as e when not ctx.Response.HasStarted ->
-            do! send ctx (Json.errorReply e.StatusCode "bad request")
-        | :? OperationCanceledException -> ()
-        | e when not ctx.Response.HasStarted ->
-            eprintfn "[platform] %s %s failed: %s" ctx.Request.Method ctx.Request.Path.Value (e.ToString())
-            do! send ctx (Json.errorReply 500 "internal error")
-        | e -> eprintfn "[platform] %s %s failed after the answer started: %s" ctx.Request.Method ctx.Request.Path.Value e.Message
-    }
-
-/// One liveness sweep with the platform clock; publishes WORKSPACE_AWAITING_AGENT; returns the changed ids.
-let private sweepOnce (env: Env) : Guid list =
-    env.Store.Atomically(fun () ->
-        let now = env.Now()
-
-        [ for w in env.Store.Workspaces |> Map.toList |> List.map snd do
-              match Liveness.sweep now w with
-              | Some updated ->
-                  env.Store.SaveWorkspace updated
-                  publish env "WORKSPACE_AWAITING_AGENT" (Some w.Id) [ "status", Json.str updated.Status ]
-                  yield w.Id
-              | None -> () ])
-
-let private sweepLoop (env: Env) (interval: TimeSpan) : Task =
-    task {
-        try
-            while not env.Stopping.IsCancellationRequested do
-                do! Task.Delay(interval, env.Stopping)
-
-                try
-                    sweepOnce env |> ignore
-                with e ->
-                    eprintfn "[platform] liveness sweep failed: %s" e.Message
-        with :? OperationCanceledException ->
-            ()
-    }
-
 let private quietly (f: unit -> unit) =
     try
         f ()
@@ -262,7 +208,11 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
               Events = hub
               Http = http
               Stopping = stopping.Token
-              Background = background }
+              Background = background
+              Retention =
+                Inbox.Retention.normalise
+                    { SoftDays = options.RetentionSoftDays
+                      HardDays = options.RetentionHardDays } }
 
         let builder =
             WebApplication.CreateSlimBuilder(WebApplicationOptions(ApplicationName = "Molecule.Platform", ContentRootPath = dataDir))
@@ -312,17 +262,19 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
         post "/workspaces/{id}/tokens" (handle (mintToken env))
         get "/workspaces/{id}/tokens" (handle (listTokens env))
         del "/workspaces/{id}/tokens/{tokenId}" (handle (revokeToken env))
-        post "/admin/faults" (handle (addFault env))
-        del "/admin/faults" (handle (clearFaults env))
-        get "/admin/requests" (handle (requestCount env))
+        post "/workspaces/{id}/activity/ack" (handle (ackActivity env))
+        get "/workspaces/{id}/mail/summary" (handle (mailSummary env))
+        get "/workspaces/{id}/events/stream" (RequestDelegate(workspaceStream env))
 
-        post
-            "/admin/sweep"
-            (handle (fun ctx ->
-                adminHandler env ctx (fun () ->
-                    let changed = sweepOnce env
-                    ok (Json.obj [ "changed", Json.arr (changed |> List.map Json.guidNode) ]))))
+        // fault injection over HTTP only when asked for (tests); otherwise these paths fall through to 404
+        if options.EnableFaults then
+            post "/admin/faults" (handle (addFault env))
+            del "/admin/faults" (handle (clearFaults env))
+            post "/admin/faults/cut-streams" (handle (cutStreams env))
+            get "/admin/requests" (handle (requestCount env))
 
+        post "/admin/sweep" (handle (sweepNow env))
+        post "/admin/retention" (handle (retentionNow env))
         get "/events" (RequestDelegate(events env))
         app.MapFallback(RequestDelegate(fun ctx -> send ctx (Json.errorReply 404 "not found"))) |> ignore
         configure app
@@ -344,8 +296,14 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
             |> Option.defaultValue $"http://{options.Host}:{options.Port}"
             |> fun u -> u.TrimEnd('/')
 
-        let sweeper = sweepLoop env options.SweepInterval
-        return new RunningPlatform(app, url, admin, faults, hub, store, stopping, sweeper, background, http, (fun () -> sweepOnce env))
+        let sweeper =
+            Task.WhenAll(
+                every env options.SweepInterval "liveness sweep" (fun () -> sweepOnce env |> ignore),
+                every env options.RetentionInterval "activity retention" (fun () -> pruneOnce env |> ignore)
+            )
+
+        return
+            new RunningPlatform(app, url, admin, faults, hub, store, stopping, sweeper, background, http, (fun () -> sweepOnce env), (fun () -> pruneOnce env))
     }
 
 /// Starts the platform (see PlatformOptions.defaults).

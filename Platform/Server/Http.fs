@@ -43,7 +43,9 @@ type Env =
       Events: EventHub
       Http: HttpClient
       Stopping: CancellationToken
-      Background: ResizeArray<Task> }
+      Background: ResizeArray<Task>
+      /// Activity retention (soft/hard days).
+      Retention: Inbox.Retention }
 
 // ---------------------------------------------------------------- helpers
 
@@ -104,12 +106,22 @@ let bearer (ctx: HttpContext) =
 
 let isAdmin (env: Env) (presented: string) = Tokens.equalSecrets env.Admin presented
 
-let publish (env: Env) (kind: string) (ws: Guid option) (payload: (string * JsonNode) list) =
-    env.Events.Publish
+/// Broadcasts an event once the current store transaction has committed (at once outside one). `payload` is the
+/// canvas payload (GET /events); `data` the workspace-stream payload (spec §1.3).
+let publishTo (env: Env) (audience: Audience) (kind: string) (ws: Guid option) (payload: (string * JsonNode) list) (data: JsonObject) =
+    let e =
         { Type = kind
           WorkspaceId = ws
           Payload = Json.obj payload
-          At = env.Now() }
+          Data = data
+          At = env.Now()
+          Audience = audience }
+
+    env.Store.AfterCommit(fun () -> env.Events.Publish e)
+
+/// An event whose stream payload is the canvas payload (keys sorted).
+let publish (env: Env) (kind: string) (ws: Guid option) (payload: (string * JsonNode) list) =
+    publishTo env Everyone kind ws payload (Json.sorted [ for (k, v) in payload -> k, Json.clone v ])
 
 let adminGate (env: Env) (ctx: HttpContext) : Result<unit, Reply> =
     match bearer ctx with
@@ -246,8 +258,26 @@ let handle (f: HttpContext -> Task<Reply>) : RequestDelegate =
             do! send ctx r
         })
 
-let insertRow (env: Env) (row: ActivityRow) =
+let private logRow (env: Env) (audience: Audience) (row: ActivityRow) : ActivityRow =
     let saved = env.Store.InsertActivity row
+    let repeated = saved.Id <> row.Id // the same message id again: no new row, the stream still rings
 
-    publish env "ACTIVITY_LOGGED" (Some saved.WorkspaceId) [ "activity", Views.activity saved ]
+    let audience =
+        match audience with
+        | _ when not repeated -> Some audience
+        | CanvasOnly -> None
+        | _ -> Some WorkspaceOnly
+
+    audience
+    |> Option.iter (fun a ->
+        publishTo env a "ACTIVITY_LOGGED" (Some saved.WorkspaceId) [ "activity", Views.activity saved ] (Views.activityData saved saved.Summary))
+
     saved
+
+/// Logs a row and rings ACTIVITY_LOGGED after the commit (canvas: `{activity: row}`; the workspace's stream: the
+/// spec §1.2 payload). Returns the stored row (the existing one for a repeated message id).
+let insertRow (env: Env) (row: ActivityRow) : ActivityRow = logRow env Everyone row
+
+/// Logs a row that the reference writes without a doorbell (notify, delegation and audit rows): the canvas still
+/// sees it, the workspace's stream does not.
+let insertQuiet (env: Env) (row: ActivityRow) : ActivityRow = logRow env CanvasOnly row

@@ -38,7 +38,7 @@ let commitMemory (env: Env) (ctx: HttpContext) : Task<Reply> =
                         env.Store.InsertMemory m
 
                         if m.Scope = "GLOBAL" then
-                            insertRow
+                            insertQuiet
                                 env
                                 { Activity.row (newId ()) m.CreatedAt w.Id "memory_write_global" with
                                     SourceId = Some w.Id

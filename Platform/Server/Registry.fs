@@ -128,14 +128,12 @@ let register (env: Env) (ctx: HttpContext) : Task<Reply> =
 
                         saved.InboundSecret |> Option.iter (fun s -> res["platform_inbound_secret"] <- Json.str s)
 
-                        publish
-                            env
-                            "WORKSPACE_ONLINE"
-                            (Some id)
+                        let online () =
                             [ "url", Json.str (defaultArg saved.Url "")
                               "agent_card", Json.raw (defaultArg saved.AgentCard "{}")
-                              "delivery_mode", Json.str saved.DeliveryMode
-                              "status", Json.str saved.Status ]
+                              "delivery_mode", Json.str saved.DeliveryMode ]
+
+                        publishTo env Everyone "WORKSPACE_ONLINE" (Some id) (online () @ [ "status", Json.str saved.Status ]) (Json.sorted (online ()))
 
                         ok res))
 
@@ -186,16 +184,20 @@ let heartbeat (env: Env) (ctx: HttpContext) : Task<Reply> =
                             if updated.Status <> w.Status then
                                 publish env $"WORKSPACE_{updated.Status.ToUpperInvariant()}" (Some id) [ "status", Json.str updated.Status ]
 
-                            if updated.CurrentTask <> w.CurrentTask then
-                                publish env "TASK_UPDATED" (Some id) [ "current_task", Json.str updated.CurrentTask ]
+                            let task () = [ "current_task", Json.str updated.CurrentTask ]
+                            let load () = [ "active_tasks", Json.num updated.ActiveTasks ]
+                            let uptime () = [ "uptime_seconds", Json.num updated.UptimeSeconds ]
 
-                            publish
+                            if updated.CurrentTask <> w.CurrentTask then
+                                publishTo env Everyone "TASK_UPDATED" (Some id) (task ()) (Json.sorted (task () @ load ()))
+
+                            publishTo
                                 env
+                                Everyone
                                 "WORKSPACE_HEARTBEAT"
                                 (Some id)
-                                [ "status", Json.str updated.Status
-                                  "active_tasks", Json.num updated.ActiveTasks
-                                  "uptime_seconds", Json.num updated.UptimeSeconds ]
+                                ([ "status", Json.str updated.Status ] @ load () @ uptime ())
+                                (Json.sorted (load () @ uptime ()))
 
                         w.InboundSecret |> Option.iter (fun s -> res["platform_inbound_secret"] <- Json.str s)
                         ok res))
