@@ -81,6 +81,10 @@ let readWorkspace (r: SqliteDataReader) : Workspace =
 let activityColumns =
     "seq,id,workspace_id,activity_type,source_id,target_id,method,summary,request_body,response_body,tool_trace,duration_ms,status,error_detail,created_at,idempotency_key,message_id"
 
+/// The same columns without the three JSON bodies (read as NULL): what the in-memory index holds.
+let slimActivityColumns =
+    "seq,id,workspace_id,activity_type,source_id,target_id,method,summary,NULL,NULL,NULL,duration_ms,status,error_detail,created_at,idempotency_key,message_id"
+
 let readActivity (r: SqliteDataReader) : ActivityRow =
     { Seq = r.GetInt64 0
       Id = Guid.Parse(r.GetString 1)

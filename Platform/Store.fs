@@ -13,6 +13,13 @@ open Molecule.Platform.Schema
 [<Literal>]
 let SchemaVersion = Schema.Version
 
+/// A row as the in-memory index keeps it: without its JSON bodies (they stay in SQLite; see Store.Hydrate).
+let private slim (r: ActivityRow) =
+    { r with
+        RequestBody = None
+        ResponseBody = None
+        ToolTrace = None }
+
 type Store(dataDir: string) =
     let dbPath = Path.Combine(dataDir, "platform.db")
 
@@ -111,7 +118,7 @@ type Store(dataDir: string) =
     let activity = ActivityIndex()
 
     do
-        let rows = query $"SELECT {activityColumns} FROM activity_logs ORDER BY created_at, seq" readActivity
+        let rows = query $"SELECT {slimActivityColumns} FROM activity_logs ORDER BY created_at, seq" readActivity
 
 
         for row in rows do
@@ -198,9 +205,30 @@ type Store(dataDir: string) =
             onRollback (fun () -> tokens[i] <- old)
             tokens[i] <- t
 
+    /// The rows with their JSON bodies read back from SQLite (the index keeps rows without them).
+    let hydrate (rows: ActivityRow list) : ActivityRow list =
+        match rows with
+        | [] -> []
+        | _ ->
+            let seqs = String.Join(",", rows |> List.map (fun r -> string r.Seq))
+            let bodies = Dictionary<int64, ActivityRow>()
+
+            for full in query $"SELECT {activityColumns} FROM activity_logs WHERE seq IN ({seqs})" readActivity do
+                bodies[full.Seq] <- full
+
+            rows
+            |> List.map (fun r ->
+                match bodies.TryGetValue r.Seq with
+                | true, full ->
+                    { r with
+                        RequestBody = full.RequestBody
+                        ResponseBody = full.ResponseBody
+                        ToolTrace = full.ToolTrace }
+                | _ -> r)
+
     let insertActivity (r: ActivityRow) : ActivityRow =
         match r.MessageId |> Option.bind (fun m -> activity.FindByMessage(r.WorkspaceId, m)) with
-        | Some existing -> existing // the same message again: no second row, no new seq (spec §6.1)
+        | Some existing -> (hydrate [ existing ]).Head // the same message again: no second row, no new seq (spec §6.1)
         | None ->
             let r = Activity.admit (activity.Last r.WorkspaceId) r
 
@@ -227,7 +255,7 @@ type Store(dataDir: string) =
             let seq = scalar "SELECT last_insert_rowid()" :?> int64
             let row = { r with Seq = seq }
             onRollback (fun () -> activity.Remove row.Id)
-            activity.Add row
+            activity.Add(slim row)
             row
 
     /// Actions to run once the current transaction has committed (or at once outside a transaction).
@@ -272,9 +300,16 @@ type Store(dataDir: string) =
     member _.Workspace(id: Guid) = workspaces.TryFind id
     member _.Tokens: Token seq = tokens :> _
     member _.TokensOf(ws: Guid) = tokens |> Seq.filter (fun t -> t.WorkspaceId = ws) |> List.ofSeq
-    /// A workspace's rows in (created_at, seq) order (read under the lock).
+    /// A workspace's rows in (created_at, seq) order, WITHOUT their JSON bodies (request_body, response_body,
+    /// tool_trace): the in-memory index keeps ~0.5 KB a row whatever the bodies weigh. Read under the lock; pass
+    /// what is shown to `Hydrate`.
     member _.Activity(ws: Guid) : IReadOnlyList<ActivityRow> = activity.Rows ws
+
+    /// A row by id, without its JSON bodies.
     member _.ActivityRow(id: Guid) : ActivityRow option = activity.Find id
+
+    /// The rows with their JSON bodies (one SQLite read).
+    member _.Hydrate(rows: ActivityRow list) : ActivityRow list = hydrate rows
     member _.Memories: Memory seq = memories :> _
 
     member _.SaveWorkspace(w: Workspace) = writeWorkspace w

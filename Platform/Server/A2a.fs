@@ -259,7 +259,10 @@ let delegateTask (env: Env) (ctx: HttpContext) : Task<Reply> =
         })
 
 let delegations (env: Env) (ctx: HttpContext) : Task<Reply> =
-    strictHandler env ctx (fun w -> env.Store.Atomically(fun () -> ok (Delegations.list (env.Store.Activity w.Id) w.Id)))
+    strictHandler env ctx (fun w ->
+        env.Store.Atomically(fun () ->
+            let rows = env.Store.Activity w.Id |> Seq.filter (fun r -> r.ActivityType = "delegation") |> List.ofSeq
+            ok (Delegations.list (env.Store.Hydrate rows) w.Id)))
 
 // ---------------------------------------------------------------- notify, uploads, memories
 

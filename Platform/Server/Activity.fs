@@ -50,7 +50,7 @@ let listActivity (env: Env) (ctx: HttpContext) : Task<Reply> =
                         else
                             Views.activity
 
-                    ok (Json.arr [ for r in selected -> view r :> JsonNode ])))
+                    ok (Json.arr [ for r in env.Store.Hydrate selected -> view r :> JsonNode ])))
 
 let postActivity (env: Env) (ctx: HttpContext) : Task<Reply> =
     gatedAsync strictLive env ctx (fun w ->

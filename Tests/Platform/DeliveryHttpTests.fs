@@ -328,6 +328,32 @@ type DeliveryLifecycle() =
         }
 
     [<Fact>]
+    member _.``the store's index keeps rows without their JSON bodies; Hydrate reads them back``() =
+        let dir = tempDir ()
+        let ws = Guid.NewGuid()
+        let now = DateTimeOffset.UtcNow
+
+        do
+            use s = new Store.Store(dir)
+
+            let saved =
+                s.Atomically(fun () -> s.InsertActivity { Activity.row (Guid.NewGuid()) now ws "a2a_receive" with RequestBody = Some """{"big":"body"}""" })
+
+            Assert.Equal(Some """{"big":"body"}""", saved.RequestBody) // the writer gets the whole row
+            let held = s.Activity ws |> Seq.exactlyOne
+            Assert.Equal(None, held.RequestBody)
+            Assert.Equal(Some """{"big":"body"}""", (s.Hydrate [ held ]).Head.RequestBody)
+            Assert.Equal(saved.CreatedAt, held.CreatedAt)
+
+        do
+            use s = new Store.Store(dir)
+            let held = s.Activity ws |> Seq.exactlyOne
+            Assert.Equal(None, held.RequestBody)
+            Assert.Equal(Some """{"big":"body"}""", (s.Hydrate [ held ]).Head.RequestBody)
+
+        Directory.Delete(dir, true)
+
+    [<Fact>]
     member _.``retention: acked rows go after softDays, every row after hardDays, unacked young rows stay``() =
         task {
             let mutable now = DateTimeOffset.UtcNow

@@ -230,6 +230,7 @@ type Streams(fx: PlatformFixture) =
             let! r3 = s.Next quiet
             let! r4 = s.Next quiet
             Assert.True(r3.IsSome && r4.IsSome)
+            Assert.Equal("hello", at (dataOf (envelope r3.Value)) "request_body.params.message.parts.0.text")
             let! feed2 = c.Send("GET", $"/workspaces/{b.Id}/activity?type=a2a_receive", token = b.Token)
             Assert.Equal(1, (rows feed2).Length)
             // a canvas-origin message: USER_MESSAGE between the two rings
