@@ -321,9 +321,10 @@ type Store(dataDir: string) =
 
     /// Runs `f` after the current transaction commits (at once outside a transaction).
     member _.AfterCommit(f: unit -> unit) =
-        match afterCommit with
-        | Some l -> l.Add f
-        | None -> f ()
+        lock gate (fun () ->
+            match afterCommit with
+            | Some l -> l.Add f
+            | None -> f ())
 
     member _.UpdateActivityStatus(_ws: Guid, id: Guid, status: string) =
         exec "UPDATE activity_logs SET status=$s WHERE id=$id" [ "$s", box status; "$id", guid id ]

@@ -258,6 +258,30 @@ type Delivery(fx: PlatformFixture) =
             Assert.Equal(1, (rows theirs).Length)
         }
 
+    [<Fact>]
+    member _.``faults on the delivery routes: a dropped ack is retried safely, a 503 poll and a slow poll lose nothing``() =
+        task {
+            let! _, a, b = team ()
+            let! _ = c.Send("POST", $"/workspaces/{b.Id}/a2a", messageBody "one", a.Token, a.Id)
+            let! added = c.Send("POST", "/admin/faults", $$"""{"path_prefix":"/workspaces/{{b.Id}}/activity/ack","method":"POST","drop":true,"times":1}""", admin)
+            Assert.Equal(200, added.Code)
+            let! dropped = Assert.ThrowsAnyAsync<HttpRequestException>(fun () -> c.Send("POST", $"/workspaces/{b.Id}/activity/ack", """{"acked_seq":3}""", b.Token) :> Task)
+            Assert.NotNull dropped
+            let! retried = c.Send("POST", $"/workspaces/{b.Id}/activity/ack", """{"acked_seq":3}""", b.Token)
+            Assert.Equal("""{"last_acked_seq":3}""", retried.Text)
+            let feed = $"/workspaces/{b.Id}/activity"
+            let! _ = c.Send("POST", "/admin/faults", $$"""{"path_prefix":"{{feed}}","method":"GET","status":503,"body":{"error":"busy"},"times":1}""", admin)
+            let! busy = c.Send("GET", feed, token = b.Token)
+            Assert.Equal((503, """{"error":"busy"}"""), (busy.Code, busy.Text))
+            let! _ = c.Send("POST", "/admin/faults", $$"""{"path_prefix":"{{feed}}","method":"GET","delay_ms":300,"times":1}""", admin)
+            let sw = Diagnostics.Stopwatch.StartNew()
+            let! slow = c.Send("GET", feed, token = b.Token)
+            Assert.True(sw.ElapsedMilliseconds >= 280L)
+            Assert.Equal(1, (rows slow).Length)
+            let! counted = c.Send("GET", $"/admin/requests?method=GET&prefix={feed}", token = admin)
+            Assert.Equal(2, (node counted.Json "count").GetValue<int>())
+        }
+
 type DeliveryLifecycle() =
     [<Fact>]
     member _.``the ack floor survives a restart``() =
