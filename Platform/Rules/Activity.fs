@@ -145,6 +145,14 @@ let parseQuery (get: string -> string option) : Result<Query, Reply> =
               PeerInfo = List.contains "peer_info" includes }
     }
 
+/// `now - span`, clamped at the earliest representable instant (total for any inputs).
+let ago (now: DateTimeOffset) (span: TimeSpan) : DateTimeOffset =
+    let utc = now.UtcTicks
+
+    if span.Ticks <= 0L then now
+    elif utc - DateTimeOffset.MinValue.UtcTicks <= span.Ticks then DateTimeOffset.MinValue
+    else DateTimeOffset(utc - span.Ticks, TimeSpan.Zero)
+
 /// Total order of a workspace's log: creation time, then insertion sequence (tie-safe).
 let orderKey (r: ActivityRow) = struct (r.CreatedAt.UtcTicks, r.Seq)
 
@@ -200,7 +208,7 @@ let select
     (find: Guid -> ActivityRow option)
     (q: Query)
     : Result<ActivityRow list, Reply> =
-    let lower = q.SinceSecs |> Option.map (fun s -> now.AddSeconds(-(float s)))
+    let lower = q.SinceSecs |> Option.map (fun s -> ago now (TimeSpan.FromSeconds(float s)))
     let collect = ResizeArray<ActivityRow>()
 
     let cursor =

@@ -101,10 +101,14 @@ type Retention = { SoftDays: int; HardDays: int }
 module Retention =
     let defaults = { SoftDays = 7; HardDays = 30 }
 
-    /// Non-positive soft days → 7; hard days non-positive → 30, and never below soft days.
+    /// At most a century, so every age stays representable.
+    [<Literal>]
+    let MaxDays = 36500
+
+    /// Non-positive soft days → 7; hard days non-positive → 30, and never below soft days; both ≤ MaxDays.
     let normalise (r: Retention) : Retention =
-        let soft = if r.SoftDays > 0 then r.SoftDays else defaults.SoftDays
-        let hard = if r.HardDays > 0 then r.HardDays else defaults.HardDays
+        let soft = min MaxDays (if r.SoftDays > 0 then r.SoftDays else defaults.SoftDays)
+        let hard = min MaxDays (if r.HardDays > 0 then r.HardDays else defaults.HardDays)
         { SoftDays = soft; HardDays = max soft hard }
 
 /// A row is pruned when it is older than the soft age and covered by its workspace's ack floor (absent → 0),
@@ -113,5 +117,5 @@ let prunable (now: DateTimeOffset) (retention: Retention) (floorOf: Guid -> int6
     let p = Retention.normalise retention
     let floor = defaultArg (floorOf r.WorkspaceId) 0L
 
-    (r.CreatedAt < now.AddDays(-(float p.SoftDays)) && r.Seq <= floor)
-    || r.CreatedAt < now.AddDays(-(float p.HardDays))
+    (r.CreatedAt < Activity.ago now (TimeSpan.FromDays(float p.SoftDays)) && r.Seq <= floor)
+    || r.CreatedAt < Activity.ago now (TimeSpan.FromDays(float p.HardDays))

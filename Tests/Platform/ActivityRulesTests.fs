@@ -314,6 +314,16 @@ let ``rule: retention never deletes an unacked row younger than hardDays, and de
                 && pruned = ((age > TimeSpan.FromDays(float p.SoftDays) && not unacked) || age > TimeSpan.FromDays(float p.HardDays))))
     )
 
+[<Fact>]
+let ``retention and since_secs bounds are total at the edges of time`` () =
+    let r = { Activity.row (Guid.NewGuid()) DateTimeOffset.MinValue (Guid.NewGuid()) "a2a_receive" with Seq = 1L }
+    let huge = { Inbox.Retention.SoftDays = Int32.MaxValue; Inbox.Retention.HardDays = Int32.MaxValue }
+    Assert.False(Inbox.prunable DateTimeOffset.MinValue huge (fun _ -> Some 5L) r)
+    Assert.True(Inbox.prunable DateTimeOffset.MaxValue Inbox.Retention.defaults (fun _ -> None) r)
+    Assert.Equal(DateTimeOffset.MinValue, Activity.ago (DateTimeOffset.MinValue.AddDays 1.0) (TimeSpan.FromDays 30.0))
+    let q = { (q [ "since_secs", "2592000" ]) with Type = None }
+    Assert.Equal(Ok [ r ], Activity.select DateTimeOffset.MinValue r.WorkspaceId (ResizeArray [ r ]) (fun _ -> None) q)
+
 // ---------------------------------------------------------------- mail summary and payloads
 
 [<Fact>]
