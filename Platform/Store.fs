@@ -152,32 +152,7 @@ type Store(dataDir: string) =
         | None -> ()
 
     let writeWorkspace (w: Workspace) =
-        exec
-            """INSERT INTO workspaces (id,name,role,tier,status,agent_card,url,parent_id,delivery_mode,runtime,last_heartbeat_at,last_error_rate,active_tasks,uptime_seconds,current_task,max_concurrent_tasks,platform_inbound_secret,last_outbound_at,created_at,updated_at)
-               VALUES ($id,$name,$role,$tier,$status,$card,$url,$parent,$dm,$rt,$hb,$er,$at,$up,$ct,$mct,$sec,$out,$ca,$ua)
-               ON CONFLICT(id) DO UPDATE SET name=$name,role=$role,tier=$tier,status=$status,agent_card=$card,url=$url,parent_id=$parent,
-               delivery_mode=$dm,runtime=$rt,last_heartbeat_at=$hb,last_error_rate=$er,active_tasks=$at,uptime_seconds=$up,current_task=$ct,
-               max_concurrent_tasks=$mct,platform_inbound_secret=$sec,last_outbound_at=$out,updated_at=$ua"""
-            [ "$id", guid w.Id
-              "$name", box w.Name
-              "$role", optText w.Role
-              "$tier", box w.Tier
-              "$status", box w.Status
-              "$card", optText w.AgentCard
-              "$url", optText w.Url
-              "$parent", optGuid w.ParentId
-              "$dm", box w.DeliveryMode
-              "$rt", box w.Runtime
-              "$hb", optTicks w.LastHeartbeatAt
-              "$er", box w.LastErrorRate
-              "$at", box w.ActiveTasks
-              "$up", box w.UptimeSeconds
-              "$ct", box w.CurrentTask
-              "$mct", box w.MaxConcurrentTasks
-              "$sec", optText w.InboundSecret
-              "$out", optTicks w.LastOutboundAt
-              "$ca", ticks w.CreatedAt
-              "$ua", ticks w.UpdatedAt ]
+        exec upsertWorkspaceSql (workspaceParams w)
 
         let before = workspaces
         onRollback (fun () -> workspaces <- before)
@@ -232,25 +207,7 @@ type Store(dataDir: string) =
         | None ->
             let r = Activity.admit (activity.Last r.WorkspaceId) r
 
-            exec
-                """INSERT INTO activity_logs (id,workspace_id,activity_type,source_id,target_id,method,summary,request_body,response_body,tool_trace,duration_ms,status,error_detail,created_at,idempotency_key,message_id)
-                   VALUES ($id,$ws,$t,$src,$tgt,$m,$s,$rq,$rs,$tt,$d,$st,$e,$ca,$k,$mid)"""
-                [ "$id", guid r.Id
-                  "$ws", guid r.WorkspaceId
-                  "$t", box r.ActivityType
-                  "$src", optGuid r.SourceId
-                  "$tgt", optGuid r.TargetId
-                  "$m", optText r.Method
-                  "$s", optText r.Summary
-                  "$rq", optText r.RequestBody
-                  "$rs", optText r.ResponseBody
-                  "$tt", optText r.ToolTrace
-                  "$d", (match r.DurationMs with Some d -> box d | None -> box DBNull.Value)
-                  "$st", box r.Status
-                  "$e", optText r.ErrorDetail
-                  "$ca", ticks r.CreatedAt
-                  "$k", optText r.IdempotencyKey
-                  "$mid", optText r.MessageId ]
+            exec insertActivitySql (activityParams r)
 
             let seq = scalar "SELECT last_insert_rowid()" :?> int64
             let row = { r with Seq = seq }
