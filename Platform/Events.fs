@@ -1,24 +1,59 @@
-/// In-process broadcast of platform events (for the SSE stream GET /events).
+/// In-process broadcast of platform events: the admin canvas stream (GET /events) and the per-workspace
+/// doorbell streams (GET /workspaces/:id/events/stream).
 namespace Molecule.Platform
 
 open System
+open System.Collections.Generic
 open System.Threading.Channels
 open System.Text.Json.Nodes
+
+/// Who sees an event.
+type Audience =
+    /// The canvas stream and the streams of the anchor workspace.
+    | Everyone
+    /// Only the canvas stream (e.g. rows the reference writes without a broadcast).
+    | CanvasOnly
+    /// Only the anchor workspace's streams (e.g. the poll short-circuit's second ring).
+    | WorkspaceOnly
 
 type PlatformEvent =
     { Type: string
       WorkspaceId: Guid option
+      /// Canvas payload (GET /events).
       Payload: JsonObject
-      At: DateTimeOffset }
+      /// Workspace-stream payload (the envelope's `data`, spec §1.3).
+      Data: JsonObject
+      At: DateTimeOffset
+      Audience: Audience }
 
 type EventHub() =
     let gate = obj ()
     let subscribers = ResizeArray<Channel<PlatformEvent>>()
+    let workspaceSubscribers = Dictionary<Guid, ResizeArray<Channel<PlatformEvent>>>()
+
+    /// Capacity of a workspace stream's buffer; an event that finds it full is dropped for that subscriber.
+    static member WorkspaceBuffer = 64
 
     member _.Publish(e: PlatformEvent) =
-        let subs = lock gate (fun () -> List.ofSeq subscribers)
+        let canvas, own =
+            lock gate (fun () ->
+                let canvas = if e.Audience <> WorkspaceOnly then List.ofSeq subscribers else []
 
-        for s in subs do
+                let own =
+                    match e.WorkspaceId with
+                    | Some id when e.Audience <> CanvasOnly ->
+                        match workspaceSubscribers.TryGetValue id with
+                        | true, l -> List.ofSeq l
+                        | _ -> []
+                    | _ -> []
+
+                canvas, own)
+
+        for s in canvas do
+            s.Writer.TryWrite e |> ignore
+
+        // non-blocking fan-out: a full buffer drops the event for that subscriber only
+        for s in own do
             s.Writer.TryWrite e |> ignore
 
     member _.Subscribe() : Channel<PlatformEvent> =
@@ -29,17 +64,43 @@ type EventHub() =
         c
 
     member _.Unsubscribe(c: Channel<PlatformEvent>) =
-        lock gate (fun () -> subscribers.Remove c |> ignore)
+        lock gate (fun () ->
+            subscribers.Remove c |> ignore
+
+            for kv in List.ofSeq workspaceSubscribers do
+                if kv.Value.Remove c && kv.Value.Count = 0 then
+                    workspaceSubscribers.Remove kv.Key |> ignore)
+
         c.Writer.TryComplete() |> ignore
+
+    /// Events anchored on `workspaceId` only, buffered up to WorkspaceBuffer (newer events dropped when full).
+    member _.SubscribeWorkspace(workspaceId: Guid) : Channel<PlatformEvent> =
+        let c =
+            Channel.CreateBounded<PlatformEvent>(
+                BoundedChannelOptions(EventHub.WorkspaceBuffer, FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true)
+            )
+
+        lock gate (fun () ->
+            match workspaceSubscribers.TryGetValue workspaceId with
+            | true, l -> l.Add c
+            | _ -> workspaceSubscribers[workspaceId] <- ResizeArray [ c ])
+
+        c
 
     member _.CompleteAll() =
         lock gate (fun () ->
             for s in subscribers do
                 s.Writer.TryComplete() |> ignore
 
-            subscribers.Clear())
+            for l in workspaceSubscribers.Values do
+                for s in l do
+                    s.Writer.TryComplete() |> ignore
+
+            subscribers.Clear()
+            workspaceSubscribers.Clear())
 
 module PlatformEvent =
+    /// Canvas frame data: `{type, workspace_id, payload, at}`.
     let toJson (e: PlatformEvent) : string =
         Json.compact (
             Json.obj
@@ -47,4 +108,13 @@ module PlatformEvent =
                   "workspace_id", Json.optGuid e.WorkspaceId
                   "payload", e.Payload.DeepClone()
                   "at", Json.timeNode e.At ]
+        )
+
+    /// Workspace-stream frame data: the AG-UI-style envelope `{type, timestamp (Unix ms), data}` (spec §1.1).
+    let toEnvelope (e: PlatformEvent) : string =
+        Json.compact (
+            Json.obj
+                [ "type", Json.str e.Type
+                  "timestamp", Json.num64 (e.At.ToUnixTimeMilliseconds())
+                  "data", e.Data.DeepClone() ]
         )

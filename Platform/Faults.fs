@@ -86,6 +86,8 @@ type FaultInjector() =
     let rules = ResizeArray<FaultRule * int ref>()
     let counts = ConcurrentDictionary<struct (string * string), int>()
     let recent = ConcurrentQueue<string * string>()
+    let streams = ConcurrentDictionary<int64, string * (unit -> unit)>()
+    let mutable nextStream = 0L
 
     /// Size of the recent-request log.
     static member RecentCapacity = 1000
@@ -133,6 +135,30 @@ type FaultInjector() =
 
     /// The most recent (method, path) pairs seen (at most RecentCapacity), oldest first.
     member _.Log: (string * string) list = List.ofSeq recent
+
+    /// Registers an open long-lived response (an SSE stream) at `path` with the way to cut it; dispose the result
+    /// when the stream ends.
+    member _.OpenStream(path: string, cut: unit -> unit) : IDisposable =
+        let id = Threading.Interlocked.Increment(&nextStream)
+        streams[id] <- (path, cut)
+
+        { new IDisposable with
+            member _.Dispose() = streams.TryRemove id |> ignore }
+
+    /// Cuts every open stream whose path matches `pathPrefix` (a prefix, or a regular expression starting with
+    /// '^'), as a dropped connection would; returns how many were cut.
+    member _.CutStreams(pathPrefix: string) : int =
+        let rule = FaultRule.make pathPrefix 0
+        let hits = streams |> Seq.filter (fun kv -> FaultRule.matches "GET" (fst kv.Value) rule) |> List.ofSeq
+
+        for kv in hits do
+            if streams.TryRemove kv.Key |> fst then
+                try
+                    (snd kv.Value) ()
+                with _ ->
+                    ()
+
+        hits.Length
 
     member _.ResetLog() =
         counts.Clear()

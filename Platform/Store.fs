@@ -8,44 +8,17 @@ open System
 open System.Collections.Generic
 open System.IO
 open Microsoft.Data.Sqlite
+open Molecule.Platform.Schema
 
 [<Literal>]
-let SchemaVersion = 1
+let SchemaVersion = Schema.Version
 
-let private schema =
-    [ """CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"""
-      """CREATE TABLE IF NOT EXISTS workspaces (
-           id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT, tier INTEGER NOT NULL DEFAULT 1,
-           status TEXT NOT NULL, agent_card TEXT, url TEXT, parent_id TEXT,
-           delivery_mode TEXT NOT NULL DEFAULT 'push', runtime TEXT NOT NULL DEFAULT 'external',
-           last_heartbeat_at INTEGER, last_error_rate REAL NOT NULL DEFAULT 0, active_tasks INTEGER NOT NULL DEFAULT 0,
-           uptime_seconds INTEGER NOT NULL DEFAULT 0, current_task TEXT NOT NULL DEFAULT '',
-           max_concurrent_tasks INTEGER NOT NULL DEFAULT 1, platform_inbound_secret TEXT, last_outbound_at INTEGER,
-           created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)"""
-      """CREATE TABLE IF NOT EXISTS workspace_auth_tokens (
-           id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, token_hash BLOB NOT NULL UNIQUE, prefix TEXT NOT NULL,
-           created_at INTEGER NOT NULL, last_used_at INTEGER, revoked_at INTEGER)"""
-      """CREATE TABLE IF NOT EXISTS activity_logs (
-           seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, workspace_id TEXT NOT NULL,
-           activity_type TEXT NOT NULL, source_id TEXT, target_id TEXT, method TEXT, summary TEXT,
-           request_body TEXT, response_body TEXT, tool_trace TEXT, duration_ms INTEGER, status TEXT NOT NULL DEFAULT 'ok',
-           error_detail TEXT, created_at INTEGER NOT NULL, idempotency_key TEXT)"""
-      """CREATE INDEX IF NOT EXISTS activity_ws ON activity_logs (workspace_id, created_at, seq)"""
-      """CREATE TABLE IF NOT EXISTS agent_memories (
-           id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, content TEXT NOT NULL, scope TEXT NOT NULL,
-           namespace TEXT NOT NULL DEFAULT 'general', created_at INTEGER NOT NULL)""" ]
-
-let private ticks (t: DateTimeOffset) = box t.UtcTicks
-let private optTicks (t: DateTimeOffset option) = match t with Some v -> box v.UtcTicks | None -> box DBNull.Value
-let private optText (s: string option) = match s with Some v -> box v | None -> box DBNull.Value
-let private optGuid (g: Guid option) = match g with Some v -> box (v.ToString "D") | None -> box DBNull.Value
-let private guid (g: Guid) = box (g.ToString "D")
-let private ofTicks (v: int64) = DateTimeOffset(v, TimeSpan.Zero)
-
-let private rdOptText (r: SqliteDataReader) (i: int) = if r.IsDBNull i then None else Some(r.GetString i)
-let private rdOptTicks (r: SqliteDataReader) (i: int) = if r.IsDBNull i then None else Some(ofTicks (r.GetInt64 i))
-let private rdOptGuid (r: SqliteDataReader) (i: int) = if r.IsDBNull i then None else Some(Guid.Parse(r.GetString i))
-let private rdOptInt (r: SqliteDataReader) (i: int) = if r.IsDBNull i then None else Some(r.GetInt32 i)
+/// A row as the in-memory index keeps it: without its JSON bodies (they stay in SQLite; see Store.Hydrate).
+let private slim (r: ActivityRow) =
+    { r with
+        RequestBody = None
+        ResponseBody = None
+        ToolTrace = None }
 
 type Store(dataDir: string) =
     let dbPath = Path.Combine(dataDir, "platform.db")
@@ -98,41 +71,33 @@ type Store(dataDir: string) =
         for s in schema do
             exec s []
 
-        let v = scalar "SELECT MAX(version) FROM schema_version"
+        let stored =
+            match scalar "SELECT MAX(version) FROM schema_version" with
+            | :? int64 as n -> int n
+            | _ -> 1 // a new database: the base schema above is version 1
 
-        match v with
-        | :? int64 as n when n >= int64 SchemaVersion -> ()
-        | _ ->
-            // future migrations go here, keyed on the stored version
-            exec "DELETE FROM schema_version" []
+        for (version, statements) in migrations do
+            if stored < version then
+                exec "BEGIN IMMEDIATE" []
+
+                try
+                    for st in statements do
+                        exec st []
+
+                    exec "DELETE FROM schema_version" []
+                    exec "INSERT INTO schema_version (version) VALUES ($v)" [ "$v", box version ]
+                    exec "COMMIT" []
+                with e ->
+                    (try exec "ROLLBACK" [] with _ -> ())
+                    raise e
+
+        if stored < 1 || isNull (scalar "SELECT MAX(version) FROM schema_version") then
             exec "INSERT INTO schema_version (version) VALUES ($v)" [ "$v", box SchemaVersion ]
 
     let gate = obj ()
 
     let mutable workspaces: Map<Guid, Workspace> =
-        query
-            "SELECT id,name,role,tier,status,agent_card,url,parent_id,delivery_mode,runtime,last_heartbeat_at,last_error_rate,active_tasks,uptime_seconds,current_task,max_concurrent_tasks,platform_inbound_secret,last_outbound_at,created_at,updated_at FROM workspaces"
-            (fun r ->
-                { Id = Guid.Parse(r.GetString 0)
-                  Name = r.GetString 1
-                  Role = rdOptText r 2
-                  Tier = r.GetInt32 3
-                  Status = r.GetString 4
-                  AgentCard = rdOptText r 5
-                  Url = rdOptText r 6
-                  ParentId = rdOptGuid r 7
-                  DeliveryMode = r.GetString 8
-                  Runtime = r.GetString 9
-                  LastHeartbeatAt = rdOptTicks r 10
-                  LastErrorRate = r.GetDouble 11
-                  ActiveTasks = r.GetInt32 12
-                  UptimeSeconds = r.GetInt32 13
-                  CurrentTask = r.GetString 14
-                  MaxConcurrentTasks = r.GetInt32 15
-                  InboundSecret = rdOptText r 16
-                  LastOutboundAt = rdOptTicks r 17
-                  CreatedAt = ofTicks (r.GetInt64 18)
-                  UpdatedAt = ofTicks (r.GetInt64 19) }: Workspace)
+        query $"SELECT {workspaceColumns} FROM workspaces" readWorkspace
         |> List.map (fun w -> w.Id, w)
         |> Map.ofList
 
@@ -150,32 +115,22 @@ type Store(dataDir: string) =
                       RevokedAt = rdOptTicks r 6 }: Token)
         )
 
-    let activity = Dictionary<Guid, ResizeArray<ActivityRow>>()
+    let activity = ActivityIndex()
 
     do
-        for row in
-            query
-                "SELECT seq,id,workspace_id,activity_type,source_id,target_id,method,summary,request_body,response_body,tool_trace,duration_ms,status,error_detail,created_at,idempotency_key FROM activity_logs ORDER BY seq"
-                (fun r ->
-                    { Seq = r.GetInt64 0
-                      Id = Guid.Parse(r.GetString 1)
-                      WorkspaceId = Guid.Parse(r.GetString 2)
-                      ActivityType = r.GetString 3
-                      SourceId = rdOptGuid r 4
-                      TargetId = rdOptGuid r 5
-                      Method = rdOptText r 6
-                      Summary = rdOptText r 7
-                      RequestBody = rdOptText r 8
-                      ResponseBody = rdOptText r 9
-                      ToolTrace = rdOptText r 10
-                      DurationMs = rdOptInt r 11
-                      Status = r.GetString 12
-                      ErrorDetail = rdOptText r 13
-                      CreatedAt = ofTicks (r.GetInt64 14)
-                      IdempotencyKey = rdOptText r 15 }: ActivityRow) do
-            match activity.TryGetValue row.WorkspaceId with
-            | true, l -> l.Add row
-            | _ -> activity[row.WorkspaceId] <- ResizeArray [ row ]
+        let rows = query $"SELECT {slimActivityColumns} FROM activity_logs ORDER BY created_at, seq" readActivity
+
+
+        for row in rows do
+            activity.Add row
+
+    let acks =
+        let d = Dictionary<Guid, int64>()
+
+        for (ws, n) in query "SELECT workspace_id,last_acked_seq FROM inbox_delivery_state" (fun r -> Guid.Parse(r.GetString 0), r.GetInt64 1) do
+            d[ws] <- n
+
+        d
 
     let memories =
         ResizeArray(
@@ -197,32 +152,7 @@ type Store(dataDir: string) =
         | None -> ()
 
     let writeWorkspace (w: Workspace) =
-        exec
-            """INSERT INTO workspaces (id,name,role,tier,status,agent_card,url,parent_id,delivery_mode,runtime,last_heartbeat_at,last_error_rate,active_tasks,uptime_seconds,current_task,max_concurrent_tasks,platform_inbound_secret,last_outbound_at,created_at,updated_at)
-               VALUES ($id,$name,$role,$tier,$status,$card,$url,$parent,$dm,$rt,$hb,$er,$at,$up,$ct,$mct,$sec,$out,$ca,$ua)
-               ON CONFLICT(id) DO UPDATE SET name=$name,role=$role,tier=$tier,status=$status,agent_card=$card,url=$url,parent_id=$parent,
-               delivery_mode=$dm,runtime=$rt,last_heartbeat_at=$hb,last_error_rate=$er,active_tasks=$at,uptime_seconds=$up,current_task=$ct,
-               max_concurrent_tasks=$mct,platform_inbound_secret=$sec,last_outbound_at=$out,updated_at=$ua"""
-            [ "$id", guid w.Id
-              "$name", box w.Name
-              "$role", optText w.Role
-              "$tier", box w.Tier
-              "$status", box w.Status
-              "$card", optText w.AgentCard
-              "$url", optText w.Url
-              "$parent", optGuid w.ParentId
-              "$dm", box w.DeliveryMode
-              "$rt", box w.Runtime
-              "$hb", optTicks w.LastHeartbeatAt
-              "$er", box w.LastErrorRate
-              "$at", box w.ActiveTasks
-              "$up", box w.UptimeSeconds
-              "$ct", box w.CurrentTask
-              "$mct", box w.MaxConcurrentTasks
-              "$sec", optText w.InboundSecret
-              "$out", optTicks w.LastOutboundAt
-              "$ca", ticks w.CreatedAt
-              "$ua", ticks w.UpdatedAt ]
+        exec upsertWorkspaceSql (workspaceParams w)
 
         let before = workspaces
         onRollback (fun () -> workspaces <- before)
@@ -250,70 +180,72 @@ type Store(dataDir: string) =
             onRollback (fun () -> tokens[i] <- old)
             tokens[i] <- t
 
-    let rowsOf (ws: Guid) =
-        match activity.TryGetValue ws with
-        | true, l -> l
+    /// The rows with their JSON bodies read back from SQLite (the index keeps rows without them).
+    let hydrate (rows: ActivityRow list) : ActivityRow list =
+        match rows with
+        | [] -> []
         | _ ->
-            let l = ResizeArray()
-            activity[ws] <- l
-            l
+            let seqs = String.Join(",", rows |> List.map (fun r -> string r.Seq))
+            let bodies = Dictionary<int64, ActivityRow>()
+
+            for full in query $"SELECT {activityColumns} FROM activity_logs WHERE seq IN ({seqs})" readActivity do
+                bodies[full.Seq] <- full
+
+            rows
+            |> List.map (fun r ->
+                match bodies.TryGetValue r.Seq with
+                | true, full ->
+                    { r with
+                        RequestBody = full.RequestBody
+                        ResponseBody = full.ResponseBody
+                        ToolTrace = full.ToolTrace }
+                | _ -> r)
 
     let insertActivity (r: ActivityRow) : ActivityRow =
-        // A workspace's log is ordered by (created_at, seq) and since_id pages on that order, so a row may never
-        // sort before one inserted earlier (clock stepped back, or a time taken before another row's insert):
-        // created_at is kept monotonic per workspace, which makes that order the insertion order (exactly-once).
-        let r =
-            let l = rowsOf r.WorkspaceId
+        match r.MessageId |> Option.bind (fun m -> activity.FindByMessage(r.WorkspaceId, m)) with
+        | Some existing -> (hydrate [ existing ]).Head // the same message again: no second row, no new seq (spec §6.1)
+        | None ->
+            let r = Activity.admit (activity.Last r.WorkspaceId) r
 
-            if l.Count > 0 && l[l.Count - 1].CreatedAt > r.CreatedAt then
-                { r with CreatedAt = l[l.Count - 1].CreatedAt }
-            else
-                r
+            exec insertActivitySql (activityParams r)
 
-        exec
-            """INSERT INTO activity_logs (id,workspace_id,activity_type,source_id,target_id,method,summary,request_body,response_body,tool_trace,duration_ms,status,error_detail,created_at,idempotency_key)
-               VALUES ($id,$ws,$t,$src,$tgt,$m,$s,$rq,$rs,$tt,$d,$st,$e,$ca,$k)"""
-            [ "$id", guid r.Id
-              "$ws", guid r.WorkspaceId
-              "$t", box r.ActivityType
-              "$src", optGuid r.SourceId
-              "$tgt", optGuid r.TargetId
-              "$m", optText r.Method
-              "$s", optText r.Summary
-              "$rq", optText r.RequestBody
-              "$rs", optText r.ResponseBody
-              "$tt", optText r.ToolTrace
-              "$d", (match r.DurationMs with Some d -> box d | None -> box DBNull.Value)
-              "$st", box r.Status
-              "$e", optText r.ErrorDetail
-              "$ca", ticks r.CreatedAt
-              "$k", optText r.IdempotencyKey ]
+            let seq = scalar "SELECT last_insert_rowid()" :?> int64
+            let row = { r with Seq = seq }
+            onRollback (fun () -> activity.Remove row.Id)
+            activity.Add(slim row)
+            row
 
-        let seq = scalar "SELECT last_insert_rowid()" :?> int64
-        let row = { r with Seq = seq }
-        onRollback (fun () -> (rowsOf r.WorkspaceId).RemoveAll(fun x -> x.Id = r.Id) |> ignore)
-        (rowsOf r.WorkspaceId).Add row
-        row
+    /// Actions to run once the current transaction has committed (or at once outside a transaction).
+    let mutable afterCommit: ResizeArray<unit -> unit> option = None
 
     let inTransaction (f: unit -> 'a) : 'a =
         exec "BEGIN IMMEDIATE" []
         let journal = ResizeArray<unit -> unit>()
+        let pending = ResizeArray<unit -> unit>()
         undo <- Some journal
+        afterCommit <- Some pending
 
-        try
+        let v =
             try
-                let v = f ()
-                exec "COMMIT" []
-                v
-            with e ->
-                (try exec "ROLLBACK" [] with _ -> ())
-                // SQLite forgot the writes; so does the in-memory copy (newest first)
-                for i in journal.Count - 1 .. -1 .. 0 do
-                    journal[i] ()
+                try
+                    let v = f ()
+                    exec "COMMIT" []
+                    v
+                with e ->
+                    (try exec "ROLLBACK" [] with _ -> ())
+                    // SQLite forgot the writes; so does the in-memory copy (newest first)
+                    for i in journal.Count - 1 .. -1 .. 0 do
+                        journal[i] ()
 
-                raise e
-        finally
-            undo <- None
+                    raise e
+            finally
+                undo <- None
+                afterCommit <- None
+
+        for a in pending do
+            a ()
+
+        v
 
     /// Runs `f` under the store lock (all reads and writes are serialised).
     member _.Atomically(f: unit -> 'a) : 'a = lock gate f
@@ -325,34 +257,99 @@ type Store(dataDir: string) =
     member _.Workspace(id: Guid) = workspaces.TryFind id
     member _.Tokens: Token seq = tokens :> _
     member _.TokensOf(ws: Guid) = tokens |> Seq.filter (fun t -> t.WorkspaceId = ws) |> List.ofSeq
-    member _.Activity(ws: Guid) : ActivityRow seq = rowsOf ws :> _
+    /// A workspace's rows in (created_at, seq) order, WITHOUT their JSON bodies (request_body, response_body,
+    /// tool_trace): the in-memory index keeps ~0.5 KB a row whatever the bodies weigh. Read under the lock; pass
+    /// what is shown to `Hydrate`.
+    member _.Activity(ws: Guid) : IReadOnlyList<ActivityRow> = activity.Rows ws
+
+    /// A row by id, without its JSON bodies.
+    member _.ActivityRow(id: Guid) : ActivityRow option = activity.Find id
+
+    /// The rows with their JSON bodies (one SQLite read).
+    member _.Hydrate(rows: ActivityRow list) : ActivityRow list = hydrate rows
     member _.Memories: Memory seq = memories :> _
 
     member _.SaveWorkspace(w: Workspace) = writeWorkspace w
     member _.SaveToken(t: Token) = writeToken t
-    member _.InsertActivity(r: ActivityRow) = insertActivity r
 
-    member _.UpdateActivityStatus(ws: Guid, id: Guid, status: string) =
+    /// Inserts a row (Seq assigned here, created_at admitted by Activity.admit); a row whose (workspace,
+    /// message id) is already logged is not inserted again: the stored row is returned instead.
+    member _.InsertActivity(r: ActivityRow) : ActivityRow = insertActivity r
+
+    /// Runs `f` after the current transaction commits (at once outside a transaction).
+    member _.AfterCommit(f: unit -> unit) =
+        lock gate (fun () ->
+            match afterCommit with
+            | Some l -> l.Add f
+            | None -> f ())
+
+    member _.UpdateActivityStatus(_ws: Guid, id: Guid, status: string) =
         exec "UPDATE activity_logs SET status=$s WHERE id=$id" [ "$s", box status; "$id", guid id ]
-        let l = rowsOf ws
 
-        match l.FindIndex(fun r -> r.Id = id) with
-        | -1 -> ()
-        | i ->
-            let old = l[i]
-            onRollback (fun () -> match l.FindIndex(fun r -> r.Id = id) with -1 -> () | j -> l[j] <- old)
-            l[i] <- { l[i] with Status = status }
+        match activity.Find id with
+        | Some old ->
+            onRollback (fun () -> activity.Replace old)
+            activity.Replace { old with Status = status }
+        | None -> ()
 
-    member _.DeleteActivity(ws: Guid, id: Guid) =
+    member _.DeleteActivity(_ws: Guid, id: Guid) =
         exec "DELETE FROM activity_logs WHERE id=$id" [ "$id", guid id ]
-        let l = rowsOf ws
-        let before = List.ofSeq l
+
+        match activity.Find id with
+        | Some old ->
+            onRollback (fun () -> activity.Add old)
+            activity.Remove id
+        | None -> ()
+
+    /// The stored ack floor of a workspace (None: it never acked).
+    member _.AckFloor(ws: Guid) : int64 option =
+        match acks.TryGetValue ws with
+        | true, n -> Some n
+        | _ -> None
+
+    /// Records an ack: the floor becomes GREATEST(stored, acked) and is returned.
+    member this.Ack(ws: Guid, acked: int64, now: DateTimeOffset) : int64 =
+        let floor = Inbox.mergeAck (this.AckFloor ws) acked
+
+        exec
+            """INSERT INTO inbox_delivery_state (workspace_id,last_acked_seq,updated_at) VALUES ($ws,$n,$t)
+               ON CONFLICT(workspace_id) DO UPDATE SET last_acked_seq=MAX(last_acked_seq,$n), updated_at=$t"""
+            [ "$ws", guid ws; "$n", box floor; "$t", ticks now ]
+
+        let before = this.AckFloor ws
 
         onRollback (fun () ->
-            l.Clear()
-            l.AddRange before)
+            match before with
+            | Some b -> acks[ws] <- b
+            | None -> acks.Remove ws |> ignore)
 
-        l.RemoveAll(fun r -> r.Id = id) |> ignore
+        acks[ws] <- floor
+        floor
+
+    /// Deletes every activity row matching `prune` (one transaction); returns how many.
+    member _.PruneActivity(prune: ActivityRow -> bool) : int =
+        let victims = activity.Where prune
+
+        if not victims.IsEmpty then
+            exec "BEGIN IMMEDIATE" []
+
+            try
+                use cmd = conn.CreateCommand()
+                cmd.CommandText <- "DELETE FROM activity_logs WHERE seq=$s"
+                let p = cmd.Parameters.Add("$s", SqliteType.Integer)
+
+                for v in victims do
+                    p.Value <- v.Seq
+                    cmd.ExecuteNonQuery() |> ignore
+
+                exec "COMMIT" []
+            with e ->
+                (try exec "ROLLBACK" [] with _ -> ())
+                raise e
+
+            activity.RemoveAll(HashSet(victims |> List.map (fun v -> v.Id)))
+
+        victims.Length
 
     member _.InsertMemory(m: Memory) =
         exec

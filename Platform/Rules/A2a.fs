@@ -75,7 +75,24 @@ let methodOf (env: JsonObject) =
 let queuedReply (methodName: string) : Reply =
     Json.reply 200 (Json.obj [ "status", Json.str "queued"; "delivery_mode", Json.str "poll"; "method", Json.str methodName ])
 
-/// The a2a_receive row written on a poll-mode target.
+/// `params.message.messageId` when it is a non-empty string (the key of inbound idempotency, spec §6.1).
+let messageIdOf (env: JsonObject) : string option =
+    Json.prop "params" env
+    |> Option.bind (Json.prop "message")
+    |> Option.bind (Json.prop "messageId")
+    |> Option.bind Json.asString
+    |> Option.filter (fun m -> m <> "")
+
+/// Summary of the row a poll-mode `message/send` writes at receipt: `<method> → <name> (ingest)`.
+let ingestSummary (methodName: string) (targetName: string) = $"{methodName} → {targetName} (ingest)"
+
+/// Summary of the poll short-circuit's broadcast (and of the row of any other method): `… (queued for poll)`.
+let queuedSummary (methodName: string) (targetName: string) = $"{methodName} → {targetName} (queued for poll)"
+
+/// True when the poll path writes an ingest row and then rings twice (a message/send with a messageId).
+let isIngest (env: JsonObject) = methodOf env = "message/send" && (messageIdOf env).IsSome
+
+/// The a2a_receive row written on a poll-mode target (keyed by the message id when there is one).
 let queuedRow (id: Guid) (now: DateTimeOffset) (caller: Guid option) (target: Workspace) (env: JsonObject) : ActivityRow =
     let m = methodOf env
 
@@ -83,8 +100,65 @@ let queuedRow (id: Guid) (now: DateTimeOffset) (caller: Guid option) (target: Wo
         SourceId = caller
         TargetId = Some target.Id
         Method = Some m
-        Summary = Some $"{m} → {target.Name} (queued for poll)"
-        RequestBody = Some(Json.compact env) }
+        Summary = Some(if isIngest env then ingestSummary m target.Name else queuedSummary m target.Name)
+        RequestBody = Some(Json.compact env)
+        MessageId = messageIdOf env }
+
+let private attachmentKinds = [ "file"; "image"; "audio"; "video" ]
+
+/// Attachments of an inbound row (include=peer_info, spec §2.3): file-like parts of
+/// `request_body.params.message.parts` (kind from `kind`, else legacy `type`; uri / mime_type / name from the
+/// nested `file` object or the part itself; parts with neither uri nor name skipped), or one entry for a flat
+/// upload manifest at the root of the body (`uri`/`file_id`, `name`, `mimeType`; kind from the MIME prefix).
+let attachmentsOf (requestBody: string option) : JsonNode list =
+    let entry (kind: string) (uri: string option) (mime: string option) (name: string option) : JsonNode option =
+        if uri.IsNone && name.IsNone then
+            None
+        else
+            let o = Json.obj [ "kind", Json.str kind ]
+            uri |> Option.iter (fun u -> o["uri"] <- Json.str u)
+            mime |> Option.iter (fun m -> o["mime_type"] <- Json.str m)
+            name |> Option.iter (fun n -> o["name"] <- Json.str n)
+            Some(o :> JsonNode)
+
+    let text (name: string) (n: JsonNode) =
+        Json.prop name n |> Option.bind Json.asString |> Option.filter (fun v -> v <> "")
+
+    match requestBody |> Option.bind Json.tryParse with
+    | None -> []
+    | Some body ->
+        let parts =
+            Json.prop "params" body
+            |> Option.bind (Json.prop "message")
+            |> Option.bind (Json.prop "parts")
+            |> Option.bind Json.asArray
+
+        match parts with
+        | Some ps ->
+            ps
+            |> Seq.choose (fun p ->
+                match text "kind" p |> Option.orElse (text "type" p) with
+                | Some k when List.contains k attachmentKinds ->
+                    let src =
+                        match Json.prop "file" p |> Option.bind Json.asObject with
+                        | Some f -> f :> JsonNode
+                        | None -> p
+
+                    entry k (text "uri" src) (text "mimeType" src |> Option.orElse (text "mime_type" src)) (text "name" src)
+                | _ -> None)
+            |> List.ofSeq
+        | None ->
+            let uri = text "uri" body |> Option.orElse (text "file_id" body)
+            let mime = text "mimeType" body
+
+            let kind =
+                match mime with
+                | Some m when m.StartsWith "image/" -> "image"
+                | Some m when m.StartsWith "audio/" -> "audio"
+                | Some m when m.StartsWith "video/" -> "video"
+                | _ -> "file"
+
+            if uri.IsSome then (entry kind uri mime (text "name" body) |> Option.toList) else []
 
 /// Concatenated text of the text parts of a message/result node (parts of kind or type "text").
 let textOfParts (node: JsonNode) : string =

@@ -100,6 +100,11 @@ let obj (pairs: (string * JsonNode) list) : JsonObject =
         o[k] <- v
     o
 
+/// Object whose keys are in ordinal order, as Go's encoding/json writes a map (the reference's bodies and event
+/// payloads).
+let sorted (pairs: (string * JsonNode) list) : JsonObject =
+    obj (pairs |> List.sortWith (fun (a, _) (b, _) -> String.CompareOrdinal(a, b)))
+
 let arr (items: JsonNode seq) : JsonArray =
     let a = JsonArray()
     for i in items do

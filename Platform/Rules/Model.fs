@@ -108,7 +108,9 @@ type ActivityRow =
       Status: string
       ErrorDetail: string option
       CreatedAt: DateTimeOffset
-      IdempotencyKey: string option }
+      IdempotencyKey: string option
+      /// A2A `params.message.messageId` of an inbound message: unique per (workspace, message id) (spec §6.1).
+      MessageId: string option }
 
 type Memory =
     { Id: Guid

@@ -55,27 +55,91 @@ let removed (w: Workspace) : Reply =
               "hint", Json.str removedHint
               "removed_at", Json.timeNode w.UpdatedAt ])
 
-/// Activity row; the three JSON columns only when present, as raw JSON.
-let activity (r: ActivityRow) : JsonNode =
-    let o =
-        Json.obj
-            [ "id", Json.guidNode r.Id
-              "workspace_id", Json.guidNode r.WorkspaceId
-              "activity_type", Json.str r.ActivityType
-              "source_id", Json.optGuid r.SourceId
-              "target_id", Json.optGuid r.TargetId
-              "method", Json.optStr r.Method
-              "summary", Json.optStr r.Summary
-              "duration_ms", (match r.DurationMs with Some d -> Json.num d | None -> null)
-              "status", Json.str r.Status
-              "error_detail", Json.optStr r.ErrorDetail
-              "created_at", Json.timeNode r.CreatedAt
-              "seq", Json.num64 r.Seq ]
+/// The raw JSON columns of a row that are set.
+let private jsonColumns (r: ActivityRow) : (string * JsonNode) list =
+    [ match r.RequestBody with
+      | Some b -> "request_body", Json.raw b
+      | None -> ()
+      match r.ResponseBody with
+      | Some b -> "response_body", Json.raw b
+      | None -> ()
+      match r.ToolTrace with
+      | Some b -> "tool_trace", Json.raw b
+      | None -> () ]
 
-    r.RequestBody |> Option.iter (fun b -> o["request_body"] <- Json.raw b)
-    r.ResponseBody |> Option.iter (fun b -> o["response_body"] <- Json.raw b)
-    r.ToolTrace |> Option.iter (fun b -> o["tool_trace"] <- Json.raw b)
-    o
+let private durationNode (r: ActivityRow) : JsonNode =
+    match r.DurationMs with
+    | Some d -> Json.num d
+    | None -> null
+
+/// Activity row (keys sorted, spec §2.3); `seq` always; the three JSON columns only when present, as raw JSON.
+/// `message_id` and `idempotency_key` are not projected.
+let activity (r: ActivityRow) : JsonObject =
+    Json.sorted (
+        [ "id", Json.guidNode r.Id
+          "workspace_id", Json.guidNode r.WorkspaceId
+          "activity_type", Json.str r.ActivityType
+          "source_id", Json.optGuid r.SourceId
+          "target_id", Json.optGuid r.TargetId
+          "method", Json.optStr r.Method
+          "summary", Json.optStr r.Summary
+          "duration_ms", durationNode r
+          "status", Json.str r.Status
+          "error_detail", Json.optStr r.ErrorDetail
+          "created_at", Json.timeNode r.CreatedAt
+          "seq", Json.num64 r.Seq ]
+        @ jsonColumns r
+    )
+
+/// include=peer_info (spec §2.3): `peer_name` / `peer_role` of the sending workspace (omitted when empty or
+/// unknown), `agent_card_url` = `<base>/registry/discover/<source_id>` when the row has a source, `attachments`
+/// when the request body carries any.
+let activityWithPeer (peerOf: Guid -> Workspace option) (baseUrl: string) (r: ActivityRow) : JsonObject =
+    let extra =
+        [ match r.SourceId with
+          | Some s ->
+              match peerOf s with
+              | Some p ->
+                  if p.Name <> "" then "peer_name", Json.str p.Name
+
+                  match p.Role with
+                  | Some role when role <> "" -> "peer_role", Json.str role
+                  | _ -> ()
+              | None -> ()
+
+              "agent_card_url", Json.str $"{baseUrl}/registry/discover/{Json.guid s}"
+          | None -> ()
+          match A2a.attachmentsOf r.RequestBody with
+          | [] -> ()
+          | atts -> "attachments", Json.arr atts ]
+
+    let o = activity r
+
+    for (k, v) in extra do
+        o[k] <- v
+
+    Json.sorted [ for kv in o -> kv.Key, Json.clone kv.Value ]
+
+/// `ACTIVITY_LOGGED` payload on a workspace's event stream (spec §1.2): keys sorted; never the row's id, seq,
+/// created_at or workspace_id; `message_id` when set. `summary` may differ from the stored one (the poll
+/// short-circuit's second ring says "(queued for poll)").
+let activityData (r: ActivityRow) (summary: string option) : JsonObject =
+    Json.sorted (
+        [ "activity_type", Json.str r.ActivityType
+          "method", Json.optStr r.Method
+          "summary", Json.optStr summary
+          "status", Json.str r.Status
+          "source_id", Json.optGuid r.SourceId
+          "target_id", Json.optGuid r.TargetId
+          "duration_ms", durationNode r
+          match r.ErrorDetail with
+          | Some e -> "error_detail", Json.str e
+          | None -> ()
+          match r.MessageId with
+          | Some m -> "message_id", Json.str m
+          | None -> () ]
+        @ jsonColumns r
+    )
 
 let token (t: Token) : JsonNode =
     Json.obj

@@ -139,7 +139,7 @@ type PlatformFixture() =
     let dir = tempDir ()
 
     let platform =
-        (Server.start { PlatformOptions.defaults dir with SweepInterval = TimeSpan.FromHours 1.0 }).Result
+        (Server.start { PlatformOptions.defaults dir with SweepInterval = TimeSpan.FromHours 1.0; EnableFaults = true }).Result
 
     let client = new Client(platform.Url)
     member _.Platform = platform

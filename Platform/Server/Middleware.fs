@@ -1,0 +1,88 @@
+/// Request pipeline pieces (fault injection, error answers) and the periodic background passes.
+module internal Molecule.Platform.Routes.Middleware
+
+open System
+open System.IO
+open System.Net
+open System.Net.Http
+open System.Security.Cryptography
+open System.Text
+open System.Text.Json.Nodes
+open System.Threading
+open System.Threading.Tasks
+open Microsoft.AspNetCore.Builder
+open Microsoft.AspNetCore.Hosting
+open Microsoft.AspNetCore.Hosting.Server
+open Microsoft.AspNetCore.Hosting.Server.Features
+open Microsoft.AspNetCore.Http
+open Microsoft.AspNetCore.Http.Features
+open Microsoft.AspNetCore.Server.Kestrel.Core
+open Microsoft.AspNetCore.StaticFiles
+open Microsoft.Extensions.DependencyInjection
+open Microsoft.Extensions.Logging
+open Microsoft.Extensions.Hosting
+open Molecule.Platform
+open Molecule.Platform.Validation
+open Molecule.Platform.Routes.Http
+
+let faultMiddleware (faults: FaultInjector) (stopping: CancellationToken) (ctx: HttpContext) (next: RequestDelegate) : Task =
+    task {
+        let path = ctx.Request.Path.Value
+        let m = ctx.Request.Method
+        faults.Record(m, path)
+
+        match (if path.StartsWith "/admin/" then None else faults.Take(m, path)) with
+        | None -> do! next.Invoke ctx
+        | Some rule ->
+            use linked = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, stopping)
+
+            try
+                if rule.DelayMs > 0 then
+                    do! Task.Delay(rule.DelayMs, linked.Token)
+
+                if rule.Hang then
+                    do! Task.Delay(Timeout.Infinite, linked.Token)
+
+                if rule.Drop then
+                    ctx.Abort()
+                elif rule.Status > 0 then
+                    ctx.Response.StatusCode <- rule.Status
+                    ctx.Response.ContentType <- "application/json; charset=utf-8"
+                    let body = if rule.Body = "" then Json.error "injected fault" else rule.Body
+                    do! ctx.Response.WriteAsync body
+                else
+                    do! next.Invoke ctx
+            with :? OperationCanceledException ->
+                ctx.Abort()
+    }
+
+let errorMiddleware (ctx: HttpContext) (next: RequestDelegate) : Task =
+    task {
+        try
+            ctx.Response.Headers["X-Content-Type-Options"] <- "nosniff"
+            do! next.Invoke ctx
+        with
+        | :? Microsoft.AspNetCore.Http.BadHttpRequestException as e when not ctx.Response.HasStarted ->
+            do! send ctx (Json.errorReply e.StatusCode "bad request")
+        | :? OperationCanceledException -> ()
+        | e when not ctx.Response.HasStarted ->
+            eprintfn "[platform] %s %s failed: %s" ctx.Request.Method ctx.Request.Path.Value (e.ToString())
+            do! send ctx (Json.errorReply 500 "internal error")
+        | e -> eprintfn "[platform] %s %s failed after the answer started: %s" ctx.Request.Method ctx.Request.Path.Value e.Message
+    }
+
+/// Runs `pass` every `interval` (the first run one interval after start) until the platform stops; a failing
+/// pass is logged and the loop goes on.
+let every (env: Env) (interval: TimeSpan) (name: string) (pass: unit -> unit) : Task =
+    task {
+        try
+            while not env.Stopping.IsCancellationRequested do
+                do! Task.Delay(interval, env.Stopping)
+
+                try
+                    pass ()
+                with e ->
+                    eprintfn "[platform] %s failed: %s" name e.Message
+        with :? OperationCanceledException ->
+            ()
+    }
