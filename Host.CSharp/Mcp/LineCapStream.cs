@@ -117,9 +117,9 @@ public sealed class LineCapStream : Stream
 
     private void ResetLine()
     {
+        _line.SetLength(0);
         // A line close to the limit leaves a big buffer behind: give it back.
         if (_line.Capacity > ChunkSize * 4) _line.Capacity = ChunkSize;
-        _line.SetLength(0);
     }
 
     private void Emit(byte[] bytes)
