@@ -116,13 +116,7 @@ let contentTypeOf (fileName: string) : string =
 
 /// POST /registry/register — poll delivery mode, no URL.
 let register (cfg: Config) : Request =
-    let card =
-        Json.obj
-            [ yield "name", Json.str cfg.AgentCard.Name
-              yield "skills", Json.arr (cfg.AgentCard.Skills |> List.map (fun s -> Json.obj [ "name", Json.str s ] :> JsonNode))
-              match cfg.AgentCard.Description with
-              | Some d -> yield "description", Json.str d
-              | None -> () ]
+    let card = A2a.agentCard cfg.AgentCard.Name cfg.AgentCard.Description cfg.AgentCard.Skills
 
     let body =
         Json.obj
@@ -185,20 +179,7 @@ let discover (cfg: Config) (targetId: string) : Request =
 /// POST /workspaces/:target/a2a — JSON-RPC message/send through the platform proxy (spec §2.6).
 /// Retried by the host only on connection-level failures, never on a read timeout (P10).
 let a2aSend (cfg: Config) (targetId: string) (rpcId: string) (messageId: string) (text: string) : Request =
-    let part = Json.obj [ "kind", Json.str "text"; "text", Json.str text ]
-
-    let message =
-        Json.obj
-            [ "role", Json.str "user"
-              "messageId", Json.str messageId
-              "parts", Json.arr [ part :> JsonNode ] ]
-
-    let body =
-        Json.obj
-            [ "jsonrpc", Json.str "2.0"
-              "id", Json.str rpcId
-              "method", Json.str "message/send"
-              "params", Json.obj [ "message", message :> JsonNode ] ]
+    let body = A2a.messageSend rpcId messageId text
 
     { request Post cfg $"/workspaces/{esc targetId}/a2a" [] (peerHeaders cfg) (json body) 300.0 with
         Retry = TransientConnect }

@@ -4,6 +4,7 @@
 module Molecule.Core.Config
 
 open System
+open Molecule.Protocol
 open System.Globalization
 
 type ConfigError =
@@ -293,21 +294,8 @@ let helpText (errors: ConfigError list) : string =
 /// Info when MOLECULE_MCP_VERBOSE is on, else Warning.
 let minLogLevel (config: Config) : LogLevel = if config.Verbose then Info else Warning
 
-/// Replaces every occurrence of the token by "***". The raw env value only differs from the stored token by
-/// surrounding whitespace, so it contains the token and is covered too. Should a token ever contain '*'
-/// the mask is a string sharing no character with the token (else plain removal until none is left), so
-/// the result can never contain the token.
+/// Masks the token in a text (see Secrets.mask): the raw env value only differs from the stored token by
+/// surrounding whitespace, so it contains the token and is covered too.
 let scrub (config: Config) (text: string) : string =
-    let text = if isNull text then "" else text
     let token = if isNull (box config) || isNull config.Token then "" else config.Token
-    if token = "" then
-        text
-    else
-        let disjoint (mask: string) = mask |> Seq.forall (fun c -> not (token.Contains c))
-        match [ "***"; "###"; "~~~"; "[redacted]" ] |> List.tryFind disjoint with
-        | Some mask -> text.Replace(token, mask, StringComparison.Ordinal)
-        | None ->
-            let mutable t = text
-            while t.Contains(token, StringComparison.Ordinal) do
-                t <- t.Replace(token, "", StringComparison.Ordinal)
-            t
+    Secrets.mask [ token ] text

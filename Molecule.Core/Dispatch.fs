@@ -3,17 +3,11 @@
 /// error bodies surface their message (P8). The inbox tools are served by the agent itself (Agent.fs).
 module Molecule.Core.Dispatch
 
-/// Tokens shorter than this are placeholders (a grandfathered workspace needs none; the platform mints 43
-/// characters): scrubbing them would mangle ordinary words in results.
-let private minScrubbedToken = 8
-
 /// The same program, its final text scrubbed of the workspace token: platform bodies, peer replies and
 /// memories are quoted into results, and a result goes to stdout, where the token must never appear.
 let rec private scrubbed (config: Config) (program: Program) : Program =
     match program with
-    | Done(output, observations) when not (isNull config.Token) && config.Token.Length >= minScrubbedToken ->
-        Done({ output with Text = Config.scrub config output.Text }, observations)
-    | Done _ -> program
+    | Done(output, observations) -> Done({ output with Text = Config.scrub config output.Text }, observations)
     | Call(req, k) -> Call(req, k >> scrubbed config)
     | CheckFiles(paths, k) -> CheckFiles(paths, k >> scrubbed config)
 

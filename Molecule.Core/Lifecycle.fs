@@ -60,13 +60,7 @@ let private nonEmpty (s: string option) =
     | _ -> None
 
 /// The 410 body {id, removed_at, hint}; defaults: own id, no time, the shared default hint.
-let removedInfoOfBody (workspaceId: string) (body: string) : RemovedInfo =
-    let json = Json.tryParse body
-    let field name =
-        json |> Option.bind (Json.prop name) |> Option.bind Json.asScalarText |> nonEmpty
-    { Id = field "id" |> Option.defaultValue workspaceId
-      RemovedAt = field "removed_at"
-      Hint = field "hint" |> Option.defaultValue Text.defaultRemovedHint }
+let removedInfoOfBody (workspaceId: string) (body: string) : RemovedInfo = Removed.parse workspaceId body
 
 let private failureOf (response: Response) : Failure option =
     match response with
@@ -168,7 +162,7 @@ let private describe (config: Config) (what: string) (f: Failure) =
     | TimeoutAfter s -> $"{what} failed: timed out after {secs s}s"
 
 let private revokedText (config: Config) (n: int) (status: int) =
-    $"molecule-mcp: {n} consecutive heartbeat auth failures (HTTP {status}) — the token in {tokenPlace config} has been REVOKED, likely because workspace {config.WorkspaceId} was deleted server-side. The MCP server is still running but every platform call will fail. Regenerate the workspace + token from the canvas (Tokens tab), update your MCP config, and restart your runtime."
+    $"molecule-mcp: {n} consecutive heartbeat auth failures (HTTP {status}) — the token in {tokenPlace config} has been REVOKED, likely because workspace {config.WorkspaceId} was deleted server-side. The MCP server is still running but every platform call will fail. {Texts.regenerate}"
 
 let private effectsOf (config: Config) (state: State) (event: Event) : Effect list =
     match event with
@@ -177,7 +171,7 @@ let private effectsOf (config: Config) (state: State) (event: Event) : Effect li
     | RegisterRejected status ->
         [ Log(
               Error,
-              $"molecule-mcp: register rejected with HTTP {status} — the token in {tokenPlace config} is not valid for workspace {config.WorkspaceId}. Regenerate a token from the canvas (Tokens tab), update your MCP config and restart your runtime."
+              $"molecule-mcp: register rejected with HTTP {status} — the token in {tokenPlace config} is not valid for workspace {config.WorkspaceId}. {Texts.regenerate}"
           )
           Exit 3 ]
     | RegisterFailed(HttpFailure(status, body)) ->
@@ -204,7 +198,7 @@ let private effectsOf (config: Config) (state: State) (event: Event) : Effect li
             []
     | WorkspaceRemoved info ->
         match state.Removed with
-        | None -> [ Log(Error, "molecule-mcp: " + Text.removed info) ]
+        | None -> [ Log(Error, "molecule-mcp: " + Removed.text info) ]
         | Some _ -> []
 
 /// Effects of one event; `state` is the state BEFORE the event. Every log text is scrubbed of the token.

@@ -126,10 +126,8 @@ type PollQuery =
 // Lifecycle facts shared by tools
 // ---------------------------------------------------------------------------------------------
 
-type RemovedInfo =
-    { Id: string
-      RemovedAt: string option
-      Hint: string }
+/// A deleted workspace's facts (the 410 body).
+type RemovedInfo = Molecule.Protocol.Removed.Info
 
 /// Something a tool learnt that the rest of the agent must know.
 type Observation =

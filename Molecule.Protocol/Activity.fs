@@ -62,35 +62,6 @@ let private text name node =
 let private optionalText name node =
     Json.prop name node |> Option.bind Json.asString |> Option.filter (fun s -> s.Trim() <> "")
 
-let private partKind (part: JsonNode) =
-    match Json.stringProp "kind" part with
-    | Some k -> k
-    | None -> Json.stringProp "type" part |> Option.defaultValue ""
-
-/// The lines one A2A part contributes: its text, or an attachment line for a file part.
-let private partLines (part: JsonNode) : string list =
-    match partKind part with
-    | "text" ->
-        match Json.stringProp "text" part with
-        | Some t when t <> "" -> [ t ]
-        | _ -> []
-    | "file" ->
-        let file = Json.prop "file" part
-        let field n = file |> Option.bind (Json.stringProp n) |> Option.filter (fun s -> s.Trim() <> "")
-        match [ field "name"; field "uri" ] |> List.choose id with
-        | [] -> []
-        | fields -> [ "[attachment: " + String.Join(" ", fields) + "]" ]
-    | _ -> []
-
-/// The text of an A2A parts array (text parts joined by newlines); None when there is none.
-let textOfParts (parts: JsonNode) : string option =
-    match Json.asArray parts with
-    | None -> None
-    | Some items ->
-        match items |> List.collect partLines with
-        | [] -> None
-        | lines -> Some(String.Join("\n", lines))
-
 /// request_body as a JSON object (it may arrive as a JSON string holding JSON).
 let private requestBody (row: JsonNode) : JsonNode option =
     match Json.prop "request_body" row with
@@ -106,7 +77,7 @@ let private textOfRow (row: JsonNode) : string =
         requestBody row
         |> Option.bind (fun body ->
             [ [ "params"; "message"; "parts" ]; [ "params"; "parts" ]; [ "parts" ] ]
-            |> List.tryPick (fun p -> Json.path p body |> Option.bind textOfParts))
+            |> List.tryPick (fun p -> Json.path p body |> Option.bind A2a.textOfParts))
     match fromParts with
     | Some t -> t
     | None ->

@@ -20,31 +20,8 @@ type private A2aOutcome =
     | Failed of string
     | Gone of string
 
-let private textOfParts (parts: JsonNode option) : string list =
-    match parts |> Option.bind Json.asArray with
-    | Some items ->
-        items
-        |> List.choose (fun p ->
-            let kind =
-                Json.stringProp "kind" p |> Option.orElse (Json.stringProp "type" p) |> Option.defaultValue "text"
-
-            if kind = "text" then Json.stringProp "text" p else None)
-    | None -> []
-
-/// All text of a JSON-RPC `result`: a Message's parts, or a Task's artifacts and status message (P9).
-let private resultText (result: JsonNode) : string list =
-    match Json.asString result with
-    | Some s -> [ s ]
-    | None ->
-        let direct = textOfParts (Json.prop "parts" result)
-
-        let artifacts =
-            match Json.prop "artifacts" result |> Option.bind Json.asArray with
-            | Some arts -> arts |> List.collect (fun a -> textOfParts (Json.prop "parts" a))
-            | None -> []
-
-        let statusMsg = textOfParts (Json.path [ "status"; "message"; "parts" ] result)
-        direct @ artifacts @ statusMsg
+/// All text of a JSON-RPC `result` (P9).
+let private resultText (result: JsonNode) : string list = A2a.resultLines result
 
 let private rpcErrorDetail (err: JsonNode) : string =
     match Json.asString err with
@@ -125,8 +102,8 @@ let delegateTask (ctx: ToolContext) (target: string) (task: string) : Program =
 
                     let text =
                         match shown with
-                        | Some t -> t + "\n\n" + Text.removed info
-                        | None -> Text.removed info
+                        | Some t -> t + "\n\n" + Removed.text info
+                        | None -> Removed.text info
 
                     Done({ Text = text; IsError = true }, learnt @ [ WorkspaceRemoved info ])
 

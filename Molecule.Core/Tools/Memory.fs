@@ -14,20 +14,8 @@ open Molecule.Core.ToolKit
 // Memories
 // ---------------------------------------------------------------------------------------------
 
-let private secretPatterns: (Regex * string) list =
-    let opts = RegexOptions.CultureInvariant
-
-    [ Regex("(?<![A-Za-z0-9])sk-[A-Za-z0-9_\\-]{20,}", opts), "[REDACTED]"
-      Regex("gh[ps]_[A-Za-z0-9]{36,}", opts), "[REDACTED]"
-      Regex("github_pat_[A-Za-z0-9_]{82,}", opts), "[REDACTED]"
-      Regex("AKIA[A-Z0-9]{16}", opts), "[REDACTED]"
-      Regex("(?i)((?:api_key|key|token|secret|password)\\s*[=:]\\s*)[A-Za-z0-9+/=_\\-]{40,}", opts), "$1[REDACTED]" ]
-
 /// Replaces well-known secret shapes with [REDACTED] before anything leaves the process (spec §3.10).
-let redactSecrets (text: string) : string =
-    match text with
-    | null -> ""
-    | t -> secretPatterns |> List.fold (fun (acc: string) (re, repl) -> re.Replace(acc, repl)) t
+let redactSecrets (text: string) : string = Secrets.redact text
 
 let commitMemory (ctx: ToolContext) (content: string) (scope: MemoryScope) : Program =
     platform ctx (fun () ->

@@ -30,15 +30,7 @@ let getWorkspaceInfo (ctx: ToolContext) : Program =
 // ---------------------------------------------------------------------------------------------
 
 let private skillNames (peer: JsonNode) : string list =
-    match Json.path [ "agent_card"; "skills" ] peer |> Option.bind Json.asArray with
-    | Some items ->
-        items
-        |> List.choose (fun s ->
-            match Json.asString s with
-            | Some n -> Some n
-            | None -> Json.stringProp "name" s)
-        |> List.filter (isBlank >> not)
-    | None -> []
+    Json.prop "agent_card" peer |> Option.map A2a.skillNames |> Option.defaultValue []
 
 /// Display name of a peer: the workspace name, or the agent card name when the platform still has
 /// the registration placeholder (the id) or nothing (P12).
@@ -96,7 +88,7 @@ let listPeers (ctx: ToolContext) : Program =
                     let msg = platformMessage body
 
                     noPeers
-                        $"Authentication to the platform failed (HTTP {inv s}{withMessage msg}): the workspace token was rejected. The workspace may have been deleted; regenerate the token from the canvas → Tokens tab, update your MCP config and restart your runtime."
+                        $"Authentication to the platform failed (HTTP {inv s}{withMessage msg}): the workspace token was rejected. The workspace may have been deleted. {Texts.regenerate}"
                 | Reply(404, _) ->
                     noPeers
                         $"Workspace {ctx.Config.WorkspaceId} is not registered with the platform (HTTP 404). Restart your runtime so it registers again, and check WORKSPACE_ID and PLATFORM_URL."

@@ -58,7 +58,7 @@ let withMessage (msg: string) = if msg = "" then "" else $": {msg}"
 
 /// Why a 401/403 happened and what to do (no "Error:" prefix).
 let tokenRejectedDetail (status: int) (msg: string) =
-    $"the platform rejected this workspace's token (HTTP {inv status}{withMessage msg}). The workspace may have been deleted on the platform. Regenerate the workspace token from the canvas → Tokens tab, update your MCP config and restart your runtime."
+    $"the platform rejected this workspace's token (HTTP {inv status}{withMessage msg}). The workspace may have been deleted on the platform. {Texts.regenerate}"
 
 
 let isTokenProblem (status: int) (msg: string) =
@@ -84,19 +84,11 @@ let timeoutFailure (after: float) =
     $"Error: the platform did not answer within {secs after} s."
 
 /// The removal facts from a 410 body {id, removed_at, hint}.
-let removedInfo (ctx: ToolContext) (body: string) : RemovedInfo =
-    let node = Json.tryParse body
-
-    let field name =
-        node |> Option.bind (Json.stringProp name) |> Option.filter (isBlank >> not)
-
-    { Id = field "id" |> Option.defaultValue ctx.Config.WorkspaceId
-      RemovedAt = field "removed_at"
-      Hint = field "hint" |> Option.defaultValue Text.defaultRemovedHint }
+let removedInfo (ctx: ToolContext) (body: string) : RemovedInfo = Removed.parse ctx.Config.WorkspaceId body
 
 let removedStep (ctx: ToolContext) (body: string) : Program =
     let info = removedInfo ctx body
-    Done({ Text = Text.removed info; IsError = true }, [ WorkspaceRemoved info ])
+    Done({ Text = Removed.text info; IsError = true }, [ WorkspaceRemoved info ])
 
 /// A 410 that names another workspace (the peer) is about that peer, not about this workspace.
 let namesPeer (ctx: ToolContext) (peer: string) (body: string) : bool =
@@ -109,7 +101,7 @@ let namesPeer (ctx: ToolContext) (peer: string) (body: string) : bool =
 /// Runs a platform program unless the workspace is already known to be removed.
 let platform (ctx: ToolContext) (program: unit -> Program) : Program =
     match ctx.Removed with
-    | Some info -> fail (Text.removed info)
+    | Some info -> fail (Removed.text info)
     | None -> program ()
 
 /// One request whose 410 / transport / timeout outcomes are handled uniformly; `k` sees replies.

@@ -63,14 +63,7 @@ public sealed class StderrLog
     }
 
     /// <summary>Replaces every registered secret in <paramref name="text"/> by <c>***</c>.</summary>
-    public string Redact(string text)
-    {
-        var secrets = _secrets;
-        foreach (var s in secrets)
-            if (text.Contains(s, StringComparison.Ordinal))
-                text = text.Replace(s, "***", StringComparison.Ordinal);
-        return text;
-    }
+    public string Redact(string text) => Molecule.Protocol.Secrets.mask(_secrets, text);
 
     public void Write(Severity level, string text)
     {

@@ -5,6 +5,7 @@ open Xunit
 open FsCheck
 open FsCheck.FSharp
 open Molecule.Core
+open Molecule.Protocol
 
 let private check (n: int) (prop: Property) =
     Check.One(FsCheck.Config.QuickThrowOnFailure.WithMaxTest n, prop)
@@ -318,10 +319,10 @@ let ``rule: no error or help text contains the token`` () =
     )
 
 [<Fact>]
-let ``rule: scrub hides every occurrence of the token`` () =
+let ``rule: scrub hides every occurrence of the token (any token of 8 characters or more)`` () =
     let g =
         gen {
-            let! token = Gen.oneof [ genToken; Gen.elements [ "**"; "*"; "a*"; "*#~[redacted]"; "aa" ] ]
+            let! token = Gen.oneof [ genToken |> Gen.filter (fun t -> t.Length >= Secrets.minMasked); Gen.elements [ "********"; "*#~[redacted]"; "a*a*a*a*"; "aaaaaaaa" ] ]
             let! parts = Gen.listOf (Gen.oneof [ Gen.constant token; ArbMap.defaults |> ArbMap.generate<string> ])
             return token, parts |> List.map (fun s -> if isNull s then "" else s) |> String.concat ""
         }
@@ -330,9 +331,12 @@ let ``rule: scrub hides every occurrence of the token`` () =
             let c = { (Config.parse (validEnv "0f8fad5b-d9cb-469f-a165-70867728950e" "https://h" "x") "/d" None |> ok) with Token = token }
             not ((Config.scrub c text).Contains token))
     )
-    let c = Config.parse (validEnv "0f8fad5b-d9cb-469f-a165-70867728950e" "https://h" " s3cret ") "/d" None |> ok
-    Assert.Equal("Bearer *** and *** again", Config.scrub c "Bearer s3cret and s3cret again")
+    let c = Config.parse (validEnv "0f8fad5b-d9cb-469f-a165-70867728950e" "https://h" " s3cret-token ") "/d" None |> ok
+    Assert.Equal("Bearer *** and *** again", Config.scrub c "Bearer s3cret-token and s3cret-token again")
     Assert.Equal("", Config.scrub c null)
+    // Shorter values are placeholders, not issued tokens: masking them would rewrite ordinary words.
+    let short = Config.parse (validEnv "0f8fad5b-d9cb-469f-a165-70867728950e" "https://h" "x") "/d" None |> ok
+    Assert.Equal("x marks the spot", Config.scrub short "x marks the spot")
 
 // ---------------------------------------------------------------------------------------------
 // Required vars, id, agent card, flags

@@ -131,9 +131,9 @@ let ``get_workspace_info 404 says the workspace is not found`` () =
 let ``get_workspace_info 410 gives the tailored removed message`` () =
     let body = $"{{\"error\":\"workspace removed\",\"id\":\"{ownId}\",\"hint\":\"Regenerate\",\"removed_at\":\"2026-01-02T03:04:05Z\"}}"
     let run = runWith (except Get own (reply 410 body)) ctx GetWorkspaceInfo
-    let info = { Id = ownId; RemovedAt = Some "2026-01-02T03:04:05Z"; Hint = "Regenerate" }
+    let info = ({ Id = ownId; RemovedAt = Some "2026-01-02T03:04:05Z"; Hint = "Regenerate" }: Removed.Info)
     Assert.True(isError run)
-    Assert.Equal(Text.removed info, run.Output.Text)
+    Assert.Equal(Removed.text info, run.Output.Text)
     Assert.Equal<Observation list>([ WorkspaceRemoved info ], run.Observations)
 
 // ---------------------------------------------------------------------------------------------
@@ -573,9 +573,9 @@ let ``rule: a known-removed workspace makes no platform request`` () =
     Check.One(
         quick 200,
         Prop.forAll (Arb.fromGen (Gen.zip platformCallGen removedInfoGen)) (fun (call, (id, at, hint)) ->
-            let info = { Id = id; RemovedAt = at; Hint = defaultArg hint Text.defaultRemovedHint }
+            let info = ({ Id = id; RemovedAt = at; Hint = defaultArg hint Removed.defaultHint }: Removed.Info)
             let run = runWith happy { ctx with Removed = Some info } call
-            run.Requests.IsEmpty && isError run && run.Output.Text = Text.removed info)
+            run.Requests.IsEmpty && isError run && run.Output.Text = Removed.text info)
     )
 
 [<Fact>]
@@ -595,7 +595,7 @@ let ``rule: any 410 yields the tailored removed message and a WorkspaceRemoved o
                       | None -> () ]
                 |> Json.compact
 
-            let expected = { Id = id; RemovedAt = at; Hint = defaultArg hint Text.defaultRemovedHint }
+            let expected = ({ Id = id; RemovedAt = at; Hint = defaultArg hint Removed.defaultHint }: Removed.Info)
             // how many requests does the happy run make? answer 410 on one of them
             let total = (runWith happy ctx call).Requests.Length
             let target = nth % total
@@ -608,7 +608,7 @@ let ``rule: any 410 yields the tailored removed message and a WorkspaceRemoved o
             let run = interpret { Http = http; Files = allFilesOk } (programOf ctx call)
 
             isError run
-            && run.Output.Text.Contains(Text.removed expected)
+            && run.Output.Text.Contains(Removed.text expected)
             && List.contains (WorkspaceRemoved expected) run.Observations
             && run.Requests.Length = target + 1)
     )
@@ -744,7 +744,7 @@ let ``rule: dispatch never throws for any response`` () =
             let! call = anyCallGen
             let! responses = Gen.nonEmptyListOf anyResponseGen
             let! files = fileCheckGen
-            let! removed = Gen.elements [ None; Some { Id = ownId; RemovedAt = None; Hint = "h" } ]
+            let! removed = Gen.elements [ None; Some ({ Id = ownId; RemovedAt = None; Hint = "h" }: Removed.Info) ]
             return call, responses, files, removed
         }
 
@@ -871,7 +871,7 @@ let ``a 410 that names the peer is about the peer, not this workspace`` () =
     Assert.StartsWith($"DELEGATION FAILED to Bob: workspace {peerId} was deleted", viaSend.Output.Text)
     Assert.DoesNotContain(viaSend.Observations, fun o -> match o with WorkspaceRemoved _ -> true | _ -> false)
     let own410 = runWith (except Post "/a2a" (reply 410 "{}")) ctx (DelegateTask(peerId, "t"))
-    Assert.Contains(WorkspaceRemoved { Id = ownId; RemovedAt = None; Hint = Text.defaultRemovedHint }, own410.Observations)
+    Assert.Contains(WorkspaceRemoved ({ Id = ownId; RemovedAt = None; Hint = Removed.defaultHint }: Removed.Info), own410.Observations)
 
 // ---------------------------------------------------------------------------------------------
 // Token hygiene of tool results (issue: the token string never appears on stdout)

@@ -5,6 +5,7 @@ open Xunit
 open FsCheck
 open FsCheck.FSharp
 open Molecule.Core
+open Molecule.Protocol
 
 let private check (n: int) (prop: Property) =
     Check.One(FsCheck.Config.QuickThrowOnFailure.WithMaxTest n, prop)
@@ -91,8 +92,8 @@ let genAnyResponse: Gen<Response> =
 
 let genRemovedInfo: Gen<RemovedInfo> =
     Gen.elements
-        [ { Id = wsId; RemovedAt = None; Hint = Text.defaultRemovedHint }
-          { Id = wsId; RemovedAt = Some "2026-01-02T03:04:05Z"; Hint = "gone" } ]
+        [ ({ Id = wsId; RemovedAt = None; Hint = Removed.defaultHint }: Removed.Info)
+          ({ Id = wsId; RemovedAt = Some "2026-01-02T03:04:05Z"; Hint = "gone" }: Removed.Info) ]
 
 let genCommand: Gen<Lifecycle.Command> =
     Gen.oneof
@@ -284,7 +285,7 @@ let ``register examples (spec 2.2)`` () =
     let _, gone = run cfg [ Lifecycle.RegisterOutcome(Reply(410, "{\"id\":\"" + wsId + "\",\"removed_at\":\"2026-01-01T00:00:00Z\"}")) ]
     match gone[0] with
     | [ Log(Error, text); Exit 3 ] ->
-        Assert.Equal("molecule-mcp: " + Text.removed { Id = wsId; RemovedAt = Some "2026-01-01T00:00:00Z"; Hint = Text.defaultRemovedHint }, text)
+        Assert.Equal("molecule-mcp: " + Removed.text ({ Id = wsId; RemovedAt = Some "2026-01-01T00:00:00Z"; Hint = Removed.defaultHint }: Removed.Info), text)
     | other -> failwith $"unexpected {other}"
 
 // ---------------------------------------------------------------------------------------------
@@ -330,13 +331,13 @@ let ``rule: 410 anywhere marks the workspace removed exactly once`` () =
 [<Fact>]
 let ``removal examples (spec 2.14)`` () =
     let info = Lifecycle.removedInfoOfBody wsId "{\"error\":\"workspace removed\",\"id\":\"abc\",\"hint\":\"Regenerate\",\"removed_at\":\"2026-02-03T00:00:00Z\"}"
-    Assert.Equal({ Id = "abc"; RemovedAt = Some "2026-02-03T00:00:00Z"; Hint = "Regenerate" }, info)
+    Assert.Equal(({ Id = "abc"; RemovedAt = Some "2026-02-03T00:00:00Z"; Hint = "Regenerate" }: Removed.Info), info)
     let info2 = Lifecycle.removedInfoOfBody wsId "{\"removed_at\":null}"
-    Assert.Equal({ Id = wsId; RemovedAt = None; Hint = Text.defaultRemovedHint }, info2)
+    Assert.Equal(({ Id = wsId; RemovedAt = None; Hint = Removed.defaultHint }: Removed.Info), info2)
     Assert.Equal(info2, Lifecycle.removedInfoOfBody wsId "garbage")
     let st, perStep = run cfg [ Lifecycle.ProbeOutcome(Reply(200, "{\"id\":\"" + wsId + "\",\"status\":\"removed\"}")) ]
     Assert.Equal(Some info2, st.Removed)
-    Assert.Equal<Effect list>([ Log(Error, "molecule-mcp: " + Text.removed info2) ], perStep[0])
+    Assert.Equal<Effect list>([ Log(Error, "molecule-mcp: " + Removed.text info2) ], perStep[0])
     let st2, none = run cfg [ Lifecycle.ProbeOutcome(Reply(200, "{\"status\":\"online\"}")); Lifecycle.ProbeOutcome(Reply(404, "")) ]
     Assert.Equal(None, st2.Removed)
     Assert.True(none |> List.forall List.isEmpty)
