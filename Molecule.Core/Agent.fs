@@ -5,6 +5,7 @@
 module Molecule.Core.Agent
 
 open System.Text.Json.Nodes
+open Molecule.Protocol
 
 /// A tool call waiting for something.
 type Pending =
@@ -15,8 +16,8 @@ type Pending =
 
 type Model =
     { /// The workspace the tools act on.
-      Primary: string
-      Workspaces: Map<string, Workspace.State>
+      Primary: WorkspaceId
+      Workspaces: Map<WorkspaceId, Workspace.State>
       /// The client sent `notifications/initialized`: channel notifications may flow.
       Initialized: bool
       Calls: Map<int64, Pending>
@@ -42,11 +43,11 @@ type Msg =
     /// The client gave up on a call (cancelled, or disconnected): forget it, send nothing more for it.
     | ToolCancelled of call: int64
     /// Lines another process of this machine appended to a workspace's journal.
-    | Synced of workspace: string * lines: string list
+    | Synced of workspace: WorkspaceId * lines: string list
     /// A workspace's journal was rewritten by another process.
-    | Reloaded of workspace: string * text: string
+    | Reloaded of workspace: WorkspaceId * text: string
     /// The answer to `Claim`.
-    | Claimed of workspace: string * won: bool
+    | Claimed of workspace: WorkspaceId * won: bool
 
 let init (config: Config) (boot: Workspace.Boot) : Model =
     { Primary = config.WorkspaceId
@@ -184,14 +185,14 @@ let private toolCalled call nonce name arguments (model: Model) : Model * Effect
 // Update
 // ---------------------------------------------------------------------------------------------
 
-let private onWorkspace (wsId: string) (model: Model) (f: Workspace.State -> Workspace.State * Effect list) =
+let private onWorkspace (wsId: WorkspaceId) (model: Model) (f: Workspace.State -> Workspace.State * Effect list) =
     match model.Workspaces.TryFind wsId with
     | Some ws ->
         let ws, effects = f ws
         withWorkspace ws model, effects
     | None -> model, []
 
-let private withArrivals (wsId: string) (model: Model) (f: Workspace.State -> Workspace.State * Effect list * InboxMessage list) =
+let private withArrivals (wsId: WorkspaceId) (model: Model) (f: Workspace.State -> Workspace.State * Effect list * InboxMessage list) =
     match model.Workspaces.TryFind wsId with
     | Some ws ->
         let ws, effects, fresh = f ws

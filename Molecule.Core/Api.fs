@@ -31,7 +31,7 @@ let private baseHeaders (cfg: Config) : (string * string) list =
     [ "Authorization", $"Bearer {cfg.Token}"; "Origin", cfg.Origin ]
 
 let private peerHeaders (cfg: Config) : (string * string) list =
-    baseHeaders cfg @ [ "X-Workspace-ID", cfg.WorkspaceId ]
+    baseHeaders cfg @ [ "X-Workspace-ID", cfg.WorkspaceId.Value ]
 
 let private query (pairs: (string * string) list) : string =
     match pairs with
@@ -40,7 +40,7 @@ let private query (pairs: (string * string) list) : string =
 
 let private url (cfg: Config) (path: string) (q: (string * string) list) : string = cfg.PlatformUrl + path + query q
 
-let private own (cfg: Config) = esc cfg.WorkspaceId
+let private own (cfg: Config) = esc cfg.WorkspaceId.Value
 
 let private json (o: JsonObject) : Body = JsonBody(Json.compact o)
 
@@ -120,7 +120,7 @@ let register (cfg: Config) : Request =
 
     let body =
         Json.obj
-            [ "id", Json.str cfg.WorkspaceId
+            [ "id", Json.str cfg.WorkspaceId.Value
               "url", Json.str ""
               "agent_card", card :> JsonNode
               "delivery_mode", Json.str "poll" ]
@@ -131,7 +131,7 @@ let register (cfg: Config) : Request =
 let heartbeat (cfg: Config) (uptimeSecs: int) : Request =
     let body =
         Json.obj
-            [ "workspace_id", Json.str cfg.WorkspaceId
+            [ "workspace_id", Json.str cfg.WorkspaceId.Value
               "error_rate", Json.numf 0.0
               "sample_error", Json.str ""
               "active_tasks", Json.num 0
@@ -198,7 +198,7 @@ let reportActivity
     let body =
         Json.obj
             [ yield "activity_type", Json.str activityType
-              yield "source_id", Json.str cfg.WorkspaceId
+              yield "source_id", Json.str cfg.WorkspaceId.Value
               yield "target_id", Json.str targetId
               yield "method", Json.str "message/send"
               yield "summary", Json.str (truncate 256 summary)
@@ -258,14 +258,14 @@ let commitMemory (cfg: Config) (content: string) (scope: MemoryScope) : Request 
         Json.obj
             [ "content", Json.str content
               "scope", Json.str (scopeName scope)
-              "workspace_id", Json.str cfg.WorkspaceId ]
+              "workspace_id", Json.str cfg.WorkspaceId.Value ]
 
     request Post cfg $"/workspaces/{own cfg}/memories" [] (baseHeaders cfg) (json body) 10.0
 
 /// GET /workspaces/:own/memories?workspace_id=own[&q=..][&scope=..].
 let recallMemory (cfg: Config) (q: string) (scope: MemoryScope option) : Request =
     let pairs =
-        [ yield "workspace_id", cfg.WorkspaceId
+        [ yield "workspace_id", cfg.WorkspaceId.Value
           if not (String.IsNullOrEmpty q) then
               yield "q", q
           match scope with

@@ -83,7 +83,9 @@ let normaliseUrl (raw: string) : Result<string * string, string> =
                     match Uri.TryCreate(scheme + "://" + authority + "/", UriKind.Absolute) with
                     | true, u when not (isNull u) -> Some u
                     | _ -> None
-                with _ ->
+                with
+                | :? UriFormatException
+                | :? ArgumentException ->
                     None
             match parsed with
             | None -> Result.Error "has an invalid host or port"
@@ -96,7 +98,7 @@ let normaliseUrl (raw: string) : Result<string * string, string> =
                         | UriHostNameType.Dns -> u.IdnHost
                         | _ -> u.Host
                         |> fun h -> if isNull h then "" else h.ToLowerInvariant()
-                    with _ ->
+                    with :? UriFormatException ->
                         null
                 if isNull host then
                     Result.Error "has an invalid host or port"
@@ -170,13 +172,13 @@ let private skills (v: string) =
 
 let private validToken (t: string) = t |> Seq.forall (fun c -> c > ' ' && c < '\u007f')
 
-let private workspaceId (env: Map<string, string>) : Result<string, ConfigError> =
+let private workspaceId (env: Map<string, string>) : Result<WorkspaceId, ConfigError> =
     match var env "WORKSPACE_ID" with
     | "" -> Result.Error(Missing "WORKSPACE_ID")
     | id ->
-        match Guid.TryParseExact(id, "D") with
-        | true, _ -> Ok(id.ToLowerInvariant())
-        | _ ->
+        match WorkspaceId.tryParse id with
+        | Some ws -> Ok ws
+        | None ->
             Result.Error(
                 Invalid(
                     "WORKSPACE_ID",
@@ -225,7 +227,7 @@ let parse (env: Map<string, string>) (stateDir: string) (tokenFile: string optio
     | Ok id, Ok(baseUrl, origin), Ok(t, src) ->
         let name =
             match var env "MOLECULE_AGENT_NAME" with
-            | "" -> "molecule-mcp-" + id.Substring(0, 8)
+            | "" -> "molecule-mcp-" + id.Value.Substring(0, 8)
             | n -> n
         let description =
             match var env "MOLECULE_AGENT_DESCRIPTION" with

@@ -15,10 +15,10 @@ let private formatVersion = 2
 let compactAfter = 2000
 
 /// The ledger file of a workspace (the whole id is in the name).
-let fileName (workspaceId: string) = $"inbox-{workspaceId.Trim().ToLowerInvariant()}.jsonl"
+let fileName (workspaceId: WorkspaceId) = $"inbox-{workspaceId.Value}.jsonl"
 
 /// The file that serialises writers and elects the poller of a workspace.
-let lockFileName (workspaceId: string) = $"inbox-{workspaceId.Trim().ToLowerInvariant()}.lock"
+let lockFileName (workspaceId: WorkspaceId) = $"inbox-{workspaceId.Value}.lock"
 
 /// The pre-ledger state file shared by every workspace of a state directory.
 let legacyFileName = ".mcp_inbox_state.json"
@@ -50,11 +50,11 @@ let messageJson (m: InboxMessage) : JsonObject =
           "created_at", Json.str m.CreatedAt ]
 
 /// Line 1: whose file this is.
-let header (workspaceId: string) (generation: int64) : string =
+let header (workspaceId: WorkspaceId) (generation: int64) : string =
     Json.compact (
         Json.obj
             [ "molecule_inbox", Json.num formatVersion
-              "workspace_id", Json.str workspaceId
+              "workspace_id", Json.str workspaceId.Value
               "generation", JsonValue.Create generation ]
     )
 
@@ -133,7 +133,7 @@ let readHeader (line: string) : (string * int64) option =
         | _ -> None
     | _ -> None
 
-let private readSnapshot (workspaceId: string) (line: string) : Ledger.State option =
+let private readSnapshot (workspaceId: WorkspaceId) (line: string) : Ledger.State option =
     match Json.tryParse line with
     | Some doc ->
         let cursor =
@@ -186,14 +186,14 @@ type Refusal =
 
 /// Reads a whole ledger file. Refuses a file of another workspace (ids compared case-insensitively) and a file
 /// without a readable header and snapshot; an unreadable event line is skipped and counted.
-let restore (workspaceId: string) (text: string) : Result<Restored, Refusal> =
+let restore (workspaceId: WorkspaceId) (text: string) : Result<Restored, Refusal> =
     let lines = (if isNull text then "" else text).Split('\n') |> Array.filter (fun l -> l.Trim() <> "")
     if lines.Length < 2 then
         Result.Error(NotALedger "the file has no header and snapshot")
     else
         match readHeader lines[0] with
         | None -> Result.Error(NotALedger "the first line is not a molecule inbox header")
-        | Some(owner, _) when not (String.Equals(owner.Trim(), workspaceId.Trim(), StringComparison.OrdinalIgnoreCase)) ->
+        | Some(owner, _) when not (WorkspaceId.names workspaceId owner) ->
             Result.Error(OtherWorkspace owner)
         | Some(_, generation) ->
             match readSnapshot workspaceId lines[1] with
@@ -228,7 +228,7 @@ let readLegacy (text: string) : (string option * InboxMessage list * string list
     | _ -> None
 
 /// A ledger built from an old shared file once its cursor was shown to belong to this workspace.
-let ofLegacy (workspaceId: string) (cursor: string option) (queue: InboxMessage list) (seen: string list) : Ledger.State =
+let ofLegacy (workspaceId: WorkspaceId) (cursor: string option) (queue: InboxMessage list) (seen: string list) : Ledger.State =
     let s = Ledger.empty workspaceId
     let s = seen |> List.fold (fun s id -> Ledger.remember id s) s
     Ledger.evolve s (Ledger.Took { Messages = queue; Cursor = cursor; Horizon = None })

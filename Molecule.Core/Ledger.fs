@@ -22,7 +22,7 @@ let cursorLagSecs = 2.0
 type Key = int64 * int64 * string * string
 
 type State =
-    { WorkspaceId: string
+    { WorkspaceId: WorkspaceId
       /// Id of the row the next `since_id` poll starts after; None → a replay of the recent window.
       Cursor: string option
       Queue: Map<Key, InboxMessage>
@@ -51,7 +51,7 @@ type Event =
     /// The cursor row is gone (410): the next poll replays.
     | CursorLost
 
-let empty (workspaceId: string) : State =
+let empty (workspaceId: WorkspaceId) : State =
     { WorkspaceId = workspaceId
       Cursor = None
       Queue = Map.empty
@@ -143,10 +143,9 @@ let kindName (kind: MessageKind) =
 
 /// Our own echoes: the notify row written by send_message_to_user (no source) and the a2a_receive row that
 /// delegate_task reports about ourselves (source = own id, not a delegate_result).
-let isEcho (selfId: string) (row: Activity.Row) : bool =
+let isEcho (self: WorkspaceId) (row: Activity.Row) : bool =
     (String.Equals(row.Method, "notify", StringComparison.OrdinalIgnoreCase) && row.SourceId = "")
-    || (row.SourceId <> ""
-        && String.Equals(row.SourceId, selfId.Trim(), StringComparison.OrdinalIgnoreCase)
+    || (WorkspaceId.names self row.SourceId
         && not (String.Equals(row.Method, "delegate_result", StringComparison.OrdinalIgnoreCase)))
 
 let messageOf (row: Activity.Row) : InboxMessage =

@@ -85,14 +85,14 @@ let private isAuth status = status = 401 || status = 403
 let decide (config: Config) (command: Command) (state: State) : Event list =
     match command with
     | RegisterOutcome(Reply(status, body)) when status = 410 ->
-        removedOnce state (removedInfoOfBody config.WorkspaceId body) @ [ RegisterRejected status ]
+        removedOnce state (removedInfoOfBody config.WorkspaceId.Value body) @ [ RegisterRejected status ]
     | RegisterOutcome(Reply(status, _)) when isAuth status -> [ RegisterRejected status ]
     | RegisterOutcome response ->
         match failureOf response with
         | None -> [ Registered ]
         | Some f -> [ RegisterFailed f ]
     | HeartbeatOutcome(Reply(status, body)) when status = 410 ->
-        removedOnce state (removedInfoOfBody config.WorkspaceId body)
+        removedOnce state (removedInfoOfBody config.WorkspaceId.Value body)
     | HeartbeatOutcome(Reply(status, _)) when isAuth status -> [ HeartbeatAuthFailed(status, state.AuthFailures + 1) ]
     | HeartbeatOutcome(Reply(status, body)) when status < 400 ->
         let secret =
@@ -102,11 +102,11 @@ let decide (config: Config) (command: Command) (state: State) : Event list =
         match failureOf response with
         | Some f -> [ HeartbeatFailed(f, state.HeartbeatFailures + 1) ]
         | None -> []
-    | ProbeOutcome(Reply(410, body)) -> removedOnce state (removedInfoOfBody config.WorkspaceId body)
+    | ProbeOutcome(Reply(410, body)) -> removedOnce state (removedInfoOfBody config.WorkspaceId.Value body)
     | ProbeOutcome(Reply(200, body)) ->
         // Legacy platforms answer 200 with the row whose status is "removed".
         match Json.tryParse body |> Option.bind (Json.stringProp "status") with
-        | Some "removed" -> removedOnce state (removedInfoOfBody config.WorkspaceId body)
+        | Some "removed" -> removedOnce state (removedInfoOfBody config.WorkspaceId.Value body)
         | _ -> []
     | ProbeOutcome _ -> []
     | Observed(Observation.WorkspaceRemoved info) -> removedOnce state info
@@ -162,16 +162,16 @@ let private describe (config: Config) (what: string) (f: Failure) =
     | TimeoutAfter s -> $"{what} failed: timed out after {secs s}s"
 
 let private revokedText (config: Config) (n: int) (status: int) =
-    $"molecule-mcp: {n} consecutive heartbeat auth failures (HTTP {status}) — the token in {tokenPlace config} has been REVOKED, likely because workspace {config.WorkspaceId} was deleted server-side. The MCP server is still running but every platform call will fail. {Texts.regenerate}"
+    $"molecule-mcp: {n} consecutive heartbeat auth failures (HTTP {status}) — the token in {tokenPlace config} has been REVOKED, likely because workspace {config.WorkspaceId.Value} was deleted server-side. The MCP server is still running but every platform call will fail. {Texts.regenerate}"
 
 let private effectsOf (config: Config) (state: State) (event: Event) : Effect list =
     match event with
-    | Registered -> [ Log(Info, $"registered workspace {config.WorkspaceId} with platform") ]
+    | Registered -> [ Log(Info, $"registered workspace {config.WorkspaceId.Value} with platform") ]
     | RegisterRejected 410 -> [ Exit 3 ]
     | RegisterRejected status ->
         [ Log(
               Error,
-              $"molecule-mcp: register rejected with HTTP {status} — the token in {tokenPlace config} is not valid for workspace {config.WorkspaceId}. {Texts.regenerate}"
+              $"molecule-mcp: register rejected with HTTP {status} — the token in {tokenPlace config} is not valid for workspace {config.WorkspaceId.Value}. {Texts.regenerate}"
           )
           Exit 3 ]
     | RegisterFailed(HttpFailure(status, body)) ->

@@ -192,7 +192,9 @@ let private workspaceId (args: JsonObject) : Result<string, string> =
 let private number (node: JsonNode) : float option =
     try
         Json.asFloat node
-    with _ ->
+    with
+    | :? ArgumentException
+    | :? InvalidOperationException ->
         None
 
 /// Any number (or numeric string) → clamped to 0..300; missing or invalid → 60.
@@ -354,5 +356,9 @@ let parse (name: string) (args: JsonObject option) : Result<ToolCall, string> =
         match parseKnown name args with
         | Some r -> r
         | None -> Result.Error $"Unknown tool: {shown 100 name}"
-    with _ ->
+    // Arguments the schema does not expect in a shape the readers cannot take (a node of another kind).
+    with
+    | :? InvalidOperationException
+    | :? ArgumentException
+    | :? FormatException ->
         Result.Error "invalid tool arguments"

@@ -22,7 +22,7 @@ type AgentCard =
 
 /// Validated, normalised configuration (see Config.fs).
 type Config =
-    { WorkspaceId: string
+    { WorkspaceId: Molecule.Protocol.WorkspaceId
       /// Trimmed, no trailing slash.
       PlatformUrl: string
       /// scheme://host[:port] — exactly what the platform sees as its own origin.
@@ -201,12 +201,12 @@ type Job =
 
 /// Whom the answer to a request belongs to.
 type Purpose =
-    | Background of workspace: string * Job
+    | Background of workspace: Molecule.Protocol.WorkspaceId * Job
     | ForTool of call: int64
 
 type Timer =
-    | HeartbeatTimer of workspace: string
-    | PollTimer of workspace: string
+    | HeartbeatTimer of workspace: Molecule.Protocol.WorkspaceId
+    | PollTimer of workspace: Molecule.Protocol.WorkspaceId
     /// The deadline of a waiting `wait_for_message` call.
     | WaitDeadline of call: int64
 
@@ -228,7 +228,7 @@ type Effect =
     /// Stat files for a tool; the answer comes back as `FilesChecked`.
     | CheckPaths of call: int64 * paths: string list
     /// Make a ledger change durable. The host applies it before any later effect leaves the process.
-    | Persist of workspace: string * LedgerWrite
+    | Persist of workspace: Molecule.Protocol.WorkspaceId * LedgerWrite
     | Log of LogLevel * string
     | Notify of ChannelEvent
     /// The result of a tool call, with an optional notice shown as a separate text item after it.
@@ -238,5 +238,5 @@ type Effect =
     | DeleteStateFile of fileName: string
     | After of seconds: float * Timer
     /// Try to become the process that polls this workspace; the answer comes back as `Claimed`.
-    | Claim of workspace: string
+    | Claim of workspace: Molecule.Protocol.WorkspaceId
     | Exit of code: int

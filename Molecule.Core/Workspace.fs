@@ -4,6 +4,7 @@
 module Molecule.Core.Workspace
 
 open System.Globalization
+open Molecule.Protocol
 
 /// How a workspace's ledger was found at start (read by the host).
 type Boot =

@@ -100,7 +100,13 @@ let private idOf (row: JsonNode) : string option =
     Json.prop "id" row |> Option.bind Json.asScalarText |> Option.filter (fun s -> s.Trim() <> "" && s.Length <= 256)
 
 let private skipped (row: JsonNode) (reason: string) : Skipped =
-    let safe f = try f () with _ -> None
+    let safe f =
+        try
+            f ()
+        with
+        | :? InvalidOperationException
+        | :? ArgumentException
+        | :? FormatException -> None
     { Id = safe (fun () -> idOf row)
       Seq = safe (fun () -> seqOf row)
       At = safe (fun () -> parseTime (text "created_at" row))
@@ -138,7 +144,10 @@ let private readRow (row: JsonNode) : Result<Row, Skipped> =
 let parseRow (row: JsonNode) : Result<Row, Skipped> =
     try
         readRow row
-    with e ->
+    with
+    | :? InvalidOperationException
+    | :? ArgumentException
+    | :? FormatException as e ->
         Error(skipped row $"the row cannot be read ({e.GetType().Name})")
 
 /// The rows of an activity page body (a JSON array); Error with a reason when the body is not one.

@@ -16,7 +16,9 @@ let tryParse (text: string) : JsonNode option =
             // Duplicate property names are rejected here: otherwise the tree throws later, at the first lookup.
             JsonNode.Parse(text, documentOptions = JsonDocumentOptions(MaxDepth = 64, AllowDuplicateProperties = false))
             |> Option.ofObj
-        with _ ->
+        with
+        | :? JsonException
+        | :? ArgumentException ->
             None
 
 let private compactOptions =
@@ -50,7 +52,7 @@ let prop (name: string) (node: JsonNode) : JsonNode option =
 let private stringValue (v: JsonValue) : string option =
     try
         Some(v.GetValue<string>())
-    with _ ->
+    with :? InvalidOperationException ->
         None
 
 /// True when every property name and string value in the tree decodes (no lone UTF-16 surrogate escapes).

@@ -22,7 +22,7 @@ let getWorkspaceInfo (ctx: ToolContext) : Program =
                 match Json.tryParse body with
                 | Some node -> ok (Json.indented node)
                 | None -> fail $"Error: the platform answered HTTP {inv s} with a body that is not JSON: {short body}"
-            | 404 -> fail $"Error: workspace {ctx.Config.WorkspaceId} not found on the platform"
+            | 404 -> fail $"Error: workspace {ctx.Config.WorkspaceId.Value} not found on the platform"
             | s -> fail (httpFailure s body)))
 
 // ---------------------------------------------------------------------------------------------
@@ -91,7 +91,7 @@ let listPeers (ctx: ToolContext) : Program =
                         $"Authentication to the platform failed (HTTP {inv s}{withMessage msg}): the workspace token was rejected. The workspace may have been deleted. {Texts.regenerate}"
                 | Reply(404, _) ->
                     noPeers
-                        $"Workspace {ctx.Config.WorkspaceId} is not registered with the platform (HTTP 404). Restart your runtime so it registers again, and check WORKSPACE_ID and PLATFORM_URL."
+                        $"Workspace {ctx.Config.WorkspaceId.Value} is not registered with the platform (HTTP 404). Restart your runtime so it registers again, and check WORKSPACE_ID and PLATFORM_URL."
                 | Reply(s, body) when s >= 500 -> noPeers $"The platform had an internal error (HTTP {inv s}{withMessage (platformMessage body)})."
                 | Reply(s, body) -> noPeers $"Unexpected platform answer: HTTP {inv s}{withMessage (platformMessage body)}."
                 | TransportError m -> noPeers $"Cannot reach the platform at {ctx.Config.PlatformUrl}: {m}"

@@ -84,7 +84,7 @@ let timeoutFailure (after: float) =
     $"Error: the platform did not answer within {secs after} s."
 
 /// The removal facts from a 410 body {id, removed_at, hint}.
-let removedInfo (ctx: ToolContext) (body: string) : RemovedInfo = Removed.parse ctx.Config.WorkspaceId body
+let removedInfo (ctx: ToolContext) (body: string) : RemovedInfo = Removed.parse ctx.Config.WorkspaceId.Value body
 
 let removedStep (ctx: ToolContext) (body: string) : Program =
     let info = removedInfo ctx body
@@ -95,7 +95,7 @@ let namesPeer (ctx: ToolContext) (peer: string) (body: string) : bool =
     match Json.tryParse body |> Option.bind (Json.stringProp "id") with
     | Some id ->
         id.Equals(peer, StringComparison.OrdinalIgnoreCase)
-        && not (id.Equals(ctx.Config.WorkspaceId, StringComparison.OrdinalIgnoreCase))
+        && not (id.Equals(ctx.Config.WorkspaceId.Value, StringComparison.OrdinalIgnoreCase))
     | None -> false
 
 /// Runs a platform program unless the workspace is already known to be removed.

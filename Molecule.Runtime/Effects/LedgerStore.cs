@@ -36,7 +36,7 @@ public sealed class LedgerStore : IDisposable
     private string? _header;
     private (long Length, DateTime Written) _seen = (-1, default);
 
-    public LedgerStore(string dir, string workspaceId)
+    public LedgerStore(string dir, Molecule.Protocol.WorkspaceId workspaceId)
     {
         _dir = dir;
         FileName = Journal.fileName(workspaceId);

@@ -49,7 +49,7 @@ public sealed class AgentRuntime : IDisposable
     }
 
     /// <summary>The workspace this agent acts for.</summary>
-    public string WorkspaceId => _config.WorkspaceId;
+    public string WorkspaceId => _config.WorkspaceId.Value;
 
     /// <summary>The validated configuration.</summary>
     public Config Config => _config;

@@ -205,7 +205,7 @@ let ``rule: an unpopped message is pushed once more after the re-notify delay, a
 
 [<Fact>]
 let ``a removed workspace observed by a tool reaches the tool context`` () =
-    let info = ({ Id = selfId; RemovedAt = Some "2026-11-21T12:00:00Z"; Hint = Removed.defaultHint }: Removed.Info)
+    let info = ({ Id = selfId.Value; RemovedAt = Some "2026-11-21T12:00:00Z"; Hint = Removed.defaultHint }: Removed.Info)
     let m = fresh config
     let m, _ = Agent.update (Agent.ToolCalled(3L, "n", "get_workspace_info", None)) m
     let m, _ = Agent.update (Agent.Responded(ForTool 3L, Reply(410, $"{{\"id\":\"{selfId}\",\"removed_at\":\"2026-11-21T12:00:00Z\"}}"))) m

@@ -12,7 +12,7 @@ let ownId = "11111111-2222-3333-4444-555555555555"
 let peerId = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 
 let cfg: Config =
-    { WorkspaceId = ownId
+    { WorkspaceId = (WorkspaceId.tryParse ownId).Value
       PlatformUrl = "https://tenant.example.com"
       Origin = "https://tenant.example.com"
       Token = "tok_SECRET_0123456789"
@@ -224,7 +224,7 @@ let private configGen =
 
         return
             { cfg with
-                WorkspaceId = id.ToString()
+                WorkspaceId = (WorkspaceId.tryParse (id.ToString())).Value
                 PlatformUrl = origin + prefix
                 Origin = origin
                 Token = "tok_" + token }
@@ -275,7 +275,7 @@ let ``rule: X-Workspace-ID only on discover, peers and a2a`` () =
         Prop.forAll allRequests (fun (c, reqs) ->
             reqs
             |> List.forall (fun (name, r) ->
-                let expected = if List.contains name [ "discover"; "peers"; "a2a" ] then [ c.WorkspaceId ] else []
+                let expected = if List.contains name [ "discover"; "peers"; "a2a" ] then [ c.WorkspaceId.Value ] else []
                 header "X-Workspace-ID" r = expected))
     )
 

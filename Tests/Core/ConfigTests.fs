@@ -200,7 +200,7 @@ let ``rule: config normalisation is idempotent`` () =
     check 300 (
         Prop.forAll (Arb.fromGen genValidEnv) (fun env ->
             let c = Config.parse env dir None |> ok
-            let env2 = validEnv c.WorkspaceId c.PlatformUrl c.Token
+            let env2 = validEnv c.WorkspaceId.Value c.PlatformUrl c.Token
             Config.parse env2 dir None = Ok c)
     )
 
@@ -417,7 +417,7 @@ let ``rule: workspace id must be a UUID and is stored lower-case`` () =
             let trimmed = if isNull id then "" else id.Trim()
             let isUuid = fst (Guid.TryParseExact(trimmed, "D"))
             match Config.parse env "/d" None with
-            | Ok c -> isUuid && c.WorkspaceId = trimmed.ToLowerInvariant()
+            | Ok c -> isUuid && c.WorkspaceId.Value = trimmed.ToLowerInvariant()
             | Result.Error [ Config.Invalid("WORKSPACE_ID", _) ] -> not isUuid && trimmed <> ""
             | Result.Error [ Config.Missing "WORKSPACE_ID" ] -> trimmed = ""
             | Result.Error _ -> false)

@@ -202,7 +202,7 @@ let ``example: a ledger file of another workspace is never loaded`` () =
     let text = String.Join("\n", w.File)
     match Journal.restore otherId text with
     | Ok _ -> failwith "another workspace's ledger was loaded"
-    | Result.Error(Journal.OtherWorkspace owner) -> Assert.Equal(selfId, owner)
+    | Result.Error(Journal.OtherWorkspace owner) -> Assert.Equal(selfId.Value, owner)
     | Result.Error other -> failwith $"unexpected refusal {Journal.describeRefusal other}"
 
 [<Fact>]

@@ -57,7 +57,7 @@ let ``rule: a line torn by a crash is skipped; a file of another workspace or no
         Assert.Equal(1, r.Ignored)
         Assert.Equal<string list>([ rows[1].Id ], Ledger.peek 10 r.State |> List.map (fun m -> m.ActivityId))
     | Result.Error e -> failwith (Journal.describeRefusal e)
-    Assert.Equal(Result.Error(Journal.OtherWorkspace selfId), Journal.restore otherId text |> Result.map (fun _ -> ()))
+    Assert.Equal(Result.Error(Journal.OtherWorkspace selfId.Value), Journal.restore otherId text |> Result.map (fun _ -> ()))
     for garbage in [ ""; "{}"; "not json\n{}"; Journal.header selfId 1L ] do
         match Journal.restore selfId garbage with
         | Result.Error(Journal.NotALedger _) -> ()
@@ -78,4 +78,5 @@ let ``example: an old shared state file is read for migration; anything else is 
     | None -> failwith "the old file was not read"
     Assert.Equal(None, Journal.readLegacy "{\"version\":2}")
     Assert.Equal(None, Journal.readLegacy "garbage")
-    Assert.StartsWith("inbox-5e1f0000-0000-4000-8000-00000000000a", Journal.fileName (selfId.ToUpperInvariant()))
+    Assert.StartsWith("inbox-5e1f0000-0000-4000-8000-00000000000a", Journal.fileName selfId)
+    Assert.Equal(Some selfId, WorkspaceId.tryParse (" " + selfId.Value.ToUpperInvariant() + " "))

@@ -12,8 +12,9 @@ open Molecule.Core
 open Molecule.Protocol
 open FsCheck.FSharp
 
-let selfId = "5e1f0000-0000-4000-8000-00000000000a"
-let otherId = "07e00000-0000-4000-8000-00000000000b"
+let private ws (text: string) = (WorkspaceId.tryParse text).Value
+let selfId = ws "5e1f0000-0000-4000-8000-00000000000a"
+let otherId = ws "07e00000-0000-4000-8000-00000000000b"
 let peerId = "9eea0000-0000-4000-8000-0000000000a1"
 
 let config: Config =
