@@ -1,8 +1,6 @@
-using Molecule.Core;
 using Molecule.Host.Mcp;
 using Molecule.Runtime;
 using Molecule.Runtime.Logging;
-using CoreChannel = Molecule.Core.Channel;
 using MsLogLevel = Microsoft.Extensions.Logging.LogLevel;
 
 namespace Molecule.Host;
@@ -26,10 +24,9 @@ public static class ServerCommand
             return start.ExitCode;
         }
 
-        var config = runtime.Config;
-        using var loggerFactory = new StderrLoggerFactory(log, config.Verbose ? MsLogLevel.Information : MsLogLevel.Warning);
-        var tools = Tools.specs.Select(spec => new DataTool(spec, runtime.CallToolAsync)).ToList();
-        var host = new McpHost(CoreChannel.instructions(config.PollTimeoutSecs), tools, loggerFactory, log, config.MaxLineBytes);
+        using var loggerFactory = new StderrLoggerFactory(log, runtime.Verbose ? MsLogLevel.Information : MsLogLevel.Warning);
+        var tools = AgentRuntime.Tools.Select(tool => new DataTool(tool, runtime.CallToolAsync)).ToList();
+        var host = new McpHost(runtime.Instructions, tools, loggerFactory, log, runtime.MaxLineBytes);
         runtime.ChannelSink = host.SendChannelAsync;
         host.ClientInitialized += runtime.ClientInitialized;
 

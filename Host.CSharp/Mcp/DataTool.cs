@@ -2,7 +2,6 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using ModelContextProtocol.Protocol;
 using ModelContextProtocol.Server;
-using Molecule.Core;
 using Molecule.Runtime;
 
 namespace Molecule.Host.Mcp;
@@ -11,7 +10,7 @@ namespace Molecule.Host.Mcp;
 public delegate Task<ToolResult> ToolHandler(string toolName, JsonObject? arguments, CancellationToken ct);
 
 /// <summary>
-/// An MCP tool defined by data: a core <see cref="ToolSpec"/> (name, description, JSON Schema text) plus a
+/// An MCP tool defined by data: a <see cref="ToolInfo"/> (name, description, JSON Schema text) plus a
 /// handler. No reflection, no attributes (AOT-safe). The result is one text content block, plus a second one for
 /// a notice (unread messages waiting) — never inside the result's own text, which consumers may parse as JSON.
 /// </summary>
@@ -19,13 +18,13 @@ public sealed class DataTool : McpServerTool
 {
     private readonly ToolHandler _handler;
 
-    public DataTool(ToolSpec spec, ToolHandler handler)
+    public DataTool(ToolInfo spec, ToolHandler handler)
     {
         _handler = handler;
         JsonElement schema;
         try
         {
-            using var doc = JsonDocument.Parse(spec.InputSchema);
+            using var doc = JsonDocument.Parse(spec.InputSchemaJson);
             schema = doc.RootElement.Clone();
         }
         catch (JsonException ex)

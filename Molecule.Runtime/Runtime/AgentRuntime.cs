@@ -12,6 +12,9 @@ namespace Molecule.Runtime;
 /// <summary>The result of a tool call: its text, whether it failed, and a notice to show after it (or null).</summary>
 public sealed record ToolResult(string Text, bool IsError, string? Notice);
 
+/// <summary>A tool the agent offers: name, description and the JSON Schema of its arguments (as JSON text).</summary>
+public sealed record ToolInfo(string Name, string Description, string InputSchemaJson);
+
 /// <summary>
 /// The imperative shell around the core's <c>Agent</c> state machine, and the surface agents written in C# use.
 /// It owns the one mutable model (changed only under a lock), performs every effect the core returns, feeds each
@@ -51,8 +54,18 @@ public sealed class AgentRuntime : IDisposable
     /// <summary>The workspace this agent acts for.</summary>
     public string WorkspaceId => _config.WorkspaceId.Value;
 
-    /// <summary>The validated configuration.</summary>
-    public Config Config => _config;
+    /// <summary>The tools every agent offers, in the reference's order.</summary>
+    public static IReadOnlyList<ToolInfo> Tools { get; } =
+        Molecule.Core.Tools.specs.Select(s => new ToolInfo(s.Name, s.Description, s.InputSchema)).ToList();
+
+    /// <summary>The MCP server instructions: how the agent receives messages (push and poll).</summary>
+    public string Instructions => CoreChannel.instructions(_config.PollTimeoutSecs);
+
+    /// <summary>Info-level logs were asked for (MOLECULE_MCP_VERBOSE).</summary>
+    public bool Verbose => _config.Verbose;
+
+    /// <summary>The longest stdin line a host should accept (MOLECULE_MCP_MAX_LINE_BYTES).</summary>
+    public int MaxLineBytes => _config.MaxLineBytes;
 
     /// <summary>Where channel notifications (<c>notifications/claude/channel</c> params) go; null drops them.</summary>
     public Func<JsonObject, CancellationToken, Task>? ChannelSink { get; set; }
@@ -115,7 +128,7 @@ public sealed class AgentRuntime : IDisposable
     /// Applies one message. Under the ledger's write lock, first folds in what another process of this machine
     /// wrote, then updates the model and writes the ledger changes before queueing the other effects in order.
     /// </summary>
-    public void Dispatch(Agent.Msg msg)
+    internal void Dispatch(Agent.Msg msg)
     {
         lock (_gate)
         {
