@@ -48,6 +48,8 @@ type Msg =
     | Reloaded of workspace: WorkspaceId * text: string
     /// The answer to `Claim`.
     | Claimed of workspace: WorkspaceId * won: bool
+    /// What happened to a workspace's event stream, with a random sample (0..1) for the backoff's jitter.
+    | Stream of workspace: WorkspaceId * news: Doorbell.News * sample: float
 
 let init (config: Config) (boot: Workspace.Boot) : Model =
     { Primary = config.WorkspaceId
@@ -223,9 +225,8 @@ let update (msg: Msg) (model: Model) : Model * Effect list =
         match model.Calls.TryFind call with
         | Some(AwaitFiles k) -> step call (k results) model
         | _ -> model, []
-    | TimerFired(HeartbeatTimer ws, uptime) ->
-        let model = { model with Uptime = uptime }
-        model, (match model.Workspaces.TryFind ws with Some w -> Workspace.heartbeat (int uptime) w | None -> [])
+    | TimerFired(HeartbeatTimer ws, uptime) -> onWorkspace ws { model with Uptime = uptime } (Workspace.heartbeat uptime)
+    | TimerFired(StreamTimer ws, uptime) -> onWorkspace ws { model with Uptime = uptime } (Workspace.streamTimer uptime)
     | TimerFired(PollTimer ws, uptime) ->
         let model, effects = onWorkspace ws { model with Uptime = uptime } Workspace.tick
         let model, again = renotify model
@@ -247,4 +248,5 @@ let update (msg: Msg) (model: Model) : Model * Effect list =
             let w, fresh = Workspace.synced lines w
             w, [], fresh)
     | Reloaded(ws, text) -> withArrivals ws model (Workspace.reloaded text)
-    | Claimed(ws, won) -> onWorkspace ws model (Workspace.claimed won)
+    | Claimed(ws, won) -> onWorkspace ws model (Workspace.claimed model.Uptime won)
+    | Stream(ws, news, sample) -> onWorkspace ws model (Workspace.onStream model.Uptime news sample)

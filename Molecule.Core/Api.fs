@@ -160,6 +160,11 @@ let ack (cfg: Config) (ackedSeq: int64) : Request =
     let body = Json.obj [ "acked_seq", (JsonValue.Create ackedSeq :> JsonNode) ]
     request Post cfg $"/workspaces/{own cfg}/activity/ack" [] (baseHeaders cfg) (json body) 10.0
 
+/// GET /workspaces/:id/events/stream — the platform's event stream (server-sent events), used as a doorbell.
+/// The timeout bounds only the wait for the response headers.
+let eventStream (cfg: Config) : Request =
+    request Get cfg $"/workspaces/{own cfg}/events/stream" [] (baseHeaders cfg @ [ "Accept", "text/event-stream" ]) NoBody 10.0
+
 /// GET /workspaces/:own — own info (also the removal probe).
 let workspace (cfg: Config) : Request =
     request Get cfg $"/workspaces/{own cfg}" [] (baseHeaders cfg) NoBody 10.0

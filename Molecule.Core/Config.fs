@@ -247,6 +247,7 @@ let parse (env: Map<string, string>) (stateDir: string) (tokenFile: string optio
               Verbose = flag env "MOLECULE_MCP_VERBOSE"
               HeartbeatEnabled = not (flag env "MOLECULE_MCP_DISABLE_HEARTBEAT")
               InboxEnabled = not (flag env "MOLECULE_MCP_DISABLE_INBOX")
+              StreamEnabled = not (flag env "MOLECULE_MCP_DISABLE_STREAM")
               PollTimeoutSecs = pollTimeout (var env "MOLECULE_MCP_POLL_TIMEOUT_SECS")
               HeartbeatIntervalSecs = interval 20.0 300.0 (var env "MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS")
               PollIntervalSecs = interval 5.0 60.0 (var env "MOLECULE_MCP_POLL_INTERVAL_SECS")

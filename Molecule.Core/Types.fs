@@ -34,6 +34,8 @@ type Config =
       Verbose: bool
       HeartbeatEnabled: bool
       InboxEnabled: bool
+      /// Listen to the platform's event stream as a doorbell (off: MOLECULE_MCP_DISABLE_STREAM).
+      StreamEnabled: bool
       /// 0..60; 0 = push only (instructions say so).
       PollTimeoutSecs: int
       /// Seconds between heartbeats (MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS, default 20).
@@ -209,6 +211,8 @@ type Timer =
     | PollTimer of workspace: Molecule.Protocol.WorkspaceId
     /// The deadline of a waiting `wait_for_message` call.
     | WaitDeadline of call: int64
+    /// Time to open the event stream again.
+    | StreamTimer of workspace: Molecule.Protocol.WorkspaceId
 
 /// The channel notification `notifications/claude/channel` params: content + string-only meta.
 type ChannelEvent =
@@ -239,4 +243,8 @@ type Effect =
     | After of seconds: float * Timer
     /// Try to become the process that polls this workspace; the answer comes back as `Claimed`.
     | Claim of workspace: Molecule.Protocol.WorkspaceId
+    /// Open the workspace's event stream (closing one already open); what happens comes back as `Stream` news.
+    | Listen of workspace: Molecule.Protocol.WorkspaceId * Request
+    /// Close the workspace's event stream.
+    | Unlisten of workspace: Molecule.Protocol.WorkspaceId
     | Exit of code: int

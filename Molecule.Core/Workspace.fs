@@ -27,7 +27,8 @@ type State =
       JournalEvents: int
       FileExists: bool
       Leader: bool
-      Legacy: (string option * InboxMessage list * string list) option }
+      Legacy: (string option * InboxMessage list * string list) option
+      Doorbell: Doorbell.State }
 
 let boot (config: Config) (b: Boot) : State =
     { Config = config
@@ -38,7 +39,8 @@ let boot (config: Config) (b: Boot) : State =
       JournalEvents = b.Events
       FileExists = b.FileExists
       Leader = b.Leader
-      Legacy = b.Legacy }
+      Legacy = b.Legacy
+      Doorbell = Doorbell.initial }
 
 let id (ws: State) = ws.Config.WorkspaceId
 
@@ -137,14 +139,36 @@ let reloaded (text: string) (ws: State) : State * Effect list * InboxMessage lis
     | Result.Error refusal ->
         ws, [ Log(Warning, $"inbox ledger of workspace {id ws} changed on disk and cannot be read ({Journal.describeRefusal refusal}); keeping the state in memory") ], []
 
+// ---------------------------------------------------------------------------------------------
+// The event stream (doorbell)
+// ---------------------------------------------------------------------------------------------
+
+let private streamWanted (ws: State) =
+    ws.Config.StreamEnabled && ws.Config.InboxEnabled && ws.Leader && ws.Life.Removed.IsNone
+
+/// Opens the event stream when this process polls the workspace and the stream is wanted.
+let private listen (uptime: float) (ws: State) : State * Effect list =
+    if streamWanted ws then
+        let bell, effects = Doorbell.listen ws.Config uptime ws.Doorbell
+        { ws with Doorbell = bell }, effects
+    else
+        ws, []
+
 /// The answer to a Claim: this process now polls (the other one stopped), or still does not.
-let claimed (won: bool) (ws: State) : State * Effect list =
+let claimed (uptime: float) (won: bool) (ws: State) : State * Effect list =
     if won && not ws.Leader then
         let ws = { ws with Leader = true; Intake = Intake.start ws.Config.ReplaySecs ws.Ledger }
         let ws, effects = fetch ws
-        ws, Log(Info, $"this process now polls the inbox of workspace {id ws} (the other process on this machine stopped)") :: effects
+        let ws, stream = listen uptime ws
+        ws, Log(Info, $"this process now polls the inbox of workspace {id ws} (the other process on this machine stopped)") :: effects @ stream
     else
         ws, []
+
+/// Time to open the stream again after a failure.
+let streamTimer (uptime: float) (ws: State) : State * Effect list =
+    match ws.Doorbell.Status with
+    | Doorbell.Waiting -> listen uptime ws
+    | _ -> ws, []
 
 // ---------------------------------------------------------------------------------------------
 // The old shared state file
@@ -196,19 +220,22 @@ let start (ws: State) : State * Effect list =
         let timer = After(cfg.PollIntervalSecs, PollTimer(id ws))
         match ws.Legacy with
         | Some(Some cursor, _, _) when ws.Leader ->
-            ws, hello :: register @ [ probe; send ws LegacyProbe (Api.activity cfg (SinceId(cursor, 1))); timer ]
+            let ws, stream = listen 0.0 ws
+            ws, hello :: register @ [ probe; send ws LegacyProbe (Api.activity cfg (SinceId(cursor, 1))) ] @ stream @ [ timer ]
         | Some _ ->
             let ws = { ws with Legacy = None }
             let note = Log(Info, $"left the shared inbox state file {Journal.legacyFileName} alone: it has no cursor that could show it belongs to workspace {id ws}")
             let ws, poll = fetch ws
-            ws, hello :: register @ [ probe; note ] @ poll @ [ timer ]
+            let ws, stream = listen 0.0 ws
+            ws, hello :: register @ [ probe; note ] @ poll @ stream @ [ timer ]
         | None when not ws.Leader ->
             let note =
                 Log(Info, $"another molecule-mcp process on this machine polls workspace {id ws}; this one serves the same inbox ledger and takes over polling when that process stops")
             ws, hello :: register @ [ probe; note; timer ]
         | None ->
             let ws, poll = fetch ws
-            ws, hello :: register @ [ probe ] @ poll @ [ timer ]
+            let ws, stream = listen 0.0 ws
+            ws, hello :: register @ [ probe ] @ poll @ stream @ [ timer ]
 
 /// The poll timer: the safety-net fetch (or, for a follower, a claim), a retried acknowledgement, the next tick.
 let tick (ws: State) : State * Effect list =
@@ -229,7 +256,22 @@ let decide (command: Lifecycle.Command) (ws: State) : State * Effect list =
     let life, effects =
         events
         |> List.fold (fun (state, acc) event -> Lifecycle.evolve state event, acc @ Lifecycle.effects ws.Config state event) (ws.Life, [])
-    { ws with Life = life }, effects
+    // A deleted workspace's stream is closed for good.
+    let bell, closing = if life.Removed.IsSome then Doorbell.stop ws.Config ws.Doorbell else ws.Doorbell, []
+    { ws with Life = life; Doorbell = bell }, effects @ closing
+
+/// What the host reports about the event stream: a relevant ring or a (re)connect fetches; an auth refusal counts
+/// towards the same 3 strikes and 410 handling as heartbeats.
+let onStream (uptime: float) (news: Doorbell.News) (sample: float) (ws: State) : State * Effect list =
+    let o = Doorbell.onNews ws.Config uptime news sample ws.Doorbell
+    let ws = { ws with Doorbell = o.Doorbell }
+    let ws, fetched = if o.Fetch then fetch ws else ws, []
+    let probe = if o.Probe then [ send ws WorkspaceProbe (Api.workspace ws.Config) ] else []
+    let ws, auth =
+        match o.Auth with
+        | Some response -> decide (Lifecycle.HeartbeatOutcome response) ws
+        | None -> ws, []
+    ws, o.Effects @ fetched @ probe @ auth
 
 let private exits (effects: Effect list) = effects |> List.exists (function Exit _ -> true | _ -> false)
 
@@ -242,4 +284,7 @@ let onHeartbeat (response: Response) (ws: State) : State * Effect list =
     let ws, effects = decide (Lifecycle.HeartbeatOutcome response) ws
     ws, effects @ [ After(ws.Config.HeartbeatIntervalSecs, HeartbeatTimer(id ws)) ]
 
-let heartbeat (uptime: int) (ws: State) : Effect list = [ send ws Heartbeat (Api.heartbeat ws.Config uptime) ]
+/// The heartbeat timer: a heartbeat, and a quiet stream opened again.
+let heartbeat (uptime: float) (ws: State) : State * Effect list =
+    let bell, reopen = Doorbell.checkQuiet ws.Config uptime ws.Doorbell
+    { ws with Doorbell = bell }, send ws Heartbeat (Api.heartbeat ws.Config (int uptime)) :: reopen

@@ -37,7 +37,7 @@ public sealed record TransientRetryPolicy(
 /// Redirects are followed only within the same origin (scheme, host, port). Error messages never contain the
 /// Authorization value. Response bodies are capped.
 /// </summary>
-public sealed class HttpExecutor : IDisposable
+public sealed partial class HttpExecutor : IDisposable
 {
     public const int DefaultMaxBodyBytes = 4 * 1024 * 1024;
     private const int MaxRedirects = 5;

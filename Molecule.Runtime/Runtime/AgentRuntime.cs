@@ -33,6 +33,7 @@ public sealed class AgentRuntime : IDisposable
     private readonly System.Threading.Channels.Channel<Effect> _effects =
         System.Threading.Channels.Channel.CreateUnbounded<Effect>(new System.Threading.Channels.UnboundedChannelOptions { SingleReader = true });
     private readonly Dictionary<long, TaskCompletionSource<ToolResult>> _calls = new();
+    private readonly Dictionary<Molecule.Protocol.WorkspaceId, CancellationTokenSource> _streams = new();
     private readonly TaskCompletionSource<int> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Task _interpreter;
     private Agent.Model _model;
@@ -258,6 +259,30 @@ public sealed class AgentRuntime : IDisposable
                 Background(() => Task.FromResult(Agent.Msg.NewClaimed(claim.workspace, won)), token);
                 break;
             }
+
+            case Effect.Listen listen:
+            {
+                var ws = listen.workspace;
+                var streamCts = CancellationTokenSource.CreateLinkedTokenSource(token);
+                lock (_streams)
+                {
+                    if (_streams.Remove(ws, out var previous)) previous.Cancel();
+                    _streams[ws] = streamCts;
+                }
+                _ = Task.Run(() => _http.ListenAsync(listen.Item2, news =>
+                {
+                    if (!streamCts.IsCancellationRequested) Dispatch(Agent.Msg.NewStream(ws, news, Random.Shared.NextDouble()));
+                    return Task.CompletedTask;
+                }, streamCts.Token), CancellationToken.None);
+                break;
+            }
+
+            case Effect.Unlisten unlisten:
+                lock (_streams)
+                {
+                    if (_streams.Remove(unlisten.workspace, out var open)) open.Cancel();
+                }
+                break;
 
             case Effect.Exit exit:
                 if (Interlocked.Exchange(ref _stopping, 1) == 0)

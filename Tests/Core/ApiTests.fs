@@ -25,6 +25,7 @@ let cfg: Config =
       Verbose = false
       HeartbeatEnabled = true
       InboxEnabled = true
+      StreamEnabled = true
       PollTimeoutSecs = 30
       HeartbeatIntervalSecs = 20.0
       PollIntervalSecs = 5.0

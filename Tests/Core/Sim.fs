@@ -28,6 +28,7 @@ let config: Config =
       Verbose = false
       HeartbeatEnabled = true
       InboxEnabled = true
+      StreamEnabled = true
       PollTimeoutSecs = 2
       HeartbeatIntervalSecs = 20.0
       PollIntervalSecs = 5.0
