@@ -65,7 +65,10 @@ let private orEmpty (s: string) = if isNull s then "" else s
 /// The channel event for one inbox message: content = the message text (verbatim); meta =
 /// kind, peer_id (omitted for the canvas user), method (omitted when empty), activity_id, ts.
 /// No `source` key: Claude Code adds it.
-let event (msg: InboxMessage) : ChannelEvent =
+let rec event (msg: InboxMessage) : ChannelEvent = eventIn None msg
+
+/// The same, naming the workspace the message arrived in when one process serves several (`arrival_workspace_id`).
+and eventIn (arrival: WorkspaceId option) (msg: InboxMessage) : ChannelEvent =
     let optional key (value: string) =
         if String.IsNullOrEmpty value then [] else [ key, value ]
 
@@ -77,6 +80,9 @@ let event (msg: InboxMessage) : ChannelEvent =
           @ optional "method" msg.Method
           @ optional "activity_id" msg.ActivityId
           @ optional "ts" msg.CreatedAt
+          @ (match arrival with
+             | Some ws -> [ "arrival_workspace_id", ws.Value ]
+             | None -> [])
         ) }
 
 /// `params` of `notifications/claude/channel`: {"content": "...", "meta": {"k": "v", ...}}.

@@ -11,6 +11,15 @@ type ConfigError =
     | Missing of var: string
     | Invalid of var: string * reason: string
 
+/// What the host found at MOLECULE_WORKSPACE_TOKEN_FILE's path.
+type FileRead =
+    | Contents of string
+    | NotFound
+    | IsDirectory
+    | Denied
+    | NotUtf8
+    | Unreadable of reason: string
+
 /// Name of the token file inside the state directory.
 let tokenFileName = ".auth_token"
 
@@ -194,73 +203,105 @@ let private platformUrl (env: Map<string, string>) : Result<string * string, Con
         | Ok pair -> Ok pair
         | Result.Error reason -> Result.Error(Invalid("PLATFORM_URL", reason))
 
-/// ONE token source, ONE precedence (fixes spec P1): env MOLECULE_WORKSPACE_TOKEN wins, else the token file.
-let private token (env: Map<string, string>) (dir: string) (tokenFile: string option) =
-    let fromFile () =
-        match tokenFile |> Option.map trim with
-        | Some t when t <> "" -> Some(t, FromFile(join dir tokenFileName))
+let private tokenFileVar = "MOLECULE_WORKSPACE_TOKEN_FILE"
+
+/// A token read from MOLECULE_WORKSPACE_TOKEN_FILE, or the reason it cannot be used (never a fall-back).
+let readTokenFile (path: string) (read: FileRead) : Result<string, ConfigError> =
+    let bad reason = Result.Error(Invalid(tokenFileVar, reason))
+    match read with
+    | NotFound -> bad $"points to '{path}' which does not exist"
+    | IsDirectory -> bad $"points to '{path}' which is a directory"
+    | Denied -> bad $"'{path}' is not readable (permission denied)"
+    | NotUtf8 -> bad $"'{path}' is not valid UTF-8"
+    | Unreadable reason -> bad $"'{path}' could not be read: {reason}"
+    | Contents text ->
+        match trim text with
+        | "" -> bad $"'{path}' is empty"
+        | t when t |> Seq.exists Char.IsWhiteSpace -> bad $"'{path}' contains internal whitespace — expected a single token"
+        | t -> Ok t
+
+/// ONE token source, ONE precedence (fixes spec P1): env MOLECULE_WORKSPACE_TOKEN, else MOLECULE_WORKSPACE_TOKEN_FILE
+/// (whose problems are errors, never a fall-back), else <state dir>/.auth_token.
+let private token (env: Map<string, string>) (dir: string) (authToken: string option) (tokenFile: FileRead option) =
+    let fromAuthFile () =
+        match authToken |> Option.map trim with
+        | Some t when t <> "" -> Some(Ok(t, FromFile(join dir tokenFileName)))
         | _ -> None
     let found =
-        match var env tokenVar with
-        | "" -> fromFile ()
-        | t -> Some(t, FromEnv)
+        match var env tokenVar, var env tokenFileVar, tokenFile with
+        | "", "", _ -> fromAuthFile ()
+        | "", path, Some read -> Some(readTokenFile path read |> Result.map (fun t -> t, FromTokenFile path))
+        | "", _, None -> fromAuthFile ()
+        | t, _, _ -> Some(Ok(t, FromEnv))
     match found with
     | None -> Result.Error(Missing tokenVar)
-    | Some(t, src) when validToken t -> Ok(t, src)
-    | Some(_, src) ->
+    | Some(Ok(t, src)) when validToken t -> Ok(t, src)
+    | Some(Ok(_, src)) ->
         let where =
             match src with
             | FromEnv -> "the value"
-            | FromFile p -> $"the token read from {p}"
+            | FromFile p
+            | FromTokenFile p -> $"the token read from {p}"
+            | FromWorkspaces -> "a MOLECULE_WORKSPACES token"
         Result.Error(
             Invalid(tokenVar, $"{where} contains whitespace, control or non-ASCII characters; paste the token exactly as the canvas shows it")
         )
+    | Some(Result.Error e) -> Result.Error e
 
-/// Env map → validated Config, or ALL the problems found.
-let parse (env: Map<string, string>) (stateDir: string) (tokenFile: string option) : Result<Config, ConfigError list> =
+/// The configuration of one workspace connection on the shared settings of the environment.
+let build (env: Map<string, string>) (stateDir: string) (id: WorkspaceId) (baseUrl: string, origin: string) (t: string, src: TokenSource) : Config =
+    let name =
+        match var env "MOLECULE_AGENT_NAME" with
+        | "" -> "molecule-mcp-" + id.Value.Substring(0, 8)
+        | n -> n
+    let description =
+        match var env "MOLECULE_AGENT_DESCRIPTION" with
+        | "" -> None
+        | d -> Some d
+    { WorkspaceId = id
+      PlatformUrl = baseUrl
+      Origin = origin
+      Token = t
+      TokenSource = src
+      AgentCard =
+        { Name = name
+          Description = description
+          Skills = skills (var env "MOLECULE_AGENT_SKILLS") }
+      StateDir = trim stateDir
+      Verbose = flag env "MOLECULE_MCP_VERBOSE"
+      HeartbeatEnabled = not (flag env "MOLECULE_MCP_DISABLE_HEARTBEAT")
+      InboxEnabled = not (flag env "MOLECULE_MCP_DISABLE_INBOX")
+      StreamEnabled = not (flag env "MOLECULE_MCP_DISABLE_STREAM")
+      PollTimeoutSecs = pollTimeout (var env "MOLECULE_MCP_POLL_TIMEOUT_SECS")
+      HeartbeatIntervalSecs = interval 20.0 300.0 (var env "MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS")
+      PollIntervalSecs = interval 5.0 60.0 (var env "MOLECULE_MCP_POLL_INTERVAL_SECS")
+      Tier = tier (var env "WORKSPACE_TIER")
+      ReplaySecs = whole defaultReplaySecs 1 maxReplaySecs (var env "MOLECULE_MCP_REPLAY_SECS")
+      RenotifySecs = float (whole defaultRenotifySecs 0 maxRenotifySecs (var env "MOLECULE_MCP_RENOTIFY_SECS"))
+      MaxLineBytes = whole defaultMaxLineBytes (64 * 1024) (256 * 1024 * 1024) (var env "MOLECULE_MCP_MAX_LINE_BYTES") }
+
+/// The platform URL of the environment (base, origin).
+let platformOf (env: Map<string, string>) = platformUrl env
+
+/// Env map → validated Config for one workspace (WORKSPACE_ID, PLATFORM_URL, a token), or ALL the problems found.
+/// `tokenFile` is what the host found at MOLECULE_WORKSPACE_TOKEN_FILE's path (None when that variable is unset).
+let parseSingle (env: Map<string, string>) (stateDir: string) (authToken: string option) (tokenFile: FileRead option) : Result<Config, ConfigError list> =
     let env = if isNull (box env) then Map.empty else env
-    let stateDir = trim stateDir
     let id = workspaceId env
     let url = platformUrl env
-    let tok = token env stateDir tokenFile
+    let tok = token env (trim stateDir) authToken tokenFile
     match id, url, tok with
-    | Ok id, Ok(baseUrl, origin), Ok(t, src) ->
-        let name =
-            match var env "MOLECULE_AGENT_NAME" with
-            | "" -> "molecule-mcp-" + id.Value.Substring(0, 8)
-            | n -> n
-        let description =
-            match var env "MOLECULE_AGENT_DESCRIPTION" with
-            | "" -> None
-            | d -> Some d
-        Ok
-            { WorkspaceId = id
-              PlatformUrl = baseUrl
-              Origin = origin
-              Token = t
-              TokenSource = src
-              AgentCard =
-                { Name = name
-                  Description = description
-                  Skills = skills (var env "MOLECULE_AGENT_SKILLS") }
-              StateDir = stateDir
-              Verbose = flag env "MOLECULE_MCP_VERBOSE"
-              HeartbeatEnabled = not (flag env "MOLECULE_MCP_DISABLE_HEARTBEAT")
-              InboxEnabled = not (flag env "MOLECULE_MCP_DISABLE_INBOX")
-              StreamEnabled = not (flag env "MOLECULE_MCP_DISABLE_STREAM")
-              PollTimeoutSecs = pollTimeout (var env "MOLECULE_MCP_POLL_TIMEOUT_SECS")
-              HeartbeatIntervalSecs = interval 20.0 300.0 (var env "MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS")
-              PollIntervalSecs = interval 5.0 60.0 (var env "MOLECULE_MCP_POLL_INTERVAL_SECS")
-              Tier = tier (var env "WORKSPACE_TIER")
-              ReplaySecs = whole defaultReplaySecs 1 maxReplaySecs (var env "MOLECULE_MCP_REPLAY_SECS")
-              RenotifySecs = float (whole defaultRenotifySecs 0 maxRenotifySecs (var env "MOLECULE_MCP_RENOTIFY_SECS"))
-              MaxLineBytes = whole defaultMaxLineBytes (64 * 1024) (256 * 1024 * 1024) (var env "MOLECULE_MCP_MAX_LINE_BYTES") }
+    | Ok id, Ok pair, Ok tokenAndSource -> Ok(build env stateDir id pair tokenAndSource)
     | _ ->
         let err r =
             match r with
             | Result.Error e -> [ e ]
             | Ok _ -> []
         Result.Error(err id @ err url @ err tok)
+
+/// Env map → validated Config (single mode, no MOLECULE_WORKSPACE_TOKEN_FILE), or ALL the problems found.
+let parse (env: Map<string, string>) (stateDir: string) (authToken: string option) : Result<Config, ConfigError list> =
+    parseSingle env stateDir authToken None
 
 // ---------------------------------------------------------------------------------------------
 // Help, logging

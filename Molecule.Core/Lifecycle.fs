@@ -110,7 +110,8 @@ let decide (config: Config) (command: Command) (state: State) : Event list =
         | _ -> []
     | ProbeOutcome _ -> []
     | Observed(Observation.WorkspaceRemoved info) -> removedOnce state info
-    | Observed(PeerNames _) -> []
+    | Observed(PeerNames _)
+    | Observed(PeersVia _) -> []
 
 let evolve (state: State) (event: Event) : State =
     match event with
@@ -140,6 +141,8 @@ let private tokenPlace (config: Config) =
     match config.TokenSource with
     | FromEnv -> "MOLECULE_WORKSPACE_TOKEN"
     | FromFile path -> $"the token file {path}"
+    | FromTokenFile path -> $"the token file {path} (MOLECULE_WORKSPACE_TOKEN_FILE)"
+    | FromWorkspaces -> "MOLECULE_WORKSPACES"
 
 /// First 200 characters of a body on one line, token already scrubbed (scrub before cutting, so no
 /// token prefix can survive the cut).

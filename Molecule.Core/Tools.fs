@@ -55,8 +55,39 @@ let private spec name description schema =
       Description = description
       InputSchema = schema }
 
+/// The argument that selects the workspace a tool acts for when one process serves several (MOLECULE_WORKSPACES);
+/// None for the tools that act for the primary workspace or on the shared inbox.
+let routingArg (toolName: string) : string option =
+    match toolName with
+    | "send_message_to_user"
+    | "broadcast_message" -> Some "workspace_id"
+    | "wait_for_message"
+    | "inbox_peek"
+    | "inbox_pop"
+    | "get_runtime_identity"
+    | "update_agent_card" -> None
+    | _ -> Some "source_workspace_id"
+
+let private routingDescription (arg: string) =
+    if arg = "workspace_id" then
+        "Only when this server serves several workspaces (MOLECULE_WORKSPACES): the workspace to send from — the arrival_workspace_id of the message you answer."
+    else
+        "Only when this server serves several workspaces (MOLECULE_WORKSPACES): the workspace to act for. Omitted: the one the peer was listed from, else the first."
+
+/// A spec with its routing argument added to the schema's properties.
+let private withRouting (s: ToolSpec) : ToolSpec =
+    match routingArg s.Name, Json.tryParse s.InputSchema with
+    | Some arg, Some(:? JsonObject as schema) ->
+        match Json.prop "properties" schema with
+        | Some(:? JsonObject as props) when not (props.ContainsKey arg) ->
+            props[arg] <- stringProp (routingDescription arg)
+            { s with InputSchema = Json.compact schema }
+        | _ -> s
+    | _ -> s
+
 /// The tools in the reference's `tools/list` order.
 let specs: ToolSpec list =
+    List.map withRouting <|
     [ spec
           "delegate_task"
           "Send a task (or a reply) to a peer workspace and wait for its answer, which becomes this tool's result (a push-mode peer may take several minutes). A peer that runs in poll mode — an external agent like you — cannot answer inline: the result then says the task was queued, which means it WAS delivered; the peer's answer arrives later as a peer_agent message in your inbox (wait_for_message / inbox_peek). Never resend a queued task. Get workspace IDs from list_peers."

@@ -13,7 +13,12 @@ type LogLevel =
 /// Where the one bearer token came from (spec P1 fix: one source, one precedence, used everywhere).
 type TokenSource =
     | FromEnv
+    /// `<state dir>/.auth_token`.
     | FromFile of path: string
+    /// MOLECULE_WORKSPACE_TOKEN_FILE (watched: a new token there is used from the next request on).
+    | FromTokenFile of path: string
+    /// An entry of MOLECULE_WORKSPACES.
+    | FromWorkspaces
 
 type AgentCard =
     { Name: string
@@ -135,6 +140,8 @@ type RemovedInfo = Molecule.Protocol.Removed.Info
 type Observation =
     | WorkspaceRemoved of RemovedInfo
     | PeerNames of (string * string) list
+    /// The peers a workspace's list_peers returned (for routing a later delegation from that workspace).
+    | PeersVia of workspace: Molecule.Protocol.WorkspaceId * peers: string list
 
 // ---------------------------------------------------------------------------------------------
 // Tools
@@ -168,7 +175,9 @@ type ToolContext =
       /// id → display name, learnt from list_peers / discover.
       PeerNames: Map<string, string>
       /// A fresh random UUID for this call (the host's randomness): A2A message ids, idempotency keys.
-      Nonce: string }
+      Nonce: string
+      /// When one process serves several workspaces: lines name the workspace they come from (`via: <id8>`).
+      Via: bool }
 
 /// Name, description and JSON Schema (object) of one MCP tool.
 type ToolSpec =

@@ -30,13 +30,13 @@ let waitTimeout (timeout: float) = if Double.IsNaN timeout then 60.0 else Math.C
 /// inbox_peek's limit: 10 when not positive.
 let peekLimit (limit: int) = if limit <= 0 then 10 else limit
 
-let waited (m: InboxMessage) : ToolOutput = ok (Json.compact (messageJson m))
+let waited (m: JsonObject) : ToolOutput = ok (Json.compact m)
 
 let timedOut (timeout: float) : ToolOutput =
     ok (Json.compact (Json.obj [ "timeout", Json.bool true; "timeout_secs", Json.numf timeout ]))
 
-let peeked (ms: InboxMessage list) : ToolOutput =
-    ok (Json.compact (Json.arr (ms |> List.map (fun m -> messageJson m :> JsonNode))))
+let peeked (ms: JsonObject list) : ToolOutput =
+    ok (Json.compact (Json.arr (ms |> List.map (fun m -> m :> JsonNode))))
 
 let popped (removed: bool) (activityId: string) : ToolOutput =
     ok (Json.compact (Json.obj [ "removed", Json.bool removed; "activity_id", Json.str activityId ]))

@@ -44,7 +44,7 @@ let private peerName (peer: JsonNode) (id: string) : string =
     | None, Some c -> c
     | None, None -> if id = "" then "(unnamed)" else id
 
-let private peerLine (peer: JsonNode) : (string * string) option * string =
+let private peerLine (via: string) (peer: JsonNode) : (string * string) option * string =
     let id = Json.prop "id" peer |> Option.bind Json.asScalarText |> Option.defaultValue ""
     let name = peerName peer id
     let status = Json.stringProp "status" peer |> Option.filter (isBlank >> not) |> Option.defaultValue "unknown"
@@ -60,7 +60,7 @@ let private peerLine (peer: JsonNode) : (string * string) option * string =
         | xs -> " — skills: [" + String.Join(", ", xs) + "]"
 
     let pair = if id = "" then None else Some(id, name)
-    pair, $"- {name} (ID: {id}, status: {status}{role}){skills}"
+    pair, $"- {name} (ID: {id}, status: {status}{role}{via}){skills}"
 
 let listPeers (ctx: ToolContext) : Program =
     let noPeers (why: string) = fail $"Error: no peers could be listed. {why}"
@@ -76,13 +76,16 @@ let listPeers (ctx: ToolContext) : Program =
                     | Some [] ->
                         ok "You have no peers in the platform registry (no parent, no children and no siblings are registered)."
                     | Some items ->
-                        let lines = items |> List.filter (fun p -> Json.asObject p |> Option.isSome) |> List.map peerLine
+                        let via = if ctx.Via then $", via: {ctx.Config.WorkspaceId.Value.Substring(0, 8)}" else ""
+                        let lines = items |> List.filter (fun p -> Json.asObject p |> Option.isSome) |> List.map (peerLine via)
                         let names = lines |> List.choose fst
 
                         if lines.IsEmpty then
                             noPeers $"The platform answered with a list that holds no peer objects: {short body}"
                         else
-                            okWith (String.Join("\n", lines |> List.map snd)) [ PeerNames names ]
+                            okWith
+                                (String.Join("\n", lines |> List.map snd))
+                                [ PeerNames names; PeersVia(ctx.Config.WorkspaceId, names |> List.map fst) ]
                     | None -> noPeers $"The platform answered HTTP {inv s} but the body is not a JSON list: {short body}"
                 | Reply(s, body) when s = 401 || s = 403 ->
                     let msg = platformMessage body

@@ -98,6 +98,13 @@ let namesPeer (ctx: ToolContext) (peer: string) (body: string) : bool =
         && not (id.Equals(ctx.Config.WorkspaceId.Value, StringComparison.OrdinalIgnoreCase))
     | None -> false
 
+/// Runs `first`, then the program `next` makes of its result (observations of both are kept).
+let rec andThen (next: ToolOutput * Observation list -> Program) (first: Program) : Program =
+    match first with
+    | Done(output, observations) -> next (output, observations)
+    | Call(request, k) -> Call(request, k >> andThen next)
+    | CheckFiles(paths, k) -> CheckFiles(paths, k >> andThen next)
+
 /// Runs a platform program unless the workspace is already known to be removed.
 let platform (ctx: ToolContext) (program: unit -> Program) : Program =
     match ctx.Removed with

@@ -42,18 +42,53 @@ public static class AgentBoot
         var tokenText = StateFiles.ReadPath(Path.Combine(stateDir, CoreConfig.tokenFileName), out var tokenError);
         if (tokenError is not null) log.Warning(tokenError);
 
-        var parsed = CoreConfig.parse(env, stateDir, Option(tokenText));
-        if (parsed.IsError) return new RuntimeStart(null, UsageExitCode, CoreConfig.helpText(parsed.ErrorValue));
+        var tokenFile = environment.TryGetValue("MOLECULE_WORKSPACE_TOKEN_FILE", out var tokenPath) && tokenPath.Trim().Length > 0
+            ? FSharpOption<CoreConfig.FileRead>.Some(ReadTokenFile(tokenPath.Trim()))
+            : FSharpOption<CoreConfig.FileRead>.None;
+        var parsed = Connections.parse(env, stateDir, Option(tokenText), tokenFile);
+        if (parsed.IsError) return new RuntimeStart(null, UsageExitCode, Connections.helpText(parsed.ErrorValue));
 
-        var config = parsed.ResultValue;
-        log.AddSecret(config.Token);
-        log.MinLevel = StderrLog.ToSeverity(CoreConfig.minLogLevel(config));
+        var configs = parsed.ResultValue.ToList();
+        foreach (var c in configs) log.AddSecret(c.Token);
+        log.MinLevel = StderrLog.ToSeverity(CoreConfig.minLogLevel(configs[0]));
 
-        var dirError = StateFiles.EnsureDir(config.StateDir);
+        var dirError = StateFiles.EnsureDir(configs[0].StateDir);
         if (dirError is not null) log.Warning(dirError);
 
-        var (boot, store) = config.InboxEnabled ? OpenLedger(config, log) : (Fresh(config, leader: false), null);
-        return new RuntimeStart(new AgentRuntime(config, boot, store, log, http ?? new HttpExecutor()), 0, null);
+        var workspaces = new List<(Config, Workspace.Boot, LedgerStore?)>();
+        foreach (var config in configs)
+        {
+            var (boot, store) = config.InboxEnabled ? OpenLedger(config, log) : (Fresh(config, leader: false), null);
+            workspaces.Add((config, boot, store));
+        }
+        return new RuntimeStart(new AgentRuntime(workspaces, log, http ?? new HttpExecutor()), 0, null);
+    }
+
+    /// <summary>What is at MOLECULE_WORKSPACE_TOKEN_FILE's path, for the core to judge.</summary>
+    public static CoreConfig.FileRead ReadTokenFile(string path)
+    {
+        try
+        {
+            if (Directory.Exists(path)) return CoreConfig.FileRead.IsDirectory;
+            if (!File.Exists(path)) return CoreConfig.FileRead.NotFound;
+            var bytes = File.ReadAllBytes(path);
+            try
+            {
+                return CoreConfig.FileRead.NewContents(new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes));
+            }
+            catch (System.Text.DecoderFallbackException)
+            {
+                return CoreConfig.FileRead.NotUtf8;
+            }
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return CoreConfig.FileRead.Denied;
+        }
+        catch (IOException ex)
+        {
+            return CoreConfig.FileRead.NewUnreadable(ex.Message);
+        }
     }
 
     private static Workspace.Boot Fresh(Config config, bool leader) =>

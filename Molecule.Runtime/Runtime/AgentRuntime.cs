@@ -27,7 +27,7 @@ public sealed class AgentRuntime : IDisposable
     private readonly Config _config;
     private readonly StderrLog _log;
     private readonly HttpExecutor _http;
-    private readonly LedgerStore? _store;
+    private readonly Dictionary<Molecule.Protocol.WorkspaceId, LedgerStore> _stores;
     private readonly Stopwatch _uptime = Stopwatch.StartNew();
     private readonly CancellationTokenSource _shutdown = new();
     private readonly System.Threading.Channels.Channel<Effect> _effects =
@@ -40,20 +40,24 @@ public sealed class AgentRuntime : IDisposable
     private long _nextCall;
     private int _stopping;
 
-    internal AgentRuntime(Config config, Workspace.Boot boot, LedgerStore? store, StderrLog log, HttpExecutor http)
+    internal AgentRuntime(IReadOnlyList<(Config Config, Workspace.Boot Boot, LedgerStore? Store)> workspaces, StderrLog log, HttpExecutor http)
     {
-        _config = config;
+        _config = workspaces[0].Config;
         _log = log;
         _http = http;
-        _store = store;
-        _model = Agent.init(config, boot);
+        _stores = workspaces.Where(w => w.Store is not null).ToDictionary(w => w.Config.WorkspaceId, w => w.Store!);
+        WorkspaceIds = workspaces.Select(w => w.Config.WorkspaceId.Value).ToList();
+        _model = Agent.initMany(ListModule.OfSeq(workspaces.Select(w => Tuple.Create(w.Config, w.Boot))));
         _interpreter = Task.Run(InterpretLoopAsync);
         // Environment.Exit (stdin EOF with a tool still running) skips the normal Stop path.
         AppDomain.CurrentDomain.ProcessExit += (_, _) => Stop();
     }
 
-    /// <summary>The workspace this agent acts for.</summary>
+    /// <summary>The workspace this agent acts for unless a tool names another (the primary).</summary>
     public string WorkspaceId => _config.WorkspaceId.Value;
+
+    /// <summary>Every workspace this agent serves, the primary first.</summary>
+    public IReadOnlyList<string> WorkspaceIds { get; }
 
     /// <summary>The tools every agent offers, in the reference's order.</summary>
     public static IReadOnlyList<ToolInfo> Tools { get; } =
@@ -109,7 +113,7 @@ public sealed class AgentRuntime : IDisposable
         _effects.Writer.TryComplete();
         _shutdown.Cancel();
         if (!_interpreter.IsCompleted) _interpreter.Wait(TimeSpan.FromSeconds(2));
-        _store?.Dispose();
+        foreach (var store in _stores.Values) store.Dispose();
     }
 
     public void Dispose() => Stop();
@@ -134,19 +138,30 @@ public sealed class AgentRuntime : IDisposable
         lock (_gate)
         {
             if (Stopping) return;
-            string? lockError = null;
-            using var writeLock = _store?.LockForWrite(out lockError);
-            if (lockError is not null) _log.Warning(lockError);
-            switch (_store?.CatchUp())
+            var locks = new List<IDisposable>();
+            try
             {
-                case LedgerChange.Appended appended:
-                    Commit(Agent.Msg.NewSynced(_config.WorkspaceId, ListModule.OfSeq(appended.Lines)));
-                    break;
-                case LedgerChange.Rewritten rewritten:
-                    Commit(Agent.Msg.NewReloaded(_config.WorkspaceId, rewritten.Text));
-                    break;
+                foreach (var (ws, store) in _stores)
+                {
+                    var writeLock = store.LockForWrite(out var lockError);
+                    if (lockError is not null) _log.Warning(lockError);
+                    if (writeLock is not null) locks.Add(writeLock);
+                    switch (store.CatchUp())
+                    {
+                        case LedgerChange.Appended appended:
+                            Commit(Agent.Msg.NewSynced(ws, ListModule.OfSeq(appended.Lines)));
+                            break;
+                        case LedgerChange.Rewritten rewritten:
+                            Commit(Agent.Msg.NewReloaded(ws, rewritten.Text));
+                            break;
+                    }
+                }
+                Commit(msg);
             }
-            Commit(msg);
+            finally
+            {
+                foreach (var l in locks) l.Dispose();
+            }
         }
     }
 
@@ -159,7 +174,7 @@ public sealed class AgentRuntime : IDisposable
         {
             if (effect is Effect.Persist persist)
             {
-                var error = _store is null ? "no ledger store (inbox disabled)" : _store.Write(persist.Item2);
+                var error = _stores.TryGetValue(persist.workspace, out var store) ? store.Write(persist.Item2) : "no ledger store (inbox disabled)";
                 if (error is not null) _log.Error($"inbox ledger not saved: {error}");
             }
             else
@@ -255,7 +270,7 @@ public sealed class AgentRuntime : IDisposable
 
             case Effect.Claim claim:
             {
-                var won = _store?.TryClaimPoller() ?? false;
+                var won = _stores.TryGetValue(claim.workspace, out var store) && store.TryClaimPoller();
                 Background(() => Task.FromResult(Agent.Msg.NewClaimed(claim.workspace, won)), token);
                 break;
             }

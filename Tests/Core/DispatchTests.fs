@@ -56,7 +56,7 @@ let programOf (c: ToolContext) (call: ToolCall) : Program =
 
 let nonce = "00000000-0000-4000-8000-000000000001"
 
-let ctx: ToolContext = { Config = cfg; Removed = None; PeerNames = Map.empty; Nonce = nonce }
+let ctx: ToolContext = { Config = cfg; Removed = None; PeerNames = Map.empty; Nonce = nonce; Via = false }
 
 /// The path of a request (URL without base and query).
 let pathOf (r: Request) =
@@ -156,7 +156,10 @@ let ``list_peers shows one line per peer without None roles and with skills`` ()
     )
 
     Assert.DoesNotContain("None", run.Output.Text)
-    Assert.Equal<Observation list>([ PeerNames [ "p1", "Alice"; "p2", "Bob"; "p3", "Carol" ] ], run.Observations)
+    Assert.Equal<Observation list>(
+        [ PeerNames [ "p1", "Alice"; "p2", "Bob"; "p3", "Carol" ]; PeersVia(cfg.WorkspaceId, [ "p1"; "p2"; "p3" ]) ],
+        run.Observations
+    )
     Assert.Equal<string list>([ ownId ], header "X-Workspace-ID" run.Requests.Head)
 
 [<Fact>]
@@ -819,7 +822,9 @@ let ``rule: list_peers never prints None for a missing role`` () =
                     && (skills.IsEmpty || line.EndsWith("— skills: [" + String.Join(", ", skills) + "]")))
                 lines
                 peers
-            && run.Observations = [ PeerNames(peers |> List.map (fun (id, name, _, _) -> id, name)) ])
+            && run.Observations
+               = [ PeerNames(peers |> List.map (fun (id, name, _, _) -> id, name))
+                   PeersVia(cfg.WorkspaceId, peers |> List.map (fun (id, _, _, _) -> id)) ])
     )
 
 [<Fact>]

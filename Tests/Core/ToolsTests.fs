@@ -377,17 +377,19 @@ let ``example: schemas match the reference property names, types and required li
         Assert.Equal<(string * string option) list>(props |> List.map (fun (p, t) -> p, Some t), (propsOf name).Value)
         Assert.Equal<string list>(required, requiredOf name)
 
-    expect "delegate_task" [ "workspace_id", "string"; "task", "string" ] [ "workspace_id"; "task" ]
-    expect "delegate_task_async" [ "workspace_id", "string"; "task", "string" ] [ "workspace_id"; "task" ]
-    expect "check_task_status" [ "workspace_id", "string"; "task_id", "string" ] [ "workspace_id" ]
-    expect "list_peers" [] []
-    expect "get_workspace_info" [] []
-    expect "send_message_to_user" [ "message", "string"; "attachments", "array" ] [ "message" ]
+    // The optional routing properties are those of the reference at CORE@0520 (addendum §2).
+    let source = "source_workspace_id", "string"
+    expect "delegate_task" [ "workspace_id", "string"; "task", "string"; source ] [ "workspace_id"; "task" ]
+    expect "delegate_task_async" [ "workspace_id", "string"; "task", "string"; source ] [ "workspace_id"; "task" ]
+    expect "check_task_status" [ "workspace_id", "string"; "task_id", "string"; source ] [ "workspace_id" ]
+    expect "list_peers" [ source ] []
+    expect "get_workspace_info" [ source ] []
+    expect "send_message_to_user" [ "message", "string"; "attachments", "array"; "workspace_id", "string" ] [ "message" ]
     expect "wait_for_message" [ "timeout_secs", "number" ] []
     expect "inbox_peek" [ "limit", "integer" ] []
     expect "inbox_pop" [ "activity_id", "string" ] [ "activity_id" ]
-    expect "commit_memory" [ "content", "string"; "scope", "string" ] [ "content" ]
-    expect "recall_memory" [ "query", "string"; "scope", "string" ] []
+    expect "commit_memory" [ "content", "string"; "scope", "string"; source ] [ "content" ]
+    expect "recall_memory" [ "query", "string"; "scope", "string"; source ] []
 
     let enumOf name =
         schemaOf name

@@ -1,0 +1,45 @@
+/// The one inbox an agent sees: the waiting messages of every workspace this process serves, merged oldest first,
+/// each with the workspace it arrived in (shown as `arrival_workspace_id` when there are several). Pure.
+module Molecule.Core.Mailbox
+
+open System.Text.Json.Nodes
+open Molecule.Protocol
+
+/// A waiting message and the workspace it arrived in.
+type Letter = { Message: InboxMessage; Arrival: WorkspaceId }
+
+let private letters (n: int) (workspaces: Map<WorkspaceId, Workspace.State>) : Letter list =
+    workspaces
+    |> Seq.collect (fun kv -> Ledger.peek n kv.Value.Ledger |> List.map (fun m -> { Message = m; Arrival = kv.Key }))
+    |> Seq.sortBy (fun l -> Ledger.keyOf l.Message)
+    |> Seq.truncate n
+    |> List.ofSeq
+
+/// The oldest `limit` waiting messages of all workspaces.
+let peek (limit: int) (workspaces: Map<WorkspaceId, Workspace.State>) : Letter list =
+    if limit <= 0 then [] else letters limit workspaces
+
+let head (workspaces: Map<WorkspaceId, Workspace.State>) : Letter option = peek 1 workspaces |> List.tryHead
+
+/// Every waiting message (for announcing and re-notifying).
+let all (workspaces: Map<WorkspaceId, Workspace.State>) : Letter list = letters Ledger.capacity workspaces
+
+let count (workspaces: Map<WorkspaceId, Workspace.State>) =
+    workspaces |> Seq.sumBy (fun kv -> Ledger.count kv.Value.Ledger)
+
+/// The workspace whose ledger holds a waiting message.
+let owner (activityId: string) (workspaces: Map<WorkspaceId, Workspace.State>) : WorkspaceId option =
+    workspaces |> Seq.tryPick (fun kv -> if Ledger.contains activityId kv.Value.Ledger then Some kv.Key else None)
+
+let private arrival (multi: bool) (l: Letter) = if multi then Some l.Arrival else None
+
+/// A message as the inbox tools show it.
+let json (multi: bool) (l: Letter) : JsonObject =
+    let o = InboxTools.messageJson l.Message
+    match arrival multi l with
+    | Some ws -> o["arrival_workspace_id"] <- Json.str ws.Value
+    | None -> ()
+    o
+
+/// The channel notification of a message.
+let event (multi: bool) (l: Letter) : ChannelEvent = Channel.eventIn (arrival multi l) l.Message
