@@ -53,6 +53,8 @@ type Msg =
     | Claimed of workspace: WorkspaceId * won: bool
     /// What happened to a workspace's event stream, with a random sample (0..1) for the backoff's jitter.
     | Stream of workspace: WorkspaceId * news: Doorbell.News * sample: float
+    /// MOLECULE_WORKSPACE_TOKEN_FILE of a workspace changed on disk: what is there now.
+    | TokenFileChanged of workspace: WorkspaceId * Config.FileRead
 
 /// The agent for several workspaces (the first is the primary).
 let initMany (workspaces: (Config * Workspace.Boot) list) : Model =
@@ -135,7 +137,8 @@ let private contextOf (model: Model) (ws: Workspace.State) (nonce: string) : Too
       Removed = ws.Life.Removed
       PeerNames = model.PeerNames
       Nonce = nonce
-      Via = multi model }
+      Via = multi model
+      Degraded = Lifecycle.degraded ws.Config ws.Life }
 
 /// The tool context of the primary workspace.
 let context (model: Model) (nonce: string) : ToolContext = contextOf model (primary model) nonce
@@ -327,3 +330,4 @@ let update (msg: Msg) (model: Model) : Model * Effect list =
     | Reloaded(ws, text) -> withArrivals ws model (Workspace.reloaded text)
     | Claimed(ws, won) -> onWorkspace ws model (Workspace.claimed model.Uptime won)
     | Stream(ws, news, sample) -> onWorkspace ws model (Workspace.onStream model.Uptime news sample)
+    | TokenFileChanged(ws, read) -> onWorkspace ws model (Workspace.onTokenFile read)

@@ -29,6 +29,8 @@ type Command =
     | HeartbeatOutcome of Response
     | ProbeOutcome of Response
     | Observed of Observation
+    /// The token was replaced (MOLECULE_WORKSPACE_TOKEN_FILE): what the old one earned no longer counts.
+    | TokenReplaced of source: string
 
 type Event =
     | Registered
@@ -40,6 +42,7 @@ type Event =
     | HeartbeatAuthFailed of status: int * consecutive: int
     | HeartbeatFailed of Failure * consecutive: int
     | WorkspaceRemoved of RemovedInfo
+    | NewToken of source: string
 
 let initial: State =
     { Registered = false
@@ -112,6 +115,7 @@ let decide (config: Config) (command: Command) (state: State) : Event list =
     | Observed(Observation.WorkspaceRemoved info) -> removedOnce state info
     | Observed(PeerNames _)
     | Observed(PeersVia _) -> []
+    | TokenReplaced source -> [ NewToken source ]
 
 let evolve (state: State) (event: Event) : State =
     match event with
@@ -129,6 +133,21 @@ let evolve (state: State) (event: Event) : State =
             HeartbeatFailures = n
             LastFailureKind = failureKind f }
     | WorkspaceRemoved info -> { state with Removed = Some info }
+    | NewToken _ -> { state with AuthFailures = 0 }
+
+/// The one line every platform tool answers while the platform rejects the token (None while it does not).
+let degraded (config: Config) (state: State) : string option =
+    if state.AuthFailures > 0 && state.Removed.IsNone then
+        let place =
+            match config.TokenSource with
+            | FromEnv -> "MOLECULE_WORKSPACE_TOKEN"
+            | FromFile path
+            | FromTokenFile path -> path
+            | FromWorkspaces -> "MOLECULE_WORKSPACES"
+        Some
+            $"Error: the platform rejects the token of workspace {config.WorkspaceId.Value} (from {place}; {state.AuthFailures} heartbeat(s) refused in a row). {Texts.regenerate}"
+    else
+        None
 
 // ---------------------------------------------------------------------------------------------
 // Effects
@@ -199,6 +218,7 @@ let private effectsOf (config: Config) (state: State) (event: Event) : Effect li
             [ Log(Warning, describe config "heartbeat" f + suffix) ]
         else
             []
+    | NewToken source -> [ Log(Info, $"workspace {config.WorkspaceId.Value}: a new token from {source} is used from the next request on") ]
     | WorkspaceRemoved info ->
         match state.Removed with
         | None -> [ Log(Error, "molecule-mcp: " + Removed.text info) ]

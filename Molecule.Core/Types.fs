@@ -177,7 +177,9 @@ type ToolContext =
       /// A fresh random UUID for this call (the host's randomness): A2A message ids, idempotency keys.
       Nonce: string
       /// When one process serves several workspaces: lines name the workspace they come from (`via: <id8>`).
-      Via: bool }
+      Via: bool
+      /// The platform rejects the token: every platform tool answers this one line instead.
+      Degraded: string option }
 
 /// Name, description and JSON Schema (object) of one MCP tool.
 type ToolSpec =

@@ -284,6 +284,21 @@ let onHeartbeat (response: Response) (ws: State) : State * Effect list =
     let ws, effects = decide (Lifecycle.HeartbeatOutcome response) ws
     ws, effects @ [ After(ws.Config.HeartbeatIntervalSecs, HeartbeatTimer(id ws)) ]
 
+/// MOLECULE_WORKSPACE_TOKEN_FILE changed: a valid new token is used from the next request on (heartbeats included);
+/// a file that became unusable keeps the current token.
+let onTokenFile (read: Config.FileRead) (ws: State) : State * Effect list =
+    match ws.Config.TokenSource with
+    | FromTokenFile path ->
+        match Config.readTokenFile path read with
+        | Ok token when token <> ws.Config.Token ->
+            let ws = { ws with Config = { ws.Config with Token = token } }
+            decide (Lifecycle.TokenReplaced path) ws
+        | Ok _ -> ws, []
+        | Result.Error(Config.Invalid(_, reason)) ->
+            ws, [ Log(Warning, $"MOLECULE_WORKSPACE_TOKEN_FILE {reason}; keeping the token read before") ]
+        | Result.Error _ -> ws, []
+    | _ -> ws, []
+
 /// The heartbeat timer: a heartbeat, and a quiet stream opened again.
 let heartbeat (uptime: float) (ws: State) : State * Effect list =
     let bell, reopen = Doorbell.checkQuiet ws.Config uptime ws.Doorbell

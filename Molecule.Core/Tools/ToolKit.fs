@@ -107,9 +107,10 @@ let rec andThen (next: ToolOutput * Observation list -> Program) (first: Program
 
 /// Runs a platform program unless the workspace is already known to be removed.
 let platform (ctx: ToolContext) (program: unit -> Program) : Program =
-    match ctx.Removed with
-    | Some info -> fail (Removed.text info)
-    | None -> program ()
+    match ctx.Removed, ctx.Degraded with
+    | Some info, _ -> fail (Removed.text info)
+    | None, Some line -> fail line
+    | None, None -> program ()
 
 /// One request whose 410 / transport / timeout outcomes are handled uniformly; `k` sees replies.
 let call (ctx: ToolContext) (req: Request) (k: int -> string -> Program) : Program =

@@ -28,6 +28,7 @@ public sealed class AgentRuntime : IDisposable
     private readonly StderrLog _log;
     private readonly HttpExecutor _http;
     private readonly Dictionary<Molecule.Protocol.WorkspaceId, LedgerStore> _stores;
+    private readonly List<TokenFileWatch> _tokenFiles;
     private readonly Stopwatch _uptime = Stopwatch.StartNew();
     private readonly CancellationTokenSource _shutdown = new();
     private readonly System.Threading.Channels.Channel<Effect> _effects =
@@ -47,6 +48,10 @@ public sealed class AgentRuntime : IDisposable
         _http = http;
         _stores = workspaces.Where(w => w.Store is not null).ToDictionary(w => w.Config.WorkspaceId, w => w.Store!);
         WorkspaceIds = workspaces.Select(w => w.Config.WorkspaceId.Value).ToList();
+        _tokenFiles = workspaces
+            .Where(w => w.Config.TokenSource is TokenSource.FromTokenFile)
+            .Select(w => new TokenFileWatch(w.Config.WorkspaceId, ((TokenSource.FromTokenFile)w.Config.TokenSource).path))
+            .ToList();
         _model = Agent.initMany(ListModule.OfSeq(workspaces.Select(w => Tuple.Create(w.Config, w.Boot))));
         _interpreter = Task.Run(InterpretLoopAsync);
         // Environment.Exit (stdin EOF with a tool still running) skips the normal Stop path.
@@ -141,6 +146,12 @@ public sealed class AgentRuntime : IDisposable
             var locks = new List<IDisposable>();
             try
             {
+                foreach (var watch in _tokenFiles)
+                    if (watch.Changed() is { } read)
+                    {
+                        if (read is Molecule.Core.ConfigModule.FileRead.Contents contents) _log.AddSecret(contents.Item.Trim());
+                        Commit(Agent.Msg.NewTokenFileChanged(watch.Workspace, read));
+                    }
                 foreach (var (ws, store) in _stores)
                 {
                     var writeLock = store.LockForWrite(out var lockError);

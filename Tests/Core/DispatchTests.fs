@@ -56,7 +56,7 @@ let programOf (c: ToolContext) (call: ToolCall) : Program =
 
 let nonce = "00000000-0000-4000-8000-000000000001"
 
-let ctx: ToolContext = { Config = cfg; Removed = None; PeerNames = Map.empty; Nonce = nonce; Via = false }
+let ctx: ToolContext = { Config = cfg; Removed = None; PeerNames = Map.empty; Nonce = nonce; Via = false; Degraded = None }
 
 /// The path of a request (URL without base and query).
 let pathOf (r: Request) =
