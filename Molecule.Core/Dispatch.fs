@@ -11,6 +11,15 @@ let rec private scrubbed (config: Config) (program: Program) : Program =
     | Call(req, k) -> Call(req, k >> scrubbed config)
     | CheckFiles(paths, k) -> CheckFiles(paths, k >> scrubbed config)
 
+/// A context for running a tool outside the agent (a library user's own loop): one workspace, nothing learnt yet.
+let context (config: Config) (nonce: string) : ToolContext =
+    { Config = config
+      Removed = None
+      PeerNames = Map.empty
+      Nonce = nonce
+      Via = false
+      Degraded = None }
+
 /// The program of one platform tool call; None for the inbox tools.
 let run (ctx: ToolContext) (toolCall: ToolCall) : Program option =
     let program =

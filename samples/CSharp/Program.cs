@@ -81,7 +81,7 @@ void Reply(InboxMessage message)
         Console.Error.WriteLine($"cannot reply: {call.ErrorValue}");
         return;
     }
-    var context = new ToolContext(config, FSharpOption<RemovedInfo>.None, MapModule.Empty<string, string>(), Guid.NewGuid().ToString());
+    var context = Dispatch.context(config, Guid.NewGuid().ToString());
     var program = Dispatch.run(context, call.ResultValue);
     if (program is not null) Console.Error.WriteLine($"replied to {message.PeerId}: {Perform(program.Value).Text}");
 }

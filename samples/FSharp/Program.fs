@@ -46,11 +46,7 @@ let reply (config: Config) (message: InboxMessage) =
     match Tools.parse "delegate_task" (Some args) with
     | Result.Error reason -> eprintfn $"cannot reply: {reason}"
     | Ok call ->
-        let context =
-            { Config = config
-              Removed = None
-              PeerNames = Map.empty
-              Nonce = Guid.NewGuid().ToString() }
+        let context = Dispatch.context config (Guid.NewGuid().ToString())
 
         match Dispatch.run context call with
         | Some program -> eprintfn $"replied to {message.PeerId}: {(perform program).Text}"
