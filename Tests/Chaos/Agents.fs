@@ -85,6 +85,7 @@ type AgentProc(id: int, ws: int, env: (string * string) list, rec': Recorder) as
     let stderr = ConcurrentQueue<string>()
     let pending = ConcurrentDictionary<int, TaskCompletionSource<Answer option>>()
     let pops = ConcurrentDictionary<int, unit>()
+    let answered = ConcurrentQueue<float * int>()
     let exited = TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)
     let writeGate = obj ()
     let mutable nextId = 0
@@ -92,6 +93,8 @@ type AgentProc(id: int, ws: int, env: (string * string) list, rec': Recorder) as
     let mutable killOnPop = false
     let mutable killed = false
     let mutable poppedKill = false
+    let mutable closing = false
+    let mutable unasked = false
 
     let onLine (bytes: byte[]) =
         let at = rec'.Now
@@ -139,6 +142,7 @@ type AgentProc(id: int, ws: int, env: (string * string) list, rec': Recorder) as
                                 line.SetLength 0L
                                 start <- i + 1
                         if start < n then line.Write(buf, start, n - start)
+                unasked <- not killed && not closing
                 exited.TrySetResult() |> ignore
                 for kv in pending do
                     kv.Value.TrySetResult None |> ignore
@@ -157,10 +161,16 @@ type AgentProc(id: int, ws: int, env: (string * string) list, rec': Recorder) as
     /// Killed by the runner right after a pop answer.
     member _.KilledAfterPop = poppedKill
     member _.Alive = not killed && not exited.Task.IsCompleted
+    /// Stdout closed though nobody killed the process or closed its stdin (a crash, or an exit of its own).
+    member _.ExitedUnasked = unasked
+    member _.ExitCode = try (if proc.HasExited then Some proc.ExitCode else None) with _ -> None
     member _.Exited = exited.Task
     member _.StdoutBytes = lock raw (fun () -> raw.ToArray())
     member _.StderrLines = List.ofSeq stderr
     member _.KillOnPop() = killOnPop <- true
+
+    /// (request sent at, answer line) of every answered request.
+    member _.Answered = List.ofSeq answered
 
     member _.Kill() =
         killed <- true
@@ -188,9 +198,12 @@ type AgentProc(id: int, ws: int, env: (string * string) list, rec': Recorder) as
             with _ ->
                 tcs.TrySetResult None |> ignore
             if exited.Task.IsCompleted then tcs.TrySetResult None |> ignore
+            let sent = rec'.Now
             let! first = Task.WhenAny(tcs.Task, Task.Delay(TimeSpan.FromSeconds(defaultArg timeoutSecs 20.0)))
             pending.TryRemove rid |> ignore
-            return if Object.ReferenceEquals(first, tcs.Task) then tcs.Task.Result else None
+            let answer = if Object.ReferenceEquals(first, tcs.Task) then tcs.Task.Result else None
+            answer |> Option.iter (fun a -> answered.Enqueue((sent, a.Pos)))
+            return answer
         }
 
     member this.Initialize() : Task<bool> =
@@ -219,6 +232,7 @@ type AgentProc(id: int, ws: int, env: (string * string) list, rec': Recorder) as
     /// Ends the process the way a client does (stdin EOF), kill -9 after 5 s; waits for stdout to close.
     member this.Close() : Task =
         task {
+            closing <- true
             try
                 proc.StandardInput.Close()
             with _ ->
@@ -236,7 +250,12 @@ type AgentProc(id: int, ws: int, env: (string * string) list, rec': Recorder) as
 type Agent(slot: int, ws: int, env: (string * string) list, rec': Recorder, ids: int ref) =
     let runs = ResizeArray<AgentProc>()
     let mutable current: AgentProc option = None
+    let mutable hold = false
     member _.Slot = slot
+    /// While set, the driver handles nothing (another slot of the workspace is to pop the next message).
+    member _.Hold
+        with get () = hold
+        and set v = hold <- v
     member _.Ws = ws
     member _.Env = env
     member _.Runs = List.ofSeq runs
@@ -258,6 +277,7 @@ let drive (a: Agent) (rec': Recorder) (stop: CancellationToken) : Task =
     task {
         while not stop.IsCancellationRequested do
             match a.Current with
+            | _ when a.Hold -> do! Task.Delay 20
             | None -> do! Task.Delay 50
             | Some p ->
                 let sent = rec'.Now

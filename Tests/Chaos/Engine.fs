@@ -67,6 +67,10 @@ let private completeLines (p: AgentProc) =
 let private checkOutputs (procs: AgentProc list) (platformOutput: string list) (secrets: string list) =
     let problems = ResizeArray<string>()
     for p in procs do
+        if p.ExitedUnasked then
+            let code = match p.ExitCode with Some c -> string c | None -> "?"
+            let tail = p.StderrLines |> List.rev |> List.truncate 5 |> List.rev |> String.concat " | "
+            problems.Add $"p{p.Id} (workspace {p.Ws}) exited on its own with code {code}: {tail}"
         try
             assertJsonRpcLines $"process p{p.Id} (workspace {p.Ws})" (completeLines p) |> ignore
         with e ->
@@ -152,16 +156,25 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
                 match a.Current with
                 | Some p ->
                     if afterPop then
+                        // The other processes of the workspace hold still, so that this one pops next.
+                        let others = agents |> Seq.filter (fun o -> o.Ws = a.Ws && o.Slot <> a.Slot) |> List.ofSeq
+                        for o in others do
+                            o.Hold <- true
                         p.KillOnPop()
-                        do! burst a.Ws 2 None
+                        do! burst a.Ws 3 None
                         let deadline = rec'.Now + 5000.0
                         while p.Alive && rec'.Now < deadline do
                             do! Task.Delay 10
+                        for o in others do
+                            o.Hold <- false
+                    trace $"#{s.Index} slot {slot}: popped and killed: {not p.Alive} at {rec'.Now:F0} ms"
                     if p.Alive then p.Kill()
                     do! within 5000 p.Exited
+                    trace $"#{s.Index} slot {slot}: stdout closed at {rec'.Now:F0} ms"
                 | None -> ()
                 do! Task.Delay restartMs
                 do! a.Start()
+                trace $"#{s.Index} slot {slot}: restarted at {rec'.Now:F0} ms"
             }
 
         let step (st: Step) : Task =
@@ -242,13 +255,21 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
         do! within 25000 (Task.WhenAll drivers)
         let procs = agents |> Seq.collect (fun a -> a.Runs) |> List.ofSeq
         do! Task.WhenAll [ for p in procs -> p.Close() ]
-        let started = procs |> List.map (fun p -> p.Id, p.Started) |> Map.ofList
+        let knowledge =
+            procs
+            |> List.map (fun p ->
+                p.Id, (p.Started, p.Answered |> List.sortBy snd |> List.scan (fun (m, _) (t, pos) -> max m t, pos) (p.Started, -1)))
+            |> Map.ofList
+        let knew (proc: int) (pos: int) =
+            match knowledge.TryFind proc with
+            | Some(start, steps) -> steps |> List.filter (fun (_, at) -> at < pos) |> List.fold (fun m (t, _) -> max m t) start
+            | None -> 0.0
         let stateDirs =
             s.Slots
             |> List.map (fun sl ->
                 sl.Ws, (if sl.Home then Path.Combine(dir, "home-shared", ".molecule-workspace") else Path.Combine(dir, $"configs-{sl.Dir}")))
             |> List.distinct
-        let counts, evidence = Verdict.judge (List.ofSeq sent) rec'.All started (poppedInLedger workspaces stateDirs)
+        let counts, evidence = Verdict.judge (List.ofSeq sent) rec'.All knew (poppedInLedger workspaces stateDirs)
         let platformOutput = match backend with Some b -> b.Output | None -> []
         let secrets =
             (workspaces |> List.map (fun w -> w.Token)) @ (match backend with Some b -> [ b.AdminToken ] | None -> [])

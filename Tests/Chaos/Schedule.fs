@@ -118,7 +118,7 @@ let generate (options: Options) (runSeed: int) (index: int) : Schedule =
                 let during = if rng.Next 2 = 0 then Some(rng.Next workspaces, rng.Next(20, 80)) else None
                 KillPlatform(rng.Next(100, 2500), during)
             | _ -> Pause(rng.Next(100, 1200)) ]
-    // Every schedule kills an agent, and injects a fault (in-process) or kills the platform (process).
+    // Every schedule kills an agent; in-process ones get one 410 (and other faults), process ones kill the platform.
     let ensure (present: Step -> bool) (make: unit -> Step) (steps: Step list) =
         if List.exists present steps then steps
         else
@@ -128,10 +128,10 @@ let generate (options: Options) (runSeed: int) (index: int) : Schedule =
         steps
         |> ensure (function KillAgent _ -> true | _ -> false) (fun () -> KillAgent(rng.Next slots.Length, true, rng.Next 1500))
         |> ensure
-            (function Inject _ | KillPlatform _ -> true | _ -> false)
+            (function Inject(_, PollGone, _) | KillPlatform _ -> true | _ -> false)
             (fun () ->
                 match kind with
-                | InProcess -> let f, t = fault rng in Inject(rng.Next workspaces, f, t)
+                | InProcess -> Inject(rng.Next workspaces, PollGone, 1)
                 | OwnProcess -> KillPlatform(rng.Next(100, 2500), None))
     let steps = if budget > 0 then List.insertAt (rng.Next(steps.Length + 1)) (burst rng workspaces budget) steps else steps
     let big = options.BigBurstEvery > 0 && rng.Next options.BigBurstEvery = 0

@@ -25,27 +25,25 @@ type Counts =
       /// Not popped with an answer, but an `inbox_pop` for it was in flight when its process was killed, and the
       /// workspace's ledger file records the pop: handled (the answer died with the process).
       InFlightPops: int
-      /// Pushed by another process of the workspace less than `grace` ms after the pop answer (the push may have
-      /// been decided before that process could see the pop): counted here, not as duplicates.
+      /// Pushed by another process of the workspace after the pop answer arrived, but decided before that process
+      /// could know of the pop (see `judge`): counted here, not as duplicates …
       Raced: int
+      /// … and the longest such delay (ms).
+      RacedMaxMs: float
       /// Messages shown whose text no sender sent.
       Stray: int }
 
 let zero =
     { Sent = 0; Delivered = 0; Lost = 0; Duplicated = 0; Leaked = 0; Unconfirmed = 0
-      UnconfirmedDelivered = 0; InFlightPops = 0; Raced = 0; Stray = 0 }
+      UnconfirmedDelivered = 0; InFlightPops = 0; Raced = 0; RacedMaxMs = 0.0; Stray = 0 }
 
 let add (a: Counts) (b: Counts) =
     { Sent = a.Sent + b.Sent; Delivered = a.Delivered + b.Delivered; Lost = a.Lost + b.Lost
       Duplicated = a.Duplicated + b.Duplicated; Leaked = a.Leaked + b.Leaked; Unconfirmed = a.Unconfirmed + b.Unconfirmed
       UnconfirmedDelivered = a.UnconfirmedDelivered + b.UnconfirmedDelivered; InFlightPops = a.InFlightPops + b.InFlightPops
-      Raced = a.Raced + b.Raced; Stray = a.Stray + b.Stray }
+      Raced = a.Raced + b.Raced; RacedMaxMs = max a.RacedMaxMs b.RacedMaxMs; Stray = a.Stray + b.Stray }
 
 let failures (c: Counts) = c.Lost + c.Duplicated + c.Leaked + c.Stray
-
-/// A cross-process push later than this after the pop answer is a duplicate (the other process re-reads the shared
-/// ledger at every 0.3 s tick).
-let graceMs = 2000.0
 
 let private ms (x: float) = int x
 
@@ -59,9 +57,14 @@ let private obsText (o: Obs) =
         | PopUnanswered -> $"pop unanswered(sent {ms o.Sent})"
     $"p{o.Proc}/ws{o.Ws} {what} @{ms o.At}ms line {o.Pos} id {o.ActivityId}"
 
-/// Counts and, for every failing message, one evidence text. `started` = process id → start time (ms);
+/// Counts and, for every failing message, one evidence text.
+/// `knew proc pos` = when (runner clock) process `proc` last certainly read the shared ledger before it wrote stdout
+/// line `pos`: its start, or the latest request sent before an answer it wrote ahead of that line. A process
+/// applies each tool call after reading the ledger and writes its effects (notifications, answers) in the order it
+/// decided them, so a push written after such an answer was decided after that read: when the read followed the
+/// pop answer, the push is a duplicate; otherwise the push only raced the pop.
 /// `inLedger ws activityId` = the ledger file of workspace `ws` records that message as popped.
-let judge (sent: Sent list) (obs: Obs list) (started: Map<int, float>) (inLedger: int -> string -> bool) : Counts * string list =
+let judge (sent: Sent list) (obs: Obs list) (knew: int -> int -> float) (inLedger: int -> string -> bool) : Counts * string list =
     let byText = obs |> List.groupBy (fun o -> o.Text) |> Map.ofList
     let known = sent |> List.map (fun s -> s.Text) |> Set.ofList
     let evidence = ResizeArray<string>()
@@ -80,10 +83,10 @@ let judge (sent: Sent list) (obs: Obs list) (started: Map<int, float>) (inLedger
                     match o.Kind with
                     | Shown -> o.Sent > p.At
                     | Pushed when o.Proc = p.Proc -> o.Pos > p.Pos
-                    | Pushed -> defaultArg (started.TryFind o.Proc) 0.0 > p.At || o.At > p.At + graceMs
+                    | Pushed -> knew o.Proc o.Pos > p.At
                     | _ -> false
                 let racing (o: Obs) = o.Kind = Pushed && o.Proc <> p.Proc && o.At > p.At && not (late o)
-                own |> List.filter late, own |> List.filter racing
+                own |> List.filter late, own |> List.filter racing |> List.map (fun o -> o.At - p.At)
         let duplicated = pops.Length > 1 || not after.IsEmpty
         let inFlight =
             not delivered
@@ -99,7 +102,8 @@ let judge (sent: Sent list) (obs: Obs list) (started: Map<int, float>) (inLedger
                 Unconfirmed = c.Unconfirmed + (if s.Accepted then 0 else 1)
                 UnconfirmedDelivered = c.UnconfirmedDelivered + (if delivered && not s.Accepted then 1 else 0)
                 InFlightPops = c.InFlightPops + (if inFlight && s.Accepted then 1 else 0)
-                Raced = c.Raced + (if raced.IsEmpty then 0 else 1) }
+                Raced = c.Raced + (if raced.IsEmpty then 0 else 1)
+                RacedMaxMs = List.fold max c.RacedMaxMs raced }
         let trail () = os |> List.map obsText |> String.concat "; "
         if lost then evidence.Add $"LOST \"{s.Text}\" (to ws{s.Target}, accepted): {trail ()}"
         if duplicated then
@@ -115,4 +119,4 @@ let line (c: Counts) =
     $"sent {c.Sent}, delivered {c.Delivered}, lost {c.Lost}, duplicated {c.Duplicated}, leaked {c.Leaked}"
 
 let extra (c: Counts) =
-    $"unconfirmed sends {c.Unconfirmed} (delivered {c.UnconfirmedDelivered}), pops in flight at kill -9 {c.InFlightPops}, raced pushes {c.Raced}, stray {c.Stray}"
+    $"unconfirmed sends {c.Unconfirmed} (delivered {c.UnconfirmedDelivered}), pops in flight at kill -9 {c.InFlightPops}, raced pushes {c.Raced} (at most {int c.RacedMaxMs} ms after the pop), stray {c.Stray}"
