@@ -251,11 +251,16 @@ type Agent(slot: int, ws: int, env: (string * string) list, rec': Recorder, ids:
     let runs = ResizeArray<AgentProc>()
     let mutable current: AgentProc option = None
     let mutable hold = false
+    let mutable stalled = false
     member _.Slot = slot
     /// While set, the driver handles nothing (another slot of the workspace is to pop the next message).
     member _.Hold
         with get () = hold
         and set v = hold <- v
+    /// While set, the driver handles nothing (a Stall step).
+    member _.Stalled
+        with get () = stalled
+        and set v = stalled <- v
     member _.Ws = ws
     member _.Env = env
     member _.Runs = List.ofSeq runs
@@ -277,7 +282,7 @@ let drive (a: Agent) (rec': Recorder) (stop: CancellationToken) : Task =
     task {
         while not stop.IsCancellationRequested do
             match a.Current with
-            | _ when a.Hold -> do! Task.Delay 20
+            | _ when a.Hold || a.Stalled -> do! Task.Delay 20
             | None -> do! Task.Delay 50
             | Some p ->
                 let sent = rec'.Now

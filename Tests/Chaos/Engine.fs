@@ -130,6 +130,8 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
         let mutable counter = 0
         use stop = new CancellationTokenSource()
         let drivers = ResizeArray<Task>()
+        let stalls = ResizeArray<Task>()
+        let mutable previous = Pause 0
 
         let burst (target: int) (count: int) (from: int option) : Task =
             task {
@@ -194,6 +196,16 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
                         do! b.Restart()
                     do! sending
                 | Pause ms -> do! Task.Delay ms
+                | Stall(ws, _) ->
+                    for a in agents do
+                        if a.Ws = ws then a.Stalled <- true
+                // A stall lasts until `ms` after the step that follows it (the burst into the stalled workspace).
+                match previous with
+                | Stall(ws, ms) ->
+                    let held = agents |> Seq.filter (fun a -> a.Ws = ws) |> List.ofSeq
+                    stalls.Add(Task.Delay(ms).ContinueWith(fun (_: Task) -> for a in held do a.Stalled <- false))
+                | _ -> ()
+                previous <- st
                 do! Task.Delay 150
             }
 
@@ -232,6 +244,9 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
                 // Quiet is not enough: each workspace must have polled again (in-process: three more polls seen by
                 // the platform; process: 3 s), so that a replay started by a late fault shows what it would show.
                 b.Faults |> Option.iter (fun f -> f.Clear())
+                do! Task.WhenAll stalls
+                for a in agents do
+                    a.Stalled <- false
                 let polls () =
                     match b.Faults with
                     | Some f -> workspaces |> List.map (fun w -> f.Requests("GET", $"/workspaces/{w.Id}/activity"))
@@ -254,6 +269,8 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
             stop.Cancel()
         do! within 25000 (Task.WhenAll drivers)
         let procs = agents |> Seq.collect (fun a -> a.Runs) |> List.ofSeq
+        let paused = procs |> List.filter (fun p -> p.StderrLines |> List.exists (fun l -> l.Contains "pausing intake"))
+        if not paused.IsEmpty then trace $"#{s.Index} intake paused (inbox full) in p{paused.Head.Id} and {paused.Length - 1} more"
         do! Task.WhenAll [ for p in procs -> p.Close() ]
         let knowledge =
             procs

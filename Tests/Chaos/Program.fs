@@ -1,5 +1,5 @@
 /// The chaos runner: `dotnet run --project Tests/Chaos -c Release -- --schedules 200 [--seed N] [--messages M]
-/// [--from I] [--big-every K]`. One line per schedule, then
+/// [--from I] [--big-every K] [--drain-secs S] [--stalls 1]`. One line per schedule, then
 /// `schedules N: sent S, delivered D, lost L, duplicated U, leaked K`; exit code 1 when L + U + K > 0 (or an output
 /// check or the runner itself failed). Needs the published binaries (`dotnet fsi build.fsx publish`).
 module Molecule.Tests.Chaos.Program
@@ -9,12 +9,14 @@ open System.Diagnostics
 open Molecule.Tests.Chaos
 
 let private usage () =
-    eprintfn "usage: chaos [--schedules N] [--seed N] [--messages M] [--from I] [--big-every K]"
+    eprintfn "usage: chaos [--schedules N] [--seed N] [--messages M] [--from I] [--big-every K] [--drain-secs S] [--stalls 1]"
     eprintfn "  --schedules N   schedules to run (default 20)"
     eprintfn "  --seed N        run seed (default: from the clock, printed); schedule I of a seed is always the same"
     eprintfn "  --messages M    messages per schedule, about (default 60)"
     eprintfn "  --from I        first schedule index (default 0): --seed S --from I --schedules 1 re-runs one"
     eprintfn "  --big-every K   one schedule in K sends a burst of 501-600 at once (default 6, 0 = never)"
+    eprintfn "  --stalls 1      also stall one workspace's drivers while 1,100-1,300 messages arrive (intake pauses at 1,000)"
+    eprintfn "  --drain-secs S  how long the final drain may take (default 60; raise it with --messages in the thousands)"
     2
 
 [<EntryPoint>]
@@ -22,7 +24,7 @@ let main argv =
     let rec parse (args: string list) (acc: Map<string, int>) =
         match args with
         | [] -> Some acc
-        | ("--schedules" | "--seed" | "--messages" | "--from" | "--big-every" as k) :: v :: rest ->
+        | ("--schedules" | "--seed" | "--messages" | "--from" | "--big-every" | "--drain-secs" | "--stalls" as k) :: v :: rest ->
             match Int32.TryParse v with
             | true, n -> parse rest (acc.Add(k, n))
             | _ -> None
@@ -34,8 +36,11 @@ let main argv =
         let count = get "--schedules" 20
         let seed = get "--seed" (int (DateTime.UtcNow.Ticks % 1_000_000L))
         let first = get "--from" 0
-        let options = { Schedule.Messages = get "--messages" 60; Schedule.BigBurstEvery = get "--big-every" 6 }
-        let settings = Engine.defaultSettings ()
+        let options =
+            { Schedule.Messages = get "--messages" 60
+              Schedule.BigBurstEvery = get "--big-every" 6
+              Schedule.Stalls = get "--stalls" 0 = 1 }
+        let settings = { Engine.defaultSettings () with DrainSecs = float (get "--drain-secs" 60) }
         printfn $"chaos: seed {seed}, schedules {first}..{first + count - 1}, ~{options.Messages} messages each, work dir {settings.Root}"
         let sw = Stopwatch.StartNew()
         let mutable total = Verdict.zero

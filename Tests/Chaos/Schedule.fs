@@ -32,6 +32,8 @@ type Step =
     /// kill -9 of the platform process, restarted `downMs` later; `during` = a burst still being sent meanwhile.
     | KillPlatform of downMs: int * during: (int * int) option
     | Pause of ms: int
+    /// The drivers of workspace `ws` handle nothing for `ms` (the steps go on), so unread messages pile up.
+    | Stall of ws: int * ms: int
 
 /// One molecule-mcp process slot: which workspace it serves and where its state lives.
 type Slot =
@@ -53,9 +55,12 @@ type Options =
     { /// Messages per schedule, about (bursts share it).
       Messages: int
       /// One schedule in this many gets one burst of 501–600 messages at once (0 = never).
-      BigBurstEvery: int }
+      BigBurstEvery: int
+      /// Add a stall of one workspace's drivers with a burst of 1,100–1,300 into it (beyond the 1,000 unread at
+      /// which intake pauses). Drawn from a second generator: the other steps stay those of the same seed.
+      Stalls: bool }
 
-let defaultOptions = { Messages = 60; BigBurstEvery = 6 }
+let defaultOptions = { Messages = 60; BigBurstEvery = 6; Stalls = false }
 
 /// The seed of schedule `index` of a run: stable across processes (HashCode is randomized per process).
 let scheduleSeed (runSeed: int) (index: int) =
@@ -136,6 +141,13 @@ let generate (options: Options) (runSeed: int) (index: int) : Schedule =
     let steps = if budget > 0 then List.insertAt (rng.Next(steps.Length + 1)) (burst rng workspaces budget) steps else steps
     let big = options.BigBurstEvery > 0 && rng.Next options.BigBurstEvery = 0
     let steps = if big then List.insertAt (rng.Next(steps.Length + 1)) (burst rng workspaces (rng.Next(501, 601))) steps else steps
+    let steps =
+        if options.Stalls then
+            let r2 = Random(scheduleSeed runSeed index + 1)
+            let ws = r2.Next workspaces
+            List.insertManyAt (r2.Next(steps.Length + 1)) [ Stall(ws, r2.Next(6000, 12000)); Burst(ws, r2.Next(1100, 1301), None) ] steps
+        else
+            steps
     { RunSeed = runSeed
       Index = index
       Platform = kind
@@ -162,6 +174,7 @@ let stepText (step: Step) =
     | KillPlatform(ms, None) -> $"kill9 platform+{ms}ms"
     | KillPlatform(ms, Some(t, n)) -> $"kill9 platform+{ms}ms during {t}x{n}"
     | Pause ms -> $"pause{ms}ms"
+    | Stall(ws, ms) -> $"stall{ws}:{ms}ms"
 
 /// One line: platform, slots (workspace:state dir, h = shared HOME), steps.
 let describe (s: Schedule) =
