@@ -1,4 +1,4 @@
-// Build script: `dotnet fsi build.fsx <target>` — targets: build, test, publish, publish-fd, pack, run, bench,
+// Build script: `dotnet fsi build.fsx <target>` — targets: build, test, publish, publish-fd, pack, run, bench, chaos,
 // browser-deps.
 // Plain .NET only (no NuGet references) so it runs on a fresh machine after `dotnet tool restore`.
 open System
@@ -134,9 +134,15 @@ match fsi.CommandLineArgs |> Array.tail |> Array.toList with
 | [ "run" ] -> runDemo ()
 | [ "publish-fd" ] -> publishFd ()
 | [ "pack" ] -> pack ()
+| [ "chaos" ] ->
+    // 200 randomized fault schedules (Tests/Chaos); exit 1 when a message was lost, duplicated or leaked.
+    publish ()
+    let project = Path.Combine(root, "Tests", "Chaos", "Chaos.fsproj")
+    let env = [ ("MOLECULE_MCP_BIN", binary); ("MOLECULE_PLATFORM_BIN", platformBinary) ]
+    exit (run env "dotnet" $"run --project \"{project}\" -c Release -- --schedules 200" ignore)
 | [ "bench" ] ->
     publish ()
     publishFd ()
     let script = Path.Combine(root, "bench", "bench.fsx")
     exit (run [] "dotnet" $"fsi \"{script}\"" ignore)
-| _ -> log "usage: dotnet fsi build.fsx build|test|publish|publish-fd|pack|run|bench|browser-deps"; exit 2
+| _ -> log "usage: dotnet fsi build.fsx build|test|publish|publish-fd|pack|run|bench|chaos|browser-deps"; exit 2
