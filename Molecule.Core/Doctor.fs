@@ -35,6 +35,8 @@ type Facts =
       /// Per workspace: GET /workspaces/:id/activity?limit=1 (the token), GET /workspaces/:id (the workspace).
       Token: (WorkspaceId * Response) list
       Workspace: (WorkspaceId * Response) list
+      /// Opening the primary workspace's event stream: Reply(200, first line) when it opened, else the refusal.
+      Stream: Response option
       /// ~/.claude.json, when there is one.
       ClaudeConfig: string option }
 
@@ -170,7 +172,15 @@ let checks (f: Facts) : Check list =
             let state =
                 if f.StateDirWritable then check "State directory" Pass $"{c.StateDir} is writable" None
                 else check "State directory" Fail $"{c.StateDir} cannot be written" (Some "set CONFIGS_DIR to a directory you can write")
-            [ state; health ] @ clock
+            let stream =
+                match f.Stream with
+                | None -> []
+                | Some _ when not c.StreamEnabled -> [ check "Event stream" Warn "switched off (MOLECULE_MCP_DISABLE_STREAM); new messages arrive by polling" None ]
+                | Some(Reply(200, _)) -> [ check "Event stream" Pass "open: new messages arrive at once" None ]
+                | Some r ->
+                    let poll = c.PollIntervalSecs.ToString("0.#", CultureInfo.InvariantCulture)
+                    [ check "Event stream" Warn $"unavailable ({describe r}); new messages arrive by polling every {poll} s" (Some "messages still arrive; for sub-second delivery the platform must serve GET /workspaces/:id/events/stream") ]
+            [ state; health ] @ clock @ stream
             @ (configs |> List.collect (fun cfg ->
                 [ match f.Token |> List.tryFind (fun (id, _) -> id = cfg.WorkspaceId) with
                   | Some(_, r) -> tokenCheck cfg r

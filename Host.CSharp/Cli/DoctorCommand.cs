@@ -28,6 +28,7 @@ public static class DoctorCommand
         var stateWritable = configs.Count > 0 && StateFiles.EnsureDir(configs[0].StateDir) is null && StateFiles.IsWritableDir(configs[0].StateDir);
 
         FSharpOption<Response> health = FSharpOption<Response>.None;
+        FSharpOption<Response> stream = FSharpOption<Response>.None;
         FSharpOption<double> skew = FSharpOption<double>.None;
         var tokens = new List<Tuple<WorkspaceId, Response>>();
         var workspaces = new List<Tuple<WorkspaceId, Response>>();
@@ -35,6 +36,7 @@ public static class DoctorCommand
         {
             (health, skew) = await HealthAsync(Doctor.healthUrl(configs[0]), ct).ConfigureAwait(false);
             using var http = new HttpExecutor();
+            stream = FSharpOption<Response>.Some(await StreamAsync(http, configs[0], ct).ConfigureAwait(false));
             foreach (var c in configs)
             {
                 tokens.Add(Tuple.Create(c.WorkspaceId, await http.ExecuteAsync(Doctor.tokenProbe(c), ct).ConfigureAwait(false)));
@@ -46,7 +48,7 @@ public static class DoctorCommand
         var claude = File.Exists(claudeFile) ? StateFiles.ReadPath(claudeFile, out _) : null;
         var facts = new Doctor.Facts(
             AppInfo.Version, binary, Option(OnPath()), parsed, stateWritable, health, skew,
-            ListModule.OfSeq(tokens), ListModule.OfSeq(workspaces), Option(claude));
+            ListModule.OfSeq(tokens), ListModule.OfSeq(workspaces), stream, Option(claude));
         var checks = Doctor.checks(facts);
         var text = json ? Doctor.renderJson(checks) : Doctor.render(checks);
         Console.Out.Write(log.Redact(text));
@@ -71,6 +73,31 @@ public static class DoctorCommand
         {
             return (FSharpOption<Response>.Some(Response.NewTransportError(ex.Message)), FSharpOption<double>.None);
         }
+    }
+
+    /// <summary>Opens the event stream the server would listen to, and closes it at once (or after 5 s).</summary>
+    private static async Task<Response> StreamAsync(HttpExecutor http, Config config, CancellationToken ct)
+    {
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        cts.CancelAfter(TimeSpan.FromSeconds(5));
+        Response result = Response.NewTimedOut(5.0);
+        try
+        {
+            await http.ListenAsync(Api.eventStream(config), news =>
+            {
+                result = news switch
+                {
+                    Doorbell.News.Refused refused => refused.Item,
+                    _ => Response.NewReply(200, ""),
+                };
+                cts.Cancel(); // opened or refused: that is all the doctor needs
+                return Task.CompletedTask;
+            }, cts.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        return result;
     }
 
     /// <summary>The molecule-mcp that PATH runs, if any.</summary>

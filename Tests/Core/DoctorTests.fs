@@ -17,6 +17,7 @@ let private facts (token: Response) (workspace: Response) : Doctor.Facts =
       ClockSkewSecs = Some 0.4
       Token = [ selfId, token ]
       Workspace = [ selfId, workspace ]
+      Stream = Some(Reply(200, ": ping"))
       ClaudeConfig = None }
 
 let private statusOf (label: string) (checks: Doctor.Check list) =
@@ -40,6 +41,8 @@ let ``a rejected token, a deleted workspace, an unreachable platform and a wrong
     let unreachable =
         Doctor.checks { facts (TransportError "connection refused") (TransportError "connection refused") with Health = Some(TransportError "connection refused") }
     Assert.Equal(Doctor.Fail, statusOf "Platform reachability" unreachable)
+    let noStream = Doctor.checks { facts (Reply(200, "[]")) (Reply(200, "{}")) with Stream = Some(Reply(404, "")) }
+    Assert.Contains(noStream, fun c -> c.Label = "Event stream" && c.Status = Doctor.Warn && c.Message.Contains "polling every 5 s")
     let skewed = Doctor.checks { facts (Reply(200, "[]")) (Reply(200, "{}")) with ClockSkewSecs = Some -300.0 }
     Assert.Contains(skewed, fun c -> c.Label = "Clock" && c.Status = Doctor.Warn && c.Message.Contains "300 s behind")
 
