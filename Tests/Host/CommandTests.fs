@@ -60,7 +60,7 @@ let ``config prints a client's entry without the token and --write merges it int
         let env = (agentEnv platform ws |> List.filter (fun (k, _) -> k <> "CONFIGS_DIR")) @ [ "HOME", home; "MOLECULE_AGENT_NAME", "Docs Writer" ]
         let! code, out, _ = run env [ "config"; "gemini" ]
         Assert.Equal(0, code)
-        let entry = (parseJson out)["mcpServers"]["docs-writer"]
+        let entry = (parseJson out).["mcpServers"].["docs-writer"]
         let binary = Path.GetFullPath(Molecule.Tests.Support.Binary.path ())
         let envOf = entry["env"]
         Assert.Equal(binary, entry["command"].GetValue<string>())

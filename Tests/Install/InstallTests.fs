@@ -226,7 +226,7 @@ let ``the pointer package is an McpServer tool declaring the native RIDs and the
     Assert.Contains("README.md", entries nupkg)
 
 [<Fact>]
-let ``server.json declares the package, stdio and README's environment variables (required ones required, the token secret)`` () =
+let ``server.json declares the package, stdio and README's environment variables (required ones required, token carriers secret)`` () =
     let json = parseJson (File.ReadAllText(Path.Combine(repoRoot (), "Host.CSharp", ".mcp", "server.json")))
     let version = packedVersion ()
     Assert.Equal(version, strOf json "version")
@@ -243,10 +243,13 @@ let ``server.json declares the package, stdio and README's environment variables
     for name in [ "WORKSPACE_ID"; "PLATFORM_URL"; "MOLECULE_WORKSPACE_TOKEN" ] do
         Assert.True(flag "isRequired" byName[name], $"{name} must be isRequired")
 
-    Assert.True(flag "isSecret" byName["MOLECULE_WORKSPACE_TOKEN"], "the token must be isSecret")
+    // the variables whose value carries a token: the token itself and the workspaces list ([{"id","token"}])
+    let secrets = [ "MOLECULE_WORKSPACE_TOKEN"; "MOLECULE_WORKSPACES" ]
 
     for KeyValue(name, v) in byName do
-        if name <> "MOLECULE_WORKSPACE_TOKEN" then
+        if List.contains name secrets then
+            Assert.True(flag "isSecret" v, $"{name} carries a token: it must be isSecret")
+        else
             Assert.False(flag "isSecret" v, $"{name} is not a secret")
 
         if not (List.contains name [ "WORKSPACE_ID"; "PLATFORM_URL"; "MOLECULE_WORKSPACE_TOKEN" ]) then
