@@ -342,6 +342,8 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
             |> Seq.tryHead
             |> Option.defaultValue $"http://{options.Host}:{options.Port}"
             |> fun u -> u.TrimEnd('/')
+            // a wildcard is where it listens, not an address to call: local clients use loopback
+            |> fun u -> u.Replace("://0.0.0.0:", "://127.0.0.1:").Replace("://[::]:", "://[::1]:")
 
         let sweeper =
             Task.WhenAll(
