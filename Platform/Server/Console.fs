@@ -145,3 +145,36 @@ let connectionLines (env: Env) (w: Workspace) (platformUrl: string) (token: stri
           PlatformUrl = platformUrl
           Token = token
           Binary = env.McpBinary }
+
+/// GET /admin/memories?workspace_id=&scope=LOCAL|TEAM|GLOBAL&q= → {memories: [...]}: what that workspace would
+/// recall in that scope (newest first, ≤ 50), with the raw content and the writer's name.
+let memoriesView (env: Env) (ctx: HttpContext) : Task<Reply> =
+    adminHandler env ctx (fun () ->
+        match guidQuery ctx "workspace_id" with
+        | Error e -> e
+        | Ok None -> bad "workspace_id is required"
+        | Ok(Some id) ->
+            let scope = query ctx "scope" |> Option.map (fun s -> s.Trim().ToUpperInvariant()) |> Option.filter (fun s -> s <> "")
+
+            match scope with
+            | Some s when not (List.contains s [ "LOCAL"; "TEAM"; "GLOBAL" ]) -> bad "scope must be LOCAL, TEAM or GLOBAL"
+            | _ ->
+                env.Store.Atomically(fun () ->
+                    match env.Store.Workspace id with
+                    | None -> notFound
+                    | Some w ->
+                        let q = query ctx "q" |> Option.filter (fun s -> s.Trim() <> "")
+                        let name = names env
+
+                        Memories.recall env.Store.Workspaces w scope q None env.Store.Memories
+                        |> List.map (fun m ->
+                            Json.obj
+                                [ "id", Json.guidNode m.Id
+                                  "workspace_id", Json.guidNode m.WorkspaceId
+                                  "workspace_name", Json.str (name m.WorkspaceId)
+                                  "scope", Json.str m.Scope
+                                  "namespace", Json.str m.Namespace
+                                  "content", Json.str m.Content
+                                  "created_at", Json.timeNode m.CreatedAt ]
+                            :> JsonNode)
+                        |> fun ms -> ok (Json.obj [ "memories", Json.arr ms ])))

@@ -312,6 +312,7 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
         get "/admin/workspaces" (handle (overviewList env))
         get "/admin/feed" (handle (feedView env))
         get "/admin/delegations" (handle (delegationsView env))
+        get "/admin/memories" (handle (memoriesView env))
 
         // fault injection over HTTP only when asked for (tests); otherwise these paths fall through to 404
         if options.EnableFaults then
