@@ -36,7 +36,7 @@ function deliveryText(d) {
   if (d.inbound === 0) return 'no messages yet';
   const acked = d.acked_seq === null || d.acked_seq === undefined
     ? 'none acknowledged yet'
-    : `${d.acknowledged} acknowledged by the agent (up to #${d.acked_seq})`;
+    : `${d.acknowledged} acknowledged by the agent`;
   return `${d.inbound} received · ${d.queued} queued on the platform · ${acked}`;
 }
 
