@@ -39,21 +39,35 @@ function parse(msg) {
   try { return JSON.parse(msg.data); } catch (_) { return null; }
 }
 
-export function startEvents(onReconnect) {
+/** Opens the stream with a one-time ticket (the admin token never goes into a URL); `restart` after a lost one. */
+export async function startEvents(onReconnect, restart) {
   stopEvents();
-  const es = new EventSource('/events?token=' + encodeURIComponent(state.token));
+  let ticket = null;
+  try {
+    const answer = await api('POST', '/admin/stream-ticket');
+    ticket = answer && answer.ticket;
+  } catch (e) {
+    if (e.status === 401) return; // signed out
+  }
+  if (!ticket) {
+    setConnection('down', 'Disconnected');
+    setTimeout(() => { if (!state.events && state.token) startEvents(onReconnect, true); }, 3000);
+    return;
+  }
+  const es = new EventSource('/events?ticket=' + encodeURIComponent(ticket));
   state.events = es;
   let opened = false;
   es.onopen = () => {
     setConnection('live', 'Live');
-    if (opened) onReconnect(); // catch up with whatever happened while the stream was down
+    if (opened || restart) onReconnect(); // catch up with whatever happened while the stream was down
     opened = true;
   };
   es.onerror = () => {
-    if (es.readyState === EventSource.CLOSED) {
-      // the server refused the stream (e.g. a wrong token): check the token, retry later
-      setConnection('down', 'Disconnected');
-      api('GET', '/workspaces').then(() => setTimeout(() => { if (state.events === es) startEvents(onReconnect); }, 3000), () => {});
+    if (es.readyState === EventSource.CLOSED || opened) {
+      // a ticket opens one stream: reconnect with a fresh one
+      es.close();
+      setConnection('retry', 'Reconnecting…');
+      setTimeout(() => { if (state.events === es) startEvents(onReconnect, true); }, 1000);
     } else {
       setConnection('retry', 'Reconnecting…');
     }

@@ -250,6 +250,7 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
               OpenRegistration = options.OpenRegistration
               Limits = options.RateLimits
               Limiter = Limiter()
+              Tickets = TicketBook()
               Log = log
               McpBinary = options.McpBinary }
 
@@ -324,6 +325,7 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
         post "/admin/sweep" (handle (sweepNow env))
         post "/admin/retention" (handle (retentionNow env))
         get "/events" (RequestDelegate(events env))
+        post "/admin/stream-ticket" (handle (streamTicket env))
         app.MapFallback(RequestDelegate(fun ctx -> send ctx (Json.errorReply 404 "not found"))) |> ignore
         configure app
 

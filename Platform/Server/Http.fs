@@ -61,6 +61,20 @@ type Limiter() =
 [<Literal>]
 let MaxLiveTokens = 50
 
+/// The canvas stream's one-time tickets (Tickets rules) under one lock.
+type TicketBook() =
+    let gate = obj ()
+    let mutable tickets: Tickets.Ticket list = []
+
+    member _.Issue(now: DateTimeOffset, text: string) =
+        lock gate (fun () -> tickets <- Tickets.issue now text :: (tickets |> List.filter (fun t -> t.Expires > now)))
+
+    member _.Redeem(now: DateTimeOffset, presented: string) : bool =
+        lock gate (fun () ->
+            let ok, rest = Tickets.redeem now presented tickets
+            tickets <- rest
+            ok)
+
 /// Everything a handler needs.
 type Env =
     { Store: Store.Store
@@ -77,6 +91,7 @@ type Env =
       OpenRegistration: bool
       Limits: RateLimit.Limits
       Limiter: Limiter
+      Tickets: TicketBook
       /// The platform log (lines without a prefix); never given a token.
       Log: string -> unit
       /// The molecule-mcp command the connection lines start.
@@ -173,6 +188,9 @@ let clientKey (ctx: HttpContext) =
 
 /// 429 (with Retry-After) when the client has used up `policy` on `route`; `what` names the requests.
 let limited (env: Env) (ctx: HttpContext) (route: string) (what: string) (policy: RateLimit.Policy) : Reply option =
+    match bearer ctx with
+    | Some b when isAdmin env b -> None // the operator (canvas, CLI) is not limited
+    | _ ->
     match env.Limiter.Take(route + "|" + clientKey ctx, policy, env.Now()) with
     | RateLimit.Allowed _ -> None
     | RateLimit.Limited seconds ->

@@ -475,3 +475,33 @@ let ``notices: only a loopback listen address starts silently`` () =
         Assert.Contains("reverse proxy with TLS", (Notices.exposed h 7080).Value)
 
     Assert.Equal<string list>([ Notices.openRegistration; Notices.faults ], (Notices.atStart "127.0.0.1" 1 true true))
+
+[<Fact>]
+let ``rule: a stream ticket opens one stream, once, within its minute`` () =
+    let gen' =
+        gen {
+            let! n = Gen.choose (1, 6)
+            let! redeemAt = Gen.listOf (Gen.zip (Gen.choose (0, n)) (Gen.choose (-5, 90)))
+            return n, redeemAt
+        }
+
+    Check.One(
+        cfg 300,
+        Prop.forAll (Arb.fromGen gen') (fun (n, attempts) ->
+            let texts = List.init n (fun i -> Tokens.format (Array.create 32 (byte (i + 1))))
+            let book = texts |> List.map (Tickets.issue t0)
+
+            // the model: a ticket works once, before its minute is over; an attempt after the minute drops every
+            // expired ticket, so no later attempt (even one stamped earlier) revives them
+            let _, _, _, ok =
+                attempts
+                |> List.fold
+                    (fun (book, used: Set<int>, purged, ok) (i, secs) ->
+                        let presented = if i < n then texts[i] else "never-issued" // index n: never issued
+                        let accepted, rest = Tickets.redeem (t0.AddSeconds(float secs)) presented book
+                        let expected = i < n && not (used.Contains i) && secs < 60 && not purged
+                        rest, (if accepted then used.Add i else used), purged || secs >= 60, ok && accepted = expected)
+                    (book, Set.empty, false, true)
+
+            ok)
+    )

@@ -267,6 +267,10 @@ let ``doors: per-token rate limits on registration, A2A sends and notify answer 
         // per token: the lead's own token is not limited by the child's use
         let! other = c.Send("POST", "/registry/register", registerBody lead.Id, lead.Token)
         Assert.Equal(200, other.Code)
+        // the operator (canvas, CLI: the admin token) is not limited
+        for _ in 1..5 do
+            let! a = c.Send("POST", $"/workspaces/{ws.Id}/a2a", messageBody "from the canvas", admin)
+            Assert.Equal(200, a.Code)
         Assert.Contains("rate limit: registrations from 127.0.0.1 refused", fx.Log)
     }
 

@@ -854,10 +854,13 @@ type Routes(fx: PlatformFixture) =
         }
 
     [<Fact>]
-    member _.``events stream publishes platform events``() =
+    member _.``events stream publishes platform events (opened with a one-time ticket, never the admin token in the URL)``() =
         task {
             use http = new HttpClient(Timeout = TimeSpan.FromSeconds 10.0)
-            use req = new HttpRequestMessage(HttpMethod.Get, $"{fx.Platform.Url}/events?token={Uri.EscapeDataString admin}")
+            let! ticket = c.Send("POST", "/admin/stream-ticket", token = admin)
+            Assert.Equal(60, (node ticket.Json "expires_in_seconds").GetValue<int>())
+            let t = str ticket.Json "ticket"
+            use req = new HttpRequestMessage(HttpMethod.Get, $"{fx.Platform.Url}/events?ticket={Uri.EscapeDataString t}")
             use! resp = http.SendAsync(req, HttpCompletionOption.ResponseHeadersRead)
             Assert.Equal(200, int resp.StatusCode)
             use! stream = resp.Content.ReadAsStreamAsync()
@@ -873,8 +876,13 @@ type Routes(fx: PlatformFixture) =
 
             Assert.True(found)
             ignore w
-            let! denied = c.Send("GET", "/events?token=nope")
-            Assert.Equal(401, denied.Code)
+            // the ticket is used up; the admin token in the URL is refused; a ticket needs the admin
+            let! again = c.Send("GET", $"/events?ticket={Uri.EscapeDataString t}")
+            Assert.Equal((401, "invalid or used stream ticket"), (again.Code, again.Error))
+            let! inUrl = c.Send("GET", $"/events?token={Uri.EscapeDataString admin}")
+            Assert.Equal(401, inUrl.Code)
+            let! noAdmin = c.Send("POST", "/admin/stream-ticket", token = w.Token)
+            Assert.Equal(401, noAdmin.Code)
         }
 
 type Lifecycle() =
