@@ -52,7 +52,7 @@ public static class AdminCommands
         output.WriteLine($"Workspace created: {workspaceName}");
         output.WriteLine($"  id:       {id}");
         output.WriteLine($"  token:    {token}");
-        output.WriteLine("            (shown once; it is a secret: anyone holding it acts as this workspace)");
+        output.WriteLine("            " + Molecule.Platform.Connection.shownOnce);
         output.WriteLine($"  platform: {admin.BaseUrl}");
         output.WriteLine();
         output.Write(ConnectionLines.Block(workspaceName, id, admin.BaseUrl, token));
@@ -187,7 +187,7 @@ public static class AdminCommands
         var name = AdminClient.Str(ws, "name") ?? "";
         output.WriteLine($"Token minted for workspace {workspaceId}" + (name == "" ? "" : $" ({name})"));
         output.WriteLine($"  token:    {token}");
-        output.WriteLine("            (shown once; it is a secret: anyone holding it acts as this workspace)");
+        output.WriteLine("            " + Molecule.Platform.Connection.shownOnce);
         output.WriteLine($"  token id: {tokenId} (to revoke: molecule-platform token revoke {workspaceId} {tokenId})");
         output.WriteLine();
         output.Write(ConnectionLines.Block(name, workspaceId, admin.BaseUrl, token));
@@ -225,7 +225,7 @@ public static class AdminCommands
         tokenId = RequireId(tokenId, "TOKEN_ID");
         using var admin = target.Connect();
         await admin.DeleteAsync($"/workspaces/{workspaceId}/tokens/{tokenId}", ct).ConfigureAwait(false);
-        output.WriteLine($"Token {tokenId} of workspace {workspaceId} revoked. A molecule-mcp using it will get 401 from now on.");
+        output.WriteLine($"Token {tokenId} of workspace {workspaceId} revoked. " + Molecule.Platform.Connection.revoked);
         return ExitCodes.Ok;
     }
 }

@@ -6,7 +6,7 @@ import { state, $, el, clear, api, emit, on, nameOf, liveDescendants, copyText }
 export function showOnce(box, answer) {
   clear(box);
   box.hidden = false;
-  box.appendChild(el('p', 'once-warning', 'Copy this token now; it is not shown again. Anyone holding it acts as this workspace.'));
+  box.appendChild(el('p', 'once-warning', answer.message || ''));
   const row = el('div', 'once-token');
   const token = el('input', 'mono');
   token.readOnly = true;

@@ -37,13 +37,13 @@ function tokenRow(wsId, t) {
     if (revoke.dataset.armed !== 'true') {
       revoke.dataset.armed = 'true';
       revoke.textContent = 'Confirm revoke';
-      revoke.setAttribute('aria-label', `Confirm: revoke token ${t.prefix || ''}… (its agent gets 401 from now on)`);
+      revoke.setAttribute('aria-label', `Confirm: revoke token ${t.prefix || ''}…`);
       return;
     }
     revoke.disabled = true;
     try {
-      await api('DELETE', `/workspaces/${encodeURIComponent(wsId)}/tokens/${encodeURIComponent(t.id)}`);
-      $('tokens-status').textContent = `Token ${t.prefix || ''}… revoked: an agent using it gets 401 from now on.`;
+      const answer = await api('DELETE', `/workspaces/${encodeURIComponent(wsId)}/tokens/${encodeURIComponent(t.id)}`);
+      $('tokens-status').textContent = `Token ${t.prefix || ''}… revoked. ` + (answer && answer.message ? answer.message : '');
       await loadTokens();
       $('mint-token').focus();
     } catch (e) {
@@ -62,7 +62,7 @@ async function mint() {
   try {
     const answer = await api('POST', `/workspaces/${encodeURIComponent(id)}/tokens`, { platform_url: window.location.origin });
     showOnce($('mint-result'), answer);
-    $('tokens-status').textContent = 'Token minted. Copy it now; it is not shown again.';
+    $('tokens-status').textContent = 'Token minted.';
     await loadTokens();
   } catch (e) {
     $('tokens-error').textContent = 'Not minted: ' + e.message;

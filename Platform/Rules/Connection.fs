@@ -9,6 +9,12 @@ open System.Text.Encodings.Web
 open System.Text.Json
 open System.Text.Json.Nodes
 
+/// Said wherever a new token is shown (create and mint answers, the CLI, the canvas).
+let shownOnce = "Copy this token now; it is not shown again. Anyone holding it acts as this workspace."
+
+/// Said after a token is revoked (revoke answer, the CLI, the canvas).
+let revoked = "An agent using it gets 401 from now on."
+
 /// What an MCP client needs to start molecule-mcp for one workspace.
 type Connection =
     { Name: string

@@ -134,6 +134,7 @@ let createWorkspace (env: Env) (ctx: HttpContext) : Task<Reply> =
                                   "auth_token", Json.str token
                                   "platform_url", Json.str platformUrl ]
 
+                        o["message"] <- Json.str Connection.shownOnce
                         o["connection_lines"] <- connectionLines env w platformUrl token
                         Json.reply 201 o)))
 
@@ -238,7 +239,7 @@ let mintToken (env: Env) (ctx: HttpContext) : Task<Reply> =
                                                   "workspace_id", Json.guidNode w.Id
                                                   "id", Json.guidNode t.Id
                                                   "prefix", Json.str t.Prefix
-                                                  "message", Json.str "Copy this token now; it is not shown again."
+                                                  "message", Json.str Connection.shownOnce
                                                   "connection_lines", connectionLines env w platformUrl token ])))
         })
 
@@ -261,7 +262,7 @@ let revokeToken (env: Env) (ctx: HttpContext) : Task<Reply> =
                             env.Store.SaveToken { t with RevokedAt = Some(env.Now()) }
                             env.Log $"token {Json.guid t.Id} of {logNames env id} revoked"
 
-                        ok (Json.obj [ "status", Json.str "revoked"; "id", Json.guidNode tokenId ]))))
+                        ok (Json.obj [ "status", Json.str "revoked"; "id", Json.guidNode tokenId; "message", Json.str Connection.revoked ]))))
 
 let addFault (env: Env) (ctx: HttpContext) : Task<Reply> =
     gatedAsync adminGate env ctx (fun () ->
