@@ -198,13 +198,16 @@ type RunningPlatform
 let loadAdminToken (dataDir: string) : string =
     DataDir.adminToken dataDir adminTokenFile randomToken
 
-/// The names of this machine: the listen address (unless a wildcard), the host name and every interface address.
+/// The names of this machine: the listen address (unless a wildcard), the host name (also as `<name>.local`) and
+/// every interface address (no DNS lookups: other names are given with `AllowedHosts`).
 let private ownNames (listen: string) : string list =
     let wildcard = [ "0.0.0.0"; "::"; "[::]"; "*"; "+" ]
     let attempt (f: unit -> string list) = try f () with _ -> []
 
     (if List.contains listen wildcard then [] else [ listen ])
-    @ attempt (fun () -> [ Dns.GetHostName() ])
+    @ attempt (fun () ->
+        let h = Dns.GetHostName()
+        [ h; h + ".local" ])
     @ attempt (fun () ->
         [ for ni in NetworkInformation.NetworkInterface.GetAllNetworkInterfaces() do
               for a in ni.GetIPProperties().UnicastAddresses do
