@@ -24,6 +24,7 @@ open Microsoft.Extensions.Hosting
 open Molecule.Platform
 open Molecule.Platform.Validation
 open Molecule.Platform.Routes.Http
+open Molecule.Platform.Routes.Limits
 open Molecule.Platform.Routes.RegistryRoutes
 open Molecule.Platform.Routes.ActivityRoutes
 open Molecule.Platform.Routes.A2aRoutes
@@ -255,6 +256,7 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
               Limiter = Limiter()
               Tickets = TicketBook()
               Log = log
+              Logging = options.Log.IsSome
               McpBinary = options.McpBinary }
 
         let names = Guard.Names.create (ownNames options.Host) options.AllowedHosts

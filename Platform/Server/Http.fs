@@ -23,6 +23,7 @@ open Microsoft.Extensions.Logging
 open Microsoft.Extensions.Hosting
 open Molecule.Platform
 open Molecule.Platform.Validation
+open Molecule.Platform.Routes.Limits
 
 /// Request bodies are capped at 1 MiB (uploads: 25 MiB).
 [<Literal>]
@@ -39,41 +40,8 @@ let DrainLimit = 67108864L
 let tooLarge = "request body too large (max 1 MiB)"
 let uploadTooLarge = "upload too large (max 25 MiB)"
 
-/// Token buckets per (route, key) under one lock; full buckets are forgotten when there are many.
-type Limiter() =
-    let buckets = Collections.Generic.Dictionary<string, RateLimit.Bucket>()
-
-    member _.Take(key: string, policy: RateLimit.Policy, now: DateTimeOffset) : RateLimit.Decision =
-        lock buckets (fun () ->
-            if buckets.Count > 10000 then
-                for k in List.ofSeq buckets.Keys do
-                    if now - buckets[k].At > TimeSpan.FromMinutes 1.0 then buckets.Remove k |> ignore
-
-            let d =
-                RateLimit.take policy now (match buckets.TryGetValue key with | true, b -> Some b | _ -> None)
-
-            match d with
-            | RateLimit.Allowed b -> buckets[key] <- b
-            | RateLimit.Limited _ -> ()
-
-            d)
-
 [<Literal>]
 let MaxLiveTokens = 50
-
-/// The canvas stream's one-time tickets (Tickets rules) under one lock.
-type TicketBook() =
-    let gate = obj ()
-    let mutable tickets: Tickets.Ticket list = []
-
-    member _.Issue(now: DateTimeOffset, text: string) =
-        lock gate (fun () -> tickets <- Tickets.issue now text :: (tickets |> List.filter (fun t -> t.Expires > now)))
-
-    member _.Redeem(now: DateTimeOffset, presented: string) : bool =
-        lock gate (fun () ->
-            let ok, rest = Tickets.redeem now presented tickets
-            tickets <- rest
-            ok)
 
 /// Everything a handler needs.
 type Env =
@@ -94,6 +62,8 @@ type Env =
       Tickets: TicketBook
       /// The platform log (lines without a prefix); never given a token.
       Log: string -> unit
+      /// A log was given (event lines are labelled only then).
+      Logging: bool
       /// The molecule-mcp command the connection lines start.
       McpBinary: string }
 
@@ -209,11 +179,14 @@ let logNames (env: Env) = Feed.nameWithId env.Store.Workspaces
 let publishWith (env: Env) (audience: Audience) (kind: string) (ws: Guid option) (payload: (string * JsonNode) list) (data: JsonObject) (feed: (Guid -> string) -> Feed.Entry option) =
     let canvas = Json.obj payload
 
+    // labels cost a parse of the row's bodies: only for a listening canvas and a platform that logs
     let entry, line =
-        if audience = WorkspaceOnly then None, None
-        // delegation progress is already in the log through its rows
-        elif kind.StartsWith "DELEGATION_" then feed (names env), None
-        else feed (names env), feed (logNames env) |> Option.map Feed.logLine
+        if audience = WorkspaceOnly then
+            None, None
+        else
+            (if env.Events.CanvasListening then feed (names env) else None),
+            // delegation progress is already in the log through its rows
+            (if env.Logging && not (kind.StartsWith "DELEGATION_") then feed (logNames env) |> Option.map Feed.logLine else None)
 
     entry |> Option.iter (fun f -> canvas["feed"] <- Feed.toJson f)
 
