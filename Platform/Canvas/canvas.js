@@ -3,7 +3,7 @@
 import { state, $, api, on, emit, upsertWorkspace, tablistKeys, showTab } from './core.js';
 import { renderTree, tickLiveness } from './tree.js';
 import { initChat } from './chat.js';
-import { initWorkspace, renderHeader, renderDetails, select } from './workspace.js';
+import { initWorkspace, renderHeader, tickHeader, select } from './workspace.js';
 import { initDialogs } from './dialogs.js';
 import { initTokens } from './tokens.js';
 import { initMemories } from './memories.js';
@@ -98,7 +98,7 @@ function init() {
     showLogin('The platform rejected the token (' + msg + '). Paste a valid admin token.');
   });
   on('tree', renderTree);
-  on('tick', () => { tickLiveness(); if (state.selected) { renderHeader(); } });
+  on('tick', () => { tickLiveness(); tickHeader(); });
   on('changed', () => { renderTree(); renderFeedFilters(); if (state.selected) renderHeader(); });
   on('workspace', (ws) => { upsertWorkspace(ws); emit('changed'); refreshOverview(); });
   on('deleted', () => { refreshOverview(0); $('workspace').focus(); });
@@ -122,7 +122,7 @@ function init() {
   });
 
   // "last seen" ages move every second; the overview (delivery, tokens, acks) every 15 s
-  setInterval(() => { if (state.token && !$('app').hidden) { tickLiveness(); if (state.selected) { renderHeader(); renderDetails(); } } }, 1000);
+  setInterval(() => { if (state.token && !$('app').hidden) { tickLiveness(); tickHeader(); } }, 1000);
   setInterval(() => { if (state.token && !$('app').hidden) refreshOverview(0); }, 15000);
 
   const t = readToken();

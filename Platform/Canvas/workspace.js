@@ -24,6 +24,15 @@ export function renderHeader() {
   if (current === 'details') renderDetails();
 }
 
+/** The once-a-second update: status badge, "seen … ago" and the Details facts; nothing the user may be using. */
+export function tickHeader() {
+  const ws = state.workspaces.get(state.selected);
+  if (!ws) return;
+  badge(ws.status, $('chat-status'), isSilent(ws));
+  $('ws-liveness').textContent = ws.status === 'removed' ? 'removed' : livenessText(ws);
+  if (current === 'details') renderDetails();
+}
+
 function fact(list, term, value, testid) {
   list.appendChild(el('dt', null, term));
   const dd = el('dd', null, value);
