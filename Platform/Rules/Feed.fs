@@ -290,6 +290,11 @@ let toJson (e: Entry) : JsonObject =
           "result", Json.str e.Result
           "status", Json.str e.Status ]
 
+/// Text for a log line: control characters (a newline in a name or a decoded path) become '?', so one entry is one
+/// line and nobody can forge another.
+let printable (s: string) : string =
+    if isNull s then "" else String(s.ToCharArray() |> Array.map (fun c -> if Char.IsControl c then '?' else c))
+
 /// A platform log line: the label and the status, never message contents.
 let logLine (e: Entry) : string =
-    if e.Status = "" || e.Status = "ok" then e.Text else $"{e.Text} [{e.Status}]"
+    printable (if e.Status = "" || e.Status = "ok" then e.Text else $"{e.Text} [{e.Status}]")

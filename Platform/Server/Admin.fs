@@ -230,7 +230,7 @@ let mintToken (env: Env) (ctx: HttpContext) : Task<Reply> =
                                         let token = randomToken ()
                                         let t = Tokens.create (newId ()) w.Id (env.Now()) token
                                         env.Store.SaveToken t
-                                        env.Log $"token {Json.guid t.Id} minted for {logNames env w.Id}"
+                                        env.Log(Feed.printable $"token {Json.guid t.Id} minted for {logNames env w.Id}")
 
                                         Json.reply
                                             201
@@ -260,7 +260,7 @@ let revokeToken (env: Env) (ctx: HttpContext) : Task<Reply> =
                     | Some t ->
                         if t.RevokedAt.IsNone then
                             env.Store.SaveToken { t with RevokedAt = Some(env.Now()) }
-                            env.Log $"token {Json.guid t.Id} of {logNames env id} revoked"
+                            env.Log(Feed.printable $"token {Json.guid t.Id} of {logNames env id} revoked")
 
                         ok (Json.obj [ "status", Json.str "revoked"; "id", Json.guidNode tokenId; "message", Json.str Connection.revoked ]))))
 

@@ -85,7 +85,7 @@ let guardMiddleware (names: Guard.Names) (log: string -> unit) (ctx: HttpContext
     match Guard.check names facts with
     | Some refused ->
         let reason = Json.tryParse refused.Body |> Option.bind (Json.prop "error") |> Option.bind Json.asString |> Option.defaultValue ""
-        log $"refused {req.Method} {req.Path.Value} from {remoteIp ctx}: {reason}"
+        log (Feed.printable $"refused {req.Method} {req.Path.Value} from {remoteIp ctx}: {reason}")
         send ctx refused
     | None ->
         let limit, text = if isUpload ctx then MaxUploadBody, uploadTooLarge else MaxBody, tooLarge
@@ -105,9 +105,9 @@ let errorMiddleware (log: string -> unit) (ctx: HttpContext) (next: RequestDeleg
             do! send ctx (Json.errorReply e.StatusCode "bad request")
         | :? OperationCanceledException -> ()
         | e when not ctx.Response.HasStarted ->
-            log $"{ctx.Request.Method} {ctx.Request.Path.Value} failed: {e}"
+            log (Feed.printable $"{ctx.Request.Method} {ctx.Request.Path.Value} failed: " + e.ToString())
             do! send ctx (Json.errorReply 500 "internal error")
-        | e -> log $"{ctx.Request.Method} {ctx.Request.Path.Value} failed after the answer started: {e.Message}"
+        | e -> log (Feed.printable $"{ctx.Request.Method} {ctx.Request.Path.Value} failed after the answer started: {e.Message}")
     }
 
 /// Runs `pass` every `interval` (the first run one interval after start) until the platform stops; a failing

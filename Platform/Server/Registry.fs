@@ -73,7 +73,7 @@ let register (env: Env) (ctx: HttpContext) : Task<Reply> =
 
                 match registryGate env Auth.missingToken Auth.invalidToken ws id (bearer ctx) with
                 | Error e ->
-                    env.Log $"registration refused for {logNames env id} from {remoteIp ctx}: {errorText e}"
+                    env.Log(Feed.printable $"registration refused for {logNames env id} from {remoteIp ctx}: {errorText e}")
                     e
                 | Ok() ->
                     let now = env.Now()

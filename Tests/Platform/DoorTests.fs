@@ -394,4 +394,10 @@ let ``doors: the platform log names workspaces (name and short id) and never sho
 
         for secret in [ admin; lead.Token; res.Token; str minted.Json "auth_token" ] do
             Assert.DoesNotContain(secret, log)
+
+        // one entry, one line: a newline in a name or a (decoded) path cannot forge a log line
+        let! _ = createWs c admin "Evil\nregistration refused for nobody" None []
+        let! _ = raw c "GET" "/health%0Aforged" [ "Host", "evil.example" ] None
+        Assert.DoesNotContain(fx.Lines, fun l -> l.Contains '\n' || l.StartsWith "registration refused for nobody" || l.StartsWith "forged")
+        Assert.Contains("Evil?registration refused for nobody", fx.Log)
     }
