@@ -60,34 +60,53 @@ let private body (s: string option) = s |> Option.bind Json.tryParse
 let private message (n: JsonNode) = Json.prop "params" n |> Option.bind (Json.prop "message")
 let private str (name: string) (n: JsonNode) = Json.prop name n |> Option.bind Json.asString
 
+/// A row's JSON bodies, each parsed once.
+type private Bodies = { Req: JsonNode option; Resp: JsonNode option }
+
+let private parse (r: ActivityRow) = { Req = body r.RequestBody; Resp = body r.ResponseBody }
+
+let private delegationIn (b: Bodies) : string option =
+    b.Req
+    |> Option.bind message
+    |> Option.bind (Json.prop "metadata")
+    |> Option.bind (str "delegation_id")
+    |> Option.orElse (b.Req |> Option.bind (str "delegation_id"))
+    |> Option.orElse (b.Resp |> Option.bind (str "delegation_id"))
+
 /// The delegation a message or result row belongs to (`metadata.delegation_id` or a body's `delegation_id`).
-let delegationOf (r: ActivityRow) : string option =
-    let meta =
-        body r.RequestBody
-        |> Option.bind message
-        |> Option.bind (Json.prop "metadata")
-        |> Option.bind (str "delegation_id")
+let delegationOf (r: ActivityRow) : string option = delegationIn (parse r)
 
-    meta
-    |> Option.orElse (body r.RequestBody |> Option.bind (str "delegation_id"))
-    |> Option.orElse (body r.ResponseBody |> Option.bind (str "delegation_id"))
+let private fileKinds = set [ "file"; "image"; "audio"; "video" ]
 
-let private messageText (r: ActivityRow) =
-    let text = body r.RequestBody |> Option.bind message |> Option.map A2a.textOfParts |> Option.defaultValue ""
-    let files = A2a.attachmentsOf r.RequestBody |> List.length
+let private messageText (b: Bodies) =
+    let msg = b.Req |> Option.bind message
+    let text = msg |> Option.map A2a.textOfParts |> Option.defaultValue ""
+
+    let files =
+        match msg |> Option.bind (Json.prop "parts") |> Option.bind Json.asArray with
+        | Some parts ->
+            parts
+            |> Seq.filter (fun p -> (str "kind" p |> Option.orElse (str "type" p)) |> Option.exists fileKinds.Contains)
+            |> Seq.length
+        | None -> if b.Req |> Option.bind (str "uri") |> Option.isSome then 1 else 0
 
     match files with
     | 0 -> text
     | 1 -> (text + " (+1 file)").Trim()
     | n -> (text + $" (+{n} files)").Trim()
 
-let private answerText (r: ActivityRow) =
-    match r.ResponseBody with
-    | Some b ->
-        match body r.ResponseBody |> Option.bind (Json.prop "result") with
-        | Some(:? JsonValue as v) -> Json.asString v |> Option.defaultValue ""
-        | Some _ -> A2a.answerText b
-        | None -> ""
+let private answerText (b: Bodies) =
+    match b.Resp |> Option.bind (Json.prop "result") with
+    | Some(:? JsonValue as v) -> Json.asString v |> Option.defaultValue ""
+    | Some r ->
+        let direct = A2a.textOfParts r
+
+        if direct <> "" then
+            direct
+        else
+            match Json.prop "artifacts" r |> Option.bind Json.asArray with
+            | Some arts -> arts |> Seq.map A2a.textOfParts |> String.concat ""
+            | None -> ""
     | None -> ""
 
 let private humanise (t: string) = (if isNull t then "" else t).Replace('_', ' ')
@@ -122,12 +141,13 @@ let private sent (name: Guid -> string) (source: Guid option) (target: Guid) (me
 /// report of a message the platform already logged on the receiver).
 let ofRow (name: Guid -> string) (r: ActivityRow) : Entry option =
     let ws = r.WorkspaceId
+    let b = parse r
     let failed = if r.Status = "error" || r.Status = "failed" then "failed" else ""
 
     match r.ActivityType, r.Method with
     | "a2a_receive", Some "notify" ->
         let text =
-            body r.ResponseBody |> Option.bind (str "result") |> Option.defaultValue (defaultArg r.Summary "")
+            b.Resp |> Option.bind (str "result") |> Option.defaultValue (defaultArg r.Summary "")
 
         Some { entry r "chat" (Some ws) None $"{name ws} → user" with Detail = preview text }
     | "a2a_receive", Some "delegate_result" ->
@@ -135,8 +155,8 @@ let ofRow (name: Guid -> string) (r: ActivityRow) : Entry option =
 
         Some
             { entry r "delegation" (Some source) r.SourceId (delegated name source r.SourceId) with
-                Key = delegationOf r |> Option.defaultValue (Json.guid r.Id)
-                Result = preview (messageText r)
+                Key = delegationIn b |> Option.defaultValue (Json.guid r.Id)
+                Result = preview (messageText b)
                 Status = "completed" }
     | "a2a_receive", _ when r.SourceId = Some ws ->
         // the agent's own report of a send it made: the receiver's row shows the message; only a failure is news
@@ -148,29 +168,29 @@ let ofRow (name: Guid -> string) (r: ActivityRow) : Entry option =
                     Result = preview (defaultArg r.ErrorDetail (withNames name (defaultArg r.Summary "")))
                     Status = failed }
     | "a2a_receive", m ->
-        match r.SourceId, delegationOf r with
-        | None, _ -> Some { entry r "chat" None (Some ws) (sent name None ws m) with Detail = preview (messageText r); Status = failed }
+        match r.SourceId, delegationIn b with
+        | None, _ -> Some { entry r "chat" None (Some ws) (sent name None ws m) with Detail = preview (messageText b); Status = failed }
         | Some s, Some d ->
-            Some { entry r "delegation" (Some s) (Some ws) (delegated name s (Some ws)) with Key = d; Detail = preview (messageText r) }
+            Some { entry r "delegation" (Some s) (Some ws) (delegated name s (Some ws)) with Key = d; Detail = preview (messageText b) }
         | Some s, None ->
             Some
                 { entry r "message" (Some s) (Some ws) (sent name (Some s) ws m) with
-                    Detail = preview (messageText r)
-                    Result = preview (answerText r)
+                    Detail = preview (messageText b)
+                    Result = preview (answerText b)
                     Status = failed }
     | "a2a_send", _ -> None
     | "delegation", Some "delegate" ->
-        let task = body r.RequestBody |> Option.bind (str "task") |> Option.defaultValue ""
+        let task = b.Req |> Option.bind (str "task") |> Option.defaultValue ""
         Some { entry r "delegation" (Some ws) r.TargetId (delegated name ws r.TargetId) with Detail = preview task; Status = r.Status }
     | "delegation", _ ->
         let result =
             match r.ErrorDetail with
             | Some e -> e
-            | None -> body r.ResponseBody |> Option.bind (str "text") |> Option.defaultValue ""
+            | None -> b.Resp |> Option.bind (str "text") |> Option.defaultValue ""
 
         Some
             { entry r "delegation" (Some ws) r.TargetId (delegated name ws r.TargetId) with
-                Key = delegationOf r |> Option.defaultValue (Json.guid r.Id)
+                Key = delegationIn b |> Option.defaultValue (Json.guid r.Id)
                 Result = preview (withNames name result)
                 Status = r.Status }
     | "memory_write_global", _ ->
