@@ -52,8 +52,9 @@ let take (p: Policy) (now: DateTimeOffset) (b: Bucket option) : Decision =
             | Some b when b.At > now -> b.At
             | _ -> now
 
-        if available >= 1.0 then
-            Allowed { Tokens = available - 1.0; At = at }
+        // a whole request's worth, give or take floating-point rounding (so waiting Retry-After is always enough)
+        if available >= 1.0 - 1e-9 then
+            Allowed { Tokens = max 0.0 (available - 1.0); At = at }
         else
             let wait = (1.0 - available) / perSecond + max 0.0 (at - now).TotalSeconds
             Limited(max 1 (int (Math.Ceiling wait)))
