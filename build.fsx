@@ -119,7 +119,9 @@ let test () =
           ("MOLECULE_PLATFORM_BIN", platformBinary)
           ("MOLECULE_PACKAGES_DIR", packages) ]
     let code = run env "dotnet" $"test \"{sln}\" -c Release --no-build" onLine
-    printfn "%s" (String.Format("{0} passed, {1} failed, {2} skipped", passed, failed, skipped))
+    if skipped > 0 then printfn "%s" (String.Format("({0} skipped)", skipped))
+    // the last line is the plain summary CI reads
+    printfn "%s" (String.Format("{0} passed, {1} failed", passed, failed))
     if code <> 0 || passed = 0 then exit (if code = 0 then 1 else code)
 
 let runDemo () =
