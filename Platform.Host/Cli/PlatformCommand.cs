@@ -8,17 +8,21 @@ public static class PlatformCommand
 {
     public const string LogPrefix = "[molecule-platform] ";
 
-    private static void Log(string text)
-    {
-        Console.Error.WriteLine(LogPrefix + text);
-        Console.Error.Flush();
-    }
+    private static readonly PlatformLog Sink = new(LogPrefix);
+
+    private static void Log(string text) => Sink.Write(text);
 
     /// <summary>The options of `molecule-platform platform`.</summary>
     public sealed record Settings(string? DataDir, string Host, int Port, string[] AllowedHosts, bool OpenRegistration,
         bool EnableFaults, RateLimit.Limits Limits);
 
     public static async Task<int> RunAsync(Settings settings, CancellationToken ct)
+    {
+        try { return await RunCoreAsync(settings, ct).ConfigureAwait(false); }
+        finally { await Sink.FlushAndStopAsync().ConfigureAwait(false); } // every queued line out, also on a failed start
+    }
+
+    private static async Task<int> RunCoreAsync(Settings settings, CancellationToken ct)
     {
         var (dataDirOption, host, port) = (settings.DataDir, settings.Host, settings.Port);
         var dataDir = PlatformLocation.DataDir(dataDirOption);

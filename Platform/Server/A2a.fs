@@ -281,7 +281,7 @@ let notify (env: Env) (ctx: HttpContext) : Task<Reply> =
                     env.Store.Atomically(fun () ->
                         insertQuiet env (A2a.notifyRow (newId ()) (env.Now()) w message atts) |> ignore
                         let core = [ "message", Json.str message; "workspace_id", Wire.guidNode w.Id; "name", Json.str w.Name ]
-                        let attachments () = Json.arr (atts |> List.map A2a.attachmentNode) :> JsonNode
+                        let attachments () = Json.arr (atts |> List.map A2a.attachmentNode)
 
                         publishTo
                             env

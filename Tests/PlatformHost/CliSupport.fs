@@ -77,7 +77,8 @@ let sigterm (pid: int) =
     k.WaitForExit()
 
 /// `molecule-platform platform --data-dir D --port 0 [extra…]` in the background.
-type PlatformProcess(dataDir: string, extra: string list) =
+/// With readStderr = false its stderr pipe is never read (a supervisor that does not drain it).
+type PlatformProcess(dataDir: string, extra: string list, readStderr: bool) =
     let out = StringBuilder()
     let err = StringBuilder()
 
@@ -86,7 +87,7 @@ type PlatformProcess(dataDir: string, extra: string list) =
         p.OutputDataReceived.Add(fun e -> if not (isNull e.Data) then lock out (fun () -> out.AppendLine e.Data |> ignore))
         p.ErrorDataReceived.Add(fun e -> if not (isNull e.Data) then lock err (fun () -> err.AppendLine e.Data |> ignore))
         p.BeginOutputReadLine()
-        p.BeginErrorReadLine()
+        if readStderr then p.BeginErrorReadLine()
         p
 
     let url =
@@ -115,7 +116,8 @@ type PlatformProcess(dataDir: string, extra: string list) =
 
         wait ()
 
-    new(dataDir: string) = new PlatformProcess(dataDir, [])
+    new(dataDir: string, extra: string list) = new PlatformProcess(dataDir, extra, true)
+    new(dataDir: string) = new PlatformProcess(dataDir, [], true)
 
     member _.Url: string = url
     member _.DataDir = dataDir

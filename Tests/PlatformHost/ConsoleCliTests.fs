@@ -29,6 +29,23 @@ let private eventually (what: string) (f: unit -> string) (needle: string) =
     Assert.True(text.Contains needle, $"{what}: no '{needle}' in:\n{text}")
 
 [<Fact>]
+let ``platform: a stderr nobody reads never stops it (its log is written in the background; 2,000 logged rows, far beyond a pipe's 64 KiB)`` () =
+    use p = new PlatformProcess(tempDir "unread-stderr", [], false)
+    let code, created = http p.Url p.AdminToken HttpMethod.Post "/workspaces" (Some """{"name":"Unread Log"}""")
+    Assert.Equal(201, code)
+    let node = JsonNode.Parse created
+    let id = node["id"].GetValue<string>()
+
+    for i in 1..2000 do
+        let body =
+            $"{{\"jsonrpc\":\"2.0\",\"id\":\"{i}\",\"method\":\"message/send\",\"params\":{{\"message\":{{\"role\":\"user\",\"messageId\":\"m-{i}\",\"parts\":[{{\"kind\":\"text\",\"text\":\"message {i} of a long run that the platform logs\"}}]}}}}}}"
+        // each answer within the client's 15 s timeout, or http throws
+        let code, answer = http p.Url p.AdminToken HttpMethod.Post $"/workspaces/{id}/a2a" (Some body)
+        Assert.True((code = 200), $"message {i}: {code} {answer}")
+
+    Assert.Equal(0, p.Stop())
+
+[<Fact>]
 let ``platform --enable-faults serves the fault routes with a warning; without it they are 404`` () =
     let dir = tempDir "faults"
     use on = new PlatformProcess(dir, [ "--enable-faults" ])

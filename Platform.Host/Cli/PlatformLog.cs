@@ -1,0 +1,49 @@
+using System.Threading.Channels;
+
+namespace Molecule.PlatformHost.Cli;
+
+/// <summary>
+/// The platform's log on stderr, written by one background task. The platform logs while it holds its store lock
+/// (each activity row, each refusal), so a write must never wait for the reader of stderr: a paused terminal or a
+/// supervisor that does not read would otherwise stop every request. Lines queue (up to 10,000); beyond that they
+/// are dropped and the number dropped is said with the next line that fits.
+/// </summary>
+internal sealed class PlatformLog
+{
+    private readonly Channel<string> _lines = Channel.CreateBounded<string>(
+        new BoundedChannelOptions(10_000) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
+    private readonly Task _writer;
+    private readonly string _prefix;
+    private long _dropped;
+
+    public PlatformLog(string prefix)
+    {
+        _prefix = prefix;
+        _writer = Task.Run(WriteAsync);
+    }
+
+    public void Write(string text)
+    {
+        if (!_lines.Writer.TryWrite(_prefix + text)) Interlocked.Increment(ref _dropped);
+    }
+
+    private async Task WriteAsync()
+    {
+        var err = Console.Error;
+        await foreach (var line in _lines.Reader.ReadAllAsync().ConfigureAwait(false))
+        {
+            var dropped = Interlocked.Exchange(ref _dropped, 0);
+            if (dropped > 0) err.WriteLine($"{_prefix}({dropped} log lines dropped: stderr was not read fast enough)");
+            err.WriteLine(line);
+            if (_lines.Reader.Count == 0) err.Flush();
+        }
+        err.Flush();
+    }
+
+    /// <summary>Writes what is queued (waiting at most half a second for a reader of stderr, well inside the CLI's shutdown timeout), then stops taking lines.</summary>
+    public async Task FlushAndStopAsync()
+    {
+        _lines.Writer.TryComplete();
+        await Task.WhenAny(_writer, Task.Delay(TimeSpan.FromMilliseconds(500))).ConfigureAwait(false);
+    }
+}
