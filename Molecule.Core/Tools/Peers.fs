@@ -14,16 +14,37 @@ open Molecule.Core.ToolKit
 // get_workspace_info
 // ---------------------------------------------------------------------------------------------
 
+/// A deleted workspace: the sentence users read, then on the next line the reference's JSON (`error`, `id`,
+/// `removed_at`, `hint`) for consumers that parse it.
+let removedInfoText (info: RemovedInfo) : string =
+    let facts =
+        Json.obj
+            [ "error", Json.str "removed"
+              "id", Json.str info.Id
+              "removed_at", (match info.RemovedAt with Some t -> Json.str t | None -> Json.nul)
+              "hint", Json.str info.Hint ]
+    Removed.text info + "\n" + Json.indented facts
+
 let getWorkspaceInfo (ctx: ToolContext) : Program =
-    platform ctx (fun () ->
-        call ctx (Api.workspace ctx.Config) (fun status body ->
-            match status with
-            | s when is2xx s ->
-                match Json.tryParse body with
-                | Some node -> ok (Json.indented node)
-                | None -> fail $"Error: the platform answered HTTP {inv s} with a body that is not JSON: {short body}"
-            | 404 -> fail $"Error: workspace {ctx.Config.WorkspaceId.Value} not found on the platform"
-            | s -> fail (httpFailure s body)))
+    let removed (info: RemovedInfo) = Done({ Text = removedInfoText info; IsError = true }, [ WorkspaceRemoved info ])
+    match ctx.Removed with
+    | Some info -> removed info
+    | None ->
+        platform ctx (fun () ->
+            Call(
+                Api.workspace ctx.Config,
+                fun resp ->
+                    match resp with
+                    | Reply(410, body) -> removed (removedInfo ctx body)
+                    | Reply(s, body) when is2xx s ->
+                        match Json.tryParse body with
+                        | Some node -> ok (Json.indented node)
+                        | None -> fail $"Error: the platform answered HTTP {inv s} with a body that is not JSON: {short body}"
+                    | Reply(404, _) -> fail $"Error: workspace {ctx.Config.WorkspaceId.Value} not found on the platform"
+                    | Reply(s, body) -> fail (httpFailure s (if isNull body then "" else body))
+                    | TransportError m -> fail (transportFailure ctx m)
+                    | TimedOut t -> fail (timeoutFailure t)
+            ))
 
 // ---------------------------------------------------------------------------------------------
 // list_peers

@@ -32,6 +32,7 @@ open Molecule.Platform.Routes.MemoryRoutes
 open Molecule.Platform.Routes.AdminRoutes
 open Molecule.Platform.Routes.StreamRoutes
 open Molecule.Platform.Routes.Middleware
+open Molecule.Platform.Routes
 
 type PlatformOptions =
     { DataDir: string
@@ -251,8 +252,8 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
         post "/workspaces/{id}/a2a" (handle (a2a env))
         post "/workspaces/{id}/delegate" (handle (delegateTask env))
         get "/workspaces/{id}/delegations" (handle (delegations env))
-        post "/workspaces/{id}/notify" (handle (notify env))
-        post "/workspaces/{id}/chat/uploads" (handle (upload env))
+        post "/workspaces/{id}/notify" (handle (TeamRoutes.notifyGated env))
+        post "/workspaces/{id}/chat/uploads" (handle (TeamRoutes.upload env))
         get "/workspaces/{id}/chat/uploads/{file}" (RequestDelegate(download env))
         post "/workspaces/{id}/memories" (handle (commitMemory env))
         get "/workspaces/{id}/memories" (handle (recallMemory env))
@@ -265,6 +266,7 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
         post "/workspaces/{id}/activity/ack" (handle (ackActivity env))
         get "/workspaces/{id}/mail/summary" (handle (mailSummary env))
         get "/workspaces/{id}/events/stream" (RequestDelegate(workspaceStream env))
+        TeamRoutes.map app env
 
         // fault injection over HTTP only when asked for (tests); otherwise these paths fall through to 404
         if options.EnableFaults then
