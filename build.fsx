@@ -1,4 +1,5 @@
-// Build script: `dotnet fsi build.fsx <target>` — targets: build, test, publish, run, bench, browser-deps.
+// Build script: `dotnet fsi build.fsx <target>` — targets: build, test, publish, publish-fd, pack, run, bench, chaos,
+// browser-deps.
 // Plain .NET only (no NuGet references) so it runs on a fresh machine after `dotnet tool restore`.
 open System
 open System.Diagnostics
@@ -10,6 +11,10 @@ let sln = Path.Combine(root, "Molecule.Functional.sln")
 let artifacts = Path.Combine(root, "artifacts")
 let binary = Path.Combine(artifacts, "molecule-mcp", "molecule-mcp")
 let platformBinary = Path.Combine(artifacts, "molecule-platform", "molecule-platform")
+/// The framework-dependent build of molecule-mcp (publish-fd; the bench compares it with the native one).
+let fdBinary = Path.Combine(artifacts, "molecule-mcp-fd", "molecule-mcp")
+let packages = Path.Combine(artifacts, "packages")
+let hostProject = Path.Combine(root, "Host.CSharp", "Host.CSharp.csproj")
 
 let log (s: string) = eprintfn "[build] %s" s
 
@@ -36,17 +41,45 @@ let build () =
     restore ()
     must (run [] "dotnet" $"build \"{sln}\" -c Release" ignore) "build"
 
-/// Publishes one executable project into artifacts/<name>/.
-let publishProject (project: string) (name: string) =
+/// Publishes one executable project into artifacts/<name>/ with the given extra publish arguments.
+let publishProject (project: string) (name: string) (how: string) =
     let proj = Path.Combine(root, project)
     let out = Path.Combine(artifacts, name)
-    must (run [] "dotnet" $"publish \"{proj}\" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true -o \"{out}\"" ignore) $"publish {name}"
+    // a fresh directory: files of another kind of build (a framework-dependent publish's dlls) never linger
+    if Directory.Exists out then Directory.Delete(out, true)
+    must (run [] "dotnet" $"publish \"{proj}\" -c Release -r linux-x64 {how} -o \"{out}\"" ignore) $"publish {name}"
     log $"published {Path.Combine(out, name)}"
 
+/// Framework-dependent, ReadyToRun (the platform needs ASP.NET Core; molecule-mcp's fallback build).
+let frameworkDependent = "--self-contained false -p:PublishAot=false -p:PublishReadyToRun=true"
+
+/// molecule-mcp as a NativeAOT executable (its default) and the platform framework-dependent.
 let publish () =
     restore ()
-    publishProject (Path.Combine("Host.CSharp", "Host.CSharp.csproj")) "molecule-mcp"
-    publishProject (Path.Combine("Platform.Host", "Platform.Host.csproj")) "molecule-platform"
+    publishProject (Path.Combine("Host.CSharp", "Host.CSharp.csproj")) "molecule-mcp" ""
+    publishProject (Path.Combine("Platform.Host", "Platform.Host.csproj")) "molecule-platform" frameworkDependent
+
+/// molecule-mcp framework-dependent and portable (what the "any" tool package holds: runs wherever the .NET 10
+/// runtime is), into artifacts/molecule-mcp-fd/. No runtime identifier, so it does not share obj/ with the
+/// native linux-x64 build.
+let publishFd () =
+    restore ()
+    let out = Path.Combine(artifacts, "molecule-mcp-fd")
+    if Directory.Exists out then Directory.Delete(out, true)
+    must (run [] "dotnet" $"publish \"{hostProject}\" -c Release -p:PublishAot=false -o \"{out}\"" ignore) "publish molecule-mcp-fd"
+    log $"published {fdBinary}"
+
+/// Every package into artifacts/packages/: Molecule.Protocol, Molecule.Core, Molecule.Runtime (libraries),
+/// molecule-platform (tool, framework-dependent) and molecule-mcp (tool: the pointer package, the native
+/// linux-x64 package and the framework-dependent "any" fallback). The osx-arm64, osx-x64 and win-x64 native
+/// packages are declared by the pointer package and packed on those systems (`dotnet pack Host.CSharp -r <rid>`):
+/// NativeAOT does not cross-compile.
+let pack () =
+    restore ()
+    must (run [] "dotnet" $"pack \"{sln}\" -c Release -o \"{packages}\"" ignore) "pack"
+    for rid in [ "linux-x64"; "any" ] do
+        must (run [] "dotnet" $"pack \"{hostProject}\" -c Release -r {rid} -o \"{packages}\"" ignore) $"pack molecule-mcp ({rid})"
+    log $"packages in {packages}"
 
 /// The browser test's node side (playwright-core) — installed from the lock file when missing. A failure is
 /// logged, not fatal: the browser test then fails with the command to run, and the other tests still run.
@@ -67,6 +100,9 @@ let browserDeps () =
             log "npm ci --prefix Tests/Browser failed: the canvas browser test will fail until it succeeds"
 
 let test () =
+    // pack first: its linux-x64 package compiles the native binary, which publish then reuses (NativeAOT compiles
+    // are incremental), so the suite's molecule-mcp and the installed tool are the same build.
+    pack ()
     publish ()
     browserDeps ()
     must (run [] "dotnet" $"build \"{sln}\" -c Release" ignore) "build"
@@ -78,9 +114,14 @@ let test () =
             failed <- failed + int m.Groups.[2].Value
             passed <- passed + int m.Groups.[3].Value
             skipped <- skipped + int m.Groups.[4].Value
-    let env = [ ("MOLECULE_MCP_BIN", binary); ("MOLECULE_PLATFORM_BIN", platformBinary) ]
+    let env =
+        [ ("MOLECULE_MCP_BIN", binary)
+          ("MOLECULE_PLATFORM_BIN", platformBinary)
+          ("MOLECULE_PACKAGES_DIR", packages) ]
     let code = run env "dotnet" $"test \"{sln}\" -c Release --no-build" onLine
-    printfn "%s" (String.Format("{0} passed, {1} failed, {2} skipped", passed, failed, skipped))
+    if skipped > 0 then printfn "%s" (String.Format("({0} skipped)", skipped))
+    // the last line is the plain summary CI reads
+    printfn "%s" (String.Format("{0} passed, {1} failed", passed, failed))
     if code <> 0 || passed = 0 then exit (if code = 0 then 1 else code)
 
 let runDemo () =
@@ -93,8 +134,17 @@ match fsi.CommandLineArgs |> Array.tail |> Array.toList with
 | [ "test" ] -> test ()
 | [ "browser-deps" ] -> browserDeps ()
 | [ "run" ] -> runDemo ()
+| [ "publish-fd" ] -> publishFd ()
+| [ "pack" ] -> pack ()
+| [ "chaos" ] ->
+    // 200 randomized fault schedules (Tests/Chaos); exit 1 when a message was lost, duplicated or leaked.
+    publish ()
+    let project = Path.Combine(root, "Tests", "Chaos", "Chaos.fsproj")
+    let env = [ ("MOLECULE_MCP_BIN", binary); ("MOLECULE_PLATFORM_BIN", platformBinary) ]
+    exit (run env "dotnet" $"run --project \"{project}\" -c Release -- --schedules 200" ignore)
 | [ "bench" ] ->
     publish ()
+    publishFd ()
     let script = Path.Combine(root, "bench", "bench.fsx")
     exit (run [] "dotnet" $"fsi \"{script}\"" ignore)
-| _ -> log "usage: dotnet fsi build.fsx build|test|publish|run|bench|browser-deps"; exit 2
+| _ -> log "usage: dotnet fsi build.fsx build|test|publish|publish-fd|pack|run|bench|chaos|browser-deps"; exit 2

@@ -12,6 +12,16 @@ let rec private scrubbed (config: Config) (program: Program) : Program =
     | CheckFiles(paths, k) -> CheckFiles(paths, k >> scrubbed config)
     | Pause(seconds, k) -> Pause(seconds, k >> scrubbed config)
 
+/// A context for running a tool outside the agent (a library user's own loop): one workspace, nothing learnt yet.
+let context (config: Config) (nonce: string) : ToolContext =
+    { Config = config
+      Removed = None
+      PeerNames = Map.empty
+      Nonce = nonce
+      Via = false
+      Degraded = None
+      Served = [ config.WorkspaceId ] }
+
 /// The program of one platform tool call; None for the inbox tools.
 let run (ctx: ToolContext) (toolCall: ToolCall) : Program option =
     let program =

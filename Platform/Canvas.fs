@@ -1,6 +1,7 @@
-/// The canvas page: a static single-page UI (Platform/Canvas/*, embedded in this assembly) served at `/` and
-/// `/canvas/*`. It talks to the platform only through the public routes (admin bearer from the URL fragment)
-/// and the SSE stream `GET /events`. Registered through `Server.startWith`.
+/// The canvas page — the team console: a static single-page UI (Platform/Canvas/*: index.html, ES modules, CSS,
+/// embedded in this assembly) served at `/` and `/canvas/*`. It talks to the platform only through the admin API
+/// (admin bearer from the URL fragment or the sign-in form) and the SSE stream `GET /events`. Registered through
+/// `Server.startWith`.
 module Molecule.Platform.Canvas
 
 open System
@@ -14,8 +15,10 @@ open Microsoft.AspNetCore.Routing
 /// File name → content type of every asset the page consists of (also the embedded resource names).
 let assets: (string * string) list =
     [ "index.html", "text/html; charset=utf-8"
-      "canvas.js", "text/javascript; charset=utf-8"
-      "canvas.css", "text/css; charset=utf-8" ]
+      for m in [ "canvas"; "core"; "tree"; "chat"; "workspace"; "dialogs"; "tokens"; "memories"; "feed"; "delegations"; "live" ] do
+          m + ".js", "text/javascript; charset=utf-8"
+      "canvas.css", "text/css; charset=utf-8"
+      "console.css", "text/css; charset=utf-8" ]
 
 /// The strict policy the page is written for: only same-origin scripts, styles and connections; no inline code.
 let contentSecurityPolicy =

@@ -56,6 +56,9 @@ type EventHub() =
         for s in own do
             s.Writer.TryWrite e |> ignore
 
+    /// True while at least one canvas stream (GET /events) is open.
+    member _.CanvasListening = lock gate (fun () -> subscribers.Count > 0)
+
     member _.Subscribe() : Channel<PlatformEvent> =
         let c =
             Channel.CreateBounded<PlatformEvent>(BoundedChannelOptions(1000, FullMode = BoundedChannelFullMode.DropOldest))

@@ -1,94 +1,423 @@
-// Benchmarks: `dotnet fsi bench/bench.fsx` after `dotnet fsi build.fsx publish`.
-// Every number is compared with a baseline measured in the same run, and reported as a ratio.
-#r "../artifacts/molecule-mcp/Molecule.Core.dll"
-#r "../artifacts/molecule-mcp/FSharp.SystemTextJson.dll"
+// Benchmarks: `dotnet fsi bench/bench.fsx` after `dotnet fsi build.fsx publish` and `publish-fd` (what
+// `dotnet fsi build.fsx bench` runs). Every number is compared with a baseline measured in the same run, as a ratio.
+// Part A compares three MCP stdio servers: molecule-mcp native (NativeAOT), molecule-mcp framework-dependent (the
+// "any" tool package: `dotnet molecule-mcp.dll`) and @modelcontextprotocol/server-memory on Node.js (bench/node).
+// Part B keeps the earlier in-process measurements.
+#r "../artifacts/molecule-mcp-fd/Molecule.Protocol.dll"
+#r "../artifacts/molecule-mcp-fd/Molecule.Core.dll"
 
 open System
+open System.Collections.Concurrent
 open System.Diagnostics
 open System.IO
+open System.Net
+open System.Net.Http
+open System.Net.Sockets
+open System.Text
 open System.Text.Json.Nodes
+open System.Threading
 open Molecule.Core
+open Molecule.Protocol
 
 let root = Path.GetFullPath(Path.Combine(__SOURCE_DIRECTORY__, ".."))
-let binary = Path.Combine(root, "artifacts", "molecule-mcp", "molecule-mcp")
-if not (File.Exists binary) then (eprintfn "publish first: dotnet fsi build.fsx publish"; exit 2)
+/// BENCH_NATIVE: another native build to measure instead of artifacts/molecule-mcp (experiments).
+let native =
+    match Environment.GetEnvironmentVariable "BENCH_NATIVE" with
+    | null | "" -> Path.Combine(root, "artifacts", "molecule-mcp", "molecule-mcp")
+    | p -> p
+let fdDll = Path.Combine(root, "artifacts", "molecule-mcp-fd", "molecule-mcp.dll")
+let platformBin = Path.Combine(root, "artifacts", "molecule-platform", "molecule-platform")
+let nodeDir = Path.Combine(__SOURCE_DIRECTORY__, "node")
+let nodeServer = Path.Combine(nodeDir, "node_modules", "@modelcontextprotocol", "server-memory", "dist", "index.js")
 
+for f in [ native; fdDll; platformBin ] do
+    if not (File.Exists f) then (eprintfn "missing %s: run `dotnet fsi build.fsx bench`" f; exit 2)
+
+if not (File.Exists nodeServer) then
+    eprintfn "[bench] npm ci --prefix bench/node (the Node.js baseline)"
+    let p = Process.Start(ProcessStartInfo("npm", $"ci --prefix \"{nodeDir}\" --no-audit --no-fund", UseShellExecute = false))
+    p.WaitForExit()
+    if p.ExitCode <> 0 then (eprintfn "npm ci failed: install Node.js 18+ and npm"; exit 2)
+
+let inv = Globalization.CultureInfo.InvariantCulture
 let median (xs: float list) = let s = List.sort xs in s.[s.Length / 2]
 let ms (t: TimeSpan) = t.TotalMilliseconds
-let fmt (x: float) = x.ToString("0.00", Globalization.CultureInfo.InvariantCulture)
-let rows = Collections.Generic.List<string * string * string * string>()
+let fmt (x: float) = x.ToString("0.00", inv)
+let fmt1 (x: float) = x.ToString("0.0", inv)
+let tmp = Path.Combine(Path.GetTempPath(), "molecule-bench-" + Guid.NewGuid().ToString("N").Substring(0, 8))
+Directory.CreateDirectory tmp |> ignore
 
-let startServer () =
-    let psi = ProcessStartInfo(binary, RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false)
-    psi.Environment.["WORKSPACE_ID"] <- "0f8fad5b-d9cb-469f-a165-70867728950e"
-    psi.Environment.["PLATFORM_URL"] <- "http://127.0.0.1:9"   // nothing listens: register/poll fail in the background
-    psi.Environment.["MOLECULE_WORKSPACE_TOKEN"] <- "bench-token"
-    psi.Environment.["CONFIGS_DIR"] <- Path.Combine(Path.GetTempPath(), "molecule-bench")
+// ------------------------------------------------------------------------------------------------ local platform
+
+let freePort () =
+    let l = new TcpListener(IPAddress.Loopback, 0)
+    l.Start()
+    let p = (l.LocalEndpoint :?> IPEndPoint).Port
+    l.Stop()
+    p
+
+let platformDir = Path.Combine(tmp, "platform")
+let port = freePort ()
+let platformUrl = $"http://127.0.0.1:{port}"
+
+let platformProc =
+    let psi = ProcessStartInfo(platformBin, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false)
+    for a in [ "platform"; "--data-dir"; platformDir; "--port"; string port ] do psi.ArgumentList.Add a
     let p = Process.Start psi
+    p.OutputDataReceived.Add ignore
     p.ErrorDataReceived.Add ignore
+    p.BeginOutputReadLine()
     p.BeginErrorReadLine()
     p
 
-let request (p: Process) (line: string) =
-    p.StandardInput.WriteLine line
-    p.StandardInput.Flush()
-    p.StandardOutput.ReadLine() |> ignore
+let http = new HttpClient(BaseAddress = Uri platformUrl, Timeout = TimeSpan.FromSeconds 30.0)
 
-let initialize = """{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"""
+let rec waitPlatform n =
+    let up = try http.GetAsync("/health").Result.StatusCode <> HttpStatusCode.ServiceUnavailable with _ -> false
+    if not up && n > 0 then (Thread.Sleep 100; waitPlatform (n - 1))
+    elif not up then failwith "the local platform did not start"
 
-// 1. Startup: spawn → initialize answered, vs spawn → exit of `molecule-mcp --version` (bare runtime start).
+waitPlatform 200
+let adminToken = File.ReadAllText(Path.Combine(platformDir, "admin_token")).Trim()
+
+let post (path: string) (body: string) (token: string) (caller: string option) =
+    use req = new HttpRequestMessage(System.Net.Http.HttpMethod.Post, path, Content = new StringContent(body, Encoding.UTF8, "application/json"))
+    req.Headers.Authorization <- Headers.AuthenticationHeaderValue("Bearer", token)
+    caller |> Option.iter (fun c -> req.Headers.Add("X-Workspace-ID", c))
+    use resp = http.Send req
+    int resp.StatusCode, resp.Content.ReadAsStringAsync().Result
+
+let createWorkspace (name: string) =
+    let code, body = post "/workspaces" $"{{\"name\":\"{name}\"}}" adminToken None
+    if code <> 201 then failwith $"create workspace: HTTP {code} {body}"
+    let j = JsonNode.Parse body
+    j["id"].GetValue<string>(), j["auth_token"].GetValue<string>()
+
+// ------------------------------------------------------------------------------------------------ a stdio server
+
+/// One server process: lines in; stdout lines read on a thread and timestamped.
+type Server(file: string, args: string list, env: (string * string) list) =
+    let sw = Stopwatch.StartNew()
+    let proc =
+        let psi = ProcessStartInfo(file, RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false)
+        for a in args do psi.ArgumentList.Add a
+        for (k, v) in env do psi.Environment.[k] <- v
+        Process.Start psi
+    let spawned = sw.Elapsed
+    let lines = new BlockingCollection<TimeSpan * string>()
+    let notifications = ConcurrentQueue<JsonNode>()
+    let mutable onNotification : JsonNode -> unit = ignore
+    let reader =
+        Thread((fun () ->
+            let mutable go = true
+            while go do
+                match proc.StandardOutput.ReadLine() with
+                | null -> go <- false
+                | l ->
+                    let t = sw.Elapsed
+                    let isNote = l.Contains "\"method\":\"notifications/"
+                    if isNote then
+                        let n = JsonNode.Parse l
+                        notifications.Enqueue n
+                        onNotification n
+                    else lines.Add((t, l))
+            lines.CompleteAdding()), IsBackground = true)
+    do
+        proc.ErrorDataReceived.Add ignore
+        proc.BeginErrorReadLine()
+        reader.Start()
+    let mutable nextId = 0
+    member _.SinceSpawn = sw.Elapsed
+    member _.Notifications = notifications
+    member _.OnNotification with set f = onNotification <- f
+    member _.Send(line: string) =
+        lock proc (fun () ->
+            proc.StandardInput.Write(line + "\n")
+            proc.StandardInput.Flush())
+    /// Sends a request and waits for its response; returns (time of the response since spawn, round trip, line).
+    member this.Request(methodName: string, ?pars: string) =
+        let id = Interlocked.Increment &nextId
+        let p = defaultArg pars "{}"
+        let started = sw.Elapsed
+        this.Send $"{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"{methodName}\",\"params\":{p}}}"
+        let key = $"\"id\":{id}"
+        let rec wait () =
+            let mutable item = Unchecked.defaultof<TimeSpan * string>
+            if lines.TryTake(&item, TimeSpan.FromSeconds 30.0) then
+                let t, l = item
+                if l.Contains key then t, t - started, l else wait ()
+            else failwith $"no answer to {methodName} from {file}"
+        wait ()
+    member this.Initialize() =
+        let t, _, _ =
+            this.Request("initialize", """{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}""")
+        this.Send """{"jsonrpc":"2.0","method":"notifications/initialized"}"""
+        t
+    member this.Call(tool: string, arguments: string) =
+        let _, rt, l = this.Request("tools/call", $"{{\"name\":\"{tool}\",\"arguments\":{arguments}}}")
+        if l.Contains "\"isError\":true" then failwith $"{tool} failed: {l}"
+        rt
+    /// Peak resident set size so far (VmHWM), MiB.
+    member _.PeakRssMiB =
+        File.ReadAllLines($"/proc/{proc.Id}/status")
+        |> Array.find (fun l -> l.StartsWith "VmHWM:")
+        |> fun l -> float (l.Split(' ', StringSplitOptions.RemoveEmptyEntries).[1]) / 1024.0
+    member _.Spawned = spawned
+    /// CPU time so far (ms): the sum over the process's live threads of /proc/<pid>/task/<tid>/schedstat (ns on CPU).
+    /// Independent of how busy the machine is, unlike the wall-clock times.
+    member _.CpuMs =
+        Directory.GetDirectories($"/proc/{proc.Id}/task")
+        |> Array.sumBy (fun t -> try float (File.ReadAllText(Path.Combine(t, "schedstat")).Split(' ').[0]) with _ -> 0.0)
+        |> fun ns -> ns / 1e6
+    member _.Pid = proc.Id
+    interface IDisposable with
+        member _.Dispose() =
+            try proc.StandardInput.Close() with _ -> ()
+            if not (proc.WaitForExit 5000) then proc.Kill true
+            proc.Dispose()
+
+type Kind =
+    { Name: string
+      Start: (string * string) list -> Server
+      /// A tool call: name, arguments, and what it does.
+      Tool: string * string * string }
+
+/// Extra environment for every molecule-mcp process, e.g. BENCH_AGENT_ENV="DOTNET_GCgen0size=0x200000" (GC experiments).
+let benchAgentEnv =
+    match Environment.GetEnvironmentVariable "BENCH_AGENT_ENV" with
+    | null | "" -> []
+    | s -> s.Split(' ', StringSplitOptions.RemoveEmptyEntries) |> Array.map (fun kv -> let i = kv.IndexOf '=' in kv.Substring(0, i), kv.Substring(i + 1)) |> Array.toList
+/// BENCH_ONLY=load: only the load measurement (A2).
+let onlyLoad = Environment.GetEnvironmentVariable "BENCH_ONLY" = "load"
+
+let agentEnv (id: string, token: string) extra =
+    benchAgentEnv @
+    [ "WORKSPACE_ID", id
+      "PLATFORM_URL", platformUrl
+      "MOLECULE_WORKSPACE_TOKEN", token
+      "CONFIGS_DIR", Path.Combine(tmp, "configs-" + Guid.NewGuid().ToString("N")) ] @ extra
+
+let kinds =
+    [ { Name = "molecule-mcp native (NativeAOT)"
+        Start = fun env -> new Server(native, [], env)
+        Tool = "get_workspace_info", "{}", "GET /workspaces/:id through the local platform" }
+      { Name = "molecule-mcp framework-dependent (`dotnet molecule-mcp.dll`)"
+        Start = fun env -> new Server("dotnet", [ fdDll ], env)
+        Tool = "get_workspace_info", "{}", "GET /workspaces/:id through the local platform" }
+      { Name = "@modelcontextprotocol/server-memory (Node.js)"
+        Start = fun _ -> new Server("node", [ nodeServer ], [ "MEMORY_FILE_PATH", Path.Combine(tmp, "memory-" + Guid.NewGuid().ToString("N") + ".jsonl") ])
+        Tool = "read_graph", "{}", "read_graph (its own JSON file)" } ]
+
+// ------------------------------------------------------------------------------------------------ A1: start, list, call, RSS
+
 let runs = 15
-let startup =
-    [ for _ in 1..runs ->
-        let sw = Stopwatch.StartNew()
-        let p = startServer ()
-        request p initialize
-        let t = ms sw.Elapsed
-        p.StandardInput.Close(); p.WaitForExit(); t ]
+let ws = createWorkspace "bench-agent"
+
+type Sample = { Init: float; List: float; FirstCall: float; Rss: float; Cpu: float }
+
+let measure (k: Kind) =
+    let once () =
+        use s = k.Start(agentEnv ws [])
+        let init = ms (s.Initialize())
+        let _, list, _ = s.Request "tools/list"
+        let tool, args, _ = k.Tool
+        let call = s.Call(tool, args)
+        { Init = init; List = ms list; FirstCall = ms call; Rss = s.PeakRssMiB; Cpu = s.CpuMs }
+    once () |> ignore // warm-up (file cache)
+    let samples = [ for _ in 1..runs -> once () ]
+    let steady =
+        use s = k.Start(agentEnv ws [])
+        s.Initialize() |> ignore
+        let tool, args, _ = k.Tool
+        for _ in 1..20 do s.Call(tool, args) |> ignore
+        [ for _ in 1..200 -> ms (s.Call(tool, args)) ]
+    k, samples, median steady
+
+let results =
+    if onlyLoad then []
+    else
+        eprintfn "[bench] A1: %d spawns of each server" (runs + 1)
+        kinds |> List.map measure
+
+// ------------------------------------------------------------------------------------------------ A2: RSS under load
+
+/// One agent receiving `rate` messages/s for `secs` s from a peer, popping each one as its channel notification
+/// arrives (what an agent does); peak RSS and how many messages came through.
+let load (k: Kind) (rate: int) (secs: int) =
+    let receiver = createWorkspace "bench-receiver"
+    let senderId, senderToken = createWorkspace "bench-sender"
+    let total = rate * secs
+    use s = k.Start(agentEnv receiver [ "MOLECULE_MCP_POLL_INTERVAL_SECS", "1" ])
+    s.Initialize() |> ignore
+    let popped = ref 0
+    let pops = new BlockingCollection<string>()
+    s.OnNotification <- fun n ->
+        match n["params"] with
+        | null -> ()
+        | p ->
+            match p["meta"] with
+            | null -> ()
+            | m -> match m["activity_id"] with null -> () | a -> pops.Add(a.GetValue<string>())
+    let popper =
+        Thread((fun () ->
+            for id in pops.GetConsumingEnumerable() do
+                s.Call("inbox_pop", $"{{\"activity_id\":\"{id}\"}}") |> ignore
+                Interlocked.Increment popped |> ignore), IsBackground = true)
+    popper.Start()
+    let body i =
+        $"{{\"jsonrpc\":\"2.0\",\"id\":\"{i}\",\"method\":\"message/send\",\"params\":{{\"message\":{{\"role\":\"user\",\"messageId\":\"{Guid.NewGuid()}\",\"parts\":[{{\"kind\":\"text\",\"text\":\"load message {i}: please look at item {i} of the backlog\"}}]}}}}}}"
+    let sw = Stopwatch.StartNew()
+    for i in 0 .. total - 1 do
+        let due = float i * 1000.0 / float rate
+        let wait = due - sw.Elapsed.TotalMilliseconds
+        if wait > 0.0 then Thread.Sleep(int wait)
+        let code, b = post $"/workspaces/{fst receiver}/a2a" (body i) senderToken (Some senderId)
+        if code <> 200 then failwith $"send {i}: HTTP {code} {b}"
+    let sent = sw.Elapsed.TotalSeconds
+    let deadline = Stopwatch.StartNew()
+    while popped.Value < total && deadline.Elapsed < TimeSpan.FromSeconds 30.0 do Thread.Sleep 100
+    let rss = s.PeakRssMiB
+    if Environment.GetEnvironmentVariable "BENCH_SMAPS" = "1" then
+        // where the resident memory is: the largest mappings (KiB) and the status lines
+        let mutable name = ""
+        let sizes = Collections.Generic.Dictionary<string, int>()
+        for l in File.ReadAllLines($"/proc/{s.Pid}/smaps") do
+            let parts = l.Split(' ', StringSplitOptions.RemoveEmptyEntries)
+            if parts.Length > 0 && parts.[0].Contains "-" && not (parts.[0].EndsWith ":") then
+                name <- (if parts.Length >= 6 then parts.[5] else "[anon]")
+            elif parts.Length > 1 && parts.[0] = "Rss:" then
+                sizes.[name] <- (match sizes.TryGetValue name with | true, v -> v | _ -> 0) + int parts.[1]
+        for KeyValue(n, v) in sizes |> Seq.sortByDescending (fun kv -> kv.Value) |> Seq.truncate 6 do eprintfn "[smaps] %s: %d KiB" n v
+        // the largest anonymous mappings one by one (GC regions, thread stacks, native heap)
+        let mutable range = ""
+        let mutable anon = false
+        let ranges = Collections.Generic.List<string * int>()
+        for l in File.ReadAllLines($"/proc/{s.Pid}/smaps") do
+            let parts = l.Split(' ', StringSplitOptions.RemoveEmptyEntries)
+            if parts.Length > 0 && parts.[0].Contains "-" && not (parts.[0].EndsWith ":") then
+                range <- parts.[0]
+                anon <- parts.Length < 6
+            elif anon && parts.Length > 1 && parts.[0] = "Rss:" then ranges.Add((range, int parts.[1]))
+        for (r, v) in ranges |> Seq.sortByDescending snd |> Seq.truncate 8 do
+            let a = r.Split('-')
+            let size = (Convert.ToInt64(a.[1], 16) - Convert.ToInt64(a.[0], 16)) / 1024L
+            eprintfn "[smaps] anon %s (%d KiB mapped): %d KiB resident" r size v
+        for l in File.ReadAllLines($"/proc/{s.Pid}/status") do
+            if l.StartsWith "Rss" || l.StartsWith "VmHWM" || l.StartsWith "Threads" then eprintfn "[status] %s" l
+    pops.CompleteAdding()
+    k.Name, rss, popped.Value, total, sent, sw.Elapsed.TotalSeconds
+
+let rate, loadSecs = 50, 20
+eprintfn "[bench] A2: %d messages/s for %d s into one agent" rate loadSecs
+let loads = kinds |> List.take 2 |> List.map (fun k -> load k rate loadSecs)
+
+let printLoads () =
+    let extra = if benchAgentEnv.IsEmpty then "" else " with " + String.Join(" ", benchAgentEnv |> List.map (fun (k, v) -> k + "=" + v))
+    printfn ""
+    printfn "A2. One agent receiving %d messages/s for %d s (a peer's A2A messages through the local platform; poll" rate loadSecs
+    printfn "interval 1 s; the client pops each message when its channel notification arrives)%s." extra
+    printfn ""
+    printfn "| build | max RSS (MiB) | messages popped / sent | sending took (s) | all popped after (s) |"
+    printfn "|---|---|---|---|---|"
+    for (name, rss, popped, total, sent, all) in loads do
+        printfn "| %s | %s | %d / %d | %s | %s |" name (fmt1 rss) popped total (fmt1 sent) (fmt1 all)
+    match loads with
+    | [ (_, a, _, _, _, _); (_, b, _, _, _, _) ] -> printfn "\nnative / framework-dependent max RSS under load: %s" ((a / b).ToString("0.000", inv))
+    | _ -> ()
+
+if onlyLoad then
+    printLoads ()
+    platformProc.Kill true
+    exit 0
+
+// ------------------------------------------------------------------------------------------------ B: earlier measurements
+
+let rows = Collections.Generic.List<string * string * string * string>()
+
+// B1. Startup: spawn → initialize answered, vs spawn → exit of `molecule-mcp --version` (bare process start).
 let bare =
     [ for _ in 1..runs ->
         let sw = Stopwatch.StartNew()
-        let p = Process.Start(ProcessStartInfo(binary, "--version", RedirectStandardOutput = true, UseShellExecute = false))
+        let p = Process.Start(ProcessStartInfo(native, "--version", RedirectStandardOutput = true, UseShellExecute = false))
         p.StandardOutput.ReadToEnd() |> ignore
         p.WaitForExit(); ms sw.Elapsed ]
-rows.Add("spawn → initialize answered (ms, median of 15)", fmt (median startup), $"`--version` run: {fmt (median bare)}", fmt (median startup / median bare))
+let (_, nativeSamples, _) = results.Head
+let nativeInit = nativeSamples |> List.map (fun s -> s.Init) |> median
+rows.Add("spawn → initialize answered, native (ms, median of 15)", fmt nativeInit, $"`--version` run: {fmt (median bare)}", fmt (nativeInit / median bare))
 
-// 2. Tool round trip: tools/call inbox_peek vs ping on the same running server.
-let server = startServer ()
-request server initialize
-server.StandardInput.WriteLine """{"jsonrpc":"2.0","method":"notifications/initialized"}"""
-let timeCalls n (line: int -> string) =
-    [ for i in 1..n ->
-        let sw = Stopwatch.StartNew()
-        request server (line i)
-        ms sw.Elapsed ]
-timeCalls 50 (fun i -> $"{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"ping\"}}") |> ignore // warm-up
-let peek = timeCalls 300 (fun i -> $"{{\"jsonrpc\":\"2.0\",\"id\":{1000 + i},\"method\":\"tools/call\",\"params\":{{\"name\":\"inbox_peek\",\"arguments\":{{\"limit\":10}}}}}}")
-let ping = timeCalls 300 (fun i -> $"{{\"jsonrpc\":\"2.0\",\"id\":{5000 + i},\"method\":\"ping\"}}")
-server.StandardInput.Close(); server.WaitForExit()
-rows.Add("tools/call inbox_peek round trip (ms, median of 300)", fmt (median peek), $"`ping`: {fmt (median ping)}", fmt (median peek / median ping))
+// B2. Tool round trip: tools/call inbox_peek vs ping on the same running native server.
+let peek, ping =
+    use s = new Server(native, [], agentEnv ws [])
+    s.Initialize() |> ignore
+    for _ in 1..50 do s.Request "ping" |> ignore
+    let peek = [ for _ in 1..300 -> ms (s.Call("inbox_peek", """{"limit":10}""")) ]
+    let ping = [ for _ in 1..300 -> (let _, rt, _ = s.Request "ping" in ms rt) ]
+    peek, ping
+rows.Add("tools/call inbox_peek round trip, native (ms, median of 300)", fmt (median peek), $"`ping`: {fmt (median ping)}", fmt (median peek / median ping))
 
-// 3. Core: one inbox poll of a full page (100 rows) vs parsing that page's JSON alone.
+// B3. Core: one inbox poll of a full page (100 rows) vs parsing that page's JSON alone.
 let self = "0f8fad5b-d9cb-469f-a165-70867728950e"
 let page =
     let arr = JsonArray()
     for i in 0..99 do
         let ts = DateTimeOffset(2026, 11, 21, 12, 0, 0, TimeSpan.Zero).AddMilliseconds(float (i * 250))
         arr.Add(Json.obj [ "id", Json.str (Guid(i, 1s, 1s, Array.zeroCreate 8).ToString())
+                           "seq", (JsonValue.Create(int64 (i + 1)) :> JsonNode)
+                           "activity_type", Json.str "a2a_receive"
                            "source_id", Json.str "99999999-8888-7777-6666-555555555555"
                            "method", Json.str "message/send"
                            "created_at", Json.str (ts.ToString("O"))
                            "request_body", Json.obj [ "params", Json.obj [ "message", Json.obj [ "parts", Json.arr [ Json.obj [ "kind", Json.str "text"; "text", Json.str $"message {i}" ] ] ] ] ] ])
     arr.ToJsonString()
+let config =
+    match Config.parse (Map [ "WORKSPACE_ID", self; "PLATFORM_URL", "http://127.0.0.1:9"; "MOLECULE_WORKSPACE_TOKEN", "bench-token-123456" ]) tmp None with
+    | Ok c -> c
+    | Result.Error _ -> failwith "bench config"
+let ledger = Ledger.empty self
+let following = { Intake.start 600 ledger with Phase = Intake.Following }
 let timeIt n (f: unit -> unit) =
     for _ in 1..20 do f ()
     let sw = Stopwatch.StartNew()
     for _ in 1..n do f ()
     ms sw.Elapsed * 1000.0 / float n
-let pollUs = timeIt 500 (fun () -> Inbox.onPoll self (Reply(200, page)) Inbox.empty |> ignore)
+let pollUs =
+    timeIt 500 (fun () ->
+        let o = Intake.onResponse config (Reply(200, page)) ledger following
+        o.Events |> List.fold Ledger.evolve ledger |> ignore)
 let parseUs = timeIt 500 (fun () -> Json.tryParse page |> ignore)
-rows.Add("Inbox.onPoll, 100-row page (µs per poll)", fmt pollUs, $"JSON parse of the page: {fmt parseUs}", fmt (pollUs / parseUs))
+rows.Add("Intake.onResponse + Ledger.evolve, 100-row page (µs per poll)", fmt pollUs, $"JSON parse of the page: {fmt parseUs}", fmt (pollUs / parseUs))
 
+// ------------------------------------------------------------------------------------------------ report
+
+let med f (samples: Sample list) = samples |> List.map f |> median
+let ratio (a: float) (b: float) = (a / b).ToString("0.000", inv)
+let (_, nat, natSteady) = results.[0]
+let (_, fd, fdSteady) = results.[1]
+let (_, node, nodeSteady) = results.[2]
+
+printfn ""
+printfn "A1. Median of %d spawns each (after a warm-up spawn); steady calls: median of 200 on one process." runs
+printfn ""
+printfn "| measurement | native | framework-dependent | Node.js server-memory | native / node | native / fd |"
+printfn "|---|---|---|---|---|---|"
+let line name (n: float) (f: float) (o: float) unit' =
+    printfn "| %s (%s) | %s | %s | %s | %s | %s |" name unit' (fmt n) (fmt f) (fmt o) (ratio n o) (ratio n f)
+line "spawn → `initialize` answered" (med (fun s -> s.Init) nat) (med (fun s -> s.Init) fd) (med (fun s -> s.Init) node) "ms"
+line "first `tools/list` round trip" (med (fun s -> s.List) nat) (med (fun s -> s.List) fd) (med (fun s -> s.List) node) "ms"
+line "first `tools/call` round trip" (med (fun s -> s.FirstCall) nat) (med (fun s -> s.FirstCall) fd) (med (fun s -> s.FirstCall) node) "ms"
+line "steady `tools/call` round trip" natSteady fdSteady nodeSteady "ms"
+line "CPU time of spawn + handshake + list + call" (med (fun s -> s.Cpu) nat) (med (fun s -> s.Cpu) fd) (med (fun s -> s.Cpu) node) "ms"
+line "max RSS after handshake + list + call" (med (fun s -> s.Rss) nat) (med (fun s -> s.Rss) fd) (med (fun s -> s.Rss) node) "MiB"
+printfn ""
+printfn "Tool calls: molecule-mcp `get_workspace_info` (GET /workspaces/:id through the local platform on 127.0.0.1);"
+printfn "server-memory `read_graph` (its own JSON file)."
+printLoads ()
+printfn ""
+printfn "B. In-process and single-server measurements."
+printfn ""
 printfn "| measurement | value | baseline (same run) | ratio |"
 printfn "|---|---|---|---|"
 for (a, b, c, d) in rows do printfn "| %s | %s | %s | %s× |" a b c d
+
+platformProc.Kill true
+try Directory.Delete(tmp, true) with _ -> ()

@@ -30,14 +30,15 @@ public static class AgentBoot
         return env;
     }
 
-    /// <summary>Creates a runtime (not yet started) for <paramref name="environment"/>; logs go to <paramref name="log"/>.</summary>
-    public static RuntimeStart Create(IReadOnlyDictionary<string, string> environment, StderrLog log, HttpExecutor? http = null)
+    /// <summary>The user's home directory as the environment gives it.</summary>
+    public static string Home(IReadOnlyDictionary<string, string> environment) =>
+        environment.TryGetValue("HOME", out var h) && h.Length > 0 ? h : Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
+
+    /// <summary>The workspaces the environment configures (the primary first), or every problem; reads the token files.</summary>
+    public static FSharpResult<FSharpList<Config>, FSharpList<CoreConfig.ConfigError>> Parse(IReadOnlyDictionary<string, string> environment, StderrLog log)
     {
         var env = MapModule.OfSeq(environment.Select(kv => Tuple.Create(kv.Key, kv.Value)));
-        var home = environment.TryGetValue("HOME", out var h) && h.Length > 0
-            ? h
-            : Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
-        var stateDir = CoreConfig.stateDir(env, home, StateFiles.IsWritableDir("/configs"));
+        var stateDir = CoreConfig.stateDir(env, Home(environment), StateFiles.IsWritableDir("/configs"));
 
         var tokenText = StateFiles.ReadPath(Path.Combine(stateDir, CoreConfig.tokenFileName), out var tokenError);
         if (tokenError is not null) log.Warning(tokenError);
@@ -45,7 +46,13 @@ public static class AgentBoot
         var tokenFile = environment.TryGetValue("MOLECULE_WORKSPACE_TOKEN_FILE", out var tokenPath) && tokenPath.Trim().Length > 0
             ? FSharpOption<CoreConfig.FileRead>.Some(ReadTokenFile(tokenPath.Trim()))
             : FSharpOption<CoreConfig.FileRead>.None;
-        var parsed = Connections.parse(env, stateDir, Option(tokenText), tokenFile);
+        return Connections.parse(env, stateDir, Option(tokenText), tokenFile);
+    }
+
+    /// <summary>Creates a runtime (not yet started) for <paramref name="environment"/>; logs go to <paramref name="log"/>.</summary>
+    public static RuntimeStart Create(IReadOnlyDictionary<string, string> environment, StderrLog log, HttpExecutor? http = null)
+    {
+        var parsed = Parse(environment, log);
         if (parsed.IsError) return new RuntimeStart(null, UsageExitCode, Connections.helpText(parsed.ErrorValue));
 
         var configs = parsed.ResultValue.ToList();

@@ -49,14 +49,13 @@ public static class AdminCommands
         var token = AdminClient.Str(created, "auth_token") ?? throw new CliException("the platform's answer has no auth_token");
         var workspaceName = AdminClient.Str(created, "name") ?? name.Trim();
 
-        var c = new Connection(workspaceName, id, admin.BaseUrl, token, ConnectionLines.BinaryPath());
         output.WriteLine($"Workspace created: {workspaceName}");
         output.WriteLine($"  id:       {id}");
         output.WriteLine($"  token:    {token}");
-        output.WriteLine("            (shown once; it is a secret: anyone holding it acts as this workspace)");
+        output.WriteLine("            " + Molecule.Platform.Connection.shownOnce);
         output.WriteLine($"  platform: {admin.BaseUrl}");
         output.WriteLine();
-        output.Write(ConnectionLines.Block(c));
+        output.Write(ConnectionLines.Block(workspaceName, id, admin.BaseUrl, token));
         return ExitCodes.Ok;
     }
 
@@ -94,10 +93,49 @@ public static class AdminCommands
         return sb.ToString();
     }
 
+    /// <summary>`workspace update ID [--name] [--role] [--skills] [--description]`: PATCH /workspaces/:id ("" clears role/description).</summary>
+    public static async Task<int> UpdateWorkspaceAsync(AdminTarget target, string id, string? name, string? role,
+        string? skills, string? description, TextWriter output, CancellationToken ct)
+    {
+        id = RequireId(id, "ID");
+        var body = new JsonObject();
+        if (name is not null)
+        {
+            if (string.IsNullOrWhiteSpace(name)) throw new CliException("--name must not be empty", ExitCodes.Usage);
+            body["name"] = name.Trim();
+        }
+        if (role is not null) body["role"] = role.Trim();
+        if (skills is not null) body["skills"] = new JsonArray(SplitSkills(skills).Select(s => (JsonNode?)JsonValue.Create(s)).ToArray());
+        if (description is not null) body["description"] = description.Trim();
+        if (body.Count == 0) throw new CliException("nothing to change: give --name, --role, --skills or --description", ExitCodes.Usage);
+
+        using var admin = target.Connect();
+        var updated = await admin.SendAsync(HttpMethod.Patch, $"/workspaces/{id}", body, ct).ConfigureAwait(false);
+        var skillList = SkillsOf(updated);
+        output.WriteLine($"Workspace {id} updated: {AdminClient.Str(updated, "name")}" +
+                         (AdminClient.Str(updated, "role") is { } r ? $" ({r})" : "") +
+                         (skillList.Count > 0 ? $"; skills {string.Join(",", skillList)}" : ""));
+        return ExitCodes.Ok;
+    }
+
+    /// <summary>"12 s ago", "5 min ago", "3 h ago", "2 d ago", or "never".</summary>
+    public static string Ago(JsonNode? seconds)
+    {
+        if (seconds is not JsonValue v || !v.TryGetValue<long>(out var s)) return "never";
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        return s switch
+        {
+            < 60 => s.ToString(inv) + " s ago",
+            < 3600 => (s / 60).ToString(inv) + " min ago",
+            < 86400 => (s / 3600).ToString(inv) + " h ago",
+            _ => (s / 86400).ToString(inv) + " d ago",
+        };
+    }
+
     public static async Task<int> ListWorkspacesAsync(AdminTarget target, TextWriter output, CancellationToken ct)
     {
         using var admin = target.Connect();
-        var list = await admin.GetAsync("/workspaces", ct).ConfigureAwait(false) as JsonArray ?? [];
+        var list = await admin.GetAsync("/admin/workspaces", ct).ConfigureAwait(false) as JsonArray ?? [];
         if (list.Count == 0)
         {
             output.WriteLine($"No workspaces on {admin.BaseUrl} yet. Create one: molecule-platform workspace create --name NAME");
@@ -109,10 +147,11 @@ public static class AdminCommands
             AdminClient.Str(w, "name") ?? "",
             AdminClient.Str(w, "role") ?? "-",
             AdminClient.Str(w, "status") ?? "",
+            Ago(w["last_seen_seconds"]),
             AdminClient.Str(w, "parent_id") ?? "-",
             SkillsOf(w) is { Count: > 0 } s ? string.Join(",", s) : "-",
         });
-        output.Write(Table(["ID", "NAME", "ROLE", "STATUS", "PARENT", "SKILLS"], rows));
+        output.Write(Table(["ID", "NAME", "ROLE", "STATUS", "LAST SEEN", "PARENT", "SKILLS"], rows));
         return ExitCodes.Ok;
     }
 
@@ -148,10 +187,10 @@ public static class AdminCommands
         var name = AdminClient.Str(ws, "name") ?? "";
         output.WriteLine($"Token minted for workspace {workspaceId}" + (name == "" ? "" : $" ({name})"));
         output.WriteLine($"  token:    {token}");
-        output.WriteLine("            (shown once; it is a secret: anyone holding it acts as this workspace)");
+        output.WriteLine("            " + Molecule.Platform.Connection.shownOnce);
         output.WriteLine($"  token id: {tokenId} (to revoke: molecule-platform token revoke {workspaceId} {tokenId})");
         output.WriteLine();
-        output.Write(ConnectionLines.Block(new Connection(name, workspaceId, admin.BaseUrl, token, ConnectionLines.BinaryPath())));
+        output.Write(ConnectionLines.Block(name, workspaceId, admin.BaseUrl, token));
         return ExitCodes.Ok;
     }
 
@@ -186,7 +225,7 @@ public static class AdminCommands
         tokenId = RequireId(tokenId, "TOKEN_ID");
         using var admin = target.Connect();
         await admin.DeleteAsync($"/workspaces/{workspaceId}/tokens/{tokenId}", ct).ConfigureAwait(false);
-        output.WriteLine($"Token {tokenId} of workspace {workspaceId} revoked. A molecule-mcp using it will get 401 from now on.");
+        output.WriteLine($"Token {tokenId} of workspace {workspaceId} revoked. " + Molecule.Platform.Connection.revoked);
         return ExitCodes.Ok;
     }
 }

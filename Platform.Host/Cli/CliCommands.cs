@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Molecule.Platform;
 
 namespace Molecule.PlatformHost.Cli;
 
@@ -35,10 +36,17 @@ public static class CliCommands
         Recursive = recursive,
     };
 
+    private static Option<int> RateOption(string name, string what, int fallback) => new(name)
+    {
+        Description = $"Per-token limit of {what} a minute (0 = no limit).",
+        HelpName = "N",
+        DefaultValueFactory = _ => fallback,
+    };
+
     private static Command Platform()
     {
         var dataDir = DataDirOption(false);
-        var host = new Option<string>("--host") { Description = "Address to listen on.", DefaultValueFactory = _ => "127.0.0.1" };
+        var host = new Option<string>("--host") { Description = "Address to listen on (a non-loopback address prints what it exposes).", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "Port to listen on (0 = any free port).", DefaultValueFactory = _ => 7080 };
         port.Validators.Add(r =>
         {
@@ -47,9 +55,27 @@ public static class CliCommands
                     System.Globalization.CultureInfo.InvariantCulture, out var v) && v is < 0 or > 65535)
                 r.AddError("--port must be between 0 and 65535");
         });
-        var cmd = new Command("platform", "Run a local Molecule platform in the foreground (Ctrl+C stops it).") { dataDir, host, port };
-        cmd.SetAction((pr, ct) => Guarded(() =>
-            PlatformCommand.RunAsync(pr.GetValue(dataDir), pr.GetValue(host) ?? "127.0.0.1", pr.GetValue(port), ct)));
+        var allowedHost = new Option<string[]>("--allowed-host")
+        {
+            Description = "Another name this platform answers to (e.g. a reverse proxy's public name); repeatable.",
+            HelpName = "NAME",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var openRegistration = new Option<bool>("--open-registration")
+            { Description = "Let unknown workspace ids register and get a token (the reference's behaviour; prints a warning)." };
+        var enableFaults = new Option<bool>("--enable-faults")
+            { Description = "Serve the test fault-injection routes /admin/faults and /admin/requests (tests only; prints a warning)." };
+        var defaults = RateLimit.LimitsModule.defaults;
+        var rateRegister = RateOption("--rate-register", "registrations", defaults.Register.PerMinute);
+        var rateA2a = RateOption("--rate-a2a", "A2A sends", defaults.A2a.PerMinute);
+        var rateNotify = RateOption("--rate-notify", "notifications (send_message_to_user)", defaults.Notify.PerMinute);
+        var cmd = new Command("platform", "Run a local Molecule platform in the foreground (Ctrl+C stops it).")
+            { dataDir, host, port, allowedHost, openRegistration, enableFaults, rateRegister, rateA2a, rateNotify };
+        cmd.SetAction((pr, ct) => Guarded(() => PlatformCommand.RunAsync(new PlatformCommand.Settings(
+            pr.GetValue(dataDir), pr.GetValue(host) ?? "127.0.0.1", pr.GetValue(port),
+            pr.GetValue(allowedHost) ?? [], pr.GetValue(openRegistration), pr.GetValue(enableFaults),
+            new RateLimit.Limits(new RateLimit.Policy(pr.GetValue(rateRegister)), new RateLimit.Policy(pr.GetValue(rateA2a)),
+                new RateLimit.Policy(pr.GetValue(rateNotify)))), ct)));
         return cmd;
     }
 
@@ -93,8 +119,18 @@ public static class CliCommands
         var delete = new Command("delete", "Delete a workspace: its tokens are revoked and its agent is told so.") { id, confirm };
         delete.SetAction((pr, ct) => Guarded(() => AdminCommands.DeleteWorkspaceAsync(admin.Target(pr), pr.GetValue(id)!, pr.GetValue(confirm), Console.Out, ct)));
 
+        var updId = new Argument<string>("ID") { Description = "ID of the workspace to change." };
+        var updName = new Option<string>("--name") { Description = "New name." };
+        var updRole = new Option<string>("--role") { Description = "New role ('' clears it)." };
+        var updSkills = new Option<string>("--skills") { Description = "New comma-separated skills (replace the old ones).", HelpName = "a,b" };
+        var updDescription = new Option<string>("--description") { Description = "New description ('' clears it)." };
+        var update = new Command("update", "Change a workspace's name, role, skills or description.") { updId, updName, updRole, updSkills, updDescription };
+        update.SetAction((pr, ct) => Guarded(() => AdminCommands.UpdateWorkspaceAsync(admin.Target(pr), pr.GetValue(updId)!,
+            pr.GetValue(updName), pr.GetValue(updRole), pr.GetValue(updSkills), pr.GetValue(updDescription), Console.Out, ct)));
+
         ws.Add(create);
         ws.Add(list);
+        ws.Add(update);
         ws.Add(delete);
         return ws;
     }

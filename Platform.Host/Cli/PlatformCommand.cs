@@ -14,12 +14,18 @@ public static class PlatformCommand
         Console.Error.Flush();
     }
 
-    public static async Task<int> RunAsync(string? dataDirOption, string host, int port, CancellationToken ct)
+    /// <summary>The options of `molecule-platform platform`.</summary>
+    public sealed record Settings(string? DataDir, string Host, int Port, string[] AllowedHosts, bool OpenRegistration,
+        bool EnableFaults, RateLimit.Limits Limits);
+
+    public static async Task<int> RunAsync(Settings settings, CancellationToken ct)
     {
+        var (dataDirOption, host, port) = (settings.DataDir, settings.Host, settings.Port);
         var dataDir = PlatformLocation.DataDir(dataDirOption);
         try
         {
-            Directory.CreateDirectory(dataDir);
+            if (OperatingSystem.IsWindows()) Directory.CreateDirectory(dataDir);
+            else Directory.CreateDirectory(dataDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -38,7 +44,9 @@ public static class PlatformCommand
         Server.RunningPlatform platform;
         try
         {
-            platform = await Canvas.startAt(dataDir, host, port).ConfigureAwait(false);
+            var options = Server.PlatformOptionsModule.create(dataDir, host, port, settings.EnableFaults, settings.OpenRegistration,
+                settings.AllowedHosts, settings.Limits, Log, ConnectionLines.BinaryPath());
+            platform = await Canvas.start(options).ConfigureAwait(false);
         }
         catch (Exception e)
         {
@@ -46,22 +54,6 @@ public static class PlatformCommand
         }
 
         var pid = Environment.ProcessId;
-        var events = platform.Events.Subscribe();
-        var logEvents = Task.Run(async () =>
-        {
-            try
-            {
-                await foreach (var ev in events.Reader.ReadAllAsync(stop.Token).ConfigureAwait(false))
-                {
-                    if (ev.Type is "WORKSPACE_HEARTBEAT" or "ACTIVITY_LOGGED") continue;
-                    var ws = ev.WorkspaceId is null ? "" : " " + ev.WorkspaceId.Value.ToString();
-                    Log($"{ev.Type}{ws}");
-                }
-            }
-            catch (OperationCanceledException) { }
-            catch (System.Threading.Channels.ChannelClosedException) { }
-        });
-
         try
         {
             var tokenFile = PlatformLocation.AdminTokenFile(dataDir);
@@ -86,9 +78,7 @@ public static class PlatformCommand
         finally
         {
             PlatformLocation.RemoveInfo(dataDir, pid);
-            platform.Events.Unsubscribe(events);
             await platform.StopAsync().ConfigureAwait(false);
-            try { await logEvents.WaitAsync(TimeSpan.FromSeconds(1)).ConfigureAwait(false); } catch (Exception) { }
         }
         Log("stopped");
         return ExitCodes.Ok;

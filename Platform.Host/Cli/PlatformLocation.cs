@@ -54,7 +54,10 @@ public static class PlatformLocation
         var o = new JsonObject { ["url"] = url, ["pid"] = pid };
         var path = InfoFile(dataDir);
         var tmp = path + ".tmp";
-        File.WriteAllText(tmp, o.ToJsonString() + "\n", new UTF8Encoding(false));
+        var bytes = new UTF8Encoding(false).GetBytes(o.ToJsonString() + "\n");
+        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        using (var fs = new FileStream(tmp, options)) fs.Write(bytes);
         File.Move(tmp, path, overwrite: true);
     }
 

@@ -25,10 +25,17 @@ let private liveToken (tokens: Token seq) (ws: Workspace option) (workspaceId: G
     | Some b, None -> Tokens.findLive tokens workspaceId b
     | _ -> None
 
+/// 401 text for an id the platform does not know (registration of unknown ids is closed).
+let unknownWorkspace =
+    "unknown workspace: create it first with `molecule-platform workspace create --name NAME` (or in the canvas) and use the id and token it prints"
+
 /// Registry gate (register, heartbeat, discover, peers): a live token bound to the workspace, or no token at
-/// all when the workspace never had one (an unknown workspace only without a bearer). Unlike the reference, a workspace whose tokens were all revoked
-/// (e.g. removed) is NOT grandfathered: its old token gets 401 (spec P19, §6.4).
+/// all when the workspace exists and never had one (it was created by the admin; P19). An unknown id gets 401
+/// (`unknownWorkspace`) unless registration is open (`--open-registration`): then an unknown id without a bearer is
+/// let in (the reference's behaviour). Unlike the reference, a workspace whose tokens were all revoked (e.g.
+/// removed) is NOT grandfathered: its old token gets 401 (spec P19, §6.4).
 let registryGate
+    (openRegistration: bool)
     (missingMsg: string)
     (invalidMsg: string)
     (tokens: Token seq)
@@ -38,6 +45,7 @@ let registryGate
     : Result<Principal, Reply> =
     match liveToken tokens ws workspaceId bearer with
     | Some t -> Ok(WorkspaceToken t)
+    | None when ws.IsNone && not openRegistration -> Error(deny unknownWorkspace)
     // an unknown workspace with a bearer: the token cannot be for it (e.g. a mistyped workspace id) → 401
     | None when ws.IsNone && bearer.IsSome -> Error(deny invalidMsg)
     | None when neverHadToken tokens workspaceId -> Ok Grandfathered

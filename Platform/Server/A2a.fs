@@ -92,9 +92,10 @@ let deliver (env: Env) (caller: Guid option) (target: Workspace) (envelope: Json
 
 let a2a (env: Env) (ctx: HttpContext) : Task<Reply> =
     task {
-        match routeGuid ctx "id" with
-        | None -> return invalidId
-        | Some targetId ->
+        match routeGuid ctx "id", limited env ctx "a2a" "A2A sends" env.Limits.A2a with
+        | None, _ -> return invalidId
+        | _, Some refused -> return refused
+        | Some targetId, None ->
             // who is calling?
             let callerResult =
                 env.Store.Atomically(fun () ->
@@ -162,7 +163,7 @@ let private delegationEvent
         Everyone
         kind
         (Some source)
-        (("delegation_id", Json.guidNode delegationId) :: canvas)
+        (("delegation_id", Json.guidNode delegationId) :: ("target_id", Json.guidNode target) :: canvas)
         (Json.sorted ([ "delegation_id", Json.guidNode delegationId; "target_id", Json.guidNode target ] @ extra))
 
 /// Previews on the stream are capped at 200 characters.
@@ -207,7 +208,7 @@ let runDelegation (env: Env) (source: Guid) (target: Guid) (delegationId: Guid) 
                 | Delegations.Queued -> event "DELEGATION_STATUS" [ "status", Json.str "queued" ] [ "status", Json.str "queued" ]
                 | Delegations.Failed d -> event "DELEGATION_FAILED" [ "error", Json.str d ] [ "error", Json.str d ])
         with e ->
-            eprintfn "[platform] delegation %s failed: %s" (Json.guid delegationId) e.Message
+            env.Log $"delegation {Json.guid delegationId} failed: {e.Message}"
     }
 
 let delegateTask (env: Env) (ctx: HttpContext) : Task<Reply> =
@@ -244,7 +245,7 @@ let delegateTask (env: Env) (ctx: HttpContext) : Task<Reply> =
                                         w.Id
                                         id
                                         req.TargetId
-                                        [ "target_id", Json.guidNode req.TargetId ]
+                                        []
                                         [ "task_preview", preview req.Task ]
                                     Ok id)
 
@@ -268,9 +269,10 @@ let delegations (env: Env) (ctx: HttpContext) : Task<Reply> =
 
 let notify (env: Env) (ctx: HttpContext) : Task<Reply> =
     gatedAsync strictExisting env ctx (fun w ->
-        if w.Status = Status.Removed then
-            Task.FromResult notFound // 404 here, not the 410 of strictLive
-        else
+        match limited env ctx "notify" "notifications" env.Limits.Notify with
+        | Some refused -> Task.FromResult refused
+        | None when w.Status = Status.Removed -> Task.FromResult notFound // 404 here, not the 410 of strictLive
+        | None ->
             withJson ctx (fun body ->
                 match A2a.parseNotify body with
                 | Error e -> e

@@ -24,20 +24,30 @@ open Microsoft.Extensions.Hosting
 open Molecule.Platform
 open Molecule.Platform.Validation
 open Molecule.Platform.Routes.Http
+open Molecule.Platform.Routes.ConsoleRoutes
 
 // ---------------------------------------------------------------- workspaces
 
+/// GET /workspaces/:id: the full view for the admin and the workspace's own live token, the public card for anyone
+/// else; 410 for a removed workspace unless `include_removed=true`.
 let getWorkspace (env: Env) (ctx: HttpContext) : Task<Reply> =
     task {
         return
             withRouteId ctx (fun id ->
-                match env.Store.Atomically(fun () -> env.Store.Workspace id) with
-                | None -> notFound
-                | Some w when w.Status = Status.Removed && query ctx "include_removed" <> Some "true" -> Views.removed w
-                | Some w ->
-                    let o = Views.workspace w
-                    if w.Status = Status.Removed then o["removed_at"] <- Json.timeNode w.UpdatedAt
-                    ok o)
+                env.Store.Atomically(fun () ->
+                    match env.Store.Workspace id with
+                    | None -> notFound
+                    | Some w when w.Status = Status.Removed && query ctx "include_removed" <> Some "true" -> Views.removed w
+                    | Some w ->
+                        let insider =
+                            match bearer ctx with
+                            | Some b when isAdmin env b -> true
+                            | Some b -> (Tokens.findLive env.Store.Tokens id b).IsSome
+                            | None -> false
+
+                        let o = if insider then Views.workspace w else AdminViews.publicCard w
+                        if w.Status = Status.Removed then o["removed_at"] <- Json.timeNode w.UpdatedAt
+                        ok o))
     }
 
 // ---------------------------------------------------------------- admin
@@ -75,12 +85,13 @@ let createWorkspace (env: Env) (ctx: HttpContext) : Task<Reply> =
                         | Some "push" -> Ok()
                         | Some _ -> Error(bad "delivery_mode must be 'push' or 'poll'")
 
-                    return name.Trim(), role, parent, defaultArg skills [], tier, description, defaultArg mode "poll"
+                    let! platformUrl = platformUrlOf ctx (Some body)
+                    return name.Trim(), role, parent, defaultArg skills [], tier, description, defaultArg mode "poll", platformUrl
                 }
 
             match parsed with
             | Error e -> e
-            | Ok(name, role, parent, skills, tier, description, mode) ->
+            | Ok(name, role, parent, skills, tier, description, mode, platformUrl) ->
                 env.Store.Transaction(fun () ->
                     let parentCheck =
                         match parent with
@@ -112,7 +123,6 @@ let createWorkspace (env: Env) (ctx: HttpContext) : Task<Reply> =
                         let token = randomToken ()
                         env.Store.SaveToken(Tokens.create (newId ()) id now token)
                         publish env "WORKSPACE_CREATED" (Some id) [ "workspace", Views.workspace w ]
-                        let platformUrl = baseUrl ctx
                         let o = Views.workspace w
                         o["auth_token"] <- Json.str token
                         o["workspace_id"] <- Json.guidNode id
@@ -124,6 +134,8 @@ let createWorkspace (env: Env) (ctx: HttpContext) : Task<Reply> =
                                   "auth_token", Json.str token
                                   "platform_url", Json.str platformUrl ]
 
+                        o["message"] <- Json.str Connection.shownOnce
+                        o["connection_lines"] <- connectionLines env w platformUrl token
                         Json.reply 201 o)))
 
 let listWorkspaces (env: Env) (ctx: HttpContext) : Task<Reply> =
@@ -189,28 +201,47 @@ let deleteWorkspace (env: Env) (ctx: HttpContext) : Task<Reply> =
                                   "cascade_deleted", Json.num descendants.Length ]
                         ))))
 
+/// POST /workspaces/:id/tokens [{platform_url?}] → 201 {auth_token, id, prefix, message, connection_lines}.
 let mintToken (env: Env) (ctx: HttpContext) : Task<Reply> =
-    adminWorkspaceHandler env ctx (fun w ->
-        if w.Status = Status.Removed then
-            Views.removed w
-        else
-            let live = env.Store.TokensOf w.Id |> List.filter Tokens.isLive
+    gatedAsync adminGate env ctx (fun () ->
+        task {
+            match! readBody ctx with
+            | Error e -> return e
+            | Ok text ->
+                let body =
+                    if String.IsNullOrWhiteSpace text then Ok None
+                    else Validation.body text |> Result.map Some
 
-            if live.Length >= MaxLiveTokens then
-                Json.errorReply 409 "token limit reached (50 live tokens); revoke one first"
-            else
-                let token = randomToken ()
-                let t = Tokens.create (newId ()) w.Id (env.Now()) token
-                env.Store.SaveToken t
+                return
+                    match body |> Result.bind (platformUrlOf ctx) with
+                    | Error e -> e
+                    | Ok platformUrl ->
+                        withRouteId ctx (fun id ->
+                            env.Store.Atomically(fun () ->
+                                match env.Store.Workspace id with
+                                | None -> notFound
+                                | Some w when w.Status = Status.Removed -> Views.removed w
+                                | Some w ->
+                                    let live = env.Store.TokensOf w.Id |> List.filter Tokens.isLive
 
-                Json.reply
-                    201
-                    (Json.obj
-                        [ "auth_token", Json.str token
-                          "workspace_id", Json.guidNode w.Id
-                          "id", Json.guidNode t.Id
-                          "prefix", Json.str t.Prefix
-                          "message", Json.str "Copy this token now; it is not shown again." ]))
+                                    if live.Length >= MaxLiveTokens then
+                                        Json.errorReply 409 "token limit reached (50 live tokens); revoke one first"
+                                    else
+                                        let token = randomToken ()
+                                        let t = Tokens.create (newId ()) w.Id (env.Now()) token
+                                        env.Store.SaveToken t
+                                        env.Log(Feed.printable $"token {Json.guid t.Id} minted for {logNames env w.Id}")
+
+                                        Json.reply
+                                            201
+                                            (Json.obj
+                                                [ "auth_token", Json.str token
+                                                  "workspace_id", Json.guidNode w.Id
+                                                  "id", Json.guidNode t.Id
+                                                  "prefix", Json.str t.Prefix
+                                                  "message", Json.str Connection.shownOnce
+                                                  "connection_lines", connectionLines env w platformUrl token ])))
+        })
 
 let listTokens (env: Env) (ctx: HttpContext) : Task<Reply> =
     adminWorkspaceHandler env ctx (fun w ->
@@ -229,8 +260,9 @@ let revokeToken (env: Env) (ctx: HttpContext) : Task<Reply> =
                     | Some t ->
                         if t.RevokedAt.IsNone then
                             env.Store.SaveToken { t with RevokedAt = Some(env.Now()) }
+                            env.Log(Feed.printable $"token {Json.guid t.Id} of {logNames env id} revoked")
 
-                        ok (Json.obj [ "status", Json.str "revoked"; "id", Json.guidNode tokenId ]))))
+                        ok (Json.obj [ "status", Json.str "revoked"; "id", Json.guidNode tokenId; "message", Json.str Connection.revoked ]))))
 
 let addFault (env: Env) (ctx: HttpContext) : Task<Reply> =
     gatedAsync adminGate env ctx (fun () ->

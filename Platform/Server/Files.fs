@@ -68,7 +68,8 @@ let upload (env: Env) (ctx: HttpContext) : Task<Reply> =
                         return filesRequired
                     else
                         let dir = uploadsDir env w.Id
-                        Directory.CreateDirectory dir |> ignore
+                        DataDir.createPrivateDir (Path.GetDirectoryName dir)
+                        DataDir.createPrivateDir dir
                         let entries = ResizeArray<JsonNode>()
 
                         for f in files do
@@ -78,7 +79,7 @@ let upload (env: Env) (ctx: HttpContext) : Task<Reply> =
 
                             do!
                                 task {
-                                    use fs = new FileStream(path, FileMode.CreateNew, FileAccess.Write)
+                                    use fs = new FileStream(path, DataDir.privateFile FileMode.CreateNew)
                                     do! f.CopyToAsync fs
                                     do! fs.FlushAsync()
                                     fs.Flush true
@@ -101,7 +102,7 @@ let upload (env: Env) (ctx: HttpContext) : Task<Reply> =
                         return ok (Json.obj [ "files", Json.arr entries ])
                 with
                 | :? Microsoft.AspNetCore.Http.BadHttpRequestException as e when e.StatusCode = 413 ->
-                    return Json.errorReply 413 "upload too large (max 25 MiB)"
+                    return Json.errorReply 413 uploadTooLarge
                 | :? InvalidDataException
                 | :? Microsoft.AspNetCore.Http.BadHttpRequestException
                 | :? IOException -> return bad "files: invalid multipart body"

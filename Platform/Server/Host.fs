@@ -24,6 +24,7 @@ open Microsoft.Extensions.Hosting
 open Molecule.Platform
 open Molecule.Platform.Validation
 open Molecule.Platform.Routes.Http
+open Molecule.Platform.Routes.Limits
 open Molecule.Platform.Routes.RegistryRoutes
 open Molecule.Platform.Routes.ActivityRoutes
 open Molecule.Platform.Routes.A2aRoutes
@@ -31,6 +32,7 @@ open Molecule.Platform.Routes.FileRoutes
 open Molecule.Platform.Routes.MemoryRoutes
 open Molecule.Platform.Routes.AdminRoutes
 open Molecule.Platform.Routes.StreamRoutes
+open Molecule.Platform.Routes.ConsoleRoutes
 open Molecule.Platform.Routes.Middleware
 open Molecule.Platform.Routes
 
@@ -48,7 +50,17 @@ type PlatformOptions =
       /// Every activity row older than this many days is pruned (default 30; never below the soft days).
       RetentionHardDays: int
       /// How often the retention pass runs; the first run is one interval after start (default 6 h).
-      RetentionInterval: TimeSpan }
+      RetentionInterval: TimeSpan
+      /// Let unknown workspace ids register and get a token (the reference's behaviour; default false: 401).
+      OpenRegistration: bool
+      /// Extra names the platform answers to (`Host`, and `Origin` on any scheme/port), e.g. a reverse proxy's.
+      AllowedHosts: string list
+      /// Per-token limits of registration, A2A sends and notify (RateLimit.Limits.defaults).
+      RateLimits: RateLimit.Limits
+      /// The platform log: start warnings, refused requests and registrations, events with names (default: none).
+      Log: (string -> unit) option
+      /// The molecule-mcp command printed in connection lines (default `molecule-mcp`).
+      McpBinary: string }
 
 module PlatformOptions =
     /// 127.0.0.1, ephemeral port, system clock, liveness sweep every 15 s, no fault routes, retention 7 / 30 days
@@ -62,7 +74,35 @@ module PlatformOptions =
           EnableFaults = false
           RetentionSoftDays = Inbox.Retention.defaults.SoftDays
           RetentionHardDays = Inbox.Retention.defaults.HardDays
-          RetentionInterval = TimeSpan.FromHours 6.0 }
+          RetentionInterval = TimeSpan.FromHours 6.0
+          OpenRegistration = false
+          AllowedHosts = []
+          RateLimits = RateLimit.Limits.defaults
+          Log = None
+          McpBinary = "molecule-mcp" }
+
+    /// For C# hosts: the defaults with a listen address, switches, extra names, limits, a log and the molecule-mcp
+    /// command.
+    let create
+        (dataDir: string)
+        (host: string)
+        (port: int)
+        (enableFaults: bool)
+        (openRegistration: bool)
+        (allowedHosts: string seq)
+        (limits: RateLimit.Limits)
+        (log: Action<string>)
+        (mcpBinary: string)
+        : PlatformOptions =
+        { defaults dataDir with
+            Host = host
+            Port = port
+            EnableFaults = enableFaults
+            OpenRegistration = openRegistration
+            AllowedHosts = List.ofSeq allowedHosts
+            RateLimits = limits
+            Log = (if isNull log then None else Some log.Invoke)
+            McpBinary = (if String.IsNullOrWhiteSpace mcpBinary then "molecule-mcp" else mcpBinary) }
 
 /// Request bodies are capped at 1 MiB (uploads: 25 MiB).
 [<Literal>]
@@ -73,6 +113,10 @@ let MaxUploadBody = Molecule.Platform.Routes.Http.MaxUploadBody
 
 [<Literal>]
 let MaxLiveTokens = Molecule.Platform.Routes.Http.MaxLiveTokens
+
+/// The 413 texts (JSON `error`) of a body over 1 MiB and of an upload over 25 MiB.
+let bodyTooLarge = Molecule.Platform.Routes.Http.tooLarge
+let uploadTooLarge = Molecule.Platform.Routes.Http.uploadTooLarge
 
 let adminTokenFile = "admin_token"
 
@@ -93,7 +137,8 @@ type RunningPlatform
         background: ResizeArray<Task>,
         http: HttpClient,
         sweep: unit -> Guid list,
-        prune: unit -> int
+        prune: unit -> int,
+        routes: (string * string) list
     ) =
     let mutable stopped = false
 
@@ -106,6 +151,9 @@ type RunningPlatform
 
     /// Runs one liveness sweep now with the platform clock; returns the ids that became awaiting_agent.
     member _.SweepNow() : Guid list = sweep ()
+
+    /// Every route served: (HTTP method, pattern), e.g. ("GET", "/workspaces/{id}").
+    member _.Routes = routes
 
     /// Runs one activity retention pass now with the platform clock; returns how many rows were deleted.
     member _.PruneNow() : int = prune ()
@@ -150,38 +198,22 @@ type RunningPlatform
 
 /// Reads or creates `<dataDir>/admin_token` (mode 0600).
 let loadAdminToken (dataDir: string) : string =
-    Directory.CreateDirectory dataDir |> ignore
-    let path = Path.Combine(dataDir, adminTokenFile)
+    DataDir.adminToken dataDir adminTokenFile randomToken
 
-    let existing =
-        if File.Exists path then
-            let t = File.ReadAllText(path).Trim()
-            if t.Length >= 32 then Some t else None
-        else
-            None
+/// The names of this machine: the listen address (unless a wildcard), the host name (also as `<name>.local`) and
+/// every interface address (no DNS lookups: other names are given with `AllowedHosts`).
+let private ownNames (listen: string) : string list =
+    let wildcard = [ "0.0.0.0"; "::"; "[::]"; "*"; "+" ]
+    let attempt (f: unit -> string list) = try f () with _ -> []
 
-    match existing with
-    | Some t -> t
-    | None ->
-        let t = randomToken ()
-
-        if OperatingSystem.IsWindows() then
-            File.WriteAllText(path, t + "\n")
-        else
-            let opts =
-                FileStreamOptions(
-                    Mode = FileMode.Create,
-                    Access = FileAccess.Write,
-                    UnixCreateMode = Nullable(UnixFileMode.UserRead ||| UnixFileMode.UserWrite)
-                )
-
-            use fs = new FileStream(path, opts)
-            let bytes = Encoding.UTF8.GetBytes(t + "\n")
-            fs.Write(bytes, 0, bytes.Length)
-            fs.Flush true
-            File.SetUnixFileMode(path, UnixFileMode.UserRead ||| UnixFileMode.UserWrite)
-
-        t
+    (if List.contains listen wildcard then [] else [ listen ])
+    @ attempt (fun () ->
+        let h = Dns.GetHostName()
+        [ h; h + ".local" ])
+    @ attempt (fun () ->
+        [ for ni in NetworkInformation.NetworkInterface.GetAllNetworkInterfaces() do
+              for a in ni.GetIPProperties().UnicastAddresses do
+                  a.Address.ToString().Split('%').[0] ])
 
 let private quietly (f: unit -> unit) =
     try
@@ -193,8 +225,14 @@ let private quietly (f: unit -> unit) =
 let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : Task<RunningPlatform> =
     task {
         let dataDir = Path.GetFullPath options.DataDir
+        let log = defaultArg options.Log ignore
+        Notices.atStart options.Host options.Port options.OpenRegistration options.EnableFaults |> List.iter log
         let admin = loadAdminToken dataDir
+        // private before SQLite opens it: the database, -wal and -shm are 0600, the directory 0700 (also an old one)
+        DataDir.touchPrivate (Path.Combine(dataDir, "platform.db"))
+        DataDir.secure dataDir |> ignore
         let store = new Store.Store(dataDir)
+        DataDir.secure dataDir |> ignore
         let faults = FaultInjector()
         let hub = EventHub()
         let stopping = new CancellationTokenSource()
@@ -213,7 +251,16 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
               Retention =
                 Inbox.Retention.normalise
                     { SoftDays = options.RetentionSoftDays
-                      HardDays = options.RetentionHardDays } }
+                      HardDays = options.RetentionHardDays }
+              OpenRegistration = options.OpenRegistration
+              Limits = options.RateLimits
+              Limiter = Limiter()
+              Tickets = TicketBook()
+              Log = log
+              Logging = options.Log.IsSome
+              McpBinary = options.McpBinary }
+
+        let names = Guard.Names.create (ownNames options.Host) options.AllowedHosts
 
         let builder =
             WebApplication.CreateSlimBuilder(WebApplicationOptions(ApplicationName = "Molecule.Platform", ContentRootPath = dataDir))
@@ -224,7 +271,8 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
         |> ignore
 
         builder.WebHost.ConfigureKestrel(fun (k: KestrelServerOptions) ->
-            k.Limits.MaxRequestBodySize <- Nullable MaxBody
+            // each route enforces its own limit (readBody, guardMiddleware); Kestrel's is only where it stops reading
+            k.Limits.MaxRequestBodySize <- Nullable DrainLimit
             k.AddServerHeader <- false
 
             match IPAddress.TryParse options.Host with
@@ -234,7 +282,8 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
         |> ignore
 
         let app = builder.Build()
-        app.Use(Func<HttpContext, RequestDelegate, Task>(errorMiddleware)) |> ignore
+        app.Use(Func<HttpContext, RequestDelegate, Task>(errorMiddleware log)) |> ignore
+        app.Use(Func<HttpContext, RequestDelegate, Task>(guardMiddleware names log)) |> ignore
         app.Use(Func<HttpContext, RequestDelegate, Task>(fun ctx next -> faultMiddleware faults stopping.Token ctx next)) |> ignore
 
         let get (p: string) (h: RequestDelegate) = app.MapGet(p, h) |> ignore
@@ -267,6 +316,11 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
         get "/workspaces/{id}/mail/summary" (handle (mailSummary env))
         get "/workspaces/{id}/events/stream" (RequestDelegate(workspaceStream env))
         TeamRoutes.map app env
+        app.MapPatch("/workspaces/{id}", handle (editWorkspace env)) |> ignore
+        get "/admin/workspaces" (handle (overviewList env))
+        get "/admin/feed" (handle (feedView env))
+        get "/admin/delegations" (handle (delegationsView env))
+        get "/admin/memories" (handle (memoriesView env))
 
         // fault injection over HTTP only when asked for (tests); otherwise these paths fall through to 404
         if options.EnableFaults then
@@ -278,6 +332,7 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
         post "/admin/sweep" (handle (sweepNow env))
         post "/admin/retention" (handle (retentionNow env))
         get "/events" (RequestDelegate(events env))
+        post "/admin/stream-ticket" (handle (streamTicket env))
         app.MapFallback(RequestDelegate(fun ctx -> send ctx (Json.errorReply 404 "not found"))) |> ignore
         configure app
 
@@ -297,6 +352,8 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
             |> Seq.tryHead
             |> Option.defaultValue $"http://{options.Host}:{options.Port}"
             |> fun u -> u.TrimEnd('/')
+            // a wildcard is where it listens, not an address to call: local clients use loopback
+            |> fun u -> u.Replace("://0.0.0.0:", "://127.0.0.1:").Replace("://[::]:", "://[::1]:")
 
         let sweeper =
             Task.WhenAll(
@@ -304,8 +361,18 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
                 every env options.RetentionInterval "activity retention" (fun () -> pruneOnce env |> ignore)
             )
 
+        let routes =
+            (app :> Microsoft.AspNetCore.Routing.IEndpointRouteBuilder).DataSources
+            |> Seq.collect (fun ds -> ds.Endpoints)
+            |> Seq.choose (fun e -> match e with :? Microsoft.AspNetCore.Routing.RouteEndpoint as r -> Some r | _ -> None)
+            |> Seq.collect (fun r ->
+                match r.Metadata.GetMetadata<Microsoft.AspNetCore.Routing.HttpMethodMetadata>() with
+                | null -> [ "*", r.RoutePattern.RawText ]
+                | m -> [ for v in m.HttpMethods -> v, r.RoutePattern.RawText ])
+            |> List.ofSeq
+
         return
-            new RunningPlatform(app, url, admin, faults, hub, store, stopping, sweeper, background, http, (fun () -> sweepOnce env), (fun () -> pruneOnce env))
+            new RunningPlatform(app, url, admin, faults, hub, store, stopping, sweeper, background, http, (fun () -> sweepOnce env), (fun () -> pruneOnce env), routes)
     }
 
 /// Starts the platform (see PlatformOptions.defaults).

@@ -23,6 +23,7 @@ open Microsoft.Extensions.Logging
 open Microsoft.Extensions.Hosting
 open Molecule.Platform
 open Molecule.Platform.Validation
+open Molecule.Platform.Routes.Limits
 
 /// Request bodies are capped at 1 MiB (uploads: 25 MiB).
 [<Literal>]
@@ -30,6 +31,14 @@ let MaxBody = 1048576L
 
 [<Literal>]
 let MaxUploadBody = 26214400L
+
+/// Kestrel's own cap: a body over a route's limit is still read (and dropped) up to this size, so the client gets
+/// the 413 answer instead of a reset connection ("Broken pipe") while it is still sending.
+[<Literal>]
+let DrainLimit = 67108864L
+
+let tooLarge = "request body too large (max 1 MiB)"
+let uploadTooLarge = "upload too large (max 25 MiB)"
 
 [<Literal>]
 let MaxLiveTokens = 50
@@ -45,7 +54,18 @@ type Env =
       Stopping: CancellationToken
       Background: ResizeArray<Task>
       /// Activity retention (soft/hard days).
-      Retention: Inbox.Retention }
+      Retention: Inbox.Retention
+      /// Let unknown workspace ids register (`--open-registration`).
+      OpenRegistration: bool
+      Limits: RateLimit.Limits
+      Limiter: Limiter
+      Tickets: TicketBook
+      /// The platform log (lines without a prefix); never given a token.
+      Log: string -> unit
+      /// A log was given (event lines are labelled only then).
+      Logging: bool
+      /// The molecule-mcp command the connection lines start.
+      McpBinary: string }
 
 // ---------------------------------------------------------------- helpers
 
@@ -61,15 +81,34 @@ let ok (node: JsonNode) = Json.reply 200 node
 let notFound = Json.errorReply 404 "workspace not found"
 let invalidId = Json.errorReply 400 "invalid workspace ID"
 
+/// The body as UTF-8 text, at most MaxBody bytes; a longer body is read to its end and dropped, then 413 (the
+/// client sees the answer, not a reset connection).
 let readBody (ctx: HttpContext) : Task<Result<string, Reply>> =
     task {
         try
-            use reader = new StreamReader(ctx.Request.Body, Encoding.UTF8)
-            let! text = reader.ReadToEndAsync()
-            return Ok text
+            use kept = new MemoryStream()
+            let buffer = Array.zeroCreate<byte> 65536
+            let mutable total = 0L
+            let mutable n = 1
+
+            while n > 0 do
+                let! read = ctx.Request.Body.ReadAsync(buffer, 0, buffer.Length)
+                n <- read
+                total <- total + int64 read
+
+                if total <= MaxBody then
+                    kept.Write(buffer, 0, read)
+
+            if total > MaxBody then
+                return Error(Json.errorReply 413 tooLarge)
+            else
+                let bytes = kept.GetBuffer()
+                let bom = kept.Length >= 3L && bytes[0] = 0xEFuy && bytes[1] = 0xBBuy && bytes[2] = 0xBFuy
+                let skip = if bom then 3 else 0
+                return Ok(UTF8Encoding(false).GetString(bytes, skip, int kept.Length - skip))
         with
         | :? Microsoft.AspNetCore.Http.BadHttpRequestException as e when e.StatusCode = 413 ->
-            return Error(Json.errorReply 413 "request body too large (max 1 MiB)")
+            return Error(Json.errorReply 413 tooLarge)
         | :? Microsoft.AspNetCore.Http.BadHttpRequestException -> return Error(Json.errorReply 400 "invalid request body")
     }
 
@@ -106,18 +145,66 @@ let bearer (ctx: HttpContext) =
 
 let isAdmin (env: Env) (presented: string) = Tokens.equalSecrets env.Admin presented
 
+let remoteIp (ctx: HttpContext) =
+    match ctx.Connection.RemoteIpAddress with
+    | null -> "an unknown address"
+    | ip -> ip.ToString()
+
+/// A client for rate limits: the hash of its bearer, else its address.
+let clientKey (ctx: HttpContext) =
+    match bearer ctx with
+    | Some b -> "t:" + Convert.ToHexString(Tokens.hash b)
+    | None -> "ip:" + remoteIp ctx
+
+/// 429 (with Retry-After) when the client has used up `policy` on `route`; `what` names the requests.
+let limited (env: Env) (ctx: HttpContext) (route: string) (what: string) (policy: RateLimit.Policy) : Reply option =
+    match bearer ctx with
+    | Some b when isAdmin env b -> None // the operator (canvas, CLI) is not limited
+    | _ ->
+    match env.Limiter.Take(route + "|" + clientKey ctx, policy, env.Now()) with
+    | RateLimit.Allowed _ -> None
+    | RateLimit.Limited seconds ->
+        let s = seconds.ToString(Globalization.CultureInfo.InvariantCulture)
+        ctx.Response.Headers["Retry-After"] <- s
+        env.Log $"rate limit: {what} from {remoteIp ctx} refused (retry in {s} s)"
+        Some(RateLimit.reply what policy seconds)
+
+/// Workspace names for labels (canvas) and "name (short id)" for the log.
+let names (env: Env) = Feed.nameIn env.Store.Workspaces
+let logNames (env: Env) = Feed.nameWithId env.Store.Workspaces
+
 /// Broadcasts an event once the current store transaction has committed (at once outside one). `payload` is the
-/// canvas payload (GET /events); `data` the workspace-stream payload (spec §1.3).
-let publishTo (env: Env) (audience: Audience) (kind: string) (ws: Guid option) (payload: (string * JsonNode) list) (data: JsonObject) =
+/// canvas payload (GET /events), which also gets the event's feed entry (`feed`) when it has one; `data` the
+/// workspace-stream payload (spec §1.3). The feed entry's label goes to the platform log.
+let publishWith (env: Env) (audience: Audience) (kind: string) (ws: Guid option) (payload: (string * JsonNode) list) (data: JsonObject) (feed: (Guid -> string) -> Feed.Entry option) =
+    let canvas = Json.obj payload
+
+    // labels cost a parse of the row's bodies: only for a listening canvas and a platform that logs
+    let entry, line =
+        if audience = WorkspaceOnly then
+            None, None
+        else
+            (if env.Events.CanvasListening then feed (names env) else None),
+            // delegation progress is already in the log through its rows
+            (if env.Logging && not (kind.StartsWith "DELEGATION_") then feed (logNames env) |> Option.map Feed.logLine else None)
+
+    entry |> Option.iter (fun f -> canvas["feed"] <- Feed.toJson f)
+
     let e =
         { Type = kind
           WorkspaceId = ws
-          Payload = Json.obj payload
+          Payload = canvas
           Data = data
           At = env.Now()
           Audience = audience }
 
-    env.Store.AfterCommit(fun () -> env.Events.Publish e)
+    env.Store.AfterCommit(fun () ->
+        env.Events.Publish e
+        line |> Option.iter env.Log)
+
+let publishTo (env: Env) (audience: Audience) (kind: string) (ws: Guid option) (payload: (string * JsonNode) list) (data: JsonObject) =
+    let at = env.Now()
+    publishWith env audience kind ws payload data (fun name -> Feed.ofEvent name kind ws at (Json.obj [ for (k, v) in payload -> k, Json.clone v ]))
 
 /// An event whose stream payload is the canvas payload (keys sorted).
 let publish (env: Env) (kind: string) (ws: Guid option) (payload: (string * JsonNode) list) =
@@ -150,7 +237,7 @@ let registryGate
     (id: Guid)
     (presented: string option)
     : Result<unit, Reply> =
-    match Auth.registryGate missingMsg invalidMsg env.Store.Tokens ws id presented with
+    match Auth.registryGate env.OpenRegistration missingMsg invalidMsg env.Store.Tokens ws id presented with
     | Ok p ->
         touch env p
         Ok()
@@ -270,7 +357,7 @@ let private logRow (env: Env) (audience: Audience) (row: ActivityRow) : Activity
 
     audience
     |> Option.iter (fun a ->
-        publishTo env a "ACTIVITY_LOGGED" (Some saved.WorkspaceId) [ "activity", Views.activity saved ] (Views.activityData saved saved.Summary))
+        publishWith env a "ACTIVITY_LOGGED" (Some saved.WorkspaceId) [ "activity", Views.activity saved ] (Views.activityData saved saved.Summary) (fun name -> Feed.ofRow name saved))
 
     saved
 

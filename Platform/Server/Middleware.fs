@@ -56,7 +56,46 @@ let faultMiddleware (faults: FaultInjector) (stopping: CancellationToken) (ctx: 
                 ctx.Abort()
     }
 
-let errorMiddleware (ctx: HttpContext) (next: RequestDelegate) : Task =
+let private uploadPath =
+    Text.RegularExpressions.Regex("^/workspaces/[^/]+/chat/uploads/?$", Text.RegularExpressions.RegexOptions.Compiled)
+
+/// POST /workspaces/:id/chat/uploads: the one state-changing route whose body is not JSON (multipart).
+let isUpload (ctx: HttpContext) =
+    HttpMethods.IsPost ctx.Request.Method && uploadPath.IsMatch(ctx.Request.Path.Value)
+
+/// The doors: a foreign Host (DNS rebinding), a state change with a foreign Origin, a JSON route with another
+/// content type are refused (Guard.check); a declared body over the route's limit gets the 413 answer at once
+/// (Kestrel then reads and drops the rest, up to DrainLimit, so the sender sees the answer).
+let guardMiddleware (names: Guard.Names) (log: string -> unit) (ctx: HttpContext) (next: RequestDelegate) : Task =
+    let req = ctx.Request
+
+    let h (name: string) =
+        match req.Headers.TryGetValue name with
+        | true, v when v.Count > 0 && not (String.IsNullOrEmpty(string v[0])) -> Some(string v[0])
+        | _ -> None
+
+    let facts: Guard.Request =
+        { Method = req.Method
+          Host = h "Host"
+          Origin = h "Origin"
+          ContentType = h "Content-Type"
+          HasBody = (req.ContentLength.HasValue && req.ContentLength.Value > 0L) || (h "Transfer-Encoding").IsSome
+          JsonRoute = not (isUpload ctx) }
+
+    match Guard.check names facts with
+    | Some refused ->
+        let reason = Json.tryParse refused.Body |> Option.bind (Json.prop "error") |> Option.bind Json.asString |> Option.defaultValue ""
+        log (Feed.printable $"refused {req.Method} {req.Path.Value} from {remoteIp ctx}: {reason}")
+        send ctx refused
+    | None ->
+        let limit, text = if isUpload ctx then MaxUploadBody, uploadTooLarge else MaxBody, tooLarge
+
+        if req.ContentLength.HasValue && req.ContentLength.Value > limit then
+            send ctx (Json.errorReply 413 text)
+        else
+            next.Invoke ctx
+
+let errorMiddleware (log: string -> unit) (ctx: HttpContext) (next: RequestDelegate) : Task =
     task {
         try
             ctx.Response.Headers["X-Content-Type-Options"] <- "nosniff"
@@ -66,9 +105,9 @@ let errorMiddleware (ctx: HttpContext) (next: RequestDelegate) : Task =
             do! send ctx (Json.errorReply e.StatusCode "bad request")
         | :? OperationCanceledException -> ()
         | e when not ctx.Response.HasStarted ->
-            eprintfn "[platform] %s %s failed: %s" ctx.Request.Method ctx.Request.Path.Value (e.ToString())
+            log (Feed.printable $"{ctx.Request.Method} {ctx.Request.Path.Value} failed: " + e.ToString())
             do! send ctx (Json.errorReply 500 "internal error")
-        | e -> eprintfn "[platform] %s %s failed after the answer started: %s" ctx.Request.Method ctx.Request.Path.Value e.Message
+        | e -> log (Feed.printable $"{ctx.Request.Method} {ctx.Request.Path.Value} failed after the answer started: {e.Message}")
     }
 
 /// Runs `pass` every `interval` (the first run one interval after start) until the platform stops; a failing
@@ -82,7 +121,7 @@ let every (env: Env) (interval: TimeSpan) (name: string) (pass: unit -> unit) : 
                 try
                     pass ()
                 with e ->
-                    eprintfn "[platform] %s failed: %s" name e.Message
+                    env.Log $"{name} failed: {e.Message}"
         with :? OperationCanceledException ->
             ()
     }

@@ -27,7 +27,14 @@ open Molecule.Platform.Routes.Http
 
 
 
+/// The `error` text of a reply.
+let private errorText (r: Reply) =
+    Json.tryParse r.Body |> Option.bind (Json.prop "error") |> Option.bind Json.asString |> Option.defaultValue r.Body
+
 let register (env: Env) (ctx: HttpContext) : Task<Reply> =
+  match limited env ctx "register" "registrations" env.Limits.Register with
+  | Some refused -> Task.FromResult refused
+  | None ->
     withJson ctx (fun body ->
         let parsed =
             result {
@@ -65,7 +72,9 @@ let register (env: Env) (ctx: HttpContext) : Task<Reply> =
                 let ws = env.Store.Workspace id
 
                 match registryGate env Auth.missingToken Auth.invalidToken ws id (bearer ctx) with
-                | Error e -> e
+                | Error e ->
+                    env.Log(Feed.printable $"registration refused for {logNames env id} from {remoteIp ctx}: {errorText e}")
+                    e
                 | Ok() ->
                     let now = env.Now()
                     let mode = mode |> Option.orElse (ws |> Option.map (fun w -> w.DeliveryMode)) |> Option.defaultValue "poll"

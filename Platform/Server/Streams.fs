@@ -26,14 +26,26 @@ open Molecule.Platform
 open Molecule.Platform.Validation
 open Molecule.Platform.Routes.Http
 
-/// Server-sent events: every platform event as `event: <TYPE>` + `data: <json>`. Admin token as bearer or
-/// `?token=` (EventSource cannot set headers).
+/// POST /admin/stream-ticket → {ticket, expires_in_seconds}: a one-time ticket for GET /events?ticket=… (EventSource
+/// cannot send the bearer, and the admin token must not travel in a URL).
+let streamTicket (env: Env) (ctx: HttpContext) : Task<Reply> =
+    adminHandler env ctx (fun () ->
+        let ticket = randomToken ()
+        env.Tickets.Issue(env.Now(), ticket)
+        ok (Json.obj [ "ticket", Json.str ticket; "expires_in_seconds", Json.num (int Tickets.lifetime.TotalSeconds) ]))
+
+/// Server-sent events: every platform event as `event: <TYPE>` + `data: <json>`. The admin bearer, or a one-time
+/// `?ticket=` from POST /admin/stream-ticket; the admin token itself is never accepted in the URL.
 let events (env: Env) (ctx: HttpContext) : Task =
     task {
-        let presented = bearer ctx |> Option.orElse (query ctx "token")
+        let allowed =
+            match bearer ctx, query ctx "ticket" with
+            | Some t, _ -> if isAdmin env t then Ok() else Error "invalid admin token"
+            | None, Some ticket -> if env.Tickets.Redeem(env.Now(), ticket) then Ok() else Error "invalid or used stream ticket"
+            | None, None -> Error "missing admin token"
 
-        match presented with
-        | Some t when isAdmin env t ->
+        match allowed with
+        | Ok() ->
             ctx.Response.StatusCode <- 200
             ctx.Response.ContentType <- "text/event-stream"
             ctx.Response.Headers["Cache-Control"] <- "no-cache"
@@ -70,8 +82,7 @@ let events (env: Env) (ctx: HttpContext) : Task =
                 | :? IOException -> ()
             finally
                 env.Events.Unsubscribe ch
-        | Some _ -> do! send ctx (Json.errorReply 401 "invalid admin token")
-        | None -> do! send ctx (Json.errorReply 401 "missing admin token")
+        | Error message -> do! send ctx (Json.errorReply 401 message)
     }
 
 /// Writes the SSE frames of `ch` until the client goes, the platform stops, the stream is cut (fault injection)

@@ -217,3 +217,23 @@ let ``example: a restart without local state takes every retained unacknowledged
     let w, again = drain (start { w with Platform = p; File = [] })
     Assert.Equal<string list>(p.Rows |> List.skip 2 |> List.map (fun r -> r.Id), again)
     Assert.Empty(waiting w)
+
+[<Fact>]
+let ``example: 2,500 messages at once (five pages, 2.5 times what the ledger holds) are delivered in order, exactly once, with at most 1,000 held at a time`` () =
+    let w = start { world true with Platform = queued 2_500 true }
+    let mutable w = settle w
+    let handled = Collections.Generic.List<string>()
+    let mutable most = 0
+    let mutable go = true
+    while go do
+        most <- max most (Ledger.count (Agent.primary w.Model).Ledger)
+        match handleOne w with
+        | w', Some id ->
+            w <- settle w'
+            handled.Add id
+        | w', None ->
+            w <- w'
+            go <- false
+    Assert.Equal(2_500, handled.Count)
+    Assert.Equal<string list>((queued 2_500 true).Rows |> List.map (fun r -> r.Id), List.ofSeq handled)
+    Assert.InRange(most, 1, Ledger.capacity)

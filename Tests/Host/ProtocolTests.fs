@@ -118,6 +118,9 @@ let ``token strings never appear in stdout or stderr, also with verbose logs, fa
         let env = agentEnv platform ws @ [ "MOLECULE_MCP_VERBOSE", "1" ]
         // a busy session through the SDK client with faults on every route family
         use! agent = AgentProcess.StartAsync env
+        // register runs alongside the handshake: with a native start (~5 ms) it may still be in flight here, and a
+        // 403 fault on it would (rightly) end the process with exit 3. The faults below are for later requests.
+        do! waitUntil (secs 15.0) "the first heartbeat (register done)" agent.Describe (fun () -> platform.Requests "/registry/heartbeat" >= 1)
         platform.Fault { FaultRule.make "/workspaces/" 500 with Times = Some 3; Body = """{"error":"boom"}""" }
         platform.Fault { FaultRule.make "/registry/" 403 with Times = Some 3 }
         let! _ = agent.Call("get_workspace_info", [])

@@ -139,7 +139,14 @@ type PlatformFixture() =
     let dir = tempDir ()
 
     let platform =
-        (Server.start { PlatformOptions.defaults dir with SweepInterval = TimeSpan.FromHours 1.0; EnableFaults = true }).Result
+        // many tests share this platform and its per-address bucket of token-less registrations: no rate limits here
+        // (DoorTests cover them)
+        (Server.start
+            { PlatformOptions.defaults dir with
+                SweepInterval = TimeSpan.FromHours 1.0
+                EnableFaults = true
+                RateLimits = RateLimit.Limits.off })
+            .Result
 
     let client = new Client(platform.Url)
     member _.Platform = platform
@@ -235,18 +242,16 @@ type Routes(fx: PlatformFixture) =
             Assert.Contains("error_rate", hbType.Error)
             let! hbWrong = c.Send("POST", "/registry/heartbeat", (heartbeatBody w.Id), "wrong")
             Assert.Equal(401, hbWrong.Code)
-            // an unknown id that never had a token is grandfathered and gets a fresh token (P19)
+            // an unknown id is refused, with or without a bearer, naming the command that creates one (no open
+            // registration here; DoorTests cover --open-registration)
             let fresh = Guid.NewGuid().ToString()
             let! mistyped = c.Send("POST", "/registry/register", (registerBody fresh), w.Token)
             Assert.Equal(401, mistyped.Code)
             let! first = c.Send("POST", "/registry/register", registerBody fresh)
-            Assert.Equal(200, first.Code)
-            let token = str first.Json "auth_token"
-            Assert.Equal(43, token.Length)
-            let! again = c.Send("POST", "/registry/register", registerBody fresh)
-            Assert.Equal(401, again.Code)
-            let! withToken = c.Send("POST", "/registry/heartbeat", (heartbeatBody fresh), token)
-            Assert.Equal(200, withToken.Code)
+            Assert.Equal(401, first.Code)
+            Assert.Contains("molecule-platform workspace create", first.Error)
+            let! hbUnknown = c.Send("POST", "/registry/heartbeat", heartbeatBody fresh)
+            Assert.Equal(401, hbUnknown.Code)
         }
 
     [<Fact>]
@@ -291,7 +296,7 @@ type Routes(fx: PlatformFixture) =
             let! noToken = c.Send("GET", $"/registry/{a.Id}/peers", caller = a.Id)
             Assert.Equal(401, noToken.Code)
             let! unknown = c.Send("GET", $"/registry/{Guid.NewGuid()}/peers")
-            Assert.Equal(404, unknown.Code)
+            Assert.Equal(401, unknown.Code)
             // discover
             let! noHeader = c.Send("GET", $"/registry/discover/{b.Id}", token = a.Token)
             Assert.Equal(400, noHeader.Code)
@@ -849,10 +854,13 @@ type Routes(fx: PlatformFixture) =
         }
 
     [<Fact>]
-    member _.``events stream publishes platform events``() =
+    member _.``events stream publishes platform events (opened with a one-time ticket, never the admin token in the URL)``() =
         task {
             use http = new HttpClient(Timeout = TimeSpan.FromSeconds 10.0)
-            use req = new HttpRequestMessage(HttpMethod.Get, $"{fx.Platform.Url}/events?token={Uri.EscapeDataString admin}")
+            let! ticket = c.Send("POST", "/admin/stream-ticket", token = admin)
+            Assert.Equal(60, (node ticket.Json "expires_in_seconds").GetValue<int>())
+            let t = str ticket.Json "ticket"
+            use req = new HttpRequestMessage(HttpMethod.Get, $"{fx.Platform.Url}/events?ticket={Uri.EscapeDataString t}")
             use! resp = http.SendAsync(req, HttpCompletionOption.ResponseHeadersRead)
             Assert.Equal(200, int resp.StatusCode)
             use! stream = resp.Content.ReadAsStreamAsync()
@@ -868,8 +876,13 @@ type Routes(fx: PlatformFixture) =
 
             Assert.True(found)
             ignore w
-            let! denied = c.Send("GET", "/events?token=nope")
-            Assert.Equal(401, denied.Code)
+            // the ticket is used up; the admin token in the URL is refused; a ticket needs the admin
+            let! again = c.Send("GET", $"/events?ticket={Uri.EscapeDataString t}")
+            Assert.Equal((401, "invalid or used stream ticket"), (again.Code, again.Error))
+            let! inUrl = c.Send("GET", $"/events?token={Uri.EscapeDataString admin}")
+            Assert.Equal(401, inUrl.Code)
+            let! noAdmin = c.Send("POST", "/admin/stream-ticket", token = w.Token)
+            Assert.Equal(401, noAdmin.Code)
         }
 
 type Lifecycle() =

@@ -150,7 +150,7 @@ let ``rule: a revoked token never authenticates`` () =
             let w = ws wsId None status
             let stored = tokens |> List.map snd
             let text, tok = tokens[pick]
-            let reg = Auth.registryGate Auth.missingToken Auth.invalidToken stored (Some w) wsId (Some text)
+            let reg = Auth.registryGate false Auth.missingToken Auth.invalidToken stored (Some w) wsId (Some text)
             let str = Auth.strictGate (fun _ -> false) stored (Some w) wsId (Some text)
 
             let authenticated r =
@@ -170,23 +170,32 @@ let ``token gate examples`` () =
     let id = Guid.NewGuid()
     let w = ws id None Status.Online
     // never had a token: grandfathered on the registry gate, refused on the strict gate
-    Assert.Equal(Ok Auth.Grandfathered, Auth.registryGate Auth.missingToken Auth.invalidToken [] (Some w) id None)
+    Assert.Equal(Ok Auth.Grandfathered, Auth.registryGate false Auth.missingToken Auth.invalidToken [] (Some w) id None)
     Assert.Equal(401, (match Auth.strictGate (fun _ -> false) [] (Some w) id None with Error e -> e.Code | Ok _ -> 0))
     // a live token: bearer required
     let t = Tokens.create (Guid.NewGuid()) id t0 (Tokens.format (Array.create 32 7uy))
 
-    match Auth.registryGate Auth.missingToken Auth.invalidToken [ t ] (Some w) id None with
+    match Auth.registryGate false Auth.missingToken Auth.invalidToken [ t ] (Some w) id None with
     | Error e -> Assert.Contains("missing workspace auth token", e.Body)
     | Ok _ -> failwith "expected 401"
 
-    match Auth.registryGate Auth.missingToken Auth.invalidToken [ t ] (Some w) id (Some "nope") with
+    match Auth.registryGate false Auth.missingToken Auth.invalidToken [ t ] (Some w) id (Some "nope") with
     | Error e -> Assert.Contains("invalid workspace auth token", e.Body)
     | Ok _ -> failwith "expected 401"
 
-    // unknown workspace: grandfathered without a bearer, 401 with one (the token cannot belong to it)
+    // unknown workspace: 401 naming `workspace create`, with or without a bearer; with --open-registration it is
+    // grandfathered without a bearer, 401 with one (the token cannot belong to it)
     let unknown = Guid.NewGuid()
-    Assert.Equal(Ok Auth.Grandfathered, Auth.registryGate Auth.missingToken Auth.invalidToken [ t ] None unknown None)
-    Assert.True(Result.isError (Auth.registryGate Auth.missingToken Auth.invalidToken [ t ] None unknown (Some "whatever")))
+
+    for bearer in [ None; Some "whatever" ] do
+        match Auth.registryGate false Auth.missingToken Auth.invalidToken [ t ] None unknown bearer with
+        | Error e ->
+            Assert.Equal(401, e.Code)
+            Assert.Contains("molecule-platform workspace create", e.Body)
+        | Ok _ -> failwith "an unknown id was let in"
+
+    Assert.Equal(Ok Auth.Grandfathered, Auth.registryGate true Auth.missingToken Auth.invalidToken [ t ] None unknown None)
+    Assert.True(Result.isError (Auth.registryGate true Auth.missingToken Auth.invalidToken [ t ] None unknown (Some "whatever")))
     Assert.Equal(Some "abc", Auth.bearerOf "Bearer abc")
     Assert.Equal(None, Auth.bearerOf "Basic abc")
 

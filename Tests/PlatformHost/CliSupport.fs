@@ -76,13 +76,13 @@ let sigterm (pid: int) =
     use k = Process.Start(ProcessStartInfo("kill", $"-TERM {pid}", UseShellExecute = false))
     k.WaitForExit()
 
-/// `molecule-platform platform --data-dir D --port 0` in the background.
-type PlatformProcess(dataDir: string) =
+/// `molecule-platform platform --data-dir D --port 0 [extra…]` in the background.
+type PlatformProcess(dataDir: string, extra: string list) =
     let out = StringBuilder()
     let err = StringBuilder()
 
     let proc =
-        let p = Process.Start(startInfo [] [ "platform"; "--data-dir"; dataDir; "--port"; "0" ])
+        let p = Process.Start(startInfo [] ([ "platform"; "--data-dir"; dataDir; "--port"; "0" ] @ extra))
         p.OutputDataReceived.Add(fun e -> if not (isNull e.Data) then lock out (fun () -> out.AppendLine e.Data |> ignore))
         p.ErrorDataReceived.Add(fun e -> if not (isNull e.Data) then lock err (fun () -> err.AppendLine e.Data |> ignore))
         p.BeginOutputReadLine()
@@ -114,6 +114,8 @@ type PlatformProcess(dataDir: string) =
                 wait ()
 
         wait ()
+
+    new(dataDir: string) = new PlatformProcess(dataDir, [])
 
     member _.Url: string = url
     member _.DataDir = dataDir

@@ -1,0 +1,108 @@
+using Molecule.Core;
+using Molecule.Protocol;
+using Molecule.Runtime;
+using Molecule.Runtime.Effects;
+using Molecule.Runtime.Logging;
+
+namespace Molecule.Host.Cli;
+
+/// <summary>
+/// <c>molecule-mcp config &lt;client&gt; [--name N] [--write] [--show-token]</c>: the entry that starts this binary
+/// (absolute path) with this environment's workspace settings, for one MCP client — printed, or merged into the
+/// client's own config file (a backup <c>.bak</c> kept). The token is printed only with <c>--show-token</c>.
+/// </summary>
+public static class ConfigCommand
+{
+    private static readonly string[] Carried =
+    [
+        "MOLECULE_AGENT_NAME", "MOLECULE_AGENT_DESCRIPTION", "MOLECULE_AGENT_SKILLS", "CONFIGS_DIR", "MOLECULE_MCP_POLL_TIMEOUT_SECS",
+        "MOLECULE_MCP_REPLAY_SECS", "MOLECULE_MCP_RENOTIFY_SECS", "MOLECULE_MCP_DISABLE_STREAM",
+    ];
+
+    public const string TokenPlaceholder = "<your-token>";
+
+    public static int Run(string clientName, string? name, bool write, bool showToken)
+    {
+        if (ClientConfig.parseClient(clientName) is not { } found)
+        {
+            Console.Error.WriteLine($"error: unknown client '{clientName}'; one of: {string.Join(", ", ClientConfig.clients.Select(ClientConfig.clientName))}");
+            return ServerCommand.UsageExitCode;
+        }
+        var client = found.Value;
+        var environment = AgentBoot.ProcessEnvironment();
+        var log = StderrLog.CreateForStderr(Severity.Warning);
+        var parsed = AgentBoot.Parse(environment, log);
+        if (parsed.IsError)
+        {
+            Console.Error.Write(Connections.helpText(parsed.ErrorValue) + "\n");
+            Console.Error.WriteLine("Set the variables (as in your MCP config) and run `molecule-mcp config` again.");
+            return ServerCommand.UsageExitCode;
+        }
+        var configs = parsed.ResultValue.ToList();
+        var server = ClientConfig.serverName(name ?? (configs.Count == 1 && environment.ContainsKey("MOLECULE_AGENT_NAME") ? configs[0].AgentCard.Name : "molecule"));
+        var command = Path.GetFullPath(Environment.ProcessPath ?? "molecule-mcp");
+        var env = EnvFor(environment, configs, reveal: write || showToken);
+
+        if (!write)
+        {
+            Console.Out.WriteLine(ClientConfig.snippet(client, server, command, env));
+            if (client.IsClaudeCode)
+                Console.Out.WriteLine($"\n# For push (channels), start Claude Code with: claude {ClientConfig.channelFlag(server)}");
+            if (!showToken && env.Any(kv => kv.Item2 == TokenPlaceholder))
+                Console.Error.WriteLine("note: the token is shown as " + TokenPlaceholder + "; --show-token prints it, --write puts it in the client's file");
+            return 0;
+        }
+
+        var home = AgentBoot.Home(environment);
+        if (ClientConfig.configPath(client, home) is not { } pathOption)
+        {
+            Console.Error.WriteLine("error: plain JSON has no config file; run without --write and paste the entry");
+            return ServerCommand.UsageExitCode;
+        }
+        var path = pathOption.Value;
+        var existing = File.Exists(path) ? StateFiles.ReadPath(path, out _) : null;
+        var merged = ClientConfig.merge(client, existing is null ? null : Microsoft.FSharp.Core.FSharpOption<string>.Some(existing), server, command, env);
+        if (merged.IsError)
+        {
+            Console.Error.WriteLine($"error: cannot update {path}: {merged.ErrorValue}");
+            return 1;
+        }
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        if (existing is not null) File.Copy(path, path + ".bak", overwrite: true);
+        var error = StateFiles.WriteAtomic(Path.GetDirectoryName(path)!, Path.GetFileName(path), merged.ResultValue);
+        if (error is not null)
+        {
+            Console.Error.WriteLine("error: " + error);
+            return 1;
+        }
+        Console.Out.WriteLine($"Wrote server '{server}' to {path}" + (existing is null ? "" : $" (the previous file is {path}.bak)"));
+        if (client.IsClaudeCode) Console.Out.WriteLine($"For push (channels), start Claude Code with: claude {ClientConfig.channelFlag(server)}");
+        return 0;
+    }
+
+    /// <summary>The variables the server needs, in a stable order; secrets replaced unless revealed.</summary>
+    private static Microsoft.FSharp.Collections.FSharpList<Tuple<string, string>> EnvFor(
+        IReadOnlyDictionary<string, string> environment, List<Config> configs, bool reveal)
+    {
+        var env = new List<Tuple<string, string>>();
+        void Add(string key, string value) => env.Add(Tuple.Create(key, value));
+        string Secret(string value) => reveal ? value : TokenPlaceholder;
+        var first = configs[0];
+        if (first.TokenSource.IsFromWorkspaces)
+        {
+            var entries = configs.Select(c => $"{{\"id\":\"{c.WorkspaceId.Value}\",\"token\":\"{Secret(c.Token)}\"}}");
+            Add("MOLECULE_WORKSPACES", "[" + string.Join(",", entries) + "]");
+        }
+        else
+        {
+            Add("WORKSPACE_ID", first.WorkspaceId.Value);
+        }
+        Add("PLATFORM_URL", first.PlatformUrl);
+        if (first.TokenSource.IsFromEnv) Add("MOLECULE_WORKSPACE_TOKEN", Secret(first.Token));
+        if (first.TokenSource is TokenSource.FromTokenFile file) Add("MOLECULE_WORKSPACE_TOKEN_FILE", file.path);
+        foreach (var key in Carried)
+            if (environment.TryGetValue(key, out var value) && value.Trim().Length > 0)
+                Add(key, value.Trim());
+        return Microsoft.FSharp.Collections.ListModule.OfSeq(env);
+    }
+}

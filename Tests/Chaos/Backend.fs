@@ -1,0 +1,183 @@
+/// The platform of one schedule: in-process (the harness's `Platform` over `Server.start` with faults enabled), or
+/// the published `molecule-platform platform` as its own process on a fixed port, which can be kill -9'd and
+/// restarted on the same data dir and port. Both are driven over HTTP the same way.
+module Molecule.Tests.Chaos.Backend
+
+open System
+open System.Collections.Concurrent
+open System.Diagnostics
+open System.IO
+open System.Net
+open System.Net.Http
+open System.Net.Sockets
+open System.Text
+open System.Text.Json.Nodes
+open System.Threading.Tasks
+open Molecule.Platform
+open Molecule.Platform.Server
+open Molecule.Tests.Host.Harness
+
+type Backend =
+    abstract Url: string
+    abstract AdminToken: string
+    /// One HTTP request; throws on transport failure (connection refused, reset, timeout).
+    abstract Send: meth: string * path: string * body: string option * token: string option * caller: string option -> Task<HttpAnswer>
+    /// The fault injector (in-process only).
+    abstract Faults: FaultInjector option
+    /// kill -9 (process only); false when this platform cannot be killed.
+    abstract Kill: unit -> bool
+    abstract Restart: unit -> Task
+    /// Everything the platform printed (process only), for the token check.
+    abstract Output: string list
+    abstract Stop: unit -> Task
+
+type private InProcessBackend(p: Platform) =
+    interface Backend with
+        member _.Url = p.Url
+        member _.AdminToken = p.AdminToken
+        member _.Send(meth, path, body, token, caller) =
+            match body, token, caller with
+            | Some b, Some t, Some c -> p.Send(meth, path, b, t, c)
+            | Some b, Some t, None -> p.Send(meth, path, b, t)
+            | Some b, None, _ -> p.Send(meth, path, b)
+            | None, Some t, _ -> p.Send(meth, path, token = t)
+            | None, None, _ -> p.Send(meth, path)
+        member _.Faults = Some p.Faults
+        member _.Kill() = false
+        member _.Restart() = Task.CompletedTask
+        member _.Output = []
+        // Not the harness's DisposeAsync: that deletes the data dir, which a failed schedule keeps as evidence.
+        member _.Stop() = p.Running.StopAsync()
+
+let freePort () =
+    let l = new TcpListener(IPAddress.Loopback, 0)
+    l.Start()
+    let port = (l.LocalEndpoint :?> IPEndPoint).Port
+    l.Stop()
+    port
+
+type private ProcessBackend(binary: string, dataDir: string, port: int) =
+    let url = $"http://127.0.0.1:{port}"
+    let output = ConcurrentQueue<string>()
+    let http = new HttpClient(BaseAddress = Uri url, Timeout = TimeSpan.FromSeconds 15.0)
+    let mutable proc: Process = null
+    let mutable admin = ""
+
+    let launch () =
+        task {
+            let psi = ProcessStartInfo(binary, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false)
+            for a in [ "platform"; "--data-dir"; dataDir; "--port"; string port ] do
+                psi.ArgumentList.Add a
+            psi.Environment.Clear()
+            for kv in baseEnv () do
+                psi.Environment[kv.Key] <- kv.Value
+            let p = Process.Start psi
+            p.OutputDataReceived.Add(fun e -> if not (isNull e.Data) then output.Enqueue e.Data)
+            p.ErrorDataReceived.Add(fun e -> if not (isNull e.Data) then output.Enqueue e.Data)
+            p.BeginOutputReadLine()
+            p.BeginErrorReadLine()
+            proc <- p
+            let sw = Stopwatch.StartNew()
+            let mutable up = false
+            while not up do
+                if p.HasExited then
+                    failwith $"""molecule-platform exited with {p.ExitCode}: {String.Join("\n", output)}"""
+                if sw.Elapsed > TimeSpan.FromSeconds 30.0 then
+                    failwith $"""molecule-platform not healthy after 30 s: {String.Join("\n", output)}"""
+                try
+                    use! r = http.GetAsync "/health"
+                    up <- r.IsSuccessStatusCode
+                with _ ->
+                    ()
+                if not up then do! Task.Delay 50
+            admin <- File.ReadAllText(Path.Combine(dataDir, "admin_token")).Trim()
+        }
+
+    member _.Launch() = launch ()
+
+    interface Backend with
+        member _.Url = url
+        member _.AdminToken = admin
+        member _.Send(meth, path, body, token, caller) =
+            task {
+                use req = new HttpRequestMessage(HttpMethod meth, path)
+                body |> Option.iter (fun b -> req.Content <- new StringContent(b, Encoding.UTF8, "application/json"))
+                token |> Option.iter (fun t -> req.Headers.Authorization <- Headers.AuthenticationHeaderValue("Bearer", t))
+                caller |> Option.iter (fun c -> req.Headers.Add("X-Workspace-ID", c))
+                use! resp = http.SendAsync req
+                let! text = resp.Content.ReadAsStringAsync()
+                return { Code = int resp.StatusCode; Body = text }
+            }
+        member _.Faults = None
+        member _.Kill() =
+            try
+                proc.Kill() // SIGKILL
+                proc.WaitForExit 5000 |> ignore
+            with _ ->
+                ()
+            true
+        member _.Restart() = launch ()
+        member _.Output = List.ofSeq output
+        member _.Stop() =
+            task {
+                try
+                    if not proc.HasExited then
+                        proc.Kill()
+                        do! proc.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds 5.0)
+                with _ ->
+                    ()
+                http.Dispose()
+            }
+
+/// Starts the platform of a schedule with its data in `dataDir`.
+let start (kind: Schedule.PlatformKind) (platformBinary: string) (dataDir: string) : Task<Backend> =
+    task {
+        match kind with
+        | Schedule.InProcess ->
+            let! p = Server.start { PlatformOptions.defaults dataDir with EnableFaults = true }
+            return InProcessBackend(new Platform(p)) :> Backend
+        | Schedule.OwnProcess ->
+            let b = ProcessBackend(platformBinary, dataDir, freePort ())
+            do! b.Launch()
+            return b :> Backend
+    }
+
+/// POST /workspaces (admin) → the workspace with its token.
+let createWorkspace (b: Backend) (name: string) : Task<Workspace> =
+    task {
+        let body = JsonObject()
+        body["name"] <- JsonValue.Create name
+        let! a = b.Send("POST", "/workspaces", Some(body.ToJsonString()), Some b.AdminToken, None)
+        if a.Code <> 201 then failwith $"create workspace failed: HTTP {a.Code} {a.Body}"
+        return { Id = strOf a.Json "id"; Token = strOf a.Json "auth_token"; Name = name }
+    }
+
+/// One message to `target`: from the canvas (admin bearer) or from workspace `from`. True when the platform
+/// accepted it (HTTP 200); false on any other answer or a transport failure.
+let sendMessage (b: Backend) (target: Workspace) (from: Workspace option) (text: string) : Task<bool> =
+    task {
+        let body = Platform.MessageBody text
+        try
+            let! a =
+                match from with
+                | None -> b.Send("POST", $"/workspaces/{target.Id}/a2a", Some body, Some b.AdminToken, None)
+                | Some f -> b.Send("POST", $"/workspaces/{target.Id}/a2a", Some body, Some f.Token, Some f.Id)
+            return a.Code = 200
+        with _ ->
+            return false
+    }
+
+/// The fault rule of a schedule fault on workspace `wsId`.
+let faultRule (wsId: string) (fault: Schedule.Fault) (times: int) : FaultRule =
+    let poll = { FaultRule.make $"/workspaces/{wsId}/activity" 0 with Method = Some "GET"; Times = Some times }
+    match fault with
+    | Schedule.PollStatus s -> { poll with Status = s }
+    | Schedule.PollDelay ms -> { poll with DelayMs = ms }
+    | Schedule.PollHang -> { poll with Hang = true }
+    | Schedule.PollDrop -> { poll with Drop = true }
+    | Schedule.PollGone ->
+        { poll with
+            Status = 410
+            Body = "{\"error\":\"since_id cursor not found (row may have been pruned or belongs to a different workspace); omit since_id to reset\"}" }
+    | Schedule.AckStatus s ->
+        { FaultRule.make $"/workspaces/{wsId}/activity/ack" s with Method = Some "POST"; Times = Some times }

@@ -1,0 +1,184 @@
+/// A chaos schedule as data: the platform (in-process with fault injection, or its own process that can be
+/// kill -9'd), the workspaces and the molecule-mcp processes serving them, and a seeded sequence of steps.
+/// Pure: the same (run seed, index, options) always gives the same schedule.
+module Molecule.Tests.Chaos.Schedule
+
+open System
+
+type PlatformKind =
+    /// `Server.start` inside the runner: faults through `RunningPlatform.Faults`.
+    | InProcess
+    /// `molecule-platform platform --data-dir D --port P`: kill -9 and restart on the same data dir and port.
+    | OwnProcess
+
+/// Faults on one workspace's delivery routes (`GET /workspaces/<id>/activity`, `POST …/activity/ack`).
+type Fault =
+    | PollStatus of status: int
+    | PollDelay of ms: int
+    | PollHang
+    | PollDrop
+    /// The cursor row is "gone": one 410.
+    | PollGone
+    | AckStatus of status: int
+
+type Step =
+    /// `count` messages to workspace `target`, from the canvas (None) or from workspace `from`'s token.
+    | Burst of target: int * count: int * from: int option
+    | Inject of ws: int * fault: Fault * times: int
+    | ClearFaults
+    /// kill -9 of one molecule-mcp process (right after its next `inbox_pop` answer when `afterPop`), restarted
+    /// `restartMs` later with the same environment.
+    | KillAgent of slot: int * afterPop: bool * restartMs: int
+    /// kill -9 of the platform process, restarted `downMs` later; `during` = a burst still being sent meanwhile.
+    | KillPlatform of downMs: int * during: (int * int) option
+    | Pause of ms: int
+    /// The drivers of workspace `ws` handle nothing for `ms` (the steps go on), so unread messages pile up.
+    | Stall of ws: int * ms: int
+
+/// One molecule-mcp process slot: which workspace it serves and where its state lives.
+type Slot =
+    { Ws: int
+      /// Index of the state dir: slots with the same value share it (CONFIGS_DIR, or HOME when `Home`).
+      Dir: int
+      /// No CONFIGS_DIR: the state dir is `<HOME>/.molecule-workspace` of a HOME shared by two workspaces.
+      Home: bool }
+
+type Schedule =
+    { RunSeed: int
+      Index: int
+      Platform: PlatformKind
+      Workspaces: int
+      Slots: Slot list
+      Steps: Step list }
+
+type Options =
+    { /// Messages per schedule, about (bursts share it).
+      Messages: int
+      /// One schedule in this many gets one burst of 501–600 messages at once (0 = never).
+      BigBurstEvery: int
+      /// Add a stall of one workspace's drivers with a burst of 1,100–1,300 into it (beyond the 1,000 unread at
+      /// which intake pauses). Drawn from a second generator: the other steps stay those of the same seed.
+      Stalls: bool }
+
+let defaultOptions = { Messages = 60; BigBurstEvery = 6; Stalls = false }
+
+/// The seed of schedule `index` of a run: stable across processes (HashCode is randomized per process).
+let scheduleSeed (runSeed: int) (index: int) =
+    let mutable h = 0x9E3779B97F4A7C15UL ^^^ uint64 (uint32 runSeed)
+    h <- (h ^^^ uint64 (uint32 index)) * 0xBF58476D1CE4E5B9UL
+    h <- (h ^^^ (h >>> 31)) * 0x94D049BB133111EBUL
+    int (h >>> 33)
+
+let private layout (rng: Random) (workspaces: int) : Slot list =
+    // Workspaces 0 and 1 share one HOME without CONFIGS_DIR in a third of the schedules.
+    let sharedHome = rng.Next 3 = 0
+    [ for ws in 0 .. workspaces - 1 do
+        let home = sharedHome && ws < 2
+        let dir = if home then 100 else ws
+        // A second process for the same workspace (same state dir) in about half of the workspaces.
+        let procs = if rng.Next 2 = 0 then 2 else 1
+        for _ in 1..procs do
+            { Ws = ws; Dir = dir; Home = home } ]
+
+let private fault (rng: Random) : Fault * int =
+    match rng.Next 9 with
+    | 0 -> PollStatus 500, rng.Next(1, 7)
+    | 1 -> PollStatus 429, rng.Next(1, 7)
+    | 2 -> PollStatus 503, rng.Next(1, 7)
+    | 3 -> PollDelay(rng.Next(200, 2000)), rng.Next(1, 5)
+    | 4 -> PollHang, 1
+    | 5 -> PollDrop, rng.Next(1, 4)
+    | 6 -> PollGone, 1
+    | 7 -> AckStatus 404, rng.Next(1, 4)
+    | _ -> AckStatus 500, rng.Next(1, 5)
+
+let private burst (rng: Random) (workspaces: int) (count: int) =
+    let target = rng.Next workspaces
+    let from = if rng.Next 2 = 0 then None else Some((target + 1 + rng.Next(workspaces - 1)) % workspaces)
+    Burst(target, max 1 count, from)
+
+/// The schedule `index` of run `runSeed`: even indexes in-process with faults, odd ones the platform process.
+let generate (options: Options) (runSeed: int) (index: int) : Schedule =
+    let rng = Random(scheduleSeed runSeed index)
+    let kind = if index % 2 = 0 then InProcess else OwnProcess
+    let workspaces = rng.Next(2, 4)
+    let slots = layout rng workspaces
+    let mutable budget = max 1 options.Messages
+    let small () =
+        let n = min budget (rng.Next(1, max 2 (options.Messages / 3 + 1)))
+        budget <- budget - n
+        n
+    let count = rng.Next(7, 13)
+    let steps =
+        [ for _ in 1..count do
+            let roll = rng.Next 100
+            match kind with
+            | InProcess when roll < 30 && budget > 0 -> burst rng workspaces (small ())
+            | InProcess when roll < 62 -> let f, t = fault rng in Inject(rng.Next workspaces, f, t)
+            | InProcess when roll < 77 -> KillAgent(rng.Next slots.Length, rng.Next 2 = 0, rng.Next 1500)
+            | InProcess when roll < 87 -> ClearFaults
+            | OwnProcess when roll < 35 && budget > 0 -> burst rng workspaces (small ())
+            | OwnProcess when roll < 62 -> KillAgent(rng.Next slots.Length, rng.Next 2 = 0, rng.Next 1500)
+            | OwnProcess when roll < 82 ->
+                let during = if rng.Next 2 = 0 then Some(rng.Next workspaces, rng.Next(20, 80)) else None
+                KillPlatform(rng.Next(100, 2500), during)
+            | _ -> Pause(rng.Next(100, 1200)) ]
+    // Every schedule kills an agent; in-process ones get one 410 (and other faults), process ones kill the platform.
+    let ensure (present: Step -> bool) (make: unit -> Step) (steps: Step list) =
+        if List.exists present steps then steps
+        else
+            let at = rng.Next(steps.Length + 1)
+            List.insertAt at (make ()) steps
+    let steps =
+        steps
+        |> ensure (function KillAgent _ -> true | _ -> false) (fun () -> KillAgent(rng.Next slots.Length, true, rng.Next 1500))
+        |> ensure
+            (function Inject(_, PollGone, _) | KillPlatform _ -> true | _ -> false)
+            (fun () ->
+                match kind with
+                | InProcess -> Inject(rng.Next workspaces, PollGone, 1)
+                | OwnProcess -> KillPlatform(rng.Next(100, 2500), None))
+    let steps = if budget > 0 then List.insertAt (rng.Next(steps.Length + 1)) (burst rng workspaces budget) steps else steps
+    let big = options.BigBurstEvery > 0 && rng.Next options.BigBurstEvery = 0
+    let steps = if big then List.insertAt (rng.Next(steps.Length + 1)) (burst rng workspaces (rng.Next(501, 601))) steps else steps
+    let steps =
+        if options.Stalls then
+            let r2 = Random(scheduleSeed runSeed index + 1)
+            let ws = r2.Next workspaces
+            List.insertManyAt (r2.Next(steps.Length + 1)) [ Stall(ws, r2.Next(6000, 12000)); Burst(ws, r2.Next(1100, 1301), None) ] steps
+        else
+            steps
+    { RunSeed = runSeed
+      Index = index
+      Platform = kind
+      Workspaces = workspaces
+      Slots = slots
+      Steps = steps }
+
+let private faultText (f: Fault) =
+    match f with
+    | PollStatus s -> $"poll{s}"
+    | PollDelay ms -> $"delay{ms}ms"
+    | PollHang -> "hang"
+    | PollDrop -> "drop"
+    | PollGone -> "410"
+    | AckStatus s -> $"ack{s}"
+
+let stepText (step: Step) =
+    match step with
+    | Burst(t, n, None) -> $"canvas>{t}x{n}"
+    | Burst(t, n, Some f) -> $"{f}>{t}x{n}"
+    | Inject(ws, f, times) -> $"{faultText f}@{ws}x{times}"
+    | ClearFaults -> "clear"
+    | KillAgent(slot, afterPop, ms) -> $"""kill9 agent{slot}{(if afterPop then "-after-pop" else "")}+{ms}ms"""
+    | KillPlatform(ms, None) -> $"kill9 platform+{ms}ms"
+    | KillPlatform(ms, Some(t, n)) -> $"kill9 platform+{ms}ms during {t}x{n}"
+    | Pause ms -> $"pause{ms}ms"
+    | Stall(ws, ms) -> $"stall{ws}:{ms}ms"
+
+/// One line: platform, slots (workspace:state dir, h = shared HOME), steps.
+let describe (s: Schedule) =
+    let kind = match s.Platform with InProcess -> "in-process" | OwnProcess -> "process"
+    let slots = s.Slots |> List.map (fun sl -> $"""{sl.Ws}:{(if sl.Home then "h" else string sl.Dir)}""") |> String.concat ","
+    let steps = s.Steps |> List.map stepText |> String.concat " "
+    $"{kind} ws={s.Workspaces} slots=[{slots}] | {steps}"

@@ -1,0 +1,122 @@
+/// Lost / duplicated / leaked, computed only from what the processes said on stdout (Agents.Obs) and what the
+/// platform answered the senders. Pure.
+module Molecule.Tests.Chaos.Verdict
+
+open System
+open Molecule.Tests.Chaos.Agents
+
+/// One message a sender tried to deliver.
+type Sent =
+    { Text: string
+      Target: int
+      /// The platform answered HTTP 200.
+      Accepted: bool }
+
+type Counts =
+    { Sent: int
+      Delivered: int
+      Lost: int
+      Duplicated: int
+      Leaked: int
+      /// Sends without an HTTP 200 (transport failure while the platform was killed) …
+      Unconfirmed: int
+      /// … of which delivered anyway (the platform had committed the row).
+      UnconfirmedDelivered: int
+      /// Not popped with an answer, but an `inbox_pop` for it was in flight when its process was killed, and the
+      /// workspace's ledger file records the pop: handled (the answer died with the process).
+      InFlightPops: int
+      /// Pushed by another process of the workspace after the pop answer arrived, but decided before that process
+      /// could know of the pop (see `judge`): counted here, not as duplicates …
+      Raced: int
+      /// … and the longest such delay (ms).
+      RacedMaxMs: float
+      /// Messages shown whose text no sender sent.
+      Stray: int }
+
+let zero =
+    { Sent = 0; Delivered = 0; Lost = 0; Duplicated = 0; Leaked = 0; Unconfirmed = 0
+      UnconfirmedDelivered = 0; InFlightPops = 0; Raced = 0; RacedMaxMs = 0.0; Stray = 0 }
+
+let add (a: Counts) (b: Counts) =
+    { Sent = a.Sent + b.Sent; Delivered = a.Delivered + b.Delivered; Lost = a.Lost + b.Lost
+      Duplicated = a.Duplicated + b.Duplicated; Leaked = a.Leaked + b.Leaked; Unconfirmed = a.Unconfirmed + b.Unconfirmed
+      UnconfirmedDelivered = a.UnconfirmedDelivered + b.UnconfirmedDelivered; InFlightPops = a.InFlightPops + b.InFlightPops
+      Raced = a.Raced + b.Raced; RacedMaxMs = max a.RacedMaxMs b.RacedMaxMs; Stray = a.Stray + b.Stray }
+
+let failures (c: Counts) = c.Lost + c.Duplicated + c.Leaked + c.Stray
+
+let private ms (x: float) = int x
+
+let private obsText (o: Obs) =
+    let what =
+        match o.Kind with
+        | Shown -> $"peek(sent {ms o.Sent})"
+        | Pushed -> "push"
+        | Popped true -> $"pop=true(sent {ms o.Sent})"
+        | Popped false -> $"pop=false(sent {ms o.Sent})"
+        | PopUnanswered -> $"pop unanswered(sent {ms o.Sent})"
+    $"p{o.Proc}/ws{o.Ws} {what} @{ms o.At}ms line {o.Pos} id {o.ActivityId}"
+
+/// Counts and, for every failing message, one evidence text.
+/// `knew proc pos` = when (runner clock) process `proc` last certainly read the shared ledger before it wrote stdout
+/// line `pos`: its start, or the latest request sent before an answer it wrote ahead of that line. A process
+/// applies each tool call after reading the ledger and writes its effects (notifications, answers) in the order it
+/// decided them, so a push written after such an answer was decided after that read: when the read followed the
+/// pop answer, the push is a duplicate; otherwise the push only raced the pop.
+/// `inLedger ws activityId` = the ledger file of workspace `ws` records that message as popped.
+let judge (sent: Sent list) (obs: Obs list) (knew: int -> int -> float) (inLedger: int -> string -> bool) : Counts * string list =
+    let byText = obs |> List.groupBy (fun o -> o.Text) |> Map.ofList
+    let known = sent |> List.map (fun s -> s.Text) |> Set.ofList
+    let evidence = ResizeArray<string>()
+    let mutable c = zero
+    for s in sent do
+        let os = defaultArg (byText.TryFind s.Text) [] |> List.sortBy (fun o -> o.At)
+        let own = os |> List.filter (fun o -> o.Ws = s.Target)
+        let pops = own |> List.filter (fun o -> o.Kind = Popped true)
+        let delivered = not pops.IsEmpty
+        let leaked = os |> List.exists (fun o -> o.Ws <> s.Target)
+        let after, raced =
+            match pops with
+            | [] -> [], []
+            | p :: _ ->
+                let late (o: Obs) =
+                    match o.Kind with
+                    | Shown -> o.Sent > p.At
+                    | Pushed when o.Proc = p.Proc -> o.Pos > p.Pos
+                    | Pushed -> knew o.Proc o.Pos > p.At
+                    | _ -> false
+                let racing (o: Obs) = o.Kind = Pushed && o.Proc <> p.Proc && o.At > p.At && not (late o)
+                own |> List.filter late, own |> List.filter racing |> List.map (fun o -> o.At - p.At)
+        let duplicated = pops.Length > 1 || not after.IsEmpty
+        let inFlight =
+            not delivered
+            && own |> List.exists (fun o -> o.Kind = PopUnanswered && inLedger s.Target o.ActivityId)
+        let lost = s.Accepted && not delivered && not inFlight
+        c <-
+            { c with
+                Sent = c.Sent + (if s.Accepted then 1 else 0)
+                Delivered = c.Delivered + (if delivered && s.Accepted then 1 else 0)
+                Lost = c.Lost + (if lost then 1 else 0)
+                Duplicated = c.Duplicated + (if duplicated then 1 else 0)
+                Leaked = c.Leaked + (if leaked then 1 else 0)
+                Unconfirmed = c.Unconfirmed + (if s.Accepted then 0 else 1)
+                UnconfirmedDelivered = c.UnconfirmedDelivered + (if delivered && not s.Accepted then 1 else 0)
+                InFlightPops = c.InFlightPops + (if inFlight && s.Accepted then 1 else 0)
+                Raced = c.Raced + (if raced.IsEmpty then 0 else 1)
+                RacedMaxMs = List.fold max c.RacedMaxMs raced }
+        let trail () = os |> List.map obsText |> String.concat "; "
+        if lost then evidence.Add $"LOST \"{s.Text}\" (to ws{s.Target}, accepted): {trail ()}"
+        if duplicated then
+            let why = if pops.Length > 1 then $"popped with removed:true {pops.Length} times" else "shown after it was popped"
+            evidence.Add $"DUPLICATED \"{s.Text}\" (to ws{s.Target}): {why}: {trail ()}"
+        if leaked then evidence.Add $"LEAKED \"{s.Text}\" (to ws{s.Target}): {trail ()}"
+    let stray = obs |> List.filter (fun o -> not (known.Contains o.Text)) |> List.distinctBy (fun o -> o.Text)
+    for o in stray do
+        evidence.Add $"STRAY \"{o.Text}\" (no sender sent it): {obsText o}"
+    { c with Stray = stray.Length }, List.ofSeq evidence
+
+let line (c: Counts) =
+    $"sent {c.Sent}, delivered {c.Delivered}, lost {c.Lost}, duplicated {c.Duplicated}, leaked {c.Leaked}"
+
+let extra (c: Counts) =
+    $"unconfirmed sends {c.Unconfirmed} (delivered {c.UnconfirmedDelivered}), pops in flight at kill -9 {c.InFlightPops}, raced pushes {c.Raced} (at most {int c.RacedMaxMs} ms after the pop), stray {c.Stray}"

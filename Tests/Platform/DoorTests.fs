@@ -1,0 +1,403 @@
+/// "No open doors", over real HTTP (127.0.0.1, port 0): every refusal a client without the right token or from the
+/// wrong place meets — foreign Host, foreign Origin, non-JSON bodies, unknown ids, revoked tokens, bodies over the
+/// limit (413 even while the client is still sending), rate limits — the data directory's modes, the start warnings
+/// and the platform log.
+module Molecule.Tests.Platform.DoorTests
+
+open System
+open System.Collections.Concurrent
+open System.IO
+open System.Net.Http
+open System.Net.Http.Headers
+open System.Text
+open System.Text.Json.Nodes
+open System.Threading.Tasks
+open Xunit
+open Molecule.Platform
+open Molecule.Platform.Server
+open Molecule.Tests.Platform.HttpTests
+open Molecule.Tests.Platform.DeliveryHttpTests
+
+/// One request with exactly these headers (Host, Origin, Content-Type may be anything).
+let raw (c: Client) (meth: string) (path: string) (headers: (string * string) list) (body: HttpContent option) : Task<Answer * HttpResponseMessage> =
+    task {
+        let req = new HttpRequestMessage(HttpMethod meth, path)
+        body |> Option.iter (fun b -> req.Content <- b)
+
+        for (k, v) in headers do
+            match k with
+            | "Host" -> req.Headers.Host <- v
+            | "Content-Type" when not (isNull req.Content) -> req.Content.Headers.ContentType <- MediaTypeHeaderValue.Parse v
+            | _ -> req.Headers.TryAddWithoutValidation(k, v) |> ignore
+
+        let! resp = c.Http.SendAsync req
+        let! text = resp.Content.ReadAsStringAsync()
+        return { Code = int resp.StatusCode; Text = text }, resp
+    }
+
+let json (text: string) = new StringContent(text, Encoding.UTF8, "application/json") :> HttpContent
+let bearer (t: string) = "Authorization", "Bearer " + t
+
+/// A platform of its own whose log lines are collected.
+type Logged(opts: PlatformOptions -> PlatformOptions) =
+    let lines = ConcurrentQueue<string>()
+    let own = new Own(fun o -> opts { o with Log = Some lines.Enqueue })
+    member _.P = own.P
+    member _.C = own.C
+    member _.Dir = own.Dir
+    member _.Lines = List.ofSeq lines
+    member _.Log = String.Join("\n", lines)
+
+    interface IAsyncDisposable with
+        member _.DisposeAsync() = (own :> IAsyncDisposable).DisposeAsync()
+
+let port (url: string) = Uri(url).Port.ToString(Globalization.CultureInfo.InvariantCulture)
+
+[<Fact>]
+let ``doors: a foreign Host is refused on every route (DNS rebinding); loopback names and --allowed-host names pass`` () =
+    task {
+        use fx = new Logged(fun o -> { o with AllowedHosts = [ "team.example.com" ] })
+        let c, admin = fx.C, fx.P.AdminToken
+        let p = port fx.P.Url
+
+        for path in [ "/health"; "/workspaces"; "/"; "/canvas/canvas.js" ] do
+            let! a, _ = raw c "GET" path [ "Host", "evil.example:" + p; bearer admin ] None
+            Assert.Equal(421, a.Code)
+            Assert.Contains("--allowed-host", a.Error)
+
+        let! post, _ = raw c "POST" "/workspaces" [ "Host", "rebind.attacker.test"; bearer admin ] (Some(json """{"name":"x"}"""))
+        Assert.Equal(421, post.Code)
+
+        for host in [ "127.0.0.1:" + p; "localhost:" + p; "LOCALHOST:" + p; "team.example.com"; "team.example.com:443" ] do
+            let! a, _ = raw c "GET" "/health" [ "Host", host ] None
+            Assert.True((a.Code = 200), $"Host {host}: {a.Code} {a.Text}")
+
+        Assert.Contains("refused GET /health", fx.Log)
+    }
+
+[<Fact>]
+let ``doors: a state change with a foreign Origin is refused; the platform's own origin (what molecule-mcp sends) passes`` () =
+    task {
+        use fx = new Logged(fun o -> { o with AllowedHosts = [ "team.example.com" ] })
+        let c, admin = fx.C, fx.P.AdminToken
+        let own = fx.P.Url // http://127.0.0.1:PORT, exactly molecule-mcp's Origin for PLATFORM_URL=<that>
+
+        for origin in [ "http://evil.example"; "null"; "http://127.0.0.1:1"; "http://localhost:" + port own; "file://x" ] do
+            let! a, _ = raw c "POST" "/workspaces" [ "Origin", origin; bearer admin ] (Some(json """{"name":"x"}"""))
+            Assert.True((a.Code = 403), $"Origin {origin}: {a.Code} {a.Text}")
+            Assert.Equal(Guard.foreignOrigin, a.Error)
+
+        let! del, _ = raw c "DELETE" $"/workspaces/{Guid.NewGuid()}" [ "Origin", "http://evil.example"; bearer admin ] None
+        Assert.Equal(403, del.Code)
+
+        for origin in [ own; "https://team.example.com"; "http://team.example.com:8443" ] do
+            let! a, _ = raw c "POST" "/workspaces" [ "Origin", origin; bearer admin ] (Some(json """{"name":"ok"}"""))
+            Assert.True((a.Code = 201), $"Origin {origin}: {a.Code} {a.Text}")
+
+        // reads are not state changes: a foreign Origin on GET still needs (and gets) the bearer check only
+        let! read, _ = raw c "GET" "/workspaces" [ "Origin", "http://evil.example" ] None
+        Assert.Equal(401, read.Code)
+    }
+
+[<Fact>]
+let ``doors: JSON routes refuse text/plain, form posts and bodies without a content type; JSON with a charset passes`` () =
+    task {
+        use fx = new Logged(id)
+        let c, admin = fx.C, fx.P.AdminToken
+        let! ws = createWs c admin "typed" None []
+
+        let plain (ctype: string) =
+            let b = new StringContent("""{"name":"x"}""", Encoding.UTF8)
+            b.Headers.ContentType <- MediaTypeHeaderValue.Parse ctype
+            b :> HttpContent
+
+        for ctype in [ "text/plain"; "application/x-www-form-urlencoded"; "multipart/form-data; boundary=x" ] do
+            let! a, _ = raw c "POST" "/workspaces" [ bearer admin ] (Some(plain ctype))
+            Assert.True((a.Code = 415), $"{ctype}: {a.Code} {a.Text}")
+            Assert.Equal(Guard.notJson, a.Error)
+
+        let noType = new ByteArrayContent(Encoding.UTF8.GetBytes """{"message":"hi"}""")
+        let! untyped, _ = raw c "POST" $"/workspaces/{ws.Id}/notify" [ bearer ws.Token ] (Some noType)
+        Assert.Equal(415, untyped.Code)
+
+        let! register, _ =
+            raw c "POST" "/registry/register" [ bearer ws.Token ] (Some(plain "text/plain"))
+
+        Assert.Equal(415, register.Code)
+
+        for ctype in [ "application/json; charset=utf-8"; "application/merge-patch+json" ] do
+            let! a, _ = raw c "PATCH" $"/workspaces/{ws.Id}" [ bearer admin ] (Some(plain ctype))
+            Assert.True((a.Code = 200), $"{ctype}: {a.Code} {a.Text}")
+
+        // no body and no content type: nothing to refuse (the route answers for itself)
+        let! sweep, _ = raw c "POST" "/admin/sweep" [ bearer admin ] None
+        Assert.Equal(200, sweep.Code)
+    }
+
+[<Fact>]
+let ``doors: registration of an unknown id is refused naming workspace create, and logged; --open-registration restores it with a warning`` () =
+    task {
+        use closed = new Logged(id)
+        let unknown = Guid.NewGuid().ToString()
+        let! a = closed.C.Send("POST", "/registry/register", registerBody unknown)
+        Assert.Equal(401, a.Code)
+        Assert.Equal(Auth.unknownWorkspace, a.Error)
+        Assert.Contains("molecule-platform workspace create", a.Error)
+        let! list = closed.C.Send("GET", "/workspaces", token = closed.P.AdminToken)
+        Assert.Equal(0, list.Json.AsArray().Count)
+        let line = closed.Lines |> List.find (fun l -> l.StartsWith "registration refused")
+        Assert.Contains("workspace " + unknown.Replace("-", "").Substring(0, 8), line)
+        Assert.Contains("127.0.0.1", line)
+        // an admin-created workspace keeps working with its token
+        let! ws = createWs closed.C closed.P.AdminToken "made by the admin" None []
+        let! ok = closed.C.Send("POST", "/registry/register", registerBody ws.Id, ws.Token)
+        Assert.Equal(200, ok.Code)
+
+        use openReg = new Logged(fun o -> { o with OpenRegistration = true })
+        Assert.Contains(Notices.openRegistration, openReg.Lines)
+        let! first = openReg.C.Send("POST", "/registry/register", registerBody unknown)
+        Assert.Equal(200, first.Code)
+        Assert.Equal(43, (str first.Json "auth_token").Length)
+        let! again = openReg.C.Send("POST", "/registry/register", registerBody unknown)
+        Assert.Equal(401, again.Code)
+    }
+
+[<Fact>]
+let ``doors: a revoked token is refused on register, heartbeat, activity, a2a and the event stream`` () =
+    task {
+        use fx = new Logged(id)
+        let c, admin = fx.C, fx.P.AdminToken
+        let! lead = createWs c admin "lead" None []
+        let! ws = createWs c admin "revoked" (Some lead.Id) []
+        let! tokens = c.Send("GET", $"/workspaces/{ws.Id}/tokens", token = admin)
+        let tokenId = str (tokens.Json["tokens"].AsArray()[0]) "id"
+        let! revoke = c.Send("DELETE", $"/workspaces/{ws.Id}/tokens/{tokenId}", token = admin)
+        Assert.Equal(200, revoke.Code)
+
+        let attempts =
+            [ "POST", "/registry/register", Some(registerBody ws.Id)
+              "POST", "/registry/heartbeat", Some(heartbeatBody ws.Id)
+              "GET", $"/workspaces/{ws.Id}/activity", None
+              "POST", $"/workspaces/{lead.Id}/a2a", Some(messageBody "hi")
+              "GET", $"/workspaces/{ws.Id}/events/stream", None ]
+
+        for (m, path, body) in attempts do
+            let! a =
+                match body with
+                | Some b -> c.Send(m, path, b, ws.Token, ws.Id)
+                | None -> c.Send(m, path, token = ws.Token)
+
+            Assert.True((a.Code = 401), $"{m} {path}: {a.Code} {a.Text}")
+
+        Assert.Contains("registration refused for revoked (", fx.Log)
+        Assert.Contains($"token {tokenId} of revoked (", fx.Log)
+    }
+
+/// The body of a memory of `n` bytes.
+let memoryOf (n: int) = "{\"content\":\"" + String('m', n) + "\",\"scope\":\"LOCAL\"}"
+
+[<Fact>]
+let ``doors: a body over the limit gets the platform's 413 JSON even while the client is still sending (10 MB memory, 2 MB notify, chunked, 30 MB upload)`` () =
+    task {
+        use fx = new Logged(id)
+        let c, admin = fx.C, fx.P.AdminToken
+        let! ws = createWs c admin "big" None []
+
+        let! memory = c.Send("POST", $"/workspaces/{ws.Id}/memories", memoryOf 10_000_000, ws.Token)
+        Assert.Equal(413, memory.Code)
+        Assert.Equal(Server.bodyTooLarge, memory.Error)
+
+        let! notify = c.Send("POST", $"/workspaces/{ws.Id}/notify", "{\"message\":\"" + String('n', 2_000_000) + "\"}", ws.Token)
+        Assert.Equal(413, notify.Code)
+
+        // no Content-Length: the platform reads to the end, drops the excess and answers 413
+        let chunked = new StreamContent(new MemoryStream(Encoding.UTF8.GetBytes(memoryOf 10_000_000)))
+        chunked.Headers.ContentType <- MediaTypeHeaderValue "application/json"
+        let req = new HttpRequestMessage(HttpMethod.Post, $"/workspaces/{ws.Id}/memories", Content = chunked)
+        req.Headers.TransferEncodingChunked <- Nullable true
+        req.Headers.Authorization <- AuthenticationHeaderValue("Bearer", ws.Token)
+        let! resp = c.Http.SendAsync req
+        Assert.Equal(413, int resp.StatusCode)
+        let! text = resp.Content.ReadAsStringAsync()
+        Assert.Contains(Server.bodyTooLarge, text)
+
+        let form = new MultipartFormDataContent()
+        form.Add(new ByteArrayContent(Array.zeroCreate 30_000_000), "files", "big.bin")
+        let up = new HttpRequestMessage(HttpMethod.Post, $"/workspaces/{ws.Id}/chat/uploads", Content = form)
+        up.Headers.Authorization <- AuthenticationHeaderValue("Bearer", ws.Token)
+        let! upResp = c.Http.SendAsync up
+        Assert.Equal(413, int upResp.StatusCode)
+        let! upText = upResp.Content.ReadAsStringAsync()
+        Assert.Contains(Server.uploadTooLarge, upText)
+
+        // just under the limit still works, and the connection is still good
+        let! small = c.Send("POST", $"/workspaces/{ws.Id}/memories", memoryOf 1_000_000, ws.Token)
+        Assert.Equal(201, small.Code)
+    }
+
+[<Fact>]
+let ``doors: per-token rate limits on registration, A2A sends and notify answer 429 with Retry-After`` () =
+    task {
+        let limits: RateLimit.Limits =
+            { Register = { PerMinute = 2 }
+              A2a = { PerMinute = 3 }
+              Notify = { PerMinute = 2 } }
+
+        use fx = new Logged(fun o -> { o with RateLimits = limits })
+        let c, admin = fx.C, fx.P.AdminToken
+        let! lead = createWs c admin "lead" None []
+        let! ws = createWs c admin "chatty" (Some lead.Id) []
+
+        let check (what: string) (send: unit -> Task<Answer * HttpResponseMessage>) (allowed: int) =
+            task {
+                for i in 1..allowed do
+                    let! a, _ = send ()
+                    Assert.True((a.Code < 400), $"{what} #{i}: {a.Code} {a.Text}")
+
+                let! refused, resp = send ()
+                Assert.Equal(429, refused.Code)
+                Assert.Contains("rate limit exceeded", refused.Error)
+                let retry = int (resp.Headers.RetryAfter.Delta.Value.TotalSeconds)
+                Assert.InRange(retry, 1, 60)
+            }
+
+        do! check "register" (fun () -> raw c "POST" "/registry/register" [ bearer ws.Token ] (Some(json (registerBody ws.Id)))) 2
+        do! check "a2a" (fun () -> raw c "POST" $"/workspaces/{lead.Id}/a2a" [ bearer ws.Token; "X-Workspace-ID", ws.Id ] (Some(json (messageBody "hi")))) 3
+        do! check "notify" (fun () -> raw c "POST" $"/workspaces/{ws.Id}/notify" [ bearer ws.Token ] (Some(json """{"message":"m"}"""))) 2
+        // per token: the lead's own token is not limited by the child's use
+        let! other = c.Send("POST", "/registry/register", registerBody lead.Id, lead.Token)
+        Assert.Equal(200, other.Code)
+        // the operator (canvas, CLI: the admin token) is not limited
+        for _ in 1..5 do
+            let! a = c.Send("POST", $"/workspaces/{ws.Id}/a2a", messageBody "from the canvas", admin)
+            Assert.Equal(200, a.Code)
+        Assert.Contains("rate limit: registrations from 127.0.0.1 refused", fx.Log)
+    }
+
+[<Fact>]
+let ``doors: without a token an attacker reads only /health, the canvas assets and public cards, and changes nothing (every route)`` () =
+    task {
+        use fx = new Logged(fun o -> { o with EnableFaults = true })
+        let c, admin = fx.C, fx.P.AdminToken
+        let! lead = createWs c admin "lead" None []
+        let! ws = createWs c admin "target" (Some lead.Id) []
+        let! _ = c.Send("POST", "/registry/register", registerBody ws.Id, ws.Token)
+        let routes = fx.P.Routes
+        Assert.True(routes.Length >= 30, $"only {routes.Length} routes")
+
+        let fill (pattern: string) =
+            pattern.Replace("{id}", ws.Id).Replace("{tokenId}", string (Guid.NewGuid())).Replace("{file}", "x.txt").Replace("{*path:nonfile}", "anything")
+
+        let publicReads = set [ "/health"; "/workspaces/{id}"; "/"; "/canvas/{file}"; "{*path:nonfile}" ]
+
+        for (m, pattern) in routes do
+            let path = fill pattern
+
+            for body in [ None; Some(json "{}") ] do
+                let read = m = "GET" || m = "HEAD"
+                let! a, _ = raw c m path [ "X-Workspace-ID", ws.Id ] (if read then None else body)
+
+                if read && publicReads.Contains pattern then
+                    Assert.True((a.Code = 200 || a.Code = 404), $"{m} {pattern}: {a.Code}")
+                else
+                    Assert.True((a.Code = 400 || a.Code = 401 || a.Code = 404), $"{m} {pattern} without a token gave {a.Code}: {a.Text}")
+
+        // the public card says who and whether up, not where or what it is doing
+        let! card = c.Send("GET", $"/workspaces/{ws.Id}")
+        Assert.Equal("target", str card.Json "name")
+        Assert.Equal("online", str card.Json "status")
+
+        for hidden in [ "url"; "last_heartbeat_at"; "uptime_seconds"; "active_tasks"; "last_error_rate" ] do
+            Assert.False(card.Json.AsObject().ContainsKey hidden, $"the public card shows {hidden}")
+
+        let! full = c.Send("GET", $"/workspaces/{ws.Id}", token = ws.Token)
+        Assert.True(full.Json.AsObject().ContainsKey "last_heartbeat_at")
+        // nothing changed: still one child, online, with its token
+        let! still = c.Send("GET", $"/workspaces/{ws.Id}", token = admin)
+        Assert.Equal("online", str still.Json "status")
+        Assert.Equal("target", str still.Json "name")
+    }
+
+let modes (dir: string) =
+    [ yield dir, DataDir.modeOf dir
+      for f in Directory.EnumerateFileSystemEntries(dir, "*", SearchOption.AllDirectories) -> f, DataDir.modeOf f ]
+
+[<Fact>]
+let ``doors: the data directory is 0700 and every file in it 0600 (database, WAL, SHM, token, uploads), also an old open one`` () =
+    task {
+        if not (OperatingSystem.IsWindows()) then
+            let dir = tempDir ()
+            let start () = Server.start (PlatformOptions.defaults dir)
+            let! p = start ()
+            use c = new Client(p.Url)
+            let! ws = createWs c p.AdminToken "files" None []
+            let form = new MultipartFormDataContent()
+            form.Add(new ByteArrayContent(Encoding.UTF8.GetBytes "notes"), "files", "notes.txt")
+            let up = new HttpRequestMessage(HttpMethod.Post, $"/workspaces/{ws.Id}/chat/uploads", Content = form)
+            up.Headers.Authorization <- AuthenticationHeaderValue("Bearer", ws.Token)
+            let! upResp = c.Http.SendAsync up
+            Assert.Equal(200, int upResp.StatusCode)
+
+            let check (label: string) =
+                let all = modes dir
+                let names = all |> List.map (fun (f, _) -> Path.GetFileName f)
+
+                for expected in [ "platform.db"; "platform.db-wal"; "platform.db-shm"; "admin_token"; "uploads" ] do
+                    Assert.True(List.contains expected names, $"{label}: no {expected} in {names}")
+
+                for (f, m) in all do
+                    let want = if Directory.Exists f then "700" else "600"
+                    Assert.True((m = want), $"{label}: {f} has mode {m}, expected {want}")
+
+            check "running"
+            do! p.StopAsync()
+
+            // an upgrade: a data dir an older platform left group/world readable
+            for (f, _) in modes dir do
+                File.SetUnixFileMode(f, (if Directory.Exists f then enum<UnixFileMode> 0o755 else enum<UnixFileMode> 0o644))
+
+            let! again = start ()
+            check "after upgrade"
+            do! again.StopAsync()
+    }
+
+[<Fact>]
+let ``doors: start warnings for a non-loopback address, open registration and fault routes; loopback says nothing`` () =
+    task {
+        use quiet = new Logged(id)
+        Assert.Empty(quiet.Lines |> List.filter (fun l -> l.StartsWith "warning:"))
+        use loud = new Logged(fun o -> { o with Host = "0.0.0.0"; OpenRegistration = true; EnableFaults = true })
+        let warnings = loud.Lines |> List.filter (fun l -> l.StartsWith "warning:")
+        Assert.Equal(3, warnings.Length)
+        Assert.Contains("0.0.0.0", warnings[0])
+        Assert.Contains("reverse proxy with TLS", warnings[0])
+        Assert.Contains("public card", warnings[0])
+        Assert.Equal(Notices.faults, warnings[2])
+    }
+
+[<Fact>]
+let ``doors: the platform log names workspaces (name and short id) and never shows a token`` () =
+    task {
+        use fx = new Logged(id)
+        let c, admin = fx.C, fx.P.AdminToken
+        let! lead = createWs c admin "Lead" None []
+        let! res = createWs c admin "Researcher" (Some lead.Id) []
+        let! _ = c.Send("POST", "/registry/register", registerBody res.Id, res.Token)
+        let! _ = c.Send("POST", $"/workspaces/{res.Id}/a2a", messageBody "hello", lead.Token, lead.Id)
+        let! minted = c.Send("POST", $"/workspaces/{res.Id}/tokens", "{}", admin)
+        let short (id: string) = id.Replace("-", "").Substring(0, 8)
+        let log = fx.Log
+        Assert.Contains($"Researcher ({short res.Id}) was created", log)
+        Assert.Contains($"Researcher ({short res.Id}) is online", log)
+        Assert.Contains($"Lead ({short lead.Id}) → Researcher ({short res.Id})", log)
+        Assert.DoesNotContain("hello", log)
+
+        for secret in [ admin; lead.Token; res.Token; str minted.Json "auth_token" ] do
+            Assert.DoesNotContain(secret, log)
+
+        // one entry, one line: a newline in a name or a (decoded) path cannot forge a log line
+        let! _ = createWs c admin "Evil\nregistration refused for nobody" None []
+        let! _ = raw c "GET" "/health%0Aforged" [ "Host", "evil.example" ] None
+        Assert.DoesNotContain(fx.Lines, fun l -> l.Contains '\n' || l.StartsWith "registration refused for nobody" || l.StartsWith "forged")
+        Assert.Contains("Evil?registration refused for nobody", fx.Log)
+    }
