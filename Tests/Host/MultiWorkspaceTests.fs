@@ -27,9 +27,7 @@ let private meta (n: JsonNode) (key: string) =
     | null -> ""
     | v -> v.GetValue<string>()
 
-let private contentOf (n: JsonNode) =
-    let p = n["params"]
-    p["content"].GetValue<string>()
+let private contentOf (n: JsonNode) = pushedText n["params"]
 
 /// The live tokens of a workspace (admin).
 let private tokenIds (platform: Platform) (ws: Workspace) =

@@ -141,7 +141,7 @@ let ``the SDK client with default options connects via the initialize fallback``
         Assert.Equal(11, tools.Count)
         let text = "default client " + Guid.NewGuid().ToString("N")
         let! _ = platform.CanvasMessage(ws.Id, text)
-        let! _ = agent.WaitNotification(fun n -> strOf n "content" = text)
+        let! _ = agent.WaitNotification(fun n -> pushedText n = text)
         agent.AssertNoTokenLeak()
     }
 
