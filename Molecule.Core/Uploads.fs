@@ -127,8 +127,8 @@ let private safeChar (c: char) =
 
 let private clean (max: int) (fallback: string) (s: string) =
     let t = String((if isNull s then "" else s).ToCharArray() |> Array.map (fun c -> if safeChar c then c else '_'))
-    let t = t.TrimStart('.')
     let t = if t.Length > max then t.Substring(t.Length - max) else t
+    let t = t.TrimStart('.')
     if t = "" || t |> Seq.forall (fun c -> c = '_') then fallback else t
 
 /// A file name that is safe on every file system: [A-Za-z0-9._-] only, no leading dot, at most 100 characters

@@ -3,7 +3,10 @@
 module Molecule.Tests.Core.EnvelopeTests
 
 open System
+open System.Text.Json.Nodes
 open Xunit
+open FsCheck
+open FsCheck.FSharp
 open Molecule.Core
 open Molecule.Protocol
 
@@ -145,3 +148,69 @@ let ``example: the sender's registry facts survive the ledger file`` () =
     let plain = { msg CanvasUser "" with PeerName = None; PeerRole = None }
     Assert.DoesNotContain("peer_name", Json.compact (Journal.messageJson plain))
     Assert.Equal(Some plain, Journal.messageOfJson (Journal.messageJson plain :> System.Text.Json.Nodes.JsonNode))
+
+let private quick n = FsCheck.Config.QuickThrowOnFailure.WithMaxTest n
+
+/// What may appear in a shown name or role (addendum §5.4), plus the "…" of a cut one.
+let private safeNameChar (c: char) =
+    Char.IsAsciiLetterOrDigit c || " _.-/+:@()".IndexOf c >= 0 || c = '\u2026'
+
+[<Fact>]
+let ``property: any peer name and role yields safe content and attributes, and meta values are always strings`` () =
+    let text = ArbMap.defaults |> ArbMap.generate<string>
+    let kinds = Gen.elements [ CanvasUser; PeerAgent; DelegationResult ]
+    let peers = Gen.elements [ peer; peer.ToUpperInvariant(); ""; "../../etc/passwd"; "not a uuid\n" ]
+    let gen =
+        gen {
+            let! name = text
+            let! role = text
+            let! body = text
+            let! kind = kinds
+            let! peerId = peers
+            let! multi = Gen.elements [ None; Some arrival ]
+            return { msg kind peerId with PeerName = Option.ofObj name; PeerRole = Option.ofObj role; Text = body }, multi
+        }
+    Check.One(
+        quick 500,
+        Prop.forAll (Arb.fromGen gen) (fun (m, multi) ->
+            let ev = Channel.eventFor "http://127.0.0.1:7080" multi m
+            let pars = Channel.toParams ev
+            let meta = pars["meta"].AsObject()
+            let shownOk (key: string) =
+                match meta[key] with
+                | null -> true
+                | v ->
+                    let s = v.GetValue<string>()
+                    s <> "" && s.Length <= Channel.maxNameChars && s |> Seq.forall safeNameChar
+            // The header is built only from sanitised facts: one line, nothing outside the safe set but its frame.
+            let header = ev.Content.Split('\n')[0]
+            let lines = ev.Content.Split('\n')
+            let hint = lines[lines.Length - 1]
+            (meta |> Seq.forall (fun kv -> kv.Value.GetValueKind() = Text.Json.JsonValueKind.String))
+            && meta.ContainsKey "peer_id"
+            && not (meta.ContainsKey "source")
+            && shownOk "peer_name"
+            && shownOk "peer_role"
+            && (meta |> Seq.forall (fun kv -> not (kv.Value.GetValue<string>().Contains '\n')))
+            && header.StartsWith "["
+            && header |> Seq.forall (fun c -> not (Char.IsControl c))
+            && header.IndexOfAny([| '<'; '>'; '"' |]) < 0
+            && hint.StartsWith "\u21a9"
+            && hint |> Seq.forall (fun c -> not (Char.IsControl c)))
+    )
+
+[<Fact>]
+let ``property: the poll path's message JSON shows names and roles only sanitised, every value a string`` () =
+    let text = ArbMap.defaults |> ArbMap.generate<string>
+    Check.One(
+        quick 300,
+        Prop.forAll (Arb.fromGen (Gen.zip text text)) (fun (name, role) ->
+            let m = { msg PeerAgent peer with PeerName = Option.ofObj name; PeerRole = Option.ofObj role }
+            let json = InboxTools.messageJson "http://127.0.0.1:7080" None m
+            let ok (key: string) =
+                match json[key] with
+                | null -> true
+                | v -> v.GetValue<string>() |> Seq.forall safeNameChar
+            ok "peer_name" && ok "peer_role"
+            && (json |> Seq.forall (fun kv -> kv.Key = "seq" || kv.Value.GetValueKind() = Text.Json.JsonValueKind.String)))
+    )
