@@ -66,17 +66,20 @@ let private peerName (peer: JsonNode) (id: string) : string =
     | None, None -> if id = "" then "(unnamed)" else id
 
 let private peerLine (via: string) (peer: JsonNode) : (string * string) option * string =
+    // Registry strings are shown sanitised like the channel's (P26): one line each, no markup, at most 64 chars.
+    let shown (s: string) = Channel.sanitizeName s
     let id = Json.prop "id" peer |> Option.bind Json.asScalarText |> Option.defaultValue ""
-    let name = peerName peer id
-    let status = Json.stringProp "status" peer |> Option.filter (isBlank >> not) |> Option.defaultValue "unknown"
+    let id = if id = "" then "" else defaultArg (shown id) ""
+    let name = peerName peer id |> shown |> Option.defaultValue (if id = "" then "(unnamed)" else id)
+    let status = Json.stringProp "status" peer |> Option.bind shown |> Option.defaultValue "unknown"
 
     let role =
-        match Json.stringProp "role" peer with
-        | Some r when not (isBlank r) -> $", role: {r}"
-        | _ -> ""
+        match Json.stringProp "role" peer |> Option.bind shown with
+        | Some r -> $", role: {r}"
+        | None -> ""
 
     let skills =
-        match skillNames peer with
+        match skillNames peer |> List.choose shown with
         | [] -> ""
         | xs -> " — skills: [" + String.Join(", ", xs) + "]"
 
