@@ -30,12 +30,15 @@ let getWorkspaceInfo (ctx: ToolContext) : Program =
     match ctx.Removed with
     | Some info -> removed info
     | None ->
-        platform ctx (fun () ->
+        // Asked even while the token is rejected (degraded): a deleted workspace's token is rejected too, and this is
+        // the tool that tells the two apart (410 → deleted; 401/403 → the degraded line).
+        platform { ctx with Degraded = None } (fun () ->
             Call(
                 Api.workspace ctx.Config,
                 fun resp ->
                     match resp with
                     | Reply(410, body) -> removed (removedInfo ctx body)
+                    | Reply(s, _) when (s = 401 || s = 403) && ctx.Degraded.IsSome -> fail ctx.Degraded.Value
                     | Reply(s, body) when is2xx s ->
                         match Json.tryParse body with
                         | Some node -> ok (Json.indented node)

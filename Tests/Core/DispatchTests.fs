@@ -163,6 +163,19 @@ let ``get_workspace_info 410 gives the tailored removed message`` () =
     Assert.Equal<Observation list>([ WorkspaceRemoved info ], run.Observations)
 
 [<Fact>]
+let ``example: get_workspace_info still asks while the token is rejected: 410 says deleted, 401 the degraded line`` () =
+    let degraded = { ctx with Degraded = Some "Error: the platform rejects the token of this workspace." }
+    let gone = runWith (except Get own (reply 410 $"{{\"error\":\"workspace removed\",\"id\":\"{ownId}\"}}")) degraded GetWorkspaceInfo
+    Assert.Equal(1, gone.Requests.Length)
+    Assert.StartsWith($"Workspace {ownId} was deleted on the platform", gone.Output.Text)
+    let rejected = runWith (except Get own (reply 401 "{\"error\":\"invalid workspace auth token\"}")) degraded GetWorkspaceInfo
+    Assert.True(isError rejected)
+    Assert.Equal("Error: the platform rejects the token of this workspace.", rejected.Output.Text)
+    // every other platform tool answers the degraded line without a request
+    let peers = runWith happy degraded ListPeers
+    Assert.Empty(peers.Requests)
+
+[<Fact>]
 let ``get_workspace_info of a workspace known to be deleted answers the same without a request`` () =
     let info = ({ Id = ownId; RemovedAt = None; Hint = Removed.defaultHint }: Removed.Info)
     let run = runWith happy { ctx with Removed = Some info } GetWorkspaceInfo
@@ -206,7 +219,7 @@ let ``example: list_peers shows registry names, roles and skills sanitised, one 
         + "\"agent_card\":{\"skills\":[{\"name\":\"<b>ops</b>\"}]}}]"
     let run = runWith (except Get "/peers" (reply 200 body)) ctx ListPeers
     Assert.True(isSuccess run)
-    Assert.Equal("- Evil - Fake (ID: x) (ID: p1, status: online, role: root admin) — skills: [b ops b]", run.Output.Text)
+    Assert.Equal("- Evil - Fake (ID: x) (ID: p1, status: online, role: root admin) — skills: [b ops /b]", run.Output.Text)
 
 [<Fact>]
 let ``list_peers with no peers says so`` () =
@@ -864,7 +877,10 @@ let ``rule: list_peers never prints None for a missing role`` () =
             && lines.Length = peers.Length
             && List.forall2
                 (fun (line: string) (id, name, role: Nodes.JsonNode, skills: string list) ->
-                    let roleText = Json.asString role |> Option.filter (String.IsNullOrWhiteSpace >> not)
+                    // Registry strings are shown sanitised (P26): runs of spaces become one.
+                    let name = Channel.sanitizeName name |> Option.defaultValue id
+                    let skills = skills |> List.choose Channel.sanitizeName
+                    let roleText = Json.asString role |> Option.bind Channel.sanitizeName
                     line.StartsWith $"- {name} (ID: {id}, status: online"
                     && not (line.Contains "None")
                     && (match roleText with
@@ -874,7 +890,7 @@ let ``rule: list_peers never prints None for a missing role`` () =
                 lines
                 peers
             && run.Observations
-               = [ PeerNames(peers |> List.map (fun (id, name, _, _) -> id, name))
+               = [ PeerNames(peers |> List.map (fun (id, name, _, _) -> id, Channel.sanitizeName name |> Option.defaultValue id))
                    PeersVia(cfg.WorkspaceId, peers |> List.map (fun (id, _, _, _) -> id)) ])
     )
 
