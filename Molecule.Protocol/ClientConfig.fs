@@ -106,6 +106,16 @@ let snippet (client: Client) (server: string) (command: string) (env: (string * 
     | Cline
     | PlainJson -> wrapped "mcpServers" (entry command env)
 
+/// The one-line commands that add the server in the clients that have one (what the seed docs show): Claude Code's
+/// `claude mcp add … -- env K=V … <binary>` and Hermes Agent's `hermes mcp add … --command <binary> --env K=V …`.
+let addCommand (client: Client) (server: string) (command: string) (env: (string * string) list) : string option =
+    match client with
+    | ClaudeCode -> Some(snippet ClaudeCode server command env)
+    | Hermes ->
+        let envWords = env |> List.collect (fun (k, v) -> [ "--env"; shellQuote (k + "=" + v) ])
+        Some(String.Join(' ', [ "hermes"; "mcp"; "add"; shellQuote server; "--command"; shellQuote command ] @ envWords))
+    | _ -> None
+
 /// The client's user config file under a home directory (None for plain JSON).
 let configPath (client: Client) (home: string) : string option =
     let p (parts: string list) = Some(String.Join("/", home.TrimEnd('/') :: parts))

@@ -104,6 +104,21 @@ let asFloat (node: JsonNode) : float option =
         | _ -> None
     | _ -> None
 
+/// Number value of a JSON number only (a string is not a number here, as in Go's encoding/json).
+let asNumber (node: JsonNode) : float option =
+    match node with
+    | :? JsonValue as v when v.GetValueKind() = JsonValueKind.Number ->
+        match Double.TryParse(v.ToJsonString(), Globalization.NumberStyles.Float, Globalization.CultureInfo.InvariantCulture) with
+        | true, f when Double.IsFinite f -> Some f
+        | _ -> None
+    | _ -> None
+
+/// Integral JSON number within the Int32 range.
+let asInt (node: JsonNode) : int option =
+    match asNumber node with
+    | Some f when f = Math.Floor f && f >= float Int32.MinValue && f <= float Int32.MaxValue -> Some(int f)
+    | _ -> None
+
 let asArray (node: JsonNode) : JsonNode list option =
     match node with
     | :? JsonArray as a -> Some(a |> Seq.toList)
@@ -138,8 +153,32 @@ let bool (b: bool) : JsonNode = JsonValue.Create b :> JsonNode
 let arr (items: JsonNode seq) : JsonNode = JsonArray(Seq.toArray items) :> JsonNode
 let nul : JsonNode = null
 
+let num64 (n: int64) : JsonNode = JsonValue.Create n :> JsonNode
+let optStr (s: string option) : JsonNode = match s with Some v -> str v | None -> null
+
+/// Object whose keys are in ordinal order, as Go's encoding/json writes a map (the reference platform's bodies
+/// and event payloads).
+let sorted (fields: (string * JsonNode) list) : JsonObject =
+    obj (fields |> List.sortWith (fun (a, _) (b, _) -> String.CompareOrdinal(a, b)))
+
 /// Deep copy (nodes can have only one parent).
 let clone (node: JsonNode) : JsonNode =
     match node with
     | null -> null
     | n -> n.DeepClone()
+
+/// Parses text that will be stored or relayed: like tryParse, and every string in it decodes (no lone UTF-16
+/// surrogate escapes), so no later read fails.
+let tryParseDecoded (text: string) : JsonNode option = tryParse text |> Option.filter decodes
+
+/// Parses text that must be an object (decoded as tryParseDecoded).
+let tryParseObject (text: string) : JsonObject option =
+    match tryParseDecoded text with
+    | Some(:? JsonObject as o) -> Some o
+    | _ -> None
+
+/// Raw JSON text (a stored column) as a fresh node; invalid text becomes a JSON string.
+let raw (text: string) : JsonNode =
+    match tryParseDecoded text with
+    | Some n -> n
+    | None -> str text

@@ -6,6 +6,7 @@ open System
 open System.Collections.Generic
 open System.Threading.Channels
 open System.Text.Json.Nodes
+module Json = Molecule.Protocol.Json
 
 /// Who sees an event.
 type Audience =
@@ -108,9 +109,9 @@ module PlatformEvent =
         Json.compact (
             Json.obj
                 [ "type", Json.str e.Type
-                  "workspace_id", Json.optGuid e.WorkspaceId
+                  "workspace_id", Wire.optGuid e.WorkspaceId
                   "payload", e.Payload.DeepClone()
-                  "at", Json.timeNode e.At ]
+                  "at", Wire.timeNode e.At ]
         )
 
     /// Workspace-stream frame data: the AG-UI-style envelope `{type, timestamp (Unix ms), data}` (spec §1.1).

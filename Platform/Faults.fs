@@ -5,6 +5,7 @@ open System
 open System.Collections.Concurrent
 open System.Text.Json.Nodes
 open System.Text.RegularExpressions
+module Json = Molecule.Protocol.Json
 
 /// A fault rule. PathPrefix is a path prefix, or a regular expression when it starts with '^'.
 /// Status 0 = no status override (useful with DelayMs alone: delay, then answer normally).

@@ -140,8 +140,9 @@ export function initDialogs() {
   $('new-workspace').addEventListener('click', openCreate);
   $('create-form').addEventListener('submit', submitCreate);
   $('create-cancel').addEventListener('click', () => $('create-dialog').close());
-  $('create-done').addEventListener('click', () => $('create-dialog').close());
-  $('create-dialog').addEventListener('close', () => clear($('create-result'))); // the token is not kept
+  // the token is not kept: gone at once on Done (the dialog's close event comes a task later), and on Escape too
+  $('create-done').addEventListener('click', () => { clear($('create-result')); $('create-dialog').close(); });
+  $('create-dialog').addEventListener('close', () => clear($('create-result')));
   $('delete-form').addEventListener('submit', confirmDelete);
   $('delete-cancel').addEventListener('click', () => $('delete-dialog').close());
   on('delete', openDelete);

@@ -4,6 +4,7 @@ module Molecule.Platform.A2a
 open System
 open System.Text.Json.Nodes
 open Molecule.Platform.Validation
+module Json = Molecule.Protocol.Json
 
 let accessDenied = "access denied: workspaces cannot communicate per hierarchy rules"
 
@@ -15,7 +16,7 @@ let parseCaller (header: string option) : Result<Guid option, Reply> =
     | None -> Ok None
     | Some h when String.IsNullOrWhiteSpace h -> Ok None
     | Some h when systemPrefixes |> List.exists (fun p -> h.Trim().StartsWith(p, StringComparison.OrdinalIgnoreCase)) ->
-        Error(Json.errorReply 403 "invalid caller ID")
+        Error(Wire.errorReply 403 "invalid caller ID")
     | Some h ->
         match parseGuid h with
         | Some g -> Ok(Some g)
@@ -23,7 +24,7 @@ let parseCaller (header: string option) : Result<Guid option, Reply> =
 
 /// Normalises a POSTed A2A body into a JSON-RPC 2.0 envelope. `rpcId` and `messageId` are used when missing.
 let normalise (rpcId: Guid) (messageId: Guid) (text: string) : Result<JsonObject, Reply> =
-    match Json.tryParse text with
+    match Json.tryParseDecoded text with
     | Some(:? JsonObject as o) ->
         let env =
             if o.ContainsKey "jsonrpc" then
@@ -31,12 +32,12 @@ let normalise (rpcId: Guid) (messageId: Guid) (text: string) : Result<JsonObject
             else
                 Json.obj
                     [ "jsonrpc", Json.str "2.0"
-                      "id", Json.str (Json.guid rpcId)
+                      "id", Json.str (Wire.guid rpcId)
                       "method", (Json.prop "method" o |> Option.map Json.clone |> Option.defaultValue null)
                       "params", (Json.prop "params" o |> Option.map Json.clone |> Option.defaultValue null) ]
 
         if not (env.ContainsKey "id") || isNull env["id"] then
-            env["id"] <- Json.str (Json.guid rpcId)
+            env["id"] <- Json.str (Wire.guid rpcId)
 
         let methodName =
             match Json.prop "method" env |> Option.bind Json.asString with
@@ -53,7 +54,7 @@ let normalise (rpcId: Guid) (messageId: Guid) (text: string) : Result<JsonObject
                 | None -> Error(bad "params.message is required (params.message.parts or a v0.2 content string)")
                 | Some m ->
                     if (Json.prop "messageId" m |> Option.bind Json.asString |> Option.defaultValue "") = "" then
-                        m["messageId"] <- Json.str (Json.guid messageId)
+                        m["messageId"] <- Json.str (Wire.guid messageId)
 
                     match Json.prop "parts" m |> Option.bind Json.asArray, Json.prop "content" m |> Option.bind Json.asString with
                     | Some _, _ -> Ok env
@@ -73,7 +74,7 @@ let methodOf (env: JsonObject) =
 
 /// Reply to the sender of a message to a poll-mode target.
 let queuedReply (methodName: string) : Reply =
-    Json.reply 200 (Json.obj [ "status", Json.str "queued"; "delivery_mode", Json.str "poll"; "method", Json.str methodName ])
+    Wire.reply 200 (Json.obj [ "status", Json.str "queued"; "delivery_mode", Json.str "poll"; "method", Json.str methodName ])
 
 /// `params.message.messageId` when it is a non-empty string (the key of inbound idempotency, spec §6.1).
 let messageIdOf (env: JsonObject) : string option =
@@ -124,7 +125,7 @@ let attachmentsOf (requestBody: string option) : JsonNode list =
     let text (name: string) (n: JsonNode) =
         Json.prop name n |> Option.bind Json.asString |> Option.filter (fun v -> v <> "")
 
-    match requestBody |> Option.bind Json.tryParse with
+    match requestBody |> Option.bind Json.tryParseDecoded with
     | None -> []
     | Some body ->
         let parts =
@@ -177,7 +178,7 @@ let textOfParts (node: JsonNode) : string =
 
 /// Text of an agent's JSON-RPC answer: result.parts text, else result.artifacts[*].parts text, else the raw body.
 let answerText (body: string) : string =
-    match Json.tryParse body with
+    match Json.tryParseDecoded body with
     | Some n ->
         match Json.prop "result" n with
         | Some r ->
@@ -222,7 +223,7 @@ let parseNotify (body: JsonObject) : Result<string * Attachment list, Reply> =
                             { Uri = u
                               Name = nm
                               MimeType = s "mimeType"
-                              Size = Json.prop "size" n |> Option.bind Json.asFloat |> Option.map int64 }
+                              Size = Json.prop "size" n |> Option.bind Json.asNumber |> Option.map int64 }
                     | _ -> Error(bad $"attachment[{i}]: uri and name are required"))
                 |> Seq.fold
                     (fun acc r ->

@@ -8,6 +8,7 @@ open System.Globalization
 open System.Text.Json.Nodes
 open System.Text.RegularExpressions
 open Molecule.Platform.Validation
+module Json = Molecule.Protocol.Json
 
 [<Literal>]
 let DefaultLimit = 100
@@ -217,7 +218,7 @@ let select
         | Some text ->
             match Validation.parseGuid text |> Option.bind find with
             | Some c when c.WorkspaceId = workspaceId -> Ok(Some c)
-            | _ -> Error(Json.errorReply 410 cursorGone)
+            | _ -> Error(Wire.errorReply 410 cursorGone)
 
     match cursor, q.Source with
     | Error e, _ -> Error e
@@ -286,7 +287,7 @@ let report (id: Guid) (now: DateTimeOffset) (workspaceId: Guid) (body: JsonObjec
         do!
             match source with
             | Some s when not (String.IsNullOrWhiteSpace s) && parseGuid s <> Some workspaceId ->
-                Error(Json.errorReply 403 "source_id must match authenticated workspace")
+                Error(Wire.errorReply 403 "source_id must match authenticated workspace")
             | _ -> Ok()
 
         let! target = optGuid "target_id" body

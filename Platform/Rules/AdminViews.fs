@@ -5,6 +5,7 @@ module Molecule.Platform.AdminViews
 open System
 open System.Text.Json.Nodes
 open Molecule.Platform.Validation
+module Json = Molecule.Protocol.Json
 
 // ---------------------------------------------------------------- public card
 
@@ -12,12 +13,12 @@ open Molecule.Platform.Validation
 /// the workspace's own token): who it is and whether it is up, not where it listens or what it is doing.
 let publicCard (w: Workspace) : JsonObject =
     Json.obj
-        [ "id", Json.guidNode w.Id
+        [ "id", Wire.guidNode w.Id
           "name", Json.str w.Name
           "role", Json.optStr w.Role
           "tier", Json.num w.Tier
           "status", Json.str w.Status
-          "parent_id", Json.optGuid w.ParentId
+          "parent_id", Wire.optGuid w.ParentId
           "delivery_mode", Json.str w.DeliveryMode
           "agent_card", (match w.AgentCard with Some c -> Json.raw c | None -> null) ]
 
@@ -58,7 +59,7 @@ let ageSeconds (now: DateTimeOffset) (t: DateTimeOffset) : int64 =
 /// `live_tokens` and `delivery`.
 let overview (now: DateTimeOffset) (w: Workspace) (liveTokens: int) (d: Delivery) : JsonObject =
     let o = Views.workspace w
-    o["last_seen_at"] <- Json.optTime w.LastHeartbeatAt
+    o["last_seen_at"] <- Wire.optTime w.LastHeartbeatAt
 
     o["last_seen_seconds"] <-
         match w.LastHeartbeatAt with
@@ -79,7 +80,7 @@ let overview (now: DateTimeOffset) (w: Workspace) (liveTokens: int) (d: Delivery
               "acknowledged", Json.num d.Acknowledged
               "queued", Json.num d.Queued
               "acked_seq", (match d.AckedSeq with Some s -> Json.num64 s | None -> null)
-              "last_inbound_at", Json.optTime d.LastInboundAt ]
+              "last_inbound_at", Wire.optTime d.LastInboundAt ]
 
     o
 
@@ -166,7 +167,7 @@ type DelegationView =
       UpdatedAt: DateTimeOffset }
 
 let private bodyText (name: string) (s: string option) =
-    s |> Option.bind Json.tryParse |> Option.bind (Json.prop name) |> Option.bind Json.asString |> Option.defaultValue ""
+    s |> Option.bind Json.tryParseDecoded |> Option.bind (Json.prop name) |> Option.bind Json.asString |> Option.defaultValue ""
 
 let private cut (s: string) = if s.Length > 300 then s.Substring(0, 299) + "…" else s
 
@@ -181,7 +182,7 @@ let private asyncViews (rows: ActivityRow list) : DelegationView list =
     rows
     |> List.filter Delegations.isTracking
     |> List.map (fun t ->
-        let later = results.TryFind(Json.guid t.Id) |> Option.defaultValue [] |> List.map snd |> List.sortBy Activity.orderKey
+        let later = results.TryFind(Wire.guid t.Id) |> Option.defaultValue [] |> List.map snd |> List.sortBy Activity.orderKey
 
         let result =
             later
@@ -191,7 +192,7 @@ let private asyncViews (rows: ActivityRow list) : DelegationView list =
             |> List.tryLast
             |> Option.defaultValue ""
 
-        { Id = Json.guid t.Id
+        { Id = Wire.guid t.Id
           Mode = "async"
           SourceId = t.WorkspaceId
           TargetId = t.TargetId
@@ -221,7 +222,7 @@ let private syncViews (rows: ActivityRow list) : DelegationView list =
             | [] -> (List.rev acc) @ open'
             | r :: tail when r.ActivityType = "a2a_send" ->
                 let v =
-                    { Id = Json.guid r.Id
+                    { Id = Wire.guid r.Id
                       Mode = "sync"
                       SourceId = r.WorkspaceId
                       TargetId = r.TargetId
@@ -257,12 +258,12 @@ let delegationJson (name: Guid -> string) (v: DelegationView) : JsonObject =
     Json.obj
         [ "delegation_id", Json.str v.Id
           "mode", Json.str v.Mode
-          "source_id", Json.guidNode v.SourceId
+          "source_id", Wire.guidNode v.SourceId
           "source_name", Json.str (name v.SourceId)
-          "target_id", Json.optGuid v.TargetId
+          "target_id", Wire.optGuid v.TargetId
           "target_name", (match v.TargetId with Some t -> Json.str (name t) | None -> null)
           "task_preview", Json.str v.Task
           "status", Json.str v.Status
           "result_preview", Json.str (Feed.withNames name v.Result)
-          "created_at", Json.timeNode v.CreatedAt
-          "updated_at", Json.timeNode v.UpdatedAt ]
+          "created_at", Wire.timeNode v.CreatedAt
+          "updated_at", Wire.timeNode v.UpdatedAt ]

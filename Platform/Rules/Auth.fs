@@ -13,7 +13,7 @@ type Principal =
     /// Let in without a token: only a workspace that never had any token (legacy/first register).
     | Grandfathered
 
-let private deny (msg: string) : Reply = Json.errorReply 401 msg
+let private deny (msg: string) : Reply = Wire.errorReply 401 msg
 
 /// True when the workspace has never had a token (not even a revoked one).
 let neverHadToken (tokens: Token seq) (workspaceId: Guid) =

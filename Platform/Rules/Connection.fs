@@ -3,11 +3,9 @@
 module Molecule.Platform.Connection
 
 open System
-open System.IO
 open System.Text
-open System.Text.Encodings.Web
-open System.Text.Json
 open System.Text.Json.Nodes
+open Molecule.Protocol
 
 /// Said wherever a new token is shown (create and mint answers, the CLI, the canvas).
 let shownOnce = "Copy this token now; it is not shown again. Anyone holding it acts as this workspace."
@@ -32,76 +30,22 @@ let env (c: Connection) : (string * string) list =
       if not (String.IsNullOrWhiteSpace c.Name) then
           "MOLECULE_AGENT_NAME", c.Name ]
 
-/// Server name for the MCP config: lower-case letters, digits and '-', at most 48 characters, never empty.
-let slug (name: string) : string =
-    let sb = StringBuilder()
+/// Server name for the MCP config (the name `molecule-mcp config` uses too).
+let slug (name: string) : string = ClientConfig.serverName name
 
-    for ch in (if isNull name then "" else name).Trim().ToLowerInvariant() do
-        if (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') then
-            sb.Append ch |> ignore
-        elif sb.Length > 0 && sb[sb.Length - 1] <> '-' then
-            sb.Append '-' |> ignore
-
-    let s = sb.ToString().Trim('-')
-    let s = if s.Length > 48 then s.Substring(0, 48).TrimEnd('-') else s
-    if s = "" then "molecule" else s
-
-let private isSafe (c: char) =
-    Char.IsAsciiLetterOrDigit c || "_-./:=@%+,".Contains c
-
-/// POSIX shell quoting: the word unchanged when it is plain, else single-quoted ('\'' for a quote).
-let shellQuote (word: string) : string =
-    let w = if isNull word then "" else word
-
-    if w.Length > 0 && w |> Seq.forall isSafe then
-        w
-    else
-        "'" + w.Replace("'", "'\\''") + "'"
+let shellQuote (word: string) : string = ClientConfig.shellQuote word
 
 /// `claude mcp add <slug> -s user -- env K=V … <binary>`
 let claudeCommand (c: Connection) : string =
-    [ "claude"; "mcp"; "add"; shellQuote (slug c.Name); "-s"; "user"; "--"; "env" ]
-    @ [ for (k, v) in env c -> shellQuote $"{k}={v}" ]
-    @ [ shellQuote c.Binary ]
-    |> String.concat " "
+    ClientConfig.snippet ClientConfig.ClaudeCode (slug c.Name) c.Binary (env c)
 
 /// `hermes mcp add <slug> --command <binary> --env K=V …`
 let hermesCommand (c: Connection) : string =
-    [ "hermes"; "mcp"; "add"; shellQuote (slug c.Name); "--command"; shellQuote c.Binary ]
-    @ [ for (k, v) in env c do
-            "--env"
-            shellQuote $"{k}={v}" ]
-    |> String.concat " "
+    ClientConfig.addCommand ClientConfig.Hermes (slug c.Name) c.Binary (env c) |> Option.defaultValue ""
 
-/// `{"mcpServers": {"<slug>": {"command": …, "env": {…}}}}`
-let jsonConfigNode (c: Connection) : JsonObject =
-    let e = JsonObject()
-
-    for (k, v) in env c do
-        e[k] <- JsonValue.Create v
-
-    let server = JsonObject()
-    server["command"] <- JsonValue.Create c.Binary
-    server["env"] <- e
-    let servers = JsonObject()
-    servers[slug c.Name] <- server
-    let root = JsonObject()
-    root["mcpServers"] <- servers
-    root
-
-/// Indented JSON without needless \u escapes (still valid, properly escaped JSON).
-let toJson (node: JsonNode) : string =
-    use ms = new MemoryStream()
-
-    do
-        use w =
-            new Utf8JsonWriter(ms, JsonWriterOptions(Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping))
-
-        node.WriteTo w
-
-    Encoding.UTF8.GetString(ms.ToArray())
-
-let jsonConfig (c: Connection) : string = toJson (jsonConfigNode c)
+/// `{"mcpServers": {"<slug>": {"command": …, "env": {…}}}}`, indented, as `molecule-mcp config json` prints it.
+let jsonConfig (c: Connection) : string =
+    ClientConfig.snippet ClientConfig.PlainJson (slug c.Name) c.Binary (env c)
 
 /// One client's snippet: a stable key, its heading and the text to copy.
 type Snippet = { Key: string; Title: string; Text: string }

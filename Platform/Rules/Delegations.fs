@@ -6,6 +6,7 @@ module Molecule.Platform.Delegations
 open System
 open System.Text.Json.Nodes
 open Molecule.Platform.Validation
+module Json = Molecule.Protocol.Json
 
 type Request =
     { TargetId: Guid
@@ -63,29 +64,29 @@ let checkIdempotency (rows: ActivityRow seq) (source: Guid) (key: string option)
         | None -> Fresh
 
 let hitReply (r: ActivityRow) : Reply =
-    Json.reply
+    Wire.reply
         200
         (Json.obj
-            [ "delegation_id", Json.guidNode r.Id
+            [ "delegation_id", Wire.guidNode r.Id
               "status", Json.str r.Status
-              "target_id", Json.optGuid r.TargetId
+              "target_id", Wire.optGuid r.TargetId
               "idempotent_hit", Json.bool true ])
 
 let acceptedReply (delegationId: Guid) (target: Guid) : Reply =
-    Json.reply
+    Wire.reply
         202
         (Json.obj
-            [ "delegation_id", Json.guidNode delegationId
+            [ "delegation_id", Wire.guidNode delegationId
               "status", Json.str "delegated"
-              "target_id", Json.guidNode target ])
+              "target_id", Wire.guidNode target ])
 
 let trackingRow (delegationId: Guid) (now: DateTimeOffset) (source: Guid) (req: Request) : ActivityRow =
     { Activity.row delegationId now source "delegation" with
         SourceId = Some source
         TargetId = Some req.TargetId
         Method = Some "delegate"
-        Summary = Some $"Delegating to {Json.guid req.TargetId}"
-        RequestBody = Some(Json.compact (Json.obj [ "task", Json.str req.Task; "delegation_id", Json.guidNode delegationId ]))
+        Summary = Some $"Delegating to {Wire.guid req.TargetId}"
+        RequestBody = Some(Json.compact (Json.obj [ "task", Json.str req.Task; "delegation_id", Wire.guidNode delegationId ]))
         Status = "pending"
         IdempotencyKey = req.IdempotencyKey }
 
@@ -93,16 +94,16 @@ let trackingRow (delegationId: Guid) (now: DateTimeOffset) (source: Guid) (req: 
 let envelope (rpcId: Guid) (delegationId: Guid) (task: string) : JsonObject =
     Json.obj
         [ "jsonrpc", Json.str "2.0"
-          "id", Json.guidNode rpcId
+          "id", Wire.guidNode rpcId
           "method", Json.str "message/send"
           "params",
           Json.obj
               [ "message",
                 Json.obj
                     [ "role", Json.str "user"
-                      "messageId", Json.guidNode delegationId
+                      "messageId", Wire.guidNode delegationId
                       "parts", Json.arr [ Json.obj [ "kind", Json.str "text"; "text", Json.str task ] ]
-                      "metadata", Json.obj [ "delegation_id", Json.guidNode delegationId ] ] ] ]
+                      "metadata", Json.obj [ "delegation_id", Wire.guidNode delegationId ] ] ] ]
 
 type Outcome =
     | Completed of text: string
@@ -127,25 +128,25 @@ let resultRow (id: Guid) (now: DateTimeOffset) (source: Guid) (target: Guid) (de
     match o with
     | Completed text ->
         { baseRow with
-            Summary = Some $"Delegation completed by {Json.guid target}"
-            ResponseBody = Some(Json.compact (Json.obj [ "text", Json.str text; "delegation_id", Json.guidNode delegationId ])) }
+            Summary = Some $"Delegation completed by {Wire.guid target}"
+            ResponseBody = Some(Json.compact (Json.obj [ "text", Json.str text; "delegation_id", Wire.guidNode delegationId ])) }
     | Queued ->
         { baseRow with
-            Summary = Some $"Delegation queued for poll-mode workspace {Json.guid target}"
+            Summary = Some $"Delegation queued for poll-mode workspace {Wire.guid target}"
             ResponseBody =
                 Some(
                     Json.compact (
                         Json.obj
-                            [ "delegation_id", Json.guidNode delegationId
+                            [ "delegation_id", Wire.guidNode delegationId
                               "queued", Json.bool true
                               "delivery_mode", Json.str "poll" ]
                     )
                 ) }
     | Failed detail ->
         { baseRow with
-            Summary = Some $"Delegation to {Json.guid target} failed"
+            Summary = Some $"Delegation to {Wire.guid target} failed"
             ErrorDetail = Some(cap 4096 detail)
-            ResponseBody = Some(Json.compact (Json.obj [ "delegation_id", Json.guidNode delegationId ])) }
+            ResponseBody = Some(Json.compact (Json.obj [ "delegation_id", Wire.guidNode delegationId ])) }
 
 /// For a completed delegation, an inbound message on the caller (a2a_receive, method delegate_result,
 /// source = the target) so the answer also reaches the caller's inbox.
@@ -160,19 +161,19 @@ let replyRow (id: Guid) (now: DateTimeOffset) (source: Guid) (target: Guid) (del
                     Json.obj
                         [ "role", Json.str "agent"
                           "parts", Json.arr [ Json.obj [ "kind", Json.str "text"; "text", Json.str text ] ]
-                          "metadata", Json.obj [ "delegation_id", Json.guidNode delegationId ] ] ] ]
+                          "metadata", Json.obj [ "delegation_id", Wire.guidNode delegationId ] ] ] ]
 
     { Activity.row id now source "a2a_receive" with
         SourceId = Some target
         TargetId = Some source
         Method = Some "delegate_result"
-        Summary = Some $"Delegation result from {Json.guid target}"
+        Summary = Some $"Delegation result from {Wire.guid target}"
         RequestBody = Some(Json.compact env) }
 
 let private delegationIdOf (r: ActivityRow) : JsonNode =
     let fromBody (b: string option) =
         b
-        |> Option.bind Json.tryParse
+        |> Option.bind Json.tryParseDecoded
         |> Option.bind (Json.prop "delegation_id")
         |> Option.bind Json.asString
 
@@ -185,14 +186,14 @@ let preview (r: ActivityRow) : string option =
     | None -> None
     | Some b ->
         let text =
-            match Json.tryParse b |> Option.bind (Json.prop "text") |> Option.bind Json.asString with
+            match Json.tryParseDecoded b |> Option.bind (Json.prop "text") |> Option.bind Json.asString with
             | Some t -> t
             | None -> b
 
         Some(if text.Length > 300 then text.Substring(0, 300) + "..." else text)
 
 /// GET /workspaces/:id/delegations: up to 50 newest delegation rows of the caller.
-let list (rows: ActivityRow seq) (source: Guid) : JsonArray =
+let list (rows: ActivityRow seq) (source: Guid) : JsonNode =
     rows
     |> Seq.filter (fun r -> r.WorkspaceId = source && r.ActivityType = "delegation")
     |> Seq.sortByDescending Activity.orderKey
@@ -200,13 +201,13 @@ let list (rows: ActivityRow seq) (source: Guid) : JsonArray =
     |> Seq.map (fun r ->
         let o =
             Json.obj
-                [ "id", Json.guidNode r.Id
+                [ "id", Wire.guidNode r.Id
                   "type", Json.optStr r.Method
-                  "source_id", Json.optGuid r.SourceId
-                  "target_id", Json.optGuid r.TargetId
+                  "source_id", Wire.optGuid r.SourceId
+                  "target_id", Wire.optGuid r.TargetId
                   "summary", Json.optStr r.Summary
                   "status", Json.str r.Status
-                  "created_at", Json.timeNode r.CreatedAt ]
+                  "created_at", Wire.timeNode r.CreatedAt ]
 
         match delegationIdOf r with
         | null -> ()

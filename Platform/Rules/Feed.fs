@@ -5,6 +5,7 @@ module Molecule.Platform.Feed
 open System
 open System.Text.Json.Nodes
 open System.Text.RegularExpressions
+module Json = Molecule.Protocol.Json
 
 /// One line of the feed. Rows of one event (a delegation's tracking, delivery and result rows) share a `Key` and
 /// are merged into one entry.
@@ -56,7 +57,7 @@ let private uuid =
 let withNames (name: Guid -> string) (text: string) : string =
     if String.IsNullOrEmpty text then "" else uuid.Replace(text, fun m -> name (Guid.Parse m.Value))
 
-let private body (s: string option) = s |> Option.bind Json.tryParse
+let private body (s: string option) = s |> Option.bind Json.tryParseDecoded
 let private message (n: JsonNode) = Json.prop "params" n |> Option.bind (Json.prop "message")
 let private str (name: string) (n: JsonNode) = Json.prop name n |> Option.bind Json.asString
 
@@ -112,7 +113,7 @@ let private answerText (b: Bodies) =
 let private humanise (t: string) = (if isNull t then "" else t).Replace('_', ' ')
 
 let private entry (r: ActivityRow) kind actor target text =
-    { Key = Json.guid r.Id
+    { Key = Wire.guid r.Id
       Seq = r.Seq
       At = r.CreatedAt
       Kind = kind
@@ -155,7 +156,7 @@ let ofRow (name: Guid -> string) (r: ActivityRow) : Entry option =
 
         Some
             { entry r "delegation" (Some source) r.SourceId (delegated name source r.SourceId) with
-                Key = delegationIn b |> Option.defaultValue (Json.guid r.Id)
+                Key = delegationIn b |> Option.defaultValue (Wire.guid r.Id)
                 Result = preview (messageText b)
                 Status = "completed" }
     | "a2a_receive", _ when r.SourceId = Some ws ->
@@ -190,7 +191,7 @@ let ofRow (name: Guid -> string) (r: ActivityRow) : Entry option =
 
         Some
             { entry r "delegation" (Some ws) r.TargetId (delegated name ws r.TargetId) with
-                Key = delegationIn b |> Option.defaultValue (Json.guid r.Id)
+                Key = delegationIn b |> Option.defaultValue (Wire.guid r.Id)
                 Result = preview (withNames name result)
                 Status = r.Status }
     | "memory_write_global", _ ->
@@ -249,7 +250,7 @@ let ofEvent (name: Guid -> string) (kind: string) (ws: Guid option) (at: DateTim
         | _ ->
             statusText name kind w
             |> Option.map (fun text ->
-                { blank with Key = $"{kind}:{Json.guid w}:{at.UtcTicks}"; Text = text; Status = s "status" })
+                { blank with Key = $"{kind}:{Wire.guid w}:{at.UtcTicks}"; Text = text; Status = s "status" })
 
 /// Later rows of the same key complete an entry: the first text, detail and time stay; the latest non-empty
 /// result and status win.
@@ -300,11 +301,11 @@ let toJson (e: Entry) : JsonObject =
     Json.obj
         [ "key", Json.str e.Key
           "seq", Json.num64 e.Seq
-          "at", Json.timeNode e.At
+          "at", Wire.timeNode e.At
           "kind", Json.str e.Kind
-          "workspace_id", Json.optGuid e.WorkspaceId
-          "actor_id", Json.optGuid e.ActorId
-          "target_id", Json.optGuid e.TargetId
+          "workspace_id", Wire.optGuid e.WorkspaceId
+          "actor_id", Wire.optGuid e.ActorId
+          "target_id", Wire.optGuid e.TargetId
           "text", Json.str e.Text
           "detail", Json.str e.Detail
           "result", Json.str e.Result

@@ -127,10 +127,10 @@ let notJson = "Content-Type must be application/json"
 /// JSON route with a body that is not JSON → 415. An absent Origin passes (non-browser clients).
 let check (names: Names) (r: Request) : Reply option =
     if not (hostAllowed names r.Host) then
-        Some(Json.errorReply 421 foreignHost)
+        Some(Wire.errorReply 421 foreignHost)
     elif changesState r.Method && (r.Origin |> Option.exists (fun o -> not (originAllowed names r.Host o))) then
-        Some(Json.errorReply 403 foreignOrigin)
+        Some(Wire.errorReply 403 foreignOrigin)
     elif changesState r.Method && r.JsonRoute && (r.HasBody || r.ContentType.IsSome) && not (r.ContentType |> Option.exists isJsonType) then
-        Some(Json.errorReply 415 notJson)
+        Some(Wire.errorReply 415 notJson)
     else
         None

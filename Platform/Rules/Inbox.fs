@@ -7,6 +7,7 @@ open System.Globalization
 open System.Text.Json
 open System.Text.Json.Nodes
 open Molecule.Platform.Validation
+module Json = Molecule.Protocol.Json
 
 let ackRequired = "acked_seq is required"
 let ackNegative = "acked_seq must be >= 0"
@@ -37,7 +38,7 @@ let mergeAck (stored: int64 option) (incoming: int64) : int64 =
 
 /// `{"last_acked_seq": N}`.
 let ackReply (floor: int64) : Reply =
-    Json.reply 200 (Json.obj [ "last_acked_seq", Json.num64 floor ])
+    Wire.reply 200 (Json.obj [ "last_acked_seq", Json.num64 floor ])
 
 // ---------------------------------------------------------------- mail summary
 
@@ -75,10 +76,10 @@ let mailSummary (floor: int64 option) (overdueAfter: int) (rows: ActivityRow seq
         |> List.sortByDescending (fun r -> r.Seq)
         |> List.truncate ReceivedListCap
         |> List.map (fun r ->
-            let o = Json.obj [ "id", Json.guidNode r.Id ]
+            let o = Json.obj [ "id", Wire.guidNode r.Id ]
             r.MessageId |> Option.filter (fun m -> m <> "") |> Option.iter (fun m -> o["message_id"] <- Json.str m)
             r.Method |> Option.filter (fun m -> m <> "") |> Option.iter (fun m -> o["method"] <- Json.str m)
-            r.SourceId |> Option.iter (fun s -> o["sender_id"] <- Json.guidNode s)
+            r.SourceId |> Option.iter (fun s -> o["sender_id"] <- Wire.guidNode s)
             o["seq"] <- Json.num64 r.Seq
             o :> JsonNode)
 

@@ -7,6 +7,7 @@ open System
 open System.Text.RegularExpressions
 open System.Text.Json.Nodes
 open Molecule.Platform.Validation
+module Json = Molecule.Protocol.Json
 
 let scopes = [ "LOCAL"; "TEAM"; "GLOBAL" ]
 
@@ -73,7 +74,7 @@ let parseCommit (body: JsonObject) : Result<Commit, Reply> =
 /// The stored memory for a commit by `ws`, or 403 for GLOBAL from a non-root workspace.
 let commit (id: Guid) (now: DateTimeOffset) (ws: Workspace) (c: Commit) : Result<Memory, Reply> =
     if c.Scope = "GLOBAL" && ws.ParentId.IsSome then
-        Error(Json.errorReply 403 globalForbidden)
+        Error(Wire.errorReply 403 globalForbidden)
     else
         let content = redact c.Content
 
@@ -143,15 +144,15 @@ let recall
 /// Content as returned to readers: GLOBAL rows are wrapped with their provenance.
 let displayContent (m: Memory) =
     if m.Scope = "GLOBAL" then
-        $"[MEMORY id={Json.guid m.Id} scope=GLOBAL from={Json.guid m.WorkspaceId}]: {m.Content}"
+        $"[MEMORY id={Wire.guid m.Id} scope=GLOBAL from={Wire.guid m.WorkspaceId}]: {m.Content}"
     else
         m.Content
 
 let toJson (m: Memory) : JsonNode =
     Json.obj
-        [ "id", Json.guidNode m.Id
-          "workspace_id", Json.guidNode m.WorkspaceId
+        [ "id", Wire.guidNode m.Id
+          "workspace_id", Wire.guidNode m.WorkspaceId
           "content", Json.str (displayContent m)
           "scope", Json.str m.Scope
           "namespace", Json.str m.Namespace
-          "created_at", Json.timeNode m.CreatedAt ]
+          "created_at", Wire.timeNode m.CreatedAt ]

@@ -66,4 +66,4 @@ let message (what: string) (p: Policy) (retryAfter: int) =
     $"rate limit exceeded: at most {n} {what} a minute per token; retry in {s} s"
 
 let reply (what: string) (p: Policy) (retryAfter: int) : Reply =
-    Json.errorReply 429 (message what p retryAfter)
+    Wire.errorReply 429 (message what p retryAfter)

@@ -4,6 +4,7 @@ module Molecule.Platform.Validation
 open System
 open System.Text.Json
 open System.Text.Json.Nodes
+module Json = Molecule.Protocol.Json
 
 type ResultBuilder() =
     member _.Return(x) = Ok x
@@ -13,7 +14,7 @@ type ResultBuilder() =
 
 let result = ResultBuilder()
 
-let bad (msg: string) : Reply = Json.errorReply 400 msg
+let bad (msg: string) : Reply = Wire.errorReply 400 msg
 
 /// A canonical (lower-case, trimmed) UUID, or None.
 let parseGuid (s: string) : Guid option =
@@ -26,7 +27,7 @@ let parseGuid (s: string) : Guid option =
 
 /// The body must be a JSON object.
 let body (text: string) : Result<JsonObject, Reply> =
-    match Json.tryParse text with
+    match Json.tryParseDecoded text with
     | Some(:? JsonObject as o) -> Ok o
     | Some _ -> Error(bad "request body must be a JSON object")
     | None -> Error(bad "invalid JSON")
@@ -51,7 +52,7 @@ let optFloat (name: string) (o: JsonObject) : Result<float option, Reply> =
     match field o name with
     | None -> Ok None
     | Some n ->
-        match Json.asFloat n with
+        match Json.asNumber n with
         | Some f when not (Double.IsNaN f || Double.IsInfinity f) -> Ok(Some f)
         | _ -> Error(bad $"{name} must be a number")
 

@@ -3,6 +3,7 @@ module Molecule.Platform.Views
 
 open System
 open System.Text.Json.Nodes
+module Json = Molecule.Protocol.Json
 
 let private card (w: Workspace) : JsonNode =
     match w.AgentCard with
@@ -11,12 +12,12 @@ let private card (w: Workspace) : JsonNode =
 
 /// The fields both workspace shapes start with (fresh nodes on every call).
 let private head (w: Workspace) : (string * JsonNode) list =
-    [ "id", Json.guidNode w.Id
+    [ "id", Wire.guidNode w.Id
       "name", Json.str w.Name
       "tier", Json.num w.Tier
       "status", Json.str w.Status
       "url", Json.str (defaultArg w.Url "")
-      "parent_id", Json.optGuid w.ParentId
+      "parent_id", Wire.optGuid w.ParentId
       "active_tasks", Json.num w.ActiveTasks ]
 
 /// Peer entry (GET /registry/:id/peers).
@@ -28,7 +29,7 @@ let workspace (w: Workspace) : JsonObject =
     Json.obj (
         head w
         @ [ "max_concurrent_tasks", Json.num w.MaxConcurrentTasks
-            "last_error_rate", Json.flt w.LastErrorRate
+            "last_error_rate", Json.numf w.LastErrorRate
             "uptime_seconds", Json.num w.UptimeSeconds
             "runtime", Json.str w.Runtime
             "delivery_mode", Json.str w.DeliveryMode
@@ -37,23 +38,23 @@ let workspace (w: Workspace) : JsonObject =
             "collapsed", Json.bool false
             "role", Json.optStr w.Role
             "agent_card", card w
-            "last_outbound_at", Json.optTime w.LastOutboundAt
-            "last_heartbeat_at", Json.optTime w.LastHeartbeatAt
-            "created_at", Json.timeNode w.CreatedAt
-            "updated_at", Json.timeNode w.UpdatedAt ]
+            "last_outbound_at", Wire.optTime w.LastOutboundAt
+            "last_heartbeat_at", Wire.optTime w.LastHeartbeatAt
+            "created_at", Wire.timeNode w.CreatedAt
+            "updated_at", Wire.timeNode w.UpdatedAt ]
     )
 
 let removedHint = "Regenerate workspace + token from the canvas → Tokens tab"
 
 /// 410 body for a removed workspace.
 let removed (w: Workspace) : Reply =
-    Json.reply
+    Wire.reply
         410
         (Json.obj
             [ "error", Json.str "workspace removed"
-              "id", Json.guidNode w.Id
+              "id", Wire.guidNode w.Id
               "hint", Json.str removedHint
-              "removed_at", Json.timeNode w.UpdatedAt ])
+              "removed_at", Wire.timeNode w.UpdatedAt ])
 
 /// The raw JSON columns of a row that are set.
 let private jsonColumns (r: ActivityRow) : (string * JsonNode) list =
@@ -76,17 +77,17 @@ let private durationNode (r: ActivityRow) : JsonNode =
 /// `message_id` and `idempotency_key` are not projected.
 let activity (r: ActivityRow) : JsonObject =
     Json.sorted (
-        [ "id", Json.guidNode r.Id
-          "workspace_id", Json.guidNode r.WorkspaceId
+        [ "id", Wire.guidNode r.Id
+          "workspace_id", Wire.guidNode r.WorkspaceId
           "activity_type", Json.str r.ActivityType
-          "source_id", Json.optGuid r.SourceId
-          "target_id", Json.optGuid r.TargetId
+          "source_id", Wire.optGuid r.SourceId
+          "target_id", Wire.optGuid r.TargetId
           "method", Json.optStr r.Method
           "summary", Json.optStr r.Summary
           "duration_ms", durationNode r
           "status", Json.str r.Status
           "error_detail", Json.optStr r.ErrorDetail
-          "created_at", Json.timeNode r.CreatedAt
+          "created_at", Wire.timeNode r.CreatedAt
           "seq", Json.num64 r.Seq ]
         @ jsonColumns r
     )
@@ -107,7 +108,7 @@ let activityWithPeer (peerOf: Guid -> Workspace option) (baseUrl: string) (r: Ac
                   | _ -> ()
               | None -> ()
 
-              "agent_card_url", Json.str $"{baseUrl}/registry/discover/{Json.guid s}"
+              "agent_card_url", Json.str $"{baseUrl}/registry/discover/{Wire.guid s}"
           | None -> ()
           match A2a.attachmentsOf r.RequestBody with
           | [] -> ()
@@ -129,8 +130,8 @@ let activityData (r: ActivityRow) (summary: string option) : JsonObject =
           "method", Json.optStr r.Method
           "summary", Json.optStr summary
           "status", Json.str r.Status
-          "source_id", Json.optGuid r.SourceId
-          "target_id", Json.optGuid r.TargetId
+          "source_id", Wire.optGuid r.SourceId
+          "target_id", Wire.optGuid r.TargetId
           "duration_ms", durationNode r
           match r.ErrorDetail with
           | Some e -> "error_detail", Json.str e
@@ -143,11 +144,11 @@ let activityData (r: ActivityRow) (summary: string option) : JsonObject =
 
 let token (t: Token) : JsonNode =
     Json.obj
-        [ "id", Json.guidNode t.Id
+        [ "id", Wire.guidNode t.Id
           "prefix", Json.str t.Prefix
-          "created_at", Json.timeNode t.CreatedAt
-          "last_used_at", Json.optTime t.LastUsedAt
-          "revoked_at", Json.optTime t.RevokedAt ]
+          "created_at", Wire.timeNode t.CreatedAt
+          "last_used_at", Wire.optTime t.LastUsedAt
+          "revoked_at", Wire.optTime t.RevokedAt ]
 
 /// Agent card built from an admin create request (name + skills).
 let cardOf (name: string) (skills: string list) (description: string option) : string =
@@ -164,13 +165,11 @@ let mergeCard (stored: string option) (incoming: JsonObject) : string =
     let inc = incoming.DeepClone().AsObject()
 
     let hasSkills =
-        match Json.prop "skills" inc |> Option.bind Json.asArray with
-        | Some a -> a.Count > 0
-        | None -> false
+        Json.prop "skills" inc |> Option.bind Json.asArray |> Option.exists (not << List.isEmpty)
 
     if not hasSkills then
-        match stored |> Option.bind Json.tryParse |> Option.bind (Json.prop "skills") |> Option.bind Json.asArray with
-        | Some s when s.Count > 0 -> inc["skills"] <- s.DeepClone()
+        match stored |> Option.bind Json.tryParseDecoded |> Option.bind (Json.prop "skills") with
+        | Some s when Json.asArray s |> Option.exists (not << List.isEmpty) -> inc["skills"] <- Json.clone s
         | _ -> ()
 
     Json.compact inc

@@ -24,6 +24,7 @@ open Microsoft.Extensions.Hosting
 open Molecule.Platform
 open Molecule.Platform.Validation
 open Molecule.Platform.Routes.Http
+module Json = Molecule.Protocol.Json
 
 // ---------------------------------------------------------------- A2A delivery
 
@@ -45,7 +46,7 @@ let deliver (env: Env) (caller: Guid option) (target: Workspace) (envelope: Json
                         Json.sorted
                             [ "content", Json.str (Json.prop "params" envelope |> Option.bind (Json.prop "message") |> Option.map A2a.textOfParts |> Option.defaultValue "")
                               "message_id", Json.optStr saved.MessageId
-                              "workspace_id", Json.guidNode target.Id ]
+                              "workspace_id", Wire.guidNode target.Id ]
 
                     publishTo env WorkspaceOnly "USER_MESSAGE" (Some target.Id) [] data
 
@@ -58,7 +59,7 @@ let deliver (env: Env) (caller: Guid option) (target: Workspace) (envelope: Json
         else
             match target.Url with
             | None
-            | Some "" -> return Unreachable(Json.errorReply 503 "workspace url not registered yet")
+            | Some "" -> return Unreachable(Wire.errorReply 503 "workspace url not registered yet")
             | Some url ->
                 let started = env.Now()
 
@@ -79,7 +80,7 @@ let deliver (env: Env) (caller: Guid option) (target: Workspace) (envelope: Json
                                 Method = Some(A2a.methodOf envelope)
                                 Summary = Some $"{A2a.methodOf envelope} → {target.Name}"
                                 RequestBody = Some(Json.compact envelope)
-                                ResponseBody = Json.tryParse body |> Option.map Json.compact
+                                ResponseBody = Json.tryParseDecoded body |> Option.map Json.compact
                                 MessageId = A2a.messageIdOf envelope
                                 DurationMs = Some(int (env.Now() - started).TotalMilliseconds)
                                 Status = (if code < 400 then "ok" else "error") }
@@ -87,7 +88,7 @@ let deliver (env: Env) (caller: Guid option) (target: Workspace) (envelope: Json
 
                     return Answered(code, body)
                 with _ ->
-                    return Unreachable(Json.errorReply 502 "failed to reach workspace agent")
+                    return Unreachable(Wire.errorReply 502 "failed to reach workspace agent")
     }
 
 let a2a (env: Env) (ctx: HttpContext) : Task<Reply> =
@@ -104,7 +105,7 @@ let a2a (env: Env) (ctx: HttpContext) : Task<Reply> =
                     | Ok(Some c) -> namedCaller env ctx "missing caller auth token" "invalid caller auth token" c
                     | Ok None ->
                         match bearer ctx with
-                        | None -> Error(Json.errorReply 401 "missing caller auth token")
+                        | None -> Error(Wire.errorReply 401 "missing caller auth token")
                         | Some t when isAdmin env t -> Ok None // canvas user
                         | Some t ->
                             match Auth.ownerOf env.Store.Tokens t with
@@ -112,7 +113,7 @@ let a2a (env: Env) (ctx: HttpContext) : Task<Reply> =
                                 env.Store.Workspace owner |> Option.exists (fun w -> w.Status <> Status.Removed)
                                 ->
                                 Ok(Some owner)
-                            | _ -> Error(Json.errorReply 401 "invalid caller auth token"))
+                            | _ -> Error(Wire.errorReply 401 "invalid caller auth token"))
 
             match callerResult with
             | Error e -> return e
@@ -127,7 +128,7 @@ let a2a (env: Env) (ctx: HttpContext) : Task<Reply> =
                         | Some t ->
                             match caller with
                             | Some c when c <> targetId && not (Hierarchy.canCommunicate all c targetId) ->
-                                Error(Json.errorReply 403 A2a.accessDenied)
+                                Error(Wire.errorReply 403 A2a.accessDenied)
                             | _ -> Ok t)
 
                 match check with
@@ -163,8 +164,8 @@ let private delegationEvent
         Everyone
         kind
         (Some source)
-        (("delegation_id", Json.guidNode delegationId) :: ("target_id", Json.guidNode target) :: canvas)
-        (Json.sorted ([ "delegation_id", Json.guidNode delegationId; "target_id", Json.guidNode target ] @ extra))
+        (("delegation_id", Wire.guidNode delegationId) :: ("target_id", Wire.guidNode target) :: canvas)
+        (Json.sorted ([ "delegation_id", Wire.guidNode delegationId; "target_id", Wire.guidNode target ] @ extra))
 
 /// Previews on the stream are capped at 200 characters.
 let private preview (text: string) = Json.str (cap 200 text)
@@ -189,7 +190,7 @@ let runDelegation (env: Env) (source: Guid) (target: Guid) (delegationId: Guid) 
                         | QueuedForPoll _ -> return Delegations.Queued
                         | Unreachable r -> return Delegations.Failed r.Body
                         | Answered(code, body) when code >= 200 && code < 300 ->
-                            match Json.tryParse body with
+                            match Json.tryParseDecoded body with
                             | Some n when (Json.prop "error" n).IsSome -> return Delegations.Failed body
                             | _ -> return Delegations.Completed(A2a.answerText body)
                         | Answered(code, body) -> return Delegations.Failed $"HTTP {code}: {cap 500 body}"
@@ -208,14 +209,14 @@ let runDelegation (env: Env) (source: Guid) (target: Guid) (delegationId: Guid) 
                 | Delegations.Queued -> event "DELEGATION_STATUS" [ "status", Json.str "queued" ] [ "status", Json.str "queued" ]
                 | Delegations.Failed d -> event "DELEGATION_FAILED" [ "error", Json.str d ] [ "error", Json.str d ])
         with e ->
-            env.Log $"delegation {Json.guid delegationId} failed: {e.Message}"
+            env.Log $"delegation {Wire.guid delegationId} failed: {e.Message}"
     }
 
 let delegateTask (env: Env) (ctx: HttpContext) : Task<Reply> =
     gatedAsync strictLive env ctx (fun w ->
         task {
             match! readJson ctx with
-            | Error e -> return Json.errorReply e.Code (if e.Body.Contains "invalid JSON" then "invalid delegation request" else (Json.tryParse e.Body |> Option.bind (Json.prop "error") |> Option.bind Json.asString |> Option.defaultValue "invalid delegation request"))
+            | Error e -> return Wire.errorReply e.Code (if e.Body.Contains "invalid JSON" then "invalid delegation request" else (Json.tryParseDecoded e.Body |> Option.bind (Json.prop "error") |> Option.bind Json.asString |> Option.defaultValue "invalid delegation request"))
             | Ok body ->
                 match Delegations.parse w.Id body with
                 | Error e -> return e
@@ -225,9 +226,9 @@ let delegateTask (env: Env) (ctx: HttpContext) : Task<Reply> =
                             let all = env.Store.Workspaces
 
                             match all.TryFind req.TargetId with
-                            | None -> Error(Json.errorReply 404 "target workspace not found")
+                            | None -> Error(Wire.errorReply 404 "target workspace not found")
                             | Some _ when not (Hierarchy.canCommunicate all w.Id req.TargetId) ->
-                                Error(Json.errorReply 403 A2a.accessDenied)
+                                Error(Wire.errorReply 403 A2a.accessDenied)
                             | Some _ ->
                                 match Delegations.checkIdempotency (env.Store.Activity w.Id) w.Id req.IdempotencyKey with
                                 | Delegations.Hit r -> Error(Delegations.hitReply r)
@@ -279,7 +280,7 @@ let notify (env: Env) (ctx: HttpContext) : Task<Reply> =
                 | Ok(message, atts) ->
                     env.Store.Atomically(fun () ->
                         insertQuiet env (A2a.notifyRow (newId ()) (env.Now()) w message atts) |> ignore
-                        let core = [ "message", Json.str message; "workspace_id", Json.guidNode w.Id; "name", Json.str w.Name ]
+                        let core = [ "message", Json.str message; "workspace_id", Wire.guidNode w.Id; "name", Json.str w.Name ]
                         let attachments () = Json.arr (atts |> List.map A2a.attachmentNode) :> JsonNode
 
                         publishTo

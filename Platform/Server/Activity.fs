@@ -24,6 +24,7 @@ open Microsoft.Extensions.Hosting
 open Molecule.Platform
 open Molecule.Platform.Validation
 open Molecule.Platform.Routes.Http
+module Json = Molecule.Protocol.Json
 
 /// Base of `agent_card_url` (spec §2.3): X-Forwarded-Proto / X-Forwarded-Host when a proxy set them, else the
 /// scheme and Host this request came in on.
@@ -73,12 +74,12 @@ let ackActivity (env: Env) (ctx: HttpContext) : Task<Reply> =
                 | Ok acked ->
                     match ws with
                     // the reference's foreign key refuses an ack for a workspace row that does not exist
-                    | None -> return Json.errorReply 500 Inbox.ackFailed
+                    | None -> return Wire.errorReply 500 Inbox.ackFailed
                     | Some _ ->
                         try
                             return env.Store.Atomically(fun () -> Inbox.ackReply (env.Store.Ack(id, acked, env.Now())))
                         with :? Microsoft.Data.Sqlite.SqliteException ->
-                            return Json.errorReply 500 Inbox.ackFailed
+                            return Wire.errorReply 500 Inbox.ackFailed
         })
 
 /// GET /workspaces/:id/mail/summary (spec §3.4).

@@ -25,6 +25,7 @@ open Molecule.Platform
 open Molecule.Platform.Validation
 open Molecule.Platform.Routes.Http
 open Molecule.Platform.Routes.ConsoleRoutes
+module Json = Molecule.Protocol.Json
 
 // ---------------------------------------------------------------- workspaces
 
@@ -46,7 +47,7 @@ let getWorkspace (env: Env) (ctx: HttpContext) : Task<Reply> =
                             | None -> false
 
                         let o = if insider then Views.workspace w else AdminViews.publicCard w
-                        if w.Status = Status.Removed then o["removed_at"] <- Json.timeNode w.UpdatedAt
+                        if w.Status = Status.Removed then o["removed_at"] <- Wire.timeNode w.UpdatedAt
                         ok o))
     }
 
@@ -125,18 +126,18 @@ let createWorkspace (env: Env) (ctx: HttpContext) : Task<Reply> =
                         publish env "WORKSPACE_CREATED" (Some id) [ "workspace", Views.workspace w ]
                         let o = Views.workspace w
                         o["auth_token"] <- Json.str token
-                        o["workspace_id"] <- Json.guidNode id
+                        o["workspace_id"] <- Wire.guidNode id
                         o["platform_url"] <- Json.str platformUrl
 
                         o["connection"] <-
                             Json.obj
-                                [ "workspace_id", Json.guidNode id
+                                [ "workspace_id", Wire.guidNode id
                                   "auth_token", Json.str token
                                   "platform_url", Json.str platformUrl ]
 
                         o["message"] <- Json.str Connection.shownOnce
                         o["connection_lines"] <- connectionLines env w platformUrl token
-                        Json.reply 201 o)))
+                        Wire.reply 201 o)))
 
 let listWorkspaces (env: Env) (ctx: HttpContext) : Task<Reply> =
     adminHandler env ctx (fun () ->
@@ -161,14 +162,14 @@ let deleteWorkspace (env: Env) (ctx: HttpContext) : Task<Reply> =
                     let children = Hierarchy.liveChildren all id
 
                     if not children.IsEmpty && query ctx "confirm" <> Some "true" then
-                        Json.reply
+                        Wire.reply
                             409
                             (Json.obj
                                 [ "status", Json.str "confirmation_required"
                                   "message",
                                   Json.str "workspace has live children; repeat with ?confirm=true to remove it and all descendants"
                                   "children",
-                                  Json.arr (children |> List.map (fun c -> Json.obj [ "id", Json.guidNode c.Id; "name", Json.str c.Name ] :> JsonNode))
+                                  Json.arr (children |> List.map (fun c -> Json.obj [ "id", Wire.guidNode c.Id; "name", Json.str c.Name ] :> JsonNode))
                                   "children_count", Json.num children.Length ])
                     else
                         let now = env.Now()
@@ -197,7 +198,7 @@ let deleteWorkspace (env: Env) (ctx: HttpContext) : Task<Reply> =
                         ok (
                             Json.obj
                                 [ "status", Json.str "removed"
-                                  "id", Json.guidNode id
+                                  "id", Wire.guidNode id
                                   "cascade_deleted", Json.num descendants.Length ]
                         ))))
 
@@ -225,19 +226,19 @@ let mintToken (env: Env) (ctx: HttpContext) : Task<Reply> =
                                     let live = env.Store.TokensOf w.Id |> List.filter Tokens.isLive
 
                                     if live.Length >= MaxLiveTokens then
-                                        Json.errorReply 409 "token limit reached (50 live tokens); revoke one first"
+                                        Wire.errorReply 409 "token limit reached (50 live tokens); revoke one first"
                                     else
                                         let token = randomToken ()
                                         let t = Tokens.create (newId ()) w.Id (env.Now()) token
                                         env.Store.SaveToken t
-                                        env.Log(Feed.printable $"token {Json.guid t.Id} minted for {logNames env w.Id}")
+                                        env.Log(Feed.printable $"token {Wire.guid t.Id} minted for {logNames env w.Id}")
 
-                                        Json.reply
+                                        Wire.reply
                                             201
                                             (Json.obj
                                                 [ "auth_token", Json.str token
-                                                  "workspace_id", Json.guidNode w.Id
-                                                  "id", Json.guidNode t.Id
+                                                  "workspace_id", Wire.guidNode w.Id
+                                                  "id", Wire.guidNode t.Id
                                                   "prefix", Json.str t.Prefix
                                                   "message", Json.str Connection.shownOnce
                                                   "connection_lines", connectionLines env w platformUrl token ])))
@@ -252,17 +253,17 @@ let revokeToken (env: Env) (ctx: HttpContext) : Task<Reply> =
     adminHandler env ctx (fun () ->
         withRouteId ctx (fun id ->
             match routeGuid ctx "tokenId" with
-            | None -> Json.errorReply 404 "token not found"
+            | None -> Wire.errorReply 404 "token not found"
             | Some tokenId ->
                 env.Store.Atomically(fun () ->
                     match env.Store.TokensOf id |> List.tryFind (fun t -> t.Id = tokenId) with
-                    | None -> Json.errorReply 404 "token not found"
+                    | None -> Wire.errorReply 404 "token not found"
                     | Some t ->
                         if t.RevokedAt.IsNone then
                             env.Store.SaveToken { t with RevokedAt = Some(env.Now()) }
-                            env.Log(Feed.printable $"token {Json.guid t.Id} of {logNames env id} revoked")
+                            env.Log(Feed.printable $"token {Wire.guid t.Id} of {logNames env id} revoked")
 
-                        ok (Json.obj [ "status", Json.str "revoked"; "id", Json.guidNode tokenId; "message", Json.str Connection.revoked ]))))
+                        ok (Json.obj [ "status", Json.str "revoked"; "id", Wire.guidNode tokenId; "message", Json.str Connection.revoked ]))))
 
 let addFault (env: Env) (ctx: HttpContext) : Task<Reply> =
     gatedAsync adminGate env ctx (fun () ->
@@ -271,7 +272,7 @@ let addFault (env: Env) (ctx: HttpContext) : Task<Reply> =
             | Error e -> return e
             | Ok text ->
                 let rules =
-                    match Json.tryParse text with
+                    match Json.tryParseDecoded text with
                     | Some(:? JsonArray as a) -> a |> Seq.map (fun n -> match n with :? JsonObject as o -> FaultRule.parse o | _ -> Error "each rule must be an object") |> List.ofSeq
                     | Some(:? JsonObject as o) -> [ FaultRule.parse o ]
                     | _ -> [ Error "invalid JSON" ]
@@ -326,7 +327,7 @@ let pruneOnce (env: Env) : int =
 let sweepNow (env: Env) (ctx: HttpContext) : Task<Reply> =
     adminHandler env ctx (fun () ->
         let changed = sweepOnce env
-        ok (Json.obj [ "changed", Json.arr (changed |> List.map Json.guidNode) ]))
+        ok (Json.obj [ "changed", Json.arr (changed |> List.map Wire.guidNode) ]))
 
 /// POST /admin/retention: one retention pass now → {deleted:n}.
 let retentionNow (env: Env) (ctx: HttpContext) : Task<Reply> =

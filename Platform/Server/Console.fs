@@ -9,6 +9,7 @@ open Microsoft.AspNetCore.Http
 open Molecule.Platform
 open Molecule.Platform.Validation
 open Molecule.Platform.Routes.Http
+module Json = Molecule.Protocol.Json
 
 /// GET /admin/workspaces: every workspace with last seen, silence, live tokens and delivery state.
 let overviewList (env: Env) (ctx: HttpContext) : Task<Reply> =
@@ -141,7 +142,7 @@ let platformUrlOf (ctx: HttpContext) (body: JsonObject option) : Result<string, 
 let connectionLines (env: Env) (w: Workspace) (platformUrl: string) (token: string) : JsonNode =
     Connection.toJsonArray
         { Name = w.Name
-          WorkspaceId = Json.guid w.Id
+          WorkspaceId = Wire.guid w.Id
           PlatformUrl = platformUrl
           Token = token
           Binary = env.McpBinary }
@@ -169,12 +170,12 @@ let memoriesView (env: Env) (ctx: HttpContext) : Task<Reply> =
                         Memories.recall env.Store.Workspaces w scope q None env.Store.Memories
                         |> List.map (fun m ->
                             Json.obj
-                                [ "id", Json.guidNode m.Id
-                                  "workspace_id", Json.guidNode m.WorkspaceId
+                                [ "id", Wire.guidNode m.Id
+                                  "workspace_id", Wire.guidNode m.WorkspaceId
                                   "workspace_name", Json.str (name m.WorkspaceId)
                                   "scope", Json.str m.Scope
                                   "namespace", Json.str m.Namespace
                                   "content", Json.str m.Content
-                                  "created_at", Json.timeNode m.CreatedAt ]
+                                  "created_at", Wire.timeNode m.CreatedAt ]
                             :> JsonNode)
                         |> fun ms -> ok (Json.obj [ "memories", Json.arr ms ])))

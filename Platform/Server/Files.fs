@@ -24,6 +24,7 @@ open Microsoft.Extensions.Hosting
 open Molecule.Platform
 open Molecule.Platform.Validation
 open Molecule.Platform.Routes.Http
+module Json = Molecule.Protocol.Json
 
 let safeName (name: string) =
     let n = Path.GetFileName(if isNull name then "" else name)
@@ -44,7 +45,7 @@ let mimeOf (name: string) =
     | _ -> "application/octet-stream"
 
 let uploadsDir (env: Env) (ws: Guid) =
-    Path.Combine(env.Store.DataDir, "uploads", Json.guid ws)
+    Path.Combine(env.Store.DataDir, "uploads", Wire.guid ws)
 
 let filesRequired =
     bad "files is required (multipart/form-data with one or more 'files' parts)"
@@ -93,7 +94,7 @@ let upload (env: Env) (ctx: HttpContext) : Task<Reply> =
 
                             entries.Add(
                                 Json.obj
-                                    [ "uri", Json.str $"{baseUrl ctx}/workspaces/{Json.guid w.Id}/chat/uploads/{Uri.EscapeDataString stored}"
+                                    [ "uri", Json.str $"{baseUrl ctx}/workspaces/{Wire.guid w.Id}/chat/uploads/{Uri.EscapeDataString stored}"
                                       "name", Json.str name
                                       "mimeType", Json.str mime
                                       "size", Json.num64 f.Length ]
@@ -102,7 +103,7 @@ let upload (env: Env) (ctx: HttpContext) : Task<Reply> =
                         return ok (Json.obj [ "files", Json.arr entries ])
                 with
                 | :? Microsoft.AspNetCore.Http.BadHttpRequestException as e when e.StatusCode = 413 ->
-                    return Json.errorReply 413 uploadTooLarge
+                    return Wire.errorReply 413 uploadTooLarge
                 | :? InvalidDataException
                 | :? Microsoft.AspNetCore.Http.BadHttpRequestException
                 | :? IOException -> return bad "files: invalid multipart body"
@@ -123,7 +124,7 @@ let download (env: Env) (ctx: HttpContext) : Task =
             let path = Path.Combine(uploadsDir env id, Path.GetFileName file)
 
             if file = "" || file <> Path.GetFileName file || not (File.Exists path) then
-                do! send ctx (Json.errorReply 404 "file not found")
+                do! send ctx (Wire.errorReply 404 "file not found")
             else
                 ctx.Response.StatusCode <- 200
                 ctx.Response.ContentType <- mimeOf file

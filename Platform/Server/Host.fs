@@ -333,7 +333,7 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
         post "/admin/retention" (handle (retentionNow env))
         get "/events" (RequestDelegate(events env))
         post "/admin/stream-ticket" (handle (streamTicket env))
-        app.MapFallback(RequestDelegate(fun ctx -> send ctx (Json.errorReply 404 "not found"))) |> ignore
+        app.MapFallback(RequestDelegate(fun ctx -> send ctx (Wire.errorReply 404 "not found"))) |> ignore
         configure app
 
         try

@@ -24,6 +24,7 @@ open Microsoft.Extensions.Hosting
 open Molecule.Platform
 open Molecule.Platform.Validation
 open Molecule.Platform.Routes.Limits
+module Json = Molecule.Protocol.Json
 
 /// Request bodies are capped at 1 MiB (uploads: 25 MiB).
 [<Literal>]
@@ -77,9 +78,9 @@ let send (ctx: HttpContext) (r: Reply) : Task =
     ctx.Response.ContentType <- "application/json; charset=utf-8"
     ctx.Response.WriteAsync(r.Body)
 
-let ok (node: JsonNode) = Json.reply 200 node
-let notFound = Json.errorReply 404 "workspace not found"
-let invalidId = Json.errorReply 400 "invalid workspace ID"
+let ok (node: JsonNode) = Wire.reply 200 node
+let notFound = Wire.errorReply 404 "workspace not found"
+let invalidId = Wire.errorReply 400 "invalid workspace ID"
 
 /// The body as UTF-8 text, at most MaxBody bytes; a longer body is read to its end and dropped, then 413 (the
 /// client sees the answer, not a reset connection).
@@ -100,7 +101,7 @@ let readBody (ctx: HttpContext) : Task<Result<string, Reply>> =
                     kept.Write(buffer, 0, read)
 
             if total > MaxBody then
-                return Error(Json.errorReply 413 tooLarge)
+                return Error(Wire.errorReply 413 tooLarge)
             else
                 let bytes = kept.GetBuffer()
                 let bom = kept.Length >= 3L && bytes[0] = 0xEFuy && bytes[1] = 0xBBuy && bytes[2] = 0xBFuy
@@ -108,8 +109,8 @@ let readBody (ctx: HttpContext) : Task<Result<string, Reply>> =
                 return Ok(UTF8Encoding(false).GetString(bytes, skip, int kept.Length - skip))
         with
         | :? Microsoft.AspNetCore.Http.BadHttpRequestException as e when e.StatusCode = 413 ->
-            return Error(Json.errorReply 413 tooLarge)
-        | :? Microsoft.AspNetCore.Http.BadHttpRequestException -> return Error(Json.errorReply 400 "invalid request body")
+            return Error(Wire.errorReply 413 tooLarge)
+        | :? Microsoft.AspNetCore.Http.BadHttpRequestException -> return Error(Wire.errorReply 400 "invalid request body")
     }
 
 let readJson (ctx: HttpContext) : Task<Result<JsonObject, Reply>> =
@@ -212,9 +213,9 @@ let publish (env: Env) (kind: string) (ws: Guid option) (payload: (string * Json
 
 let adminGate (env: Env) (ctx: HttpContext) : Result<unit, Reply> =
     match bearer ctx with
-    | None -> Error(Json.errorReply 401 "missing admin token")
+    | None -> Error(Wire.errorReply 401 "missing admin token")
     | Some b when isAdmin env b -> Ok()
-    | Some _ -> Error(Json.errorReply 401 "invalid admin token")
+    | Some _ -> Error(Wire.errorReply 401 "invalid admin token")
 
 /// Marks a successful use of a token (persisted at most once a minute).
 let touch (env: Env) (p: Auth.Principal) =

@@ -24,6 +24,7 @@ open Microsoft.Extensions.Hosting
 open Molecule.Platform
 open Molecule.Platform.Validation
 open Molecule.Platform.Routes.Http
+module Json = Molecule.Protocol.Json
 
 let commitMemory (env: Env) (ctx: HttpContext) : Task<Reply> =
     gatedAsync strictLive env ctx (fun w ->
@@ -43,10 +44,10 @@ let commitMemory (env: Env) (ctx: HttpContext) : Task<Reply> =
                                 { Activity.row (newId ()) m.CreatedAt w.Id "memory_write_global" with
                                     SourceId = Some w.Id
                                     Summary = Some(cap 256 m.Content)
-                                    RequestBody = Some(Json.compact (Json.obj [ "memory_id", Json.guidNode m.Id ])) }
+                                    RequestBody = Some(Json.compact (Json.obj [ "memory_id", Wire.guidNode m.Id ])) }
                             |> ignore)
 
-                    Json.reply 201 (Json.obj [ "id", Json.guidNode m.Id; "scope", Json.str m.Scope; "namespace", Json.str m.Namespace ])))
+                    Wire.reply 201 (Json.obj [ "id", Wire.guidNode m.Id; "scope", Json.str m.Scope; "namespace", Json.str m.Namespace ])))
 
 let recallMemory (env: Env) (ctx: HttpContext) : Task<Reply> =
     strictHandler env ctx (fun w ->

@@ -24,6 +24,7 @@ open Microsoft.Extensions.Hosting
 open Molecule.Platform
 open Molecule.Platform.Validation
 open Molecule.Platform.Routes.Http
+module Json = Molecule.Protocol.Json
 
 let faultMiddleware (faults: FaultInjector) (stopping: CancellationToken) (ctx: HttpContext) (next: RequestDelegate) : Task =
     task {
@@ -48,7 +49,7 @@ let faultMiddleware (faults: FaultInjector) (stopping: CancellationToken) (ctx: 
                 elif rule.Status > 0 then
                     ctx.Response.StatusCode <- rule.Status
                     ctx.Response.ContentType <- "application/json; charset=utf-8"
-                    let body = if rule.Body = "" then Json.error "injected fault" else rule.Body
+                    let body = if rule.Body = "" then Wire.error "injected fault" else rule.Body
                     do! ctx.Response.WriteAsync body
                 else
                     do! next.Invoke ctx
@@ -84,14 +85,14 @@ let guardMiddleware (names: Guard.Names) (log: string -> unit) (ctx: HttpContext
 
     match Guard.check names facts with
     | Some refused ->
-        let reason = Json.tryParse refused.Body |> Option.bind (Json.prop "error") |> Option.bind Json.asString |> Option.defaultValue ""
+        let reason = Json.tryParseDecoded refused.Body |> Option.bind (Json.prop "error") |> Option.bind Json.asString |> Option.defaultValue ""
         log (Feed.printable $"refused {req.Method} {req.Path.Value} from {remoteIp ctx}: {reason}")
         send ctx refused
     | None ->
         let limit, text = if isUpload ctx then MaxUploadBody, uploadTooLarge else MaxBody, tooLarge
 
         if req.ContentLength.HasValue && req.ContentLength.Value > limit then
-            send ctx (Json.errorReply 413 text)
+            send ctx (Wire.errorReply 413 text)
         else
             next.Invoke ctx
 
@@ -102,11 +103,11 @@ let errorMiddleware (log: string -> unit) (ctx: HttpContext) (next: RequestDeleg
             do! next.Invoke ctx
         with
         | :? Microsoft.AspNetCore.Http.BadHttpRequestException as e when not ctx.Response.HasStarted ->
-            do! send ctx (Json.errorReply e.StatusCode "bad request")
+            do! send ctx (Wire.errorReply e.StatusCode "bad request")
         | :? OperationCanceledException -> ()
         | e when not ctx.Response.HasStarted ->
             log (Feed.printable $"{ctx.Request.Method} {ctx.Request.Path.Value} failed: " + e.ToString())
-            do! send ctx (Json.errorReply 500 "internal error")
+            do! send ctx (Wire.errorReply 500 "internal error")
         | e -> log (Feed.printable $"{ctx.Request.Method} {ctx.Request.Path.Value} failed after the answer started: {e.Message}")
     }
 

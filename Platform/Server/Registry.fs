@@ -24,12 +24,13 @@ open Microsoft.Extensions.Hosting
 open Molecule.Platform
 open Molecule.Platform.Validation
 open Molecule.Platform.Routes.Http
+module Json = Molecule.Protocol.Json
 
 
 
 /// The `error` text of a reply.
 let private errorText (r: Reply) =
-    Json.tryParse r.Body |> Option.bind (Json.prop "error") |> Option.bind Json.asString |> Option.defaultValue r.Body
+    Json.tryParseDecoded r.Body |> Option.bind (Json.prop "error") |> Option.bind Json.asString |> Option.defaultValue r.Body
 
 let register (env: Env) (ctx: HttpContext) : Task<Reply> =
   match limited env ctx "register" "registrations" env.Limits.Register with
@@ -109,7 +110,7 @@ let register (env: Env) (ctx: HttpContext) : Task<Reply> =
                                             UpdatedAt = now }
                                     | None ->
                                         { Workspace.fresh id now with
-                                            Name = Json.guid id
+                                            Name = Wire.guid id
                                             Tier = 1
                                             Status = Status.Online
                                             AgentCard = Some(Views.mergeCard None card)
@@ -241,16 +242,16 @@ let discover (env: Env) (ctx: HttpContext) : Task<Reply> =
                         match all.TryFind target with
                         | None -> notFound
                         | Some _ when not (Hierarchy.canCommunicate all caller.Value target) ->
-                            Json.errorReply 403 "not authorized to discover this workspace"
+                            Wire.errorReply 403 "not authorized to discover this workspace"
                         | Some t ->
                             let entry (url: string) =
-                                ok (Json.obj [ "id", Json.guidNode t.Id; "url", Json.str url; "name", Json.str t.Name ])
+                                ok (Json.obj [ "id", Wire.guidNode t.Id; "url", Json.str url; "name", Json.str t.Name ])
 
                             match t.Url with
                             | Some u when u <> "" && t.Status <> Status.Removed -> entry u
                             | _ when t.Status = Status.Online || t.Status = Status.Degraded ->
-                                entry $"{baseUrl ctx}/workspaces/{Json.guid t.Id}/a2a"
-                            | _ -> Json.reply 503 (Json.obj [ "error", Json.str "workspace not available"; "status", Json.str t.Status ])))
+                                entry $"{baseUrl ctx}/workspaces/{Wire.guid t.Id}/a2a"
+                            | _ -> Wire.reply 503 (Json.obj [ "error", Json.str "workspace not available"; "status", Json.str t.Status ])))
     }
 
 let peers (env: Env) (ctx: HttpContext) : Task<Reply> =
@@ -261,7 +262,7 @@ let peers (env: Env) (ctx: HttpContext) : Task<Reply> =
                     match registryCaller env ctx (Some own) with
                     | Error e -> e
                     | Ok caller when caller <> Some own ->
-                        Json.errorReply 403 "X-Workspace-ID must match the workspace in the path"
+                        Wire.errorReply 403 "X-Workspace-ID must match the workspace in the path"
                     | Ok _ ->
                         let all = env.Store.Workspaces
 

@@ -25,6 +25,7 @@ open Microsoft.Extensions.Hosting
 open Molecule.Platform
 open Molecule.Platform.Validation
 open Molecule.Platform.Routes.Http
+module Json = Molecule.Protocol.Json
 
 /// POST /admin/stream-ticket → {ticket, expires_in_seconds}: a one-time ticket for GET /events?ticket=… (EventSource
 /// cannot send the bearer, and the admin token must not travel in a URL).
@@ -82,7 +83,7 @@ let events (env: Env) (ctx: HttpContext) : Task =
                 | :? IOException -> ()
             finally
                 env.Events.Unsubscribe ch
-        | Error message -> do! send ctx (Json.errorReply 401 message)
+        | Error message -> do! send ctx (Wire.errorReply 401 message)
     }
 
 /// Writes the SSE frames of `ch` until the client goes, the platform stops, the stream is cut (fault injection)

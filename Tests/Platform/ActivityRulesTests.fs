@@ -9,6 +9,7 @@ open Xunit
 open FsCheck
 open FsCheck.FSharp
 open Molecule.Platform
+module Json = Molecule.Protocol.Json
 
 let private cfg n = FsCheck.Config.QuickThrowOnFailure.WithMaxTest n
 let private t0 = DateTimeOffset(2026, 1, 1, 12, 0, 0, TimeSpan.Zero)
@@ -144,7 +145,7 @@ let ``rule: before_ts paging (oldest created_at + 1 µs, dedupe by id) walks a b
                     else
                         // the client's next bound: the oldest created_at it saw, plus 1 µs, as read from the JSON
                         let oldest = page |> List.map (fun r -> r.CreatedAt) |> List.min
-                        let text = Json.time oldest
+                        let text = Wire.time oldest
                         before <- Some((Activity.parseTimestamp text).Value.AddTicks 10L)
                 | Error _ -> go <- false
 
@@ -354,7 +355,7 @@ let ``mail summary counts unread a2a_receive rows above the floor, newest first,
     let firstId = first.["id"].GetValue<string>()
     Assert.Equal("""{"id":"X","message_id":"m39","method":"message/send","seq":39}""", (Json.compact first).Replace(firstId, "X"))
     Assert.Equal(string sender, second.["sender_id"].GetValue<string>())
-    Assert.Equal(Error(Json.errorReply 400 "overdue_after_seconds must be an integer >= 60"), Inbox.parseOverdue (Some "59"))
+    Assert.Equal(Error(Wire.errorReply 400 "overdue_after_seconds must be an integer >= 60"), Inbox.parseOverdue (Some "59"))
     Assert.Equal(Ok 21600, Inbox.parseOverdue None)
 
 [<Fact>]

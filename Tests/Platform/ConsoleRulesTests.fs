@@ -8,6 +8,7 @@ open Xunit
 open FsCheck
 open FsCheck.FSharp
 open Molecule.Platform
+module Json = Molecule.Protocol.Json
 
 let private cfg n = FsCheck.Config.QuickThrowOnFailure.WithMaxTest n
 let private t0 = DateTimeOffset(2026, 3, 1, 9, 0, 0, TimeSpan.Zero)

@@ -13,6 +13,7 @@ open Xunit
 open Molecule.Platform
 open Molecule.Platform.Server
 open Molecule.Tests.Platform.HttpTests
+module Json = Molecule.Protocol.Json
 
 /// A message/send body with a chosen messageId and optional extra parts (JSON text).
 let messageWithId (text: string) (messageId: string) (extraParts: string) =

@@ -14,6 +14,7 @@ open Microsoft.Extensions.Logging
 open Xunit
 open Molecule.Platform
 open Molecule.Platform.Server
+module Json = Molecule.Protocol.Json
 
 let tempDir () =
     let d = Path.Combine(Path.GetTempPath(), "molecule-platform-tests", Guid.NewGuid().ToString("N"))

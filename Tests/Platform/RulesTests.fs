@@ -358,13 +358,13 @@ let ``a2a normalisation wraps bodies and converts v0.2 content`` () =
         Assert.Equal("hi", A2a.textOfParts m)
     | Error e -> failwith e.Body
 
-    Assert.Equal(Error(Json.errorReply 400 "invalid JSON"), A2a.normalise rpc msg "{nope")
+    Assert.Equal(Error(Wire.errorReply 400 "invalid JSON"), A2a.normalise rpc msg "{nope")
 
     match A2a.normalise rpc msg """{"jsonrpc":"2.0","id":"1","method":"message/send","params":{"message":{"role":"user"}}}""" with
     | Error e -> Assert.Equal(400, e.Code)
     | Ok _ -> failwith "expected 400"
 
-    Assert.Equal(Error(Json.errorReply 403 "invalid caller ID"), A2a.parseCaller (Some "system:cron"))
+    Assert.Equal(Error(Wire.errorReply 403 "invalid caller ID"), A2a.parseCaller (Some "system:cron"))
 
 [<Fact>]
 let ``validation errors name the field`` () =
@@ -382,7 +382,7 @@ let ``validation errors name the field`` () =
     Assert.Contains("tier", msg (Validation.optInt "tier" o))
     Assert.Contains("parent_id", msg (Validation.optGuid "parent_id" o))
     Assert.Contains("skills", msg (Validation.optStringList "skills" o))
-    Assert.Equal(Error(Json.errorReply 400 "invalid JSON"), Validation.body "{")
+    Assert.Equal(Error(Wire.errorReply 400 "invalid JSON"), Validation.body "{")
 
 let private jsonishGen =
     let tokens = [ "{"; "}"; "["; "]"; ","; ":"; "\"a\""; "\"name\""; "\"id\""; "1"; "-2.5e3"; "null"; "true"; "\"x\""; " "; "\\"; "\"" ]
@@ -418,4 +418,4 @@ let ``rule: request validation is total (any body gives Ok or a 400 naming the p
 
 [<Fact>]
 let ``duplicate JSON keys are rejected as invalid JSON, not a crash`` () =
-    Assert.Equal(Error(Json.errorReply 400 "invalid JSON"), Validation.body """{"a":1,"a":2}""")
+    Assert.Equal(Error(Wire.errorReply 400 "invalid JSON"), Validation.body """{"a":1,"a":2}""")

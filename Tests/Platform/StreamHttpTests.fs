@@ -17,6 +17,7 @@ open Molecule.Platform
 open Molecule.Platform.Server
 open Molecule.Tests.Platform.HttpTests
 open Molecule.Tests.Platform.DeliveryHttpTests
+module Json = Molecule.Protocol.Json
 
 /// An open SSE response. A background pump splits the raw text into frames (each ending in a blank line) once
 /// `reading` completes; `Next` waits for one without ever cancelling a read (that would drop the connection).

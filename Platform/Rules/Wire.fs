@@ -1,0 +1,33 @@
+/// The platform's own wire shapes on top of Molecule.Protocol.Json: ids, timestamps and `{"error": …}` replies as
+/// the reference platform writes them.
+module Molecule.Platform.Wire
+
+open System
+open System.Globalization
+open System.Text.Json.Nodes
+open Molecule.Protocol
+
+/// RFC 3339 UTC timestamp with microseconds.
+let time (t: DateTimeOffset) : string =
+    t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'", CultureInfo.InvariantCulture)
+
+let timeNode (t: DateTimeOffset) : JsonNode = Json.str (time t)
+
+let optTime (t: DateTimeOffset option) : JsonNode =
+    match t with
+    | Some v -> timeNode v
+    | None -> null
+
+let guid (g: Guid) : string = g.ToString("D")
+let guidNode (g: Guid) : JsonNode = Json.str (guid g)
+
+let optGuid (g: Guid option) : JsonNode =
+    match g with
+    | Some v -> guidNode v
+    | None -> null
+
+/// `{"error": msg}` body.
+let error (msg: string) : string = Json.compact (Json.obj [ "error", Json.str msg ])
+
+let reply (code: int) (body: JsonNode) : Reply = { Code = code; Body = Json.compact body }
+let errorReply (code: int) (msg: string) : Reply = { Code = code; Body = error msg }
