@@ -4,6 +4,9 @@ module Molecule.Platform.Team
 
 open System
 open System.Text.Json.Nodes
+module Json = Molecule.Protocol.Json
+
+let private kindOf (n: JsonNode) = if isNull n then Text.Json.JsonValueKind.Null else n.GetValueKind()
 
 // ---------------------------------------------------------------------------------------------
 // Abilities
@@ -26,11 +29,11 @@ let talkToUserHint =
 
 /// 403 of a broadcast from a workspace without the ability.
 let broadcastDisabled: Reply =
-    Json.reply 403 (Json.obj [ "error", Json.str "broadcast_disabled"; "hint", Json.str broadcastDisabledHint ])
+    Wire.reply 403 (Json.obj [ "error", Json.str "broadcast_disabled"; "hint", Json.str broadcastDisabledHint ])
 
 /// 403 of a notify from a workspace whose talk_to_user ability is off.
 let talkToUserDisabled: Reply =
-    Json.reply 403 (Json.obj [ "error", Json.str "talk_to_user_disabled"; "hint", Json.str talkToUserHint ])
+    Wire.reply 403 (Json.obj [ "error", Json.str "talk_to_user_disabled"; "hint", Json.str talkToUserHint ])
 
 /// PATCH /workspaces/:id/abilities body: the fields given (booleans), at least one.
 let parsePatch (body: JsonObject) : Result<Abilities -> Abilities, Reply> =
@@ -38,14 +41,14 @@ let parsePatch (body: JsonObject) : Result<Abilities -> Abilities, Reply> =
         match Json.prop name body with
         | None -> Ok None
         | Some v ->
-            match Json.kind v with
+            match kindOf v with
             | Text.Json.JsonValueKind.True -> Ok(Some true)
             | Text.Json.JsonValueKind.False -> Ok(Some false)
-            | _ -> Error(Json.errorReply 400 "invalid request body")
+            | _ -> Error(Wire.errorReply 400 "invalid request body")
     match flag "broadcast_enabled", flag "talk_to_user_enabled" with
     | Error e, _
     | _, Error e -> Error e
-    | Ok None, Ok None -> Error(Json.errorReply 400 "at least one ability field required")
+    | Ok None, Ok None -> Error(Wire.errorReply 400 "at least one ability field required")
     | Ok b, Ok t ->
         Ok(fun a ->
             { BroadcastEnabled = defaultArg b a.BroadcastEnabled
@@ -56,7 +59,7 @@ let encode (all: Map<Guid, Abilities>) : string =
     all
     |> Map.toList
     |> List.map (fun (id, a) ->
-        Json.guid id,
+        Wire.guid id,
         (Json.obj [ "broadcast_enabled", Json.bool a.BroadcastEnabled; "talk_to_user_enabled", Json.bool a.TalkToUserEnabled ] :> JsonNode))
     |> Json.obj
     |> Json.compact
@@ -69,7 +72,7 @@ let decode (text: string) : Map<Guid, Abilities> =
               match Guid.TryParse kv.Key, Json.asObject kv.Value with
               | (true, id), Some a ->
                   let flag name fallback =
-                      match Json.prop name a |> Option.map Json.kind with
+                      match Json.prop name a |> Option.map kindOf with
                       | Some Text.Json.JsonValueKind.True -> true
                       | Some Text.Json.JsonValueKind.False -> false
                       | _ -> fallback
@@ -118,7 +121,7 @@ let MaxFiles = 64
 let isFileId (s: string) =
     not (isNull s) && s.Length = 32 && s |> Seq.forall (fun c -> (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))
 
-let pendingUri (ws: Guid) (fileId: string) = $"platform-pending:{Json.guid ws}/{fileId}"
+let pendingUri (ws: Guid) (fileId: string) = $"platform-pending:{Wire.guid ws}/{fileId}"
 
 let uploadEntry (ws: Guid) (fileId: string) (name: string) (mime: string) (size: int64) : JsonObject =
     Json.obj
@@ -137,4 +140,4 @@ let uploadRow (id: Guid) (now: DateTimeOffset) (ws: Guid) (fileId: string) (name
         Summary = Some $"chat_upload_receive: {name}"
         RequestBody = Some(Json.compact body) }
 
-let pendingGone = Json.errorReply 404 "pending upload not found, expired, or already acked"
+let pendingGone = Wire.errorReply 404 "pending upload not found, expired, or already acked"

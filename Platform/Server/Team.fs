@@ -15,6 +15,7 @@ open Microsoft.AspNetCore.Http.Features
 open Molecule.Platform
 open Molecule.Platform.Validation
 open Molecule.Platform.Routes.Http
+module Json = Molecule.Protocol.Json
 
 // ---------------------------------------------------------------- abilities (<data-dir>/abilities.json)
 
@@ -66,7 +67,7 @@ let patchAbilities (env: Env) (ctx: HttpContext) : Task<Reply> =
                             (abilitiesOf env).Update(id, change)
                             return okStatus "updated"
                         with :? IOException ->
-                            return Json.errorReply 500 "update failed"
+                            return Wire.errorReply 500 "update failed"
     }
 
 // ---------------------------------------------------------------- update-card
@@ -112,7 +113,7 @@ let broadcast (env: Env) (ctx: HttpContext) : Task<Reply> =
                     env.Store.Atomically(fun () ->
                         let now = env.Now()
                         let targets = Team.recipients env.Store.Workspaces id
-                        let summary = Team.broadcastSummary (if sender.Name = "" then Json.guid id else sender.Name) message
+                        let summary = Team.broadcastSummary (if sender.Name = "" then Wire.guid id else sender.Name) message
                         let body = Json.compact (Json.obj [ "message", Json.str message ])
 
                         for t in targets do
@@ -148,7 +149,7 @@ let notifyGated (env: Env) (ctx: HttpContext) : Task<Reply> =
 // ---------------------------------------------------------------- uploads for a poll-mode workspace
 
 let private pendingDir (env: Env) (ws: Guid) =
-    Path.Combine(env.Store.DataDir, "pending-uploads", Json.guid ws)
+    Path.Combine(env.Store.DataDir, "pending-uploads", Wire.guid ws)
 
 /// POST /workspaces/:id/chat/uploads. From the canvas (the admin token) to a poll-mode workspace the files wait for
 /// the agent: stored as pending, one `chat_upload_receive` row each. A workspace's own uploads (its token: files it
@@ -208,10 +209,10 @@ let upload (env: Env) (ctx: HttpContext) : Task<Reply> =
                         return ok (Json.obj [ "files", Json.arr entries ])
                 with
                 | :? BadHttpRequestException as e when e.StatusCode = 413 ->
-                    return Json.reply 413 (Json.obj [ "error", Json.str "one or more files exceed per-file cap"; "max", Json.num64 MaxUploadBody ])
+                    return Wire.reply 413 (Json.obj [ "error", Json.str "one or more files exceed per-file cap"; "max", Json.num64 MaxUploadBody ])
                 | :? InvalidDataException
                 | :? BadHttpRequestException -> return bad "malformed multipart body"
-                | :? IOException -> return Json.errorReply 500 "could not stage files"
+                | :? IOException -> return Wire.errorReply 500 "could not stage files"
         }
     | _ -> FileRoutes.upload env ctx
 
@@ -252,7 +253,7 @@ let pendingAck (env: Env) (ctx: HttpContext) : Task<Reply> =
                 File.Delete(path + ".json")
                 return ok (Json.obj [ "acked", Json.bool true ])
             with :? IOException ->
-                return Json.errorReply 500 "storage error"
+                return Wire.errorReply 500 "storage error"
     }
 
 /// Maps the routes that are not already mapped elsewhere (notify and chat/uploads are wrapped in Host.fs).
