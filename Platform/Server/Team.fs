@@ -80,18 +80,13 @@ let updateCard (env: Env) (ctx: HttpContext) : Task<Reply> =
         match Json.prop "workspace_id" body |> Option.bind Json.asString |> Option.bind parseGuid, card with
         | Some id, Some card ->
             env.Store.Transaction(fun () ->
-                let ws = env.Store.Workspace id
-
-                match registryGate env Auth.missingToken Auth.invalidToken ws id (bearer ctx) with
-                | Error e -> e
-                | Ok() ->
-                    match ws with
-                    | None -> notFound
-                    | Some w when w.Status = Status.Removed -> Views.removed w
-                    | Some w ->
+                registryExisting env ctx id (fun w ->
+                    if w.Status = Status.Removed then
+                        Views.removed w
+                    else
                         env.Store.SaveWorkspace { w with AgentCard = Some(Json.compact card); UpdatedAt = env.Now() }
                         publish env "AGENT_CARD_UPDATED" (Some id) [ "agent_card", Json.clone card ]
-                        okStatus "updated")
+                        okStatus "updated"))
         | _ -> bad "invalid request body")
 
 // ---------------------------------------------------------------- broadcast

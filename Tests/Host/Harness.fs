@@ -448,6 +448,19 @@ type AgentProcess(client: McpClient, stderr: ConcurrentQueue<string>, notes: Con
 
 // ------------------------------------------------------------------------------------------------ raw process
 
+/// The first text of a raw `tools/call` response (fails, showing it, when the call itself failed).
+let resultText (r: JsonObject) : string =
+    match r["result"] with
+    | null -> failwith $"tool call failed: {r.ToJsonString()}"
+    | res -> (res["content"].AsArray()).[0].["text"].GetValue<string>()
+
+/// A raw `tools/call` response is an error: a JSON-RPC error or a result flagged isError.
+let resultIsError (r: JsonObject) : bool =
+    match r["result"] with
+    | null -> true
+    | res -> not (isNull res["isError"]) && res["isError"].GetValue<bool>()
+
+
 /// The published binary as a plain process: write raw lines to stdin, capture every stdout byte and stderr line.
 type RawProcess(proc: Process) =
     let out = new MemoryStream()

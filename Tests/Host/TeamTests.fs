@@ -13,16 +13,6 @@ open System.Threading.Tasks
 open Xunit
 open Molecule.Tests.Host.Harness
 
-let private toolText (r: JsonObject) =
-    match r["result"] with
-    | null -> failwith $"tool call failed: {r.ToJsonString()}"
-    | res -> (res["content"].AsArray()).[0].["text"].GetValue<string>()
-
-let private isError (r: JsonObject) =
-    match r["result"] with
-    | null -> true
-    | res -> not (isNull res["isError"]) && res["isError"].GetValue<bool>()
-
 let private meta (n: JsonNode) (key: string) =
     match n["params"].["meta"].[key] with
     | null -> null
@@ -86,48 +76,48 @@ let ``the four new tools against the local platform: identity, agent card, broad
         let! _ = p.Initialize()
 
         let! identity = p.CallTool("get_runtime_identity", "{}")
-        let id = parseJson (toolText identity)
+        let id = parseJson (resultText identity)
         Assert.Equal("claude-opus", strOf id "model")
         Assert.Equal("3", strOf id "tier")
         Assert.Equal(a.Id, strOf id "workspace_id")
         Assert.Equal("", strOf id "anthropic_base_url")
 
         let! card = p.CallTool("update_agent_card", "{\"card\":{\"name\":\"Alpha v2\",\"skills\":[{\"name\":\"review\"}]}}")
-        Assert.False(isError card, toolText card)
-        Assert.Equal("{\n  \"success\": true,\n  \"status\": \"updated\"\n}", toolText card)
+        Assert.False(resultIsError card, resultText card)
+        Assert.Equal("{\n  \"success\": true,\n  \"status\": \"updated\"\n}", resultText card)
         let! stored = platform.Send("GET", $"/workspaces/{a.Id}", token = platform.AdminToken)
         Assert.Contains("Alpha v2", stored.Body)
         let! notCard = p.CallTool("update_agent_card", "{\"card\":\"Alpha\"}")
-        Assert.True(isError notCard)
-        Assert.Contains("\"error\": \"card must be a JSON object (dict)\"", toolText notCard)
+        Assert.True(resultIsError notCard)
+        Assert.Contains("\"error\": \"card must be a JSON object (dict)\"", resultText notCard)
 
         let! refused = p.CallTool("broadcast_message", "{\"message\":\"standup in 5\"}")
-        Assert.True(isError refused)
-        Assert.StartsWith("Error: broadcast ability not enabled. This workspace does not have the broadcast ability.", toolText refused)
+        Assert.True(resultIsError refused)
+        Assert.StartsWith("Error: broadcast ability not enabled. This workspace does not have the broadcast ability.", resultText refused)
         let! patched = platform.Send("PATCH", $"/workspaces/{a.Id}/abilities", "{\"broadcast_enabled\":true}", platform.AdminToken)
         Assert.Equal(200, patched.Code)
         let! sent = p.CallTool("broadcast_message", "{\"message\":\"standup in 5\"}")
-        Assert.Equal("Broadcast sent to 2 workspace(s)", toolText sent)
+        Assert.Equal("Broadcast sent to 2 workspace(s)", resultText sent)
         let! got = platform.Activity(b.Id, "broadcast_receive")
         Assert.Contains(got, fun r -> (strOf r "summary").Contains "standup in 5")
 
         let! _ = platform.PeerMessage(b, a.Id, "first from Beta")
         let! _ = platform.PeerMessage(b, a.Id, "second from Beta")
         let! history = p.CallTool("chat_history", $"{{\"peer_id\":\"{b.Id}\"}}")
-        Assert.False(isError history, toolText history)
-        let rows = (parseJson (toolText history)).AsArray()
+        Assert.False(resultIsError history, resultText history)
+        let rows = (parseJson (resultText history)).AsArray()
         let texts = rows |> Seq.map (fun r -> r.ToJsonString()) |> List.ofSeq
         let first = texts |> List.findIndex (fun t -> t.Contains "first from Beta")
         let second = texts |> List.findIndex (fun t -> t.Contains "second from Beta")
-        Assert.True(first < second, $"not oldest first: {toolText history}")
+        Assert.True(first < second, $"not oldest first: {resultText history}")
         let! one = p.CallTool("chat_history", $"{{\"peer_id\":\"{b.Id}\",\"limit\":1}}")
-        Assert.Equal(1, (parseJson (toolText one)).AsArray().Count)
+        Assert.Equal(1, (parseJson (resultText one)).AsArray().Count)
         let! badTs = p.CallTool("chat_history", $"{{\"peer_id\":\"{b.Id}\",\"before_ts\":\"yesterday\"}}")
-        Assert.Equal("Error: before_ts must be an RFC3339 timestamp (e.g. 2026-05-01T00:00:00Z)", toolText badTs)
+        Assert.Equal("Error: before_ts must be an RFC3339 timestamp (e.g. 2026-05-01T00:00:00Z)", resultText badTs)
         let! badPeer = p.CallTool("chat_history", "{\"peer_id\":\"beta\"}")
-        Assert.Equal("Error: peer_id must be a UUID", toolText badPeer)
+        Assert.Equal("Error: peer_id must be a UUID", resultText badPeer)
         let! none = p.CallTool("chat_history", $"{{\"peer_id\":\"{b.Id}\",\"before_ts\":\"2020-01-01T00:00:00Z\"}}")
-        Assert.Equal("[]", toolText none)
+        Assert.Equal("[]", resultText none)
         finish p [ a.Token; b.Token ]
     }
 
@@ -160,19 +150,19 @@ let ``a peer's message names the sender and the exact reply call; the canvas's h
             Assert.All(m, fun kv -> Assert.Equal(Text.Json.JsonValueKind.String, kv.Value.GetValueKind()))
         // The poll path shows the same sender.
         let! peek = p.CallTool("inbox_peek", "{}")
-        let peerItem = (parseJson (toolText peek)).AsArray() |> Seq.find (fun m -> strOf m "peer_id" = b.Id)
+        let peerItem = (parseJson (resultText peek)).AsArray() |> Seq.find (fun m -> strOf m "peer_id" = b.Id)
         Assert.Equal("Beta", strOf peerItem "peer_name")
         // Delegating to this workspace itself, in any letter case, is refused before any request.
         let before = platform.Requests $"/workspaces/{a.Id.ToUpperInvariant()}"
         let! self = p.CallTool("delegate_task", $"{{\"workspace_id\":\"{a.Id.ToUpperInvariant()}\",\"task\":\"x\"}}")
-        Assert.True(isError self)
-        Assert.StartsWith("Error: cannot delegate_task to your own workspace — ", toolText self)
+        Assert.True(resultIsError self)
+        Assert.StartsWith("Error: cannot delegate_task to your own workspace — ", resultText self)
         Assert.Equal(before, platform.Requests $"/workspaces/{a.Id.ToUpperInvariant()}")
         // talk_to_user turned off by an admin: one clear sentence.
         let! _ = platform.Send("PATCH", $"/workspaces/{a.Id}/abilities", "{\"talk_to_user_enabled\":false}", platform.AdminToken)
         let! gated = p.CallTool("send_message_to_user", "{\"message\":\"done\"}")
-        Assert.True(isError gated)
-        Assert.StartsWith("Error: this workspace is not allowed to send messages directly to the user (talk_to_user is disabled). ", toolText gated)
+        Assert.True(resultIsError gated)
+        Assert.StartsWith("Error: this workspace is not allowed to send messages directly to the user (talk_to_user is disabled). ", resultText gated)
         finish p [ a.Token; b.Token ]
     }
 
@@ -202,7 +192,7 @@ let ``a file the canvas uploads to a poll-mode workspace is downloaded into the 
         Assert.StartsWith($"platform-pending:{ws.Id}/", uri)
         let fileId = uri.Substring(uri.LastIndexOf '/' + 1)
         let! waited = p.CallTool("wait_for_message", "{\"timeout_secs\":20}", 40.0)
-        let message = parseJson (toolText waited)
+        let message = parseJson (resultText waited)
         let text = strOf message "text"
         let expected = Path.Combine(configs, "uploads", ws.Id)
         Assert.Contains(expected, text)
@@ -243,7 +233,7 @@ let ``DELEGATION_SYNC_VIA_INBOX=1: delegate_task goes through POST /delegate and
         Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds 20.0)
         Assert.True(platform.Requests $"/workspaces/{a.Id}/delegate" >= 1, p.Describe())
         Assert.Equal(0, platform.Requests $"/workspaces/{b.Id}/a2a")
-        Assert.False(String.IsNullOrWhiteSpace(toolText r))
+        Assert.False(String.IsNullOrWhiteSpace(resultText r))
         finish p [ a.Token; b.Token ]
     }
 
@@ -259,7 +249,7 @@ let ``progress every few seconds while wait_for_message waits; a cancelled wait 
             $"{{\"jsonrpc\":\"2.0\",\"id\":{inv id},\"method\":\"tools/call\",\"params\":{{\"name\":\"wait_for_message\",\"arguments\":{{\"timeout_secs\":7}},\"_meta\":{{\"progressToken\":\"wait-1\"}}}}}}"
         )
         let! answer = p.WaitResponse(JsonValue.Create id, 20.0)
-        Assert.False(isError answer, toolText answer)
+        Assert.False(resultIsError answer, resultText answer)
         let progress =
             p.Messages
             |> List.filter (fun m -> strOf m "method" = "notifications/progress" && strOf m["params"] "progressToken" = "wait-1")
@@ -279,7 +269,7 @@ let ``progress every few seconds while wait_for_message waits; a cancelled wait 
         do! waitUntil (secs 15.0) "the message pushed" p.Describe (fun () ->
             p.ChannelNotifications |> List.exists (fun n -> pushedText n["params"] = "after the cancel"))
         let! peek = p.CallTool("inbox_peek", "{}", 5.0)
-        Assert.Contains("after the cancel", toolText peek)
+        Assert.Contains("after the cancel", resultText peek)
         let answered =
             p.Messages |> List.exists (fun m -> not (isNull m["id"]) && m["id"].ToJsonString() = inv cancelled && not (isNull m["result"]))
         Assert.False(answered, $"the cancelled call was answered with a result\n{p.Describe()}")
@@ -295,8 +285,8 @@ let ``get_workspace_info on a deleted workspace: the documented sentence, then t
         let! _ = p.Initialize()
         let! _ = platform.DeleteWorkspace ws.Id
         let! r = p.CallTool("get_workspace_info", "{}")
-        Assert.True(isError r)
-        let text = toolText r
+        Assert.True(resultIsError r)
+        let text = resultText r
         Assert.StartsWith($"Workspace {ws.Id} was deleted on the platform", text)
         let json = parseJson (text.Substring(text.IndexOf '\n' + 1))
         Assert.Equal<string list>([ "error"; "id"; "removed_at"; "hint" ], json.AsObject() |> Seq.map (fun kv -> kv.Key) |> List.ofSeq)
