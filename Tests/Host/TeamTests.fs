@@ -126,7 +126,8 @@ let ``a peer's message names the sender and the exact reply call; the canvas's h
     task {
         use! platform = Platform.StartAsync()
         let! _, a, b = team platform
-        use p = RawProcess.Start(agentEnv platform a)
+        // Other hosts' markers do not change the method (the reference switched to notifications/message, P23).
+        use p = RawProcess.Start(agentEnv platform a @ [ "CURSOR_TRACE_ID", "t1"; "OPENCLAW_SESSION_ID", "s1"; "HERMES_RUNTIME", "1" ])
         let! _ = p.Initialize()
         let! _ = platform.PeerMessage(b, a.Id, "please review PR 12")
         let! _ = platform.CanvasMessage(a.Id, "hello from the canvas")
