@@ -34,7 +34,13 @@ Directory.CreateDirectory tmp |> ignore
 let dataDir = Path.Combine(tmp, "platform")
 let platform =
     let psi = ProcessStartInfo(platformBin, $"platform --data-dir {dataDir} --port 0", RedirectStandardOutput = true, RedirectStandardError = true)
-    Process.Start psi
+    let p = Process.Start psi
+    // drained: the platform logs every row, and a full pipe would block its writes (and every request behind them)
+    p.OutputDataReceived.Add ignore
+    p.ErrorDataReceived.Add ignore
+    p.BeginOutputReadLine()
+    p.BeginErrorReadLine()
+    p
 let info =
     let file = Path.Combine(dataDir, "platform.json")
     let sw = Stopwatch.StartNew()
