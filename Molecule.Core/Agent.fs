@@ -14,6 +14,14 @@ type Pending =
     | AwaitFiles of WorkspaceId * (FileCheck list -> Program)
     /// wait_for_message: answered by the next message or at its deadline.
     | Waiting of timeoutSecs: float
+    /// A program's `Pause`: resumed by its timer.
+    | AwaitPause of WorkspaceId * (float -> Program)
+
+/// A call the client wants progress reports for: its tool and how many reports went out.
+type Reporting = { Tool: string; Reports: int }
+
+/// Seconds between progress reports of a long call (MCP clients give up on silent calls; at least every 10 s).
+let progressEverySecs = 5.0
 
 type Model =
     { /// The workspace tools act for unless told otherwise.
@@ -29,7 +37,9 @@ type Model =
       Uptime: float
       /// When each waiting message was pushed (uptime), and the ones already pushed a second time.
       Notified: Map<string, float>
-      Renotified: Set<string> }
+      Renotified: Set<string>
+      /// The calls that get progress reports.
+      Progress: Map<int64, Reporting> }
 
 type Msg =
     /// The process started: register, probe, start intake.
@@ -45,6 +55,10 @@ type Msg =
     | ToolCalled of call: int64 * nonce: string * name: string * arguments: JsonObject option
     /// The client gave up on a call (cancelled, or disconnected): forget it, send nothing more for it.
     | ToolCancelled of call: int64
+    /// The client sent a progressToken with this call: report progress while it runs.
+    | ProgressRequested of call: int64 * tool: string
+    /// The outcome of an earlier `Download(purpose, request, path)`.
+    | Downloaded of Purpose * DownloadResult
     /// Lines another process of this machine appended to a workspace's journal.
     | Synced of workspace: WorkspaceId * lines: string list
     /// A workspace's journal was rewritten by another process.
@@ -67,7 +81,8 @@ let initMany (workspaces: (Config * Workspace.Boot) list) : Model =
       PeerSources = Map.empty
       Uptime = 0.0
       Notified = Map.empty
-      Renotified = Set.empty }
+      Renotified = Set.empty
+      Progress = Map.empty }
 
 /// The agent for one workspace.
 let init (config: Config) (boot: Workspace.Boot) : Model = initMany [ config, boot ]
@@ -106,7 +121,9 @@ let private wake (model: Model) : Model * Effect list =
 
 /// New messages of a workspace: pushed (after the effects that made them durable) and handed to waiting calls.
 let private arrived (ws: WorkspaceId) (messages: InboxMessage list) (model: Model) : Model * Effect list =
-    let model, pushed = push (messages |> List.map (fun m -> { Mailbox.Message = m; Mailbox.Arrival = ws })) model
+    let platformUrl = model.Workspaces.TryFind ws |> Option.map (fun w -> w.Config.PlatformUrl) |> Option.defaultValue ""
+    let letters = messages |> List.map (fun m -> { Mailbox.Message = m; Mailbox.Arrival = ws; Mailbox.PlatformUrl = platformUrl })
+    let model, pushed = push letters model
     let model, woken = if messages.IsEmpty then model, [] else wake model
     model, pushed @ woken
 
@@ -138,7 +155,8 @@ let private contextOf (model: Model) (ws: Workspace.State) (nonce: string) : Too
       PeerNames = model.PeerNames
       Nonce = nonce
       Via = multi model
-      Degraded = Lifecycle.degraded ws.Config ws.Life }
+      Degraded = Lifecycle.degraded ws.Config ws.Life
+      Served = model.Workspaces |> Seq.map (fun kv -> kv.Key) |> List.ofSeq }
 
 /// The tool context of the primary workspace.
 let context (model: Model) (nonce: string) : ToolContext = contextOf model (primary model) nonce
@@ -161,6 +179,13 @@ let private observe (ran: WorkspaceId) (observations: Observation list) (model: 
                 | Some ws ->
                     let ws, more = Workspace.decide (Lifecycle.Observed observation) ws
                     withWorkspace ws model, effects @ more
+                | None -> model, effects
+            | OwnUploads(wsId, fileIds) ->
+                match model.Workspaces.TryFind wsId with
+                | Some ws ->
+                    let ws, more, announced = Staging.ownUploads fileIds ws
+                    let model, pushed = arrived wsId announced (withWorkspace ws model)
+                    model, effects @ more @ pushed
                 | None -> model, effects)
         (model, [])
 
@@ -173,6 +198,7 @@ let private step (call: int64) (ran: WorkspaceId) (program: Program) (model: Mod
         effects @ [ Answer(call, output, InboxTools.pendingNotice (unread model)) ]
     | Call(request, k) -> { model with Calls = model.Calls.Add(call, AwaitResponse(ran, k)) }, [ Send(ForTool call, request) ]
     | CheckFiles(paths, k) -> { model with Calls = model.Calls.Add(call, AwaitFiles(ran, k)) }, [ CheckPaths(call, paths) ]
+    | Pause(seconds, k) -> { model with Calls = model.Calls.Add(call, AwaitPause(ran, k)) }, [ After(seconds, ProgramTimer call) ]
 
 let private answer call output = [ Answer(call, output, None) ]
 
@@ -204,45 +230,17 @@ let private inboxTool (call: int64) (toolCall: ToolCall) (model: Model) : Model 
         | None -> { model with Calls = model.Calls.Add(call, Waiting t) }, [ After(t, WaitDeadline call) ]
     | _ -> model, answer call (failure "Error: not an inbox tool.")
 
-/// The peer a call is about (its source workspace may be known from list_peers).
-let private peerOf (toolCall: ToolCall) =
-    match toolCall with
-    | DelegateTask(peer, _)
-    | DelegateTaskAsync(peer, _) -> Some peer
-    | _ -> None
-
-/// The workspaces a platform tool acts for: the routing argument's, else the one a peer was listed from, else the
-/// primary (list_peers: all of them). Refused when the argument names no workspace of this server, or when a peer
-/// was listed from several and none was named.
+/// The workspaces a platform tool acts for (see Routing.route).
 let route (model: Model) (name: string) (toolCall: ToolCall) (args: JsonObject option) : Result<Workspace.State list, string> =
-    let known () = String.Join(", ", model.Workspaces |> Seq.map (fun kv -> kv.Key.Value))
-    let requested =
-        match Tools.routingArg name, args with
-        | Some arg, Some a -> Json.stringProp arg a |> Option.filter (fun s -> s.Trim() <> "") |> Option.map (fun s -> arg, s)
-        | _ -> None
-    match requested with
-    | Some(arg, value) ->
-        match WorkspaceId.tryParse value |> Option.bind model.Workspaces.TryFind with
-        | Some ws -> Ok [ ws ]
-        | None -> Result.Error $"Error: {arg} {value.Trim()} is not a workspace of this server (it serves {known ()})."
-    | None when not (multi model) -> Ok [ primary model ]
-    | None ->
-        match toolCall, peerOf toolCall with
-        | ListPeers, _ -> Ok(model.Workspaces |> Seq.map (fun kv -> kv.Value) |> List.ofSeq)
-        | SendMessageToUser _, _ ->
-            Result.Error $"Error: this server serves several workspaces ({known ()}); pass workspace_id — the arrival_workspace_id of the message you answer — so the user sees the reply in the right chat."
-        | _, Some peer ->
-            match model.PeerSources.TryFind(peer.Trim().ToLowerInvariant()) |> Option.map Set.toList with
-            | Some [ ws ] -> Ok [ model.Workspaces[ws] ]
-            | Some(_ :: _ :: _ as several) ->
-                let names = String.Join(", ", several |> List.map (fun w -> w.Value))
-                Result.Error $"Error: peer {peer.Trim()} is reachable from several workspaces of this server ({names}); pass source_workspace_id to choose one."
-            | _ -> Ok [ primary model ]
-        | _ -> Ok [ primary model ]
+    Routing.route model.Primary model.Workspaces model.PeerSources name toolCall args
+
+/// A call's arguments the tool cannot take: "Error: <why>" (an unknown tool keeps the reference's own words).
+let private refused (text: string) =
+    if text.StartsWith("Unknown tool", StringComparison.Ordinal) then text else "Error: " + text
 
 let private toolCalled call nonce name arguments (model: Model) : Model * Effect list =
     match Tools.parse name arguments with
-    | Result.Error text -> model, answer call (failure text)
+    | Result.Error text -> model, answer call (failure (refused text))
     | Ok toolCall ->
         match route model name toolCall arguments with
         | Result.Error text -> model, answer call (failure text)
@@ -263,6 +261,47 @@ let private toolCalled call nonce name arguments (model: Model) : Model * Effect
                                     Done({ Text = a.Text + "\n" + b.Text; IsError = a.IsError && b.IsError }, obsA @ obsB))))
                         program
                 step call (Workspace.id first) joined model
+
+// ---------------------------------------------------------------------------------------------
+// Progress and cancellation
+// ---------------------------------------------------------------------------------------------
+
+let private whole (f: float) = (Math.Round f).ToString(Globalization.CultureInfo.InvariantCulture)
+
+/// The client asked for progress of a call still running: the first report after `progressEverySecs`.
+let private progressRequested (call: int64) (tool: string) (model: Model) : Model * Effect list =
+    if model.Calls.ContainsKey call && not (model.Progress.ContainsKey call) then
+        { model with Progress = model.Progress.Add(call, { Tool = tool; Reports = 0 }) }, [ After(progressEverySecs, ProgressTimer call) ]
+    else
+        model, []
+
+/// A report for a call still running (and the next one scheduled); nothing once it has been answered or cancelled.
+let private reportProgress (call: int64) (model: Model) : Model * Effect list =
+    match model.Progress.TryFind call, model.Calls.TryFind call with
+    | Some r, Some pending ->
+        let n = r.Reports + 1
+        let elapsed = float n * progressEverySecs
+        let total, message =
+            match pending with
+            | Waiting t -> Some t, $"no message yet after {whole elapsed} s (waiting up to {whole t} s)"
+            | _ -> None, $"{r.Tool} still running after {whole elapsed} s"
+        { model with Progress = model.Progress.Add(call, { r with Reports = n }) },
+        [ Effect.Progress(call, { Progress = elapsed; Total = total; Message = message }); After(progressEverySecs, ProgressTimer call) ]
+    | _ -> { model with Progress = model.Progress.Remove call }, []
+
+/// The client gave up on a call: forgotten at once (a wait ends, a program's later steps never run, nothing is sent
+/// again); a request already on its way is not taken back.
+let private cancelled (call: int64) (model: Model) : Model * Effect list =
+    let model' = { model with Calls = model.Calls.Remove call; Progress = model.Progress.Remove call }
+    match model.Calls.TryFind call with
+    | Some(Waiting _) -> model', [ Log(Info, "wait_for_message cancelled by the client") ]
+    | Some _ -> model', [ Log(Info, "tool call cancelled by the client: its remaining steps will not run") ]
+    | None -> model', []
+
+/// A poll answer's messages, then the uploaded files it brought moved on (their announcement joins the messages).
+let private stage (ws: Workspace.State, effects: Effect list, fresh: InboxMessage list) =
+    let ws, files, announced = Staging.uploads ws
+    ws, effects @ files, fresh @ announced
 
 // ---------------------------------------------------------------------------------------------
 // Update
@@ -290,12 +329,18 @@ let update (msg: Msg) (model: Model) : Model * Effect list =
         |> Seq.fold
             (fun (model, effects) kv ->
                 let ws, more = Workspace.start kv.Value
-                withWorkspace ws model, effects @ more)
+                // files a restored ledger still waits for; announced with the rest once the client is ready
+                let ws, files, _ = Staging.uploads ws
+                withWorkspace ws model, effects @ more @ files)
             (model, [])
     | Responded(Background(ws, Register), response) -> onWorkspace ws model (Workspace.onRegister response)
     | Responded(Background(ws, Heartbeat), response) -> onWorkspace ws model (Workspace.onHeartbeat response)
     | Responded(Background(ws, WorkspaceProbe), response) -> onWorkspace ws model (Workspace.decide (Lifecycle.ProbeOutcome response))
-    | Responded(Background(ws, Poll), response) -> withArrivals ws model (Workspace.onPoll response)
+    | Responded(Background(ws, Poll), response) -> withArrivals ws model (Workspace.onPoll response >> stage)
+    | Responded(Background(ws, AckUpload fileId), response) -> onWorkspace ws model (Staging.onUploadAck fileId response)
+    | Responded(Background(_, FetchUpload _), _) -> model, []
+    | Downloaded(Background(ws, FetchUpload fileId), result) -> withArrivals ws model (Staging.onDownload fileId result)
+    | Downloaded _ -> model, []
     | Responded(Background(ws, Ack), response) -> onWorkspace ws model (Workspace.onAck response)
     | Responded(Background(ws, LegacyProbe), response) -> withArrivals ws model (Workspace.onLegacyProbe response)
     | Responded(ForTool call, response) ->
@@ -310,8 +355,16 @@ let update (msg: Msg) (model: Model) : Model * Effect list =
     | TimerFired(StreamTimer ws, uptime) -> onWorkspace ws { model with Uptime = uptime } (Workspace.streamTimer uptime)
     | TimerFired(PollTimer ws, uptime) ->
         let model, effects = onWorkspace ws { model with Uptime = uptime } Workspace.tick
+        // downloads that failed are tried again
+        let model, files = withArrivals ws model Staging.uploads
         let model, again = if ws = model.Primary then renotify model else model, []
-        model, effects @ again
+        model, effects @ files @ again
+    | TimerFired(ProgramTimer call, uptime) ->
+        let model = { model with Uptime = uptime }
+        match model.Calls.TryFind call with
+        | Some(AwaitPause(ran, k)) -> step call ran (k uptime) model
+        | _ -> model, []
+    | TimerFired(ProgressTimer call, uptime) -> reportProgress call { model with Uptime = uptime }
     | TimerFired(WaitDeadline call, uptime) ->
         let model = { model with Uptime = uptime }
         match model.Calls.TryFind call with
@@ -322,7 +375,8 @@ let update (msg: Msg) (model: Model) : Model * Effect list =
         // Messages that arrived before the handshake, or are still unpopped from an earlier run, are announced now.
         push (Mailbox.all model.Workspaces) { model with Initialized = true }
     | ToolCalled(call, nonce, name, arguments) -> toolCalled call nonce name arguments model
-    | ToolCancelled call -> { model with Calls = model.Calls.Remove call }, []
+    | ToolCancelled call -> cancelled call model
+    | ProgressRequested(call, tool) -> progressRequested call tool model
     | Synced(ws, lines) ->
         withArrivals ws model (fun w ->
             let w, fresh = Workspace.synced lines w

@@ -152,6 +152,9 @@ let activity (cfg: Config) (q: PollQuery) : Request =
                | Some b -> [ "before_ts", b ]
                | None -> [])
 
+    // the sender's name, role and agent card URL on every row (a platform without it ignores the parameter)
+    let pairs = pairs @ [ "include", "peer_info" ]
+
     request Get cfg $"/workspaces/{own cfg}/activity" pairs (baseHeaders cfg) NoBody 10.0
 
 /// POST /workspaces/:id/activity/ack — tells the platform every row up to `ackedSeq` is handled (monotone on the
@@ -278,3 +281,33 @@ let recallMemory (cfg: Config) (q: string) (scope: MemoryScope option) : Request
           | None -> () ]
 
     request Get cfg $"/workspaces/{own cfg}/memories" pairs (baseHeaders cfg) NoBody 10.0
+
+// ---------------------------------------------------------------------------------------------
+// Team: agent card, broadcast, history, uploaded files
+// ---------------------------------------------------------------------------------------------
+
+/// POST /registry/update-card — with this workspace's own token (the reference used another one, P31).
+let updateCard (cfg: Config) (card: JsonNode) : Request =
+    let body = Json.obj [ "workspace_id", Json.str cfg.WorkspaceId.Value; "agent_card", Json.clone card ]
+    request Post cfg "/registry/update-card" [] (baseHeaders cfg) (json body) 10.0
+
+/// POST /workspaces/:own/broadcast.
+let broadcast (cfg: Config) (message: string) : Request =
+    request Post cfg $"/workspaces/{own cfg}/broadcast" [] (baseHeaders cfg) (json (Json.obj [ "message", Json.str message ])) 30.0
+
+/// GET /workspaces/:own/activity?peer_id=…&limit=…[&before_ts=…] — every row shared with one peer (no type filter).
+let chatHistory (cfg: Config) (peerId: string) (limit: int) (before: string option) : Request =
+    let pairs =
+        [ "peer_id", peerId; "limit", limit.ToString(CultureInfo.InvariantCulture) ]
+        @ (match before with
+           | Some b -> [ "before_ts", b ]
+           | None -> [])
+    request Get cfg $"/workspaces/{own cfg}/activity" pairs (baseHeaders cfg) NoBody 10.0
+
+/// GET /workspaces/:own/pending-uploads/:file_id/content — the bytes of a file the user uploaded.
+let uploadContent (cfg: Config) (fileId: string) : Request =
+    request Get cfg $"/workspaces/{own cfg}/pending-uploads/{esc fileId}/content" [] (baseHeaders cfg) NoBody 240.0
+
+/// POST /workspaces/:own/pending-uploads/:file_id/ack — the file is on disk here.
+let ackUpload (cfg: Config) (fileId: string) : Request =
+    request Post cfg $"/workspaces/{own cfg}/pending-uploads/{esc fileId}/ack" [] (baseHeaders cfg) NoBody 10.0

@@ -176,6 +176,54 @@ let private tier (v: string) =
     | true, n when n >= 0 -> n
     | _ -> 1
 
+/// DELEGATION_TIMEOUT: the longest accepted (a day) and the default (the reference's 300 s).
+let defaultDelegationTimeoutSecs = 300.0
+let maxDelegationTimeoutSecs = 86_400.0
+
+let private delegationTimeout (env: Map<string, string>) : Result<float, ConfigError> =
+    match var env "DELEGATION_TIMEOUT" with
+    | "" -> Ok defaultDelegationTimeoutSecs
+    | raw ->
+        match Double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture) with
+        | true, v when Double.IsFinite v && v > 0.0 && v <= maxDelegationTimeoutSecs -> Ok v
+        | _ ->
+            Result.Error(
+                Invalid("DELEGATION_TIMEOUT", "must be a number of seconds greater than 0 and at most 86400, e.g. 300")
+            )
+
+/// DELEGATION_SYNC_VIA_INBOX: 1/true/yes/on (any case) → on; unset, 0/false/no/off → off; anything else is refused
+/// (the reference silently treated every value but "1" as off).
+let private syncViaInbox (env: Map<string, string>) : Result<bool, ConfigError> =
+    match (var env "DELEGATION_SYNC_VIA_INBOX").ToLowerInvariant() with
+    | "1"
+    | "true"
+    | "yes"
+    | "on" -> Ok true
+    | ""
+    | "0"
+    | "false"
+    | "no"
+    | "off" -> Ok false
+    | _ -> Result.Error(Invalid("DELEGATION_SYNC_VIA_INBOX", "must be 1 (on) or 0 (off)"))
+
+/// The problems of the settings every workspace of the process shares (checked in single and multi mode).
+let sharedErrors (env: Map<string, string>) : ConfigError list =
+    [ match delegationTimeout env with
+      | Result.Error e -> e
+      | Ok _ -> ()
+      match syncViaInbox env with
+      | Result.Error e -> e
+      | Ok _ -> () ]
+
+/// The env values get_runtime_identity reports (trimmed, "" when unset).
+let identity (env: Map<string, string>) : RuntimeIdentity =
+    { Model = var env "MODEL"
+      ModelProvider = var env "MODEL_PROVIDER"
+      MoleculeModel = var env "MOLECULE_MODEL"
+      AnthropicBaseUrl = var env "ANTHROPIC_BASE_URL"
+      Tier = var env "TIER"
+      Runtime = var env "ADAPTER_MODULE" }
+
 let private skills (v: string) =
     v.Split ',' |> Array.toList |> List.map trim |> List.filter ((<>) "") |> List.distinct
 
@@ -278,7 +326,11 @@ let build (env: Map<string, string>) (stateDir: string) (id: WorkspaceId) (baseU
       Tier = tier (var env "WORKSPACE_TIER")
       ReplaySecs = whole defaultReplaySecs 1 maxReplaySecs (var env "MOLECULE_MCP_REPLAY_SECS")
       RenotifySecs = float (whole defaultRenotifySecs 0 maxRenotifySecs (var env "MOLECULE_MCP_RENOTIFY_SECS"))
-      MaxLineBytes = whole defaultMaxLineBytes (64 * 1024) (256 * 1024 * 1024) (var env "MOLECULE_MCP_MAX_LINE_BYTES") }
+      MaxLineBytes = whole defaultMaxLineBytes (64 * 1024) (256 * 1024 * 1024) (var env "MOLECULE_MCP_MAX_LINE_BYTES")
+      // Checked by sharedErrors before a Config is built; the defaults only stand in for a value already refused.
+      DelegationSyncViaInbox = (match syncViaInbox env with Ok on -> on | Result.Error _ -> false)
+      DelegationTimeoutSecs = (match delegationTimeout env with Ok t -> t | Result.Error _ -> defaultDelegationTimeoutSecs)
+      Identity = identity env }
 
 /// The platform URL of the environment (base, origin).
 let platformOf (env: Map<string, string>) = platformUrl env
@@ -290,14 +342,15 @@ let parseSingle (env: Map<string, string>) (stateDir: string) (authToken: string
     let id = workspaceId env
     let url = platformUrl env
     let tok = token env (trim stateDir) authToken tokenFile
+    let shared = sharedErrors env
     match id, url, tok with
-    | Ok id, Ok pair, Ok tokenAndSource -> Ok(build env stateDir id pair tokenAndSource)
+    | Ok id, Ok pair, Ok tokenAndSource when shared.IsEmpty -> Ok(build env stateDir id pair tokenAndSource)
     | _ ->
         let err r =
             match r with
             | Result.Error e -> [ e ]
             | Ok _ -> []
-        Result.Error(err id @ err url @ err tok)
+        Result.Error(err id @ err url @ err tok @ shared)
 
 /// Env map → validated Config (single mode, no MOLECULE_WORKSPACE_TOKEN_FILE), or ALL the problems found.
 let parse (env: Map<string, string>) (stateDir: string) (authToken: string option) : Result<Config, ConfigError list> =

@@ -98,7 +98,8 @@ let parse
                         match shared.Force() with
                         | Ok pair -> Ok(Config.build env stateDir e.Id pair (e.Token, FromWorkspaces))
                         | Result.Error problem -> Result.Error problem)
-            match configs |> List.choose (function Result.Error e -> Some e | Ok _ -> None) |> List.distinct with
+            let problems = (configs |> List.choose (function Result.Error e -> Some e | Ok _ -> None)) @ Config.sharedErrors env
+            match problems |> List.distinct with
             | [] -> Ok(configs |> List.choose (function Ok c -> Some c | Result.Error _ -> None))
             | problems -> Result.Error problems
 

@@ -10,6 +10,7 @@ let rec private scrubbed (config: Config) (program: Program) : Program =
     | Done(output, observations) -> Done({ output with Text = Config.scrub config output.Text }, observations)
     | Call(req, k) -> Call(req, k >> scrubbed config)
     | CheckFiles(paths, k) -> CheckFiles(paths, k >> scrubbed config)
+    | Pause(seconds, k) -> Pause(seconds, k >> scrubbed config)
 
 /// A context for running a tool outside the agent (a library user's own loop): one workspace, nothing learnt yet.
 let context (config: Config) (nonce: string) : ToolContext =
@@ -18,7 +19,8 @@ let context (config: Config) (nonce: string) : ToolContext =
       PeerNames = Map.empty
       Nonce = nonce
       Via = false
-      Degraded = None }
+      Degraded = None
+      Served = [ config.WorkspaceId ] }
 
 /// The program of one platform tool call; None for the inbox tools.
 let run (ctx: ToolContext) (toolCall: ToolCall) : Program option =
@@ -32,6 +34,10 @@ let run (ctx: ToolContext) (toolCall: ToolCall) : Program option =
         | SendMessageToUser(message, attachments) -> Some(MessagingTools.sendMessageToUser ctx message attachments)
         | CommitMemory(content, scope) -> Some(MemoryTools.commitMemory ctx content scope)
         | RecallMemory(query, scope) -> Some(MemoryTools.recallMemory ctx query scope)
+        | GetRuntimeIdentity -> Some(TeamTools.runtimeIdentity ctx)
+        | UpdateAgentCard card -> Some(TeamTools.updateAgentCard ctx card)
+        | BroadcastMessage message -> Some(TeamTools.broadcastMessage ctx message)
+        | ChatHistory(peer, limit, before) -> Some(TeamTools.chatHistory ctx peer limit before)
         | WaitForMessage _
         | InboxPeek _
         | InboxPop _ -> None

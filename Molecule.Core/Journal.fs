@@ -40,14 +40,21 @@ let private optStr (s: string option) : JsonNode =
     | None -> Json.nul
 
 let messageJson (m: InboxMessage) : JsonObject =
-    Json.obj
-        [ "activity_id", Json.str m.ActivityId
-          "seq", optNum m.Seq
-          "text", Json.str m.Text
-          "peer_id", Json.str m.PeerId
-          "kind", Json.str (Ledger.kindName m.Kind)
-          "method", Json.str m.Method
-          "created_at", Json.str m.CreatedAt ]
+    let o =
+        Json.obj
+            [ "activity_id", Json.str m.ActivityId
+              "seq", optNum m.Seq
+              "text", Json.str m.Text
+              "peer_id", Json.str m.PeerId
+              "kind", Json.str (Ledger.kindName m.Kind)
+              "method", Json.str m.Method
+              "created_at", Json.str m.CreatedAt ]
+    // The sender's registry facts (include=peer_info): written only when known, so older readers see the same keys.
+    for (key, value) in [ "peer_name", m.PeerName; "peer_role", m.PeerRole; "agent_card_url", m.AgentCardUrl ] do
+        match value with
+        | Some v -> o[key] <- Json.str v
+        | None -> ()
+    o
 
 /// Line 1: whose file this is.
 let header (workspaceId: WorkspaceId) (generation: int64) : string =
@@ -101,6 +108,7 @@ let private kindOf (name: string) (peer: string) =
     match name with
     | "canvas_user" -> CanvasUser
     | "peer_agent" -> PeerAgent
+    | "delegation_result" -> DelegationResult
     | _ -> if peer <> "" then PeerAgent else CanvasUser
 
 let messageOfJson (node: JsonNode) : InboxMessage option =
@@ -114,7 +122,10 @@ let messageOfJson (node: JsonNode) : InboxMessage option =
               PeerId = peer
               Kind = kindOf (defaultArg (field "kind") "") peer
               Method = meth
-              CreatedAt = at }
+              CreatedAt = at
+              PeerName = field "peer_name"
+              PeerRole = field "peer_role"
+              AgentCardUrl = field "agent_card_url" }
     | _ -> None
 
 let private all (f: JsonNode -> 'a option) (node: JsonNode option) : 'a list option =

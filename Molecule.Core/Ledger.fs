@@ -119,14 +119,20 @@ let evolve (s: State) (event: Event) : State =
 // Reading
 // ---------------------------------------------------------------------------------------------
 
-let count (s: State) = s.Queue.Count
+/// The messages the agent sees: everything waiting but the files still being fetched (Uploads).
+let private visible (s: State) = s.Queue |> Seq.map (fun kv -> kv.Value) |> Seq.filter (Uploads.isPending >> not)
 
-let head (s: State) : InboxMessage option =
-    if s.Queue.IsEmpty then None else Some((Seq.head s.Queue).Value)
+let count (s: State) = Seq.length (visible s)
+
+let head (s: State) : InboxMessage option = Seq.tryHead (visible s)
 
 /// The oldest `limit` waiting messages.
 let peek (limit: int) (s: State) : InboxMessage list =
-    if limit <= 0 then [] else s.Queue |> Seq.truncate limit |> Seq.map (fun kv -> kv.Value) |> List.ofSeq
+    if limit <= 0 then [] else visible s |> Seq.truncate limit |> List.ofSeq
+
+/// Uploaded files not yet announced to the agent (hidden messages, oldest first).
+let pendingUploads (s: State) : InboxMessage list =
+    s.Queue |> Seq.map (fun kv -> kv.Value) |> Seq.filter Uploads.isPending |> List.ofSeq
 
 let contains (activityId: string) (s: State) = not (isNull activityId) && s.Keys.ContainsKey activityId
 
@@ -140,6 +146,7 @@ let kindName (kind: MessageKind) =
     match kind with
     | CanvasUser -> "canvas_user"
     | PeerAgent -> "peer_agent"
+    | DelegationResult -> "delegation_result"
 
 /// Our own echoes: the notify row written by send_message_to_user (no source) and the a2a_receive row that
 /// delegate_task reports about ourselves (source = own id, not a delegate_result).
@@ -148,14 +155,27 @@ let isEcho (self: WorkspaceId) (row: Activity.Row) : bool =
     || (WorkspaceId.names self row.SourceId
         && not (String.Equals(row.Method, "delegate_result", StringComparison.OrdinalIgnoreCase)))
 
-let messageOf (row: Activity.Row) : InboxMessage =
-    { ActivityId = row.Id
-      Seq = row.Seq
-      Text = row.Text
-      PeerId = row.SourceId
-      Kind = (if row.SourceId <> "" then PeerAgent else CanvasUser)
-      Method = row.Method
-      CreatedAt = row.CreatedAt }
+let private isMethod (name: string) (row: Activity.Row) =
+    String.Equals(row.Method, name, StringComparison.OrdinalIgnoreCase)
+
+/// The message of a row: an uploaded file is kept hidden until it is on disk (Uploads); a delegation's answer names
+/// the peer that answered (the target when the row is written on this workspace's own behalf).
+let messageOf (self: WorkspaceId) (row: Activity.Row) : InboxMessage =
+    match row.Upload with
+    | Some upload when isMethod Activity.uploadMethod row -> Uploads.hidden row upload
+    | _ ->
+        let result = isMethod Activity.delegationResultMethod row
+        let peer = if result && WorkspaceId.names self row.SourceId then row.TargetId else row.SourceId
+        { ActivityId = row.Id
+          Seq = row.Seq
+          Text = row.Text
+          PeerId = peer
+          Kind = (if result then DelegationResult elif peer <> "" then PeerAgent else CanvasUser)
+          Method = row.Method
+          CreatedAt = row.CreatedAt
+          PeerName = row.PeerName
+          PeerRole = row.PeerRole
+          AgentCardUrl = row.AgentCardUrl }
 
 /// What intake does with one readable row.
 type Verdict =
@@ -166,6 +186,8 @@ type Verdict =
 
 let verdict (s: State) (row: Activity.Row) : Verdict =
     if isEcho s.WorkspaceId row then Handled
+    // An upload row without a file to fetch has nothing for the agent.
+    elif isMethod Activity.uploadMethod row && row.Upload.IsNone then Handled
     elif s.Seen.Contains row.Id || s.Keys.ContainsKey row.Id then Handled
     else
         match row.Seq, s.Floor with
@@ -207,7 +229,7 @@ let take (pageFull: bool) (items: Item list) (s: State) : Take option * bool =
                 if room <= 0 then
                     List.rev accepted, List.rev delivered, true
                 else
-                    walk (room - 1) (item :: accepted) (messageOf row :: delivered) (seen.Add row.Id) tail
+                    walk (room - 1) (item :: accepted) (messageOf s.WorkspaceId row :: delivered) (seen.Add row.Id) tail
             | _ -> walk room (item :: accepted) delivered seen tail
     let accepted, delivered, held = walk (room s) [] [] Set.empty items
     let withIds = accepted |> List.choose (fun i -> itemId i |> Option.map (fun id -> id, itemTime i))
@@ -230,7 +252,7 @@ let take (pageFull: bool) (items: Item list) (s: State) : Take option * bool =
     if delivered.IsEmpty && cursor.IsNone && horizon.IsNone then
         None, held
     else
-        Some { Messages = delivered; Cursor = cursor; Horizon = horizon }, held
+        Some { Messages = Uploads.grouped delivered; Cursor = cursor; Horizon = horizon }, held
 
 /// The event of handling one message, if it is waiting.
 let pop (activityId: string) (s: State) : Event option =

@@ -114,7 +114,8 @@ let decide (config: Config) (command: Command) (state: State) : Event list =
     | ProbeOutcome _ -> []
     | Observed(Observation.WorkspaceRemoved info) -> removedOnce state info
     | Observed(PeerNames _)
-    | Observed(PeersVia _) -> []
+    | Observed(PeersVia _)
+    | Observed(OwnUploads _) -> []
     | TokenReplaced source -> [ NewToken source ]
 
 let evolve (state: State) (event: Event) : State =

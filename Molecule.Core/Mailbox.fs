@@ -5,12 +5,17 @@ module Molecule.Core.Mailbox
 open System.Text.Json.Nodes
 open Molecule.Protocol
 
-/// A waiting message and the workspace it arrived in.
-type Letter = { Message: InboxMessage; Arrival: WorkspaceId }
+/// A waiting message, the workspace it arrived in and that workspace's platform URL.
+type Letter =
+    { Message: InboxMessage
+      Arrival: WorkspaceId
+      PlatformUrl: string }
 
 let private letters (n: int) (workspaces: Map<WorkspaceId, Workspace.State>) : Letter list =
     workspaces
-    |> Seq.collect (fun kv -> Ledger.peek n kv.Value.Ledger |> List.map (fun m -> { Message = m; Arrival = kv.Key }))
+    |> Seq.collect (fun kv ->
+        Ledger.peek n kv.Value.Ledger
+        |> List.map (fun m -> { Message = m; Arrival = kv.Key; PlatformUrl = kv.Value.Config.PlatformUrl }))
     |> Seq.sortBy (fun l -> Ledger.keyOf l.Message)
     |> Seq.truncate n
     |> List.ofSeq
@@ -34,12 +39,7 @@ let owner (activityId: string) (workspaces: Map<WorkspaceId, Workspace.State>) :
 let private arrival (multi: bool) (l: Letter) = if multi then Some l.Arrival else None
 
 /// A message as the inbox tools show it.
-let json (multi: bool) (l: Letter) : JsonObject =
-    let o = InboxTools.messageJson l.Message
-    match arrival multi l with
-    | Some ws -> o["arrival_workspace_id"] <- Json.str ws.Value
-    | None -> ()
-    o
+let json (multi: bool) (l: Letter) : JsonObject = InboxTools.messageJson l.PlatformUrl (arrival multi l) l.Message
 
 /// The channel notification of a message.
-let event (multi: bool) (l: Letter) : ChannelEvent = Channel.eventIn (arrival multi l) l.Message
+let event (multi: bool) (l: Letter) : ChannelEvent = Channel.eventFor l.PlatformUrl (arrival multi l) l.Message

@@ -25,6 +25,21 @@ type AgentCard =
       Description: string option
       Skills: string list }
 
+/// What the host runs on, as get_runtime_identity reports it (each an env value, "" when unset).
+type RuntimeIdentity =
+    { /// MODEL
+      Model: string
+      /// MODEL_PROVIDER
+      ModelProvider: string
+      /// MOLECULE_MODEL
+      MoleculeModel: string
+      /// ANTHROPIC_BASE_URL
+      AnthropicBaseUrl: string
+      /// TIER (not WORKSPACE_TIER)
+      Tier: string
+      /// ADAPTER_MODULE
+      Runtime: string }
+
 /// Validated, normalised configuration (see Config.fs).
 type Config =
     { WorkspaceId: Molecule.Protocol.WorkspaceId
@@ -56,7 +71,13 @@ type Config =
       /// default 300; 0 = never).
       RenotifySecs: float
       /// The longest stdin line accepted, in bytes (MOLECULE_MCP_MAX_LINE_BYTES, default 4 MiB).
-      MaxLineBytes: int }
+      MaxLineBytes: int
+      /// DELEGATION_SYNC_VIA_INBOX: delegate_task sends through POST /delegate and polls GET /delegations.
+      DelegationSyncViaInbox: bool
+      /// DELEGATION_TIMEOUT: how long that polling waits for the answer (seconds, default 300).
+      DelegationTimeoutSecs: float
+      /// The env values get_runtime_identity reports.
+      Identity: RuntimeIdentity }
 
 // ---------------------------------------------------------------------------------------------
 // HTTP effects as data
@@ -109,6 +130,8 @@ type Response =
 type MessageKind =
     | CanvasUser
     | PeerAgent
+    /// The answer (or failure) of a task this workspace delegated (`method: delegate_result`).
+    | DelegationResult
 
 type InboxMessage =
     { ActivityId: string
@@ -120,7 +143,12 @@ type InboxMessage =
       Kind: MessageKind
       Method: string
       /// As the platform sent it (RFC 3339).
-      CreatedAt: string }
+      CreatedAt: string
+      /// The sender's name, role and agent card URL as the platform gave them (`include=peer_info`; raw — the
+      /// channel and the inbox tools sanitise them).
+      PeerName: string option
+      PeerRole: string option
+      AgentCardUrl: string option }
 
 /// What the inbox asks `/workspaces/:id/activity` for.
 type PollQuery =
@@ -142,6 +170,8 @@ type Observation =
     | PeerNames of (string * string) list
     /// The peers a workspace's list_peers returned (for routing a later delegation from that workspace).
     | PeersVia of workspace: Molecule.Protocol.WorkspaceId * peers: string list
+    /// Files this workspace uploaded itself (send_message_to_user): their pending-upload rows are its own (P35).
+    | OwnUploads of workspace: Molecule.Protocol.WorkspaceId * fileIds: string list
 
 // ---------------------------------------------------------------------------------------------
 // Tools
@@ -165,6 +195,11 @@ type ToolCall =
     | SendMessageToUser of message: string * attachments: string list
     | CommitMemory of content: string * scope: MemoryScope
     | RecallMemory of query: string * scope: MemoryScope option
+    | GetRuntimeIdentity
+    /// The `card` argument as given (compact JSON text, "null" when missing); the program refuses a non-object.
+    | UpdateAgentCard of card: string
+    | BroadcastMessage of message: string
+    | ChatHistory of peerId: string * limit: int * beforeTs: string option
 
 type ToolOutput = { Text: string; IsError: bool }
 
@@ -179,13 +214,26 @@ type ToolContext =
       /// When one process serves several workspaces: lines name the workspace they come from (`via: <id8>`).
       Via: bool
       /// The platform rejects the token: every platform tool answers this one line instead.
-      Degraded: string option }
+      Degraded: string option
+      /// Every workspace this process serves (delegating to one of them is refused).
+      Served: Molecule.Protocol.WorkspaceId list }
 
-/// Name, description and JSON Schema (object) of one MCP tool.
+/// MCP tool annotations (hints for clients). Destructive and Idempotent mean something only for tools that are not
+/// read-only (None for those).
+type ToolAnnotations =
+    { ReadOnly: bool
+      Destructive: bool option
+      Idempotent: bool option
+      /// Reaches beyond this workspace's own records: other agents, the user.
+      OpenWorld: bool }
+
+/// Name, title, description, JSON Schema (object) and annotations of one MCP tool.
 type ToolSpec =
     { Name: string
+      Title: string
       Description: string
-      InputSchema: string }
+      InputSchema: string
+      Annotations: ToolAnnotations }
 
 type FileCheck =
     | FileOk of size: int64
@@ -197,6 +245,8 @@ type Program =
     | Done of ToolOutput * Observation list
     | Call of Request * (Response -> Program)
     | CheckFiles of paths: string list * (FileCheck list -> Program)
+    /// Waits `seconds`; the continuation gets the agent's uptime when the wait is over (the core has no clock).
+    | Pause of seconds: float * (float -> Program)
 
 // ---------------------------------------------------------------------------------------------
 // The one effect vocabulary (Elmish style: the agent's update returns effects as data)
@@ -211,6 +261,10 @@ type Job =
     | WorkspaceProbe
     /// Asks the platform whether an old shared inbox file's cursor belongs to this workspace.
     | LegacyProbe
+    /// Downloads a file the user uploaded (a `chat_upload_receive` row).
+    | FetchUpload of fileId: string
+    /// Tells the platform an uploaded file is on disk here.
+    | AckUpload of fileId: string
 
 /// Whom the answer to a request belongs to.
 type Purpose =
@@ -224,6 +278,10 @@ type Timer =
     | WaitDeadline of call: int64
     /// Time to open the event stream again.
     | StreamTimer of workspace: Molecule.Protocol.WorkspaceId
+    /// The end of a tool program's `Pause`.
+    | ProgramTimer of call: int64
+    /// Time to tell the client a long call is still running (it asked for progress).
+    | ProgressTimer of call: int64
 
 /// The channel notification `notifications/claude/channel` params: content + string-only meta.
 type ChannelEvent =
@@ -236,6 +294,22 @@ type LedgerWrite =
     | Append of lines: string list
     /// The whole file replaced atomically (compaction, migration, first write).
     | Rewrite of text: string
+
+/// What came of downloading a file to disk.
+type DownloadResult =
+    /// On disk (written to a temporary name, flushed, renamed into place).
+    | Saved of bytes: int64
+    /// The platform answered with something other than the file.
+    | DownloadRefused of status: int * body: string
+    /// The request or the write failed (never a partial file in place).
+    | DownloadFailed of message: string
+
+/// A progress report for a tool call the client asked progress for (`notifications/progress`).
+type ToolProgress =
+    { /// Increases with every report of the call.
+      Progress: float
+      Total: float option
+      Message: string }
 
 type Effect =
     /// Perform an HTTP request; its answer comes back as `Responded(purpose, response)`.
@@ -258,4 +332,9 @@ type Effect =
     | Listen of workspace: Molecule.Protocol.WorkspaceId * Request
     /// Close the workspace's event stream.
     | Unlisten of workspace: Molecule.Protocol.WorkspaceId
+    /// GET a file into `path` (written to a temporary name, then renamed; mode 0600); the outcome comes back as
+    /// `Downloaded(purpose, result)`.
+    | Download of Purpose * Request * path: string
+    /// Report progress of a tool call to the client.
+    | Progress of call: int64 * ToolProgress
     | Exit of code: int

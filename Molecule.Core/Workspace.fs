@@ -28,7 +28,12 @@ type State =
       FileExists: bool
       Leader: bool
       Legacy: (string option * InboxMessage list * string list) option
-      Doorbell: Doorbell.State }
+      Doorbell: Doorbell.State
+      /// File ids of this workspace's own uploads (send_message_to_user): never fetched as the user's (P35).
+      OwnUploads: Set<string>
+      /// Uploaded files being downloaded now, and how often each has failed.
+      Downloading: Set<string>
+      DownloadFailures: Map<string, int> }
 
 let boot (config: Config) (b: Boot) : State =
     { Config = config
@@ -40,11 +45,14 @@ let boot (config: Config) (b: Boot) : State =
       FileExists = b.FileExists
       Leader = b.Leader
       Legacy = b.Legacy
-      Doorbell = Doorbell.initial }
+      Doorbell = Doorbell.initial
+      OwnUploads = Set.empty
+      Downloading = Set.empty
+      DownloadFailures = Map.empty }
 
 let id (ws: State) = ws.Config.WorkspaceId
 
-let private send (ws: State) (job: Job) (request: Request) = Send(Background(id ws, job), request)
+let send (ws: State) (job: Job) (request: Request) = Send(Background(id ws, job), request)
 
 // ---------------------------------------------------------------------------------------------
 // Durability
@@ -75,7 +83,8 @@ let delivered (events: Ledger.Event list) : InboxMessage list =
 // Fetching and acknowledging
 // ---------------------------------------------------------------------------------------------
 
-let private inboxActive (ws: State) = ws.Config.InboxEnabled && ws.Leader && ws.Legacy.IsNone
+/// This process polls the workspace's inbox (enabled, the poller, no old shared file being checked).
+let inboxActive (ws: State) = ws.Config.InboxEnabled && ws.Leader && ws.Legacy.IsNone
 
 /// Starts the next fetch unless one is in flight (then it is coalesced into one more).
 let fetch (ws: State) : State * Effect list =
@@ -99,7 +108,8 @@ let onPoll (response: Response) (ws: State) : State * Effect list * InboxMessage
     let ws, persisted = apply o.Events { ws with Intake = o.Intake }
     let ws, more = if o.FetchNow then fetch ws else ws, []
     let ws, acks = acknowledge ws
-    ws, persisted @ o.Effects @ more @ acks, delivered o.Events
+    // uploaded files reach the agent only once they are on disk (Staging)
+    ws, persisted @ o.Effects @ more @ acks, delivered o.Events |> List.filter (Uploads.isPending >> not)
 
 let onAck (response: Response) (ws: State) : State * Effect list =
     let intake, events, logs = Intake.onAck response ws.Ledger ws.Intake

@@ -7,6 +7,21 @@ open System
 open System.Globalization
 open System.Text.Json.Nodes
 
+/// A file the user uploaded to a poll-mode workspace (a `chat_upload_receive` row's request_body).
+type Upload =
+    { FileId: string
+      Name: string
+      MimeType: string
+      Size: int64 option
+      /// `platform-pending:<workspace>/<file_id>`.
+      Uri: string }
+
+/// The method of the rows that announce an uploaded file.
+let uploadMethod = "chat_upload_receive"
+
+/// The method of the rows that carry the answer of a delegated task.
+let delegationResultMethod = "delegate_result"
+
 type Row =
     { Id: string
       /// The platform's delivery sequence number (newer platforms); None when the row has none.
@@ -19,13 +34,17 @@ type Row =
       Method: string
       /// "" for canvas and system senders (source_id null).
       SourceId: string
+      /// "" when the row has none.
+      TargetId: string
       Summary: string
       /// The message text: every text part, and one line per file part.
       Text: string
       /// With `include=peer_info`: the sender's name, role and agent card URL.
       PeerName: string option
       PeerRole: string option
-      AgentCardUrl: string option }
+      AgentCardUrl: string option
+      /// A `chat_upload_receive` row's file.
+      Upload: Upload option }
 
 /// Why a row was skipped, with its id, seq and time when they could be read (so it still orders and moves the cursor).
 type Skipped =
@@ -62,9 +81,9 @@ let private text name node =
 let private optionalText name node =
     Json.prop name node |> Option.bind Json.asString |> Option.filter (fun s -> s.Trim() <> "")
 
-/// request_body as a JSON object (it may arrive as a JSON string holding JSON).
-let private requestBody (row: JsonNode) : JsonNode option =
-    match Json.prop "request_body" row with
+/// A body column as a JSON object (it may arrive as a JSON string holding JSON).
+let private bodyOf (column: string) (row: JsonNode) : JsonNode option =
+    match Json.prop column row with
     | Some(:? JsonObject as o) -> Some(o :> JsonNode)
     | Some body ->
         match Json.asString body |> Option.bind Json.tryParse with
@@ -72,18 +91,58 @@ let private requestBody (row: JsonNode) : JsonNode option =
         | _ -> None
     | None -> None
 
+let private requestBody = bodyOf "request_body"
+
+let private nonBlank (s: string option) = s |> Option.filter (fun t -> t.Trim() <> "")
+
 let private textOfRow (row: JsonNode) : string =
     let fromParts =
         requestBody row
         |> Option.bind (fun body ->
             [ [ "params"; "message"; "parts" ]; [ "params"; "parts" ]; [ "parts" ] ]
             |> List.tryPick (fun p -> Json.path p body |> Option.bind A2a.textOfParts))
-    match fromParts with
+    // A delegation's answer is the response's text (the reference showed only the summary, P25), else its failure.
+    let fromResult () =
+        if Json.stringProp "method" row = Some delegationResultMethod then
+            match bodyOf "response_body" row |> Option.bind (Json.stringProp "text") |> nonBlank with
+            | Some t -> Some t
+            | None ->
+                fromParts
+                |> Option.orElse (
+                    Json.stringProp "error_detail" row |> nonBlank |> Option.map (fun e -> "The delegation failed: " + e)
+                )
+        else
+            fromParts
+    match fromResult () with
     | Some t -> t
     | None ->
         match Json.stringProp "summary" row with
         | Some s when s.Trim() <> "" -> s
         | _ -> "(empty A2A message)"
+
+/// The file of a `chat_upload_receive` row: file_id and name are required.
+let private uploadOf (row: JsonNode) : Upload option =
+    if Json.stringProp "method" row <> Some uploadMethod then
+        None
+    else
+        match requestBody row with
+        | Some body ->
+            let field n = Json.prop n body |> Option.bind Json.asScalarText |> nonBlank
+            match field "file_id", field "name" with
+            | Some fileId, Some name ->
+                Some
+                    { FileId = fileId.Trim()
+                      Name = name
+                      MimeType = defaultArg (field "mimeType") "application/octet-stream"
+                      Size =
+                        field "size"
+                        |> Option.bind (fun t ->
+                            match Int64.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture) with
+                            | true, n -> Some n
+                            | _ -> None)
+                      Uri = defaultArg (field "uri") "" }
+            | _ -> None
+        | None -> None
 
 let private seqOf (row: JsonNode) : int64 option =
     match Json.prop "seq" row with
@@ -133,11 +192,13 @@ let private readRow (row: JsonNode) : Result<Row, Skipped> =
                       ActivityType = text "activity_type" row
                       Method = text "method" row
                       SourceId = (text "source_id" row).Trim()
+                      TargetId = (text "target_id" row).Trim()
                       Summary = text "summary" row
                       Text = message
                       PeerName = optionalText "peer_name" row
                       PeerRole = optionalText "peer_role" row
-                      AgentCardUrl = optionalText "agent_card_url" row }
+                      AgentCardUrl = optionalText "agent_card_url" row
+                      Upload = uploadOf row }
     | _ -> Error { Id = None; Seq = None; At = None; Reason = "the row is not a JSON object" }
 
 /// One row of an activity page. Never throws.

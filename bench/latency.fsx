@@ -87,7 +87,9 @@ type Agent(ws: string, token: string, stream: bool) =
                 if line.Contains "notifications/claude/channel" then
                     let node = JsonNode.Parse line
                     let pars = node["params"]
-                    let content = pars["content"].GetValue<string>()
+                    // content is "[from …]" / the text / "↩ Reply: …": the text is the middle
+                    let lines = pars["content"].GetValue<string>().Split('\n')
+                    let content = if lines.Length >= 3 then String.Join("\n", lines[1 .. lines.Length - 2]) else String.Join("\n", lines)
                     received.GetOrAdd(content, fun _ -> ResizeArray()).Add at
                 line <- proc.StandardOutput.ReadLine()) |> ignore
         proc.StandardInput.WriteLine """{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"latency","version":"1"}}}"""

@@ -1,13 +1,18 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using ModelContextProtocol;
 using ModelContextProtocol.Protocol;
 using ModelContextProtocol.Server;
 using Molecule.Runtime;
 
 namespace Molecule.Host.Mcp;
 
-/// <summary>Handles one tool call: raw arguments (null when the client sent none) → the tool's result.</summary>
-public delegate Task<ToolResult> ToolHandler(string toolName, JsonObject? arguments, CancellationToken ct);
+/// <summary>
+/// Handles one tool call: raw arguments (null when the client sent none) → the tool's result. <paramref name="progress"/>
+/// is non-null when the client asked for progress (a <c>progressToken</c>); the handler reports through it.
+/// </summary>
+public delegate Task<ToolResult> ToolHandler(string toolName, JsonObject? arguments, CancellationToken ct,
+    Func<ToolProgressReport, Task>? progress);
 
 /// <summary>
 /// An MCP tool defined by data: a <see cref="ToolInfo"/> (name, description, JSON Schema text) plus a
@@ -31,7 +36,21 @@ public sealed class DataTool : McpServerTool
         {
             throw new ArgumentException($"tool '{spec.Name}': input schema is not valid JSON: {ex.Message}", nameof(spec), ex);
         }
-        ProtocolTool = new Tool { Name = spec.Name, Description = spec.Description, InputSchema = schema };
+        ProtocolTool = new Tool
+        {
+            Name = spec.Name,
+            Title = spec.Title,
+            Description = spec.Description,
+            InputSchema = schema,
+            Annotations = new ToolAnnotations
+            {
+                Title = spec.Title,
+                ReadOnlyHint = spec.ReadOnly,
+                DestructiveHint = spec.Destructive,
+                IdempotentHint = spec.Idempotent,
+                OpenWorldHint = spec.OpenWorld,
+            },
+        };
     }
 
     public override Tool ProtocolTool { get; }
@@ -41,9 +60,19 @@ public sealed class DataTool : McpServerTool
     public override async ValueTask<CallToolResult> InvokeAsync(RequestContext<CallToolRequestParams> request,
         CancellationToken cancellationToken = default)
     {
-        var output = await _handler(ProtocolTool.Name, ToJsonObject(request.Params?.Arguments), cancellationToken)
-            .ConfigureAwait(false);
+        var output = await _handler(ProtocolTool.Name, ToJsonObject(request.Params?.Arguments), cancellationToken,
+            ProgressSink(request, cancellationToken)).ConfigureAwait(false);
         return ToResult(output);
+    }
+
+    /// <summary>Sends <c>notifications/progress</c> with the request's progressToken; null when it has none.</summary>
+    private static Func<ToolProgressReport, Task>? ProgressSink(RequestContext<CallToolRequestParams> request, CancellationToken ct)
+    {
+        if (request.Params?.ProgressToken is not { } token) return null;
+        var server = request.Server;
+        return report => server.NotifyProgressAsync(token,
+            new ProgressNotificationValue { Progress = (float)report.Progress, Total = (float?)report.Total, Message = report.Message },
+            cancellationToken: ct);
     }
 
     public static CallToolResult ToResult(ToolResult output)

@@ -71,6 +71,42 @@ let private isUuid (s: string) =
     let mutable g = Guid.Empty
     Guid.TryParseExact(s, "D", &g)
 
+/// First 32 hex chars of SHA-256 of the text.
+let private sha256Hex32 (text: string) : string =
+    let hash = SHA256.HashData(Encoding.UTF8.GetBytes text)
+    Convert.ToHexString(hash).ToLowerInvariant().Substring(0, 32)
+
+/// Delegating to your own workspace — in any letter case, or to another workspace this same process serves — only
+/// comes back to you (P29): refused before anything is sent.
+let selfDelegation (tool: string) (ctx: ToolContext) (target: string) : string option =
+    let opening = $"Error: cannot {tool} to your own workspace — "
+    if WorkspaceId.names ctx.Config.WorkspaceId target then
+        Some(
+            opening
+            + "a task sent to yourself only comes back to you as a message, and a delegate_task waiting for your own answer would never get it. Do the work yourself, or use commit_memory to keep a note or send_message_to_user to tell the user."
+        )
+    elif ctx.Served |> List.exists (fun w -> WorkspaceId.names w target) then
+        Some(
+            opening
+            + $"{target.Trim().ToLowerInvariant()} is also served by this molecule-mcp process (MOLECULE_WORKSPACES), so the task would come back to you. Do the work yourself, or use commit_memory / send_message_to_user."
+        )
+    else
+        None
+
+/// How often the DELEGATION_SYNC_VIA_INBOX path reads the delegation list (the reference's 3 s).
+let pollEverySecs = 3.0
+
+/// The answer in a /delegations entry: its preview, said to be cut when the platform cut it.
+let private previewOf (entry: JsonNode) : string =
+    let preview = Json.stringProp "response_preview" entry |> Option.defaultValue ""
+    if preview.Length >= 300 && (preview.EndsWith("...", StringComparison.Ordinal) || preview.EndsWith("…", StringComparison.Ordinal)) then
+        preview
+        + "\n(The platform's delegation list shows only the start of the answer; the whole answer may also reach your inbox as a delegation_result message.)"
+    elif isBlank preview then
+        "(the peer answered without any text)"
+    else
+        preview
+
 let delegateTask (ctx: ToolContext) (target: string) (task: string) : Program =
     let cfg = ctx.Config
     let target = if isNull target then "" else target.Trim().ToLowerInvariant()
@@ -80,6 +116,8 @@ let delegateTask (ctx: ToolContext) (target: string) (task: string) : Program =
             fail "Error: workspace_id and task are required."
         elif not (isUuid target) then
             fail $"Error: \"{target}\" is not a workspace ID (expected a UUID as shown by list_peers)."
+        elif (selfDelegation "delegate_task" ctx target).IsSome then
+            fail (selfDelegation "delegate_task" ctx target).Value
         else
             // `unavailable`: discover said the peer is not reachable right now (503 + its status). The send is still
             // tried: the platform queues messages for poll-mode peers whatever their status, so nothing is lost.
@@ -144,8 +182,62 @@ let delegateTask (ctx: ToolContext) (target: string) (task: string) : Program =
                         report "a2a_receive" $"{name} failed: {trunc 120 detail}" "error" None None (Some detail) (Some text) (fun () ->
                             Done({ Text = text; IsError = true }, learnt))
 
+                // DELEGATION_SYNC_VIA_INBOX: POST /delegate, then read /delegations every 3 s until it ends or
+                // DELEGATION_TIMEOUT passes. Nothing is ever sent twice (P27); a queued delegation ends at once.
+                let viaInbox () : Program =
+                    let rec poll (id: string) (t0: float) (now: float) (last: string) : Program =
+                        Call(
+                            Api.delegations cfg,
+                            fun resp ->
+                                let entry =
+                                    match resp with
+                                    | Reply(s, body) when is2xx s ->
+                                        Json.tryParse body
+                                        |> Option.bind Json.asArray
+                                        |> Option.defaultValue []
+                                        |> List.tryFind (fun e -> Json.prop "delegation_id" e |> Option.bind Json.asScalarText = Some id)
+                                    | _ -> None
+                                let status = entry |> Option.bind (Json.stringProp "status") |> Option.defaultValue last
+                                match resp, entry, status with
+                                | Reply(410, body), _, _ -> finish (Gone body)
+                                | _, Some e, "completed" -> finish (Answered(previewOf e))
+                                | _, Some e, "failed" ->
+                                    let why =
+                                        [ "error"; "error_detail"; "summary" ]
+                                        |> List.tryPick (fun k -> Json.stringProp k e |> Option.filter (isBlank >> not))
+                                    finish (Failed(defaultArg why "delegation failed"))
+                                | _, Some _, "queued" -> finish (QueuedForPoll "message/send")
+                                | _ when now - t0 >= cfg.DelegationTimeoutSecs ->
+                                    finish (
+                                        Failed
+                                            $"no answer within {secs cfg.DelegationTimeoutSecs} s (delegation_id={id}, last status: {status}). The platform is still working on it and nothing was re-sent: call check_task_status(task_id=\"{id}\") later."
+                                    )
+                                | _ ->
+                                    let wait = Math.Max(0.0, Math.Min(pollEverySecs, t0 + cfg.DelegationTimeoutSecs - now))
+                                    Pause(wait, fun later -> poll id t0 later status)
+                        )
+
+                    let key = sha256Hex32 $"{cfg.WorkspaceId.Value}:{target}:{task}:{ctx.Nonce}"
+                    Call(
+                        Api.``delegate`` cfg target task key,
+                        fun resp ->
+                            match resp with
+                            | Reply(410, body) when namesPeer ctx target body -> finish (Failed $"workspace {target} was deleted on the platform")
+                            | Reply(410, body) -> finish (Gone body)
+                            | Reply(s, body) when is2xx s ->
+                                match Json.tryParse body |> Option.bind (Json.prop "delegation_id") |> Option.bind Json.asScalarText with
+                                | Some id -> Pause(0.0, fun t0 -> poll id t0 t0 "pending")
+                                | None -> finish (Failed $"the platform accepted the delegation (HTTP {inv s}) but returned no delegation_id: {short body}")
+                            | Reply(s, body) -> finish (Failed $"delegate dispatch failed: {httpDetail s body}")
+                            | TransportError m -> finish (Failed $"delegate dispatch failed: could not reach the platform at {cfg.PlatformUrl}: {m}")
+                            | TimedOut t -> finish (Failed $"delegate dispatch failed: the platform did not answer within {secs t} s")
+                    )
+
                 report "a2a_send" $"Delegating to {name}" "ok" (Some(Json.obj [ "task", Json.str task ] :> JsonNode)) None None None (fun () ->
-                    Call(Api.a2aSend cfg target (derivedId ctx.Nonce "rpc") ctx.Nonce task, fun resp -> finish (a2aOutcome ctx target resp)))
+                    if cfg.DelegationSyncViaInbox then
+                        viaInbox ()
+                    else
+                        Call(Api.a2aSend cfg target (derivedId ctx.Nonce "rpc") ctx.Nonce task, fun resp -> finish (a2aOutcome ctx target resp)))
 
             Call(
                 Api.discover cfg target,
@@ -178,17 +270,14 @@ let delegateTask (ctx: ToolContext) (target: string) (task: string) : Program =
 // delegate_task_async / check_task_status
 // ---------------------------------------------------------------------------------------------
 
-/// First 32 hex chars of SHA-256 of the text.
-let private sha256Hex32 (text: string) : string =
-    let hash = SHA256.HashData(Encoding.UTF8.GetBytes text)
-    Convert.ToHexString(hash).ToLowerInvariant().Substring(0, 32)
-
 let delegateTaskAsync (ctx: ToolContext) (target: string) (task: string) : Program =
     let target = if isNull target then "" else target.Trim()
 
     platform ctx (fun () ->
         if target = "" || isBlank task then
             fail "Error: workspace_id and task are required."
+        elif (selfDelegation "delegate_task_async" ctx target).IsSome then
+            fail (selfDelegation "delegate_task_async" ctx target).Value
         else
             let key = sha256Hex32 $"{target}:{task}:{ctx.Nonce}"
 

@@ -14,15 +14,26 @@ let activityIdRequired = "Error: activity_id is required."
 
 let private ok (text: string) : ToolOutput = { Text = text; IsError = false }
 
-/// A message as the inbox tools show it (the JSON consumers parse).
-let messageJson (m: InboxMessage) : JsonObject =
+/// A message as the inbox tools show it (the JSON consumers parse), in the reference's key order: activity_id, text,
+/// peer_id, kind, method, created_at, [arrival_workspace_id — several workspaces], then for a peer [peer_name],
+/// [peer_role], [agent_card_url]. The sender is shown as the channel shows it: sanitised names (P26), a peer_id only
+/// when it is a workspace UUID. `platformUrl` is the base URL of the workspace the message arrived in.
+let messageJson (platformUrl: string) (arrival: WorkspaceId option) (m: InboxMessage) : JsonObject =
+    let sender = Channel.sender platformUrl m
     Json.obj
-        [ "activity_id", Json.str m.ActivityId
-          "text", Json.str m.Text
-          "peer_id", Json.str m.PeerId
-          "kind", Json.str (Ledger.kindName m.Kind)
-          "method", Json.str m.Method
-          "created_at", Json.str m.CreatedAt ]
+        [ yield "activity_id", Json.str m.ActivityId
+          yield "text", Json.str m.Text
+          yield "peer_id", Json.str sender.PeerId
+          yield "kind", Json.str (Ledger.kindName m.Kind)
+          yield "method", Json.str m.Method
+          yield "created_at", Json.str m.CreatedAt
+          match arrival with
+          | Some ws -> yield "arrival_workspace_id", Json.str ws.Value
+          | None -> ()
+          for (key, value) in [ "peer_name", sender.Name; "peer_role", sender.Role; "agent_card_url", sender.AgentCardUrl ] do
+              match value with
+              | Some v -> yield key, Json.str v
+              | None -> () ]
 
 /// wait_for_message's timeout: NaN → 60, clamped to 0..300 s.
 let waitTimeout (timeout: float) = if Double.IsNaN timeout then 60.0 else Math.Clamp(timeout, 0.0, 300.0)

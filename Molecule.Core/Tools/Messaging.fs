@@ -20,18 +20,46 @@ let private baseName (path: string) =
     let i = Math.Max(path.LastIndexOf '/', path.LastIndexOf '\\')
     if i >= 0 then path.Substring(i + 1) else path
 
+/// The platform refused because an admin turned this workspace's talk_to_user ability off (addendum §2.9, §7.4). The
+/// platform's hint is shown; the closing advice only when the hint does not give it already (P45).
+let talkToUserDisabled (hint: string option) : string =
+    let opening =
+        "Error: this workspace is not allowed to send messages directly to the user (talk_to_user is disabled)."
+    let advice =
+        "Use delegate_task to forward your update to a parent or supervisor workspace; it may be able to reach the user."
+    match hint |> Option.map (fun h -> h.Trim()) |> Option.filter (isBlank >> not) with
+    | Some h when h.Contains("delegate_task", StringComparison.Ordinal) -> $"{opening} {h}"
+    | Some h -> $"{opening} {h} {advice}"
+    | None -> $"{opening} {advice}"
+
+/// The file ids of uploads that wait on the platform for a poll-mode workspace (`platform-pending:<ws>/<file_id>`):
+/// this workspace's own, which its inbox must not take for files the user sent (P35).
+let private pendingFileIds (entries: JsonNode list) : string list =
+    entries
+    |> List.choose (Json.stringProp "uri")
+    |> List.filter (fun uri -> uri.StartsWith("platform-pending:", StringComparison.Ordinal))
+    |> List.map (fun uri -> uri.Substring(uri.LastIndexOf '/' + 1))
+    |> List.filter (isBlank >> not)
+
 let sendMessageToUser (ctx: ToolContext) (message: string) (attachments: string list) : Program =
     let cfg = ctx.Config
     let paths = attachments |> List.filter (isBlank >> not)
 
     let sendNotify (entries: JsonNode list) : Program =
         call ctx (Api.notify cfg message entries) (fun status body ->
+            let field name = Json.tryParse body |> Option.bind (Json.stringProp name)
             if is2xx status then
                 match entries.Length with
                 | 0 -> ok "Message sent to user"
                 | n -> ok $"Message sent to user with {inv n} attachment(s)"
+            elif status = 403 && field "error" = Some "talk_to_user_disabled" then
+                fail (talkToUserDisabled (field "hint"))
             else
                 fail (httpFailure status body))
+        |> andThen (fun (output, observations) ->
+            match pendingFileIds entries with
+            | [] -> Done(output, observations)
+            | own -> Done(output, observations @ [ OwnUploads(cfg.WorkspaceId, own) ]))
 
     platform ctx (fun () ->
         if isBlank message then

@@ -14,16 +14,40 @@ open Molecule.Core.ToolKit
 // get_workspace_info
 // ---------------------------------------------------------------------------------------------
 
+/// A deleted workspace: the sentence users read, then on the next line the reference's JSON (`error`, `id`,
+/// `removed_at`, `hint`) for consumers that parse it.
+let removedInfoText (info: RemovedInfo) : string =
+    let facts =
+        Json.obj
+            [ "error", Json.str "removed"
+              "id", Json.str info.Id
+              "removed_at", (match info.RemovedAt with Some t -> Json.str t | None -> Json.nul)
+              "hint", Json.str info.Hint ]
+    Removed.text info + "\n" + Json.indented facts
+
 let getWorkspaceInfo (ctx: ToolContext) : Program =
-    platform ctx (fun () ->
-        call ctx (Api.workspace ctx.Config) (fun status body ->
-            match status with
-            | s when is2xx s ->
-                match Json.tryParse body with
-                | Some node -> ok (Json.indented node)
-                | None -> fail $"Error: the platform answered HTTP {inv s} with a body that is not JSON: {short body}"
-            | 404 -> fail $"Error: workspace {ctx.Config.WorkspaceId.Value} not found on the platform"
-            | s -> fail (httpFailure s body)))
+    let removed (info: RemovedInfo) = Done({ Text = removedInfoText info; IsError = true }, [ WorkspaceRemoved info ])
+    match ctx.Removed with
+    | Some info -> removed info
+    | None ->
+        // Asked even while the token is rejected (degraded): a deleted workspace's token is rejected too, and this is
+        // the tool that tells the two apart (410 → deleted; 401/403 → the degraded line).
+        platform { ctx with Degraded = None } (fun () ->
+            Call(
+                Api.workspace ctx.Config,
+                fun resp ->
+                    match resp with
+                    | Reply(410, body) -> removed (removedInfo ctx body)
+                    | Reply(s, _) when (s = 401 || s = 403) && ctx.Degraded.IsSome -> fail ctx.Degraded.Value
+                    | Reply(s, body) when is2xx s ->
+                        match Json.tryParse body with
+                        | Some node -> ok (Json.indented node)
+                        | None -> fail $"Error: the platform answered HTTP {inv s} with a body that is not JSON: {short body}"
+                    | Reply(404, _) -> fail $"Error: workspace {ctx.Config.WorkspaceId.Value} not found on the platform"
+                    | Reply(s, body) -> fail (httpFailure s (if isNull body then "" else body))
+                    | TransportError m -> fail (transportFailure ctx m)
+                    | TimedOut t -> fail (timeoutFailure t)
+            ))
 
 // ---------------------------------------------------------------------------------------------
 // list_peers
@@ -45,17 +69,20 @@ let private peerName (peer: JsonNode) (id: string) : string =
     | None, None -> if id = "" then "(unnamed)" else id
 
 let private peerLine (via: string) (peer: JsonNode) : (string * string) option * string =
+    // Registry strings are shown sanitised like the channel's (P26): one line each, no markup, at most 64 chars.
+    let shown (s: string) = Channel.sanitizeName s
     let id = Json.prop "id" peer |> Option.bind Json.asScalarText |> Option.defaultValue ""
-    let name = peerName peer id
-    let status = Json.stringProp "status" peer |> Option.filter (isBlank >> not) |> Option.defaultValue "unknown"
+    let id = if id = "" then "" else defaultArg (shown id) ""
+    let name = peerName peer id |> shown |> Option.defaultValue (if id = "" then "(unnamed)" else id)
+    let status = Json.stringProp "status" peer |> Option.bind shown |> Option.defaultValue "unknown"
 
     let role =
-        match Json.stringProp "role" peer with
-        | Some r when not (isBlank r) -> $", role: {r}"
-        | _ -> ""
+        match Json.stringProp "role" peer |> Option.bind shown with
+        | Some r -> $", role: {r}"
+        | None -> ""
 
     let skills =
-        match skillNames peer with
+        match skillNames peer |> List.choose shown with
         | [] -> ""
         | xs -> " — skills: [" + String.Join(", ", xs) + "]"
 

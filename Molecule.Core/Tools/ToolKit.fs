@@ -104,6 +104,7 @@ let rec andThen (next: ToolOutput * Observation list -> Program) (first: Program
     | Done(output, observations) -> next (output, observations)
     | Call(request, k) -> Call(request, k >> andThen next)
     | CheckFiles(paths, k) -> CheckFiles(paths, k >> andThen next)
+    | Pause(seconds, k) -> Pause(seconds, k >> andThen next)
 
 /// Runs a platform program unless the workspace is already known to be removed.
 let platform (ctx: ToolContext) (program: unit -> Program) : Program =

@@ -12,8 +12,15 @@ namespace Molecule.Runtime;
 /// <summary>The result of a tool call: its text, whether it failed, and a notice to show after it (or null).</summary>
 public sealed record ToolResult(string Text, bool IsError, string? Notice);
 
-/// <summary>A tool the agent offers: name, description and the JSON Schema of its arguments (as JSON text).</summary>
-public sealed record ToolInfo(string Name, string Description, string InputSchemaJson);
+/// <summary>
+/// A tool the agent offers: name, title, description, the JSON Schema of its arguments (as JSON text) and its MCP
+/// annotations (<paramref name="Destructive"/> and <paramref name="Idempotent"/> are null for read-only tools).
+/// </summary>
+public sealed record ToolInfo(string Name, string Title, string Description, string InputSchemaJson,
+    bool ReadOnly, bool? Destructive, bool? Idempotent, bool OpenWorld);
+
+/// <summary>A progress report of a running tool call (MCP <c>notifications/progress</c>).</summary>
+public sealed record ToolProgressReport(double Progress, double? Total, string Message);
 
 /// <summary>
 /// The imperative shell around the core's <c>Agent</c> state machine, and the surface agents written in C# use.
@@ -34,6 +41,7 @@ public sealed class AgentRuntime : IDisposable
     private readonly System.Threading.Channels.Channel<Effect> _effects =
         System.Threading.Channels.Channel.CreateUnbounded<Effect>(new System.Threading.Channels.UnboundedChannelOptions { SingleReader = true });
     private readonly Dictionary<long, TaskCompletionSource<ToolResult>> _calls = new();
+    private readonly Dictionary<long, Func<ToolProgressReport, Task>> _progress = new();
     private readonly Dictionary<Molecule.Protocol.WorkspaceId, CancellationTokenSource> _streams = new();
     private readonly TaskCompletionSource<int> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Task _interpreter;
@@ -66,7 +74,12 @@ public sealed class AgentRuntime : IDisposable
 
     /// <summary>The tools every agent offers, in the reference's order.</summary>
     public static IReadOnlyList<ToolInfo> Tools { get; } =
-        Molecule.Core.Tools.specs.Select(s => new ToolInfo(s.Name, s.Description, s.InputSchema)).ToList();
+        Molecule.Core.Tools.specs.Select(s => new ToolInfo(s.Name, s.Title, s.Description, s.InputSchema,
+            s.Annotations.ReadOnly, OrNull(s.Annotations.Destructive), OrNull(s.Annotations.Idempotent),
+            s.Annotations.OpenWorld)).ToList();
+
+    private static bool? OrNull(FSharpOption<bool> value) =>
+        FSharpOption<bool>.get_IsSome(value) ? value.Value : null;
 
     /// <summary>The MCP server instructions: how the agent receives messages (push and poll).</summary>
     public string Instructions => CoreChannel.instructions(_config.PollTimeoutSecs);
@@ -89,13 +102,19 @@ public sealed class AgentRuntime : IDisposable
     /// <summary>The client is ready for channel notifications (MCP <c>notifications/initialized</c>).</summary>
     public void ClientInitialized() => Dispatch(Agent.Msg.ClientInitialized);
 
-    /// <summary>Runs one tool call. Cancelling <paramref name="ct"/> abandons it (nothing more is sent for it).</summary>
-    public Task<ToolResult> CallToolAsync(string name, JsonObject? arguments, CancellationToken ct = default)
+    /// <summary>
+    /// Runs one tool call. Cancelling <paramref name="ct"/> abandons it at once (nothing more is sent for it). When
+    /// <paramref name="progress"/> is given, the agent reports progress to it while the call runs.
+    /// </summary>
+    public Task<ToolResult> CallToolAsync(string name, JsonObject? arguments, CancellationToken ct = default,
+        Func<ToolProgressReport, Task>? progress = null)
     {
         if (Stopping) return Task.FromResult(new ToolResult("Error: molecule-mcp is shutting down.", true, null));
         var call = Interlocked.Increment(ref _nextCall);
         var tcs = new TaskCompletionSource<ToolResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_calls) _calls[call] = tcs;
+        if (progress is not null)
+            lock (_progress) _progress[call] = progress;
         if (ct.CanBeCanceled)
             ct.Register(() =>
             {
@@ -105,6 +124,7 @@ public sealed class AgentRuntime : IDisposable
             });
         var args = arguments is null ? FSharpOption<JsonObject>.None : FSharpOption<JsonObject>.Some(arguments);
         Dispatch(Agent.Msg.NewToolCalled(call, Guid.NewGuid().ToString("D"), name ?? "", args));
+        if (progress is not null) Dispatch(Agent.Msg.NewProgressRequested(call, name ?? ""));
         return tcs.Task;
     }
 
@@ -127,6 +147,7 @@ public sealed class AgentRuntime : IDisposable
 
     private bool Forget(long call)
     {
+        lock (_progress) _progress.Remove(call);
         lock (_calls) return _calls.Remove(call);
     }
 
@@ -228,6 +249,37 @@ public sealed class AgentRuntime : IDisposable
                 }, token);
                 break;
 
+            case Effect.Download download:
+            {
+                var purpose = download.Item1;
+                Background(async () =>
+                {
+                    var result = await _http.DownloadAsync(download.Item2, download.path, token).ConfigureAwait(false);
+                    return Agent.Msg.NewDownloaded(purpose, result);
+                }, token);
+                break;
+            }
+
+            case Effect.Progress report:
+            {
+                Func<ToolProgressReport, Task>? progressSink;
+                lock (_progress) _progress.TryGetValue(report.call, out progressSink);
+                if (progressSink is not null)
+                {
+                    var p = report.Item2;
+                    var total = FSharpOption<double>.get_IsSome(p.Total) ? p.Total.Value : (double?)null;
+                    try
+                    {
+                        await progressSink(new ToolProgressReport(p.Progress, total, p.Message ?? "")).ConfigureAwait(false);
+                    }
+                    catch (Exception ex) when (ex is not OutOfMemoryException)
+                    {
+                        _log.Debug($"progress report dropped: {ex.GetType().Name}: {ex.Message}");
+                    }
+                }
+                break;
+            }
+
             case Effect.CheckPaths check:
                 Background(() => Task.FromResult(Agent.Msg.NewFilesChecked(check.call, ListModule.OfSeq(check.paths.Select(FileChecks.Check)))), token);
                 break;
@@ -248,6 +300,7 @@ public sealed class AgentRuntime : IDisposable
                 {
                     _calls.Remove(answer.call, out tcs);
                 }
+                lock (_progress) _progress.Remove(answer.call);
                 var notice = FSharpOption<string>.get_IsSome(answer.notice) ? answer.notice.Value : null;
                 tcs?.TrySetResult(new ToolResult(answer.Item2.Text ?? "", answer.Item2.IsError, notice));
                 break;

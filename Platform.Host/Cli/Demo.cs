@@ -59,6 +59,10 @@ internal sealed partial class DemoRun(TextWriter output) : IAsyncDisposable
     private readonly DemoAgent _coder = new("Coder", "implementation specialist", ["csharp", "testing"]);
     private DemoAgent[] Agents => [_lead, _researcher, _coder];
 
+    /// <summary>One molecule-mcp process for two workspaces (MOLECULE_WORKSPACES); its Id is the first of them.</summary>
+    private readonly DemoAgent _desk = new("Desk", "one process, two workspaces", []);
+    private DemoAgent[] AllAgents => [_lead, _researcher, _coder, _desk];
+
     // ------------------------------------------------------------------ transcript
 
     private string Mask(string text)
@@ -105,14 +109,16 @@ internal sealed partial class DemoRun(TextWriter output) : IAsyncDisposable
         limit.CancelAfter(TimeSpan.FromSeconds(120));
         var ct = limit.Token;
 
-        Line("molecule-platform demo: a temporary local platform and three real molecule-mcp agents, driven over MCP");
+        Line("molecule-platform demo: a temporary local platform and three real molecule-mcp agents and one serving two workspaces, driven over MCP");
         try
         {
             await SetUpAsync(ct).ConfigureAwait(false);
             await ConnectAsync(ct).ConfigureAwait(false);
             await DelegationAsync(ct).ConfigureAwait(false);
+            await ChatHistoryAsync(ct).ConfigureAwait(false);
             await UserMessageAsync(ct).ConfigureAwait(false);
             await TeamMemoryAsync(ct).ConfigureAwait(false);
+            await MultiWorkspaceAsync(ct).ConfigureAwait(false);
             await DeletionAsync(ct).ConfigureAwait(false);
             Step("Cleanup");
             await CleanupAsync().ConfigureAwait(false);
@@ -144,7 +150,7 @@ internal sealed partial class DemoRun(TextWriter output) : IAsyncDisposable
 
     private void DumpStderr()
     {
-        foreach (var a in Agents)
+        foreach (var a in AllAgents)
         {
             var lines = a.Stderr.ToArray();
             if (lines.Length == 0) continue;
@@ -200,7 +206,7 @@ internal sealed partial class DemoRun(TextWriter output) : IAsyncDisposable
         ["WORKSPACE_TIER"] = null,
     };
 
-    private async Task<McpClient> StartClientAsync(DemoAgent a, CancellationToken ct)
+    private async Task<McpClient> StartClientAsync(DemoAgent a, CancellationToken ct, Dictionary<string, string?>? env = null)
     {
         Directory.CreateDirectory(Path.Combine(_tempDir, "agents", a.Name.ToLowerInvariant()));
         var transport = new StdioClientTransport(new StdioClientTransportOptions
@@ -208,7 +214,7 @@ internal sealed partial class DemoRun(TextWriter output) : IAsyncDisposable
             Name = a.Name,
             Command = ConnectionLines.BinaryPath(),
             Arguments = [],
-            EnvironmentVariables = EnvFor(a),
+            EnvironmentVariables = env ?? EnvFor(a),
             WorkingDirectory = _tempDir,
             StandardErrorLines = line => a.Stderr.Enqueue(line),
             ShutdownTimeout = TimeSpan.FromSeconds(3),
@@ -257,7 +263,7 @@ internal sealed partial class DemoRun(TextWriter output) : IAsyncDisposable
     {
         if (_cleanedUp) return;
         _cleanedUp = true;
-        foreach (var a in Agents)
+        foreach (var a in AllAgents)
         {
             if (a.Client is null) continue;
             try { await a.Client.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false); }

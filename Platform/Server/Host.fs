@@ -34,6 +34,7 @@ open Molecule.Platform.Routes.AdminRoutes
 open Molecule.Platform.Routes.StreamRoutes
 open Molecule.Platform.Routes.ConsoleRoutes
 open Molecule.Platform.Routes.Middleware
+open Molecule.Platform.Routes
 
 type PlatformOptions =
     { DataDir: string
@@ -300,8 +301,8 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
         post "/workspaces/{id}/a2a" (handle (a2a env))
         post "/workspaces/{id}/delegate" (handle (delegateTask env))
         get "/workspaces/{id}/delegations" (handle (delegations env))
-        post "/workspaces/{id}/notify" (handle (notify env))
-        post "/workspaces/{id}/chat/uploads" (handle (upload env))
+        post "/workspaces/{id}/notify" (handle (TeamRoutes.notifyGated env))
+        post "/workspaces/{id}/chat/uploads" (handle (TeamRoutes.upload env))
         get "/workspaces/{id}/chat/uploads/{file}" (RequestDelegate(download env))
         post "/workspaces/{id}/memories" (handle (commitMemory env))
         get "/workspaces/{id}/memories" (handle (recallMemory env))
@@ -314,6 +315,7 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
         post "/workspaces/{id}/activity/ack" (handle (ackActivity env))
         get "/workspaces/{id}/mail/summary" (handle (mailSummary env))
         get "/workspaces/{id}/events/stream" (RequestDelegate(workspaceStream env))
+        TeamRoutes.map app env
         app.MapPatch("/workspaces/{id}", handle (editWorkspace env)) |> ignore
         get "/admin/workspaces" (handle (overviewList env))
         get "/admin/feed" (handle (feedView env))

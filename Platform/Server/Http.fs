@@ -244,6 +244,17 @@ let registryGate
         Ok()
     | Error e -> Error e
 
+/// The registry's token gate (see registryGate) for a workspace that must exist; `k` gets it.
+let registryExisting (env: Env) (ctx: HttpContext) (id: Guid) (k: Workspace -> Reply) : Reply =
+    let ws = env.Store.Workspace id
+
+    match registryGate env Auth.missingToken Auth.invalidToken ws id (bearer ctx) with
+    | Error e -> e
+    | Ok() ->
+        match ws with
+        | None -> notFound
+        | Some w -> k w
+
 /// A caller that names itself `c` (X-Workspace-ID): the admin token, else the registry gate for `c`.
 let namedCaller (env: Env) (ctx: HttpContext) (missingMsg: string) (invalidMsg: string) (c: Guid) : Result<Guid option, Reply> =
     match bearer ctx with

@@ -177,14 +177,7 @@ let heartbeat (env: Env) (ctx: HttpContext) : Task<Reply> =
         | Error e -> e
         | Ok(id, hb) ->
             env.Store.Atomically(fun () ->
-                let ws = env.Store.Workspace id
-
-                match registryGate env Auth.missingToken Auth.invalidToken ws id (bearer ctx) with
-                | Error e -> e
-                | Ok() ->
-                    match ws with
-                    | None -> notFound
-                    | Some w ->
+                registryExisting env ctx id (fun w ->
                         let res = Json.obj [ "status", Json.str "ok" ]
 
                         if w.Status <> Status.Removed then
@@ -210,7 +203,7 @@ let heartbeat (env: Env) (ctx: HttpContext) : Task<Reply> =
                                 (Json.sorted (load () @ uptime ()))
 
                         w.InboundSecret |> Option.iter (fun s -> res["platform_inbound_secret"] <- Json.str s)
-                        ok res))
+                        ok res)))
 
 /// Caller of discover/peers: X-Workspace-ID (required when `required`), checked with the registry gate
 /// (the admin token is accepted too).

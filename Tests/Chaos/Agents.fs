@@ -105,7 +105,7 @@ type AgentProc(id: int, ws: int, env: (string * string) list, rec': Recorder) as
         | :? JsonObject as o when strOf o "method" = "notifications/claude/channel" ->
             let p = o["params"]
             let meta = p["meta"]
-            rec'.Add { Proc = id; Ws = ws; Kind = Pushed; Text = strOf p "content"; ActivityId = strOf meta "activity_id"
+            rec'.Add { Proc = id; Ws = ws; Kind = Pushed; Text = pushedText p; ActivityId = strOf meta "activity_id"
                        Sent = at; At = at; Pos = here }
         | :? JsonObject as o when not (isNull o["id"]) && o["id"].GetValueKind() = Text.Json.JsonValueKind.Number ->
             let rid = o["id"].GetValue<int>()

@@ -32,7 +32,16 @@ let cfg: Config =
       Tier = 1
       ReplaySecs = 600
       RenotifySecs = 300.0
-      MaxLineBytes = 4194304 }
+      MaxLineBytes = 4194304
+      DelegationSyncViaInbox = false
+      DelegationTimeoutSecs = 300.0
+      Identity =
+        { Model = ""
+          ModelProvider = ""
+          MoleculeModel = ""
+          AnthropicBaseUrl = ""
+          Tier = ""
+          Runtime = "" } }
 
 let header (name: string) (r: Request) =
     r.Headers |> List.filter (fun (k, _) -> k = name) |> List.map snd
@@ -86,16 +95,16 @@ let ``heartbeat body matches the reference shape`` () =
     Assert.Equal(Some 0.0, bodyJson r |> Option.bind (Json.prop "error_rate") |> Option.bind Json.asFloat)
 
 [<Fact>]
-let ``activity asks for a2a_receive rows since a cursor or a window`` () =
+let ``activity asks for a2a_receive rows since a cursor or a window, with the sender's peer info`` () =
     let a = Api.activity cfg (SinceId("row 1/2", 100))
     Assert.Equal(Get, a.Method)
-    Assert.Equal("https://tenant.example.com/workspaces/" + ownId + "/activity?type=a2a_receive&since_id=row%201%2F2&limit=100", a.Url)
+    Assert.Equal("https://tenant.example.com/workspaces/" + ownId + "/activity?type=a2a_receive&since_id=row%201%2F2&limit=100&include=peer_info", a.Url)
     let b = Api.activity cfg (Window(600, None, 50))
-    Assert.Equal($"https://tenant.example.com/workspaces/{ownId}/activity?type=a2a_receive&since_secs=600&limit=50", b.Url)
+    Assert.Equal($"https://tenant.example.com/workspaces/{ownId}/activity?type=a2a_receive&since_secs=600&limit=50&include=peer_info", b.Url)
     Assert.Equal(10.0, b.TimeoutSecs)
     let c = Api.activity cfg (Window(2592000, Some "2026-05-01T12:00:00.0000010Z", 500))
     Assert.Equal(
-        "https://tenant.example.com/workspaces/" + ownId + "/activity?type=a2a_receive&since_secs=2592000&limit=500&before_ts=2026-05-01T12%3A00%3A00.0000010Z",
+        "https://tenant.example.com/workspaces/" + ownId + "/activity?type=a2a_receive&since_secs=2592000&limit=500&before_ts=2026-05-01T12%3A00%3A00.0000010Z&include=peer_info",
         c.Url
     )
 
@@ -303,3 +312,23 @@ let ``rule: ids and query values are escaped into the URL`` () =
             tail = "/registry/discover/" + Uri.EscapeDataString target
             && Uri.UnescapeDataString(tail.Substring("/registry/discover/".Length)) = target)
     )
+
+[<Fact>]
+let ``team requests: update-card with the workspace's own token, broadcast, chat history, pending uploads`` () =
+    let card = (Json.tryParse "{\"name\":\"Docs\"}").Value
+    let u = Api.updateCard cfg card
+    Assert.Equal(Post, u.Method)
+    Assert.Equal("https://tenant.example.com/registry/update-card", u.Url)
+    Assert.Equal<string list>([ $"Bearer {cfg.Token}" ], header "Authorization" u)
+    Assert.Equal($"{{\"workspace_id\":\"{ownId}\",\"agent_card\":{{\"name\":\"Docs\"}}}}", (match u.Body with JsonBody b -> b | _ -> ""))
+    let b = Api.broadcast cfg "hello all"
+    Assert.Equal($"https://tenant.example.com/workspaces/{ownId}/broadcast", b.Url)
+    Assert.Equal(30.0, b.TimeoutSecs)
+    let h = Api.chatHistory cfg peerId 20 (Some "2026-05-01T00:00:00Z")
+    Assert.Equal(Get, h.Method)
+    Assert.Equal($"https://tenant.example.com/workspaces/{ownId}/activity?peer_id={peerId}&limit=20&before_ts=" + "2026-05-01T00%3A00%3A00Z", h.Url)
+    Assert.Equal($"https://tenant.example.com/workspaces/{ownId}/activity?peer_id={peerId}&limit=5", (Api.chatHistory cfg peerId 5 None).Url)
+    Assert.Equal($"https://tenant.example.com/workspaces/{ownId}/pending-uploads/abc/content", (Api.uploadContent cfg "abc").Url)
+    let ack = Api.ackUpload cfg "abc"
+    Assert.Equal(Post, ack.Method)
+    Assert.Equal($"https://tenant.example.com/workspaces/{ownId}/pending-uploads/abc/ack", ack.Url)

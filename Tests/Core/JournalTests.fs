@@ -15,7 +15,7 @@ let private eventGen (rows: Row list) : Gen<Ledger.Event> =
     let ids = rows |> List.map (fun r -> r.Id)
     Gen.oneof
         [ Gen.subListOf rows |> Gen.map (fun rs ->
-              Ledger.Took { Messages = rs |> List.choose (fun r -> match readable r with Ledger.Readable row when delivers r -> Some(Ledger.messageOf row) | _ -> None)
+              Ledger.Took { Messages = rs |> List.choose (fun r -> match readable r with Ledger.Readable row when delivers r -> Some(Ledger.messageOf selfId row) | _ -> None)
                             Cursor = rs |> List.tryLast |> Option.map (fun r -> r.Id)
                             Horizon = rs |> List.tryLast |> Option.map (fun r -> r.Seq) })
           (if ids.IsEmpty then Gen.constant Ledger.CursorLost else Gen.elements ids |> Gen.map Ledger.Popped)

@@ -35,7 +35,16 @@ let config: Config =
       Tier = 1
       ReplaySecs = 600
       RenotifySecs = 300.0
-      MaxLineBytes = 4194304 }
+      MaxLineBytes = 4194304
+      DelegationSyncViaInbox = false
+      DelegationTimeoutSecs = 300.0
+      Identity =
+        { Model = ""
+          ModelProvider = ""
+          MoleculeModel = ""
+          AnthropicBaseUrl = ""
+          Tier = ""
+          Runtime = "" } }
 
 // ---------------------------------------------------------------------------------------------
 // The platform
@@ -48,6 +57,8 @@ type RowKind =
     | NotifyEcho
     /// A row whose message cannot be read (an invalid string): skipped, never stalls intake.
     | Garbled
+    /// A file the user uploaded (`chat_upload_receive`): fetched, then announced (never a message of its own).
+    | Upload
 
 type Row =
     { Id: string
@@ -69,6 +80,10 @@ let rowJson (r: Row) : string =
         | Peer -> $"\"{peerId}\"", "\"message/send\"", $"{{\"params\":{{\"message\":{{\"parts\":{parts r.Text}}}}}}}"
         | NotifyEcho -> "null", "\"notify\"", "null"
         | Garbled -> $"\"{peerId}\"", "\"message/send\"", "{\"params\":{\"message\":{\"parts\":[{\"kind\":\"text\",\"text\":\"\\ud800\"}]}}}"
+        | Upload ->
+            "null",
+            "\"chat_upload_receive\"",
+            $"{{\"file_id\":\"f{r.Seq}\",\"name\":\"file{r.Seq}.txt\",\"mimeType\":\"text/plain\",\"size\":3,\"uri\":\"platform-pending:{selfId}/f{r.Seq}\"}}"
     $"{{\"id\":\"{r.Id}\",\"seq\":{r.Seq},\"workspace_id\":\"{selfId}\",\"activity_type\":\"a2a_receive\",\"source_id\":{source},\"method\":{meth},\"summary\":null,\"created_at\":\"{stamp r.At}\",\"request_body\":{body}}}"
 
 let delivers (r: Row) = r.Kind = Canvas || r.Kind = Peer
@@ -176,7 +191,9 @@ type World =
       Notified: string list
       Answers: Map<int64, ToolOutput>
       NextCall: int64
-      Uptime: float }
+      Uptime: float
+      /// Downloads asked for and not finished yet, oldest first (lost with the process).
+      Downloads: (Purpose * string) list }
 
 let boot (file: string list) : Workspace.Boot =
     match file with
@@ -200,6 +217,7 @@ let private perform (w: World) (effects: Effect list) : World =
                 let id = ev.Meta |> List.tryFind (fun (k, _) -> k = "activity_id") |> Option.map snd |> Option.defaultValue "?"
                 { w with Notified = w.Notified @ [ id ] }
             | Answer(call, output, _) -> { w with Answers = w.Answers.Add(call, output) }
+            | Download(purpose, _, path) -> { w with Downloads = w.Downloads @ [ purpose, path ] }
             | _ -> w)
         w
 
@@ -210,7 +228,7 @@ let dispatch (msg: Agent.Msg) (w: World) : World =
 /// A fresh agent process on the world's ledger file (after a crash, or at first start).
 let start (w: World) : World =
     let model = Agent.init config (boot w.File)
-    let w = { w with Model = model; Inflight = []; Timers = [] }
+    let w = { w with Model = model; Inflight = []; Timers = []; Downloads = [] }
     w |> dispatch Agent.Start |> dispatch Agent.ClientInitialized
 
 let world (ackSupported: bool) : World =
@@ -222,7 +240,8 @@ let world (ackSupported: bool) : World =
       Notified = []
       Answers = Map.empty
       NextCall = 0L
-      Uptime = 0.0 }
+      Uptime = 0.0
+      Downloads = [] }
     |> start
 
 /// Answers the oldest request in flight (or loses it: a dropped connection).

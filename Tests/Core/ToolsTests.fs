@@ -343,17 +343,21 @@ let ``rule: workspace_id must be a UUID`` () =
 let private ws = "0b7e7a2c-1111-4222-8333-944445555666"
 
 [<Fact>]
-let ``example: specs are the 11 reference tools in order`` () =
+let ``example: specs are the 15 reference tools in order (addendum §1)`` () =
     Assert.Equal<string list>(
         [ "delegate_task"
           "delegate_task_async"
           "check_task_status"
           "list_peers"
           "get_workspace_info"
+          "get_runtime_identity"
+          "update_agent_card"
+          "broadcast_message"
           "send_message_to_user"
           "wait_for_message"
           "inbox_peek"
           "inbox_pop"
+          "chat_history"
           "commit_memory"
           "recall_memory" ],
         names
@@ -509,7 +513,7 @@ let ``example: recall_memory`` () =
 
 [<Fact>]
 let ``example: unknown tool names are reported, truncated to 100 characters`` () =
-    Assert.Equal(Result.Error "Unknown tool: chat_history", Tools.parse "chat_history" None)
+    Assert.Equal(Result.Error "Unknown tool: chat_histories", Tools.parse "chat_histories" None)
     Assert.Equal(Result.Error "Unknown tool: ", Tools.parse null None)
 
     match Tools.parse (String('z', 5000)) None with

@@ -44,7 +44,10 @@ let ``rule: token-file reloads use the last valid token, keep the current one wh
 let ``while the platform rejects the token every platform tool answers one clear line; a new token clears it`` () =
     let m, _ = Agent.update Agent.Start (Agent.init fileConfig (boot []))
     let m, _ = Agent.update (Agent.Responded(Background(selfId, Heartbeat), Reply(401, ""))) m
-    for name in [ "list_peers"; "get_workspace_info"; "recall_memory" ] do
+    // get_workspace_info is the exception: it still asks, so a deleted workspace (410) is told apart (DispatchTests).
+    let _, asks = Agent.update (Agent.ToolCalled(4L, "n", "get_workspace_info", None)) m
+    Assert.Contains(asks, fun e -> match e with Send(ForTool 4L, _) -> true | _ -> false)
+    for name in [ "list_peers"; "check_task_status"; "recall_memory" ] do
         let _, effects = Agent.update (Agent.ToolCalled(5L, "n", name, None)) m
         match effects with
         | [ Answer(5L, o, _) ] ->

@@ -38,9 +38,7 @@ let private toolText (r: JsonObject) =
         let first = (res["content"].AsArray()).[0]
         first["text"].GetValue<string>()
 
-let private contentOf (n: JsonNode) =
-    let p = n["params"]
-    p["content"].GetValue<string>()
+let private contentOf (n: JsonNode) = pushedText n["params"]
 
 let private pushed (p: RawProcess) (text: string) = p.ChannelNotifications |> List.exists (fun n -> contentOf n = text)
 

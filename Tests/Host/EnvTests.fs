@@ -86,7 +86,7 @@ let ``inbox state survives a restart, private and atomic, and popped messages ne
             task {
                 use! agent = AgentProcess.StartAsync env
                 let! _ = platform.CanvasMessage(ws.Id, first)
-                let! n = agent.WaitNotification(fun n -> strOf n "content" = first)
+                let! n = agent.WaitNotification(fun n -> pushedText n = first)
                 let id = (n.["meta"].["activity_id"]).GetValue<string>()
                 // The pop is on disk before its answer: stop at once (the process is killed when disposed).
                 let! _ = agent.CallOk("inbox_pop", [ "activity_id", box id ])
@@ -111,10 +111,10 @@ let ``inbox state survives a restart, private and atomic, and popped messages ne
         let second = "after restart " + Guid.NewGuid().ToString("N")
         use! again = AgentProcess.StartAsync env
         let! _ = platform.CanvasMessage(ws.Id, second)
-        let! _ = again.WaitNotification(fun n -> strOf n "content" = second)
+        let! _ = again.WaitNotification(fun n -> pushedText n = second)
         let polls = platform.Requests $"/workspaces/{ws.Id}/activity"
         do! waitUntil (secs 10.0) "3 more polls" again.Describe (fun () -> platform.Requests $"/workspaces/{ws.Id}/activity" >= polls + 3)
-        Assert.False(again.Notifications |> List.exists (fun n -> strOf n "content" = first), $"popped message came back after restart\n{again.Describe()}")
+        Assert.False(again.Notifications |> List.exists (fun n -> pushedText n = first), $"popped message came back after restart\n{again.Describe()}")
         let! peek = again.CallOk("inbox_peek", [])
         Assert.DoesNotContain(first, peek)
         Assert.Contains(second, peek)

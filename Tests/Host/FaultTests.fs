@@ -15,12 +15,12 @@ let ``a 410 on the inbox cursor resets it without resurfacing popped messages or
         let first = "first " + Guid.NewGuid().ToString("N")
         let second = "second " + Guid.NewGuid().ToString("N")
         let! _ = platform.CanvasMessage(ws.Id, first)
-        let! n1 = agent.WaitNotification(fun n -> strOf n "content" = first)
+        let! n1 = agent.WaitNotification(fun n -> pushedText n = first)
         let id1 = (n1.["meta"].["activity_id"]).GetValue<string>()
         let! pop = agent.CallOk("inbox_pop", [ "activity_id", box id1 ])
         Assert.Contains("true", pop)
         let! _ = platform.CanvasMessage(ws.Id, second)
-        let! _ = agent.WaitNotification(fun n -> strOf n "content" = second)
+        let! _ = agent.WaitNotification(fun n -> pushedText n = second)
 
         // the cursor row is gone on the platform side: the next polls get 410
         let activity = $"/workspaces/{ws.Id}/activity"
@@ -29,12 +29,12 @@ let ``a 410 on the inbox cursor resets it without resurfacing popped messages or
         do! waitUntil (secs 15.0) "the 410s and 4 more polls" agent.Describe (fun () -> platform.Requests activity >= polls + 6)
         let third = "third " + Guid.NewGuid().ToString("N")
         let! _ = platform.CanvasMessage(ws.Id, third)
-        let! _ = agent.WaitNotification(fun n -> strOf n "content" = third)
+        let! _ = agent.WaitNotification(fun n -> pushedText n = third)
         let polls2 = platform.Requests activity
         do! waitUntil (secs 15.0) "3 more polls" agent.Describe (fun () -> platform.Requests activity >= polls2 + 3)
 
         Assert.True(agent.StderrLines |> List.exists (fun l -> l.Contains "410"), $"the 410 was not seen by the poller\n{agent.Describe()}")
-        let count t = agent.Notifications |> List.filter (fun n -> strOf n "content" = t) |> List.length
+        let count t = agent.Notifications |> List.filter (fun n -> pushedText n = t) |> List.length
         let ctx = agent.Describe()
         Assert.True((count first = 1), $"popped message resurfaced after the 410 reset\n{ctx}")
         Assert.True((count second = 1), $"pending message notified again after the 410 reset\n{ctx}")
@@ -88,7 +88,7 @@ let ``register 5xx is logged and the server keeps running`` () =
         do! waitUntil (secs 15.0) "heartbeats after the failed register" agent.Describe (fun () -> platform.Requests "/registry/heartbeat" >= 2)
         Assert.Contains(agent.StderrLines, fun l -> l.Contains "register" && l.Contains "503")
         let! tools = agent.Client.ListToolsAsync()
-        Assert.Equal(11, tools.Count)
+        Assert.Equal(15, tools.Count)
         let! info = agent.CallOk("get_workspace_info", [])
         Assert.Contains(ws.Id, info)
         agent.AssertNoTokenLeak()

@@ -56,6 +56,18 @@ let strOf (n: JsonNode) (name: string) : string =
         | v -> v.ToJsonString()
     | _ -> null
 
+/// The message text of a channel notification's content ("[from …]" header, the text, the "↩ …" reply hint):
+/// the lines between header and hint; the content itself when it is not such an envelope.
+let messageTextOf (content: string) : string =
+    let lines = (if isNull content then "" else content).Split('\n')
+    if lines.Length >= 3 && lines[0].StartsWith "[" && lines[lines.Length - 1].StartsWith "\u21a9" then
+        String.Join("\n", lines[1 .. lines.Length - 2])
+    else
+        content
+
+/// The message text of a pushed notification's params (see messageTextOf).
+let pushedText (pars: JsonNode) : string = messageTextOf (strOf pars "content")
+
 let parseJson (s: string) : JsonNode =
     try
         JsonNode.Parse s
@@ -435,6 +447,19 @@ type AgentProcess(client: McpClient, stderr: ConcurrentQueue<string>, notes: Con
         member _.DisposeAsync() = client.DisposeAsync()
 
 // ------------------------------------------------------------------------------------------------ raw process
+
+/// The first text of a raw `tools/call` response (fails, showing it, when the call itself failed).
+let resultText (r: JsonObject) : string =
+    match r["result"] with
+    | null -> failwith $"tool call failed: {r.ToJsonString()}"
+    | res -> (res["content"].AsArray()).[0].["text"].GetValue<string>()
+
+/// A raw `tools/call` response is an error: a JSON-RPC error or a result flagged isError.
+let resultIsError (r: JsonObject) : bool =
+    match r["result"] with
+    | null -> true
+    | res -> not (isNull res["isError"]) && res["isError"].GetValue<bool>()
+
 
 /// The published binary as a plain process: write raw lines to stdin, capture every stdout byte and stderr line.
 type RawProcess(proc: Process) =

@@ -46,7 +46,7 @@ let ``inbound peer message becomes a channel notification, shows in inbox_peek a
         use! agent = AgentProcess.StartAsync(agentEnv platform a)
         let text = "please review PR 42 " + Guid.NewGuid().ToString("N")
         let! _ = platform.PeerMessage(b, a.Id, text)
-        let! n = agent.WaitNotification(fun n -> strOf n "content" = text)
+        let! n = agent.WaitNotification(fun n -> pushedText n = text)
         let ctx = agent.Describe()
         assertMetaShape ctx n
         Assert.Equal("peer_agent", metaString n "kind")
@@ -74,7 +74,7 @@ let ``inbound peer message becomes a channel notification, shows in inbox_peek a
         do! waitUntil (secs 10.0) "3 more polls" agent.Describe (fun () -> platform.Requests $"/workspaces/{a.Id}/activity" >= polls + 3)
         let! peek3 = agent.CallOk("inbox_peek", [])
         Assert.Equal(0, (parseJson peek3).AsArray().Count)
-        Assert.Equal(1, agent.Notifications |> List.filter (fun n -> strOf n "content" = text) |> List.length)
+        Assert.Equal(1, agent.Notifications |> List.filter (fun n -> pushedText n = text) |> List.length)
         agent.AssertNoTokenLeak [ b.Token; platform.AdminToken ]
     }
 
@@ -86,7 +86,7 @@ let ``canvas user message is notified with kind canvas_user and no peer_id`` () 
         use! agent = AgentProcess.StartAsync(agentEnv platform ws)
         let text = "hello from the canvas " + Guid.NewGuid().ToString("N")
         let! _ = platform.CanvasMessage(ws.Id, text)
-        let! n = agent.WaitNotification(fun n -> strOf n "content" = text)
+        let! n = agent.WaitNotification(fun n -> pushedText n = text)
         assertMetaShape (agent.Describe()) n
         Assert.Equal("canvas_user", metaString n "kind")
         Assert.True(String.IsNullOrEmpty(metaString n "peer_id"), $"canvas message must not carry a peer_id: {n.ToJsonString()}")
@@ -117,7 +117,7 @@ let ``a message queued before the agent starts is notified once, only after noti
         do! waitUntil (secs 10.0) "the channel notification" p.Describe (fun () -> not p.ChannelNotifications.IsEmpty)
         let polls = platform.Requests activity
         do! waitUntil (secs 10.0) "3 more polls" p.Describe (fun () -> platform.Requests activity >= polls + 3)
-        let mine = p.ChannelNotifications |> List.filter (fun n -> strOf (n.["params"]) "content" = text)
+        let mine = p.ChannelNotifications |> List.filter (fun n -> pushedText n.["params"] = text)
         Assert.True((mine.Length = 1), $"expected exactly one notification for the queued message\n{p.Describe()}")
         let kindNode = mine.Head.["params"].["meta"].["kind"]
         let kind = kindNode.GetValue<string>()
@@ -161,7 +161,7 @@ let ``inbox keeps working through transient 5xx and slow activity answers withou
             ()
 
         for t in texts do
-            let! _ = agent.WaitNotification((fun n -> strOf n "content" = t), 30.0)
+            let! _ = agent.WaitNotification((fun n -> pushedText n = t), 30.0)
             ()
 
         let polls = platform.Requests activity
@@ -169,7 +169,7 @@ let ``inbox keeps working through transient 5xx and slow activity answers withou
 
         for t in texts do
             Assert.True(
-                (agent.Notifications |> List.filter (fun n -> strOf n "content" = t) |> List.length) = 1,
+                (agent.Notifications |> List.filter (fun n -> pushedText n = t) |> List.length) = 1,
                 $"'{t}' must be notified exactly once\n{agent.Describe()}"
             )
 
@@ -216,13 +216,13 @@ let ``a burst of messages from several senders is delivered exactly once each, o
 
         let! texts = Threading.Tasks.Task.WhenAll [ for i in 1..24 -> send i ]
         do! waitUntil (secs 20.0) "24 notifications" agent.Describe (fun () ->
-                texts |> Array.forall (fun t -> agent.Notifications |> List.exists (fun n -> strOf n "content" = t)))
+                texts |> Array.forall (fun t -> agent.Notifications |> List.exists (fun n -> pushedText n = t)))
         let activity = $"/workspaces/{a.Id}/activity"
         let polls = platform.Requests activity
         do! waitUntil (secs 10.0) "3 more polls" agent.Describe (fun () -> platform.Requests activity >= polls + 3)
 
         for t in texts do
-            let c = agent.Notifications |> List.filter (fun n -> strOf n "content" = t) |> List.length
+            let c = agent.Notifications |> List.filter (fun n -> pushedText n = t) |> List.length
             Assert.True((c = 1), $"'{t}' notified {inv c} times\n{agent.Describe()}")
 
         // inbox order = the platform's order of the rows

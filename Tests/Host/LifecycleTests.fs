@@ -45,7 +45,7 @@ let ``three consecutive heartbeat 401s log exactly one ERROR and the server keep
         Assert.Contains("Tokens tab", err)
         // still serving
         let! tools = agent.Client.ListToolsAsync()
-        Assert.Equal(11, tools.Count)
+        Assert.Equal(15, tools.Count)
         let! _ = agent.Client.PingAsync()
         agent.AssertNoTokenLeak()
     }

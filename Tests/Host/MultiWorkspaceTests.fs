@@ -9,27 +9,13 @@ open System.Threading.Tasks
 open Xunit
 open Molecule.Tests.Host.Harness
 
-let private toolText (r: JsonObject) =
-    match r["result"] with
-    | null -> failwith $"tool call failed: {r.ToJsonString()}"
-    | res ->
-        let first = (res["content"].AsArray()).[0]
-        first["text"].GetValue<string>()
-
-let private isError (r: JsonObject) =
-    match r["result"] with
-    | null -> true
-    | res -> res["isError"] <> null && res["isError"].GetValue<bool>()
-
 let private meta (n: JsonNode) (key: string) =
     let m = n["params"]["meta"]
     match m[key] with
     | null -> ""
     | v -> v.GetValue<string>()
 
-let private contentOf (n: JsonNode) =
-    let p = n["params"]
-    p["content"].GetValue<string>()
+let private contentOf (n: JsonNode) = pushedText n["params"]
 
 /// The live tokens of a workspace (admin).
 let private tokenIds (platform: Platform) (ws: Workspace) =
@@ -78,10 +64,10 @@ let ``three workspaces in one process: own ledgers, heartbeats and tokens; arriv
             Assert.Equal("online", row["status"].GetValue<string>())
         // A reply without naming the workspace is refused; naming it works.
         let! refused = p.CallTool("send_message_to_user", "{\"message\":\"hi\"}")
-        Assert.True(isError refused)
-        Assert.Contains("arrival_workspace_id", toolText refused)
+        Assert.True(resultIsError refused)
+        Assert.Contains("arrival_workspace_id", resultText refused)
         let! sent = p.CallTool("send_message_to_user", $"{{\"message\":\"hi from beta\",\"workspace_id\":\"{b.Id}\"}}")
-        Assert.False(isError sent, toolText sent)
+        Assert.False(resultIsError sent, resultText sent)
         // Beta's token is revoked: its 3 strikes, the others keep working.
         do! revokeAll platform b
         do! waitUntil (secs 15.0) "Beta's 3-strike ERROR" p.Describe (fun () ->
@@ -107,7 +93,7 @@ let ``a new token written to MOLECULE_WORKSPACE_TOKEN_FILE is used from the next
         use p = RawProcess.Start env
         let! _ = p.Initialize()
         let! first = p.CallTool("get_workspace_info", "{}")
-        Assert.False(isError first, toolText first)
+        Assert.False(resultIsError first, resultText first)
         // Rotate: mint a new token, write it to the file, revoke the old one.
         let! old = tokenIds platform ws
         let! minted = platform.Send("POST", $"/workspaces/{ws.Id}/tokens", "{}", platform.AdminToken)
@@ -117,7 +103,7 @@ let ``a new token written to MOLECULE_WORKSPACE_TOKEN_FILE is used from the next
             let! _ = platform.Send("DELETE", $"/workspaces/{ws.Id}/tokens/{id}", token = platform.AdminToken)
             ()
         let! after = p.CallTool("get_workspace_info", "{}")
-        Assert.False(isError after, toolText after)
+        Assert.False(resultIsError after, resultText after)
         do! Task.Delay 1500 // several heartbeats under the new token
         Assert.DoesNotContain(p.StderrLines, fun l -> l.Contains "auth failure")
         Assert.Contains(p.StderrLines, fun l -> l.Contains "a new token from")

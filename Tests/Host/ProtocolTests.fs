@@ -49,7 +49,7 @@ let ``raw garbage on stdin does not stop the server and every stdout line is JSO
         let! ping = p.Request "ping"
         Assert.NotNull(ping["result"])
         let! tools = p.Request "tools/list"
-        Assert.Equal(11, (tools["result"]["tools"]).AsArray().Count)
+        Assert.Equal(15, (tools["result"]["tools"]).AsArray().Count)
         let! info = p.CallTool("get_workspace_info", "{}")
         Assert.Contains(ws.Id, info.ToJsonString())
 
@@ -75,7 +75,7 @@ let ``every stdout byte is JSON-RPC over a whole session with notifications and 
         let! _ = platform.CanvasMessage(ws.Id, tricky)
         let! _ = platform.PeerMessage(peer, ws.Id, "from the peer")
         do! waitUntil (secs 15.0) "two channel notifications" p.Describe (fun () -> p.ChannelNotifications.Length >= 2)
-        let contents = p.ChannelNotifications |> List.map (fun n -> strOf (n.["params"]) "content")
+        let contents = p.ChannelNotifications |> List.map (fun n -> pushedText n.["params"])
         Assert.Contains(tricky, contents)
         Assert.Contains("from the peer", contents)
         let file = Path.Combine(tempDir "att", "notes.txt")
@@ -129,7 +129,7 @@ let ``token strings never appear in stdout or stderr, also with verbose logs, fa
         let! _ = agent.Call("delegate_task", [ "workspace_id", box peer.Id; "task", box "hi" ])
         let! _ = agent.Call("send_message_to_user", [ "message", box "m" ])
         let! _ = platform.CanvasMessage(ws.Id, "ping from canvas")
-        let! _ = agent.WaitNotification(fun n -> strOf n "content" = "ping from canvas")
+        let! _ = agent.WaitNotification(fun n -> pushedText n = "ping from canvas")
         agent.AssertNoTokenLeak [ peer.Token; platform.AdminToken ]
 
         // a process whose register is rejected: the wrong token must not be echoed either

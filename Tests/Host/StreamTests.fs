@@ -14,7 +14,7 @@ let private doorbellEnv (platform: Platform) (ws: Workspace) =
     (agentEnv platform ws |> List.filter (fun (k, _) -> k <> "MOLECULE_MCP_POLL_INTERVAL_SECS"))
     @ [ "MOLECULE_MCP_POLL_INTERVAL_SECS", "60"; "MOLECULE_MCP_VERBOSE", "1" ]
 
-let private content (n: System.Text.Json.Nodes.JsonNode) = strOf n["params"] "content"
+let private content (n: System.Text.Json.Nodes.JsonNode) = pushedText n["params"]
 
 let private pushed (p: RawProcess) (text: string) = p.ChannelNotifications |> List.exists (fun n -> content n = text)
 

@@ -38,7 +38,7 @@ let ``delegate_task to a poll-mode peer succeeds and the peer's molecule-mcp rec
         Assert.Equal(a.Id, strOf m "peer_id")
         Assert.Equal("peer_agent", strOf m "kind")
         // and as a channel notification
-        let! n = bob.WaitNotification(fun n -> strOf n "content" = task')
+        let! n = bob.WaitNotification(fun n -> pushedText n = task')
         Assert.Equal(a.Id, (n["meta"]["peer_id"]).GetValue<string>())
         // echo fix: the delegator's own delegation rows never show up in its inbox
         let activity = $"/workspaces/{a.Id}/activity"

@@ -401,3 +401,70 @@ let ``doors: the platform log names workspaces (name and short id) and never sho
         Assert.DoesNotContain(fx.Lines, fun l -> l.Contains '\n' || l.StartsWith "registration refused for nobody" || l.StartsWith "forged")
         Assert.Contains("Evil?registration refused for nobody", fx.Log)
     }
+
+[<Fact>]
+let ``doors: the newer routes — abilities only for the admin; cards, broadcasts, notify and pending uploads only with the workspace's own token`` () =
+    task {
+        use fx = new Logged(id)
+        let c, admin = fx.C, fx.P.AdminToken
+        let! lead = createWs c admin "lead" None []
+        let! a = createWs c admin "a" (Some lead.Id) []
+        let! b = createWs c admin "b" (Some lead.Id) []
+        let! _ = c.Send("POST", "/registry/register", registerBody a.Id, a.Token)
+        let refused (x: Answer) = x.Code = 401 || x.Code = 403 || x.Code = 404
+
+        // abilities: the admin's alone
+        let! byWs = c.Send("PATCH", $"/workspaces/{a.Id}/abilities", """{"broadcast_enabled":true}""", a.Token)
+        Assert.True(refused byWs, $"PATCH abilities with the workspace's token: {byWs.Code} {byWs.Text}")
+        let! nothing = c.Send("PATCH", $"/workspaces/{a.Id}/abilities", "{}", admin)
+        Assert.Equal(400, nothing.Code)
+        Assert.Contains("at least one ability field required", nothing.Text)
+
+        // the card: only with its own token
+        let card = "{\"workspace_id\":\"" + a.Id + "\",\"agent_card\":{\"name\":\"A v2\"}}"
+        let! foreign = c.Send("POST", "/registry/update-card", card, b.Token)
+        Assert.Equal(401, foreign.Code)
+        let! own = c.Send("POST", "/registry/update-card", card, a.Token)
+        Assert.Equal(200, own.Code)
+        Assert.Equal("updated", str own.Json "status")
+
+        // broadcast: not with another workspace's token; with its own, refused until the admin grants the ability
+        let! asA = c.Send("POST", $"/workspaces/{a.Id}/broadcast", """{"message":"hi"}""", b.Token)
+        Assert.True(refused asA, $"broadcast with another token: {asA.Code}")
+        let! disabled = c.Send("POST", $"/workspaces/{a.Id}/broadcast", """{"message":"hi"}""", a.Token)
+        Assert.Equal(403, disabled.Code)
+        Assert.Equal("broadcast_disabled", str disabled.Json "error")
+        let! _ = c.Send("PATCH", $"/workspaces/{a.Id}/abilities", """{"broadcast_enabled":true}""", admin)
+        let! sent = c.Send("POST", $"/workspaces/{a.Id}/broadcast", """{"message":"hi"}""", a.Token)
+        Assert.Equal(200, sent.Code)
+        Assert.Equal("2", sent.Json["delivered"].ToJsonString())
+
+        // the talk_to_user gate
+        let! _ = c.Send("PATCH", $"/workspaces/{a.Id}/abilities", """{"talk_to_user_enabled":false}""", admin)
+        let! gated = c.Send("POST", $"/workspaces/{a.Id}/notify", """{"message":"hello"}""", a.Token)
+        Assert.Equal(403, gated.Code)
+        Assert.Equal("talk_to_user_disabled", str gated.Json "error")
+
+        // a canvas upload to a poll-mode workspace waits as a pending file that only that workspace can read and ack
+        use form = new MultipartFormDataContent()
+        form.Add(new ByteArrayContent(Encoding.UTF8.GetBytes "data"), "files", "a.txt")
+        let! up, _ = raw c "POST" $"/workspaces/{a.Id}/chat/uploads" [ bearer admin ] (Some(form :> HttpContent))
+        Assert.Equal(200, up.Code)
+        let files = up.Json["files"].AsArray()
+        let uri = str files[0] "uri"
+        let fileId = uri.Substring(uri.LastIndexOf '/' + 1)
+        let content = $"/workspaces/{a.Id}/pending-uploads/{fileId}/content"
+        let! byB = c.Send("GET", content, token = b.Token)
+        Assert.True(refused byB, $"another workspace read the pending file: {byB.Code}")
+        let! ackByB = c.Send("POST", $"/workspaces/{a.Id}/pending-uploads/{fileId}/ack", "{}", b.Token)
+        Assert.True(refused ackByB, $"another workspace acked the pending file: {ackByB.Code}")
+        let! mine = c.Send("GET", content, token = a.Token)
+        Assert.Equal(200, mine.Code)
+        Assert.Equal("data", mine.Text)
+        let! acked = c.Send("POST", $"/workspaces/{a.Id}/pending-uploads/{fileId}/ack", "{}", a.Token)
+        Assert.Equal(200, acked.Code)
+        let! gone = c.Send("GET", content, token = a.Token)
+        Assert.Equal(404, gone.Code)
+        let! rows = c.Send("GET", $"/workspaces/{a.Id}/activity?limit=50", token = a.Token)
+        Assert.Contains("chat_upload_receive", rows.Text)
+    }

@@ -28,14 +28,14 @@ let ``demo: exits 0 with every numbered step marked done, in well under a minute
     let out = r.Out
     Assert.True((r.Code = 0), $"demo exit {r.Code}\nstdout:\n{out}\nstderr:\n{r.Err}")
 
-    // steps 1..6 are numbered headers, each followed by ✔ lines and no ✘ anywhere
-    for n in 1..6 do
+    // steps 1..8 are numbered headers, each followed by ✔ lines and no ✘ anywhere
+    for n in 1..8 do
         Assert.Matches($"(?m)^{n}\\. \\S", out)
 
     Assert.DoesNotContain("✘", out)
     let checks = out.Split('\n') |> Array.filter (fun l -> l.TrimStart().StartsWith("✔ ", StringComparison.Ordinal))
     Assert.True(checks.Length >= 15, $"only {checks.Length} ✔ lines:\n{out}")
-    contains "All 6 steps passed" out
+    contains "All 8 steps passed" out
 
     // what each step must show
     contains "list_peers from Lead shows Researcher [research, summaries] and Coder [csharp, testing]" out
@@ -44,6 +44,10 @@ let ``demo: exits 0 with every numbered step marked done, in well under a minute
     contains "notifications/claude/channel" out
     contains "send_message_to_user" out
     contains "recall_memory" out
+    contains "Lead chat_history(peer_id=" out
+    contains "with MOLECULE_WORKSPACES" out
+    contains "(arrival_workspace_id " out
+    contains "each line saying via which one" out
     contains "was deleted on the platform" out
     contains "3 consecutive heartbeat auth failures" out
     contains "temporary directory removed" out

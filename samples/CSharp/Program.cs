@@ -58,7 +58,7 @@ while (true)
         {
             var handledBefore = row.Seq is { } rowSeq && rowSeq.Value <= floor;
             if (!seen.Add(row.Id) || handledBefore || Ledger.isEcho(config.WorkspaceId, row)) continue;
-            var message = Ledger.messageOf(row);
+            var message = Ledger.messageOf(config.WorkspaceId, row);
             Console.Error.WriteLine($"message {message.ActivityId} from {message.PeerId}: {message.Text}");
             // 3. answer a peer's delegation (a canvas user's message would get send_message_to_user)
             if (message.Kind.IsPeerAgent) Reply(message);
@@ -101,6 +101,10 @@ ToolOutput Perform(Molecule.Core.Program program)
             case Molecule.Core.Program.CheckFiles check:
                 var checks = check.paths.Select(p => File.Exists(p) ? FileCheck.NewFileOk(new FileInfo(p).Length) : FileCheck.FileMissing);
                 program = check.Item2.Invoke(ListModule.OfSeq(checks));
+                break;
+            case Molecule.Core.Program.Pause pause:
+                Thread.Sleep(TimeSpan.FromSeconds(pause.seconds));
+                program = pause.Item2.Invoke(Environment.TickCount64 / 1000.0);
                 break;
         }
     }

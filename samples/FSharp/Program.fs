@@ -33,6 +33,9 @@ let rec perform (program: Program) : ToolOutput =
         |> List.map (fun p -> if File.Exists p then FileOk (FileInfo p).Length else FileMissing)
         |> next
         |> perform
+    | Pause(seconds, next) ->
+        Thread.Sleep(TimeSpan.FromSeconds seconds)
+        perform (next (float Environment.TickCount64 / 1000.0))
 
 /// The answer to one message; a real agent would think here.
 let answer (message: InboxMessage) = $"Done: {message.Text}"
@@ -106,7 +109,7 @@ let main argv =
                         let handledBefore = row.Seq |> Option.exists (fun seq -> seq <= floor)
 
                         if seen.Add row.Id && not handledBefore && not (Ledger.isEcho config.WorkspaceId row) then
-                            let message = Ledger.messageOf row
+                            let message = Ledger.messageOf config.WorkspaceId row
                             eprintfn $"message {message.ActivityId} from {message.PeerId}: {message.Text}"
                             // 3. answer a peer's delegation (a canvas user's message would get send_message_to_user)
                             if message.Kind = PeerAgent then reply config message

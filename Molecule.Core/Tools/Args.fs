@@ -1,0 +1,263 @@
+/// Total validation of `tools/call` arguments into a typed `ToolCall` (fixes the silent defaults and crashes of
+/// P5–P13): every argument the schema names is checked, nothing throws whatever the JSON.
+module Molecule.Core.ToolArgs
+
+open Molecule.Protocol
+
+open System
+open System.Text.Json.Nodes
+
+// ---------------------------------------------------------------------------------------------
+// Limits
+// ---------------------------------------------------------------------------------------------
+
+let private defaultTimeoutSecs = 60.0
+let private maxTimeoutSecs = 300.0
+let private defaultLimit = 10
+let private maxLimit = 200
+let private defaultHistoryLimit = 20
+let private maxHistoryLimit = 500
+
+// ---------------------------------------------------------------------------------------------
+// Argument validation
+// ---------------------------------------------------------------------------------------------
+
+type private Arg =
+    | Missing
+    | Value of JsonNode
+
+let private arg (name: string) (args: JsonObject) : Arg =
+    match Json.prop name args with
+    | Some v -> Value v
+    | None -> Missing
+
+let private isBlank (s: string) = String.IsNullOrWhiteSpace s
+
+/// A required text: a JSON string that is not blank. The original text is kept (untrimmed).
+let private requiredText (name: string) (args: JsonObject) : Result<string, string> =
+    match arg name args with
+    | Missing -> Result.Error $"{name} is required"
+    | Value v ->
+        match Json.asString v with
+        | None -> Result.Error $"{name} must be a string"
+        | Some s when isBlank s -> Result.Error $"{name} is required"
+        | Some s -> Ok s
+
+/// An optional text: missing/null → ""; otherwise it must be a JSON string. Trimmed.
+let private optionalText (name: string) (args: JsonObject) : Result<string, string> =
+    match arg name args with
+    | Missing -> Ok ""
+    | Value v ->
+        match Json.asString v with
+        | None -> Result.Error $"{name} must be a string"
+        | Some s -> Ok(s.Trim())
+
+let private workspaceId (args: JsonObject) : Result<string, string> =
+    match requiredText "workspace_id" args with
+    | Result.Error e -> Result.Error e
+    | Ok s ->
+        match Guid.TryParseExact(s.Trim(), "D") with
+        | true, g -> Ok(g.ToString("D").ToLowerInvariant())
+        | _ -> Result.Error "workspace_id must be a workspace UUID (from list_peers)"
+
+/// Json.asFloat, also for hand-built nodes that cannot be serialized (NaN, ±Infinity).
+let private number (node: JsonNode) : float option =
+    try
+        Json.asFloat node
+    with
+    | :? ArgumentException
+    | :? InvalidOperationException ->
+        None
+
+/// Any number (or numeric string) → clamped to 0..300; missing or invalid → 60.
+let private timeoutSecs (args: JsonObject) : float =
+    match arg "timeout_secs" args with
+    | Missing -> defaultTimeoutSecs
+    | Value v ->
+        match number v with
+        | Some f -> Math.Clamp(f, 0.0, maxTimeoutSecs)
+        | None -> defaultTimeoutSecs
+
+/// Integral number (or numeric string) → 1..max; missing, fractional, invalid or ≤ 0 → the default.
+let private limitWith (deflt: int) (max: int) (args: JsonObject) : int =
+    match arg "limit" args with
+    | Missing -> deflt
+    | Value v ->
+        match number v with
+        | Some f when f = Math.Floor f && f > 0.0 -> if f >= float max then max else int f
+        | _ -> deflt
+
+/// inbox_peek: 1..200, default 10.
+let private limit (args: JsonObject) : int = limitWith defaultLimit maxLimit args
+
+let private isAbsolutePath (p: string) =
+    let isDrive =
+        p.Length >= 3
+        && ((p[0] >= 'A' && p[0] <= 'Z') || (p[0] >= 'a' && p[0] <= 'z'))
+        && p[1] = ':'
+        && (p[2] = '\\' || p[2] = '/')
+
+    p.StartsWith "/" || p.StartsWith @"\\" || isDrive
+
+/// Text safe to echo back in an error: one line, at most `max` characters (cut ones end in "…").
+let private shown (max: int) (s: string) : string =
+    let oneLine = String(s.ToCharArray() |> Array.map (fun c -> if Char.IsControl c then ' ' else c))
+
+    if oneLine.Length <= max then
+        oneLine
+    else
+        let cut = if Char.IsHighSurrogate oneLine[max - 2] then max - 2 else max - 1
+        oneLine.Substring(0, cut) + "…"
+
+let private attachments (args: JsonObject) : Result<string list, string> =
+    let notPaths = Result.Error "attachments must be an array of file paths"
+
+    match arg "attachments" args with
+    | Missing -> Ok []
+    | Value v ->
+        match Json.asArray v with
+        | None -> notPaths
+        | Some items ->
+            let paths = items |> List.map (fun i -> if isNull i then None else Json.asString i)
+
+            if paths |> List.exists (fun p -> match p with Some s -> isBlank s | None -> true) then
+                notPaths
+            else
+                let paths = paths |> List.choose id
+
+                match paths |> List.tryFind (isAbsolutePath >> not) with
+                | Some p -> Result.Error $"attachment path must be absolute: {shown 200 p}"
+                | None -> Ok paths
+
+let private asciiUpper (s: string) =
+    String(s.ToCharArray() |> Array.map (fun c -> if c >= 'a' && c <= 'z' then char (int c - 32) else c))
+
+let private scopeError = "scope must be one of LOCAL, TEAM, GLOBAL"
+
+/// missing/null/"" → None; LOCAL/TEAM/GLOBAL in any letter case → Some; anything else → Error.
+let private optionalScope (args: JsonObject) : Result<MemoryScope option, string> =
+    match arg "scope" args with
+    | Missing -> Ok None
+    | Value v ->
+        match Json.asString v with
+        | None -> Result.Error scopeError
+        | Some s ->
+            match asciiUpper (s.Trim()) with
+            | "" -> Ok None
+            | "LOCAL" -> Ok(Some Local)
+            | "TEAM" -> Ok(Some Team)
+            | "GLOBAL" -> Ok(Some Global)
+            | _ -> Result.Error scopeError
+
+type private ResultBuilder() =
+    member _.Bind(r: Result<'a, string>, f: 'a -> Result<'b, string>) = Result.bind f r
+    member _.Return(x: 'a) : Result<'a, string> = Ok x
+
+let private result = ResultBuilder()
+
+/// delegate_task and delegate_task_async take the same arguments.
+let private delegation (make: string * string -> ToolCall) (args: JsonObject) : Result<ToolCall, string> =
+    result {
+        let! ws = workspaceId args
+        let! task = requiredText "task" args
+        return make (ws, task)
+    }
+
+let private parseKnown (name: string) (args: JsonObject) : Result<ToolCall, string> option =
+    match name with
+    | "delegate_task" -> Some(delegation DelegateTask args)
+    | "delegate_task_async" -> Some(delegation DelegateTaskAsync args)
+    | "check_task_status" ->
+        // workspace_id is accepted and ignored (only the caller's own delegations are visible).
+        let ws =
+            match Json.stringProp "workspace_id" args with
+            | Some s -> s.Trim()
+            | None -> ""
+
+        Some(
+            result {
+                let! taskId = optionalText "task_id" args
+                return CheckTaskStatus(ws, (if taskId = "" then None else Some taskId))
+            }
+        )
+    | "list_peers" -> Some(Ok ListPeers)
+    | "get_workspace_info" -> Some(Ok GetWorkspaceInfo)
+    | "send_message_to_user" ->
+        Some(
+            result {
+                let! message = requiredText "message" args
+                let! files = attachments args
+                return SendMessageToUser(message, files)
+            }
+        )
+    | "wait_for_message" -> Some(Ok(WaitForMessage(timeoutSecs args)))
+    | "inbox_peek" -> Some(Ok(InboxPeek(limit args)))
+    | "inbox_pop" ->
+        Some(
+            result {
+                let! id = requiredText "activity_id" args
+                return InboxPop(id.Trim())
+            }
+        )
+    | "commit_memory" ->
+        Some(
+            result {
+                let! content = requiredText "content" args
+                let! scope = optionalScope args
+                return CommitMemory(content, defaultArg scope Local)
+            }
+        )
+    | "recall_memory" ->
+        Some(
+            result {
+                let! query = optionalText "query" args
+                let! scope = optionalScope args
+                return RecallMemory(query, scope)
+            }
+        )
+    | "get_runtime_identity" -> Some(Ok GetRuntimeIdentity)
+    // The program refuses a card that is not an object with the reference's JSON answer.
+    | "update_agent_card" ->
+        match arg "card" args with
+        | Value card -> Some(Ok(UpdateAgentCard(Json.compact card)))
+        | Missing -> Some(Ok(UpdateAgentCard "null"))
+    | "broadcast_message" ->
+        Some(
+            result {
+                let! message = requiredText "message" args
+                return BroadcastMessage message
+            }
+        )
+    | "chat_history" ->
+        match arg "peer_id" args with
+        | Value v when (Json.asString v |> Option.exists (isBlank >> not)) ->
+            Some(
+                result {
+                    let! before = optionalText "before_ts" args
+                    let peer = (Json.asString v |> Option.defaultValue "").Trim()
+                    return ChatHistory(peer, limitWith defaultHistoryLimit maxHistoryLimit args, (if before = "" then None else Some before))
+                }
+            )
+        | _ -> Some(Result.Error "peer_id is required")
+    | _ -> None
+
+/// Validates a `tools/call`: tool name + arguments (None = {}) → a typed call or a short error
+/// sentence for the agent. Total: never throws, whatever the name or the JSON.
+let parse (name: string) (args: JsonObject option) : Result<ToolCall, string> =
+    let name = if isNull name then "" else name
+
+    let args =
+        match args with
+        | Some a when not (isNull a) -> a
+        | _ -> JsonObject()
+
+    try
+        match parseKnown name args with
+        | Some r -> r
+        | None -> Result.Error $"Unknown tool: {shown 100 name}"
+    // Arguments the schema does not expect in a shape the readers cannot take (a node of another kind).
+    with
+    | :? InvalidOperationException
+    | :? ArgumentException
+    | :? FormatException ->
+        Result.Error "invalid tool arguments"
