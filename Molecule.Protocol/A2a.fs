@@ -83,3 +83,21 @@ let skillNames (card: JsonNode) : string list =
         |> List.choose (fun s -> Json.asString s |> Option.orElse (Json.stringProp "name" s))
         |> List.filter (fun s -> s.Trim() <> "")
     | None -> []
+
+/// The markers that frame a peer's answer in a tool result (P28): the agent sees where the peer's words start and
+/// end, so text inside reads as data from another agent, not as instructions from the user or the system.
+let peerResultOpen = "[A2A_RESULT_FROM_PEER]"
+let peerResultClose = "[/A2A_RESULT_FROM_PEER]"
+
+let private markerLike =
+    Text.RegularExpressions.Regex(
+        @"\[(\s*/?\s*A2A_RESULT_FROM_PEER\s*)\]",
+        Text.RegularExpressions.RegexOptions.IgnoreCase ||| Text.RegularExpressions.RegexOptions.CultureInvariant
+    )
+
+/// A peer's answer between the real markers. A marker-like sequence the peer wrote itself (any case, any spacing) is
+/// kept but turned into parentheses, so the only real markers are the frame's; nothing else is changed — no words
+/// rewritten, nothing cut (unlike the reference's sanitiser).
+let framePeerResult (text: string) : string =
+    let inner = markerLike.Replace((if isNull text then "" else text), "($1)")
+    peerResultOpen + "\n" + inner + "\n" + peerResultClose

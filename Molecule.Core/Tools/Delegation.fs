@@ -160,7 +160,8 @@ let delegateTask (ctx: ToolContext) (target: string) (task: string) : Program =
                     | Gone body -> goneAfter None body
                     | Answered text ->
                         report "a2a_receive" $"{name} responded ({inv text.Length} chars)" "ok" None (Some(Json.obj [ "result", Json.str text ] :> JsonNode)) None (Some text) (fun () ->
-                            okWith text learnt)
+                            // framed as the peer's words (P28); the activity log keeps the answer as it came
+                            okWith (A2a.framePeerResult text) learnt)
                     | QueuedForPoll meth ->
                         let text =
                             match unavailable with

@@ -252,7 +252,7 @@ let a2aPath = $"/workspaces/{peerId}/a2a"
 let ``delegate_task discovers, reports, sends and returns the peer's text`` () =
     let run = runWith happy ctx (DelegateTask(peerId, "Summarise the paper"))
     Assert.True(isSuccess run)
-    Assert.Equal("hi", run.Output.Text)
+    Assert.Equal(A2a.framePeerResult "hi", run.Output.Text)
     Assert.Equal<string list>([ $"/registry/discover/{peerId}"; own + "/activity"; a2aPath; own + "/activity" ], paths run)
     let send = run.Requests[2]
     Assert.Equal(Some(ToolKit.derivedId nonce "rpc"), str [ "id" ] send)
@@ -269,14 +269,14 @@ let ``delegate_task discovers, reports, sends and returns the peer's text`` () =
 let ``delegate_task joins every text part and reads Task-shaped results`` () =
     let msg = "{\"result\":{\"parts\":[{\"kind\":\"text\",\"text\":\"one\"},{\"kind\":\"file\",\"file\":{}},{\"type\":\"text\",\"text\":\"two\"}]}}"
     let run = runWith (except Post "/a2a" (reply 200 msg)) ctx (DelegateTask(peerId, "t"))
-    Assert.Equal("one\ntwo", run.Output.Text)
+    Assert.Equal(A2a.framePeerResult "one\ntwo", run.Output.Text)
 
     let task =
         "{\"result\":{\"kind\":\"task\",\"artifacts\":[{\"parts\":[{\"kind\":\"text\",\"text\":\"a1\"}]},{\"parts\":[{\"kind\":\"text\",\"text\":\"a2\"}]}],\"status\":{\"state\":\"completed\",\"message\":{\"parts\":[{\"kind\":\"text\",\"text\":\"done\"}]}}}}"
 
     let run2 = runWith (except Post "/a2a" (reply 200 task)) ctx (DelegateTask(peerId, "t"))
     Assert.True(isSuccess run2)
-    Assert.Equal("a1\na2\ndone", run2.Output.Text)
+    Assert.Equal(A2a.framePeerResult "a1\na2\ndone", run2.Output.Text)
 
 [<Fact>]
 let ``delegate_task to a poll-mode peer is a queued success`` () =
@@ -630,7 +630,7 @@ let ``rule: every text part of an A2A result is returned`` () =
 
             let body = Json.compact (Json.obj [ "jsonrpc", Json.str "2.0"; "id", Json.str "1"; "result", result :> Nodes.JsonNode ])
             let run = runWith (except Post "/a2a" (reply 200 body)) ctx (DelegateTask(peerId, "task"))
-            isSuccess run && run.Output.Text = String.Join("\n", texts))
+            isSuccess run && run.Output.Text = A2a.framePeerResult (String.Join("\n", texts)))
     )
 
 [<Fact>]

@@ -207,7 +207,7 @@ let private entry (status: string) (extra: string) =
 let ``sync via inbox: POST /delegate once, read /delegations every 3 s until completed`` () =
     let run = runWith (delegationsSeen [ "[]"; entry "pending" ""; entry "completed" ",\"response_preview\":\"42 it is\"" ]) viaInbox (DelegateTask(peerId, "compute"))
     Assert.False(run.Output.IsError, run.Output.Text)
-    Assert.Equal("42 it is", run.Output.Text)
+    Assert.Equal(A2a.framePeerResult "42 it is", run.Output.Text)
     Assert.Equal(1, paths run |> List.filter (fun p -> p.EndsWith "/delegate") |> List.length)
     Assert.Empty(paths run |> List.filter (fun p -> p.EndsWith "/a2a"))
     Assert.Equal(3, paths run |> List.filter (fun p -> p.EndsWith "/delegations") |> List.length)
