@@ -14,7 +14,9 @@ namespace Molecule.Host.Mcp;
 /// handshake that carries <c>notifications/initialized</c> and the channel capability. It has to happen here, below
 /// the SDK: the SDK's own first filter adopts the version from the request's <c>_meta</c> before any user filter
 /// runs, and would then refuse the client's fallback <c>initialize</c>.
-/// It also answers the stand-in for a line <see cref="LineCapStream"/> dropped (too long) with -32600 for its id.
+/// It also answers the stand-in for a line <see cref="LineCapStream"/> dropped (too long) with -32600 for its id,
+/// and at the end of stdin lets the requests already read be answered (up to <see cref="DrainLimit"/>) before the
+/// SDK hears of the end: `printf '…' | molecule-mcp` gets its answers (P37: the reference answered nothing after EOF).
 /// </summary>
 public sealed class DiscoverGateTransport : ITransport
 {
@@ -22,6 +24,13 @@ public sealed class DiscoverGateTransport : ITransport
     private readonly StderrLog? _log;
     private readonly Channel<JsonRpcMessage> _incoming = Channel.CreateUnbounded<JsonRpcMessage>(
         new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+
+    /// <summary>How long the requests read before the end of stdin may take to be answered.</summary>
+    public static readonly TimeSpan DrainLimit = TimeSpan.FromSeconds(3);
+
+    private readonly object _pendingGate = new();
+    private readonly HashSet<RequestId> _pending = new();
+    private TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public DiscoverGateTransport(ITransport inner, StderrLog? log = null)
     {
@@ -34,8 +43,41 @@ public sealed class DiscoverGateTransport : ITransport
 
     public ChannelReader<JsonRpcMessage> MessageReader => _incoming.Reader;
 
-    public Task SendMessageAsync(JsonRpcMessage message, CancellationToken cancellationToken = default) =>
-        _inner.SendMessageAsync(message, cancellationToken);
+    public async Task SendMessageAsync(JsonRpcMessage message, CancellationToken cancellationToken = default)
+    {
+        await _inner.SendMessageAsync(message, cancellationToken).ConfigureAwait(false);
+        if (message is JsonRpcMessageWithId { Id: var id } and (JsonRpcResponse or JsonRpcError)) Answered(id);
+    }
+
+    private void Asked(RequestId id)
+    {
+        lock (_pendingGate)
+        {
+            if (_pending.Count == 0 && _drained.Task.IsCompleted)
+                _drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _pending.Add(id);
+        }
+    }
+
+    private void Answered(RequestId id)
+    {
+        lock (_pendingGate)
+        {
+            if (_pending.Remove(id) && _pending.Count == 0) _drained.TrySetResult();
+        }
+    }
+
+    /// <summary>Waits until every request read so far is answered, or the limit passes.</summary>
+    private async Task DrainAsync()
+    {
+        Task drained;
+        lock (_pendingGate)
+        {
+            if (_pending.Count == 0) return;
+            drained = _drained.Task;
+        }
+        await Task.WhenAny(drained, Task.Delay(DrainLimit)).ConfigureAwait(false);
+    }
 
     public ValueTask DisposeAsync() => _inner.DisposeAsync();
 
@@ -56,8 +98,10 @@ public sealed class DiscoverGateTransport : ITransport
                     await RefuseOversizedAsync(oversized).ConfigureAwait(false);
                     continue;
                 }
+                if (message is JsonRpcRequest request) Asked(request.Id);
                 await _incoming.Writer.WriteAsync(message).ConfigureAwait(false);
             }
+            await DrainAsync().ConfigureAwait(false);
         }
         catch (Exception ex)
         {

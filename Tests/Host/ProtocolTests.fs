@@ -176,3 +176,27 @@ let ``the stdout checker rejects non-JSON-RPC output, partial lines and leaked s
     Assert.Equal(3, ok.Length)
     Assert.ThrowsAny<exn>(fun () -> assertNoSecrets [ "s3cret-token" ] "self-test" [ "ok"; "Bearer s3cret-token" ]) |> ignore
     assertNoSecrets [ "s3cret-token" ] "self-test" [ "ok"; "Bearer s3cr…" ]
+
+[<Fact>]
+let ``the end of stdin: the requests already sent are answered, a last line without a newline too, then exit 0 (P37)`` () =
+    task {
+        use! platform = Platform.StartAsync()
+        let! ws = platform.CreateWorkspace "eof"
+        use p = RawProcess.Start(agentEnv platform ws)
+        // what `printf '…' | molecule-mcp` does: everything at once, no newline after the last request, then EOF
+        let init =
+            """{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"pipe","version":"1"}}}"""
+        let stdin = p.Process.StandardInput
+        stdin.Write(init + "\n")
+        stdin.Write("""{"jsonrpc":"2.0","method":"notifications/initialized"}""" + "\n")
+        stdin.Write("""{"jsonrpc":"2.0","id":2,"method":"tools/list"}""" + "\n")
+        stdin.Write("""{"jsonrpc":"2.0","id":3,"method":"ping"}""")
+        stdin.Flush()
+        p.CloseStdin()
+        let answered () =
+            p.Messages |> List.choose (fun m -> match m["id"] with null -> None | id -> Some(id.ToJsonString())) |> List.sort
+        do! waitUntil (secs 15.0) "answers to the three requests sent before EOF" p.Describe (fun () -> answered () = [ "1"; "2"; "3" ])
+        Assert.True(p.Process.WaitForExit(TimeSpan.FromSeconds 15.0), $"did not exit after EOF\n{p.Describe()}")
+        Assert.Equal(0, p.Process.ExitCode)
+        assertJsonRpcLines "eof" p.StdoutBytes |> ignore
+    }
