@@ -15,8 +15,9 @@ namespace Molecule.Host.Mcp;
 /// the SDK: the SDK's own first filter adopts the version from the request's <c>_meta</c> before any user filter
 /// runs, and would then refuse the client's fallback <c>initialize</c>.
 /// It also answers the stand-in for a line <see cref="LineCapStream"/> dropped (too long) with -32600 for its id,
-/// and at the end of stdin lets the requests already read be answered (up to <see cref="DrainLimit"/>) before the
-/// SDK hears of the end: `printf '…' | molecule-mcp` gets its answers (P37: the reference answered nothing after EOF).
+/// and at the end of stdin lets the requests already read be answered (up to <see cref="DrainLimit"/>, through
+/// <see cref="DrainAsync"/> before the stdio transport sees the end and stops sending): `printf '…' | molecule-mcp`
+/// gets its answers (P37: the reference answered nothing after EOF).
 /// </summary>
 public sealed class DiscoverGateTransport : ITransport
 {
@@ -67,16 +68,29 @@ public sealed class DiscoverGateTransport : ITransport
         }
     }
 
-    /// <summary>Waits until every request read so far is answered, or the limit passes.</summary>
-    private async Task DrainAsync()
+    /// <summary>
+    /// At the end of stdin (see <see cref="LineCapStream.AtEnd"/>): waits until the messages already read have
+    /// reached the SDK, then until every request among them is answered — at most <see cref="DrainLimit"/> in all.
+    /// </summary>
+    public async Task DrainAsync()
     {
+        var deadline = Task.Delay(DrainLimit);
+        // the lines returned last are parsed and queued by the transport a moment later: wait for 100 ms in which
+        // nothing waits between stdin and the SDK
+        var quietSince = DateTime.UtcNow;
+        while (!deadline.IsCompleted && DateTime.UtcNow - quietSince < TimeSpan.FromMilliseconds(100))
+        {
+            await Task.Delay(10).ConfigureAwait(false);
+            if (_inner.MessageReader.CanCount && _inner.MessageReader.Count > 0 || _incoming.Reader.CanCount && _incoming.Reader.Count > 0)
+                quietSince = DateTime.UtcNow;
+        }
         Task drained;
         lock (_pendingGate)
         {
             if (_pending.Count == 0) return;
             drained = _drained.Task;
         }
-        await Task.WhenAny(drained, Task.Delay(DrainLimit)).ConfigureAwait(false);
+        await Task.WhenAny(drained, deadline).ConfigureAwait(false);
     }
 
     public ValueTask DisposeAsync() => _inner.DisposeAsync();
@@ -101,7 +115,6 @@ public sealed class DiscoverGateTransport : ITransport
                 if (message is JsonRpcRequest request) Asked(request.Id);
                 await _incoming.Writer.WriteAsync(message).ConfigureAwait(false);
             }
-            await DrainAsync().ConfigureAwait(false);
         }
         catch (Exception ex)
         {

@@ -36,6 +36,12 @@ public sealed class LineCapStream : Stream
     /// <summary>The longest line passed on, in bytes (without the newline).</summary>
     public int Limit { get; }
 
+    /// <summary>Awaited once at the end of input, before the reader is told (the transport stops sending once it
+    /// is): lets the requests already read be answered.</summary>
+    public Func<Task>? AtEnd { get; set; }
+
+    private bool _endAnnounced;
+
     public override bool CanRead => true;
     public override bool CanSeek => false;
     public override bool CanWrite => false;
@@ -56,13 +62,26 @@ public sealed class LineCapStream : Stream
     {
         while (_readyOffset >= _ready.Length)
         {
-            if (_eof) return 0;
+            if (_eof)
+            {
+                if (!_endAnnounced && AtEnd is { } atEnd)
+                {
+                    _endAnnounced = true;
+                    await atEnd().ConfigureAwait(false);
+                }
+                return 0;
+            }
             var n = await _inner.ReadAsync(_chunk.AsMemory(), cancellationToken).ConfigureAwait(false);
             if (n == 0)
             {
                 _eof = true;
-                // A last line without a newline is passed on as it is (when it fits).
-                if (!_discarding && _line.Length > 0) Emit(_line.ToArray());
+                // A last line without a newline is passed on (when it fits) with the newline added, so the reader has
+                // a whole line before it learns of the end (P37).
+                if (!_discarding && _line.Length > 0)
+                {
+                    _line.WriteByte((byte)'\n');
+                    Emit(_line.ToArray());
+                }
                 continue;
             }
             Consume(_chunk.AsSpan(0, n));

@@ -128,8 +128,9 @@ public sealed class McpHost
     }
 
     /// <summary>
-    /// Runs the stdio server until stdin EOF (or <paramref name="ct"/>). After EOF, in-flight tool calls are
-    /// cancelled; if they have not finished within <see cref="EofGrace"/>, the process exits with 0.
+    /// Runs the stdio server until stdin EOF (or <paramref name="ct"/>). At EOF the requests already read are
+    /// answered first (up to <see cref="DiscoverGateTransport.DrainLimit"/>); then in-flight tool calls are
+    /// cancelled, and if they have not finished within <see cref="EofGrace"/>, the process exits with 0.
     /// Returns the exit code.
     /// </summary>
     public async Task<int> RunAsync(CancellationToken ct = default)
@@ -138,11 +139,12 @@ public sealed class McpHost
         // The transport opens the raw stdout stream; afterwards every Console.Out write goes to stderr so that
         // stray writes (ours or a library's) can never corrupt the JSON-RPC stream.
         // stdin lines longer than the cap never reach the SDK whole (see LineCapStream).
-        var stdio = new StreamServerTransport(
-            new LineCapStream(Console.OpenStandardInput(), _maxLineBytes), Console.OpenStandardOutput(), AppInfo.Name, _loggerFactory);
+        var stdin = new LineCapStream(Console.OpenStandardInput(), _maxLineBytes);
+        var stdio = new StreamServerTransport(stdin, Console.OpenStandardOutput(), AppInfo.Name, _loggerFactory);
         Console.SetOut(Console.Error);
         // server/discover probes and oversized lines are answered before the SDK session sees them.
         var transport = new DiscoverGateTransport(stdio, _log);
+        stdin.AtEnd = transport.DrainAsync; // answers to what was read before EOF still go out
         var server = McpServer.Create(transport, options, _loggerFactory);
         _server = server;
 
