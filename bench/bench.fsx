@@ -62,7 +62,8 @@ let platformUrl = $"http://127.0.0.1:{port}"
 
 let platformProc =
     let psi = ProcessStartInfo(platformBin, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false)
-    for a in [ "platform"; "--data-dir"; platformDir; "--port"; string port ] do psi.ArgumentList.Add a
+    // A2 sends 50 messages/s from one peer token: above the platform's default limit of 600 A2A sends a minute
+    for a in [ "platform"; "--data-dir"; platformDir; "--port"; string port; "--rate-a2a"; "0" ] do psi.ArgumentList.Add a
     let p = Process.Start psi
     p.OutputDataReceived.Add ignore
     p.ErrorDataReceived.Add ignore
@@ -373,7 +374,7 @@ let config =
     match Config.parse (Map [ "WORKSPACE_ID", self; "PLATFORM_URL", "http://127.0.0.1:9"; "MOLECULE_WORKSPACE_TOKEN", "bench-token-123456" ]) tmp None with
     | Ok c -> c
     | Result.Error _ -> failwith "bench config"
-let ledger = Ledger.empty self
+let ledger = Ledger.empty (WorkspaceId.tryParse self |> Option.get)
 let following = { Intake.start 600 ledger with Phase = Intake.Following }
 let timeIt n (f: unit -> unit) =
     for _ in 1..20 do f ()
