@@ -36,6 +36,17 @@ let count (workspaces: Map<WorkspaceId, Workspace.State>) =
 let owner (activityId: string) (workspaces: Map<WorkspaceId, Workspace.State>) : WorkspaceId option =
     workspaces |> Seq.tryPick (fun kv -> if Ledger.contains activityId kv.Value.Ledger then Some kv.Key else None)
 
+/// A letter without the sender's name (a platform without `include=peer_info`, such as the Go platform) takes the name
+/// this process learnt for that peer (list_peers, delegations); the platform's own name always wins; canvas letters
+/// (no peer id) stay as they are.
+let named (names: Map<string, string>) (l: Letter) : Letter =
+    match l.Message.PeerName, l.Message.PeerId with
+    | None, id when id <> "" ->
+        match names.TryFind id |> Option.orElse (names.TryFind(id.ToLowerInvariant())) with
+        | Some name -> { l with Message = { l.Message with PeerName = Some name } }
+        | None -> l
+    | _ -> l
+
 let private arrival (multi: bool) (l: Letter) = if multi then Some l.Arrival else None
 
 /// A message as the inbox tools show it.

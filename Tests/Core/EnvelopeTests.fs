@@ -214,3 +214,29 @@ let ``property: the poll path's message JSON shows names and roles only sanitise
             ok "peer_name" && ok "peer_role"
             && (json |> Seq.forall (fun kv -> kv.Key = "seq" || kv.Value.GetValueKind() = Text.Json.JsonValueKind.String)))
     )
+
+[<Fact>]
+let ``rule: a nameless message from a known peer takes the learnt name; the platform's name wins; canvas messages stay nameless`` () =
+    let gen' =
+        gen {
+            let! platformName = Gen.elements [ None; Some "Alice (registry)" ]
+            let! fromCanvas = Gen.elements [ true; false ]
+            let! known = Gen.elements [ true; false ]
+            let! upper = Gen.elements [ true; false ]
+            return platformName, fromCanvas, known, upper
+        }
+
+    Check.One(
+        quick 200,
+        Prop.forAll (Arb.fromGen gen') (fun (platformName, fromCanvas, known, upper) ->
+            let peerId = if fromCanvas then "" elif upper then peer.ToUpperInvariant() else peer
+            let m = { msg (if fromCanvas then CanvasUser else PeerAgent) peerId with PeerName = platformName }
+            let letter: Mailbox.Letter = { Message = m; Arrival = arrival; PlatformUrl = "http://127.0.0.1:1" }
+            let names = if known then Map [ peer, "Alice (learnt)" ] else Map.empty
+            let expected =
+                match platformName with
+                | Some n -> Some n
+                | None when not fromCanvas && known -> Some "Alice (learnt)"
+                | None -> None
+            (Mailbox.named names letter).Message.PeerName = expected)
+    )
