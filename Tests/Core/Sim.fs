@@ -17,34 +17,17 @@ let selfId = ws "5e1f0000-0000-4000-8000-00000000000a"
 let otherId = ws "07e00000-0000-4000-8000-00000000000b"
 let peerId = "9eea0000-0000-4000-8000-0000000000a1"
 
+/// ApiTests' configuration with the simulated platform's identity (every other setting is the default there).
 let config: Config =
-    { WorkspaceId = selfId
-      PlatformUrl = "http://platform.test"
-      Origin = "http://platform.test"
-      Token = "tok_SIM_0123456789abcdef"
-      TokenSource = FromEnv
-      AgentCard = { Name = "sim"; Description = None; Skills = [] }
-      StateDir = "/state"
-      Verbose = false
-      HeartbeatEnabled = true
-      InboxEnabled = true
-      StreamEnabled = true
-      PollTimeoutSecs = 2
-      HeartbeatIntervalSecs = 20.0
-      PollIntervalSecs = 5.0
-      Tier = 1
-      ReplaySecs = 600
-      RenotifySecs = 300.0
-      MaxLineBytes = 4194304
-      DelegationSyncViaInbox = false
-      DelegationTimeoutSecs = 300.0
-      Identity =
-        { Model = ""
-          ModelProvider = ""
-          MoleculeModel = ""
-          AnthropicBaseUrl = ""
-          Tier = ""
-          Runtime = "" } }
+    { Molecule.Tests.Core.ApiTests.cfg with
+        WorkspaceId = selfId
+        PlatformUrl = "http://platform.test"
+        Origin = "http://platform.test"
+        Token = "tok_SIM_0123456789abcdef"
+        TokenSource = FromEnv
+        AgentCard = { Name = "sim"; Description = None; Skills = [] }
+        StateDir = "/state"
+        PollTimeoutSecs = 2 }
 
 // ---------------------------------------------------------------------------------------------
 // The platform
