@@ -107,7 +107,7 @@ let private push (letters: Mailbox.Letter list) (model: Model) : Model * Effect 
         model, []
     else
         let notified = letters |> List.fold (fun (m: Map<string, float>) l -> m.Add(l.Message.ActivityId, model.Uptime)) model.Notified
-        { model with Notified = notified }, letters |> List.map (Mailbox.named model.PeerNames >> Mailbox.event (multi model) >> Notify)
+        { model with Notified = notified }, letters |> List.map (Mailbox.event (multi model) model.PeerNames >> Notify)
 
 /// Answers every waiting wait_for_message with the oldest waiting message.
 let private wake (model: Model) : Model * Effect list =
@@ -115,7 +115,7 @@ let private wake (model: Model) : Model * Effect list =
     | None -> model, []
     | Some l ->
         let waiting = model.Calls |> Map.filter (fun _ p -> match p with Waiting _ -> true | _ -> false)
-        let answer = InboxTools.waited (Mailbox.json (multi model) (Mailbox.named model.PeerNames l))
+        let answer = InboxTools.waited (Mailbox.json (multi model) model.PeerNames l)
         { model with Calls = waiting |> Map.fold (fun (calls: Map<int64, Pending>) call _ -> calls.Remove call) model.Calls },
         waiting |> Map.toList |> List.map (fun (call, _) -> Answer(call, answer, None))
 
@@ -143,7 +143,7 @@ let private renotify (model: Model) : Model * Effect list =
         { model with
             Renotified = due |> List.fold (fun (s: Set<string>) l -> s.Add l.Message.ActivityId) (Set.intersect model.Renotified live)
             Notified = model.Notified |> Map.filter (fun id _ -> live.Contains id) },
-        due |> List.map (Mailbox.named model.PeerNames >> Mailbox.event (multi model) >> Notify)
+        due |> List.map (Mailbox.event (multi model) model.PeerNames >> Notify)
 
 // ---------------------------------------------------------------------------------------------
 // Tool programs
@@ -205,7 +205,7 @@ let private answer call output = [ Answer(call, output, None) ]
 let private failure (text: string) : ToolOutput = { Text = text; IsError = true }
 
 let private inboxTool (call: int64) (toolCall: ToolCall) (model: Model) : Model * Effect list =
-    let json = Mailbox.named model.PeerNames >> Mailbox.json (multi model)
+    let json = Mailbox.json (multi model) model.PeerNames
     match toolCall with
     | _ when not (primary model).Config.InboxEnabled -> model, answer call (failure InboxTools.disabled)
     | InboxPeek limit ->

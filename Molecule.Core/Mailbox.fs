@@ -49,8 +49,12 @@ let named (names: Map<string, string>) (l: Letter) : Letter =
 
 let private arrival (multi: bool) (l: Letter) = if multi then Some l.Arrival else None
 
-/// A message as the inbox tools show it.
-let json (multi: bool) (l: Letter) : JsonObject = InboxTools.messageJson l.PlatformUrl (arrival multi l) l.Message
+/// A message as the inbox tools show it (named from `names` when the platform gave no name).
+let json (multi: bool) (names: Map<string, string>) (l: Letter) : JsonObject =
+    let l = named names l
+    InboxTools.messageJson l.PlatformUrl (arrival multi l) l.Message
 
-/// The channel notification of a message.
-let event (multi: bool) (l: Letter) : ChannelEvent = Channel.eventFor l.PlatformUrl (arrival multi l) l.Message
+/// The channel notification of a message (named from `names` when the platform gave no name).
+let event (multi: bool) (names: Map<string, string>) (l: Letter) : ChannelEvent =
+    let l = named names l
+    Channel.eventFor l.PlatformUrl (arrival multi l) l.Message
