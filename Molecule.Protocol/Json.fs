@@ -85,33 +85,22 @@ let asScalarText (node: JsonNode) : string option =
         | _ -> None
     | _ -> None
 
-/// Number value of a node (JSON numbers, or strings that parse as invariant numbers).
-let asFloat (node: JsonNode) : float option =
-    match node with
-    | :? JsonValue as v ->
-        match v.GetValueKind() with
-        | JsonValueKind.Number ->
-            match Double.TryParse(v.ToJsonString(), Globalization.NumberStyles.Float, Globalization.CultureInfo.InvariantCulture) with
-            | true, f when Double.IsFinite f -> Some f
-            | _ -> None
-        | JsonValueKind.String ->
-            match stringValue v with
-            | Some s ->
-                match Double.TryParse(s, Globalization.NumberStyles.Float, Globalization.CultureInfo.InvariantCulture) with
-                | true, f when Double.IsFinite f -> Some f
-                | _ -> None
-            | None -> None
-        | _ -> None
+let private finiteNumber (text: string) : float option =
+    match Double.TryParse(text, Globalization.NumberStyles.Float, Globalization.CultureInfo.InvariantCulture) with
+    | true, f when Double.IsFinite f -> Some f
     | _ -> None
 
 /// Number value of a JSON number only (a string is not a number here, as in Go's encoding/json).
 let asNumber (node: JsonNode) : float option =
     match node with
-    | :? JsonValue as v when v.GetValueKind() = JsonValueKind.Number ->
-        match Double.TryParse(v.ToJsonString(), Globalization.NumberStyles.Float, Globalization.CultureInfo.InvariantCulture) with
-        | true, f when Double.IsFinite f -> Some f
-        | _ -> None
+    | :? JsonValue as v when v.GetValueKind() = JsonValueKind.Number -> finiteNumber (v.ToJsonString())
     | _ -> None
+
+/// Number value of a node (JSON numbers, or strings that parse as invariant numbers).
+let asFloat (node: JsonNode) : float option =
+    match node with
+    | :? JsonValue as v when v.GetValueKind() = JsonValueKind.String -> stringValue v |> Option.bind finiteNumber
+    | _ -> asNumber node
 
 /// Integral JSON number within the Int32 range.
 let asInt (node: JsonNode) : int option =
