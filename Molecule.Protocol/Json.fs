@@ -2,9 +2,63 @@
 module Molecule.Protocol.Json
 
 open System
+open System.Buffers
+open System.Collections.Generic
 open System.Text.Encodings.Web
 open System.Text.Json
 open System.Text.Json.Nodes
+
+/// Objects wider than this are checked with a hash set instead of comparing each name with every earlier one.
+let private wideObject = 32
+
+/// True when an object of the (already validated) UTF-8 JSON text repeats a property name, compared unescaped.
+/// Not JsonDocumentOptions.AllowDuplicateProperties = false: its name set hashes with a random seed taken from the
+/// crypto library, which loads OpenSSL (3.6 MiB resident) into the process at the first parse.
+let private repeatsName (utf8: byte[]) (length: int) : bool =
+    let mutable reader = Utf8JsonReader(ReadOnlySpan<byte>(utf8, 0, length), JsonReaderOptions(MaxDepth = 64))
+    // The names of every open object, innermost last (unescaped UTF-8, mostly slices of the text itself), and per
+    // open object where its names start and, once it is wide, a set of them.
+    let names = ResizeArray<ReadOnlyMemory<byte>>()
+    let frames = Stack<struct (int * HashSet<string>)>()
+    let mutable found = false
+    while not found && reader.Read() do
+        match reader.TokenType with
+        | JsonTokenType.StartObject -> frames.Push(struct (names.Count, null))
+        | JsonTokenType.EndObject ->
+            let struct (start, _) = frames.Pop()
+            names.RemoveRange(start, names.Count - start)
+        | JsonTokenType.PropertyName ->
+            let struct (start, wide) = frames.Peek()
+            if not (isNull wide) then
+                found <- not (wide.Add(reader.GetString()))
+            else
+                let mutable i = start
+                while not found && i < names.Count do
+                    found <- reader.ValueTextEquals(names.[i].Span)
+                    i <- i + 1
+                if not found then
+                    if reader.ValueIsEscaped then
+                        let unescaped: byte[] = Array.zeroCreate reader.ValueSpan.Length
+                        let n = reader.CopyString(Span<byte>(unescaped))
+                        names.Add(ReadOnlyMemory<byte>(unescaped, 0, n))
+                    else
+                        names.Add(ReadOnlyMemory<byte>(utf8, int reader.TokenStartIndex + 1, reader.ValueSpan.Length))
+                    if names.Count - start > wideObject then
+                        let set = HashSet<string>(StringComparer.Ordinal)
+                        for j in start .. names.Count - 1 do set.Add(Text.Encoding.UTF8.GetString(names.[j].Span)) |> ignore
+                        frames.Pop() |> ignore
+                        frames.Push(struct (start, set))
+        | _ -> ()
+    found
+
+let private hasRepeatedName (text: string) : bool =
+    let length = Text.Encoding.UTF8.GetByteCount text
+    let utf8 = ArrayPool<byte>.Shared.Rent length
+    try
+        let n = Text.Encoding.UTF8.GetBytes(text, 0, text.Length, utf8, 0)
+        repeatsName utf8 n
+    finally
+        ArrayPool<byte>.Shared.Return utf8
 
 /// Parses JSON text; None for empty, invalid, duplicate-keyed or deeply nested input. Never throws,
 /// and the returned tree never throws on lookups.
@@ -13,9 +67,9 @@ let tryParse (text: string) : JsonNode option =
         None
     else
         try
+            let node = JsonNode.Parse(text, documentOptions = JsonDocumentOptions(MaxDepth = 64))
             // Duplicate property names are rejected here: otherwise the tree throws later, at the first lookup.
-            JsonNode.Parse(text, documentOptions = JsonDocumentOptions(MaxDepth = 64, AllowDuplicateProperties = false))
-            |> Option.ofObj
+            if hasRepeatedName text then None else Option.ofObj node
         with
         | :? JsonException
         | :? ArgumentException ->

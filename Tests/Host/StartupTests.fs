@@ -152,3 +152,22 @@ let ``a PLATFORM_URL host invalid under IDN rules is a config error or accepted,
         match Molecule.Core.Config.normaliseUrl url with
         | Ok _ -> ()
         | Result.Error reason -> Assert.DoesNotContain("é", reason)
+
+[<Fact>]
+let ``against an http platform no TLS library is loaded: handshake, a pushed message, a tool call`` () =
+    task {
+        use! platform = Platform.StartAsync()
+        let! ws = platform.CreateWorkspace "footprint"
+        use p = RawProcess.Start(agentEnv platform ws)
+        let! _ = p.Initialize()
+        let text = "footprint " + Guid.NewGuid().ToString("N")
+        let! _ = platform.CanvasMessage(ws.Id, text)
+        do! waitUntil (secs 15.0) "the message pushed" p.Describe (fun () ->
+            p.ChannelNotifications |> List.exists (fun n -> pushedText n["params"] = text))
+        let! info = p.CallTool("get_workspace_info", "{}")
+        Assert.False(resultIsError info, info.ToJsonString())
+        // OpenSSL is 3.6 MiB resident once loaded (a JSON parse once loaded it for a hash seed); only https needs it.
+        let maps = IO.File.ReadAllText($"/proc/{p.Process.Id}/maps")
+        Assert.DoesNotContain("libssl", maps)
+        Assert.DoesNotContain("libcrypto", maps)
+    }
