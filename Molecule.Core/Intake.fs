@@ -131,14 +131,19 @@ let private describe (what: string) (response: Response) =
     | TransportError message -> $"{what} request failed: {message}"
     | TimedOut secs -> $"{what} request timed out after {secs.ToString(CultureInfo.InvariantCulture)} s"
 
-/// The rows of a page as ledger items, oldest first, and log lines for the unreadable ones.
-let private itemsOf (s: State) (rows: Text.Json.Nodes.JsonNode list) : Ledger.Item list * State * Effect list =
+/// The rows of a page as ledger items, oldest first, and log lines for the unreadable ones. A row the ledger
+/// already has is read no further than its stamp: the cursor lags behind the newest row, so every fetch sees the
+/// last seconds' rows again, and reading each whole again is most of what a busy inbox costs.
+let private itemsOf (ledger: Ledger.State) (s: State) (rows: Text.Json.Nodes.JsonNode list) : Ledger.Item list * State * Effect list =
     let items =
         rows
         |> List.map (fun r ->
-            match Activity.parseRow r with
-            | Ok row -> Ledger.Readable row
-            | Result.Error skip -> Ledger.Unreadable skip)
+            match Activity.stampOf r with
+            | Some stamp when Ledger.knows ledger stamp.Id -> Ledger.Known stamp
+            | _ ->
+                match Activity.parseRow r with
+                | Ok row -> Ledger.Readable row
+                | Result.Error skip -> Ledger.Unreadable skip)
     let skipped = items |> List.choose (function Ledger.Unreadable k -> Some k | _ -> None)
     let s = { s with Skipped = s.Skipped + int64 skipped.Length }
     let logs =
@@ -168,6 +173,7 @@ let private takeEvents (take: Ledger.Take option) =
 let private isDeliverable (ledger: Ledger.State) (item: Ledger.Item) =
     match item with
     | Ledger.Readable row -> Ledger.verdict ledger row = Ledger.Deliver
+    | Ledger.Known _
     | Ledger.Unreadable _ -> false
 
 /// Adds an older page to a replay: de-duplicated by id, oldest first; at most `room` deliverable rows (the newest
@@ -214,7 +220,7 @@ let private onActivity (cfg: Config) (response: Response) (ledger: Ledger.State)
         match Activity.parsePage body with
         | Result.Error reason -> failed s $"HTTP {status.ToString(CultureInfo.InvariantCulture)} from /activity: {reason}: {clip 200 body}"
         | Ok rows ->
-            let items, s, logs = itemsOf s rows
+            let items, s, logs = itemsOf ledger s rows
             let pageFull = rows.Length >= pageLimit
             match s.Phase with
             | Replaying r ->

@@ -184,11 +184,14 @@ type Verdict =
     /// Nothing to deliver (an echo, already delivered, or at/below the acknowledged floor).
     | Handled
 
+/// True when this ledger already has the row with this id: waiting in the queue, or delivered before.
+let knows (s: State) (id: string) : bool = s.Seen.Contains id || s.Keys.ContainsKey id
+
 let verdict (s: State) (row: Activity.Row) : Verdict =
     if isEcho s.WorkspaceId row then Handled
     // An upload row without a file to fetch has nothing for the agent.
     elif isMethod Activity.uploadMethod row && row.Upload.IsNone then Handled
-    elif s.Seen.Contains row.Id || s.Keys.ContainsKey row.Id then Handled
+    elif knows s row.Id then Handled
     else
         match row.Seq, s.Floor with
         | Some q, Some f when q <= f -> Handled
@@ -197,21 +200,26 @@ let verdict (s: State) (row: Activity.Row) : Verdict =
 /// A row of a batch: readable, or skipped (with its id when it has one).
 type Item =
     | Readable of Activity.Row
+    /// A row the ledger already has (`knows`), read no further than its stamp: handled, like its whole reading.
+    | Known of Activity.Stamp
     | Unreadable of Activity.Skipped
 
 let itemId (item: Item) =
     match item with
     | Readable r -> Some r.Id
+    | Known k -> Some k.Id
     | Unreadable s -> s.Id
 
 let itemTime (item: Item) =
     match item with
     | Readable r -> r.At
+    | Known k -> k.At
     | Unreadable k -> k.At
 
 let itemSeq (item: Item) =
     match item with
     | Readable r -> r.Seq
+    | Known k -> k.Seq
     | Unreadable k -> k.Seq
 
 /// Takes a batch of rows given oldest first (as `since_id` returns them, or a replay sorted so): delivers the

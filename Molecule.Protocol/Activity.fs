@@ -171,6 +171,17 @@ let private skipped (row: JsonNode) (reason: string) : Skipped =
       At = safe (fun () -> parseTime (text "created_at" row))
       Reason = reason }
 
+/// Where a row sits in the feed, read without the rest of it (for rows a client already has).
+type Stamp =
+    { Id: string
+      Seq: int64 option
+      At: DateTimeOffset option }
+
+/// The stamp of a row with a usable id; None otherwise. Never throws.
+let stampOf (row: JsonNode) : Stamp option =
+    let s = skipped row ""
+    s.Id |> Option.map (fun id -> { Id = id; Seq = s.Seq; At = s.At })
+
 let private readRow (row: JsonNode) : Result<Row, Skipped> =
     match row with
     | :? JsonObject ->

@@ -25,6 +25,33 @@ let ``rule: echo rows and unreadable rows are never queued, every other row once
     )
 
 [<Fact>]
+let ``rule: a row the ledger already has is taken the same read by its stamp as read whole`` () =
+    Check.One(
+        quick 200,
+        Prop.forAll (Arb.fromGen (Gen.zip3 (Gen.listOf kindGen) (Gen.listOf kindGen) (Gen.elements [ true; false ]))) (fun (first, later, full) ->
+            let _, rows = rowsOf (first @ later)
+            let had, _ = List.splitAt first.Length rows
+            // the ledger took the first rows and handled every other one of them
+            let s = takeAll (had |> List.map readable) (Ledger.empty selfId)
+            let s =
+                Ledger.peek Int32.MaxValue s
+                |> List.indexed
+                |> List.filter (fun (i, _) -> i % 2 = 0)
+                |> List.fold (fun s (_, m) -> match Ledger.pop m.ActivityId s with Some e -> Ledger.evolve s e | None -> s) s
+            // a page with all of them again (the cursor lags) and the new ones
+            let whole = rows |> List.map readable
+            let stamped =
+                rows
+                |> List.map (fun r ->
+                    match Activity.stampOf (Json.tryParse (rowJson r)).Value with
+                    | Some k when Ledger.knows s k.Id -> Ledger.Known k
+                    | _ -> readable r)
+            let knownCount = stamped |> List.filter (function Ledger.Known _ -> true | _ -> false) |> List.length
+            Ledger.take full stamped s = Ledger.take full whole s
+            && knownCount = (had |> List.filter delivers).Length)
+    )
+
+[<Fact>]
 let ``rule: the queue is ordered by (created_at, seq, id) whatever order rows are taken in`` () =
     Check.One(
         quick 200,
