@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
@@ -296,19 +297,46 @@ public sealed partial class HttpExecutor : IDisposable
         }
     }
 
+    /// <summary>Bodies up to this size are read into pooled buffers; a larger one into its own array, so the pool
+    /// never keeps a rare big body's buffer alive.</summary>
+    private const int PooledBodyBytes = 1024 * 1024;
+
+    /// <summary>The body as text (UTF-8), or tooLarge past the limit. Read into a pooled buffer and decoded once:
+    /// a busy inbox reads a page of rows every few milliseconds, and growing a fresh buffer for each was most of the
+    /// large-object garbage.</summary>
     private async Task<(string body, bool tooLarge)> ReadBodyAsync(HttpContent content, CancellationToken token)
     {
         await using var stream = await content.ReadAsStreamAsync(token).ConfigureAwait(false);
-        using var buffer = new MemoryStream();
-        var chunk = new byte[16 * 1024];
-        while (true)
+        var buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
+        var length = 0;
+        try
         {
-            var read = await stream.ReadAsync(chunk, token).ConfigureAwait(false);
-            if (read == 0) break;
-            if (buffer.Length + read > _maxBodyBytes) return ("", true);
-            buffer.Write(chunk, 0, read);
+            while (true)
+            {
+                if (length == buffer.Length)
+                {
+                    var size = buffer.Length * 2;
+                    var bigger = size <= PooledBodyBytes ? ArrayPool<byte>.Shared.Rent(size) : new byte[size];
+                    buffer.AsSpan(0, length).CopyTo(bigger);
+                    Give(buffer);
+                    buffer = bigger;
+                }
+                var read = await stream.ReadAsync(buffer.AsMemory(length), token).ConfigureAwait(false);
+                if (read == 0) break;
+                if (length + read > _maxBodyBytes) return ("", true);
+                length += read;
+            }
+            return (Encoding.UTF8.GetString(buffer, 0, length), false);
         }
-        return (Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length), false);
+        finally
+        {
+            Give(buffer);
+        }
+
+        static void Give(byte[] array)
+        {
+            if (array.Length <= PooledBodyBytes) ArrayPool<byte>.Shared.Return(array);
+        }
     }
 
     private static void DisposeAll(List<IDisposable> disposables)
