@@ -1,7 +1,9 @@
 /// How the inbox fetches: `since_id` pages while they are full; without a cursor (first start, lost state, 410) a
 /// replay that pages back through the whole window with `before_ts` — reading the platform's acknowledged floor
 /// first, so that every retained row above it is taken however old; at most one fetch in flight, triggers that
-/// arrive meanwhile coalesced into one more. Transient (nothing here is persisted) and pure.
+/// arrive meanwhile coalesced into one more. A doorbell ring reads only what came after the newest row this process
+/// has taken; the timer's sweep reads from the (lagging) cursor, so rows committed late are still found. Transient
+/// (nothing here is persisted) and pure.
 module Molecule.Core.Intake
 
 open System
@@ -38,11 +40,26 @@ type Phase =
     | LearningFloor
     | Replaying of Replay
 
+/// What asks for a fetch.
+type Trigger =
+    /// The timer, a start, room made by a pop: read from the cursor, which lags `Ledger.cursorLagSecs` behind the
+    /// newest row — the sweep that finds rows committed late (created before rows already read).
+    | Sweep
+    /// The event stream rang (or a fetch follows one): read from the newest row this process has taken. Such a
+    /// fetch never moves the cursor, so no late row can fall behind it.
+    | Ring
+
 type State =
     { Phase: Phase
       InFlight: bool
+      /// The fetch in flight reads from `Head` (a ring's), not from the cursor.
+      Quick: bool
+      /// The newest row taken while following, when nothing was held back: where a ring's fetch starts.
+      Head: string option
+      /// A sweep was asked for while a fetch was in flight: the next fetch is one.
       /// A trigger (timer, doorbell, a pop that made room) arrived while a fetch was in flight.
       Again: bool
+      SweepOwed: bool
       Failures: int
       /// Rows skipped because they could not be read, since start.
       Skipped: int64
@@ -71,7 +88,10 @@ let private phaseFor (replaySecs: int) (ack: AckSupport) (ledger: Ledger.State) 
 let start (replaySecs: int) (ledger: Ledger.State) : State =
     { Phase = phaseFor replaySecs Unknown ledger
       InFlight = false
+      Quick = false
+      Head = None
       Again = false
+      SweepOwed = false
       Failures = 0
       Skipped = 0L
       Ack = Unknown
@@ -80,19 +100,24 @@ let start (replaySecs: int) (ledger: Ledger.State) : State =
 
 /// The request of the next fetch, or None when one is in flight (the trigger is then remembered) or intake is
 /// paused for lack of room.
-let next (cfg: Config) (ledger: Ledger.State) (s: State) : State * Request option =
+let nextFor (trigger: Trigger) (cfg: Config) (ledger: Ledger.State) (s: State) : State * Request option =
+    let sweep = trigger = Sweep || s.SweepOwed
     if s.InFlight then
-        { s with Again = true }, None
+        { s with Again = true; SweepOwed = sweep }, None
     elif s.Paused && Ledger.room ledger = 0 then
-        s, None
+        { s with SweepOwed = sweep }, None
     else
-        let request =
-            match s.Phase, ledger.Cursor with
-            | Following, Some cursor -> Api.activity cfg (SinceId(cursor, pageLimit))
-            | Following, None -> Api.activity cfg (Window(cfg.ReplaySecs, None, pageLimit))
-            | LearningFloor, _ -> Api.ack cfg 0L
-            | Replaying r, _ -> Api.activity cfg (Window(r.Window, r.Before, pageLimit))
-        { s with InFlight = true; Again = false }, Some request
+        let quick, request =
+            match s.Phase, ledger.Cursor, s.Head with
+            | Following, Some _, Some head when not sweep -> true, Api.activity cfg (SinceId(head, pageLimit))
+            | Following, Some cursor, _ -> false, Api.activity cfg (SinceId(cursor, pageLimit))
+            | Following, None, _ -> false, Api.activity cfg (Window(cfg.ReplaySecs, None, pageLimit))
+            | LearningFloor, _, _ -> false, Api.ack cfg 0L
+            | Replaying r, _, _ -> false, Api.activity cfg (Window(r.Window, r.Before, pageLimit))
+        { s with InFlight = true; Again = false; Quick = quick; SweepOwed = false }, Some request
+
+/// The request of the next sweep (see `nextFor`).
+let next (cfg: Config) (ledger: Ledger.State) (s: State) : State * Request option = nextFor Sweep cfg ledger s
 
 /// What one fetch answer changes.
 type Outcome =
@@ -111,7 +136,7 @@ let private clip (n: int) (text: string) =
 let private settle (s: State) (events: Ledger.Event list) (effects: Effect list) (more: bool) : Outcome =
     let recovered =
         if s.Failures > 0 then [ Log(Info, $"inbox polling recovered after {fmt (int64 s.Failures)} failed poll(s)") ] else []
-    { Intake = { s with InFlight = false; Failures = 0; Again = false }
+    { Intake = { s with InFlight = false; Quick = false; Failures = 0; Again = false }
       Events = events
       Effects = recovered @ effects
       FetchNow = more || s.Again }
@@ -120,7 +145,7 @@ let private failed (s: State) (reason: string) : Outcome =
     let n = s.Failures + 1
     let logs =
         if n = 1 || n % failureLogEvery = 0 then [ Log(Warning, $"inbox poll failed ({fmt (int64 n)} in a row): {reason}") ] else []
-    { Intake = { s with InFlight = false; Failures = n; Again = false }
+    { Intake = { s with InFlight = false; Quick = false; Failures = n; Again = false }
       Events = []
       Effects = logs
       FetchNow = false }
@@ -208,6 +233,9 @@ let private oneMicrosecondAfter (items: Ledger.Item list) : string option =
 
 let private onActivity (cfg: Config) (response: Response) (ledger: Ledger.State) (s: State) : Outcome =
     match response with
+    | Reply(410, _) when s.Quick ->
+        // The newest row read is gone already: read from the cursor instead.
+        settle { s with Head = None } [] [] true
     | Reply(410, _) when s.Phase = Following ->
         let phase = phaseFor cfg.ReplaySecs s.Ack (Ledger.evolve ledger Ledger.CursorLost)
         let window = match phase with Replaying r -> r.Window | _ -> cfg.ReplaySecs
@@ -215,7 +243,7 @@ let private onActivity (cfg: Config) (response: Response) (ledger: Ledger.State)
             match phase with
             | LearningFloor -> "reading the platform's acknowledged position, then replaying every newer message"
             | _ -> $"replaying the last {fmt (int64 window)} s"
-        settle { s with Phase = phase } [ Ledger.CursorLost ] [ Log(Info, $"inbox cursor expired (410); {note}") ] true
+        settle { s with Phase = phase; Head = None } [ Ledger.CursorLost ] [ Log(Info, $"inbox cursor expired (410); {note}") ] true
     | Reply(status, body) when status >= 200 && status < 300 ->
         match Activity.parsePage body with
         | Result.Error reason -> failed s $"HTTP {status.ToString(CultureInfo.InvariantCulture)} from /activity: {reason}: {clip 200 body}"
@@ -247,10 +275,22 @@ let private onActivity (cfg: Config) (response: Response) (ledger: Ledger.State)
                     let after = events |> List.fold Ledger.evolve ledger
                     let phase = if after.Cursor.IsSome then Following else replay r.Window
                     let paused = held || r.Truncated
-                    settle { s with Phase = phase; Paused = paused } events (logs @ pauseLogs s paused) (after.Cursor.IsSome && not paused)
+                    // The replay read up to the newest row: rings read on from there (unless rows were held back).
+                    let head = if paused || phase <> Following then None else r.Items |> List.choose Ledger.itemId |> List.tryLast
+                    settle { s with Phase = phase; Paused = paused; Head = head } events (logs @ pauseLogs s paused) (after.Cursor.IsSome && not paused)
             | _ ->
                 let take, held = Ledger.take pageFull items ledger
-                settle { s with Phase = Following; Paused = held } (takeEvents take) (logs @ pauseLogs s held) (pageFull && not held)
+                // A ring's fetch saw only rows after the head: rows committed late may still sort before those, so
+                // it leaves the cursor where it is (the sweep moves it).
+                let take =
+                    match take with
+                    | Some t when s.Quick ->
+                        let t = { t with Cursor = None }
+                        if t.Messages.IsEmpty && t.Horizon.IsNone then None else Some t
+                    | t -> t
+                // Everything up to the newest row was taken unless rows were held back for lack of room.
+                let head = if held then None else items |> List.choose Ledger.itemId |> List.tryLast |> Option.orElse s.Head
+                settle { s with Phase = Following; Paused = held; Head = head } (takeEvents take) (logs @ pauseLogs s held) (pageFull && not held)
     | other -> failed s (describe "/activity" other)
 
 let private onFloor (cfg: Config) (response: Response) (ledger: Ledger.State) (s: State) : Outcome =

@@ -87,12 +87,15 @@ let delivered (events: Ledger.Event list) : InboxMessage list =
 let inboxActive (ws: State) = ws.Config.InboxEnabled && ws.Leader && ws.Legacy.IsNone
 
 /// Starts the next fetch unless one is in flight (then it is coalesced into one more).
-let fetch (ws: State) : State * Effect list =
+let fetchFor (trigger: Intake.Trigger) (ws: State) : State * Effect list =
     if not (inboxActive ws) then
         ws, []
     else
-        let intake, request = Intake.next ws.Config ws.Ledger ws.Intake
+        let intake, request = Intake.nextFor trigger ws.Config ws.Ledger ws.Intake
         { ws with Intake = intake }, (request |> Option.map (send ws Poll) |> Option.toList)
+
+/// Starts the next sweep (see `Intake.Trigger`).
+let fetch (ws: State) : State * Effect list = fetchFor Intake.Sweep ws
 
 /// Sends the acknowledgement the ledger allows now, if any.
 let acknowledge (ws: State) : State * Effect list =
@@ -106,7 +109,8 @@ let acknowledge (ws: State) : State * Effect list =
 let onPoll (response: Response) (ws: State) : State * Effect list * InboxMessage list =
     let o = Intake.onResponse ws.Config response ws.Ledger ws.Intake
     let ws, persisted = apply o.Events { ws with Intake = o.Intake }
-    let ws, more = if o.FetchNow then fetch ws else ws, []
+    // A follow-up (a full page, a coalesced ring) reads on from the newest row; an owed sweep still runs.
+    let ws, more = if o.FetchNow then fetchFor Intake.Ring ws else ws, []
     let ws, acks = acknowledge ws
     // uploaded files reach the agent only once they are on disk (Staging)
     ws, persisted @ o.Effects @ more @ acks, delivered o.Events |> List.filter (Uploads.isPending >> not)
@@ -275,7 +279,7 @@ let decide (command: Lifecycle.Command) (ws: State) : State * Effect list =
 let onStream (uptime: float) (news: Doorbell.News) (sample: float) (ws: State) : State * Effect list =
     let o = Doorbell.onNews ws.Config uptime news sample ws.Doorbell
     let ws = { ws with Doorbell = o.Doorbell }
-    let ws, fetched = if o.Fetch then fetch ws else ws, []
+    let ws, fetched = if o.Fetch then fetchFor Intake.Ring ws else ws, []
     let probe = if o.Probe then [ send ws WorkspaceProbe (Api.workspace ws.Config) ] else []
     let ws, auth =
         match o.Auth with

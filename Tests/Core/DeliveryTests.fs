@@ -1,7 +1,7 @@
 /// The delivery rules of issue 6 as properties over the simulated world (Sim.fs): whatever the interleaving of
-/// arrivals (backlogs far beyond one page, equal timestamps, unreadable rows, echoes), polls, lost answers, pops,
-/// crashes between any two steps, restarts, pruning and 410s — every message is handled exactly once, nothing
-/// handled is shown again, nothing unreadable stalls intake.
+/// arrivals (backlogs far beyond one page, equal timestamps, unreadable rows, echoes, rows committed late), polls,
+/// doorbell rings, lost answers, pops, crashes between any two steps, restarts, pruning and 410s — every message is
+/// handled exactly once, nothing handled is shown again, nothing unreadable stalls intake.
 module Molecule.Tests.Core.DeliveryTests
 
 open System
@@ -14,7 +14,13 @@ open Molecule.Tests.Core.Sim
 
 type Op =
     | Arrive of kind: RowKind * sameMs: bool * count: int
+    /// A message committed late (created up to 1.9 s before the newest row), after newer ones may have been read.
+    | ArriveLate of kind: RowKind * lateMs: int64
     | Tick
+    /// The event stream rings (a fetch from where this process has read to).
+    | Ring
+    /// 1.5 s pass without a message (rows after it are far apart: the cursor's lag spans few of them).
+    | Wait
     | AnswerNext
     | LoseNext
     | Handle of count: int
@@ -35,8 +41,13 @@ let private opGen (backlog: bool) : Gen<Op> =
             let! same = if n > 5 then Gen.constant false else Gen.frequency [ 3, Gen.constant false; 1, Gen.constant true ]
             return Arrive(kind, same, n)
         }
+    let late =
+        Gen.zip (Gen.elements [ Peer; Canvas ]) (Gen.choose (1, 1900)) |> Gen.map (fun (k, ms) -> ArriveLate(k, int64 ms))
     Gen.frequency
         [ 4, arrive
+          1, late
+          3, Gen.constant Ring
+          1, Gen.constant Wait
           3, Gen.constant Tick
           4, Gen.constant AnswerNext
           1, Gen.constant LoseNext
@@ -80,7 +91,13 @@ let run (ackSupported: bool) (ops: Op list) : Outcome =
         | Arrive(kind, same, n) ->
             for _ in 1..n do
                 w <- { w with Platform = fst (append kind same w.Platform) }
+        | ArriveLate(kind, ms) ->
+            let cursor = (Agent.primary w.Model).Ledger.Cursor
+            let cursorAt = cursor |> Option.bind (fun c -> w.Platform.Rows |> List.tryFind (fun r -> r.Id = c)) |> Option.map (fun r -> r.At)
+            w <- { w with Platform = fst (appendLate kind ms cursorAt w.Platform) }
+        | Wait -> w <- { w with Platform = wait 1500L w.Platform }
         | Tick -> act tick
+        | Ring -> act ring
         | AnswerNext -> act (answerOne false)
         | LoseNext -> act (answerOne true)
         | Handle n ->

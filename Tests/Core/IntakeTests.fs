@@ -117,3 +117,65 @@ let ``unreadable rows are skipped with one log line each and a counter, and neve
         Assert.Equal<string list>([ rows[2].Id; rows[3].Id ], t.Messages |> List.map (fun m -> m.ActivityId))
         Assert.Equal(Some rows[2].Id, t.Cursor)
     | other -> failwith $"unexpected events {other}"
+
+let private cursorOf (w: World) = (Agent.primary w.Model).Ledger.Cursor
+
+let private sinceIdOf (w: World) =
+    w.Inflight
+    |> List.tryPick (fun (_, r) -> match r.Url.IndexOf "since_id=" with -1 -> None | i -> Some(r.Url.Substring(i + 9).Split('&').[0]))
+
+[<Fact>]
+let ``rule: a ring's fetch reads on from the newest row taken and never moves the cursor; the sweep does`` () =
+    Check.One(
+        quick 100,
+        Prop.forAll (Arb.fromGen (Gen.zip (Gen.choose (1, 40)) (Gen.choose (1, 40)))) (fun (before, after) ->
+            // rows 1.5 s apart: the cursor's 2 s lag leaves only the last one or two behind it
+            let spaced n p = (p, [ 1..n ]) ||> List.fold (fun p _ -> fst (append Peer false (wait 1500L p)))
+            let w = settle (start { world true with Platform = spaced before (platform true) })
+            let cursor = cursorOf w
+            let newest = (List.last w.Platform.Rows).Id
+            let w = { w with Platform = spaced after w.Platform }
+            let w = ring w
+            let readFrom = sinceIdOf w
+            let w = settle w
+            let queued = Ledger.peek Int32.MaxValue (Agent.primary w.Model).Ledger |> List.length
+            let ringKept = cursorOf w = cursor
+            let w = settle (tick w)
+            (readFrom = Some newest |> Prop.label $"the ring read from {readFrom}, not the newest row {newest}")
+            .&. (ringKept |> Prop.label "the ring's fetch moved the cursor")
+            .&. (queued = before + after |> Prop.label $"{queued} queued of {before + after}")
+            .&. ((after < 2 || cursorOf w <> cursor) |> Prop.label "the sweep did not move the cursor"))
+    )
+
+[<Fact>]
+let ``example: a row committed late, behind rows a ring already read, is taken by the next sweep`` () =
+    let w = settle (start { world true with Platform = (platform true, [ 1..3 ]) ||> List.fold (fun p _ -> fst (append Peer false (wait 1500L p))) })
+    let cursorAt = w.Platform.Rows |> List.tryFind (fun r -> Some r.Id = cursorOf w) |> Option.map (fun r -> r.At)
+    // two newer rows, read by a ring; then one created before them commits
+    let p = (w.Platform, [ 1..2 ]) ||> List.fold (fun p _ -> fst (append Peer false (wait 300L p)))
+    let w = settle (ring { w with Platform = p })
+    let p, late = appendLate Canvas 500L cursorAt w.Platform
+    let w = settle (ring { w with Platform = p })
+    let waitingNow = Ledger.peek Int32.MaxValue (Agent.primary w.Model).Ledger |> List.map (fun m -> m.ActivityId)
+    Assert.DoesNotContain(late.Id, waitingNow)
+    let w = settle (tick w)
+    let waitingAfterSweep = Ledger.peek Int32.MaxValue (Agent.primary w.Model).Ledger |> List.map (fun m -> m.ActivityId)
+    Assert.Contains(late.Id, waitingAfterSweep)
+    Assert.Equal(6, waitingAfterSweep.Length)
+
+[<Fact>]
+let ``example: a sweep asked for while a ring's fetch is in flight runs next, whatever triggers that fetch`` () =
+    let cursor = "00000001-0000-0000-0000-000000000001"
+    let head = "00000009-0000-0000-0000-000000000001"
+    let ledger = Ledger.evolve (Ledger.empty selfId) (Ledger.Took { Messages = []; Cursor = Some cursor; Horizon = None })
+    let s = { Intake.start 600 ledger with Head = Some head }
+    let s, quick = Intake.nextFor Intake.Ring config ledger s
+    Assert.Contains($"since_id={head}", quick.Value.Url)
+    // the timer fires meanwhile
+    let s, none = Intake.nextFor Intake.Sweep config ledger s
+    Assert.True(none.IsNone)
+    let o = Intake.onResponse config (Reply(200, "[]")) ledger s
+    Assert.True(o.FetchNow)
+    // the follow-up is a ring's, but the owed sweep reads from the cursor
+    let _, next = Intake.nextFor Intake.Ring config ledger o.Intake
+    Assert.Contains($"since_id={cursor}", next.Value.Url)

@@ -99,6 +99,20 @@ let append (kind: RowKind) (sameMs: bool) (p: Platform) : Platform * Row =
           Text = $"message {n}" }
     { p with Rows = p.Rows @ [ r ]; NextSeq = n + 1L; Now = at }, r
 
+/// A message committed late: created up to `lateMs` before the newest row (a transaction that started earlier, as
+/// a poll-mode upload does), so it sorts before rows the agent may already have read — but after the row the
+/// agent's cursor is on (`after`): what the cursor's lag behind the newest row is for (a row later than that is
+/// beyond what any cursor can promise).
+let appendLate (kind: RowKind) (lateMs: int64) (after: int64 option) (p: Platform) : Platform * Row =
+    let now = p.Now
+    let p, r = append kind false p
+    let earliest = match after with Some at -> at + 1L | None -> 0L
+    let r = { r with At = max earliest (now - lateMs) }
+    { p with Rows = (p.Rows |> List.take (p.Rows.Length - 1)) @ [ r ]; Now = now }, r
+
+/// Time passes on the platform without a message.
+let wait (ms: int64) (p: Platform) : Platform = { p with Now = p.Now + ms }
+
 let private live (p: Platform) = p.Rows |> List.filter (fun r -> not (p.Pruned.Contains r.Id))
 
 let private order (r: Row) = (r.At, r.Seq)
@@ -248,6 +262,11 @@ let settle (w: World) : World =
 let tick (w: World) : World =
     let w = { w with Uptime = w.Uptime + 5.0 }
     dispatch (Agent.TimerFired(PollTimer selfId, w.Uptime)) { w with Timers = w.Timers |> List.filter (fun t -> t <> PollTimer selfId) }
+
+/// The event stream rings: a message was logged for the workspace.
+let ring (w: World) : World =
+    let frame = "{\"type\":\"ACTIVITY_LOGGED\",\"timestamp\":1,\"data\":{\"activity_type\":\"a2a_receive\"}}"
+    dispatch (Agent.Stream(selfId, Doorbell.Frame frame, 0.5)) w
 
 /// Calls a tool and returns its output (answered at once for the inbox tools).
 let call (name: string) (args: (string * JsonNode) list) (w: World) : World * ToolOutput option =
