@@ -145,6 +145,10 @@ match fsi.CommandLineArgs |> Array.tail |> Array.toList with
 | [ "bench" ] ->
     publish ()
     publishFd ()
+    // the floor baseline (bench/floor): same runtime settings, none of molecule-mcp's libraries
+    let floor = Path.Combine(root, "artifacts", "floor")
+    let floorProject = Path.Combine(root, "bench", "floor", "Floor.csproj")
+    must (run [] "dotnet" $"publish \"{floorProject}\" -c Release -r linux-x64 -o \"{floor}\"" ignore) "publish bench/floor"
     let script = Path.Combine(root, "bench", "bench.fsx")
     exit (run [] "dotnet" $"fsi \"{script}\"" ignore)
 | _ -> log "usage: dotnet fsi build.fsx build|test|publish|publish-fd|pack|run|bench|chaos|browser-deps"; exit 2

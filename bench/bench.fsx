@@ -27,10 +27,12 @@ let native =
     | p -> p
 let fdDll = Path.Combine(root, "artifacts", "molecule-mcp-fd", "molecule-mcp.dll")
 let platformBin = Path.Combine(root, "artifacts", "molecule-platform", "molecule-platform")
+/// bench/floor published: the least a NativeAOT server doing the same I/O costs (no SDK, F#, logging, CLI, Polly).
+let floorBin = Path.Combine(root, "artifacts", "floor", "floor")
 let nodeDir = Path.Combine(__SOURCE_DIRECTORY__, "node")
 let nodeServer = Path.Combine(nodeDir, "node_modules", "@modelcontextprotocol", "server-memory", "dist", "index.js")
 
-for f in [ native; fdDll; platformBin ] do
+for f in [ native; fdDll; platformBin; floorBin ] do
     if not (File.Exists f) then (eprintfn "missing %s: run `dotnet fsi build.fsx bench`" f; exit 2)
 
 if not (File.Exists nodeServer) then
@@ -207,7 +209,10 @@ let kinds =
         Tool = "get_workspace_info", "{}", "GET /workspaces/:id through the local platform" }
       { Name = "@modelcontextprotocol/server-memory (Node.js)"
         Start = fun _ -> new Server("node", [ nodeServer ], [ "MEMORY_FILE_PATH", Path.Combine(tmp, "memory-" + Guid.NewGuid().ToString("N") + ".jsonl") ])
-        Tool = "read_graph", "{}", "read_graph (its own JSON file)" } ]
+        Tool = "read_graph", "{}", "read_graph (its own JSON file)" }
+      { Name = "floor (bench/floor, NativeAOT)"
+        Start = fun env -> new Server(floorBin, [], env)
+        Tool = "get_workspace_info", "{}", "GET /workspaces/:id through the local platform" } ]
 
 // ------------------------------------------------------------------------------------------------ A1: start, list, call, RSS
 
@@ -395,23 +400,26 @@ let ratio (a: float) (b: float) = (a / b).ToString("0.000", inv)
 let (_, nat, natSteady) = results.[0]
 let (_, fd, fdSteady) = results.[1]
 let (_, node, nodeSteady) = results.[2]
+let (_, floor, floorSteady) = results.[3]
 
 printfn ""
 printfn "A1. Median of %d spawns each (after a warm-up spawn); steady calls: median of 200 on one process." runs
 printfn ""
-printfn "| measurement | native | framework-dependent | Node.js server-memory | native / node | native / fd |"
-printfn "|---|---|---|---|---|---|"
-let line name (n: float) (f: float) (o: float) unit' =
-    printfn "| %s (%s) | %s | %s | %s | %s | %s |" name unit' (fmt n) (fmt f) (fmt o) (ratio n o) (ratio n f)
-line "spawn → `initialize` answered" (med (fun s -> s.Init) nat) (med (fun s -> s.Init) fd) (med (fun s -> s.Init) node) "ms"
-line "first `tools/list` round trip" (med (fun s -> s.List) nat) (med (fun s -> s.List) fd) (med (fun s -> s.List) node) "ms"
-line "first `tools/call` round trip" (med (fun s -> s.FirstCall) nat) (med (fun s -> s.FirstCall) fd) (med (fun s -> s.FirstCall) node) "ms"
-line "steady `tools/call` round trip" natSteady fdSteady nodeSteady "ms"
-line "CPU time of spawn + handshake + list + call" (med (fun s -> s.Cpu) nat) (med (fun s -> s.Cpu) fd) (med (fun s -> s.Cpu) node) "ms"
-line "max RSS after handshake + list + call" (med (fun s -> s.Rss) nat) (med (fun s -> s.Rss) fd) (med (fun s -> s.Rss) node) "MiB"
+printfn "| measurement | native | framework-dependent | Node.js server-memory | floor | native / node | native / fd | native / floor |"
+printfn "|---|---|---|---|---|---|---|---|"
+let line name (n: float) (f: float) (o: float) (b: float) unit' =
+    printfn "| %s (%s) | %s | %s | %s | %s | %s | %s | %s |" name unit' (fmt n) (fmt f) (fmt o) (fmt b) (ratio n o) (ratio n f) (ratio n b)
+let each (f: Sample -> float) = med f nat, med f fd, med f node, med f floor
+let lineOf name (f: Sample -> float) unit' = let n, d, o, b = each f in line name n d o b unit'
+lineOf "spawn → `initialize` answered" (fun s -> s.Init) "ms"
+lineOf "first `tools/list` round trip" (fun s -> s.List) "ms"
+lineOf "first `tools/call` round trip" (fun s -> s.FirstCall) "ms"
+line "steady `tools/call` round trip" natSteady fdSteady nodeSteady floorSteady "ms"
+lineOf "CPU time of spawn + handshake + list + call" (fun s -> s.Cpu) "ms"
+lineOf "max RSS after handshake + list + call" (fun s -> s.Rss) "MiB"
 printfn ""
 printfn "Tool calls: molecule-mcp `get_workspace_info` (GET /workspaces/:id through the local platform on 127.0.0.1);"
-printfn "server-memory `read_graph` (its own JSON file)."
+printfn "server-memory `read_graph` (its own JSON file); floor: the same GET as get_workspace_info."
 printLoads ()
 printfn ""
 printfn "B. In-process and single-server measurements."
