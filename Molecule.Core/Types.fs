@@ -1,5 +1,5 @@
 /// The shared vocabulary of the functional core. Every type here is plain data: no IO, no clock,
-/// no randomness. The C# host interprets `Effect`s and tool `Step`s; every rule lives in the core.
+/// no randomness. The C# host interprets `Effect`s and tool `Program`s; every rule lives in the core.
 namespace Molecule.Core
 
 open System
