@@ -281,12 +281,12 @@ let private onActivity (cfg: Config) (response: Response) (ledger: Ledger.State)
             | _ ->
                 let take, held = Ledger.take pageFull items ledger
                 // A ring's fetch saw only rows after the head: rows committed late may still sort before those, so
-                // it leaves the cursor where it is (the sweep moves it).
+                // it leaves the cursor where it is and raises no acknowledgement (an ack past such a row would mark
+                // it handled); the sweep does both.
                 let take =
                     match take with
                     | Some t when s.Quick ->
-                        let t = { t with Cursor = None }
-                        if t.Messages.IsEmpty && t.Horizon.IsNone then None else Some t
+                        if t.Messages.IsEmpty then None else Some { t with Cursor = None; Horizon = None }
                     | t -> t
                 // Everything up to the newest row was taken unless rows were held back for lack of room.
                 let head = if held then None else items |> List.choose Ledger.itemId |> List.tryLast |> Option.orElse s.Head
