@@ -283,6 +283,7 @@ let load (k: Kind) (rate: int) (secs: int) =
     let deadline = Stopwatch.StartNew()
     while popped.Value < total && deadline.Elapsed < TimeSpan.FromSeconds 30.0 do Thread.Sleep 100
     let rss = s.PeakRssMiB
+    let cpu = s.CpuMs / 1000.0
     if Environment.GetEnvironmentVariable "BENCH_SMAPS" = "1" then
         // where the resident memory is: the largest mappings (KiB) and the status lines
         let mutable name = ""
@@ -311,7 +312,7 @@ let load (k: Kind) (rate: int) (secs: int) =
         for l in File.ReadAllLines($"/proc/{s.Pid}/status") do
             if l.StartsWith "Rss" || l.StartsWith "VmHWM" || l.StartsWith "Threads" then eprintfn "[status] %s" l
     pops.CompleteAdding()
-    k.Name, rss, popped.Value, total, sent, sw.Elapsed.TotalSeconds
+    k.Name, rss, cpu, popped.Value, total, sent, sw.Elapsed.TotalSeconds
 
 let rate, loadSecs = 50, 20
 eprintfn "[bench] A2: %d messages/s for %d s into one agent" rate loadSecs
@@ -323,12 +324,13 @@ let printLoads () =
     printfn "A2. One agent receiving %d messages/s for %d s (a peer's A2A messages through the local platform; poll" rate loadSecs
     printfn "interval 1 s; the client pops each message when its channel notification arrives)%s." extra
     printfn ""
-    printfn "| build | max RSS (MiB) | messages popped / sent | sending took (s) | all popped after (s) |"
-    printfn "|---|---|---|---|---|"
-    for (name, rss, popped, total, sent, all) in loads do
-        printfn "| %s | %s | %d / %d | %s | %s |" name (fmt1 rss) popped total (fmt1 sent) (fmt1 all)
+    printfn "| build | max RSS (MiB) | CPU time (s) | messages popped / sent | sending took (s) | all popped after (s) |"
+    printfn "|---|---|---|---|---|---|"
+    for (name, rss, cpu, popped, total, sent, all) in loads do
+        printfn "| %s | %s | %s | %d / %d | %s | %s |" name (fmt1 rss) (fmt cpu) popped total (fmt1 sent) (fmt1 all)
     match loads with
-    | [ (_, a, _, _, _, _); (_, b, _, _, _, _) ] -> printfn "\nnative / framework-dependent max RSS under load: %s" ((a / b).ToString("0.000", inv))
+    | [ (_, a, ca, _, _, _, _); (_, b, cb, _, _, _, _) ] ->
+        printfn "\nnative / framework-dependent under load: max RSS %s, CPU time %s" ((a / b).ToString("0.000", inv)) ((ca / cb).ToString("0.000", inv))
     | _ -> ()
 
 if onlyLoad then
