@@ -51,14 +51,14 @@ let private repeatsName (utf8: byte[]) (length: int) : bool =
         | _ -> ()
     found
 
-let private hasRepeatedName (text: string) : bool =
-    let length = Text.Encoding.UTF8.GetByteCount text
-    let utf8 = ArrayPool<byte>.Shared.Rent length
-    try
-        let n = Text.Encoding.UTF8.GetBytes(text, 0, text.Length, utf8, 0)
-        repeatsName utf8 n
-    finally
-        ArrayPool<byte>.Shared.Return utf8
+/// Texts up to this many UTF-8 bytes are parsed from a pooled buffer.
+let private pooledBytes = 1024 * 1024
+
+/// UTF-8 that refuses a lone surrogate (ArgumentException), as parsing a string does.
+let private strictUtf8 = Text.UTF8Encoding(false, true)
+
+let private parseUtf8 (utf8: byte[]) (length: int) : JsonNode =
+    JsonNode.Parse(ReadOnlySpan<byte>(utf8, 0, length), Nullable(), JsonDocumentOptions(MaxDepth = 64))
 
 /// Parses JSON text; None for empty, invalid, duplicate-keyed or deeply nested input. Never throws,
 /// and the returned tree never throws on lookups.
@@ -67,9 +67,18 @@ let tryParse (text: string) : JsonNode option =
         None
     else
         try
-            let node = JsonNode.Parse(text, documentOptions = JsonDocumentOptions(MaxDepth = 64))
-            // Duplicate property names are rejected here: otherwise the tree throws later, at the first lookup.
-            if hasRepeatedName text then None else Option.ofObj node
+            // One UTF-8 copy serves the parse and the check for repeated names; a pooled one unless it is large (the
+            // pool would keep a rare big buffer alive).
+            let length = strictUtf8.GetByteCount text
+            let pooled = length <= pooledBytes
+            let utf8 = if pooled then ArrayPool<byte>.Shared.Rent length else Array.zeroCreate length
+            try
+                strictUtf8.GetBytes(text, 0, text.Length, utf8, 0) |> ignore
+                let node = parseUtf8 utf8 length
+                // Duplicate property names are rejected here: otherwise the tree throws later, at the first lookup.
+                if repeatsName utf8 length then None else Option.ofObj node
+            finally
+                if pooled then ArrayPool<byte>.Shared.Return utf8
         with
         | :? JsonException
         | :? ArgumentException ->
