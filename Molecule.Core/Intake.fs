@@ -56,9 +56,9 @@ type State =
       Quick: bool
       /// The newest row taken while following, when nothing was held back: where a ring's fetch starts.
       Head: string option
-      /// A sweep was asked for while a fetch was in flight: the next fetch is one.
       /// A trigger (timer, doorbell, a pop that made room) arrived while a fetch was in flight.
       Again: bool
+      /// A sweep was asked for while a fetch was in flight (or intake was paused): the next fetch is one.
       SweepOwed: bool
       Failures: int
       /// Rows skipped because they could not be read, since start.
@@ -190,6 +190,9 @@ let private pauseLogs (before: State) (paused: bool) =
     else
         []
 
+/// The id of the newest row of a batch (oldest first): where a ring's fetch reads on from.
+let private newestId (items: Ledger.Item list) = items |> List.choose Ledger.itemId |> List.tryLast
+
 let private takeEvents (take: Ledger.Take option) =
     match take with
     | Some t -> [ Ledger.Took t ]
@@ -276,7 +279,7 @@ let private onActivity (cfg: Config) (response: Response) (ledger: Ledger.State)
                     let phase = if after.Cursor.IsSome then Following else replay r.Window
                     let paused = held || r.Truncated
                     // The replay read up to the newest row: rings read on from there (unless rows were held back).
-                    let head = if paused || phase <> Following then None else r.Items |> List.choose Ledger.itemId |> List.tryLast
+                    let head = if paused || phase <> Following then None else newestId r.Items
                     settle { s with Phase = phase; Paused = paused; Head = head } events (logs @ pauseLogs s paused) (after.Cursor.IsSome && not paused)
             | _ ->
                 let take, held = Ledger.take pageFull items ledger
@@ -289,7 +292,7 @@ let private onActivity (cfg: Config) (response: Response) (ledger: Ledger.State)
                         if t.Messages.IsEmpty then None else Some { t with Cursor = None; Horizon = None }
                     | t -> t
                 // Everything up to the newest row was taken unless rows were held back for lack of room.
-                let head = if held then None else items |> List.choose Ledger.itemId |> List.tryLast |> Option.orElse s.Head
+                let head = if held then None else newestId items |> Option.orElse s.Head
                 settle { s with Phase = Following; Paused = held; Head = head } (takeEvents take) (logs @ pauseLogs s held) (pageFull && not held)
     | other -> failed s (describe "/activity" other)
 
