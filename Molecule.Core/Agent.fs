@@ -39,13 +39,29 @@ type Model =
       Notified: Map<string, float>
       Renotified: Set<string>
       /// The calls that get progress reports.
-      Progress: Map<int64, Reporting> }
+      Progress: Map<int64, Reporting>
+      /// Names the registry gave for peers whose messages came without one (lower-case id; bounded).
+      Discovered: Map<string, string>
+      DiscoveredOrder: string list
+      /// Peers being looked up, with the letters whose push waits for the name.
+      Lookups: Map<string, Mailbox.Letter list>
+      /// Lookups that failed, and the uptime until which they are not tried again.
+      Misses: Map<string, float> }
+
+/// Names kept from registry lookups (the oldest forgotten first).
+let discoveredCapacity = 500
+
+/// A failed lookup of a peer's name is not tried again for this long.
+let missSecs = 30.0
+
+/// How long a name lookup may hold a push.
+let lookupTimeoutSecs = 3.0
 
 type Msg =
     /// The process started: register, probe, start intake.
     | Start
-    /// The answer to an earlier `Send(purpose, request)`.
-    | Responded of Purpose * Response
+    /// The answer to an earlier `Send(purpose, request)`, with a random sample (0..1) for a retry's jitter.
+    | Responded of Purpose * Response * sample: float
     | FilesChecked of call: int64 * FileCheck list
     /// An earlier `After(seconds, timer)` elapsed; uptime is seconds since start.
     | TimerFired of Timer * uptimeSecs: float
@@ -57,8 +73,8 @@ type Msg =
     | ToolCancelled of call: int64
     /// The client sent a progressToken with this call: report progress while it runs.
     | ProgressRequested of call: int64 * tool: string
-    /// The outcome of an earlier `Download(purpose, request, path)`.
-    | Downloaded of Purpose * DownloadResult
+    /// The outcome of an earlier `Download(purpose, request, path)`, with a random sample (0..1) for a retry's jitter.
+    | Downloaded of Purpose * DownloadResult * sample: float
     /// Lines another process of this machine appended to a workspace's journal.
     | Synced of workspace: WorkspaceId * lines: string list
     /// A workspace's journal was rewritten by another process.
@@ -82,7 +98,11 @@ let initMany (workspaces: (Config * Workspace.Boot) list) : Model =
       Uptime = 0.0
       Notified = Map.empty
       Renotified = Set.empty
-      Progress = Map.empty }
+      Progress = Map.empty
+      Discovered = Map.empty
+      DiscoveredOrder = []
+      Lookups = Map.empty
+      Misses = Map.empty }
 
 /// The agent for one workspace.
 let init (config: Config) (boot: Workspace.Boot) : Model = initMany [ config, boot ]
@@ -102,12 +122,76 @@ let private withWorkspace (ws: Workspace.State) (model: Model) =
 // Push and waiters
 // ---------------------------------------------------------------------------------------------
 
+/// Every name this process knows for a peer: learnt from list_peers and delegations, else from a registry lookup.
+let names (model: Model) : Map<string, string> =
+    model.PeerNames |> Map.fold (fun (acc: Map<string, string>) k v -> acc.Add(k, v)) model.Discovered
+
+/// A letter whose sender this process cannot name yet: a peer message without the platform's name (a platform
+/// without `include=peer_info`), from a peer not looked up lately.
+let private unnamed (known: Map<string, string>) (model: Model) (l: Mailbox.Letter) : string option =
+    match l.Message.PeerName, WorkspaceId.tryParse l.Message.PeerId with
+    | None, Some peer when l.Message.Kind <> CanvasUser ->
+        let key = peer.Value
+        let missed = model.Misses.TryFind key |> Option.exists (fun until -> model.Uptime < until)
+        if known.ContainsKey key || known.ContainsKey l.Message.PeerId || missed then None else Some key
+    | _ -> None
+
+let private notifyAll (letters: Mailbox.Letter list) (model: Model) : Model * Effect list =
+    if letters.IsEmpty then
+        model, []
+    else
+        let known = names model
+        let notified = letters |> List.fold (fun (m: Map<string, float>) l -> m.Add(l.Message.ActivityId, model.Uptime)) model.Notified
+        { model with Notified = notified }, letters |> List.map (Mailbox.event (multi model) known >> Notify)
+
+/// Pushes letters; one whose sender has no name yet waits for one registry lookup per peer (answered, failed or
+/// timed out within `lookupTimeoutSecs`), so that the first message of a peer is named too.
 let private push (letters: Mailbox.Letter list) (model: Model) : Model * Effect list =
     if not model.Initialized || letters.IsEmpty then
         model, []
     else
-        let notified = letters |> List.fold (fun (m: Map<string, float>) l -> m.Add(l.Message.ActivityId, model.Uptime)) model.Notified
-        { model with Notified = notified }, letters |> List.map (Mailbox.event (multi model) model.PeerNames >> Notify)
+        let known = names model
+        let held, ready = letters |> List.partition (fun l -> (unnamed known model l).IsSome)
+        let model, asks =
+            held
+            |> List.fold
+                (fun (m: Model, acc) l ->
+                    let key = (unnamed known m l).Value
+                    match m.Lookups.TryFind key with
+                    | Some waiting -> { m with Lookups = m.Lookups.Add(key, waiting @ [ l ]) }, acc
+                    | None ->
+                        let ask =
+                            match m.Workspaces.TryFind l.Arrival with
+                            | Some ws ->
+                                [ Send(Background(l.Arrival, Discover key), { Api.discover ws.Config key with TimeoutSecs = lookupTimeoutSecs }) ]
+                            | None -> []
+                        { m with Lookups = m.Lookups.Add(key, [ l ]) }, acc @ ask)
+                (model, [])
+        let model, pushed = notifyAll ready model
+        model, asks @ pushed
+
+/// The registry's answer about a peer: its name is kept (bounded), or the miss for `missSecs`; the letters that
+/// waited for it are pushed now (those still waiting in the inbox).
+let private discovered (peer: string) (response: Response) (model: Model) : Model * Effect list =
+    let name =
+        match response with
+        | Reply(status, body) when status >= 200 && status < 300 ->
+            Json.tryParse body |> Option.bind (Json.stringProp "name") |> Option.filter (fun n -> not (String.IsNullOrWhiteSpace n))
+        | _ -> None
+    let model =
+        match name with
+        | Some n ->
+            let order = (model.DiscoveredOrder |> List.filter (fun k -> k <> peer)) @ [ peer ]
+            let forgotten, kept = if order.Length > discoveredCapacity then List.splitAt (order.Length - discoveredCapacity) order else [], order
+            { model with
+                Discovered = forgotten |> List.fold (fun (m: Map<string, string>) k -> m.Remove k) (model.Discovered.Add(peer, n))
+                DiscoveredOrder = kept
+                Misses = model.Misses.Remove peer }
+        | None -> { model with Misses = model.Misses.Add(peer, model.Uptime + missSecs) }
+    let waiting = defaultArg (model.Lookups.TryFind peer) []
+    let model = { model with Lookups = model.Lookups.Remove peer }
+    let live = waiting |> List.filter (fun l -> (Mailbox.owner l.Message.ActivityId model.Workspaces).IsSome)
+    notifyAll live model
 
 /// Answers every waiting wait_for_message with the oldest waiting message.
 let private wake (model: Model) : Model * Effect list =
@@ -115,7 +199,7 @@ let private wake (model: Model) : Model * Effect list =
     | None -> model, []
     | Some l ->
         let waiting = model.Calls |> Map.filter (fun _ p -> match p with Waiting _ -> true | _ -> false)
-        let answer = InboxTools.waited (Mailbox.json (multi model) model.PeerNames l)
+        let answer = InboxTools.waited (Mailbox.json (multi model) (names model) l)
         { model with Calls = waiting |> Map.fold (fun (calls: Map<int64, Pending>) call _ -> calls.Remove call) model.Calls },
         waiting |> Map.toList |> List.map (fun (call, _) -> Answer(call, answer, None))
 
@@ -143,7 +227,7 @@ let private renotify (model: Model) : Model * Effect list =
         { model with
             Renotified = due |> List.fold (fun (s: Set<string>) l -> s.Add l.Message.ActivityId) (Set.intersect model.Renotified live)
             Notified = model.Notified |> Map.filter (fun id _ -> live.Contains id) },
-        due |> List.map (Mailbox.event (multi model) model.PeerNames >> Notify)
+        due |> List.map (Mailbox.event (multi model) (names model) >> Notify)
 
 // ---------------------------------------------------------------------------------------------
 // Tool programs
@@ -205,7 +289,7 @@ let private answer call output = [ Answer(call, output, None) ]
 let private failure (text: string) : ToolOutput = { Text = text; IsError = true }
 
 let private inboxTool (call: int64) (toolCall: ToolCall) (model: Model) : Model * Effect list =
-    let json = Mailbox.json (multi model) model.PeerNames
+    let json = Mailbox.json (multi model) (names model)
     match toolCall with
     | _ when not (primary model).Config.InboxEnabled -> model, answer call (failure InboxTools.disabled)
     | InboxPeek limit ->
@@ -322,7 +406,7 @@ let private withArrivals (wsId: WorkspaceId) (model: Model) (f: Workspace.State 
         model, effects @ more
     | None -> model, []
 
-let update (msg: Msg) (model: Model) : Model * Effect list =
+let private handle (msg: Msg) (model: Model) : Model * Effect list =
     match msg with
     | Start ->
         model.Workspaces
@@ -333,17 +417,18 @@ let update (msg: Msg) (model: Model) : Model * Effect list =
                 let ws, files, _ = Staging.uploads ws
                 withWorkspace ws model, effects @ more @ files)
             (model, [])
-    | Responded(Background(ws, Register), response) -> onWorkspace ws model (Workspace.onRegister response)
-    | Responded(Background(ws, Heartbeat), response) -> onWorkspace ws model (Workspace.onHeartbeat response)
-    | Responded(Background(ws, WorkspaceProbe), response) -> onWorkspace ws model (Workspace.decide (Lifecycle.ProbeOutcome response))
-    | Responded(Background(ws, Poll), response) -> withArrivals ws model (Workspace.onPoll response >> stage)
-    | Responded(Background(ws, AckUpload fileId), response) -> onWorkspace ws model (Staging.onUploadAck fileId response)
-    | Responded(Background(_, FetchUpload _), _) -> model, []
-    | Downloaded(Background(ws, FetchUpload fileId), result) -> withArrivals ws model (Staging.onDownload fileId result)
+    | Responded(Background(ws, Register), response, _) -> onWorkspace ws model (Workspace.onRegister response)
+    | Responded(Background(ws, Heartbeat), response, sample) -> onWorkspace ws model (Workspace.onHeartbeat sample response)
+    | Responded(Background(ws, WorkspaceProbe), response, _) -> onWorkspace ws model (Workspace.decide (Lifecycle.ProbeOutcome response))
+    | Responded(Background(ws, Poll), response, sample) -> withArrivals ws model (Workspace.onPoll model.Uptime sample response >> stage)
+    | Responded(Background(ws, AckUpload fileId), response, _) -> onWorkspace ws model (Staging.onUploadAck fileId response)
+    | Responded(Background(_, FetchUpload _), _, _) -> model, []
+    | Responded(Background(_, Discover peer), response, _) -> discovered peer response model
+    | Downloaded(Background(ws, FetchUpload fileId), result, sample) -> withArrivals ws model (Staging.onDownload model.Uptime sample fileId result)
     | Downloaded _ -> model, []
-    | Responded(Background(ws, Ack), response) -> onWorkspace ws model (Workspace.onAck response)
-    | Responded(Background(ws, LegacyProbe), response) -> withArrivals ws model (Workspace.onLegacyProbe response)
-    | Responded(ForTool call, response) ->
+    | Responded(Background(ws, Ack), response, sample) -> onWorkspace ws model (Workspace.onAck model.Uptime sample response)
+    | Responded(Background(ws, LegacyProbe), response, _) -> withArrivals ws model (Workspace.onLegacyProbe response)
+    | Responded(ForTool call, response, _) ->
         match model.Calls.TryFind call with
         | Some(AwaitResponse(ran, k)) -> step call ran (k response) model
         | _ -> model, []
@@ -353,6 +438,8 @@ let update (msg: Msg) (model: Model) : Model * Effect list =
         | _ -> model, []
     | TimerFired(HeartbeatTimer ws, uptime) -> onWorkspace ws { model with Uptime = uptime } (Workspace.heartbeat uptime)
     | TimerFired(StreamTimer ws, uptime) -> onWorkspace ws { model with Uptime = uptime } (Workspace.streamTimer uptime)
+    | TimerFired(RetryTimer(ws, FetchUpload fileId), uptime) -> withArrivals ws { model with Uptime = uptime } (Staging.retry fileId)
+    | TimerFired(RetryTimer(ws, job), uptime) -> onWorkspace ws { model with Uptime = uptime } (Workspace.retry job)
     | TimerFired(PollTimer ws, uptime) ->
         let model, effects = onWorkspace ws { model with Uptime = uptime } Workspace.tick
         // downloads that failed are tried again
@@ -385,3 +472,26 @@ let update (msg: Msg) (model: Model) : Model * Effect list =
     | Claimed(ws, won) -> onWorkspace ws model (Workspace.claimed model.Uptime won)
     | Stream(ws, news, sample) -> onWorkspace ws model (Workspace.onStream model.Uptime news sample)
     | TokenFileChanged(ws, read) -> onWorkspace ws model (Workspace.onTokenFile read)
+
+/// What an answer says about the token of the workspace it was for: a success clears strikes and a tool's refusal,
+/// a tool's own 401 confirms a rejection (the heartbeat's answers have their own outcome).
+let private observeAnswer (purpose: Purpose) (response: Response) (model: Model) : Model * Effect list =
+    let ran =
+        match purpose with
+        | Background(_, Heartbeat) -> None
+        | Background(ws, _) -> Some(ws, false)
+        | ForTool call ->
+            match model.Calls.TryFind call with
+            | Some(AwaitResponse(ws, _)) -> Some(ws, true)
+            | _ -> None
+    match ran with
+    | Some(ws, forTool) -> onWorkspace ws model (Workspace.answered forTool response)
+    | None -> model, []
+
+let update (msg: Msg) (model: Model) : Model * Effect list =
+    match msg with
+    | Responded(purpose, response, _) ->
+        let model, seen = observeAnswer purpose response model
+        let model, effects = handle msg model
+        model, seen @ effects
+    | _ -> handle msg model

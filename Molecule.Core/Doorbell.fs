@@ -1,7 +1,9 @@
 /// The platform's event stream as a doorbell (delivery spec §1.6): the stream only says "something may have
-/// changed"; intake then fetches with `since_id`. One stream per workspace, opened again after a drop with jittered,
-/// bounded backoff; a fetch on every (re)connect, since events missed meanwhile are gone; a quiet stream (no frame for
-/// three heartbeat intervals, though our own heartbeats ring it) is opened again. The timer poll stays the safety net.
+/// changed"; intake then fetches with `since_id`. One stream per workspace, opened again after a drop as the one
+/// pacing policy says (Pacing.stream); a fetch on every (re)connect, since events missed meanwhile are gone; a quiet
+/// stream (no frame for three heartbeat intervals, though our own heartbeats ring it) is opened again. A platform
+/// without the route is said once (info) and asked again rarely; refusals of the token have their own count and
+/// words (the heartbeat's 3 strikes decide whether the token is rejected). The timer poll stays the safety net.
 /// Pure: randomness for the jitter comes with the news.
 module Molecule.Core.Doorbell
 
@@ -9,11 +11,8 @@ open System
 open System.Globalization
 open Molecule.Protocol
 
-/// The longest wait before opening the stream again.
-let maxBackoffSecs = 30.0
-
-/// A failure Warning is repeated on every n-th consecutive failure.
-let warnEvery = 20
+/// A stream that stayed open this long before it ended was working: its end starts a new run of failures.
+let workedSecs = 60.0
 
 type Status =
     | Off
@@ -24,12 +23,19 @@ type Status =
 
 type State =
     { Status: Status
-      /// Consecutive failed opens and drops.
-      Failures: int
+      /// Pacing of the route: failed opens and drops in a row (reset by a frame, or by a stream that stayed open).
+      Pace: Pacing.State
       /// Uptime of the last frame (or of the open).
       LastFrame: float
+      /// Uptime of the last open, and whether a frame came since.
+      OpenedAt: float
+      Framed: bool
       /// The user was told that delivery fell back to polling.
-      Degraded: bool }
+      Degraded: bool
+      /// The platform has no event stream (404): said once.
+      Missing: bool
+      /// Refusals of the token by the stream route in a row (its own count: not the heartbeat's strikes).
+      Refusals: int }
 
 /// What happened to the stream (the host reports it).
 type News =
@@ -48,20 +54,26 @@ type Outcome =
       Fetch: bool
       /// The workspace may be gone: probe it.
       Probe: bool
-      /// An auth answer (401/403/410) for the lifecycle's 3-strike and 410 handling.
-      Auth: Response option }
+      /// A 410 from the stream route (the workspace is gone): for the lifecycle's removal handling.
+      Gone: Response option }
 
-let initial = { Status = Off; Failures = 0; LastFrame = 0.0; Degraded = false }
+let initial =
+    { Status = Off
+      Pace = Pacing.ready
+      LastFrame = 0.0
+      OpenedAt = 0.0
+      Framed = false
+      Degraded = false
+      Missing = false
+      Refusals = 0 }
 
-let private none s = { Doorbell = s; Effects = []; Fetch = false; Probe = false; Auth = None }
+let private none s = { Doorbell = s; Effects = []; Fetch = false; Probe = false; Gone = None }
 
 let private fmt (f: float) = f.ToString("0.#", CultureInfo.InvariantCulture)
 
-/// Seconds to wait after the n-th consecutive failure: 1, 2, 4 … 30, each ±25 % by the sample (0..1).
-let backoff (failures: int) (sample: float) : float =
-    let baseSecs = Math.Min(maxBackoffSecs, Math.Pow(2.0, float (max 0 (failures - 1))))
-    let s = if Double.IsFinite sample then Math.Clamp(sample, 0.0, 1.0) else 0.5
-    baseSecs * (0.75 + 0.5 * s)
+/// Seconds to wait after the n-th consecutive failure (Pacing.stream: 1, 2, 4 … 30, the upper half jittered by the
+/// sample 0..1).
+let backoff (failures: int) (sample: float) : float = Pacing.delay Pacing.stream failures sample
 
 /// Opens the stream (on start, after a wait, or to replace a quiet one).
 let listen (cfg: Config) (uptime: float) (s: State) : State * Effect list =
@@ -87,32 +99,56 @@ let private describe (response: Response) =
     | TransportError message -> message
     | TimedOut secs -> $"no answer within {fmt secs} s"
 
-let private failed (cfg: Config) (reason: string) (sample: float) (s: State) : Outcome =
-    let n = s.Failures + 1
-    let wait = backoff n sample
+/// A failed open or a drop: paced; said at once, then at most every `Pacing.logEverySecs` with since when.
+let private failed (cfg: Config) (uptime: float) (reason: string) (sample: float) (s: State) : Outcome =
+    // A stream that had worked (a frame came, or it stayed open a while) starts a new run of failures.
+    let pace =
+        if s.Status = Open && (s.Framed || uptime - s.OpenedAt >= workedSecs) then Pacing.ready else s.Pace
+    let pace', wait, due = Pacing.fail Pacing.stream uptime sample pace
     let poll = fmt cfg.PollIntervalSecs
     let logs =
-        if not s.Degraded || n % warnEvery = 0 then
+        if not due then []
+        elif pace.Failures = 0 then
             [ Log(Warning, $"event stream of workspace {cfg.WorkspaceId.Value} unavailable ({reason}); new messages arrive by polling every {poll} s until it is back (next try in {fmt wait} s)") ]
         else
-            []
-    { none { s with Status = Waiting; Failures = n; Degraded = true } with
+            [ Log(Warning, $"event stream of workspace {cfg.WorkspaceId.Value} unavailable for {Pacing.duration (uptime - pace'.Since)} ({pace'.Failures.ToString(CultureInfo.InvariantCulture)} attempts; {reason}); new messages arrive by polling every {poll} s (next try in {fmt wait} s)") ]
+    { none { s with Status = Waiting; Pace = pace'; Degraded = true } with
         Effects = logs @ [ After(wait, StreamTimer cfg.WorkspaceId) ] }
+
+/// The stream works again (a frame came): the pacing resets, and after failures one line says so.
+let private working (cfg: Config) (s: State) : State * Effect list =
+    if s.Framed then
+        s, []
+    else
+        let logs = if s.Degraded then [ Log(Info, $"event stream of workspace {cfg.WorkspaceId.Value} is back; new messages arrive at once again") ] else []
+        { s with Framed = true; Pace = Pacing.ready; Degraded = false; Refusals = 0; Missing = false }, logs
 
 /// Folds what the host reports about the stream; `uptime` is the agent's last known uptime.
 let onNews (cfg: Config) (uptime: float) (news: News) (sample: float) (s: State) : Outcome =
     match news with
     | Opened ->
-        let logs = if s.Degraded then [ Log(Info, $"event stream of workspace {cfg.WorkspaceId.Value} is back; new messages arrive at once again") ] else []
-        // Events broadcast while it was closed are gone: fetch once.
-        { none { s with Status = Open; Failures = 0; LastFrame = uptime; Degraded = false } with Effects = logs; Fetch = true }
+        // Events broadcast while it was closed are gone: fetch once. The stream counts as working at its first frame.
+        { none { s with Status = Open; LastFrame = uptime; OpenedAt = uptime; Framed = false } with Fetch = true }
     | Frame data ->
         let fetch, probe = relevance data
-        { none { s with LastFrame = uptime } with Fetch = fetch; Probe = probe }
-    | Refused(Reply(status, _) as r) when status = 401 || status = 403 || status = 410 ->
-        { failed cfg (describe r) sample s with Auth = Some r }
-    | Refused r -> failed cfg (describe r) sample s
-    | Ended reason -> failed cfg (if String.IsNullOrWhiteSpace reason then "the stream ended" else reason) sample s
+        // Only a frame of the open stream shows that it works (the host drops those of a stream it closed).
+        let s, logs = if s.Status = Open then working cfg { s with LastFrame = uptime } else { s with LastFrame = uptime }, []
+        { none s with Effects = logs; Fetch = fetch; Probe = probe }
+    | Refused(Reply(status, _)) when status = 404 || status = 405 || status = 501 ->
+        // A platform without the event stream is a normal platform: said once, polled, asked again rarely.
+        let logs =
+            if s.Missing then []
+            else
+                [ Log(Info, $"workspace {cfg.WorkspaceId.Value}: the platform has no event stream (HTTP {status.ToString(CultureInfo.InvariantCulture)} from …/events/stream); new messages arrive by polling every {fmt cfg.PollIntervalSecs} s") ]
+        { none { s with Status = Waiting; Missing = true } with
+            Effects = logs @ [ After(Pacing.streamMissingSecs, StreamTimer cfg.WorkspaceId) ] }
+    | Refused(Reply(status, _)) when status = 401 || status = 403 ->
+        let n = s.Refusals + 1
+        let why = $"the platform refuses the token for the stream: HTTP {status.ToString(CultureInfo.InvariantCulture)}, {n.ToString(CultureInfo.InvariantCulture)} refusal(s) in a row; the heartbeat's 3 strikes tell whether the token is rejected"
+        failed cfg uptime why sample { s with Refusals = n }
+    | Refused(Reply(410, _) as r) -> { failed cfg uptime (describe r) sample s with Gone = Some r; Probe = true }
+    | Refused r -> failed cfg uptime (describe r) sample s
+    | Ended reason -> failed cfg uptime (if String.IsNullOrWhiteSpace reason then "the stream ended" else reason) sample s
 
 /// The heartbeat cadence: a stream quiet for three heartbeat intervals (at least a minute) is opened again.
 let checkQuiet (cfg: Config) (uptime: float) (s: State) : State * Effect list =

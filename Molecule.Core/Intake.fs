@@ -16,8 +16,11 @@ let pageLimit = 500
 /// The platform keeps rows at most 30 days; a replay with a known floor looks that far back.
 let maxWindowSecs = 2_592_000
 
-/// A failure Warning is logged on the 1st consecutive failure and then on every n-th.
-let failureLogEvery = 60
+/// Failed asks for the floor before a fresh start gives up waiting for it and replays the window instead.
+let floorTries = 3
+
+/// The largest number taken as a floor or a seq: integers beyond it do not survive a JSON number exactly.
+let maxExactSeq = 9_007_199_254_740_992.0
 
 type AckSupport =
     | Unknown
@@ -36,7 +39,7 @@ type Replay =
 
 type Phase =
     | Following
-    /// `POST …/activity/ack {"acked_seq":0}` in flight: learning the floor before a replay.
+    /// Waiting for the platform's acknowledged floor (asked on the acknowledgement route) before a replay.
     | LearningFloor
     | Replaying of Replay
 
@@ -58,14 +61,30 @@ type State =
       Head: string option
       /// A trigger (timer, doorbell, a pop that made room) arrived while a fetch was in flight.
       Again: bool
-      /// A sweep was asked for while a fetch was in flight (or intake was paused): the next fetch is one.
+      /// A sweep was asked for while a fetch was in flight (or intake was paused or waiting): the next fetch is one.
       SweepOwed: bool
-      Failures: int
+      /// The pacing of the fetch route (`GET /activity`): while a retry timer is pending nothing else fetches.
+      Fetch: Pacing.State
+      /// 410s since the last fetch that read from a cursor successfully: a second one in a row is paced.
+      Gone: int
       /// Rows skipped because they could not be read, since start.
       Skipped: int64
       Ack: AckSupport
-      /// The `acked_seq` of an acknowledgement in flight.
+      /// The `acked_seq` of an acknowledgement in flight (0: asking for the floor).
       AckInFlight: int64 option
+      /// The pacing of the acknowledgement route (`POST /activity/ack`), floor questions included.
+      AckPace: Pacing.State
+      /// Failed asks for the floor in a row while intake waits for it.
+      FloorTries: int
+      /// The floor could not be learnt at start: intake replayed the recent window instead, and the
+      /// acknowledgement route keeps asking for it in the background.
+      FloorOwed: bool
+      /// The floor was learnt late: the next sweep replays the whole retention window above it.
+      ReplayOwed: bool
+      /// The highest `acked_seq` the platform took (or that was moot): not sent again.
+      AckedUpTo: int64
+      /// The user was told that the platform's acknowledged position cannot be right (said once).
+      Doubted: bool
       Paused: bool }
 
 let private replay (window: int) =
@@ -92,62 +111,83 @@ let start (replaySecs: int) (ledger: Ledger.State) : State =
       Head = None
       Again = false
       SweepOwed = false
-      Failures = 0
+      Fetch = Pacing.ready
+      Gone = 0
       Skipped = 0L
       Ack = Unknown
       AckInFlight = None
+      AckPace = Pacing.ready
+      FloorTries = 0
+      FloorOwed = false
+      ReplayOwed = false
+      AckedUpTo = 0L
+      Doubted = false
       Paused = false }
 
-/// The request of the next fetch, or None when one is in flight (the trigger is then remembered) or intake is
-/// paused for lack of room.
+/// The request of the next fetch, or None when one is in flight (the trigger is then remembered), intake is paused
+/// for lack of room, waits for the floor (asked on the acknowledgement route), or waits for its retry timer.
 let nextFor (trigger: Trigger) (cfg: Config) (ledger: Ledger.State) (s: State) : State * Request option =
     let sweep = trigger = Sweep || s.SweepOwed
     if s.InFlight then
         { s with Again = true; SweepOwed = sweep }, None
+    elif s.Fetch.Waiting || s.Phase = LearningFloor then
+        { s with SweepOwed = sweep }, None
     elif s.Paused && Ledger.room ledger = 0 then
         { s with SweepOwed = sweep }, None
     else
+        let s =
+            match s.Phase with
+            | Following when s.ReplayOwed -> { s with Phase = replay maxWindowSecs; ReplayOwed = false }
+            | _ -> s
         let quick, request =
             match s.Phase, ledger.Cursor, s.Head with
             | Following, Some _, Some head when not sweep -> true, Api.activity cfg (SinceId(head, pageLimit))
             | Following, Some cursor, _ -> false, Api.activity cfg (SinceId(cursor, pageLimit))
             | Following, None, _ -> false, Api.activity cfg (Window(cfg.ReplaySecs, None, pageLimit))
-            | LearningFloor, _, _ -> false, Api.ack cfg 0L
             | Replaying r, _, _ -> false, Api.activity cfg (Window(r.Window, r.Before, pageLimit))
+            // (LearningFloor never fetches: see above) the recent window
+            | LearningFloor, _, _ -> false, Api.activity cfg (Window(cfg.ReplaySecs, None, pageLimit))
         { s with InFlight = true; Again = false; Quick = quick; SweepOwed = false }, Some request
 
 /// The request of the next sweep (see `nextFor`).
 let next (cfg: Config) (ledger: Ledger.State) (s: State) : State * Request option = nextFor Sweep cfg ledger s
+
+/// The fetch route's retry timer fired: the next sweep may go.
+let fetchDue (s: State) : State = { s with Fetch = Pacing.due s.Fetch; SweepOwed = true }
 
 /// What one fetch answer changes.
 type Outcome =
     { Intake: State
       Events: Ledger.Event list
       Effects: Effect list
-      /// Fetch again at once (a full page, a replay page to follow, a trigger that arrived meanwhile).
+      /// Fetch again at once (a page that made progress, a replay page to follow, a trigger that arrived meanwhile).
       FetchNow: bool }
 
 let private fmt (n: int64) = n.ToString(CultureInfo.InvariantCulture)
 
 let private clip (n: int) (text: string) =
     let t = if isNull text then "" else text
+    let t = String(t.ToCharArray() |> Array.map (fun c -> if Char.IsControl c then ' ' else c))
     if t.Length <= n then t else t.Substring(0, n) + "…"
 
-let private settle (s: State) (events: Ledger.Event list) (effects: Effect list) (more: bool) : Outcome =
-    let recovered =
-        if s.Failures > 0 then [ Log(Info, $"inbox polling recovered after {fmt (int64 s.Failures)} failed poll(s)") ] else []
-    { Intake = { s with InFlight = false; Quick = false; Failures = 0; Again = false }
+/// What the log lines call the fetch route and the acknowledgement route of a workspace.
+let private fetchRoute (cfg: Config) = $"inbox polling of workspace {cfg.WorkspaceId.Value} (GET …/activity)"
+let private ackRoute (cfg: Config) = $"acknowledgements of workspace {cfg.WorkspaceId.Value} (POST …/activity/ack)"
+
+/// A successful fetch: the route is ready again (`reset`: also after paced 410s).
+let private settleWith (cfg: Config) (uptime: float) (reset: bool) (s: State) (events: Ledger.Event list) (effects: Effect list) (more: bool) : Outcome =
+    let fetch, recovered = if reset then Pacing.succeeded (fetchRoute cfg) uptime s.Fetch else s.Fetch, []
+    { Intake = { s with InFlight = false; Quick = false; Again = false; Fetch = fetch }
       Events = events
       Effects = recovered @ effects
       FetchNow = more || s.Again }
 
-let private failed (s: State) (reason: string) : Outcome =
-    let n = s.Failures + 1
-    let logs =
-        if n = 1 || n % failureLogEvery = 0 then [ Log(Warning, $"inbox poll failed ({fmt (int64 n)} in a row): {reason}") ] else []
-    { Intake = { s with InFlight = false; Quick = false; Failures = n; Again = false }
-      Events = []
-      Effects = logs
+/// A failed fetch: paced — nothing fetches until the retry timer fires (triggers meanwhile make it a sweep).
+let private failedWith (cfg: Config) (uptime: float) (sample: float) (s: State) (events: Ledger.Event list) (reason: string) : Outcome =
+    let fetch, wait, logs = Pacing.failed Pacing.fetch Warning (fetchRoute cfg) reason uptime sample s.Fetch
+    { Intake = { s with InFlight = false; Quick = false; Fetch = fetch; SweepOwed = s.SweepOwed || s.Again; Again = false }
+      Events = events
+      Effects = logs @ [ After(wait, RetryTimer(cfg.WorkspaceId, Poll)) ]
       FetchNow = false }
 
 let private describe (what: string) (response: Response) =
@@ -234,111 +274,212 @@ let private gather (ledger: Ledger.State) (r: Replay) (page: Ledger.Item list) :
 let private oneMicrosecondAfter (items: Ledger.Item list) : string option =
     items |> List.tryPick Ledger.itemTime |> Option.map (fun t -> Activity.formatTime (t.AddTicks 10L))
 
-let private onActivity (cfg: Config) (response: Response) (ledger: Ledger.State) (s: State) : Outcome =
+/// A floor or a seq as the platform wrote it: a whole number from 0 up to what a JSON number carries exactly.
+let validSeq (node: Text.Json.Nodes.JsonNode) : int64 option =
+    match Json.asNumber node with
+    | Some f when f >= 0.0 && f = Math.Floor f && f <= maxExactSeq -> Some(int64 f)
+    | _ -> None
+
+let private floorOf (body: string) : int64 option =
+    Json.tryParse body |> Option.bind (Json.prop "last_acked_seq") |> Option.bind validSeq
+
+let private highest (items: Ledger.Item list) =
+    items |> List.choose Ledger.itemSeq |> List.fold (fun acc q -> Some(max q (defaultArg acc q))) None
+
+/// The words for a platform whose numbering went back.
+let rewoundText (cfg: Config) (seq: int64) (horizon: int64) =
+    $"workspace {cfg.WorkspaceId.Value}: the platform's message numbering went back (a new message is numbered {fmt seq}, but messages up to {fmt horizon} were taken before) — was the platform restored from a backup? Re-reading its messages: those this server has not handled are delivered (recognised by id), and its numbers start again from what it shows now"
+
+/// The words for a floor above every number the platform has shown.
+let doubtedText (cfg: Config) (floor: int64) (shown: int64) (action: string) =
+    $"workspace {cfg.WorkspaceId.Value}: the platform says every message up to number {fmt floor} is handled, but the highest number it has shown is {fmt shown} — its acknowledged position cannot be right; {action}"
+
+/// After the take of a batch: when the batch shows that the numbering went back, the ledger re-bases onto the
+/// numbers shown now (said once per time it happens).
+let private rebase (cfg: Config) (ledger: Ledger.State) (items: Ledger.Item list) : Ledger.Event list * Effect list =
+    match Ledger.rewound ledger items with
+    | Some(q, horizon) -> [ Ledger.Rebased(highest items) ], [ Log(Warning, rewoundText cfg q horizon) ]
+    | None -> [], []
+
+let private onReplayPage (cfg: Config) (uptime: float) (ledger: Ledger.State) (s: State) (r: Replay) (items: Ledger.Item list) (pageFull: bool) (logs: Effect list) : Outcome =
+    let settle = settleWith cfg uptime (s.Gone = 0)
+    let r0 = r
+    let r, freshCount = gather ledger r items
+    // Only rows the floor speaks for can end the paging (a newer row below the floor is a renumbered new one).
+    let allBelowFloor = ledger.Floor.IsSome && not items.IsEmpty && items |> List.forall (Ledger.itemCovered ledger)
+    let oldest = items |> List.tryPick Ledger.itemTime
+    let exactly = oldest |> Option.map Activity.formatTime
+    let onward = if freshCount = 0 then exactly else oneMicrosecondAfter items
+    // Every page must reach further back than the last: a platform that ignores `before_ts` ends the replay.
+    let backwards =
+        match r0.Before, onward with
+        | Some before, Some next -> (Activity.parseTime next, Activity.parseTime before) ||> Option.map2 (<) |> Option.defaultValue false
+        | None, Some _ -> true
+        | _, None -> false
+    let exhausted = not pageFull || allBelowFloor || not backwards
+    if not exhausted && freshCount = 0 then
+        // More than a page of rows share one timestamp: `before_ts` (strict) cannot page through them.
+        let instant = defaultArg exactly "?"
+        let note =
+            Log(Warning, $"inbox replay: more than {pageLimit.ToString(CultureInfo.InvariantCulture)} rows share the timestamp {instant}; rows of that instant beyond one page cannot be fetched")
+        settle { s with Phase = Replaying { r with Before = onward } } [] (logs @ [ note ]) true
+    elif not exhausted then
+        settle { s with Phase = Replaying { r with Before = onward } } [] logs true
+    else
+        let shown = highest r.Items
+        match ledger.Floor, ledger.Newest, shown with
+        | Some floor, None, Some top when floor > top ->
+            // A fresh ledger's floor above every number the platform shows: not taken; the recent window again.
+            let note = doubtedText cfg floor top $"reading the last {fmt (int64 cfg.ReplaySecs)} s instead and recognising handled messages by id"
+            settle { s with Phase = replay cfg.ReplaySecs; Doubted = true } [ Ledger.Rebased None ] (logs @ [ Log(Warning, note) ]) true
+        | _ ->
+            let take, held = Ledger.take r.Truncated r.Items ledger
+            let events = takeEvents take
+            let rebased, notes = rebase cfg ledger r.Items
+            let after = events @ rebased |> List.fold Ledger.evolve ledger
+            let phase = if after.Cursor.IsSome then Following else replay r.Window
+            let paused = held || r.Truncated
+            // The replay read up to the newest row: rings read on from there (unless rows were held back).
+            let head = if paused || phase <> Following then None else newestId r.Items
+            let s = if rebased.IsEmpty then s else { s with AckedUpTo = 0L }
+            settle { s with Phase = phase; Paused = paused; Head = head } (events @ rebased) (logs @ notes @ pauseLogs s paused) (after.Cursor.IsSome && not paused)
+
+let private onFollowingPage (cfg: Config) (uptime: float) (ledger: Ledger.State) (s: State) (items: Ledger.Item list) (pageFull: bool) (logs: Effect list) : Outcome =
+    let take, held = Ledger.take pageFull items ledger
+    // A ring's fetch saw only rows after the head: rows committed late may still sort before those, so it leaves the
+    // cursor where it is and raises no acknowledgement (an ack past such a row would mark it handled); the sweep does.
+    let take =
+        match take with
+        | Some t when s.Quick -> if t.Messages.IsEmpty then None else Some { t with Cursor = None; Horizon = None; Newest = None }
+        | t -> t
+    let rebased, notes = if s.Quick then [], [] else rebase cfg ledger items
+    // Everything up to the newest row was taken unless rows were held back for lack of room.
+    let head = if held then None else newestId items |> Option.orElse s.Head
+    // A full page asks for the next one at once only when it got somewhere: something new, or the cursor or the head
+    // moved on (a platform that answers the same full page again is not asked again at once).
+    let moved =
+        match take with
+        | Some t -> not t.Messages.IsEmpty || t.Cursor.IsSome
+        | None -> false
+    let progress = moved || (s.Quick && head <> s.Head)
+    let s = if rebased.IsEmpty then s else { s with AckedUpTo = 0L }
+    settleWith cfg uptime true { s with Phase = Following; Paused = held; Head = head; Gone = 0 } (takeEvents take @ rebased) (logs @ notes @ pauseLogs s held) (pageFull && not held && progress)
+
+/// Folds the answer of the fetch in flight (`uptime`: the agent's; `sample`: 0..1 for a retry's jitter).
+let onResponse (cfg: Config) (uptime: float) (sample: float) (response: Response) (ledger: Ledger.State) (s: State) : Outcome =
     match response with
     | Reply(410, _) when s.Quick ->
         // The newest row read is gone already: read from the cursor instead.
-        settle { s with Head = None } [] [] true
-    | Reply(410, _) when s.Phase = Following ->
+        settleWith cfg uptime false { s with Head = None } [] [] true
+    | Reply(410, body) when s.Phase = Following ->
         let phase = phaseFor cfg.ReplaySecs s.Ack (Ledger.evolve ledger Ledger.CursorLost)
         let window = match phase with Replaying r -> r.Window | _ -> cfg.ReplaySecs
         let note =
             match phase with
             | LearningFloor -> "reading the platform's acknowledged position, then replaying every newer message"
             | _ -> $"replaying the last {fmt (int64 window)} s"
-        settle { s with Phase = phase; Head = None } [ Ledger.CursorLost ] [ Log(Info, $"inbox cursor expired (410); {note}") ] true
+        let s = { s with Phase = phase; Head = None; Gone = s.Gone + 1 }
+        if s.Gone = 1 then
+            settleWith cfg uptime true s [ Ledger.CursorLost ] [ Log(Info, $"inbox cursor expired (410); {note}") ] true
+        else
+            // The cursor a replay just found is gone again: the platform is not keeping its rows — paced.
+            failedWith cfg uptime sample s [ Ledger.CursorLost ] $"the platform lost the inbox cursor again (HTTP 410: {clip 120 body}); {note}"
     | Reply(status, body) when status >= 200 && status < 300 ->
         match Activity.parsePage body with
-        | Result.Error reason -> failed s $"HTTP {status.ToString(CultureInfo.InvariantCulture)} from /activity: {reason}: {clip 200 body}"
+        | Result.Error reason -> failedWith cfg uptime sample s [] $"HTTP {status.ToString(CultureInfo.InvariantCulture)} from /activity: {reason}: {clip 200 body}"
         | Ok rows ->
             let items, s, logs = itemsOf ledger s rows
             let pageFull = rows.Length >= pageLimit
             match s.Phase with
-            | Replaying r ->
-                let r, freshCount = gather ledger r items
-                let allBelowFloor =
-                    match ledger.Floor with
-                    | Some f ->
-                        items |> List.forall (fun i -> match Ledger.itemSeq i with Some q -> q <= f | None -> false)
-                    | None -> false
-                let oldest = items |> List.tryPick Ledger.itemTime
-                let exactly = oldest |> Option.map Activity.formatTime
-                let exhausted = not pageFull || allBelowFloor || (freshCount = 0 && r.Before = exactly)
-                if not exhausted && freshCount = 0 then
-                    // More than a page of rows share one timestamp: `before_ts` (strict) cannot page through them.
-                    let instant = defaultArg exactly "?"
-                    let note =
-                        Log(Warning, $"inbox replay: more than {pageLimit.ToString(CultureInfo.InvariantCulture)} rows share the timestamp {instant}; rows of that instant beyond one page cannot be fetched")
-                    settle { s with Phase = Replaying { r with Before = exactly } } [] (logs @ [ note ]) true
-                elif not exhausted then
-                    settle { s with Phase = Replaying { r with Before = oneMicrosecondAfter items } } [] logs true
-                else
-                    let take, held = Ledger.take r.Truncated r.Items ledger
-                    let events = takeEvents take
-                    let after = events |> List.fold Ledger.evolve ledger
-                    let phase = if after.Cursor.IsSome then Following else replay r.Window
-                    let paused = held || r.Truncated
-                    // The replay read up to the newest row: rings read on from there (unless rows were held back).
-                    let head = if paused || phase <> Following then None else newestId r.Items
-                    settle { s with Phase = phase; Paused = paused; Head = head } events (logs @ pauseLogs s paused) (after.Cursor.IsSome && not paused)
-            | _ ->
-                let take, held = Ledger.take pageFull items ledger
-                // A ring's fetch saw only rows after the head: rows committed late may still sort before those, so
-                // it leaves the cursor where it is and raises no acknowledgement (an ack past such a row would mark
-                // it handled); the sweep does both.
-                let take =
-                    match take with
-                    | Some t when s.Quick ->
-                        if t.Messages.IsEmpty then None else Some { t with Cursor = None; Horizon = None }
-                    | t -> t
-                // Everything up to the newest row was taken unless rows were held back for lack of room.
-                let head = if held then None else newestId items |> Option.orElse s.Head
-                settle { s with Phase = Following; Paused = held; Head = head } (takeEvents take) (logs @ pauseLogs s held) (pageFull && not held)
-    | other -> failed s (describe "/activity" other)
-
-let private onFloor (cfg: Config) (response: Response) (ledger: Ledger.State) (s: State) : Outcome =
-    match response with
-    | Reply(status, body) when status >= 200 && status < 300 ->
-        match Json.tryParse body |> Option.bind (Json.prop "last_acked_seq") |> Option.bind Json.asFloat with
-        | Some f when f >= 0.0 ->
-            let floor = int64 f
-            let events = if Some floor > ledger.Floor then [ Ledger.Acked floor ] else []
-            settle { s with Phase = replay maxWindowSecs; Ack = Supported } events [] true
-        | _ -> failed s $"the acknowledgement answer has no last_acked_seq: {clip 200 body}"
-    | Reply(status, _) when status = 404 || status = 405 || status = 501 ->
-        let note =
-            $"the platform keeps no acknowledgements (HTTP {status.ToString(CultureInfo.InvariantCulture)} from /activity/ack); replaying the last {fmt (int64 cfg.ReplaySecs)} s"
-        settle { s with Phase = replay cfg.ReplaySecs; Ack = Unsupported } [] [ Log(Info, note) ] true
-    | other -> failed s (describe "/activity/ack" other)
-
-/// Folds the answer of the fetch in flight.
-let onResponse (cfg: Config) (response: Response) (ledger: Ledger.State) (s: State) : Outcome =
-    match s.Phase with
-    | LearningFloor -> onFloor cfg response ledger s
-    | _ -> onActivity cfg response ledger s
+            | Replaying r -> onReplayPage cfg uptime ledger s r items pageFull logs
+            | _ -> onFollowingPage cfg uptime ledger s items pageFull logs
+    | other -> failedWith cfg uptime sample s [] (describe "/activity" other)
 
 // ---------------------------------------------------------------------------------------------
-// Acknowledgements of handled messages
+// Acknowledgements of handled messages, and the floor
 // ---------------------------------------------------------------------------------------------
 
-/// The acknowledgement to send now, if any (none while one is in flight or the platform has none).
+/// The acknowledgement to send now, if any: none while one is in flight, while the route waits for its retry timer,
+/// or when the platform has none. While the floor is not known only the floor is asked (`acked_seq` 0): acking a
+/// position then could mark rows handled that no replay has seen.
 let ackRequest (cfg: Config) (ledger: Ledger.State) (s: State) : State * Request option =
-    match s.Ack, s.AckInFlight, Ledger.ackTarget ledger with
-    | Unsupported, _, _
-    | _, Some _, _
-    | _, _, None -> s, None
-    | _, None, Some target -> { s with AckInFlight = Some target }, Some(Api.ack cfg target)
+    let ask (target: int64) = { s with AckInFlight = Some target }, Some(Api.ack cfg target)
+    match s.Ack with
+    | Unsupported -> s, None
+    | _ when s.AckInFlight.IsSome || s.AckPace.Waiting -> s, None
+    | _ when s.Phase = LearningFloor || s.FloorOwed -> ask 0L
+    | _ ->
+        match Ledger.ackTarget ledger with
+        | Some target when target > s.AckedUpTo -> ask target
+        | _ -> s, None
 
-/// Folds an acknowledgement answer: the confirmed floor, or that the platform has none (404).
-let onAck (response: Response) (ledger: Ledger.State) (s: State) : State * Ledger.Event list * Effect list =
-    let s' = { s with AckInFlight = None }
+/// The acknowledgement route's retry timer fired: it may be asked again.
+let ackDue (s: State) : State = { s with AckPace = Pacing.due s.AckPace }
+
+/// What one answer of the acknowledgement route changes.
+type AckOutcome =
+    { State: State
+      Events: Ledger.Event list
+      Effects: Effect list
+      /// A fetch is due now (the floor became known, or intake stops waiting for it).
+      FetchNow: bool }
+
+let private ackFailed (cfg: Config) (uptime: float) (sample: float) (s: State) (reason: string) : AckOutcome =
+    let pace, wait, logs = Pacing.failed Pacing.ack Warning (ackRoute cfg) reason uptime sample s.AckPace
+    let s = { s with AckPace = pace }
+    let timer = After(wait, RetryTimer(cfg.WorkspaceId, Ack))
+    if s.Phase = LearningFloor then
+        let tries = s.FloorTries + 1
+        if tries >= floorTries then
+            // An optional route never holds the inbox: the recent window now, the floor later.
+            let note =
+                $"workspace {cfg.WorkspaceId.Value}: the platform's acknowledged position could not be read ({tries.ToString(CultureInfo.InvariantCulture)} tries; {reason}) — delivering the messages of the last {fmt (int64 cfg.ReplaySecs)} s meanwhile (handled ones are recognised by id) and asking for it again in the background"
+            { State = { s with FloorTries = tries; Phase = replay cfg.ReplaySecs; FloorOwed = true }
+              Events = []
+              Effects = logs @ [ Log(Warning, note); timer ]
+              FetchNow = true }
+        else
+            { State = { s with FloorTries = tries }; Events = []; Effects = logs @ [ timer ]; FetchNow = false }
+    else
+        { State = s; Events = []; Effects = logs @ [ timer ]; FetchNow = false }
+
+/// Folds an answer of the acknowledgement route. A floor is evidence, not an order: one below what was sent was
+/// not recorded (tried again, paced); one above every number the platform has shown is not taken (said once).
+let onAck (cfg: Config) (uptime: float) (sample: float) (response: Response) (ledger: Ledger.State) (s: State) : AckOutcome =
+    let sent = defaultArg s.AckInFlight 0L
+    let s = { s with AckInFlight = None }
+    let ok (s: State) events effects fetch =
+        let pace, recovered = Pacing.succeeded (ackRoute cfg) uptime s.AckPace
+        { State = { s with AckPace = pace; Ack = Supported }; Events = events; Effects = recovered @ effects; FetchNow = fetch }
+    let raise floor = if Some floor > ledger.Floor then [ Ledger.Acked floor ] else []
     match response with
     | Reply(status, body) when status >= 200 && status < 300 ->
-        match Json.tryParse body |> Option.bind (Json.prop "last_acked_seq") |> Option.bind Json.asFloat with
-        | Some f when f >= 0.0 && Some(int64 f) > ledger.Floor -> { s' with Ack = Supported }, [ Ledger.Acked(int64 f) ], []
-        | _ -> { s' with Ack = Supported }, [], []
+        match floorOf body with
+        | None -> ackFailed cfg uptime sample s $"HTTP {status.ToString(CultureInfo.InvariantCulture)} without a usable last_acked_seq: {clip 200 body}"
+        | Some floor when floor < sent ->
+            ackFailed cfg uptime sample s $"the platform answered last_acked_seq {fmt floor}, below the {fmt sent} sent: the acknowledgement was not recorded"
+        | Some floor when sent = 0L && s.Phase = LearningFloor ->
+            // A fresh start: taken for now; the replay checks it against the numbers the platform shows.
+            ok { s with Phase = replay maxWindowSecs; FloorTries = 0 } (raise floor) [] true
+        | Some floor when (match ledger.Horizon with Some h -> floor > h | None -> false) ->
+            // Above every number the platform has shown: moot, and not taken as the floor.
+            let shown = defaultArg ledger.Horizon 0L
+            let notes =
+                if s.Doubted then []
+                else [ Log(Warning, doubtedText cfg floor shown "messages are still recognised by id, and newer ones are delivered whatever their number") ]
+            ok { s with Doubted = true; FloorOwed = false; AckedUpTo = max s.AckedUpTo sent } [] notes false
+        | Some floor when s.FloorOwed ->
+            // The floor learnt late: what it shows is taken (the ids keep the replay from repeating anything).
+            ok { s with FloorOwed = false; ReplayOwed = true; AckedUpTo = max s.AckedUpTo floor } (raise floor) [ Log(Info, $"workspace {cfg.WorkspaceId.Value}: the platform's acknowledged position is {fmt floor}; reading every retained message above it") ] true
+        | Some floor -> ok { s with AckedUpTo = max s.AckedUpTo floor } (raise floor) [] false
     | Reply(status, _) when status = 404 || status = 405 || status = 501 ->
-        { s' with Ack = Unsupported }, [], [ Log(Info, "the platform keeps no acknowledgements (/activity/ack answered 404); handled messages are remembered locally only") ]
-    | other ->
-        let detail = describe "/activity/ack" other
-        s', [], [ Log(Debug, $"acknowledgement not recorded: {detail}") ]
+        let learning = s.Phase = LearningFloor
+        let note =
+            if learning then
+                $"the platform keeps no acknowledgements (HTTP {status.ToString(CultureInfo.InvariantCulture)} from /activity/ack); replaying the last {fmt (int64 cfg.ReplaySecs)} s"
+            else
+                $"the platform keeps no acknowledgements (HTTP {status.ToString(CultureInfo.InvariantCulture)} from /activity/ack); handled messages are remembered locally only"
+        let s = { s with Ack = Unsupported; FloorOwed = false; AckPace = Pacing.ready }
+        let s = if learning then { s with Phase = replay cfg.ReplaySecs } else s
+        { State = s; Events = []; Effects = [ Log(Info, note) ]; FetchNow = learning }
+    | other -> ackFailed cfg uptime sample s (describe "/activity/ack" other)

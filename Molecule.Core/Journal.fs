@@ -71,6 +71,7 @@ let snapshot (s: Ledger.State) : string =
             [ "cursor", optStr s.Cursor
               "floor", optNum s.Floor
               "horizon", optNum s.Horizon
+              "newest", optNum s.Newest
               "queue", Json.arr (s.Queue |> Seq.map (fun kv -> messageJson kv.Value :> JsonNode))
               "seen", Json.arr (s.SeenOrder |> Seq.map (fun kv -> Json.str kv.Value)) ]
     )
@@ -82,10 +83,12 @@ let event (e: Ledger.Event) : string =
             [ "e", Json.str "took"
               "messages", Json.arr (t.Messages |> List.map (fun m -> messageJson m :> JsonNode))
               "cursor", optStr t.Cursor
-              "horizon", optNum t.Horizon ]
+              "horizon", optNum t.Horizon
+              "newest", optNum t.Newest ]
         | Ledger.Popped id -> [ "e", Json.str "popped"; "id", Json.str id ]
         | Ledger.Acked floor -> [ "e", Json.str "acked"; "floor", JsonValue.Create floor :> JsonNode ]
         | Ledger.CursorLost -> [ "e", Json.str "cursor_lost" ]
+        | Ledger.Rebased horizon -> [ "e", Json.str "rebased"; "horizon", optNum horizon ]
     Json.compact (Json.obj fields)
 
 /// The whole file for a ledger: header, snapshot, trailing newline.
@@ -157,10 +160,11 @@ let private readSnapshot (workspaceId: WorkspaceId) (line: string) : Ledger.Stat
                 { Ledger.empty workspaceId with
                     Cursor = cursor |> Option.filter (fun c -> c.Trim() <> "")
                     Floor = Json.prop "floor" doc |> Option.bind int64Of
-                    Horizon = Json.prop "horizon" doc |> Option.bind int64Of }
+                    Horizon = Json.prop "horizon" doc |> Option.bind int64Of
+                    Newest = Json.prop "newest" doc |> Option.bind int64Of }
             // Seen ids first (oldest first), then the queue (whose ids are among them already).
             let s = seen |> List.fold (fun s id -> Ledger.remember id s) s
-            Some(Ledger.evolve s (Ledger.Took { Messages = queue; Cursor = None; Horizon = None }))
+            Some(Ledger.evolve s (Ledger.Took { Messages = queue; Cursor = None; Horizon = None; Newest = None }))
         | _ -> None
     | None -> None
 
@@ -174,10 +178,12 @@ let readEvent (line: string) : Ledger.Event option =
                 Ledger.Took
                     { Messages = ms
                       Cursor = Json.stringProp "cursor" doc |> Option.filter (fun c -> c.Trim() <> "")
-                      Horizon = Json.prop "horizon" doc |> Option.bind int64Of })
+                      Horizon = Json.prop "horizon" doc |> Option.bind int64Of
+                      Newest = Json.prop "newest" doc |> Option.bind int64Of })
         | Some "popped" -> Json.stringProp "id" doc |> Option.map Ledger.Popped
         | Some "acked" -> Json.prop "floor" doc |> Option.bind int64Of |> Option.map Ledger.Acked
         | Some "cursor_lost" -> Some Ledger.CursorLost
+        | Some "rebased" -> Some(Ledger.Rebased(Json.prop "horizon" doc |> Option.bind int64Of))
         | _ -> None
     | None -> None
 
@@ -242,7 +248,7 @@ let readLegacy (text: string) : (string option * InboxMessage list * string list
 let ofLegacy (workspaceId: WorkspaceId) (cursor: string option) (queue: InboxMessage list) (seen: string list) : Ledger.State =
     let s = Ledger.empty workspaceId
     let s = seen |> List.fold (fun s id -> Ledger.remember id s) s
-    Ledger.evolve s (Ledger.Took { Messages = queue; Cursor = cursor; Horizon = None })
+    Ledger.evolve s (Ledger.Took { Messages = queue; Cursor = cursor; Horizon = None; Newest = None })
 
 let describeRefusal (r: Refusal) =
     match r with

@@ -34,13 +34,18 @@ type State =
       /// The platform's stored `last_acked_seq`, as last confirmed.
       Floor: int64 option
       /// The highest `seq` intake has taken (delivered or skipped).
-      Horizon: int64 option }
+      Horizon: int64 option
+      /// The newest row time (platform clock, UTC ticks) intake has taken: a row created after it was never taken
+      /// here, so no number can say it was handled.
+      Newest: int64 option }
 
 type Take =
     { Messages: InboxMessage list
       /// The new cursor; None keeps the current one.
       Cursor: string option
-      Horizon: int64 option }
+      Horizon: int64 option
+      /// The newest row time of the batch, when it is newer than the ledger's.
+      Newest: int64 option }
 
 type Event =
     /// One batch of rows taken: messages queued, cursor moved.
@@ -50,6 +55,9 @@ type Event =
     | Acked of floor: int64
     /// The cursor row is gone (410): the next poll replays.
     | CursorLost
+    /// The platform's numbers were shown wrong (they went back, or a floor above every number it has shown): the
+    /// floor is forgotten and the horizon starts again from the numbers the platform shows now.
+    | Rebased of horizon: int64 option
 
 let empty (workspaceId: WorkspaceId) : State =
     { WorkspaceId = workspaceId
@@ -60,7 +68,8 @@ let empty (workspaceId: WorkspaceId) : State =
       SeenOrder = Map.empty
       SeenNext = 0L
       Floor = None
-      Horizon = None }
+      Horizon = None
+      Newest = None }
 
 let keyOf (m: InboxMessage) : Key =
     let ticks =
@@ -94,12 +103,18 @@ let remember (id: string) (s: State) : State =
                 Seen = s.Seen.Remove oldest
                 SeenOrder = s.SeenOrder.Remove n }
 
+/// The remembered key of an uploaded file: a second row naming the same file is the same upload.
+let fileKey (fileId: string) = "file:" + fileId
+
 let private enqueue (s: State) (m: InboxMessage) : State =
     if s.Keys.ContainsKey m.ActivityId then
         s
     else
         let k = keyOf m
-        remember m.ActivityId { s with Queue = s.Queue.Add(k, m); Keys = s.Keys.Add(m.ActivityId, k) }
+        let s = remember m.ActivityId { s with Queue = s.Queue.Add(k, m); Keys = s.Keys.Add(m.ActivityId, k) }
+        match Uploads.decode m with
+        | Some p -> remember (fileKey p.Upload.FileId) s
+        | None -> s
 
 let evolve (s: State) (event: Event) : State =
     match event with
@@ -107,13 +122,15 @@ let evolve (s: State) (event: Event) : State =
         let s = t.Messages |> List.fold enqueue s
         { s with
             Cursor = (match t.Cursor with Some _ -> t.Cursor | None -> s.Cursor)
-            Horizon = maxOpt s.Horizon t.Horizon }
+            Horizon = maxOpt s.Horizon t.Horizon
+            Newest = maxOpt s.Newest t.Newest }
     | Popped id ->
         match s.Keys.TryFind id with
         | Some k -> remember id { s with Queue = s.Queue.Remove k; Keys = s.Keys.Remove id }
         | None -> s
     | Acked floor -> { s with Floor = maxOpt s.Floor (Some floor) }
     | CursorLost -> { s with Cursor = None }
+    | Rebased horizon -> { s with Floor = None; Horizon = horizon }
 
 // ---------------------------------------------------------------------------------------------
 // Reading
@@ -187,15 +204,37 @@ type Verdict =
 /// True when this ledger already has the row with this id: waiting in the queue, or delivered before.
 let knows (s: State) (id: string) : bool = s.Seen.Contains id || s.Keys.ContainsKey id
 
+/// The file of an upload row, when it names one.
+let private fileOf (row: Activity.Row) =
+    match row.Upload with
+    | Some u when isMethod Activity.uploadMethod row -> Some u.FileId
+    | _ -> None
+
+/// The floor speaks only for rows the ids cannot: rows no newer than the newest row this ledger has taken (those it
+/// may have handled and forgotten, or that a lost ledger handled) — and never above the highest number it has taken.
+/// A row created after everything taken here was never handled here, whatever its number says.
+let coveredBy (s: State) (seq: int64 option) (at: DateTimeOffset option) : bool =
+    match seq, s.Floor with
+    | Some q, Some f ->
+        let f = match s.Horizon with Some h -> min f h | None -> f
+        let older =
+            match s.Newest, at with
+            | Some newest, Some at -> at.UtcTicks <= newest
+            | _ -> true
+        q <= f && older
+    | _ -> false
+
+let floorCovers (s: State) (row: Activity.Row) : bool = coveredBy s row.Seq row.At
+
 let verdict (s: State) (row: Activity.Row) : Verdict =
     if isEcho s.WorkspaceId row then Handled
     // An upload row without a file to fetch has nothing for the agent.
     elif isMethod Activity.uploadMethod row && row.Upload.IsNone then Handled
     elif knows s row.Id then Handled
-    else
-        match row.Seq, s.Floor with
-        | Some q, Some f when q <= f -> Handled
-        | _ -> Deliver
+    // A second row naming a file already taken is the same upload.
+    elif (match fileOf row with Some f -> knows s (fileKey f) | None -> false) then Handled
+    elif floorCovers s row then Handled
+    else Deliver
 
 /// A row of a batch: readable, or skipped (with its id when it has one).
 type Item =
@@ -222,22 +261,28 @@ let itemSeq (item: Item) =
     | Known k -> k.Seq
     | Unreadable k -> k.Seq
 
+/// The floor speaks for this row (see `coveredBy`).
+let itemCovered (s: State) (item: Item) = coveredBy s (itemSeq item) (itemTime item)
+
 /// Takes a batch of rows given oldest first (as `since_id` returns them, or a replay sorted so): delivers the
 /// new ones while there is room, and moves the cursor as far as it safely can — never past a row it could not
 /// take (that row is fetched again once there is room), lagging `cursorLagSecs` behind the newest row, but
 /// always at least onto the first row when there was no cursor, and always forward on a full page.
 /// Returns the take (None when nothing changes) and whether rows were held back for lack of room.
 let take (pageFull: bool) (items: Item list) (s: State) : Take option * bool =
+    // a batch that names one file twice delivers it once
+    let fileSeen (seen: Set<string>) (row: Activity.Row) = match fileOf row with Some f -> seen.Contains(fileKey f) | None -> false
     let rec walk (room: int) (accepted: Item list) (delivered: InboxMessage list) (seen: Set<string>) (rest: Item list) =
         match rest with
         | [] -> List.rev accepted, List.rev delivered, false
         | item :: tail ->
             match item with
-            | Readable row when verdict s row = Deliver && not (seen.Contains row.Id) ->
+            | Readable row when verdict s row = Deliver && not (seen.Contains row.Id) && not (fileSeen seen row) ->
                 if room <= 0 then
                     List.rev accepted, List.rev delivered, true
                 else
-                    walk (room - 1) (item :: accepted) (messageOf s.WorkspaceId row :: delivered) (seen.Add row.Id) tail
+                    let seen = match fileOf row with Some f -> (seen.Add row.Id).Add(fileKey f) | None -> seen.Add row.Id
+                    walk (room - 1) (item :: accepted) (messageOf s.WorkspaceId row :: delivered) seen tail
             | _ -> walk room (item :: accepted) delivered seen tail
     let accepted, delivered, held = walk (room s) [] [] Set.empty items
     let withIds = accepted |> List.choose (fun i -> itemId i |> Option.map (fun id -> id, itemTime i))
@@ -257,10 +302,26 @@ let take (pageFull: bool) (items: Item list) (s: State) : Take option * bool =
     let cursor = if cursor = s.Cursor then None else cursor
     let horizon = accepted |> List.choose itemSeq |> List.fold (fun acc q -> maxOpt acc (Some q)) None
     let horizon = match horizon, s.Horizon with Some h, Some old when h <= old -> None | _ -> horizon
-    if delivered.IsEmpty && cursor.IsNone && horizon.IsNone then
+    let latest = accepted |> List.choose itemTime |> List.fold (fun acc t -> maxOpt acc (Some t.UtcTicks)) None
+    let latest = match latest, s.Newest with Some n, Some old when n <= old -> None | _ -> latest
+    if delivered.IsEmpty && cursor.IsNone && horizon.IsNone && latest.IsNone then
         None, held
     else
-        Some { Messages = Uploads.grouped delivered; Cursor = cursor; Horizon = horizon }, held
+        Some { Messages = Uploads.grouped delivered; Cursor = cursor; Horizon = horizon; Newest = latest }, held
+
+/// Evidence that the platform's numbering went back (restored from a backup, say): a row created clearly after the
+/// newest row this ledger has taken (more than `cursorLagSecs`, what late commits may differ by), whose `seq` is no
+/// higher than the highest this ledger has taken. Returns that row's seq and the horizon it undercuts.
+let rewound (s: State) (items: Item list) : (int64 * int64) option =
+    match s.Newest, s.Horizon with
+    | Some newest, Some horizon ->
+        let slack = int64 (cursorLagSecs * float TimeSpan.TicksPerSecond)
+        items
+        |> List.tryPick (fun i ->
+            match itemTime i, itemSeq i with
+            | Some at, Some q when at.UtcTicks > newest + slack && q <= horizon -> Some(q, horizon)
+            | _ -> None)
+    | _ -> None
 
 /// The event of handling one message, if it is waiting.
 let pop (activityId: string) (s: State) : Event option =

@@ -16,8 +16,15 @@ type Failure =
 
 type State =
     { Registered: bool
-      /// Consecutive heartbeat 401/403 (the "strike" counter); reset by a successful heartbeat only.
+      /// Heartbeat 401/403 in a row with no successful request of this workspace between them (the "strike" counter):
+      /// reset by any success, so a refusal of the heartbeat alone never adds up to three.
       AuthFailures: int
+      /// Heartbeat 401/403 in a row (reset by a successful heartbeat only).
+      Refusals: int
+      /// A tool's own request was refused with 401 and no request succeeded since.
+      ToolRefused: bool
+      /// The user was told that heartbeats alone are refused (in this run of refusals).
+      HeartbeatOnly: bool
       Removed: RemovedInfo option
       /// Consecutive non-auth heartbeat failures; reset by a successful heartbeat only.
       HeartbeatFailures: int
@@ -31,6 +38,10 @@ type Command =
     | Observed of Observation
     /// The token was replaced (MOLECULE_WORKSPACE_TOKEN_FILE): what the old one earned no longer counts.
     | TokenReplaced of source: string
+    /// A request of this workspace other than the heartbeat succeeded (2xx): the platform takes the token.
+    | Succeeded
+    /// A tool's own request of this workspace was refused (401).
+    | ToolRefusal of status: int
 
 type Event =
     | Registered
@@ -39,14 +50,21 @@ type Event =
     /// Any other failure at register: warn and keep going.
     | RegisterFailed of Failure
     | HeartbeatSucceeded of inboundSecret: string option
-    | HeartbeatAuthFailed of status: int * consecutive: int
+    /// `consecutive`: strikes (no success between them); `refusals`: heartbeat refusals in a row.
+    | HeartbeatAuthFailed of status: int * consecutive: int * refusals: int
     | HeartbeatFailed of Failure * consecutive: int
     | WorkspaceRemoved of RemovedInfo
     | NewToken of source: string
+    /// A request succeeded after refusals: strikes and a tool's refusal are cleared.
+    | Accepted
+    | ToolRequestRefused of status: int
 
 let initial: State =
     { Registered = false
       AuthFailures = 0
+      Refusals = 0
+      ToolRefused = false
+      HeartbeatOnly = false
       Removed = None
       HeartbeatFailures = 0
       LastFailureKind = "" }
@@ -96,7 +114,8 @@ let decide (config: Config) (command: Command) (state: State) : Event list =
         | Some f -> [ RegisterFailed f ]
     | HeartbeatOutcome(Reply(status, body)) when status = 410 ->
         removedOnce state (removedInfoOfBody config.WorkspaceId.Value body)
-    | HeartbeatOutcome(Reply(status, _)) when isAuth status -> [ HeartbeatAuthFailed(status, state.AuthFailures + 1) ]
+    | HeartbeatOutcome(Reply(status, _)) when isAuth status ->
+        [ HeartbeatAuthFailed(status, state.AuthFailures + 1, state.Refusals + 1) ]
     | HeartbeatOutcome(Reply(status, body)) when status < 400 ->
         let secret =
             Json.tryParse body |> Option.bind (Json.stringProp "platform_inbound_secret") |> nonEmpty
@@ -117,6 +136,10 @@ let decide (config: Config) (command: Command) (state: State) : Event list =
     | Observed(PeersVia _)
     | Observed(OwnUploads _) -> []
     | TokenReplaced source -> [ NewToken source ]
+    | Succeeded when state.AuthFailures > 0 || state.ToolRefused -> [ Accepted ]
+    | Succeeded -> []
+    | ToolRefusal status when state.Removed.IsNone -> [ ToolRequestRefused status ]
+    | ToolRefusal _ -> []
 
 let evolve (state: State) (event: Event) : State =
     match event with
@@ -126,27 +149,42 @@ let evolve (state: State) (event: Event) : State =
     | HeartbeatSucceeded _ ->
         { state with
             AuthFailures = 0
+            Refusals = 0
+            ToolRefused = false
+            HeartbeatOnly = false
             HeartbeatFailures = 0
             LastFailureKind = "" }
-    | HeartbeatAuthFailed(_, n) -> { state with AuthFailures = n }
+    | HeartbeatAuthFailed(_, n, r) -> { state with AuthFailures = n; Refusals = r; HeartbeatOnly = state.HeartbeatOnly || n <> r }
+    | Accepted -> { state with AuthFailures = 0; ToolRefused = false }
+    | ToolRequestRefused _ -> { state with ToolRefused = true }
     | HeartbeatFailed(f, n) ->
         { state with
             HeartbeatFailures = n
             LastFailureKind = failureKind f }
     | WorkspaceRemoved info -> { state with Removed = Some info }
-    | NewToken _ -> { state with AuthFailures = 0 }
+    | NewToken _ -> { state with AuthFailures = 0; Refusals = 0; ToolRefused = false }
 
-/// The one line every platform tool answers while the platform rejects the token (None while it does not).
+/// Strikes that confirm the platform rejects the token (the 3-strike rule).
+let strikes = 3
+
+/// The rejection is confirmed: three heartbeats refused with no success between them, or a tool's own request
+/// refused — and nothing succeeded since. A single refused heartbeat never blocks the tools.
+let confirmed (state: State) = (state.AuthFailures >= strikes || state.ToolRefused) && state.Removed.IsNone
+
+/// The one line every platform tool answers while the rejection is confirmed (None otherwise).
 let degraded (config: Config) (state: State) : string option =
-    if state.AuthFailures > 0 && state.Removed.IsNone then
+    if confirmed state then
         let place =
             match config.TokenSource with
             | FromEnv -> "MOLECULE_WORKSPACE_TOKEN"
             | FromFile path
             | FromTokenFile path -> path
             | FromWorkspaces -> "MOLECULE_WORKSPACES"
+        let why =
+            if state.AuthFailures >= strikes then $"{state.AuthFailures} heartbeats refused in a row"
+            else "a request was refused with HTTP 401"
         Some
-            $"Error: the platform rejects the token of workspace {config.WorkspaceId.Value} (from {place}; {state.AuthFailures} heartbeat(s) refused in a row). {Texts.regenerate}"
+            $"Error: the platform rejects the token of workspace {config.WorkspaceId.Value} (from {place}; {why}, and no request succeeded since). {Texts.regenerate}"
     else
         None
 
@@ -187,6 +225,10 @@ let private describe (config: Config) (what: string) (f: Failure) =
 let private revokedText (config: Config) (n: int) (status: int) =
     $"molecule-mcp: {n} consecutive heartbeat auth failures (HTTP {status}) — the token in {tokenPlace config} has been REVOKED, likely because workspace {config.WorkspaceId.Value} was deleted server-side. The MCP server is still running but every platform call will fail. {Texts.regenerate}"
 
+/// The words for heartbeats refused while other requests with the same token succeed.
+let heartbeatOnlyText (config: Config) (status: int) (refusals: int) =
+    $"workspace {config.WorkspaceId.Value}: the platform refuses its heartbeats (HTTP {status}, {refusals} in a row) while other requests with the same token succeed — the workspace may show as offline on the platform; tools keep working and the heartbeat keeps trying"
+
 let private effectsOf (config: Config) (state: State) (event: Event) : Effect list =
     match event with
     | Registered -> [ Log(Info, $"registered workspace {config.WorkspaceId.Value} with platform") ]
@@ -208,10 +250,19 @@ let private effectsOf (config: Config) (state: State) (event: Event) : Effect li
           match secret with
           | Some s -> WriteStateFile(inboundSecretFileName, s)
           | None -> () ]
-    | HeartbeatAuthFailed(status, n) when n < 3 ->
+    | HeartbeatAuthFailed(status, n, r) when n = r && n < 3 ->
         [ Log(Warning, $"heartbeat HTTP {status} — auth failure {n}/3; the token may have been revoked; retrying") ]
-    | HeartbeatAuthFailed(status, n) when isAuthEscalation n -> [ Log(Error, revokedText config n status) ]
+    | HeartbeatAuthFailed(status, n, r) when n = r && isAuthEscalation n -> [ Log(Error, revokedText config n status) ]
+    | HeartbeatAuthFailed(_, n, r) when n = r -> []
+    | HeartbeatAuthFailed(status, _, r) when not state.HeartbeatOnly || r % warningRepeatEvery = 0 ->
+        // Other requests with the same token succeed between the refusals: not a revoked token.
+        [ Log(Warning, heartbeatOnlyText config status r) ]
     | HeartbeatAuthFailed _ -> []
+    | Accepted when confirmed state -> [ Log(Info, $"workspace {config.WorkspaceId.Value}: the platform accepts the token again; tools call it again") ]
+    | Accepted -> []
+    | ToolRequestRefused status when not (confirmed state) ->
+        [ Log(Warning, $"workspace {config.WorkspaceId.Value}: a tool's request was refused with HTTP {status}; other tools answer that the token is rejected until a request succeeds") ]
+    | ToolRequestRefused _ -> []
     | HeartbeatFailed(f, n) ->
         let fresh = state.HeartbeatFailures = 0 || state.LastFailureKind <> failureKind f
         if fresh || n % warningRepeatEvery = 0 then

@@ -1,6 +1,8 @@
 /// Files the user uploads to a poll-mode workspace (addendum §7.5; P34, P35): the workspace's hidden upload messages
 /// (Uploads) are downloaded under `<state dir>/uploads/<workspace id>/`, recorded in the ledger once on disk,
-/// acknowledged to the platform, and announced to the agent as ONE message per batch. Pure, like Workspace.
+/// acknowledged to the platform, and announced to the agent as ONE message per batch. A file is one file by its id
+/// (two rows naming it are one upload); a failed download is tried again as the pacing policy says (Pacing.upload),
+/// at most `Uploads.maxAttempts` times. Pure, like Workspace.
 module Molecule.Core.Staging
 
 open System.Globalization
@@ -10,7 +12,7 @@ open Molecule.Core.Workspace
 let private pendings (ws: State) : (InboxMessage * Uploads.Pending) list =
     Ledger.pendingUploads ws.Ledger |> List.choose (fun m -> Uploads.decode m |> Option.map (fun p -> m, p))
 
-let private tookOne (m: InboxMessage) = Ledger.Took { Messages = [ m ]; Cursor = None; Horizon = None }
+let private tookOne (m: InboxMessage) = Ledger.Took { Messages = [ m ]; Cursor = None; Horizon = None; Newest = None }
 
 /// Moves the uploaded files on: this workspace's own are dropped (never fetched or acknowledged — P35), waiting ones
 /// are downloaded (one download per file at a time), and a batch whose files are all on disk or gone becomes ONE
@@ -30,7 +32,11 @@ let uploads (ws: State) : State * Effect list * InboxMessage list =
             |> List.choose (fun (_, members) ->
                 Uploads.announce members
                 |> Option.map (fun msg -> (members |> List.map (fun (m, _) -> Ledger.Popped m.ActivityId)) @ [ tookOne msg ], msg))
-        let fetch = rest |> List.filter (fun (_, p) -> p.Stage = Uploads.Waiting && not (ws.Downloading.Contains p.Upload.FileId))
+        let paced (fileId: string) = ws.DownloadPace.TryFind fileId |> Option.exists (fun p -> p.Waiting)
+        let fetch =
+            rest
+            |> List.filter (fun (_, p) -> p.Stage = Uploads.Waiting && not (ws.Downloading.Contains p.Upload.FileId) && not (paced p.Upload.FileId))
+            |> List.distinctBy (fun (_, p) -> p.Upload.FileId)
         let ws = { ws with Downloading = fetch |> List.fold (fun acc (_, p) -> Set.add p.Upload.FileId acc) ws.Downloading }
         let downloads =
             fetch
@@ -40,14 +46,17 @@ let uploads (ws: State) : State * Effect list * InboxMessage list =
         ws, persisted @ downloads, List.map snd announced
 
 /// A download ended: the file is on disk (recorded, then acknowledged to the platform), gone (404/410, or too many
-/// failures: recorded so), or to be tried again at the next tick. The ledger says a file is staged only once it is.
-let onDownload (fileId: string) (result: DownloadResult) (ws: State) : State * Effect list * InboxMessage list =
+/// failures: recorded so), or to be tried again when its retry timer fires. The ledger says a file is staged only once
+/// it is — every waiting row naming the file at once.
+let onDownload (uptime: float) (sample: float) (fileId: string) (result: DownloadResult) (ws: State) : State * Effect list * InboxMessage list =
     let ws = { ws with Downloading = ws.Downloading.Remove fileId }
-    match pendings ws |> List.tryFind (fun (_, p) -> p.Upload.FileId = fileId) with
-    | None -> ws, [], []
-    | Some(m, p) ->
-        let name = p.Upload.Name
-        let failures = 1 + defaultArg (ws.DownloadFailures.TryFind fileId) 0
+    let waiting = pendings ws |> List.filter (fun (_, p) -> p.Upload.FileId = fileId && p.Stage = Uploads.Waiting)
+    match waiting with
+    | [] -> ws, [], []
+    | (_, p) :: _ ->
+        let name = Uploads.displayName p.Upload.Name
+        let pace = defaultArg (ws.DownloadPace.TryFind fileId) Pacing.ready
+        let failures = pace.Failures + 1
         let why =
             match result with
             | Saved _ -> ""
@@ -63,17 +72,25 @@ let onDownload (fileId: string) (result: DownloadResult) (ws: State) : State * E
                 Some(Uploads.Gone $"the platform no longer has it: {why}"), [ Log(Info, $"uploaded file {name} ({fileId}) is already gone on the platform ({why}); skipping it") ]
             | _ when failures >= Uploads.maxAttempts ->
                 Some(Uploads.Gone why), [ Log(Warning, $"giving up on the uploaded file {name} ({fileId}) after {failures.ToString(CultureInfo.InvariantCulture)} failed downloads: {why}") ]
-            | _ ->
-                let level = if failures = 1 then Warning else Debug
-                None, [ Log(level, $"download of the uploaded file {name} ({fileId}) failed ({why}); trying again") ]
+            | _ -> None, []
         match settled with
-        | None -> { ws with DownloadFailures = ws.DownloadFailures.Add(fileId, failures) }, effects, []
+        | None ->
+            let pace, wait, logs =
+                Pacing.failed Pacing.upload Warning $"downloading the uploaded file {name} ({fileId})" why uptime sample pace
+            { ws with DownloadPace = ws.DownloadPace.Add(fileId, pace) }, logs @ [ After(wait, RetryTimer(id ws, FetchUpload fileId)) ], []
         | Some stage ->
-            let ws = { ws with DownloadFailures = ws.DownloadFailures.Remove fileId }
+            let ws = { ws with DownloadPace = ws.DownloadPace.Remove fileId }
             // durable first: the ack and the announcement leave after the ledger says where the file is
-            let ws, persisted = apply [ Ledger.Popped m.ActivityId; tookOne (Uploads.withStage stage m) ] ws
+            let events = waiting |> List.collect (fun (m, _) -> [ Ledger.Popped m.ActivityId; tookOne (Uploads.withStage stage m) ])
+            let ws, persisted = apply events ws
             let ws, more, announced = uploads ws
             ws, persisted @ effects @ more, announced
+
+/// A file's retry timer fired: its download may be tried again.
+let retry (fileId: string) (ws: State) : State * Effect list * InboxMessage list =
+    match ws.DownloadPace.TryFind fileId with
+    | Some pace -> uploads { ws with DownloadPace = ws.DownloadPace.Add(fileId, Pacing.due pace) }
+    | None -> uploads ws
 
 /// The platform's answer to an upload acknowledgement: only logged (the file is on disk either way).
 let onUploadAck (fileId: string) (response: Response) (ws: State) : State * Effect list =

@@ -265,6 +265,8 @@ type Job =
     | FetchUpload of fileId: string
     /// Tells the platform an uploaded file is on disk here.
     | AckUpload of fileId: string
+    /// Asks the registry for the name of a peer whose message came without one (`include=peer_info` unsupported).
+    | Discover of peerId: string
 
 /// Whom the answer to a request belongs to.
 type Purpose =
@@ -282,6 +284,9 @@ type Timer =
     | ProgramTimer of call: int64
     /// Time to tell the client a long call is still running (it asked for progress).
     | ProgressTimer of call: int64
+    /// A failed background route of a workspace may be asked again (Pacing): the fetch (`Poll`), the
+    /// acknowledgement (`Ack`) or an uploaded file (`FetchUpload`).
+    | RetryTimer of workspace: Molecule.Protocol.WorkspaceId * Job
 
 /// The channel notification `notifications/claude/channel` params: content + string-only meta.
 type ChannelEvent =

@@ -145,12 +145,43 @@ let path (stateDir: string) (workspace: WorkspaceId) (upload: Activity.Upload) :
 // The message the agent reads
 // ---------------------------------------------------------------------------------------------
 
+/// The longest file name shown.
+let maxShownName = 120
+
+/// A file name as it may be shown (in the announcement and in log lines): the platform's row is untrusted, so control
+/// characters, line and paragraph separators and other invisible format characters become spaces (a newline cannot
+/// start a line of its own — no forged "↩ Reply:" line), runs of spaces one, trimmed, at most 120 characters;
+/// "(unnamed file)" when nothing is left.
+let displayName (name: string) : string =
+    let hidden (c: char) =
+        Char.IsControl c || c = '\u2028' || c = '\u2029' || Char.GetUnicodeCategory c = UnicodeCategory.Format
+    let spaced = String((if isNull name then "" else name).ToCharArray() |> Array.map (fun c -> if hidden c then ' ' else c))
+    let t = String.Join(" ", spaced.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+    let t =
+        if t.Length <= maxShownName then t
+        else
+            let cut = if Char.IsHighSurrogate t[maxShownName - 2] then maxShownName - 2 else maxShownName - 1
+            t.Substring(0, cut) + "…"
+    if t = "" then "(unnamed file)" else t
+
+let private isTokenChar (c: char) =
+    (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || "!#$&^_.+-".IndexOf c >= 0
+
+/// A MIME type as it may be shown: `type/subtype` of token characters (parameters dropped), at most 100 characters;
+/// anything else is "application/octet-stream".
+let displayMime (mime: string) : string =
+    let t = (if isNull mime then "" else mime).Split(';').[0].Trim()
+    match t.Split('/') with
+    | [| kind; sub |] when kind <> "" && sub <> "" && t.Length <= 100 && Seq.forall isTokenChar kind && Seq.forall isTokenChar sub -> t.ToLowerInvariant()
+    | _ -> "application/octet-stream"
+
 let private describe (p: Pending) : string =
     let u = p.Upload
+    let name = displayName u.Name
     match p.Stage with
-    | Staged(path, bytes) -> $"- {path} ({u.Name}, {u.MimeType}, {bytes.ToString(CultureInfo.InvariantCulture)} bytes)"
-    | Gone reason -> $"- {u.Name}: could not be downloaded ({reason})"
-    | Waiting -> $"- {u.Name}: not downloaded yet"
+    | Staged(path, bytes) -> $"- {path} ({name}, {displayMime u.MimeType}, {bytes.ToString(CultureInfo.InvariantCulture)} bytes)"
+    | Gone reason -> $"- {name}: could not be downloaded ({displayName reason})"
+    | Waiting -> $"- {name}: not downloaded yet"
 
 let private order (m: InboxMessage) =
     ((match Activity.parseTime m.CreatedAt with

@@ -31,9 +31,9 @@ type State =
       Doorbell: Doorbell.State
       /// File ids of this workspace's own uploads (send_message_to_user): never fetched as the user's (P35).
       OwnUploads: Set<string>
-      /// Uploaded files being downloaded now, and how often each has failed.
+      /// Uploaded files being downloaded now, and the pacing of those whose download failed.
       Downloading: Set<string>
-      DownloadFailures: Map<string, int> }
+      DownloadPace: Map<string, Pacing.State> }
 
 let boot (config: Config) (b: Boot) : State =
     { Config = config
@@ -48,7 +48,7 @@ let boot (config: Config) (b: Boot) : State =
       Doorbell = Doorbell.initial
       OwnUploads = Set.empty
       Downloading = Set.empty
-      DownloadFailures = Map.empty }
+      DownloadPace = Map.empty }
 
 let id (ws: State) = ws.Config.WorkspaceId
 
@@ -86,40 +86,51 @@ let delivered (events: Ledger.Event list) : InboxMessage list =
 /// This process polls the workspace's inbox (enabled, the poller, no old shared file being checked).
 let inboxActive (ws: State) = ws.Config.InboxEnabled && ws.Leader && ws.Legacy.IsNone
 
-/// Starts the next fetch unless one is in flight (then it is coalesced into one more).
-let fetchFor (trigger: Intake.Trigger) (ws: State) : State * Effect list =
-    if not (inboxActive ws) then
-        ws, []
-    else
-        let intake, request = Intake.nextFor trigger ws.Config ws.Ledger ws.Intake
-        { ws with Intake = intake }, (request |> Option.map (send ws Poll) |> Option.toList)
-
-/// Starts the next sweep (see `Intake.Trigger`).
-let fetch (ws: State) : State * Effect list = fetchFor Intake.Sweep ws
-
-/// Sends the acknowledgement the ledger allows now, if any.
+/// Sends the acknowledgement (or the floor question) the ledger allows now, if any.
 let acknowledge (ws: State) : State * Effect list =
-    if not ws.Config.InboxEnabled then
+    if not (inboxActive ws) then
         ws, []
     else
         let intake, request = Intake.ackRequest ws.Config ws.Ledger ws.Intake
         { ws with Intake = intake }, (request |> Option.map (send ws Ack) |> Option.toList)
 
-/// A fetch answer: events made durable, then the next fetch when one is due, then acknowledgements.
-let onPoll (response: Response) (ws: State) : State * Effect list * InboxMessage list =
-    let o = Intake.onResponse ws.Config response ws.Ledger ws.Intake
+/// Starts the next fetch unless one is in flight (then it is coalesced into one more) or the route waits for its
+/// retry timer; a floor still to be learnt is asked on the acknowledgement route meanwhile.
+let fetchFor (trigger: Intake.Trigger) (ws: State) : State * Effect list =
+    if not (inboxActive ws) then
+        ws, []
+    else
+        let intake, request = Intake.nextFor trigger ws.Config ws.Ledger ws.Intake
+        let ws, asks = acknowledge { ws with Intake = intake }
+        ws, (request |> Option.map (send ws Poll) |> Option.toList) @ asks
+
+/// Starts the next sweep (see `Intake.Trigger`).
+let fetch (ws: State) : State * Effect list = fetchFor Intake.Sweep ws
+
+/// A fetch answer: events made durable, then the next fetch when one is due, then acknowledgements. `uptime` is the
+/// agent's, `sample` (0..1) the jitter of a retry.
+let onPoll (uptime: float) (sample: float) (response: Response) (ws: State) : State * Effect list * InboxMessage list =
+    let o = Intake.onResponse ws.Config uptime sample response ws.Ledger ws.Intake
     let ws, persisted = apply o.Events { ws with Intake = o.Intake }
-    // A follow-up (a full page, a coalesced ring) reads on from the newest row; an owed sweep still runs.
+    // A follow-up (a page that got somewhere, a coalesced ring) reads on from the newest row; an owed sweep still runs.
     let ws, more = if o.FetchNow then fetchFor Intake.Ring ws else ws, []
     let ws, acks = acknowledge ws
     // uploaded files reach the agent only once they are on disk (Staging)
     ws, persisted @ o.Effects @ more @ acks, delivered o.Events |> List.filter (Uploads.isPending >> not)
 
-let onAck (response: Response) (ws: State) : State * Effect list =
-    let intake, events, logs = Intake.onAck response ws.Ledger ws.Intake
-    let ws, persisted = apply events { ws with Intake = intake }
+let onAck (uptime: float) (sample: float) (response: Response) (ws: State) : State * Effect list =
+    let o = Intake.onAck ws.Config uptime sample response ws.Ledger ws.Intake
+    let ws, persisted = apply o.Events { ws with Intake = o.State }
+    let ws, more = if o.FetchNow then fetch ws else ws, []
     let ws, again = acknowledge ws
-    ws, persisted @ logs @ again
+    ws, persisted @ o.Effects @ more @ again
+
+/// A paced route's retry timer fired: the fetch or the acknowledgement goes again.
+let retry (job: Job) (ws: State) : State * Effect list =
+    match job with
+    | Poll -> fetch { ws with Intake = Intake.fetchDue ws.Intake }
+    | Ack -> acknowledge { ws with Intake = Intake.ackDue ws.Intake }
+    | _ -> ws, []
 
 /// The agent handled a message: the pop is durable before anything reports it, then acknowledged, and a paused
 /// intake fetches again.
@@ -274,18 +285,28 @@ let decide (command: Lifecycle.Command) (ws: State) : State * Effect list =
     let bell, closing = if life.Removed.IsSome then Doorbell.stop ws.Config ws.Doorbell else ws.Doorbell, []
     { ws with Life = life; Doorbell = bell }, effects @ closing
 
-/// What the host reports about the event stream: a relevant ring or a (re)connect fetches; an auth refusal counts
-/// towards the same 3 strikes and 410 handling as heartbeats.
+/// What the host reports about the event stream: a relevant ring or a (re)connect fetches; a 410 is the workspace's
+/// removal (refusals of the token have the stream's own count: only the heartbeat's 3 strikes confirm a rejection).
 let onStream (uptime: float) (news: Doorbell.News) (sample: float) (ws: State) : State * Effect list =
     let o = Doorbell.onNews ws.Config uptime news sample ws.Doorbell
     let ws = { ws with Doorbell = o.Doorbell }
     let ws, fetched = if o.Fetch then fetchFor Intake.Ring ws else ws, []
     let probe = if o.Probe then [ send ws WorkspaceProbe (Api.workspace ws.Config) ] else []
-    let ws, auth =
-        match o.Auth with
-        | Some response -> decide (Lifecycle.HeartbeatOutcome response) ws
+    let ws, gone =
+        match o.Gone with
+        | Some response -> decide (Lifecycle.ProbeOutcome response) ws
         | None -> ws, []
-    ws, o.Effects @ fetched @ probe @ auth
+    // A stream that opened took the token.
+    let ws, accepted = if news = Doorbell.Opened then decide Lifecycle.Succeeded ws else ws, []
+    ws, o.Effects @ fetched @ probe @ gone @ accepted
+
+/// What any answer of a request of this workspace says about the token: a success clears strikes and a tool's
+/// refusal; a tool's own 401 confirms a rejection (`forTool`).
+let answered (forTool: bool) (response: Response) (ws: State) : State * Effect list =
+    match response with
+    | Reply(status, _) when status >= 200 && status < 300 -> decide Lifecycle.Succeeded ws
+    | Reply(401, _) when forTool -> decide (Lifecycle.ToolRefusal 401) ws
+    | _ -> ws, []
 
 let private exits (effects: Effect list) = effects |> List.exists (function Exit _ -> true | _ -> false)
 
@@ -294,9 +315,14 @@ let onRegister (response: Response) (ws: State) : State * Effect list =
     // The first heartbeat follows the register answer at once; the loop then keeps its own cadence.
     ws, effects @ (if exits effects then [] else [ After(0.0, HeartbeatTimer(id ws)) ])
 
-let onHeartbeat (response: Response) (ws: State) : State * Effect list =
+/// A heartbeat answer: the next heartbeat after the interval, or — after failures — as the pacing policy says (the
+/// interval doubling up to a minute, jittered by `sample`).
+let onHeartbeat (sample: float) (response: Response) (ws: State) : State * Effect list =
     let ws, effects = decide (Lifecycle.HeartbeatOutcome response) ws
-    ws, effects @ [ After(ws.Config.HeartbeatIntervalSecs, HeartbeatTimer(id ws)) ]
+    let failures = ws.Life.HeartbeatFailures + ws.Life.Refusals
+    let interval = ws.Config.HeartbeatIntervalSecs
+    let wait = if failures = 0 then interval else Pacing.delay (Pacing.heartbeat interval) failures sample
+    ws, effects @ [ After(wait, HeartbeatTimer(id ws)) ]
 
 /// MOLECULE_WORKSPACE_TOKEN_FILE changed: a valid new token is used from the next request on (heartbeats included);
 /// a file that became unusable keeps the current token.

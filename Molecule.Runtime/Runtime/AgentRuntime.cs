@@ -245,7 +245,7 @@ public sealed class AgentRuntime : IDisposable
                 Background(async () =>
                 {
                     var response = await _http.ExecuteAsync(send.Item2, token).ConfigureAwait(false);
-                    return Agent.Msg.NewResponded(send.Item1, response);
+                    return Agent.Msg.NewResponded(send.Item1, response, Random.Shared.NextDouble());
                 }, token);
                 break;
 
@@ -255,7 +255,7 @@ public sealed class AgentRuntime : IDisposable
                 Background(async () =>
                 {
                     var result = await _http.DownloadAsync(download.Item2, download.path, token).ConfigureAwait(false);
-                    return Agent.Msg.NewDownloaded(purpose, result);
+                    return Agent.Msg.NewDownloaded(purpose, result, Random.Shared.NextDouble());
                 }, token);
                 break;
             }

@@ -50,20 +50,36 @@ let ``rule: channel notifications flow only after notifications/initialized, eac
                     let before = w.Notified.Length
                     w <- settle (tick w)
                     if not initialized && w.Notified.Length > before then failwith "notification before initialized"
+            // a peer's first message waits for the one lookup of its name (the simulated registry answers it)
+            w <- settle w
             let delivered = w.Platform.Rows |> List.map (fun r -> r.Id)
             let expected = if initialized then delivered else []
             List.sort w.Notified = List.sort expected |> Prop.label $"notified {w.Notified} expected {expected}")
     )
 
 [<Fact>]
-let ``rule: heartbeats repeat one interval (20 s) after every answer`` () =
+let ``rule: heartbeats repeat one interval (20 s) after a success, and back off as the pacing policy says after failures`` () =
     let responses =
         Gen.oneof [ Gen.choose (100, 599) |> Gen.map (fun s -> Reply(s, "")); Gen.constant (TransportError "refused"); Gen.constant (TimedOut 10.0) ]
     Check.One(
         quick 200,
-        Prop.forAll (Arb.fromGen responses) (fun response ->
-            let _, effects = Agent.update (Agent.Responded(bg Heartbeat, response)) (fresh config)
-            afterTimers effects = [ config.HeartbeatIntervalSecs, HeartbeatTimer selfId ])
+        Prop.forAll (Arb.fromGen (Gen.zip (Gen.nonEmptyListOf responses) (Gen.choose (0, 1000)))) (fun (responses, k) ->
+            let sample = float k / 1000.0
+            let policy = Pacing.heartbeat config.HeartbeatIntervalSecs
+            let mutable m = fresh config
+            let mutable failures = 0
+            let mutable ok = true
+            for response in responses do
+                let m', effects = Agent.update (Agent.Responded(bg Heartbeat, response, sample)) m
+                m <- m'
+                let success = match response with Reply(s, _) -> s < 400 | _ -> false
+                let removed = match response with Reply(410, _) -> true | _ -> false
+                // a 410 (removal) is neither: the lifecycle records the removal, the count stays
+                failures <- if success then 0 elif removed then failures else failures + 1
+                let expected = if failures = 0 then config.HeartbeatIntervalSecs else Pacing.delay policy failures sample
+                ok <- ok && afterTimers effects = [ expected, HeartbeatTimer selfId ]
+                ok <- ok && (failures = 0 || (expected >= Pacing.least policy failures && expected <= policy.CapSecs))
+            ok)
     )
 
 [<Fact>]
@@ -74,35 +90,38 @@ let ``rule: the poll timer repeats one interval (5 s) after every tick, whatever
         quick 200,
         Prop.forAll (Arb.fromGen responses) (fun response ->
             let m, _ = Agent.update Agent.Start (fresh config)
-            let m, answered = Agent.update (Agent.Responded(bg Poll, response)) m
+            let m, answered = Agent.update (Agent.Responded(bg Poll, response, 0.5)) m
             let _, ticked = Agent.update (Agent.TimerFired(PollTimer selfId, 5.0)) m
-            afterTimers answered = [] && afterTimers ticked = [ config.PollIntervalSecs, PollTimer selfId ])
+            let retries = afterTimers answered |> List.filter (fun (_, t) -> t <> RetryTimer(selfId, Poll) && t <> RetryTimer(selfId, Ack))
+            retries = [] && afterTimers ticked = [ config.PollIntervalSecs, PollTimer selfId ])
     )
 
 [<Fact>]
 let ``rule: a rejected register exits 3 and starts no heartbeat`` () =
     for status in [ 401; 403 ] do
-        let _, effects = Agent.update (Agent.Responded(bg Register, Reply(status, "{}"))) (fresh config)
+        let _, effects = Agent.update (Agent.Responded(bg Register, Reply(status, "{}"), 0.5)) (fresh config)
         Assert.Contains(Exit 3, effects)
         Assert.Empty(afterTimers effects)
 
 [<Fact>]
 let ``rule: an accepted register starts the heartbeat at once`` () =
-    let _, effects = Agent.update (Agent.Responded(bg Register, Reply(200, "{}"))) (fresh config)
+    let _, effects = Agent.update (Agent.Responded(bg Register, Reply(200, "{}"), 0.5)) (fresh config)
     Assert.Equal<(float * Timer) list>([ 0.0, HeartbeatTimer selfId ], afterTimers effects)
     Assert.DoesNotContain(Exit 3, effects)
 
 [<Fact>]
 let ``start registers, probes the workspace and starts intake; disabled parts send nothing`` () =
     let jobs cfg = Agent.update Agent.Start (fresh cfg) |> snd |> sends |> List.map fst
-    Assert.Equal<Purpose list>([ bg Register; bg WorkspaceProbe; bg Poll ], jobs config)
-    Assert.Equal<Purpose list>([ bg WorkspaceProbe; bg Poll ], jobs { config with HeartbeatEnabled = false })
+    // a fresh ledger: intake asks for the floor first (on the acknowledgement route)
+    Assert.Equal<Purpose list>([ bg Register; bg WorkspaceProbe; bg Ack ], jobs config)
+    Assert.Equal<Purpose list>([ bg WorkspaceProbe; bg Ack ], jobs { config with HeartbeatEnabled = false })
     Assert.Equal<Purpose list>([ bg Register; bg WorkspaceProbe ], jobs { config with InboxEnabled = false })
 
 [<Fact>]
 let ``a fresh ledger reads the platform's acknowledged floor before it replays`` () =
     let _, effects = Agent.update Agent.Start (fresh config)
-    let _, poll = sends effects |> List.find (fun (p, _) -> p = bg Poll)
+    Assert.Empty(sends effects |> List.filter (fun (p, _) -> p = bg Poll))
+    let _, poll = sends effects |> List.find (fun (p, _) -> p = bg Ack)
     Assert.EndsWith("/activity/ack", poll.Url)
     Assert.Equal(JsonBody "{\"acked_seq\":0}", poll.Body)
 
@@ -128,7 +147,7 @@ let ``wait_for_message times out at its deadline, and a cancelled wait is forgot
     let w = settle (world true)
     let w, _ = call "wait_for_message" [ "timeout_secs", Json.num 999 ] w
     let call1 = w.NextCall
-    Assert.Contains(WaitDeadline call1, w.Timers)
+    Assert.Contains(WaitDeadline call1, w.Timers |> List.map snd)
     let w = dispatch (Agent.TimerFired(WaitDeadline call1, 300.0)) w
     let t = w.Answers[call1] |> fun o -> Json.tryParse o.Text
     Assert.Equal(Some "true", t |> Option.bind (Json.prop "timeout") |> Option.bind Json.asScalarText)
@@ -166,9 +185,9 @@ let ``rule: a new message is made durable before it is pushed or handed to a wai
     let w, _ = call "wait_for_message" [ "timeout_secs", Json.num 30 ] w
     let w = { w with Platform = fst (append Peer false w.Platform) }
     let w = tick w
-    let purpose, request = w.Inflight.Head
+    let purpose, request = w.Inflight |> List.find (fun (p, _) -> p = bg Poll)
     let _, response = answer request w.Platform
-    let _, effects = Agent.update (Agent.Responded(purpose, response)) w.Model
+    let _, effects = Agent.update (Agent.Responded(purpose, response, 0.5)) w.Model
     let persist = effects |> List.findIndex (function Persist _ -> true | _ -> false)
     let firstOut = effects |> List.findIndex (function Notify _ | Answer _ -> true | _ -> false)
     Assert.True(persist < firstOut, "a message left before it was durable")
@@ -179,7 +198,7 @@ let ``other tools' results carry a pending notice while messages wait; inbox too
     let m, listed = Agent.update (Agent.ToolCalled(7L, "n", "list_peers", None)) w.Model
     let request = sends listed |> List.head |> snd
     Assert.Contains("/peers", request.Url)
-    let _, done' = Agent.update (Agent.Responded(ForTool 7L, Reply(200, "[]"))) m
+    let _, done' = Agent.update (Agent.Responded(ForTool 7L, Reply(200, "[]"), 0.5)) m
     match answers done' with
     | [ _, output, notice ] ->
         Assert.DoesNotContain("unread", output.Text)
@@ -208,7 +227,7 @@ let ``a removed workspace observed by a tool reaches the tool context`` () =
     let info = ({ Id = selfId.Value; RemovedAt = Some "2026-11-21T12:00:00Z"; Hint = Removed.defaultHint }: Removed.Info)
     let m = fresh config
     let m, _ = Agent.update (Agent.ToolCalled(3L, "n", "get_workspace_info", None)) m
-    let m, _ = Agent.update (Agent.Responded(ForTool 3L, Reply(410, $"{{\"id\":\"{selfId}\",\"removed_at\":\"2026-11-21T12:00:00Z\"}}"))) m
+    let m, _ = Agent.update (Agent.Responded(ForTool 3L, Reply(410, $"{{\"id\":\"{selfId}\",\"removed_at\":\"2026-11-21T12:00:00Z\"}}"), 0.5)) m
     Assert.Equal(Some info, (Agent.context m "n").Removed)
 
 [<Fact>]
@@ -224,5 +243,7 @@ let ``rule: unread messages restored from the ledger are announced once after no
             let w = (w, ids |> List.truncate popped) ||> List.fold (fun w id -> fst (call "inbox_pop" [ "activity_id", Json.str id ] w))
             let w = dispatch Agent.ClientInitialized w
             let w = dispatch Agent.ClientInitialized w
+            // the announcement waits for the one lookup of the peer's name
+            let w = settle w
             w.Notified = (ids |> List.skip (min popped ids.Length)))
     )

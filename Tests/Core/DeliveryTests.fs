@@ -28,6 +28,41 @@ type Op =
     /// The platform prunes rows the agent has handled (what retention does to acknowledged rows): a cursor on one
     /// of them gets 410.
     | PruneHandled
+    /// The acknowledgement route lies for the next answers (nonsense, absurd floors, floors below what was sent).
+    | LieAck of Response list
+    /// … or from now on, for good (None: it tells the truth again).
+    | AlwaysAck of Response option
+    /// The activity route lies for the next answers (then tells the truth again).
+    | LieFetch of Response list
+    /// The platform is restored from a backup holding the first `percent` % of its rows: its numbering goes back,
+    /// the rows after it are gone (those the agent never took cannot be delivered any more).
+    | Restore of percent: int
+
+/// Answers of the acknowledgement route a client must not believe (or cannot use). (A plausible floor below the truth
+/// is not among them: to a start without local state it is indistinguishable from the truth; to an acknowledgement
+/// it is below what was sent — `0` stands for those.)
+let private ackLies =
+    [ Reply(500, "{\"error\":\"failed to record ack\"}")
+      Reply(503, "")
+      Reply(200, "{\"ok\":true}")
+      Reply(200, "{}")
+      Reply(200, "<html>proxy</html>")
+      Reply(200, "{\"last_acked_seq\":-5}")
+      Reply(200, "{\"last_acked_seq\":1e300}")
+      Reply(200, "{\"last_acked_seq\":99999999999}")
+      Reply(200, "{\"last_acked_seq\":0}")
+      TransportError "connection reset" ]
+
+let private fetchLies =
+    [ Reply(500, "{\"error\":\"query failed\"}"); Reply(503, ""); Reply(200, "<html>proxy</html>"); Reply(200, "{}"); Reply(410, "{}"); TransportError "reset" ]
+
+let private lieGen =
+    Gen.frequency
+        [ 2, Gen.nonEmptyListOf (Gen.elements ackLies) |> Gen.resize 5 |> Gen.map LieAck
+          1, Gen.elements ackLies |> Gen.map (Some >> AlwaysAck)
+          1, Gen.constant (AlwaysAck None)
+          2, Gen.nonEmptyListOf (Gen.elements fetchLies) |> Gen.resize 4 |> Gen.map LieFetch
+          1, Gen.choose (0, 100) |> Gen.map Restore ]
 
 let private opGen (backlog: bool) : Gen<Op> =
     let count =
@@ -56,7 +91,9 @@ let private opGen (backlog: bool) : Gen<Op> =
           1, Gen.constant PruneHandled ]
 
 type Outcome =
-    { Rows: Row list
+    { /// Every row the platform ever held that the agent could still get (rows a restore took away before the agent
+      /// took them are not among them).
+      Rows: Row list
       Popped: string list
       /// Ids pushed after they were popped.
       PushedAfterPop: string list
@@ -65,6 +102,8 @@ type Outcome =
 /// Runs a schedule, then lets the agent work until everything is handled.
 let run (ackSupported: bool) (ops: Op list) : Outcome =
     let mutable w = world ackSupported
+    // rows a restore took away: kept as expected when the agent had taken them, else forgotten
+    let kept = Collections.Generic.List<Row>()
     let popped = Collections.Generic.List<string>()
     let poppedSet = Collections.Generic.HashSet<string>()
     let pushedAfterPop = Collections.Generic.List<string>()
@@ -107,25 +146,41 @@ let run (ackSupported: bool) (ops: Op list) : Outcome =
         | PruneHandled ->
             let p = w.Platform
             w <- { w with Platform = { p with Pruned = Set.union p.Pruned (Set.ofSeq poppedSet) } }
-    // Drain: answer, handle everything waiting, tick — until quiet.
+        | LieAck lies -> w <- { w with Platform = { w.Platform with Lies = w.Platform.Lies.Add(AckRoute, lies) } }
+        | AlwaysAck(Some lie) -> w <- { w with Platform = { w.Platform with Always = w.Platform.Always.Add(AckRoute, lie) } }
+        | AlwaysAck None -> w <- { w with Platform = { w.Platform with Always = w.Platform.Always.Remove AckRoute } }
+        | LieFetch lies -> w <- { w with Platform = { w.Platform with Lies = w.Platform.Lies.Add(ActivityRoute, lies) } }
+        | Restore percent ->
+            let rows = w.Platform.Rows
+            let keep = rows.Length * percent / 100
+            let ledger = (Agent.primary w.Model).Ledger
+            for r in rows |> List.skip keep do
+                if Ledger.knows ledger r.Id || poppedSet.Contains r.Id then kept.Add r
+            w <- { w with Platform = restore keep w.Platform }
+    // Drain: answer, handle everything waiting, let time pass (long enough for any paced retry of the inbox fetch)
+    // — until quiet. Lies of the activity route run out; the acknowledgement route may lie for good.
     let total = w.Platform.Rows.Length
     let mutable quiet = 0
     let mutable rounds = 0
-    while quiet < 3 && rounds < total * 3 + 100 do
+    let busy () =
+        (Agent.primary w.Model).Intake.Fetch.Failures > 0
+        || w.Platform.Lies.TryFind ActivityRoute |> Option.exists (List.isEmpty >> not)
+    while (quiet < 3 || busy ()) && rounds < total * 3 + 100 do
         rounds <- rounds + 1
         act settle
         let mutable any = false
         while handle () do
             any <- true
         if any then quiet <- 0 else quiet <- quiet + 1
-        act tick
-    { Rows = w.Platform.Rows
+        act (advance (Pacing.fetch.CapSecs + 1.0))
+    { Rows = (List.ofSeq kept) @ w.Platform.Rows |> List.distinctBy (fun r -> r.Id)
       Popped = List.ofSeq popped
       PushedAfterPop = List.ofSeq pushedAfterPop
       Left = waiting w }
 
-let private check (ackSupported: bool) (backlog: bool) (maxTest: int) =
-    let schedule = Gen.listOf (opGen backlog) |> Gen.resize 30
+let private checkWith (ackSupported: bool) (backlog: bool) (lying: bool) (maxTest: int) =
+    let op = if lying then Gen.frequency [ 4, opGen backlog; 1, lieGen ] else opGen backlog
+    let schedule = Gen.listOf op |> Gen.resize 30
     Check.One(
         Config.QuickThrowOnFailure.WithMaxTest maxTest,
         Prop.forAll (Arb.fromGen schedule) (fun ops ->
@@ -141,6 +196,8 @@ let private check (ackSupported: bool) (backlog: bool) (maxTest: int) =
             .&. (o.Left.IsEmpty |> Prop.label $"left waiting: {o.Left.Length}"))
     )
 
+let private check (ackSupported: bool) (backlog: bool) (maxTest: int) = checkWith ackSupported backlog false maxTest
+
 [<Fact>]
 let ``rule: every accepted message is handled exactly once, whatever the interleaving (platform with acknowledgements)`` () =
     check true false 150
@@ -148,6 +205,10 @@ let ``rule: every accepted message is handled exactly once, whatever the interle
 [<Fact>]
 let ``rule: every accepted message is handled exactly once, whatever the interleaving (platform without acknowledgements)`` () =
     check false false 150
+
+[<Fact>]
+let ``rule: every accepted message whose id was never handled is delivered exactly once, whatever the platform's numbers and answers say (lying and restored platforms)`` () =
+    checkWith true false true 200
 
 [<Fact>]
 let ``rule: backlogs far beyond one page are delivered exactly once across crashes and 410s`` () =

@@ -21,7 +21,7 @@ let ``rule: at most one fetch is in flight, and no trigger is left unserved`` ()
     Check.One(
         quick 300,
         Prop.forAll (Arb.fromGen (Gen.listOf (Gen.elements [ Trigger; Complete ]))) (fun events ->
-            let ledger = Ledger.evolve (Ledger.empty selfId) (Ledger.Took { Messages = []; Cursor = Some "c"; Horizon = None })
+            let ledger = Ledger.evolve (Ledger.empty selfId) (Ledger.Took { Messages = []; Cursor = Some "c"; Horizon = None; Newest = None })
             let mutable s = Intake.start 600 ledger
             let mutable inflight = 0
             let mutable maxInflight = 0
@@ -36,7 +36,7 @@ let ``rule: at most one fetch is in flight, and no trigger is left unserved`` ()
                     | Some _ -> inflight <- inflight + 1
                     | None -> unserved <- true
                 | Complete when inflight > 0 ->
-                    let o = Intake.onResponse config (Reply(200, "[]")) ledger s
+                    let o = Intake.onResponse config 0.0 0.5 (Reply(200, "[]")) ledger s
                     inflight <- inflight - 1
                     s <- o.Intake
                     if o.FetchNow then
@@ -48,7 +48,7 @@ let ``rule: at most one fetch is in flight, and no trigger is left unserved`` ()
                 maxInflight <- max maxInflight inflight
             // Complete what is left: every trigger ends in a fetch that began after it.
             while inflight > 0 do
-                let o = Intake.onResponse config (Reply(200, "[]")) ledger s
+                let o = Intake.onResponse config 0.0 0.5 (Reply(200, "[]")) ledger s
                 inflight <- inflight - 1
                 s <- o.Intake
                 if o.FetchNow then
@@ -60,15 +60,20 @@ let ``rule: at most one fetch is in flight, and no trigger is left unserved`` ()
     )
 
 [<Fact>]
-let ``a fresh ledger learns the floor, then replays the whole retention window for rows above it`` () =
+let ``a fresh ledger learns the floor on the acknowledgement route, then replays the whole retention window for rows above it`` () =
     let s = Intake.start 600 (Ledger.empty selfId)
-    let s, first = Intake.next config (Ledger.empty selfId) s
-    Assert.EndsWith("/activity/ack", first.Value.Url)
-    let o = Intake.onResponse config (Reply(200, "{\"last_acked_seq\":41}")) (Ledger.empty selfId) s
+    Assert.Equal(Intake.LearningFloor, s.Phase)
+    // intake waits for the floor: no fetch, the acknowledgement route asks for it
+    let s, fetch = Intake.next config (Ledger.empty selfId) s
+    Assert.True(fetch.IsNone)
+    let s, ask = Intake.ackRequest config (Ledger.empty selfId) s
+    Assert.EndsWith("/activity/ack", ask.Value.Url)
+    Assert.Equal(Some "0", ApiTests.str [ "acked_seq" ] ask.Value)
+    let o = Intake.onAck config 0.0 0.5 (Reply(200, "{\"last_acked_seq\":41}")) (Ledger.empty selfId) s
     Assert.Equal<Ledger.Event list>([ Ledger.Acked 41L ], o.Events)
     Assert.True(o.FetchNow)
     let ledger = Ledger.evolve (Ledger.empty selfId) (Ledger.Acked 41L)
-    let _, replay = Intake.next config ledger o.Intake
+    let _, replay = Intake.next config ledger o.State
     Assert.Contains("since_secs=2592000", replay.Value.Url)
     Assert.Contains("limit=500", replay.Value.Url)
 
@@ -76,10 +81,10 @@ let ``a fresh ledger learns the floor, then replays the whole retention window f
 let ``without acknowledgements on the platform the replay window is MOLECULE_MCP_REPLAY_SECS`` () =
     let cfg = { config with ReplaySecs = 3600 }
     let s = Intake.start cfg.ReplaySecs (Ledger.empty selfId)
-    let s, _ = Intake.next cfg (Ledger.empty selfId) s
-    let o = Intake.onResponse cfg (Reply(404, "{\"error\":\"not found\"}")) (Ledger.empty selfId) s
-    Assert.Equal(Intake.Unsupported, o.Intake.Ack)
-    let _, replay = Intake.next cfg (Ledger.empty selfId) o.Intake
+    let s, _ = Intake.ackRequest cfg (Ledger.empty selfId) s
+    let o = Intake.onAck cfg 0.0 0.5 (Reply(404, "{\"error\":\"not found\"}")) (Ledger.empty selfId) s
+    Assert.Equal(Intake.Unsupported, o.State.Ack)
+    let _, replay = Intake.next cfg (Ledger.empty selfId) o.State
     Assert.Contains("since_secs=3600", replay.Value.Url)
     Assert.Contains(o.Effects, fun e -> match e with Log(Info, t) -> t.Contains "no acknowledgements" | _ -> false)
 
@@ -90,7 +95,7 @@ let ``a full replay page pages back with before_ts one microsecond after its old
     let s = { Intake.start 600 ledger with Ack = Intake.Unsupported; Phase = Intake.Replaying { Window = 600; Before = None; Items = []; Ids = Set.empty; Truncated = false } }
     let s, request = Intake.next config ledger s
     let _, page = answer request.Value p
-    let o = Intake.onResponse config page ledger s
+    let o = Intake.onResponse config 0.0 0.5 page ledger s
     Assert.True(o.FetchNow)
     Assert.Empty(o.Events)
     let _, next = Intake.next config ledger o.Intake
@@ -104,11 +109,11 @@ let ``unreadable rows are skipped with one log line each and a counter, and neve
     let p, rows =
         ((platform true, []), [ Garbled; Garbled; Peer; Peer ])
         ||> List.fold (fun (p, acc) k -> let p, r = append k false { p with Now = p.Now + 3000L } in p, acc @ [ r ])
-    let ledger = Ledger.evolve (Ledger.empty selfId) (Ledger.Took { Messages = []; Cursor = Some "x"; Horizon = None })
+    let ledger = Ledger.evolve (Ledger.empty selfId) (Ledger.Took { Messages = []; Cursor = Some "x"; Horizon = None; Newest = None })
     let s = Intake.start 600 ledger
     let page = Reply(200, "[" + String.Join(",", rows |> List.map rowJson) + "]")
     let s, _ = Intake.next config ledger s
-    let o = Intake.onResponse config page ledger s
+    let o = Intake.onResponse config 0.0 0.5 page ledger s
     Assert.Equal(2L, o.Intake.Skipped)
     let warnings = o.Effects |> List.filter (function Log(Warning, t) -> t.Contains "skipped activity row" | _ -> false)
     Assert.Equal(2, warnings.Length)
@@ -173,14 +178,14 @@ let ``example: a row committed late, behind rows a ring already read, is taken b
 let ``example: a sweep asked for while a ring's fetch is in flight runs next, whatever triggers that fetch`` () =
     let cursor = "00000001-0000-0000-0000-000000000001"
     let head = "00000009-0000-0000-0000-000000000001"
-    let ledger = Ledger.evolve (Ledger.empty selfId) (Ledger.Took { Messages = []; Cursor = Some cursor; Horizon = None })
+    let ledger = Ledger.evolve (Ledger.empty selfId) (Ledger.Took { Messages = []; Cursor = Some cursor; Horizon = None; Newest = None })
     let s = { Intake.start 600 ledger with Head = Some head }
     let s, quick = Intake.nextFor Intake.Ring config ledger s
     Assert.Contains($"since_id={head}", quick.Value.Url)
     // the timer fires meanwhile
     let s, none = Intake.nextFor Intake.Sweep config ledger s
     Assert.True(none.IsNone)
-    let o = Intake.onResponse config (Reply(200, "[]")) ledger s
+    let o = Intake.onResponse config 0.0 0.5 (Reply(200, "[]")) ledger s
     Assert.True(o.FetchNow)
     // the follow-up is a ring's, but the owed sweep reads from the cursor
     let _, next = Intake.nextFor Intake.Ring config ledger o.Intake

@@ -17,13 +17,15 @@ let private eventGen (rows: Row list) : Gen<Ledger.Event> =
         [ Gen.subListOf rows |> Gen.map (fun rs ->
               Ledger.Took { Messages = rs |> List.choose (fun r -> match readable r with Ledger.Readable row when delivers r -> Some(Ledger.messageOf selfId row) | _ -> None)
                             Cursor = rs |> List.tryLast |> Option.map (fun r -> r.Id)
-                            Horizon = rs |> List.tryLast |> Option.map (fun r -> r.Seq) })
+                            Horizon = rs |> List.tryLast |> Option.map (fun r -> r.Seq)
+                            Newest = rs |> List.tryLast |> Option.map (fun r -> (epoch.AddMilliseconds(float r.At)).UtcTicks) })
           (if ids.IsEmpty then Gen.constant Ledger.CursorLost else Gen.elements ids |> Gen.map Ledger.Popped)
           Gen.choose (0, 50) |> Gen.map (int64 >> Ledger.Acked)
-          Gen.constant Ledger.CursorLost ]
+          Gen.constant Ledger.CursorLost
+          Gen.choose (0, 50) |> Gen.map (fun n -> Ledger.Rebased(if n = 0 then None else Some(int64 n))) ]
 
 let private same (a: Ledger.State) (b: Ledger.State) =
-    a.Cursor = b.Cursor && a.Floor = b.Floor && a.Horizon = b.Horizon
+    a.Cursor = b.Cursor && a.Floor = b.Floor && a.Horizon = b.Horizon && a.Newest = b.Newest
     && List.ofSeq a.Queue = List.ofSeq b.Queue && a.Seen = b.Seen
 
 [<Fact>]

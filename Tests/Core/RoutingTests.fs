@@ -88,8 +88,8 @@ let ``the shared inbox: messages of every workspace, oldest first, each naming i
         let text = (rowJson { Id = id; Seq = ms; At = ms; Kind = Peer; Text = id }).Replace(selfId.Value, ws.Value)
         Reply(200, "[" + text + "]")
     let poll ws response (m: Agent.Model) =
-        let m, _ = Agent.update (Agent.Responded(Background(ws, Poll), Reply(200, "{\"last_acked_seq\":0}"))) m
-        fst (Agent.update (Agent.Responded(Background(ws, Poll), response)) m)
+        let m, _ = Agent.update (Agent.Responded(Background(ws, Poll), Reply(200, "{\"last_acked_seq\":0}"), 0.5)) m
+        fst (Agent.update (Agent.Responded(Background(ws, Poll), response, 0.5)) m)
     let m, _ = Agent.update Agent.Start model
     let m = poll ids[1] (rowFor ids[1] 10L "b0000000-0000-4000-8000-000000000001") m
     let m = poll ids[0] (rowFor ids[0] 20L "a0000000-0000-4000-8000-000000000001") m

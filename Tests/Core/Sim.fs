@@ -71,33 +71,65 @@ let rowJson (r: Row) : string =
 
 let delivers (r: Row) = r.Kind = Canvas || r.Kind = Peer
 
+/// Which route a request is for (what a lying platform answers per route, what the pacing bound counts).
+type Route =
+    | ActivityRoute
+    | AckRoute
+    | StreamRoute
+    | OtherRoute
+
+let routeOf (r: Request) =
+    let path = (Uri r.Url).AbsolutePath
+    if path.EndsWith "/activity/ack" then AckRoute
+    elif path.EndsWith "/activity" && r.Method = Get then ActivityRoute
+    elif path.EndsWith "/events/stream" then StreamRoute
+    else OtherRoute
+
 type Platform =
     { Rows: Row list
       NextSeq: int64
+      /// Row ids are numbered on their own: a platform whose numbering went back still gives every row a new id.
+      NextId: int
       Now: int64
       Floor: int64
       AckSupported: bool
-      Pruned: Set<string> }
+      Pruned: Set<string>
+      /// A lying platform: what a route answers instead of the truth, one answer per request, in order (then the
+      /// truth again) …
+      Lies: Map<Route, Response list>
+      /// … or every time.
+      Always: Map<Route, Response> }
 
 let platform (ackSupported: bool) =
     { Rows = []
       NextSeq = 1L
+      NextId = 1
       Now = 0L
       Floor = 0L
       AckSupported = ackSupported
-      Pruned = Set.empty }
+      Pruned = Set.empty
+      Lies = Map.empty
+      Always = Map.empty }
 
 /// A message arrives for the workspace (`sameMs`: with the timestamp of the previous row).
 let append (kind: RowKind) (sameMs: bool) (p: Platform) : Platform * Row =
     let at = if sameMs then p.Now else p.Now + 7L
     let n = p.NextSeq
+    let i = p.NextId
     let r =
-        { Id = Guid(int n, 0s, 0s, [| 0uy; 0uy; 0uy; 0uy; 0uy; 0uy; 0uy; 1uy |]).ToString("D")
+        { Id = Guid(i, 0s, 0s, [| 0uy; 0uy; 0uy; 0uy; 0uy; 0uy; 0uy; 1uy |]).ToString("D")
           Seq = n
           At = at
           Kind = kind
-          Text = $"message {n}" }
-    { p with Rows = p.Rows @ [ r ]; NextSeq = n + 1L; Now = at }, r
+          Text = $"message {i}" }
+    { p with Rows = p.Rows @ [ r ]; NextSeq = n + 1L; NextId = i + 1; Now = at }, r
+
+/// The platform is restored from a backup taken when it had its first `kept` rows: the later rows, their numbers and
+/// the acknowledged floor of then are gone; time goes on, and new rows reuse the numbers.
+let restore (kept: int) (p: Platform) : Platform =
+    let rows = p.Rows |> List.truncate kept
+    let top = rows |> List.fold (fun acc r -> max acc r.Seq) 0L
+    { p with Rows = rows; NextSeq = top + 1L; Floor = min p.Floor top; Pruned = p.Pruned |> Set.filter (fun id -> rows |> List.exists (fun r -> r.Id = id)) }
 
 /// A message committed late: created up to `lateMs` before the newest row (a transaction that started earlier, as
 /// a poll-mode upload does), so it sorts before rows the agent may already have read — but after the row the
@@ -130,8 +162,14 @@ let private jsonBody (r: Request) =
     | JsonBody text -> Json.tryParse text
     | _ -> None
 
-/// The platform's answer to one request of the agent.
-let answer (r: Request) (p: Platform) : Platform * Response =
+/// The platform's answer to one request of the agent (or its lie).
+let rec answer (r: Request) (p: Platform) : Platform * Response =
+    match p.Lies.TryFind(routeOf r), p.Always.TryFind(routeOf r) with
+    | Some(lie :: rest), _ -> { p with Lies = p.Lies.Add(routeOf r, rest) }, lie
+    | _, Some lie -> p, lie
+    | _ -> truth r p
+
+and private truth (r: Request) (p: Platform) : Platform * Response =
     let path = (Uri r.Url).AbsolutePath
     let q = query r.Url
     let limit = q.TryFind "limit" |> Option.map int |> Option.defaultValue 100 |> min 500
@@ -164,6 +202,9 @@ let answer (r: Request) (p: Platform) : Platform * Response =
                 let floor = max p.Floor (int64 n)
                 { p with Floor = floor }, Reply(200, $"{{\"last_acked_seq\":{floor}}}")
             | None -> p, Reply(400, "{\"error\":\"acked_seq is required\"}")
+    | Get when path.Contains "/registry/discover/" ->
+        let id = path.Substring(path.LastIndexOf '/' + 1)
+        p, Reply(200, $"{{\"id\":\"{id}\",\"name\":\"Sim Peer\",\"url\":\"\"}}")
     | _ -> p, Reply(200, "{\"status\":\"ok\"}")
 
 /// The platform forgets rows: the acknowledged ones, or (a hard prune) everything older than `keepLast` rows.
@@ -184,7 +225,14 @@ type World =
       File: string list
       /// Requests sent and not answered yet, oldest first.
       Inflight: (Purpose * Request) list
-      Timers: Timer list
+      /// Timers set, with the uptime they are due at.
+      Timers: (float * Timer) list
+      /// Every request sent, newest first: when (uptime) and to which route (an opened event stream too).
+      Sent: (float * Route) list
+      /// The agent asked to open its event stream and has not been told what came of it.
+      Listening: bool
+      /// Samples drawn for the jitter so far (the next one is derived from the count).
+      Draws: int
       Notified: string list
       Answers: Map<int64, ToolOutput>
       NextCall: int64
@@ -208,8 +256,10 @@ let private perform (w: World) (effects: Effect list) : World =
             match e with
             | Persist(_, Append lines) -> { w with File = w.File @ lines }
             | Persist(_, Rewrite text) -> { w with File = text.Split('\n', StringSplitOptions.RemoveEmptyEntries) |> List.ofArray }
-            | Send(purpose, request) -> { w with Inflight = w.Inflight @ [ purpose, request ] }
-            | After(_, timer) -> { w with Timers = w.Timers @ [ timer ] }
+            | Send(purpose, request) -> { w with Inflight = w.Inflight @ [ purpose, request ]; Sent = (w.Uptime, routeOf request) :: w.Sent }
+            | After(secs, timer) -> { w with Timers = w.Timers @ [ w.Uptime + secs, timer ] }
+            | Listen _ -> { w with Listening = true; Sent = (w.Uptime, StreamRoute) :: w.Sent }
+            | Unlisten _ -> { w with Listening = false }
             | Notify ev ->
                 let id = ev.Meta |> List.tryFind (fun (k, _) -> k = "activity_id") |> Option.map snd |> Option.defaultValue "?"
                 { w with Notified = w.Notified @ [ id ] }
@@ -225,7 +275,8 @@ let dispatch (msg: Agent.Msg) (w: World) : World =
 /// A fresh agent process on the world's ledger file (after a crash, or at first start).
 let start (w: World) : World =
     let model = Agent.init config (boot w.File)
-    let w = { w with Model = model; Inflight = []; Timers = []; Downloads = [] }
+    let w = { w with Model = model; Inflight = []; Timers = []; Downloads = []; Listening = false }
+    // the process starts again: its uptime starts again too — the world's clock goes on
     w |> dispatch Agent.Start |> dispatch Agent.ClientInitialized
 
 let world (ackSupported: bool) : World =
@@ -238,30 +289,60 @@ let world (ackSupported: bool) : World =
       Answers = Map.empty
       NextCall = 0L
       Uptime = 0.0
-      Downloads = [] }
+      Downloads = []
+      Sent = []
+      Listening = false
+      Draws = 0 }
     |> start
+
+/// The next jitter sample (deterministic: the golden-ratio sequence).
+let sample (w: World) : World * float =
+    let x = float (w.Draws + 1) * 0.6180339887498949
+    { w with Draws = w.Draws + 1 }, x - Math.Floor x
 
 /// Answers the oldest request in flight (or loses it: a dropped connection).
 let answerOne (lose: bool) (w: World) : World =
     match w.Inflight with
     | [] -> w
     | (purpose, request) :: rest ->
-        let w = { w with Inflight = rest }
+        let w, jitter = sample { w with Inflight = rest }
         if lose then
-            dispatch (Agent.Responded(purpose, TransportError "connection reset")) w
+            dispatch (Agent.Responded(purpose, TransportError "connection reset", jitter)) w
         else
             let p, response = answer request w.Platform
-            dispatch (Agent.Responded(purpose, response)) { w with Platform = p }
+            dispatch (Agent.Responded(purpose, response, jitter)) { w with Platform = p }
 
 /// Answers requests until none is in flight (bounded).
 let settle (w: World) : World =
     let rec go n w = if n > 500 || w.Inflight.IsEmpty then w else go (n + 1) (answerOne false w)
     go 0 w
 
-/// The poll timer fires (five seconds later).
-let tick (w: World) : World =
-    let w = { w with Uptime = w.Uptime + 5.0 }
-    dispatch (Agent.TimerFired(PollTimer selfId, w.Uptime)) { w with Timers = w.Timers |> List.filter (fun t -> t <> PollTimer selfId) }
+/// Time passes (`secs`): every timer due by then fires, in the order they are due, at its due time.
+let advance (secs: float) (w: World) : World =
+    let until = w.Uptime + secs
+    let rec go (w: World) =
+        match w.Timers |> List.filter (fun (at, _) -> at <= until) |> List.sortBy fst with
+        | [] -> { w with Uptime = until }
+        | (at, timer) :: _ ->
+            let w = { w with Uptime = max w.Uptime at; Timers = w.Timers |> List.filter (fun t -> t <> (at, timer)) }
+            go (dispatch (Agent.TimerFired(timer, w.Uptime)) w)
+    go w
+
+/// Five seconds pass: the poll timer fires (and every other timer due by then).
+let tick (w: World) : World = advance 5.0 w
+
+/// The platform answers the agent's open of its event stream: as it always does (`Always` of the stream route), or it
+/// opens it.
+let streamAnswer (w: World) : World =
+    if not w.Listening then
+        w
+    else
+        let w, jitter = sample { w with Listening = false }
+        let news =
+            match w.Platform.Always.TryFind StreamRoute with
+            | Some refusal -> Doorbell.Refused refusal
+            | None -> Doorbell.Opened
+        dispatch (Agent.Stream(selfId, news, jitter)) w
 
 /// The event stream rings: a message was logged for the workspace.
 let ring (w: World) : World =

@@ -27,7 +27,7 @@ let private finish (result: DownloadResult) (w: World) : World * string option =
     match w.Downloads with
     | [] -> w, None
     | (purpose, path) :: rest ->
-        let w = dispatch (Agent.Downloaded(purpose, result)) { w with Downloads = rest }
+        let w = dispatch (Agent.Downloaded(purpose, result, 0.5)) { w with Downloads = rest }
         w, (match result with Saved _ -> Some path | _ -> None)
 
 let private pathOf (seq: int64) = $"/state/uploads/{selfId.Value}/f{seq}-file{seq}.txt"
@@ -69,10 +69,13 @@ let ``example: a file the platform no longer has is announced as gone; a failing
     | other -> failwith $"expected one announcement, got {other.Length}"
     let w = settle (tick (uploads 1 w))
     let mutable w = w
-    for _ in 1 .. Uploads.maxAttempts - 1 do
+    for n in 1 .. Uploads.maxAttempts - 1 do
         w <- fst (finish (DownloadFailed "connection reset") w)
         Assert.Equal(1, announcements w |> List.length)
-        w <- tick w
+        // paced: not before the least delay of the n-th failure, and again once its retry timer fired
+        w <- advance (Pacing.least Pacing.upload n * 0.9) w
+        Assert.Equal(0, w.Downloads.Length)
+        w <- advance Pacing.upload.CapSecs w
         Assert.Equal(1, w.Downloads.Length)
     let w, _ = finish (DownloadFailed "connection reset") w
     Assert.Equal(2, announcements w |> List.length)
@@ -93,7 +96,7 @@ let ``example: this workspace's own uploads are never fetched or acknowledged (P
 let ``rule: a file is recorded as on disk before it is acknowledged or announced`` () =
     let w = settle (tick (uploads 1 (settle (world true))))
     let purpose, _ = w.Downloads.Head
-    let _, effects = Agent.update (Agent.Downloaded(purpose, Saved 3L)) w.Model
+    let _, effects = Agent.update (Agent.Downloaded(purpose, Saved 3L, 0.5)) w.Model
     let index f = effects |> List.findIndex f
     let persisted = index (function Persist _ -> true | _ -> false)
     let acked = index (function Send(_, r) -> r.Url.EndsWith "/pending-uploads/f1/ack" | _ -> false)

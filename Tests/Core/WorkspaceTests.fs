@@ -27,7 +27,7 @@ let ``rule: token-file reloads use the last valid token, keep the current one wh
             let mutable ok = true
             for read, rejectFirst in steps do
                 if rejectFirst then
-                    m <- fst (Agent.update (Agent.Responded(Background(selfId, Heartbeat), Reply(401, ""))) m)
+                    m <- fst (Agent.update (Agent.Responded(Background(selfId, Heartbeat), Reply(401, ""), 0.5)) m)
                 let before = (Agent.primary m).Life.AuthFailures
                 m <- fst (Agent.update (Agent.TokenFileChanged(selfId, read)) m)
                 let after = Agent.primary m
@@ -43,7 +43,12 @@ let ``rule: token-file reloads use the last valid token, keep the current one wh
 [<Fact>]
 let ``while the platform rejects the token every platform tool answers one clear line; a new token clears it`` () =
     let m, _ = Agent.update Agent.Start (Agent.init fileConfig (boot []))
-    let m, _ = Agent.update (Agent.Responded(Background(selfId, Heartbeat), Reply(401, ""))) m
+    let refuse m = fst (Agent.update (Agent.Responded(Background(selfId, Heartbeat), Reply(401, ""), 0.5)) m)
+    // one or two refused heartbeats are not a confirmed rejection: the tools still call the platform
+    let m = refuse (refuse m)
+    let _, asked = Agent.update (Agent.ToolCalled(3L, "n", "list_peers", None)) m
+    Assert.Contains(asked, fun e -> match e with Send(ForTool 3L, _) -> true | _ -> false)
+    let m = refuse m
     // get_workspace_info is the exception: it still asks, so a deleted workspace (410) is told apart (DispatchTests).
     let _, asks = Agent.update (Agent.ToolCalled(4L, "n", "get_workspace_info", None)) m
     Assert.Contains(asks, fun e -> match e with Send(ForTool 4L, _) -> true | _ -> false)
@@ -60,3 +65,53 @@ let ``while the platform rejects the token every platform tool answers one clear
     match effects with
     | [ Send(ForTool 6L, r) ] -> Assert.Contains(("Authorization", "Bearer fresh-token-9876"), r.Headers)
     | other -> failwith $"expected the request with the new token, got {other}"
+
+[<Fact>]
+let ``rule: degraded means confirmed — three heartbeat strikes or a tool's own 401, and any successful request clears it at once`` () =
+    let outcome =
+        Gen.frequency
+            [ 4, Gen.constant "hb401"
+              1, Gen.constant "hb200"
+              2, Gen.constant "poll200"
+              1, Gen.constant "poll500"
+              1, Gen.constant "tool401"
+              1, Gen.constant "tool200" ]
+    Check.One(
+        quick 300,
+        Prop.forAll (Arb.fromGen (Gen.listOf outcome)) (fun steps ->
+            let mutable m, _ = Agent.update Agent.Start (Agent.init fileConfig (boot []))
+            // the model: strikes (heartbeat refusals with no success between them) and a tool's refusal
+            let mutable strikes = 0
+            let mutable refused = false
+            let mutable ok = true
+            let mutable call = 100L
+            for step in steps do
+                let answer purpose response = m <- fst (Agent.update (Agent.Responded(purpose, response, 0.5)) m)
+                match step with
+                | "hb401" ->
+                    answer (Background(selfId, Heartbeat)) (Reply(401, ""))
+                    strikes <- strikes + 1
+                | "hb200" ->
+                    answer (Background(selfId, Heartbeat)) (Reply(200, "{}"))
+                    strikes <- 0
+                    refused <- false
+                | "poll200" ->
+                    answer (Background(selfId, WorkspaceProbe)) (Reply(200, "{}"))
+                    strikes <- 0
+                    refused <- false
+                | "poll500" -> answer (Background(selfId, WorkspaceProbe)) (Reply(500, ""))
+                | tool ->
+                    call <- call + 1L
+                    // get_workspace_info asks the platform even while degraded
+                    m <- fst (Agent.update (Agent.ToolCalled(call, "n", "get_workspace_info", None)) m)
+                    if tool = "tool401" then
+                        answer (ForTool call) (Reply(401, "{\"error\":\"invalid workspace auth token\"}"))
+                        refused <- true
+                    else
+                        answer (ForTool call) (Reply(200, $"{{\"id\":\"{selfId.Value}\",\"name\":\"x\"}}"))
+                        strikes <- 0
+                        refused <- false
+                let degraded = (Agent.context m "n").Degraded.IsSome
+                ok <- ok && degraded = (strikes >= 3 || refused)
+            ok)
+    )
