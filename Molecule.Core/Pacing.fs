@@ -30,6 +30,14 @@ let delay (policy: Policy) (failures: int) (sample: float) : float =
 /// The shortest delay the policy can give after the n-th failure: what no route may undercut.
 let least (policy: Policy) (failures: int) : float = ceiling policy failures * 0.5
 
+/// The most requests a route that fails all along can get within `secs`: the first at once, each next one no sooner
+/// than the least delay after as many failures (the pacing bound the tests hold every route to).
+let most (policy: Policy) (secs: float) : int =
+    let rec go n t =
+        let t' = t + least policy n
+        if t' > secs then n else go (n + 1) t'
+    go 1 0.0
+
 type State =
     { /// Failures in a row (0: the route works).
       Failures: int

@@ -33,7 +33,7 @@ let faultMiddleware (faults: FaultInjector) (stopping: CancellationToken) (ctx: 
         faults.Record(m, path)
 
         match (if path.StartsWith "/admin/" then None else faults.Take(m, path)) with
-        | None -> do! next.Invoke ctx
+        | None -> do! faults.Invoke(ctx, next)
         | Some rule ->
             use linked = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, stopping)
 
@@ -52,7 +52,7 @@ let faultMiddleware (faults: FaultInjector) (stopping: CancellationToken) (ctx: 
                     let body = if rule.Body = "" then Wire.error "injected fault" else rule.Body
                     do! ctx.Response.WriteAsync body
                 else
-                    do! next.Invoke ctx
+                    do! faults.Invoke(ctx, next)
             with :? OperationCanceledException ->
                 ctx.Abort()
     }
