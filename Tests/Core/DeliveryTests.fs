@@ -308,3 +308,69 @@ let ``example: 2,500 messages at once (five pages, 2.5 times what the ledger hol
     Assert.Equal(2_500, handled.Length)
     Assert.Equal<string list>((queued 2_500 true).Rows |> List.map (fun r -> r.Id), handled)
     Assert.InRange(most.Value, 1, Ledger.capacity)
+
+// ---------------------------------------------------------------------------------------------
+// The reproductions of issue 14, as examples
+// ---------------------------------------------------------------------------------------------
+
+let private acksOf (w: World) = w.Sent |> List.filter (fun (_, r) -> r = AckRoute) |> List.length
+
+
+[<Fact>]
+let ``example: after pops, an acknowledgement route answering 500 is asked at a paced rate (it was thousands a second)`` () =
+    let w, handled = drain (start { world true with Platform = queued 3 true })
+    Assert.Equal(3, handled.Length)
+    let p = { w.Platform with Always = Map.ofList [ AckRoute, Reply(500, "{\"error\":\"failed to record ack\"}") ] }
+    let p = (p, [ 1..5 ]) ||> List.fold (fun p _ -> fst (append Peer false p))
+    let w = { w with Platform = p; Sent = [] }
+    let w, later = drain (tick w)
+    Assert.Equal(5, later.Length)
+    // a minute of answers, every one of them 500
+    let mutable w = w
+    for _ in 1..60 do
+        w <- settle (advance 1.0 w)
+    Assert.InRange(acksOf w, 2, Pacing.most Pacing.ack 65.0 + 1)
+
+[<Fact>]
+let ``example: a fresh start delivers all 10 messages whatever the acknowledgement route answers (it delivered none)`` () =
+    let answers =
+        [ Reply(500, ""); Reply(503, ""); Reply(200, "{\"ok\":true}"); Reply(200, "{}"); Reply(200, "<html></html>")
+          Reply(200, "{\"last_acked_seq\":-5}"); Reply(200, "{\"last_acked_seq\":1e300}"); Reply(200, "{\"last_acked_seq\":99999999999}") ]
+    for answer in answers do
+        let p = { queued 10 true with Always = Map.ofList [ AckRoute, answer ] }
+        let mutable w = start { world true with Platform = p; File = [] }
+        for _ in 1..10 do
+            w <- settle (advance 2.0 w)
+        Assert.Equal(10, Agent.unread w.Model)
+        Assert.InRange(acksOf w, 1, Pacing.most Pacing.ack 25.0 + 1)
+
+[<Fact>]
+let ``example: a platform restored from a backup (new rows numbered 1 to 10 under a floor of 40) loses none and says so`` () =
+    let backup = platform true
+    let w, handled = drain (start { world true with Platform = queued 40 true })
+    Assert.Equal(40, handled.Length)
+    Assert.Equal(40L, (Agent.primary w.Model).Ledger.Floor |> Option.defaultValue 0L)
+    // restored: no rows, the numbering from 1 again, a few seconds later
+    let p = { backup with Now = w.Platform.Now + 5000L; NextId = w.Platform.NextId }
+    let p = (p, [ 1..10 ]) ||> List.fold (fun p _ -> fst (append Peer false p))
+    let w, after = drain (tick { w with Platform = p })
+    Assert.Equal<int64 list>([ 1L..10L ], after |> List.map (fun id -> (p.Rows |> List.find (fun r -> r.Id = id)).Seq))
+    Assert.Contains(w.Logs, fun t -> t.Contains "message numbering went back" && t.Contains "restored from a backup")
+    let ledger = (Agent.primary w.Model).Ledger
+    Assert.True(ledger.Horizon.Value <= 10L, $"the ledger did not re-base: horizon {ledger.Horizon}")
+    // the acknowledgement follows the new numbers
+    Assert.Equal(10L, w.Platform.Floor)
+
+[<Fact>]
+let ``example: an acknowledgement answer of 99999999999 (or 1e300) is not taken: later messages arrive, also after a restart`` () =
+    for lie in [ "99999999999"; "1e300" ] do
+        let w, _ = drain (start { world true with Platform = queued 2 true })
+        let w = { w with Platform = { (fst (append Peer false w.Platform)) with Lies = Map.ofList [ AckRoute, List.replicate 3 (Reply(200, $"{{\"last_acked_seq\":{lie}}}")) ] } }
+        let w, first = drain (tick w)
+        Assert.Equal(1, first.Length)
+        Assert.True(((Agent.primary w.Model).Ledger.Floor |> Option.defaultValue 0L) < 100L, "the absurd floor was taken")
+        let w, later = drain (tick { w with Platform = fst (append Peer false w.Platform) })
+        Assert.Equal(1, later.Length)
+        // a restart on the same ledger
+        let w, again = drain (start { w with Platform = fst (append Peer false w.Platform) })
+        Assert.Equal(1, again.Length)

@@ -240,3 +240,51 @@ let ``rule: a nameless message from a known peer takes the learnt name; the plat
                 | None -> None
             (Mailbox.named names letter).Message.PeerName = expected)
     )
+
+// ---------------------------------------------------------------------------------------------
+// Peer names from the registry (platforms without include=peer_info)
+// ---------------------------------------------------------------------------------------------
+
+let private lookups (w: Sim.World) = w.Asked |> List.filter (fun u -> u.Contains "/registry/discover/") |> List.length
+
+let private headers (w: Sim.World) = w.Envelopes |> List.rev |> List.map (fun e -> e.Content.Split('\n').[0])
+
+let private peerMessages (n: int) (p: Sim.Platform) = (p, [ 1..n ]) ||> List.fold (fun p _ -> fst (Sim.append Sim.Peer false p))
+
+[<Fact>]
+let ``example: without include=peer_info a peer's first message waits for one registry lookup and is pushed named`` () =
+    let w = Sim.settle (Sim.start { Sim.world true with Platform = peerMessages 3 (Sim.platform true); File = [] })
+    Assert.Equal(1, lookups w)
+    Assert.Equal<string list>(List.replicate 3 $"[from Sim Peer · peer_id={Sim.peerId}]", headers w)
+    // a later message of the same peer: named at once, no second lookup
+    let w = Sim.settle (Sim.tick { w with Platform = peerMessages 1 w.Platform })
+    Assert.Equal(1, lookups w)
+    Assert.Equal($"[from Sim Peer · peer_id={Sim.peerId}]", (headers w) |> List.last)
+
+[<Fact>]
+let ``example: a failed lookup pushes the message unnamed and is tried again only after 30 s`` () =
+    let p = { peerMessages 1 (Sim.platform true) with Always = Map.ofList [ Sim.DiscoverRoute, Reply(503, "{\"error\":\"workspace not available\"}") ] }
+    let w = Sim.settle (Sim.start { Sim.world true with Platform = p; File = [] })
+    Assert.Equal(1, lookups w)
+    Assert.Equal<string list>([ $"[from peer-agent · peer_id={Sim.peerId}]" ], headers w)
+    // within 30 s: no new lookup
+    let w = Sim.settle (Sim.tick { w with Platform = peerMessages 1 w.Platform })
+    Assert.Equal(1, lookups w)
+    Assert.Equal(2, w.Envelopes.Length)
+    // later, the registry answers again: the next message of the peer is looked up and named
+    let w = Sim.advance (Agent.missSecs + 1.0) w
+    let w = { w with Platform = { peerMessages 1 w.Platform with Always = Map.empty } }
+    let w = Sim.settle (Sim.tick w)
+    Assert.Equal(2, lookups w)
+    Assert.Equal($"[from Sim Peer · peer_id={Sim.peerId}]", (headers w) |> List.last)
+
+[<Fact>]
+let ``rule: names learnt from the registry are bounded (the oldest forgotten first)`` () =
+    let m = Agent.init Sim.config (Sim.boot [])
+    let answer (peer: string) (m: Agent.Model) =
+        fst (Agent.update (Agent.Responded(Background(Sim.selfId, Discover peer), Reply(200, $"{{\"id\":\"{peer}\",\"name\":\"n{peer}\"}}"), 0.5)) m)
+    let peers = [ for i in 1 .. Agent.discoveredCapacity + 20 -> Guid(i, 0s, 0s, [| 0uy; 0uy; 0uy; 0uy; 0uy; 0uy; 0uy; 2uy |]).ToString("D") ]
+    let m = peers |> List.fold (fun m p -> answer p m) m
+    Assert.Equal(Agent.discoveredCapacity, m.Discovered.Count)
+    Assert.False(m.Discovered.ContainsKey peers.Head)
+    Assert.True(m.Discovered.ContainsKey(List.last peers))

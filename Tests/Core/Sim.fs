@@ -76,11 +76,13 @@ type Route =
     | ActivityRoute
     | AckRoute
     | StreamRoute
+    | DiscoverRoute
     | OtherRoute
 
 let routeOf (r: Request) =
     let path = (Uri r.Url).AbsolutePath
     if path.EndsWith "/activity/ack" then AckRoute
+    elif path.StartsWith "/registry/discover/" then DiscoverRoute
     elif path.EndsWith "/activity" && r.Method = Get then ActivityRoute
     elif path.EndsWith "/events/stream" then StreamRoute
     else OtherRoute
@@ -231,6 +233,12 @@ type World =
       Sent: (float * Route) list
       /// The agent asked to open its event stream and has not been told what came of it.
       Listening: bool
+      /// The URLs of the requests sent, newest first.
+      Asked: string list
+      /// The channel notifications pushed, newest first.
+      Envelopes: ChannelEvent list
+      /// The log lines, newest first.
+      Logs: string list
       /// Samples drawn for the jitter so far (the next one is derived from the count).
       Draws: int
       Notified: string list
@@ -256,15 +264,20 @@ let private perform (w: World) (effects: Effect list) : World =
             match e with
             | Persist(_, Append lines) -> { w with File = w.File @ lines }
             | Persist(_, Rewrite text) -> { w with File = text.Split('\n', StringSplitOptions.RemoveEmptyEntries) |> List.ofArray }
-            | Send(purpose, request) -> { w with Inflight = w.Inflight @ [ purpose, request ]; Sent = (w.Uptime, routeOf request) :: w.Sent }
+            | Send(purpose, request) ->
+                { w with
+                    Inflight = w.Inflight @ [ purpose, request ]
+                    Sent = (w.Uptime, routeOf request) :: w.Sent
+                    Asked = request.Url :: w.Asked }
             | After(secs, timer) -> { w with Timers = w.Timers @ [ w.Uptime + secs, timer ] }
             | Listen _ -> { w with Listening = true; Sent = (w.Uptime, StreamRoute) :: w.Sent }
             | Unlisten _ -> { w with Listening = false }
             | Notify ev ->
                 let id = ev.Meta |> List.tryFind (fun (k, _) -> k = "activity_id") |> Option.map snd |> Option.defaultValue "?"
-                { w with Notified = w.Notified @ [ id ] }
+                { w with Notified = w.Notified @ [ id ]; Envelopes = ev :: w.Envelopes }
             | Answer(call, output, _) -> { w with Answers = w.Answers.Add(call, output) }
             | Download(purpose, _, path) -> { w with Downloads = w.Downloads @ [ purpose, path ] }
+            | Log(_, text) -> { w with Logs = text :: w.Logs }
             | _ -> w)
         w
 
@@ -292,6 +305,9 @@ let world (ackSupported: bool) : World =
       Downloads = []
       Sent = []
       Listening = false
+      Asked = []
+      Envelopes = []
+      Logs = []
       Draws = 0 }
     |> start
 
