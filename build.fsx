@@ -136,12 +136,14 @@ match fsi.CommandLineArgs |> Array.tail |> Array.toList with
 | [ "run" ] -> runDemo ()
 | [ "publish-fd" ] -> publishFd ()
 | [ "pack" ] -> pack ()
-| [ "chaos" ] ->
-    // 200 randomized fault schedules (Tests/Chaos); exit 1 when a message was lost, duplicated or leaked.
+| "chaos" :: options ->
+    // 200 randomized fault schedules (Tests/Chaos; further runner options pass through, e.g. --seed N);
+    // exit 1 when a message was lost, duplicated or leaked.
     publish ()
     let project = Path.Combine(root, "Tests", "Chaos", "Chaos.fsproj")
     let env = [ ("MOLECULE_MCP_BIN", binary); ("MOLECULE_PLATFORM_BIN", platformBinary) ]
-    exit (run env "dotnet" $"run --project \"{project}\" -c Release -- --schedules 200" ignore)
+    let more = String.Join(" ", options)
+    exit (run env "dotnet" $"run --project \"{project}\" -c Release -- --schedules 200 {more}" ignore)
 | [ "bench" ] ->
     publish ()
     publishFd ()

@@ -29,6 +29,10 @@ type Backend =
     abstract Restart: unit -> Task
     /// Everything the platform printed (process only), for the token check.
     abstract Output: string list
+    /// kill -9, the data directory copied aside, started again (process only; false otherwise).
+    abstract Backup: unit -> Task<bool>
+    /// kill -9, the data directory replaced by the backup, started again (process only; false otherwise).
+    abstract Restore: unit -> Task<bool>
     abstract Stop: unit -> Task
 
 type private InProcessBackend(p: Platform) =
@@ -46,6 +50,8 @@ type private InProcessBackend(p: Platform) =
         member _.Kill() = false
         member _.Restart() = Task.CompletedTask
         member _.Output = []
+        member _.Backup() = Task.FromResult false
+        member _.Restore() = Task.FromResult false
         // Not the harness's DisposeAsync: that deletes the data dir, which a failed schedule keeps as evidence.
         member _.Stop() = p.Running.StopAsync()
 
@@ -55,6 +61,13 @@ let freePort () =
     let port = (l.LocalEndpoint :?> IPEndPoint).Port
     l.Stop()
     port
+
+let rec private copyDir (src: string) (dst: string) =
+    Directory.CreateDirectory dst |> ignore
+    for f in Directory.GetFiles src do
+        File.Copy(f, Path.Combine(dst, Path.GetFileName f), true)
+    for d in Directory.GetDirectories src do
+        copyDir d (Path.Combine(dst, Path.GetFileName d))
 
 type private ProcessBackend(binary: string, dataDir: string, port: int) =
     let url = $"http://127.0.0.1:{port}"
@@ -95,6 +108,13 @@ type private ProcessBackend(binary: string, dataDir: string, port: int) =
 
     member _.Launch() = launch ()
 
+    member private _.KillNow() =
+        try
+            proc.Kill() // SIGKILL
+            proc.WaitForExit 5000 |> ignore
+        with _ ->
+            ()
+
     interface Backend with
         member _.Url = url
         member _.AdminToken = admin
@@ -118,6 +138,23 @@ type private ProcessBackend(binary: string, dataDir: string, port: int) =
             true
         member _.Restart() = launch ()
         member _.Output = List.ofSeq output
+        member this.Backup() =
+            task {
+                this.KillNow()
+                let backup = dataDir + "-backup"
+                if Directory.Exists backup then Directory.Delete(backup, true)
+                copyDir dataDir backup
+                do! launch ()
+                return true
+            }
+        member this.Restore() =
+            task {
+                this.KillNow()
+                Directory.Delete(dataDir, true)
+                copyDir (dataDir + "-backup") dataDir
+                do! launch ()
+                return true
+            }
         member _.Stop() =
             task {
                 try
@@ -167,7 +204,7 @@ let sendMessage (b: Backend) (target: Workspace) (from: Workspace option) (text:
             return false
     }
 
-/// The fault rule of a schedule fault on workspace `wsId`.
+/// The fault rule of a schedule fault on workspace `wsId` (the faults that are one plain rule).
 let faultRule (wsId: string) (fault: Schedule.Fault) (times: int) : FaultRule =
     let poll = { FaultRule.make $"/workspaces/{wsId}/activity" 0 with Method = Some "GET"; Times = Some times }
     match fault with
@@ -181,3 +218,25 @@ let faultRule (wsId: string) (fault: Schedule.Fault) (times: int) : FaultRule =
             Body = "{\"error\":\"since_id cursor not found (row may have been pruned or belongs to a different workspace); omit since_id to reset\"}" }
     | Schedule.AckStatus s ->
         { FaultRule.make $"/workspaces/{wsId}/activity/ack" s with Method = Some "POST"; Times = Some times }
+    | Schedule.AckMode _
+    | Schedule.HeartbeatRefused
+    | Schedule.NoStream
+    | Schedule.NoPeerInfo -> failwith "a fault mode: see inject"
+
+/// The rules of a fault mode, on workspace `wsId` only, for `times` answers.
+let private modeRules (wsId: string) (mode: FaultMode) (times: int) : FaultRule list =
+    FaultMode.rules mode
+    |> List.map (fun r -> { r with PathPrefix = r.PathPrefix.Replace("[^/]+", Text.RegularExpressions.Regex.Escape wsId); Times = Some times })
+
+/// Turns a schedule fault on for workspace `wsId` (the in-process fault injector).
+let inject (faults: FaultInjector) (wsId: string) (fault: Schedule.Fault) (times: int) =
+    let mode name = match FaultMode.parse name with Ok m -> m | Error e -> failwith e
+    match fault with
+    | Schedule.AckMode name -> for r in modeRules wsId (mode name) times do faults.Add r
+    | Schedule.HeartbeatRefused -> for r in modeRules wsId HeartbeatRefused times do faults.Add r
+    | Schedule.NoStream ->
+        for r in modeRules wsId NoStream times do
+            faults.Add r
+        faults.CutStreams $"/workspaces/{wsId}/events/stream" |> ignore
+    | Schedule.NoPeerInfo -> faults.Mode NoPeerInfo
+    | f -> faults.Add(faultRule wsId f times)

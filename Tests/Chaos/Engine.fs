@@ -36,7 +36,10 @@ type Outcome =
       Error: string option
       Processes: int
       Secs: float
-      Dir: string }
+      Dir: string
+      /// The highest request rate any agent reached per route (route with `:id`, requests in one second; in-process
+      /// platforms only: the process platform counts nothing).
+      Rates: (string * int) list }
 
     member o.Failed = Verdict.failures o.Counts > 0 || not o.Hygiene.IsEmpty || o.Error.IsSome
 
@@ -132,6 +135,9 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
         let drivers = ResizeArray<Task>()
         let stalls = ResizeArray<Task>()
         let mutable previous = Pause 0
+        // messages sent when the backup was taken, and those a restore took away before any process saw them
+        let mutable sentAtBackup = None
+        let rolledBack = Collections.Generic.HashSet<string>()
 
         let burst (target: int) (count: int) (from: int option) : Task =
             task {
@@ -185,8 +191,20 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
                 match st with
                 | Burst(target, count, from) -> do! burst target count from
                 | Inject(ws, fault, times) ->
-                    b.Faults |> Option.iter (fun f -> f.Add(Backend.faultRule workspaces[ws].Id fault times))
-                | ClearFaults -> b.Faults |> Option.iter (fun f -> f.Clear())
+                    b.Faults |> Option.iter (fun f -> Backend.inject f workspaces[ws].Id fault times)
+                | ClearFaults -> b.Faults |> Option.iter (fun f -> f.ClearAll())
+                | Backup ->
+                    let! taken = b.Backup()
+                    if taken then sentAtBackup <- Some sent.Count
+                | Restore ->
+                    match sentAtBackup with
+                    | Some n ->
+                        let! restored = b.Restore()
+                        if restored then
+                            let seen = rec'.All |> List.map (fun o -> o.Text) |> Set.ofList
+                            for m in sent |> Seq.skip n do
+                                if not (seen.Contains m.Text) then rolledBack.Add m.Text |> ignore
+                    | None -> ()
                 | KillAgent(slot, afterPop, ms) -> do! killAgent slot afterPop ms
                 | KillPlatform(downMs, during) ->
                     let sending = match during with Some(t, n) -> burst t n None | None -> Task.CompletedTask
@@ -215,7 +233,7 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
                 rec'.All
                 |> List.choose (fun o -> match o.Kind with Popped true | PopUnanswered -> Some o.Text | _ -> None)
                 |> Set.ofList
-            sent |> Seq.forall (fun m -> not m.Accepted || popped.Contains m.Text)
+            sent |> Seq.forall (fun m -> not m.Accepted || popped.Contains m.Text || rolledBack.Contains m.Text)
 
         try
             try
@@ -243,7 +261,7 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
                 // nothing was shown for QuietMs (or the drain gives up).
                 // Quiet is not enough: each workspace must have polled again (in-process: three more polls seen by
                 // the platform; process: 3 s), so that a replay started by a late fault shows what it would show.
-                b.Faults |> Option.iter (fun f -> f.Clear())
+                b.Faults |> Option.iter (fun f -> f.ClearAll())
                 do! Task.WhenAll stalls
                 for a in agents do
                     a.Stalled <- false
@@ -286,7 +304,14 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
             |> List.map (fun sl ->
                 sl.Ws, (if sl.Home then Path.Combine(dir, "home-shared", ".molecule-workspace") else Path.Combine(dir, $"configs-{sl.Dir}")))
             |> List.distinct
-        let counts, evidence = Verdict.judge (List.ofSeq sent) rec'.All knew (poppedInLedger workspaces stateDirs)
+        let counts, evidence = Verdict.judge (List.ofSeq sent) rec'.All knew (poppedInLedger workspaces stateDirs) (Set.ofSeq rolledBack)
+        let rates =
+            match backend with
+            | Some b ->
+                match b.Faults with
+                | Some f -> Verdict.routeRates (workspaces |> List.map (fun w -> w.Id)) f.HighestRates
+                | None -> []
+            | None -> []
         let platformOutput = match backend with Some b -> b.Output | None -> []
         let secrets =
             (workspaces |> List.map (fun w -> w.Token)) @ (match backend with Some b -> [ b.AdminToken ] | None -> [])
@@ -302,7 +327,8 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
               Error = (if errors.IsEmpty then None else Some(String.Join("; ", errors)))
               Processes = procs.Length
               Secs = sw.Elapsed.TotalSeconds
-              Dir = dir }
+              Dir = dir
+              Rates = rates }
         if outcome.Failed then
             let lines = [ describe s ] @ evidence @ hygiene @ (outcome.Error |> Option.toList)
             saveLogs dir procs platformOutput lines

@@ -20,6 +20,15 @@ type Fault =
     /// The cursor row is "gone": one 410.
     | PollGone
     | AckStatus of status: int
+    /// A fault mode of a misbehaving deployment on the acknowledgement route (Faults.FaultMode: ack-500, ack-503,
+    /// ack-catch-all, ack-empty, ack-html, ack-huge-floor, ack-1e300, ack-negative).
+    | AckMode of name: string
+    /// Heartbeats alone are refused (401) while every other request works.
+    | HeartbeatRefused
+    /// The platform has no event stream (404; the open one is cut).
+    | NoStream
+    /// The activity route ignores `include=peer_info` (every workspace, until the faults are cleared).
+    | NoPeerInfo
 
 type Step =
     /// `count` messages to workspace `target`, from the canvas (None) or from workspace `from`'s token.
@@ -34,6 +43,11 @@ type Step =
     | Pause of ms: int
     /// The drivers of workspace `ws` handle nothing for `ms` (the steps go on), so unread messages pile up.
     | Stall of ws: int * ms: int
+    /// The platform process is kill -9'd, its data directory copied aside as a backup, and started again.
+    | Backup
+    /// The platform process is kill -9'd, its data directory replaced by the backup, and started again: its rows,
+    /// numbering and acknowledgements go back to the backup's (messages sent since and not yet taken are gone).
+    | Restore
 
 /// One molecule-mcp process slot: which workspace it serves and where its state lives.
 type Slot =
@@ -58,9 +72,13 @@ type Options =
       BigBurstEvery: int
       /// Add a stall of one workspace's drivers with a burst of 1,100–1,300 into it (beyond the 1,000 unread at
       /// which intake pauses). Drawn from a second generator: the other steps stay those of the same seed.
-      Stalls: bool }
+      Stalls: bool
+      /// Add the faults of a misbehaving deployment (issue 14): in-process, a lying or failing acknowledgement route,
+      /// refused heartbeats, no event stream, no peer info; with the platform process, a backup at the start and a
+      /// restore from it later. Drawn from a third generator: the other steps stay those of the same seed.
+      Misbehaving: bool }
 
-let defaultOptions = { Messages = 60; BigBurstEvery = 6; Stalls = false }
+let defaultOptions = { Messages = 60; BigBurstEvery = 6; Stalls = false; Misbehaving = false }
 
 /// The seed of schedule `index` of a run: stable across processes (HashCode is randomized per process).
 let scheduleSeed (runSeed: int) (index: int) =
@@ -148,6 +166,26 @@ let generate (options: Options) (runSeed: int) (index: int) : Schedule =
             List.insertManyAt (r2.Next(steps.Length + 1)) [ Stall(ws, r2.Next(6000, 12000)); Burst(ws, r2.Next(1100, 1301), None) ] steps
         else
             steps
+    let steps =
+        if options.Misbehaving then
+            let r3 = Random(scheduleSeed runSeed index + 2)
+            match kind with
+            | InProcess ->
+                let modes = [ "ack-500"; "ack-503"; "ack-catch-all"; "ack-empty"; "ack-html"; "ack-huge-floor"; "ack-1e300"; "ack-negative" ]
+                let pick () =
+                    match r3.Next 5 with
+                    | 0 -> HeartbeatRefused, r3.Next(3, 30)
+                    | 1 -> NoStream, r3.Next(2, 20)
+                    | 2 -> NoPeerInfo, 1
+                    | _ -> AckMode modes[r3.Next modes.Length], r3.Next(5, 200)
+                let faults = [ for _ in 1 .. r3.Next(2, 5) -> let f, t = pick () in Inject(r3.Next workspaces, f, t) ]
+                faults |> List.fold (fun acc f -> List.insertAt (r3.Next(acc.Length + 1)) f acc) steps
+            | OwnProcess ->
+                // the backup first; the restore after at least one step
+                let at = 1 + r3.Next(max 1 steps.Length)
+                Backup :: List.insertAt (min at steps.Length) Restore steps
+        else
+            steps
     { RunSeed = runSeed
       Index = index
       Platform = kind
@@ -163,6 +201,10 @@ let private faultText (f: Fault) =
     | PollDrop -> "drop"
     | PollGone -> "410"
     | AckStatus s -> $"ack{s}"
+    | AckMode name -> name
+    | HeartbeatRefused -> "heartbeat-401"
+    | NoStream -> "no-stream"
+    | NoPeerInfo -> "no-peer-info"
 
 let stepText (step: Step) =
     match step with
@@ -175,6 +217,8 @@ let stepText (step: Step) =
     | KillPlatform(ms, Some(t, n)) -> $"kill9 platform+{ms}ms during {t}x{n}"
     | Pause ms -> $"pause{ms}ms"
     | Stall(ws, ms) -> $"stall{ws}:{ms}ms"
+    | Backup -> "backup"
+    | Restore -> "restore"
 
 /// One line: platform, slots (workspace:state dir, h = shared HOME), steps.
 let describe (s: Schedule) =

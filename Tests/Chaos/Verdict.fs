@@ -31,17 +31,21 @@ type Counts =
       /// … and the longest such delay (ms).
       RacedMaxMs: float
       /// Messages shown whose text no sender sent.
-      Stray: int }
+      Stray: int
+      /// Accepted, then taken away by a restore of the platform from a backup before any process saw them: the
+      /// platform lost them (not counted as lost when never delivered).
+      RolledBack: int }
 
 let zero =
     { Sent = 0; Delivered = 0; Lost = 0; Duplicated = 0; Leaked = 0; Unconfirmed = 0
-      UnconfirmedDelivered = 0; InFlightPops = 0; Raced = 0; RacedMaxMs = 0.0; Stray = 0 }
+      UnconfirmedDelivered = 0; InFlightPops = 0; Raced = 0; RacedMaxMs = 0.0; Stray = 0; RolledBack = 0 }
 
 let add (a: Counts) (b: Counts) =
     { Sent = a.Sent + b.Sent; Delivered = a.Delivered + b.Delivered; Lost = a.Lost + b.Lost
       Duplicated = a.Duplicated + b.Duplicated; Leaked = a.Leaked + b.Leaked; Unconfirmed = a.Unconfirmed + b.Unconfirmed
       UnconfirmedDelivered = a.UnconfirmedDelivered + b.UnconfirmedDelivered; InFlightPops = a.InFlightPops + b.InFlightPops
-      Raced = a.Raced + b.Raced; RacedMaxMs = max a.RacedMaxMs b.RacedMaxMs; Stray = a.Stray + b.Stray }
+      Raced = a.Raced + b.Raced; RacedMaxMs = max a.RacedMaxMs b.RacedMaxMs; Stray = a.Stray + b.Stray
+      RolledBack = a.RolledBack + b.RolledBack }
 
 let failures (c: Counts) = c.Lost + c.Duplicated + c.Leaked + c.Stray
 
@@ -64,7 +68,8 @@ let private obsText (o: Obs) =
 /// decided them, so a push written after such an answer was decided after that read: when the read followed the
 /// pop answer, the push is a duplicate; otherwise the push only raced the pop.
 /// `inLedger ws activityId` = the ledger file of workspace `ws` records that message as popped.
-let judge (sent: Sent list) (obs: Obs list) (knew: int -> int -> float) (inLedger: int -> string -> bool) : Counts * string list =
+/// `rolledBack` = the texts a restore of the platform took away before any process saw them.
+let judge (sent: Sent list) (obs: Obs list) (knew: int -> int -> float) (inLedger: int -> string -> bool) (rolledBack: Set<string>) : Counts * string list =
     let byText = obs |> List.groupBy (fun o -> o.Text) |> Map.ofList
     let known = sent |> List.map (fun s -> s.Text) |> Set.ofList
     let evidence = ResizeArray<string>()
@@ -91,7 +96,8 @@ let judge (sent: Sent list) (obs: Obs list) (knew: int -> int -> float) (inLedge
         let inFlight =
             not delivered
             && own |> List.exists (fun o -> o.Kind = PopUnanswered && inLedger s.Target o.ActivityId)
-        let lost = s.Accepted && not delivered && not inFlight
+        let gone = rolledBack.Contains s.Text && not delivered
+        let lost = s.Accepted && not delivered && not inFlight && not gone
         c <-
             { c with
                 Sent = c.Sent + (if s.Accepted then 1 else 0)
@@ -102,6 +108,7 @@ let judge (sent: Sent list) (obs: Obs list) (knew: int -> int -> float) (inLedge
                 Unconfirmed = c.Unconfirmed + (if s.Accepted then 0 else 1)
                 UnconfirmedDelivered = c.UnconfirmedDelivered + (if delivered && not s.Accepted then 1 else 0)
                 InFlightPops = c.InFlightPops + (if inFlight && s.Accepted then 1 else 0)
+                RolledBack = c.RolledBack + (if gone && s.Accepted then 1 else 0)
                 Raced = c.Raced + (if raced.IsEmpty then 0 else 1)
                 RacedMaxMs = List.fold max c.RacedMaxMs raced }
         let trail () = os |> List.map obsText |> String.concat "; "
@@ -119,4 +126,22 @@ let line (c: Counts) =
     $"sent {c.Sent}, delivered {c.Delivered}, lost {c.Lost}, duplicated {c.Duplicated}, leaked {c.Leaked}"
 
 let extra (c: Counts) =
-    $"unconfirmed sends {c.Unconfirmed} (delivered {c.UnconfirmedDelivered}), pops in flight at kill -9 {c.InFlightPops}, raced pushes {c.Raced} (at most {int c.RacedMaxMs} ms after the pop), stray {c.Stray}"
+    $"unconfirmed sends {c.Unconfirmed} (delivered {c.UnconfirmedDelivered}), pops in flight at kill -9 {c.InFlightPops}, raced pushes {c.Raced} (at most {int c.RacedMaxMs} ms after the pop), stray {c.Stray}, taken away by a restore before any process saw them {c.RolledBack}"
+
+/// The highest rate per route (workspace ids as `:id`) over the workspaces of a schedule, from the platform's
+/// (method and path, highest requests in one second); the senders' own `POST …/a2a` are not the agents'.
+let routeRates (workspaceIds: string list) (highest: (string * int) list) : (string * int) list =
+    highest
+    |> List.choose (fun (key, n) ->
+        match workspaceIds |> List.tryFind (fun id -> key.Contains id) with
+        | Some id when not (key.StartsWith "POST " && key.EndsWith "/a2a") -> Some(key.Replace(id, ":id"), n)
+        | Some _ -> None
+        | None when key.Contains "/registry/" -> Some(key, n)
+        | None -> None)
+    |> List.groupBy fst
+    |> List.map (fun (route, xs) -> route, xs |> List.map snd |> List.max)
+    |> List.sortByDescending snd
+
+/// Merges the highest rates of several schedules (the highest per route).
+let mergeRates (a: (string * int) list) (b: (string * int) list) =
+    a @ b |> List.groupBy fst |> List.map (fun (r, xs) -> r, xs |> List.map snd |> List.max) |> List.sortByDescending snd
