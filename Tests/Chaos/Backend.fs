@@ -55,20 +55,6 @@ type private InProcessBackend(p: Platform) =
         // Not the harness's DisposeAsync: that deletes the data dir, which a failed schedule keeps as evidence.
         member _.Stop() = p.Running.StopAsync()
 
-let freePort () =
-    let l = new TcpListener(IPAddress.Loopback, 0)
-    l.Start()
-    let port = (l.LocalEndpoint :?> IPEndPoint).Port
-    l.Stop()
-    port
-
-let rec private copyDir (src: string) (dst: string) =
-    Directory.CreateDirectory dst |> ignore
-    for f in Directory.GetFiles src do
-        File.Copy(f, Path.Combine(dst, Path.GetFileName f), true)
-    for d in Directory.GetDirectories src do
-        copyDir d (Path.Combine(dst, Path.GetFileName d))
-
 type private ProcessBackend(binary: string, dataDir: string, port: int) =
     let url = $"http://127.0.0.1:{port}"
     let output = ConcurrentQueue<string>()

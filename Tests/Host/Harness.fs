@@ -46,6 +46,22 @@ let waitUntil (timeout: TimeSpan) (what: string) (describe: unit -> string) (con
 
 let secs (s: float) = TimeSpan.FromSeconds s
 
+/// A loopback port free right now (for a platform that must come back on the same port).
+let freePort () =
+    let l = new Net.Sockets.TcpListener(Net.IPAddress.Loopback, 0)
+    l.Start()
+    let port = (l.LocalEndpoint :?> Net.IPEndPoint).Port
+    l.Stop()
+    port
+
+/// Copies a directory tree (a platform's data directory, as a backup).
+let rec copyDir (src: string) (dst: string) =
+    Directory.CreateDirectory dst |> ignore
+    for f in Directory.GetFiles src do
+        File.Copy(f, Path.Combine(dst, Path.GetFileName f), true)
+    for d in Directory.GetDirectories src do
+        copyDir d (Path.Combine(dst, Path.GetFileName d))
+
 /// Property value as string or null.
 let strOf (n: JsonNode) (name: string) : string =
     match n with

@@ -10,7 +10,6 @@ open System.Diagnostics
 open System.IO
 open System.Net
 open System.Net.Http
-open System.Net.Sockets
 open System.Text
 open System.Threading.Tasks
 open Xunit
@@ -189,20 +188,6 @@ let ``an absurd floor in an acknowledgement answer is not taken: later messages 
 // ---------------------------------------------------------------------------------------------
 // 3: a platform restored from a backup (its message numbering goes back)
 // ---------------------------------------------------------------------------------------------
-
-let private freePort () =
-    let l = new TcpListener(IPAddress.Loopback, 0)
-    l.Start()
-    let port = (l.LocalEndpoint :?> IPEndPoint).Port
-    l.Stop()
-    port
-
-let rec private copyDir (src: string) (dst: string) =
-    Directory.CreateDirectory dst |> ignore
-    for f in Directory.GetFiles src do
-        File.Copy(f, Path.Combine(dst, Path.GetFileName f), true)
-    for d in Directory.GetDirectories src do
-        copyDir d (Path.Combine(dst, Path.GetFileName d))
 
 [<Fact>]
 let ``a platform restored from a backup (numbers going back, the cursor gone) loses nothing new, and says what happened`` () =
