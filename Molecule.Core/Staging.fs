@@ -54,7 +54,9 @@ let onDownload (uptime: float) (sample: float) (fileId: string) (result: Downloa
     match waiting with
     | [] -> ws, [], []
     | (_, p) :: _ ->
+        // the platform's strings are shown sanitised, also in log lines
         let name = Uploads.displayName p.Upload.Name
+        let shownId = Uploads.displayName fileId
         let pace = defaultArg (ws.DownloadPace.TryFind fileId) Pacing.ready
         let failures = pace.Failures + 1
         let why =
@@ -69,14 +71,14 @@ let onDownload (uptime: float) (sample: float) (fileId: string) (result: Downloa
                 Some(Uploads.Staged(path, bytes)),
                 [ Log(Info, $"saved the uploaded file {name} to {path}"); send ws (AckUpload fileId) (Api.ackUpload ws.Config fileId) ]
             | DownloadRefused(status, _) when status = 404 || status = 410 ->
-                Some(Uploads.Gone $"the platform no longer has it: {why}"), [ Log(Info, $"uploaded file {name} ({fileId}) is already gone on the platform ({why}); skipping it") ]
+                Some(Uploads.Gone $"the platform no longer has it: {why}"), [ Log(Info, $"uploaded file {name} ({shownId}) is already gone on the platform ({why}); skipping it") ]
             | _ when failures >= Uploads.maxAttempts ->
-                Some(Uploads.Gone why), [ Log(Warning, $"giving up on the uploaded file {name} ({fileId}) after {failures.ToString(CultureInfo.InvariantCulture)} failed downloads: {why}") ]
+                Some(Uploads.Gone why), [ Log(Warning, $"giving up on the uploaded file {name} ({shownId}) after {failures.ToString(CultureInfo.InvariantCulture)} failed downloads: {why}") ]
             | _ -> None, []
         match settled with
         | None ->
             let pace, wait, logs =
-                Pacing.failed Pacing.upload Warning $"downloading the uploaded file {name} ({fileId})" why uptime sample pace
+                Pacing.failed Pacing.upload Warning $"downloading the uploaded file {name} ({shownId})" (Uploads.displayName why) uptime sample pace
             { ws with DownloadPace = ws.DownloadPace.Add(fileId, pace) }, logs @ [ After(wait, RetryTimer(id ws, FetchUpload fileId)) ], []
         | Some stage ->
             let ws = { ws with DownloadPace = ws.DownloadPace.Remove fileId }
@@ -97,9 +99,9 @@ let onUploadAck (fileId: string) (response: Response) (ws: State) : State * Effe
     match response with
     | Reply(status, _) when status >= 200 && status < 300 -> ws, []
     | Reply(status, body) ->
-        ws, [ Log(Debug, $"acknowledging the uploaded file {fileId} failed: HTTP {status.ToString(CultureInfo.InvariantCulture)}{ToolKit.withMessage (ToolKit.platformMessage body)}") ]
-    | TransportError m -> ws, [ Log(Debug, $"acknowledging the uploaded file {fileId} failed: {m}") ]
-    | TimedOut _ -> ws, [ Log(Debug, $"acknowledging the uploaded file {fileId} timed out") ]
+        ws, [ Log(Debug, $"acknowledging the uploaded file {Uploads.displayName fileId} failed: HTTP {status.ToString(CultureInfo.InvariantCulture)}{ToolKit.withMessage (ToolKit.platformMessage body)}") ]
+    | TransportError m -> ws, [ Log(Debug, $"acknowledging the uploaded file {Uploads.displayName fileId} failed: {m}") ]
+    | TimedOut _ -> ws, [ Log(Debug, $"acknowledging the uploaded file {Uploads.displayName fileId} timed out") ]
 
 /// Files this workspace uploaded itself: their rows are not the user's.
 let ownUploads (fileIds: string list) (ws: State) : State * Effect list * InboxMessage list =
