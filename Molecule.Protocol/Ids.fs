@@ -55,25 +55,25 @@ type TextId<'names> =
 
 /// What a PeerId names: a workspace of the team, as a tool call or the platform's registry names it.
 [<AbstractClass; Sealed>]
-type Peer = class end
+type OfPeer = class end
 
 /// What an ActivityId names: a message of the inbox (an activity row).
 [<AbstractClass; Sealed>]
-type ActivityRow = class end
+type OfActivity = class end
 
 /// What a FileId names: a file uploaded to the platform (a pending upload).
 [<AbstractClass; Sealed>]
-type UploadedFile = class end
+type OfUpload = class end
 
 /// A peer as a tool call names it (chat_history's peer_id, a peer list_peers showed): a workspace UUID in WorkspaceId's
 /// normal form, any other text trimmed as given — the platform judges it, as the reference leaves it to.
-type PeerId = TextId<Peer>
+type PeerId = TextId<OfPeer>
 
 /// An inbox message's id as the platform gave it, trimmed.
-type ActivityId = TextId<ActivityRow>
+type ActivityId = TextId<OfActivity>
 
 /// The id of a file uploaded to the platform (a pending upload's `file_id`), trimmed.
-type FileId = TextId<UploadedFile>
+type FileId = TextId<OfUpload>
 
 module private TextId =
     /// The id of a text, trimmed; None for a blank text.

@@ -37,9 +37,9 @@ let private rpcErrorDetail (err: JsonNode) : string =
         | None, None -> "JSON-RPC error without a message"
 
 /// What an A2A send's answer means (a 410 about this workspace aside: the call ends there).
-let private a2aOutcome (ctx: ToolContext) (target: string) (resp: Response) : A2aOutcome =
+let private a2aOutcome (ctx: ToolContext) (peer: string) (resp: Response) : A2aOutcome =
     match resp with
-    | Reply(410, body) when namesPeer ctx target body -> Failed $"workspace {target} was deleted on the platform"
+    | Reply(410, body) when namesPeer ctx peer body -> Failed $"workspace {peer} was deleted on the platform"
     | Reply(status, body) ->
         let node = Json.tryParse body
         let sp name = node |> Option.bind (Json.stringProp name)
@@ -106,7 +106,7 @@ let pollEverySecs = 3.0
 // ---------------------------------------------------------------------------------------------
 
 /// The peer a delegation goes to, as discover found it.
-type private Peer =
+type private Target =
     { Id: WorkspaceId
       /// discover's name, else the one learnt before, else the id's first 8 characters.
       Name: string
@@ -116,7 +116,7 @@ type private Peer =
       /// queues messages for poll-mode peers whatever their status, so nothing is lost.
       Unavailable: string option }
 
-let private found (ctx: ToolContext) (peer: WorkspaceId) (discovered: string option) (unavailable: string option) : Peer =
+let private found (ctx: ToolContext) (peer: WorkspaceId) (discovered: string option) (unavailable: string option) : Target =
     let learntBefore = ctx.PeerNames.TryFind peer.Value |> Option.filter (isBlank >> not)
     { Id = peer
       Name = discovered |> Option.orElse learntBefore |> Option.defaultValue (peer.Value.Substring(0, 8))
@@ -124,27 +124,27 @@ let private found (ctx: ToolContext) (peer: WorkspaceId) (discovered: string opt
       Unavailable = unavailable }
 
 /// Looks the peer up (GET /registry/discover): goes on with it, or ends the call when it cannot be reached.
-let private discover (ctx: ToolContext) (peer: WorkspaceId) : Program<Result<Peer, ToolOutput>> =
+let private discover (ctx: ToolContext) (peer: WorkspaceId) : Program<Result<Target, ToolOutput>> =
     program {
-        let target = peer.Value
-        match! Program.send (Api.discover ctx.Config target) with
-        | Reply(410, body) when namesPeer ctx target body ->
-            return! refuse $"Error: workspace {target} was deleted on the platform. Pick another peer from list_peers."
+        let id = peer.Value
+        match! Program.send (Api.discover ctx.Config id) with
+        | Reply(410, body) when namesPeer ctx id body ->
+            return! refuse $"Error: workspace {id} was deleted on the platform. Pick another peer from list_peers."
         | Reply(410, body) -> return! removed ctx body
         | Reply(s, body) when is2xx s ->
             let node = Json.tryParse body
             match node |> Option.bind (Json.stringProp "status") with
-            | Some st when st.Equals("offline", StringComparison.OrdinalIgnoreCase) -> return! refuse $"Error: workspace {target} is offline."
+            | Some st when st.Equals("offline", StringComparison.OrdinalIgnoreCase) -> return! refuse $"Error: workspace {id} is offline."
             | _ -> return found ctx peer (node |> Option.bind (Json.stringProp "name") |> Option.filter (isBlank >> not)) None
-        | Reply(404, _) -> return! refuse $"Error: workspace {target} was not found on the platform. Check the ID with list_peers."
+        | Reply(404, _) -> return! refuse $"Error: workspace {id} was not found on the platform. Check the ID with list_peers."
         | Reply(403, body) when not (isTokenProblem 403 (platformMessage body)) ->
             return!
                 refuse
-                    $"Error: you may not reach workspace {target} (access control: {platformMessage body}). Only peers listed by list_peers can be delegated to."
+                    $"Error: you may not reach workspace {id} (access control: {platformMessage body}). Only peers listed by list_peers can be delegated to."
         | Reply(503, body) ->
             let status = Json.tryParse body |> Option.bind (Json.stringProp "status") |> Option.defaultValue "unavailable"
             return found ctx peer None (Some status)
-        | Reply(s, body) -> return! refuse $"Error: could not look up workspace {target}: {httpDetail s body}"
+        | Reply(s, body) -> return! refuse $"Error: could not look up workspace {id}: {httpDetail s body}"
         | TransportError m -> return! refuse (transportFailure ctx m)
         | TimedOut t -> return! refuse (timeoutFailure t)
     }
@@ -173,16 +173,16 @@ let private gone (ctx: ToolContext) (shown: string option) (body: string) : Prog
     Program.stopWith (failure text) [ WorkspaceRemoved info ]
 
 /// Writes a line to the activity log. Its outcome is ignored, except that a 410 means this workspace is gone.
-let private logActivity (ctx: ToolContext) (peer: Peer) (line: LogLine) (shown: string option) : Program<Result<unit, ToolOutput>> =
+let private logActivity (ctx: ToolContext) (target: Target) (line: LogLine) (shown: string option) : Program<Result<unit, ToolOutput>> =
     program {
-        match! Program.send (Api.reportActivity ctx.Config line.Kind peer.Id.Value line.Summary line.Status line.Request line.Response line.Error) with
+        match! Program.send (Api.reportActivity ctx.Config line.Kind target.Id.Value line.Summary line.Status line.Request line.Response line.Error) with
         | Reply(410, body) -> return! gone ctx shown body
         | _ -> return ()
     }
 
-let private sending (peer: Peer) (task: string) : LogLine =
+let private sending (target: Target) (task: string) : LogLine =
     { Kind = "a2a_send"
-      Summary = $"Delegating to {peer.Name}"
+      Summary = $"Delegating to {target.Name}"
       Status = "ok"
       Request = Some(Json.obj [ "task", Json.str task ] :> JsonNode)
       Response = None
@@ -196,12 +196,12 @@ let private received (summary: string) (status: string) (response: JsonNode opti
 // ---------------------------------------------------------------------------------------------
 
 /// Sends the task as an A2A message through the platform's proxy (retried only when no connection was made, P10).
-let private throughA2a (ctx: ToolContext) (peer: Peer) (task: string) : Program<Result<A2aOutcome, ToolOutput>> =
+let private throughA2a (ctx: ToolContext) (target: Target) (task: string) : Program<Result<A2aOutcome, ToolOutput>> =
     program {
-        let target = peer.Id.Value
-        match! Program.send (Api.a2aSend ctx.Config target (derivedId ctx.Nonce "rpc") ctx.Nonce task) with
-        | Reply(410, body) when not (namesPeer ctx target body) -> return! gone ctx None body
-        | response -> return a2aOutcome ctx target response
+        let peer = target.Id.Value
+        match! Program.send (Api.a2aSend ctx.Config peer (derivedId ctx.Nonce "rpc") ctx.Nonce task) with
+        | Reply(410, body) when not (namesPeer ctx peer body) -> return! gone ctx None body
+        | response -> return a2aOutcome ctx peer response
     }
 
 /// The answer in a /delegations entry: its preview, said to be cut when the platform cut it.
@@ -256,13 +256,13 @@ let rec private awaitDelegation (ctx: ToolContext) (id: string) (started: float)
 
 /// DELEGATION_SYNC_VIA_INBOX: POST /delegate, then wait for the delegation to end. Nothing is ever sent twice (P27); a
 /// queued delegation ends at once.
-let private throughInbox (ctx: ToolContext) (peer: Peer) (task: string) : Program<Result<A2aOutcome, ToolOutput>> =
+let private throughInbox (ctx: ToolContext) (target: Target) (task: string) : Program<Result<A2aOutcome, ToolOutput>> =
     program {
         let cfg = ctx.Config
-        let target = peer.Id.Value
-        let key = sha256Hex32 $"{cfg.WorkspaceId.Value}:{target}:{task}:{ctx.Nonce}"
-        match! Program.send (Api.``delegate`` cfg target task key) with
-        | Reply(410, body) when namesPeer ctx target body -> return Failed $"workspace {target} was deleted on the platform"
+        let peer = target.Id.Value
+        let key = sha256Hex32 $"{cfg.WorkspaceId.Value}:{peer}:{task}:{ctx.Nonce}"
+        match! Program.send (Api.``delegate`` cfg peer task key) with
+        | Reply(410, body) when namesPeer ctx peer body -> return Failed $"workspace {peer} was deleted on the platform"
         | Reply(410, body) -> return! gone ctx None body
         | Reply(s, body) when is2xx s ->
             match Json.tryParse body |> Option.bind (Json.prop "delegation_id") |> Option.bind Json.asScalarText with
@@ -282,8 +282,8 @@ let private throughInbox (ctx: ToolContext) (peer: Peer) (task: string) : Progra
 /// How a delegation ended: the answer, what the answer shows should this workspace turn out to be gone, the log line.
 type private Receipt = { Answer: ToolOutput; Shown: string; Line: LogLine }
 
-let private receiptOf (peer: Peer) (outcome: A2aOutcome) : Receipt =
-    let name = peer.Name
+let private receiptOf (target: Target) (outcome: A2aOutcome) : Receipt =
+    let name = target.Name
     match outcome with
     | Answered text ->
         // framed as the peer's words (P28); the activity log keeps the answer as it came
@@ -292,7 +292,7 @@ let private receiptOf (peer: Peer) (outcome: A2aOutcome) : Receipt =
           Line = received $"{name} responded ({inv text.Length} chars)" "ok" (Some(Json.obj [ "result", Json.str text ] :> JsonNode)) None }
     | QueuedForPoll meth ->
         let text =
-            match peer.Unavailable with
+            match target.Unavailable with
             | None ->
                 $"Task delivered to {name} (poll-mode peer; queued, method={meth}). Its reply will arrive in your inbox as a peer_agent message — use wait_for_message / inbox_peek."
             | Some st ->
@@ -300,9 +300,9 @@ let private receiptOf (peer: Peer) (outcome: A2aOutcome) : Receipt =
         { Answer = ok text; Shown = text; Line = received $"{name} has the task queued (poll mode)" "ok" None None }
     | Failed detail ->
         let detail =
-            match peer.Unavailable with
+            match target.Unavailable with
             | None -> detail
-            | Some st -> $"workspace {peer.Id.Value} is not available right now (status: {st}) and the platform did not queue the task: {detail}"
+            | Some st -> $"workspace {target.Id.Value} is not available right now (status: {st}) and the platform did not queue the task: {detail}"
         let text =
             $"DELEGATION FAILED to {name}: {detail}\nYou can try a different peer, do the task yourself, or tell the user that {name} is unavailable right now and give your best answer."
         { Answer = failure text; Shown = text; Line = received $"{name} failed: {trunc 120 detail}" "error" None (Some detail) }
