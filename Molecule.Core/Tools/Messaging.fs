@@ -37,6 +37,12 @@ let private pendingFileIds (entries: JsonNode list) : FileId list =
     |> List.filter (fun uri -> uri.StartsWith("platform-pending:", StringComparison.Ordinal))
     |> List.choose (fun uri -> FileId.tryParse (uri.Substring(uri.LastIndexOf '/' + 1)))
 
+/// What the agent learns from the uploaded files' entries: the ones waiting for this workspace are its own.
+let private ownUploads (ctx: ToolContext) (entries: JsonNode list) : Observation list =
+    match pendingFileIds entries with
+    | [] -> []
+    | own -> [ OwnUploads(ctx.Config.WorkspaceId, own) ]
+
 /// Why an attachment cannot be sent, if one cannot.
 let private attachmentProblem (paths: string list) (checks: FileCheck list) : string option =
     if checks.Length <> paths.Length then
@@ -93,10 +99,7 @@ let private notify (ctx: ToolContext) (message: string) (entries: JsonNode list)
         else
             return failure (httpFailure status body)
     }
-    |> Program.mapEnd (fun (ended, learnt) ->
-        match pendingFileIds entries with
-        | [] -> ended, learnt
-        | own -> ended, learnt @ [ OwnUploads(ctx.Config.WorkspaceId, own) ])
+    |> Program.observeAfter (ownUploads ctx entries)
 
 let sendMessageToUser (ctx: ToolContext) (message: string) (attachments: string list) : Program<ToolOutput> =
     platform ctx (program {

@@ -43,6 +43,10 @@ let stopWith (answer: ToolOutput) (learnt: Observation list) : Program<Result<'a
 /// Tells the agent what the call learnt (kept whatever the call answers later).
 let observe (learnt: Observation list) : Program<Result<unit, ToolOutput>> = Done(Ok(), learnt)
 
+/// The part, then what it learnt joined by `learnt`, whatever the part ends with (its value or the call's answer).
+let observeAfter (learnt: Observation list) (part: Program<'a>) : Program<'a> =
+    if learnt.IsEmpty then part else part |> mapEnd (fun (ended, before) -> ended, before @ learnt)
+
 /// Sends a request; goes on with the platform's answer, whatever it is.
 let send (request: Request) : Program<Result<Response, ToolOutput>> = Call(request, fun response -> Done(Ok response, []))
 

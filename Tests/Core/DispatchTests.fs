@@ -845,6 +845,29 @@ let ``rule: dispatch never throws for any response`` () =
     )
 
 [<Fact>]
+let ``rule: the files send_message_to_user uploads for its own workspace are its own, whatever notify answers (P35)`` () =
+    let scenario = Gen.zip (Gen.nonEmptyListOf (Gen.elements [ true; false ]) |> Gen.map (List.truncate 4)) anyResponseGen
+
+    Check.One(
+        quick 300,
+        Prop.forAll (Arb.fromGen scenario) (fun (pending, notified) ->
+            let entry i isPending =
+                if isPending then $"{{\"uri\":\"platform-pending:{ownId}/file-{i}\"}}" else $"{{\"uri\":\"workspace:/f{i}\"}}"
+            let uploaded = reply 200 ("{\"files\":[" + String.Join(",", pending |> List.mapi entry) + "]}")
+            let platform m p r =
+                match m with
+                | Post when p = own + "/chat/uploads" -> uploaded
+                | Post when p = own + "/notify" -> notified
+                | _ -> happy m p r
+            let run = runWith platform ctx (SendMessageToUser("m", pending |> List.mapi (fun i _ -> $"/tmp/f{i}")))
+            let ownFiles = pending |> List.indexed |> List.filter snd |> List.map (fun (i, _) -> (FileId.tryParse $"file-{i}").Value)
+            match run.Observations |> List.filter (function OwnUploads _ -> true | _ -> false), List.tryLast run.Observations with
+            | [], _ -> ownFiles.IsEmpty
+            | [ only ], Some last -> only = last && only = OwnUploads(cfg.WorkspaceId, ownFiles) && not ownFiles.IsEmpty
+            | _ -> false)
+    )
+
+[<Fact>]
 let ``rule: a timed-out A2A send is a failure and is never re-sent`` () =
     Check.One(
         quick 100,
