@@ -301,48 +301,53 @@ let private rebase (cfg: Config) (ledger: Ledger.State) (items: Ledger.Item list
     | Some(q, horizon) -> [ Ledger.Rebased(highest items) ], [ Log(Warning, rewoundText cfg q horizon) ]
     | None -> [], []
 
+/// Where the next replay page starts (`before_ts`): one microsecond after the page's oldest row (its ties are read
+/// again), else that row's own instant (when the page brought nothing new, or the microsecond would not reach back).
+/// None when neither reaches further back than the last page did — a platform that ignores `before_ts` ends the
+/// replay instead of looping.
+let private onward (before: string option) (items: Ledger.Item list) (fresh: int) : string option =
+    let exactly = items |> List.tryPick Ledger.itemTime |> Option.map Activity.formatTime
+    let candidates = if fresh = 0 then [ exactly ] else [ oneMicrosecondAfter items; exactly ]
+    let earlier (next: string option) =
+        match before, next with
+        | Some b, Some n -> (Activity.parseTime n, Activity.parseTime b) ||> Option.map2 (<) = Some true
+        | None, Some _ -> true
+        | _ -> false
+    candidates |> List.tryFind earlier |> Option.flatten
+
+/// The replay has read its window: its rows are taken oldest first — unless a fresh ledger's floor is above every
+/// number the platform shows (not taken: the recent window again, said once).
+let private finishReplay (cfg: Config) (settle: State -> Ledger.Event list -> Effect list -> bool -> Outcome) (ledger: Ledger.State) (s: State) (r: Replay) (logs: Effect list) : Outcome =
+    match ledger.Floor, ledger.Newest, highest r.Items with
+    | Some floor, None, Some top when floor > top ->
+        let note = doubtedText cfg floor top $"reading the last {fmt (int64 cfg.ReplaySecs)} s instead and recognising handled messages by id"
+        settle { s with Phase = replay cfg.ReplaySecs; Doubted = true } [ Ledger.Rebased None ] (logs @ [ Log(Warning, note) ]) true
+    | _ ->
+        let take, held = Ledger.take r.Truncated r.Items ledger
+        let events = takeEvents take
+        let rebased, notes = rebase cfg ledger r.Items
+        let after = events @ rebased |> List.fold Ledger.evolve ledger
+        let phase = if after.Cursor.IsSome then Following else replay r.Window
+        let paused = held || r.Truncated
+        // The replay read up to the newest row: rings read on from there (unless rows were held back).
+        let head = if paused || phase <> Following then None else newestId r.Items
+        let s = if rebased.IsEmpty then s else { s with AckedUpTo = 0L }
+        settle { s with Phase = phase; Paused = paused; Head = head } (events @ rebased) (logs @ notes @ pauseLogs s paused) (after.Cursor.IsSome && not paused)
+
 let private onReplayPage (cfg: Config) (uptime: float) (ledger: Ledger.State) (s: State) (r: Replay) (items: Ledger.Item list) (pageFull: bool) (logs: Effect list) : Outcome =
     let settle = settleWith cfg uptime (s.Gone = 0)
-    let r0 = r
-    let r, freshCount = gather ledger r items
+    let gathered, fresh = gather ledger r items
     // Only rows the floor speaks for can end the paging (a newer row below the floor is a renumbered new one).
     let allBelowFloor = ledger.Floor.IsSome && not items.IsEmpty && items |> List.forall (Ledger.itemCovered ledger)
-    let oldest = items |> List.tryPick Ledger.itemTime
-    let exactly = oldest |> Option.map Activity.formatTime
-    let onward = if freshCount = 0 then exactly else oneMicrosecondAfter items
-    // Every page must reach further back than the last: a platform that ignores `before_ts` ends the replay.
-    let backwards =
-        match r0.Before, onward with
-        | Some before, Some next -> (Activity.parseTime next, Activity.parseTime before) ||> Option.map2 (<) |> Option.defaultValue false
-        | None, Some _ -> true
-        | _, None -> false
-    let exhausted = not pageFull || allBelowFloor || not backwards
-    if not exhausted && freshCount = 0 then
-        // More than a page of rows share one timestamp: `before_ts` (strict) cannot page through them.
-        let instant = defaultArg exactly "?"
-        let note =
-            Log(Warning, $"inbox replay: more than {pageLimit.ToString(CultureInfo.InvariantCulture)} rows share the timestamp {instant}; rows of that instant beyond one page cannot be fetched")
-        settle { s with Phase = Replaying { r with Before = onward } } [] (logs @ [ note ]) true
-    elif not exhausted then
-        settle { s with Phase = Replaying { r with Before = onward } } [] logs true
-    else
-        let shown = highest r.Items
-        match ledger.Floor, ledger.Newest, shown with
-        | Some floor, None, Some top when floor > top ->
-            // A fresh ledger's floor above every number the platform shows: not taken; the recent window again.
-            let note = doubtedText cfg floor top $"reading the last {fmt (int64 cfg.ReplaySecs)} s instead and recognising handled messages by id"
-            settle { s with Phase = replay cfg.ReplaySecs; Doubted = true } [ Ledger.Rebased None ] (logs @ [ Log(Warning, note) ]) true
-        | _ ->
-            let take, held = Ledger.take r.Truncated r.Items ledger
-            let events = takeEvents take
-            let rebased, notes = rebase cfg ledger r.Items
-            let after = events @ rebased |> List.fold Ledger.evolve ledger
-            let phase = if after.Cursor.IsSome then Following else replay r.Window
-            let paused = held || r.Truncated
-            // The replay read up to the newest row: rings read on from there (unless rows were held back).
-            let head = if paused || phase <> Following then None else newestId r.Items
-            let s = if rebased.IsEmpty then s else { s with AckedUpTo = 0L }
-            settle { s with Phase = phase; Paused = paused; Head = head } (events @ rebased) (logs @ notes @ pauseLogs s paused) (after.Cursor.IsSome && not paused)
+    match onward r.Before items fresh with
+    | Some before when pageFull && not allBelowFloor ->
+        let notes =
+            if fresh > 0 then []
+            else
+                // More than a page of rows share one timestamp: `before_ts` (strict) cannot page through them.
+                [ Log(Warning, $"inbox replay: more than {pageLimit.ToString(CultureInfo.InvariantCulture)} rows share the timestamp {before}; rows of that instant beyond one page cannot be fetched") ]
+        settle { s with Phase = Replaying { gathered with Before = Some before } } [] (logs @ notes) true
+    | _ -> finishReplay cfg settle ledger s gathered logs
 
 let private onFollowingPage (cfg: Config) (uptime: float) (ledger: Ledger.State) (s: State) (items: Ledger.Item list) (pageFull: bool) (logs: Effect list) : Outcome =
     let take, held = Ledger.take pageFull items ledger

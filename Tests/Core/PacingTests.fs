@@ -195,3 +195,47 @@ let ``example: a platform that loses every cursor (410 for every since_id) is as
     // 300 s: backing off to one try every 15–30 s, a few dozen fetches at most (unpaced: thousands)
     Assert.InRange(fetches, 4, 60)
     Assert.Equal(3, Agent.unread w.Model)
+
+[<Fact>]
+let ``example: a platform that ignores before_ts (the same full page for every replay page) ends the replay instead of looping`` () =
+    let p = (platform false, [ 1..500 ]) ||> List.fold (fun p _ -> fst (append Peer false p))
+    let page = Reply(200, "[" + String.Join(",", p.Rows |> List.rev |> List.map rowJson) + "]")
+    let w = start { world false with Platform = { p with Always = Map.ofList [ ActivityRoute, page ] }; File = [] }
+    let w = settle w
+    // the first page, the same again (its oldest instant), the end; then one `since_id` read that gets nowhere
+    Assert.InRange(burst w ActivityRoute, 1, 4)
+    Assert.Equal(500, Agent.unread w.Model)
+
+[<Fact>]
+let ``example: replay pages of rows one microsecond apart page back through all of them`` () =
+    // 1,200 rows 1 µs apart (the simulated platform keeps milliseconds: seen through the activity route's page
+    // answers, built here with microsecond timestamps)
+    let stampUs (us: int64) = Activity.formatTime (epoch.AddTicks(us * 10L))
+    let rowAt (i: int) =
+        let id = Guid(i, 0s, 0s, [| 0uy; 0uy; 0uy; 0uy; 0uy; 0uy; 0uy; 3uy |]).ToString("D")
+        $"{{\"id\":\"{id}\",\"seq\":{i},\"workspace_id\":\"{selfId}\",\"activity_type\":\"a2a_receive\",\"source_id\":null,\"method\":\"message/send\",\"summary\":null,\"created_at\":\"{stampUs (int64 i)}\",\"request_body\":{{\"params\":{{\"message\":{{\"parts\":[{{\"kind\":\"text\",\"text\":\"m{i}\"}}]}}}}}}}}"
+    let all = [ 1..1200 ]
+    let answerReplay (before: DateTimeOffset option) =
+        let rows = all |> List.rev |> List.filter (fun i -> match before with Some b -> epoch.AddTicks(int64 i * 10L) < b | None -> true) |> List.truncate 500
+        Reply(200, "[" + String.Join(",", rows |> List.map rowAt) + "]")
+    let ledger = Ledger.empty selfId
+    let mutable s = { Intake.start 600 ledger with Ack = Intake.Unsupported; Phase = Intake.Replaying { Window = 600; Before = None; Items = []; Ids = Set.empty; Truncated = false } }
+    let mutable events = []
+    let mutable pages = 0
+    let mutable go = true
+    while go && pages < 20 do
+        let s', request = Intake.next config ledger s
+        match request with
+        | None -> go <- false
+        | Some r ->
+            pages <- pages + 1
+            let before = (Uri r.Url).Query.Split('&') |> Array.tryPick (fun kv -> if kv.StartsWith "before_ts=" then Activity.parseTime (Uri.UnescapeDataString(kv.Substring 10)) else None)
+            let o = Intake.onResponse config 0.0 0.5 (answerReplay before) ledger s'
+            s <- o.Intake
+            events <- events @ o.Events
+            go <- o.FetchNow && (match s.Phase with Intake.Replaying _ -> true | _ -> false)
+    // the ledger holds 1,000: the replay read back beyond two pages and kept the oldest 1,000 (the rest wait)
+    let taken = events |> List.collect (function Ledger.Took t -> t.Messages | _ -> [])
+    Assert.Equal(Ledger.capacity, taken.Length)
+    Assert.Equal("m1", (List.head taken).Text)
+    Assert.InRange(pages, 3, 6)
