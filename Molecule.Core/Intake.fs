@@ -448,43 +448,50 @@ let private ackFailed (cfg: Config) (uptime: float) (sample: float) (s: State) (
     else
         { State = s; Events = []; Effects = logs @ [ timer ]; FetchNow = false }
 
+/// A floor the platform answered for `sent`: taken, or (above every number it has shown) not.
+let private onFloor (cfg: Config) (uptime: float) (ledger: Ledger.State) (s: State) (sent: int64) (floor: int64) : AckOutcome =
+    let ok (s: State) events effects fetch =
+        let pace, recovered = Pacing.succeeded (ackRoute cfg) uptime s.AckPace
+        { State = { s with AckPace = pace; Ack = Supported }; Events = events; Effects = recovered @ effects; FetchNow = fetch }
+    let raised = if Some floor > ledger.Floor then [ Ledger.Acked floor ] else []
+    match ledger.Horizon with
+    | _ when sent = 0L && s.Phase = LearningFloor ->
+        // A fresh start: taken for now; the replay checks it against the numbers the platform shows.
+        ok { s with Phase = replay maxWindowSecs; FloorTries = 0 } raised [] true
+    | Some shown when floor > shown ->
+        // Above every number the platform has shown: moot, and not taken as the floor.
+        let notes =
+            if s.Doubted then []
+            else [ Log(Warning, doubtedText cfg floor shown "messages are still recognised by id, and newer ones are delivered whatever their number") ]
+        ok { s with Doubted = true; FloorOwed = false; AckedUpTo = max s.AckedUpTo sent } [] notes false
+    | _ when s.FloorOwed ->
+        // The floor learnt late: what it shows is taken (the ids keep the replay from repeating anything).
+        let note = Log(Info, $"workspace {cfg.WorkspaceId.Value}: the platform's acknowledged position is {fmt floor}; reading every retained message above it")
+        ok { s with FloorOwed = false; ReplayOwed = true; AckedUpTo = max s.AckedUpTo floor } raised [ note ] true
+    | _ -> ok { s with AckedUpTo = max s.AckedUpTo floor } raised [] false
+
+/// The platform keeps no acknowledgements (404/405/501): never asked again; a fresh start replays the recent window.
+let private noAcks (cfg: Config) (status: int) (s: State) : AckOutcome =
+    let learning = s.Phase = LearningFloor
+    let what = $"the platform keeps no acknowledgements (HTTP {status.ToString(CultureInfo.InvariantCulture)} from /activity/ack)"
+    let note =
+        if learning then $"{what}; replaying the last {fmt (int64 cfg.ReplaySecs)} s"
+        else $"{what}; handled messages are remembered locally only"
+    let s = { s with Ack = Unsupported; FloorOwed = false; AckPace = Pacing.ready }
+    let s = if learning then { s with Phase = replay cfg.ReplaySecs } else s
+    { State = s; Events = []; Effects = [ Log(Info, note) ]; FetchNow = learning }
+
 /// Folds an answer of the acknowledgement route. A floor is evidence, not an order: one below what was sent was
 /// not recorded (tried again, paced); one above every number the platform has shown is not taken (said once).
 let onAck (cfg: Config) (uptime: float) (sample: float) (response: Response) (ledger: Ledger.State) (s: State) : AckOutcome =
     let sent = defaultArg s.AckInFlight 0L
     let s = { s with AckInFlight = None }
-    let ok (s: State) events effects fetch =
-        let pace, recovered = Pacing.succeeded (ackRoute cfg) uptime s.AckPace
-        { State = { s with AckPace = pace; Ack = Supported }; Events = events; Effects = recovered @ effects; FetchNow = fetch }
-    let raise floor = if Some floor > ledger.Floor then [ Ledger.Acked floor ] else []
     match response with
     | Reply(status, body) when status >= 200 && status < 300 ->
         match floorOf body with
         | None -> ackFailed cfg uptime sample s $"HTTP {status.ToString(CultureInfo.InvariantCulture)} without a usable last_acked_seq: {clip 200 body}"
         | Some floor when floor < sent ->
             ackFailed cfg uptime sample s $"the platform answered last_acked_seq {fmt floor}, below the {fmt sent} sent: the acknowledgement was not recorded"
-        | Some floor when sent = 0L && s.Phase = LearningFloor ->
-            // A fresh start: taken for now; the replay checks it against the numbers the platform shows.
-            ok { s with Phase = replay maxWindowSecs; FloorTries = 0 } (raise floor) [] true
-        | Some floor when (match ledger.Horizon with Some h -> floor > h | None -> false) ->
-            // Above every number the platform has shown: moot, and not taken as the floor.
-            let shown = defaultArg ledger.Horizon 0L
-            let notes =
-                if s.Doubted then []
-                else [ Log(Warning, doubtedText cfg floor shown "messages are still recognised by id, and newer ones are delivered whatever their number") ]
-            ok { s with Doubted = true; FloorOwed = false; AckedUpTo = max s.AckedUpTo sent } [] notes false
-        | Some floor when s.FloorOwed ->
-            // The floor learnt late: what it shows is taken (the ids keep the replay from repeating anything).
-            ok { s with FloorOwed = false; ReplayOwed = true; AckedUpTo = max s.AckedUpTo floor } (raise floor) [ Log(Info, $"workspace {cfg.WorkspaceId.Value}: the platform's acknowledged position is {fmt floor}; reading every retained message above it") ] true
-        | Some floor -> ok { s with AckedUpTo = max s.AckedUpTo floor } (raise floor) [] false
-    | Reply(status, _) when status = 404 || status = 405 || status = 501 ->
-        let learning = s.Phase = LearningFloor
-        let note =
-            if learning then
-                $"the platform keeps no acknowledgements (HTTP {status.ToString(CultureInfo.InvariantCulture)} from /activity/ack); replaying the last {fmt (int64 cfg.ReplaySecs)} s"
-            else
-                $"the platform keeps no acknowledgements (HTTP {status.ToString(CultureInfo.InvariantCulture)} from /activity/ack); handled messages are remembered locally only"
-        let s = { s with Ack = Unsupported; FloorOwed = false; AckPace = Pacing.ready }
-        let s = if learning then { s with Phase = replay cfg.ReplaySecs } else s
-        { State = s; Events = []; Effects = [ Log(Info, note) ]; FetchNow = learning }
+        | Some floor -> onFloor cfg uptime ledger s sent floor
+    | Reply(status, _) when status = 404 || status = 405 || status = 501 -> noAcks cfg status s
     | other -> ackFailed cfg uptime sample s (describe "/activity/ack" other)
