@@ -14,7 +14,7 @@ public sealed record ToolInfo(string Name, string Title, string Description, str
     bool ReadOnly, bool? Destructive, bool? Idempotent, bool OpenWorld)
 {
     /// <summary>The tools in the order the MCP server lists them, from the core's specs.</summary>
-    public static IReadOnlyList<ToolInfo> All { get; } =
+    internal static IReadOnlyList<ToolInfo> All { get; } =
         Molecule.Core.Tools.specs.Select(s => new ToolInfo(s.Name, s.Title, s.Description, s.InputSchema,
             s.Annotations.ReadOnly, OrNull(s.Annotations.Destructive), OrNull(s.Annotations.Idempotent),
             s.Annotations.OpenWorld)).ToList();
