@@ -4,7 +4,8 @@
 //
 // Messages come oldest first, and each counts as handled once its loop body completes. A reply that fails ends the
 // loop with its exception and leaves the message in the inbox: it comes again at the next start, and so does one a
-// crash interrupted — never lost, never handled twice. Ctrl+C (or SIGTERM) stops the agent cleanly.
+// crash interrupted — never lost, never handled twice. Ctrl+C (or SIGTERM) stops the reading; the message in hand is
+// answered first (its reply is not given the stop token), so a clean stop never leaves a reply sent but unhandled.
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Molecule.Agents;
@@ -21,7 +22,7 @@ try
     await foreach (var message in agent.ReadMessagesAsync(stop.Token))
     {
         log.LogInformation("Handling {Message}", message);
-        if (message.CanReply) await message.ReplyAsync($"Done: {message.Text}", stop.Token);
+        if (message.CanReply) await message.ReplyAsync($"Done: {message.Text}");
     }
     return 0;
 }

@@ -4,7 +4,7 @@
 //
 // The same library and loop as the C# sample (samples/CSharp): messages come oldest first, and each counts as handled
 // once its loop body completes — a failed reply or a crash leaves it in the inbox for the next start. Ctrl+C (or
-// SIGTERM) stops the agent cleanly.
+// SIGTERM) stops the reading; the message in hand is answered first.
 open System
 open System.Runtime.InteropServices
 open System.Threading
@@ -19,7 +19,7 @@ let serve (loggerFactory: ILoggerFactory) (log: ILogger) (stop: CancellationToke
         while! messages.MoveNextAsync() do
             let message = messages.Current
             log.LogInformation("Handling {Message}", message)
-            if message.CanReply then do! message.ReplyAsync($"Done: {message.Text}", stop)
+            if message.CanReply then do! message.ReplyAsync $"Done: {message.Text}"
     }
 
 [<EntryPoint>]
