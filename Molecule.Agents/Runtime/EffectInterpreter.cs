@@ -81,8 +81,8 @@ internal sealed class EffectInterpreter : IDisposable
                     await _http.DownloadAsync(download.Item2, download.path, token).ConfigureAwait(false)));
                 break;
             case Effect.CheckPaths check:
-                Background(token => Task.Run(() => Agent.Msg.NewFilesChecked(check.call,
-                    ListModule.OfSeq(check.paths.Select(FileChecks.Check))), token));
+                Background(_ => Task.FromResult(Agent.Msg.NewFilesChecked(check.call,
+                    ListModule.OfSeq(check.paths.Select(FileChecks.Check)))));
                 break;
             case Effect.After after:
                 Later(after.seconds, after.Item2);
@@ -146,7 +146,8 @@ internal sealed class EffectInterpreter : IDisposable
         var cts = CancellationTokenSource.CreateLinkedTokenSource(_shutdown);
         var id = ++_nextStream;
         _streams[workspace] = (cts, id);
-        _ = ListenAsync(workspace, id, request, cts.Token);
+        var token = cts.Token;
+        _ = Task.Run(() => ListenAsync(workspace, id, request, token), CancellationToken.None);
     }
 
     private async Task ListenAsync(WorkspaceId workspace, long id, Request request, CancellationToken token)
@@ -172,8 +173,12 @@ internal sealed class EffectInterpreter : IDisposable
         open.Cts.Dispose();
     }
 
-    /// <summary>Runs work off the loop and posts the message it ends with (nothing once the agent stops).</summary>
-    private void Background(Func<CancellationToken, Task<Agent.Msg>> work) => _ = RunAsync(work);
+    /// <summary>
+    /// Runs work on the thread pool — never on the loop, which goes on with the next input at once (a first request's
+    /// connection set-up, a file check) — and posts the message it ends with (nothing once the agent stops).
+    /// </summary>
+    private void Background(Func<CancellationToken, Task<Agent.Msg>> work) =>
+        _ = Task.Run(() => RunAsync(work), CancellationToken.None);
 
     private async Task RunAsync(Func<CancellationToken, Task<Agent.Msg>> work)
     {
