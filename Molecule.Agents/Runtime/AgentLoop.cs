@@ -118,6 +118,8 @@ internal sealed class AgentLoop : IAsyncDisposable
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             _log.Error($"agent loop: {ex.GetType().Name}: {ex.Message}");
+            // a call the failed step started is answered with the failure rather than left waiting
+            if (input is LoopInput.Call c && _calls.Forget(c.Pending.Id)) c.Pending.Result.TrySetException(ex);
         }
     }
 
@@ -139,8 +141,8 @@ internal sealed class AgentLoop : IAsyncDisposable
 
     private void Stop(Exception reason)
     {
-        if (Interlocked.Exchange(ref _stopped, 1) == 1) return;
-        _stopReason = reason;
+        if (Interlocked.CompareExchange(ref _stopReason, reason, null) is not null) return;
+        Volatile.Write(ref _stopped, 1);
         _inputs.Writer.TryComplete();
         _notifications.Writer.TryComplete();
         _shutdown.Cancel();
