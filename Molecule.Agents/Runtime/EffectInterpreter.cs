@@ -118,6 +118,10 @@ internal sealed class EffectInterpreter : IDisposable
             case Effect.Persist:
                 // The committer applied it before this effect list left it.
                 break;
+            default:
+                // an effect the core gained and this interpreter does not perform yet: loud, never silent
+                _log.Error($"effect not performed (no interpreter for it): {effect.GetType().Name}");
+                break;
         }
     }
 
