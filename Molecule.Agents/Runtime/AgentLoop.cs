@@ -134,10 +134,13 @@ internal sealed class AgentLoop : IAsyncDisposable
             : _committer.Commit(called, Agent.Msg.NewProgressRequested(call.Id, c.Name));
     }
 
-    /// <summary>The core's message for a tool call: id, a fresh random UUID (the host's randomness), name, arguments.</summary>
+    /// <summary>
+    /// The core's message for a tool call: id, a fresh random UUID (the host's randomness), and the call as
+    /// <c>Tools.parse</c> reads it — parsed here, as it arrives: the core gets typed values, never the mutable arguments.
+    /// </summary>
     private static Agent.Msg ToolCalled(long id, string name, JsonObject? arguments) =>
-        Agent.Msg.NewToolCalled(id, Guid.NewGuid().ToString("D"), name,
-            arguments is null ? FSharpOption<JsonObject>.None : FSharpOption<JsonObject>.Some(arguments));
+        Agent.Msg.NewToolCalled(id, Guid.NewGuid().ToString("D"), Molecule.Core.Tools.parse(name,
+            arguments is null ? FSharpOption<JsonObject>.None : FSharpOption<JsonObject>.Some(arguments)));
 
     private void Stop(Exception reason)
     {

@@ -19,7 +19,7 @@ let private check (n: int) (prop: Property) =
 /// A tool call as the MCP server gets it: name and JSON arguments, validated by the core.
 let private call (name: string) (args: string) : ToolCall =
     match Tools.parse name (Some(JsonNode.Parse(args).AsObject())) with
-    | Ok c -> c
+    | Ok parsed -> parsed.Call
     | Result.Error e -> failwith e
 
 /// The answer text of a platform tool against `happy`, with `route` answered by `body` instead.
@@ -181,6 +181,7 @@ let ``example: the inbox tools' answers read back (a message, a timeout, a pop)`
     let waited = ToolAnswers.Waited((InboxTools.waited letter).Text)
     Assert.Equal("a-1", waited["activity_id"].GetValue<string>())
     Assert.Null(ToolAnswers.Waited((InboxTools.timedOut 5.0).Text))
-    Assert.True(ToolAnswers.Removed((InboxTools.popped true "a-1").Text))
-    Assert.False(ToolAnswers.Removed((InboxTools.popped false "a-1").Text))
+    let id = (ActivityId.tryParse "a-1").Value
+    Assert.True(ToolAnswers.Removed((InboxTools.popped true id).Text))
+    Assert.False(ToolAnswers.Removed((InboxTools.popped false id).Text))
     Assert.Single(ToolAnswers.Peeked((InboxTools.peeked [ letter ]).Text)) |> ignore
