@@ -148,19 +148,10 @@ let ``dotnet tool install puts the native linux-x64 molecule-mcp on the tool pat
     }
 
 [<Fact>]
-let ``the installed command runs the seed doc's claude mcp add line unchanged`` () =
+let ``the installed command runs the reference's claude mcp add line unchanged`` () =
     task {
         let! toolPath = installed.Force()
-        let doc = File.ReadAllText(Molecule.Tests.Host.SeedDocTests.seedDoc ())
-
-        let block =
-            Regex.Matches(doc, "```bash\\s*\\n(.*?)```", RegexOptions.Singleline)
-            |> Seq.map (fun m -> m.Groups[1].Value)
-            |> Seq.tryFind (fun b -> b.Contains "claude mcp add molecule -s user -- env" && b.Contains "<your-token>")
-
-        Assert.True(block.IsSome, "the `claude mcp add molecule -s user -- env …` snippet is missing from the seed doc")
-        let words = Molecule.Tests.Host.SeedDocTests.shellWords block.Value
-        let afterDashes = words |> List.skipWhile (fun w -> w <> "--") |> List.tail
+        let afterDashes = Molecule.Tests.Support.TestData.Snippets.claudeCode ()
         Assert.Equal("molecule-mcp", List.last afterDashes)
 
         use! platform = Platform.StartAsync()
