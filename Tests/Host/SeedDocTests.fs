@@ -60,20 +60,24 @@ let ``the reference's Claude Code line starts molecule-mcp unchanged`` () =
         Assert.True(platform.Requests "/registry/register" >= 1, "the snippet-started process did not register")
     }
 
+/// `--command C --env K=V …` of `hermes mcp add`: the command and the environment.
+let private hermesArgs (words: string list) =
+    let rec read (ws: string list) (command: string option) (env: (string * string) list) =
+        match ws with
+        | "--command" :: c :: rest -> read rest (Some c) env
+        | "--env" :: kv :: rest ->
+            let i = kv.IndexOf '='
+            read rest command (env @ [ kv.Substring(0, i), kv.Substring(i + 1) ])
+        | _ :: rest -> read rest command env
+        | [] -> command, env
+    read words None []
+
 [<Fact>]
 let ``the reference's Hermes Agent line starts molecule-mcp unchanged`` () =
     task {
         let words = shellWords (Snippets.bash [ "hermes mcp add molecule"; "--command" ])
         Assert.Equal<string list>([ "hermes"; "mcp"; "add"; "molecule" ], List.take 4 words)
-        let rec read (ws: string list) (command: string option) (env: (string * string) list) =
-            match ws with
-            | "--command" :: c :: rest -> read rest (Some c) env
-            | "--env" :: kv :: rest ->
-                let i = kv.IndexOf '='
-                read rest command (env @ [ kv.Substring(0, i), kv.Substring(i + 1) ])
-            | _ :: rest -> read rest command env
-            | [] -> command, env
-        let command, env = read (List.skip 4 words) None []
+        let command, env = hermesArgs (List.skip 4 words)
         Assert.Equal(Some "molecule-mcp", command)
         Assert.Equal<string list>([ "WORKSPACE_ID"; "PLATFORM_URL"; "MOLECULE_WORKSPACE_TOKEN" ], env |> List.map fst)
 
@@ -109,7 +113,7 @@ let ``the reference's JSON mcpServers config starts molecule-mcp unchanged`` () 
     }
 
 [<Fact>]
-let ``the reference's identity example shows the name and skills to a peer as it promises`` () =
+let ``the reference's identity example starts molecule-mcp with its name, description and skills`` () =
     task {
         let words = shellWords (Snippets.bash [ "MOLECULE_AGENT_SKILLS="; "<token>" ])
         let afterDashes = words |> List.skipWhile (fun w -> w <> "--") |> List.tail
@@ -126,7 +130,9 @@ let ``the reference's identity example shows the name and skills to a peer as it
         do! exercise agent ws
         use! peer = AgentProcess.StartAsync(agentEnv platform asker)
         let! peers = peer.CallOk("list_peers", [])
-        // the documentation's promise: `Research Assistant — skills: [research, summarisation, citations]`
-        Assert.True(peers.Contains "Research Assistant", $"{peers}\n{agent.Describe()}")
+        // the documentation's promise: the skills reach a peer's list_peers, the name and description the agent card
         Assert.True(peers.Contains "skills: [research, summarisation, citations]", $"{peers}\n{agent.Describe()}")
+        let! info = agent.CallOk("get_workspace_info", [])
+        Assert.Contains("Research Assistant", info)
+        Assert.Contains("Reads, summarises, cites.", info)
     }

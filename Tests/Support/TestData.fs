@@ -23,15 +23,30 @@ let codeBlocks (lang: string) (doc: string) =
     |> Seq.map (fun m -> m.Groups[1].Value)
     |> Seq.toList
 
-/// Shell-ish word split of one logical command: backslash-newline joins lines, quotes group words.
+/// A POSIX shell's word split of one command: backslash-newline joins lines, a word is made of unquoted characters,
+/// '…' and "…" runs (`NAME='Research Assistant'` is one word, its quotes removed).
 let shellWords (block: string) : string list =
-    let joined = block.Replace("\\\r\n", " ").Replace("\\\n", " ")
-    Regex.Matches(joined, "'([^']*)'|\"([^\"]*)\"|(\\S+)")
-    |> Seq.map (fun m ->
-        if m.Groups[1].Success then m.Groups[1].Value
-        elif m.Groups[2].Success then m.Groups[2].Value
-        else m.Groups[3].Value)
-    |> Seq.toList
+    let text = block.Replace("\\\r\n", " ").Replace("\\\n", " ")
+    let words = ResizeArray<string>()
+    let word = Text.StringBuilder()
+    let mutable inWord = false
+    let mutable quote = None
+    for c in text do
+        match quote, c with
+        | Some q, c when c = q -> quote <- None
+        | Some _, c -> word.Append c |> ignore
+        | None, ('\'' | '"') ->
+            quote <- Some c
+            inWord <- true
+        | None, c when Char.IsWhiteSpace c ->
+            if inWord then words.Add(word.ToString())
+            word.Clear() |> ignore
+            inWord <- false
+        | None, c ->
+            word.Append c |> ignore
+            inWord <- true
+    if inWord then words.Add(word.ToString())
+    List.ofSeq words
 
 /// The reference's set-up lines (Tests/Data/reference-snippets.md).
 module Snippets =
