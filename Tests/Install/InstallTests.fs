@@ -171,6 +171,42 @@ let ``the installed command runs the reference's claude mcp add line unchanged``
     }
 
 [<Fact>]
+let ``installed: doctor sees itself on PATH and config --write writes the tool's command, never the versioned store path`` () =
+    task {
+        let! toolPath = installed.Force()
+        let shim = Path.Combine(toolPath, "molecule-mcp")
+        use! platform = Platform.StartAsync()
+        let! ws = platform.CreateWorkspace "installed-paths"
+        let home = tempDir "home"
+        let path = toolPath + string Path.PathSeparator + (Environment.GetEnvironmentVariable "PATH")
+        let env =
+            [ "PATH", path; "HOME", home; "CONFIGS_DIR", tempDir "configs"
+              "WORKSPACE_ID", ws.Id; "PLATFORM_URL", platform.Url; "MOLECULE_WORKSPACE_TOKEN", ws.Token ]
+        let store =
+            Directory.GetFiles(Path.Combine(toolPath, ".store"), "molecule-mcp", SearchOption.AllDirectories)
+            |> Array.filter (fun f -> Path.GetDirectoryName f |> Path.GetFileName = "linux-x64")
+            |> Array.exactlyOne
+        // started as a client starts it (the command on PATH), and straight from the store
+        for command in [ shim; store ] do
+            let! code, report = runTool command [ "doctor"; "--json" ] env
+            Assert.True((code = 0), $"doctor through {command} failed:\n{report}")
+            let doc = parseJson (report.Substring(report.IndexOf '{'))
+            let checks = doc["checks"].AsArray() |> Seq.map (fun c -> c.AsObject()) |> List.ofSeq
+            let check (label: string) = checks |> List.find (fun c -> strOf c "label" = label)
+            Assert.Equal("ok", strOf (check "PATH") "status")
+            Assert.Contains(shim, strOf (check "molecule-mcp") "message")
+            Assert.DoesNotContain(".store", report)
+            Assert.DoesNotContain(ws.Token, report)
+            let! code, out = runTool command [ "config"; "claude-code"; "--write" ] env
+            Assert.True((code = 0), $"config --write through {command} failed:\n{out}")
+            let written = parseJson (File.ReadAllText(Path.Combine(home, ".claude.json")))
+            Assert.Equal(shim, strOf (written["mcpServers"]["molecule"]) "command")
+            let! _, printed = runTool command [ "config"; "json" ] env
+            Assert.Contains(shim, printed)
+            Assert.DoesNotContain(".store", printed)
+    }
+
+[<Fact>]
 let ``the framework-dependent fallback package (any) serves MCP with the dotnet runtime`` () =
     task {
         let nupkg = package "molecule-mcp.any"
@@ -254,6 +290,16 @@ let ``library packages ship their XML docs, and molecule-platform is a framework
         Assert.Contains($"lib/net10.0/{id}.xml", files)
 
     let platform = package "molecule-platform"
+    // SQLite's native library only for the systems the tool targets (no iOS, Android, WebAssembly, …)
+    let natives =
+        entries platform
+        |> List.choose (fun e ->
+            let m = Regex.Match(e, "/runtimes/([^/]+)/native/")
+            if m.Success then Some m.Groups[1].Value else None)
+        |> List.distinct
+        |> List.sort
+    Assert.Equal<string list>([ "linux-arm64"; "linux-musl-arm64"; "linux-musl-x64"; "linux-x64"; "osx-arm64"; "osx-x64"; "win-arm64"; "win-x64" ], natives)
+    Assert.True(FileInfo(platform).Length < 30L * 1024L * 1024L, $"molecule-platform's package is {FileInfo(platform).Length} bytes")
     let nuspec = entryText platform "molecule-platform.nuspec"
     Assert.Contains("<packageType name=\"DotnetTool\" />", nuspec)
     let settings = entryText platform "tools/net10.0/any/DotnetToolSettings.xml"

@@ -22,7 +22,7 @@ type Run = { Code: int; Out: string; Err: string }
 
 let tempDir (label: string) = TempDirs.create ("cli-" + label)
 
-let private startInfo (env: (string * string) list) (args: string list) =
+let startInfo (env: (string * string) list) (args: string list) =
     let psi =
         ProcessStartInfo(
             Binary.platformPath (),
