@@ -159,7 +159,29 @@ let setUp () =
             let still = debianPackages |> List.filter (fun (p, needs) -> List.contains p missing && not (present needs))
             if not ok || not still.IsEmpty then stop $"apt-get could not install {names}"
 
+/// The whole test target runs with TMPDIR in one folder of its own (the builds', the tests' and the programs' they
+/// start temporary files), removed at the end; what failing tests keep on purpose goes to `kept`, named at the end.
+/// No build server is started meanwhile: one would outlive the run with TMPDIR pointing into the removed folder.
+let private isolateTemp () =
+    // (short: chromium's singleton socket lives under TMPDIR, and a socket path is at most 107 bytes)
+    let stamp = DateTime.UtcNow.ToString("yyMMddHHmmss")
+    let runTmp = Path.Combine(Path.GetTempPath(), $"mol-{stamp}")
+    let kept = Path.Combine(Path.GetTempPath(), $"molecule-tests-kept-{stamp}")
+    Directory.CreateDirectory runTmp |> ignore
+    for (k, v) in [ "TMPDIR", runTmp; "MOLECULE_TEST_KEEP_DIR", kept; "MSBUILDDISABLENODEREUSE", "1"; "UseSharedCompilation", "false" ] do
+        Environment.SetEnvironmentVariable(k, v)
+    let cleaned = ref false
+    let cleanUp () =
+        if not cleaned.Value then
+            cleaned.Value <- true
+            (try Directory.Delete(runTmp, true) with e -> log $"could not remove {runTmp}: {e.Message}")
+            if Directory.Exists kept then log $"files kept by failing tests: {kept}"
+    // a step that fails ends the script with `exit`: the folder goes then too
+    AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> cleanUp ())
+    cleanUp
+
 let test () =
+    let cleanUp = isolateTemp ()
     setUp ()
     // pack first: its linux-x64 package compiles the native binary, which publish then reuses (NativeAOT compiles
     // are incremental), so the suite's molecule-mcp and the installed tool are the same build.
@@ -175,21 +197,12 @@ let test () =
             failed <- failed + int m.Groups.[2].Value
             passed <- passed + int m.Groups.[3].Value
             skipped <- skipped + int m.Groups.[4].Value
-    // Every temporary file of the run (the tests', and the programs' they start) goes into one folder, removed after
-    // the run; what failing tests keep on purpose goes to a second folder, named at the end.
-    let stamp = DateTime.UtcNow.ToString("yyyyMMdd-HHmmss")
-    let runTmp = Path.Combine(Path.GetTempPath(), $"molecule-test-run-{stamp}")
-    let kept = Path.Combine(Path.GetTempPath(), $"molecule-tests-kept-{stamp}")
-    Directory.CreateDirectory runTmp |> ignore
     let env =
         [ ("MOLECULE_MCP_BIN", binary)
           ("MOLECULE_PLATFORM_BIN", platformBinary)
-          ("MOLECULE_PACKAGES_DIR", packages)
-          ("TMPDIR", runTmp)
-          ("MOLECULE_TEST_KEEP_DIR", kept) ]
+          ("MOLECULE_PACKAGES_DIR", packages) ]
     let code = run env "dotnet" $"test \"{sln}\" -c Release --no-build" onLine
-    (try Directory.Delete(runTmp, true) with e -> log $"could not remove {runTmp}: {e.Message}")
-    if Directory.Exists kept then log $"files kept by failing tests: {kept}"
+    cleanUp ()
     if skipped > 0 then printfn "%s" (String.Format("({0} skipped)", skipped))
     // the last line is the plain summary CI reads
     printfn "%s" (String.Format("{0} passed, {1} failed", passed, failed))

@@ -64,13 +64,13 @@ public static class ConfigCommand
         }
         var path = pathOption.Value;
         var entry = new ServerEntry(server, command, env);
-        var error = ConfigFileWriter.Write(path, text => Merge(client, text, entry), out var report);
+        var error = ConfigFileWriter.Write(path, text => Merge(client, text, entry), out var report, out var changed);
         if (error is not null)
         {
             Console.Error.WriteLine("error: " + error);
             return 1;
         }
-        Console.Out.WriteLine($"Wrote server '{server}' to {report}");
+        Console.Out.WriteLine(changed ? $"Wrote server '{server}' to {report}" : $"{report} already has server '{server}' exactly so; nothing changed");
         if (client.IsClaudeCode) Console.Out.WriteLine($"For push (channels), start Claude Code with: claude {ClientConfig.channelFlag(server)}");
         return 0;
     }

@@ -303,6 +303,12 @@ let ``corpus through the binary: config --write writes the expected file, keeps 
         let want = (readText expected).Replace(corpusCommand, command)
         Assert.Equal(want, readText target)
         Assert.Equal<byte[]>(File.ReadAllBytes file, File.ReadAllBytes(target + ".bak"))
+        // again: nothing to change, nothing written, the backup of the user's own file kept
+        let again = runConfig home false [ "config"; ClientConfig.clientName client; "--write" ]
+        Assert.True((again.Code = 0), again.Err)
+        Assert.Contains("nothing changed", again.Out)
+        Assert.Equal(want, readText target)
+        Assert.Equal<byte[]>(File.ReadAllBytes file, File.ReadAllBytes(target + ".bak"))
         TempDirs.remove home
 
 /// A home with a Claude Code config holding `text`.

@@ -12,17 +12,12 @@ open System.Text.Json.Nodes
 open System.Text.RegularExpressions
 open System.Threading.Tasks
 open Xunit
+open Molecule.Tests.Support
 open Molecule.Tests.Host.Harness
 
 // ------------------------------------------------------------------------------------------------ packages
 
-let private repoRoot () =
-    let rec up (d: DirectoryInfo) =
-        if isNull d then failwith "repository root (Molecule.Functional.sln) not found above the test assembly"
-        elif File.Exists(Path.Combine(d.FullName, "Molecule.Functional.sln")) then d.FullName
-        else up d.Parent
-
-    up (DirectoryInfo AppContext.BaseDirectory)
+let private repoRoot () = TestData.repoRoot ()
 
 /// `$MOLECULE_PACKAGES_DIR` (set by `build.fsx test`), else artifacts/packages of this repository.
 let packagesDir () =

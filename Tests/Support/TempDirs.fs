@@ -3,7 +3,7 @@ namespace Molecule.Tests.Support
 open System
 open System.IO
 
-/// Every file a test makes lives under one folder per test process, `$TMPDIR/molecule-tests-<pid>-<id>`, removed
+/// Every file a test makes lives under one folder per test process, `$TMPDIR/mt<pid>-<id>`, removed
 /// when the process exits. The process's TMPDIR points there from the first use on, so the programs the tests start
 /// (molecule-mcp, the platform, chromium, dotnet) put their own temporary files there too. What a failing test keeps
 /// on purpose (logs, screenshots) goes to `keep`, outside it, and the failure message says where.
@@ -22,7 +22,8 @@ module TempDirs =
     let private root: Lazy<string> =
         lazy
             (let id = Guid.NewGuid().ToString("N").Substring(0, 8)
-             let r = Path.Combine(outer, $"molecule-tests-{Environment.ProcessId}-{id}")
+             // short: chromium puts its singleton socket under TMPDIR, and a socket path is at most 107 bytes
+             let r = Path.Combine(outer, $"mt{Environment.ProcessId}-{id}")
              Directory.CreateDirectory r |> ignore
              Environment.SetEnvironmentVariable("TMPDIR", r)
              AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> removeQuietly r)

@@ -6,6 +6,15 @@ open System
 open System.IO
 open System.Text.RegularExpressions
 
+/// The clone this test assembly was built in: the first folder above it holding Molecule.Functional.sln.
+let repoRoot () =
+    let rec up (d: DirectoryInfo) =
+        if isNull d then failwith "repository root (Molecule.Functional.sln) not found above the test assembly"
+        elif File.Exists(Path.Combine(d.FullName, "Molecule.Functional.sln")) then d.FullName
+        else up d.Parent
+
+    up (DirectoryInfo AppContext.BaseDirectory)
+
 /// Tests/Data as copied to the test output directory.
 let dir () = Path.Combine(AppContext.BaseDirectory, "Data")
 

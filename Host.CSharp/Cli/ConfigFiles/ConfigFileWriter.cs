@@ -17,10 +17,14 @@ public static class ConfigFileWriter
 
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
-    /// <summary>The outcome: null when written (then <paramref name="report"/> says what), else the error.</summary>
-    public static string? Write(string path, Func<string, Edit> merge, out string report)
+    /// <summary>
+    /// The outcome: null when done (then <paramref name="report"/> names the file written, or the file that already
+    /// held the entry when <paramref name="changed"/> is false), else the error.
+    /// </summary>
+    public static string? Write(string path, Func<string, Edit> merge, out string report, out bool changed)
     {
         report = "";
+        changed = false;
         var target = path;
         var viaLink = false;
         try
@@ -72,7 +76,7 @@ public static class ConfigFileWriter
         var merged = edit.Text!;
         if (existing == merged)
         {
-            report = $"{path} already has this entry; nothing changed";
+            report = path;
             return null;
         }
 
@@ -100,6 +104,7 @@ public static class ConfigFileWriter
         }
         var writeError = WriteAtomic(target, StrictUtf8.GetBytes(merged), mode);
         if (writeError is not null) return $"cannot write {Shown(path, target)} ({writeError}); it is left as it was";
+        changed = true;
         report = $"{path}" + (viaLink ? $" (the file it links to, {target})" : "")
                  + (oldBytes is null ? " (a new file)" : $"; the previous file is {path}.bak");
         return null;
