@@ -153,7 +153,7 @@ let setUp () =
         | None -> stop $"the suite needs the Debian packages {names}, and this user can run apt-get neither as root nor with sudo without a password"
         | Some prefix ->
             log $"installing the Debian packages the suite needs: {names}"
-            let env = [ "DEBIAN_FRONTEND", "noninteractive" ]
+            let env = [ ("DEBIAN_FRONTEND", "noninteractive") ]
             let ok =
                 run env "sh" $"-c \"{prefix}apt-get update && {prefix}apt-get install -y --no-install-recommends {names}\"" ignore = 0
             let still = debianPackages |> List.filter (fun (p, needs) -> List.contains p missing && not (present needs))
