@@ -16,10 +16,7 @@ open Molecule.Platform
 open Molecule.Platform.Server
 module Json = Molecule.Protocol.Json
 
-let tempDir () =
-    let d = Path.Combine(Path.GetTempPath(), "molecule-platform-tests", Guid.NewGuid().ToString("N"))
-    Directory.CreateDirectory d |> ignore
-    d
+let tempDir () = Molecule.Tests.Support.TempDirs.create "platform-tests"
 
 type Answer =
     { Code: int
