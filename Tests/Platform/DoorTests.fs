@@ -15,6 +15,7 @@ open System.Threading.Tasks
 open Xunit
 open Molecule.Platform
 open Molecule.Platform.Server
+open Molecule.Tests.Platform.Engines
 open Molecule.Tests.Platform.HttpTests
 open Molecule.Tests.Platform.DeliveryHttpTests
 
@@ -39,9 +40,9 @@ let json (text: string) = new StringContent(text, Encoding.UTF8, "application/js
 let bearer (t: string) = "Authorization", "Bearer " + t
 
 /// A platform of its own whose log lines are collected.
-type Logged(opts: PlatformOptions -> PlatformOptions) =
+type Logged(engine: string, opts: PlatformOptions -> PlatformOptions) =
     let lines = ConcurrentQueue<string>()
-    let own = new Own(fun o -> opts { o with Log = Some lines.Enqueue })
+    let own = new Own(engine, fun o -> opts { o with Log = Some lines.Enqueue })
     member _.P = own.P
     member _.C = own.C
     member _.Dir = own.Dir
@@ -53,10 +54,10 @@ type Logged(opts: PlatformOptions -> PlatformOptions) =
 
 let port (url: string) = Uri(url).Port.ToString(Globalization.CultureInfo.InvariantCulture)
 
-[<Fact>]
-let ``doors: a foreign Host is refused on every route (DNS rebinding); loopback names and --allowed-host names pass`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: a foreign Host is refused on every route (DNS rebinding); loopback names and --allowed-host names pass`` (engine: string) =
     task {
-        use fx = new Logged(fun o -> { o with AllowedHosts = [ "team.example.com" ] })
+        use fx = new Logged(engine, fun o -> { o with AllowedHosts = [ "team.example.com" ] })
         let c, admin = fx.C, fx.P.AdminToken
         let p = port fx.P.Url
 
@@ -75,10 +76,10 @@ let ``doors: a foreign Host is refused on every route (DNS rebinding); loopback 
         Assert.Contains("refused GET /health", fx.Log)
     }
 
-[<Fact>]
-let ``doors: a state change with a foreign Origin is refused; the platform's own origin (what molecule-mcp sends) passes`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: a state change with a foreign Origin is refused; the platform's own origin (what molecule-mcp sends) passes`` (engine: string) =
     task {
-        use fx = new Logged(fun o -> { o with AllowedHosts = [ "team.example.com" ] })
+        use fx = new Logged(engine, fun o -> { o with AllowedHosts = [ "team.example.com" ] })
         let c, admin = fx.C, fx.P.AdminToken
         let own = fx.P.Url // http://127.0.0.1:PORT, exactly molecule-mcp's Origin for PLATFORM_URL=<that>
 
@@ -99,10 +100,10 @@ let ``doors: a state change with a foreign Origin is refused; the platform's own
         Assert.Equal(401, read.Code)
     }
 
-[<Fact>]
-let ``doors: JSON routes refuse text/plain, form posts and bodies without a content type; JSON with a charset passes`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: JSON routes refuse text/plain, form posts and bodies without a content type; JSON with a charset passes`` (engine: string) =
     task {
-        use fx = new Logged(id)
+        use fx = new Logged(engine, id)
         let c, admin = fx.C, fx.P.AdminToken
         let! ws = createWs c admin "typed" None []
 
@@ -134,10 +135,10 @@ let ``doors: JSON routes refuse text/plain, form posts and bodies without a cont
         Assert.Equal(200, sweep.Code)
     }
 
-[<Fact>]
-let ``doors: registration of an unknown id is refused naming workspace create, and logged; --open-registration restores it with a warning`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: registration of an unknown id is refused naming workspace create, and logged; --open-registration restores it with a warning`` (engine: string) =
     task {
-        use closed = new Logged(id)
+        use closed = new Logged(engine, id)
         let unknown = Guid.NewGuid().ToString()
         let! a = closed.C.Send("POST", "/registry/register", registerBody unknown)
         Assert.Equal(401, a.Code)
@@ -153,7 +154,7 @@ let ``doors: registration of an unknown id is refused naming workspace create, a
         let! ok = closed.C.Send("POST", "/registry/register", registerBody ws.Id, ws.Token)
         Assert.Equal(200, ok.Code)
 
-        use openReg = new Logged(fun o -> { o with OpenRegistration = true })
+        use openReg = new Logged(engine, fun o -> { o with OpenRegistration = true })
         Assert.Contains(Notices.openRegistration, openReg.Lines)
         let! first = openReg.C.Send("POST", "/registry/register", registerBody unknown)
         Assert.Equal(200, first.Code)
@@ -162,10 +163,10 @@ let ``doors: registration of an unknown id is refused naming workspace create, a
         Assert.Equal(401, again.Code)
     }
 
-[<Fact>]
-let ``doors: a revoked token is refused on register, heartbeat, activity, a2a and the event stream`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: a revoked token is refused on register, heartbeat, activity, a2a and the event stream`` (engine: string) =
     task {
-        use fx = new Logged(id)
+        use fx = new Logged(engine, id)
         let c, admin = fx.C, fx.P.AdminToken
         let! lead = createWs c admin "lead" None []
         let! ws = createWs c admin "revoked" (Some lead.Id) []
@@ -196,10 +197,10 @@ let ``doors: a revoked token is refused on register, heartbeat, activity, a2a an
 /// The body of a memory of `n` bytes.
 let memoryOf (n: int) = "{\"content\":\"" + String('m', n) + "\",\"scope\":\"LOCAL\"}"
 
-[<Fact>]
-let ``doors: a body over the limit gets the platform's 413 JSON even while the client is still sending (10 MB memory, 2 MB notify, chunked, 30 MB upload)`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: a body over the limit gets the platform's 413 JSON even while the client is still sending (10 MB memory, 2 MB notify, chunked, 30 MB upload)`` (engine: string) =
     task {
-        use fx = new Logged(id)
+        use fx = new Logged(engine, id)
         let c, admin = fx.C, fx.P.AdminToken
         let! ws = createWs c admin "big" None []
 
@@ -235,15 +236,16 @@ let ``doors: a body over the limit gets the platform's 413 JSON even while the c
         Assert.Equal(201, small.Code)
     }
 
-[<Fact>]
-let ``doors: per-token rate limits on registration, A2A sends and notify answer 429 with Retry-After`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: per-token rate limits on registration, A2A sends and notify answer 429 with Retry-After`` (engine: string) =
     task {
         let limits: RateLimit.Limits =
-            { Register = { PerMinute = 2 }
-              A2a = { PerMinute = 3 }
-              Notify = { PerMinute = 2 } }
+            { RateLimit.Limits.defaults with
+                Register = { PerMinute = 2 }
+                A2a = { PerMinute = 3 }
+                Notify = { PerMinute = 2 } }
 
-        use fx = new Logged(fun o -> { o with RateLimits = limits })
+        use fx = new Logged(engine, fun o -> { o with RateLimits = limits })
         let c, admin = fx.C, fx.P.AdminToken
         let! lead = createWs c admin "lead" None []
         let! ws = createWs c admin "chatty" (Some lead.Id) []
@@ -274,10 +276,10 @@ let ``doors: per-token rate limits on registration, A2A sends and notify answer 
         Assert.Contains("rate limit: registrations from 127.0.0.1 refused", fx.Log)
     }
 
-[<Fact>]
-let ``doors: without a token an attacker reads only /health, the canvas assets and public cards, and changes nothing (every route)`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: without a token an attacker reads only /health, the canvas assets and public cards, and changes nothing (every route)`` (engine: string) =
     task {
-        use fx = new Logged(fun o -> { o with EnableFaults = true })
+        use fx = new Logged(engine, fun o -> { o with EnableFaults = true })
         let c, admin = fx.C, fx.P.AdminToken
         let! lead = createWs c admin "lead" None []
         let! ws = createWs c admin "target" (Some lead.Id) []
@@ -322,12 +324,12 @@ let modes (dir: string) =
     [ yield dir, DataDir.modeOf dir
       for f in Directory.EnumerateFileSystemEntries(dir, "*", SearchOption.AllDirectories) -> f, DataDir.modeOf f ]
 
-[<Fact>]
-let ``doors: the data directory is 0700 and every file in it 0600 (database, WAL, SHM, token, uploads), also an old open one`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: the data directory is 0700 and every file in it 0600 (database, WAL, SHM, tokens, key), also an old open one; uploads are in the store`` (engine: string) =
     task {
         if not (OperatingSystem.IsWindows()) then
             let dir = tempDir ()
-            let start () = Server.start (PlatformOptions.defaults dir)
+            let start () = Server.start (options (named engine) dir id)
             let! p = start ()
             use c = new Client(p.Url)
             let! ws = createWs c p.AdminToken "files" None []
@@ -342,8 +344,12 @@ let ``doors: the data directory is 0700 and every file in it 0600 (database, WAL
                 let all = modes dir
                 let names = all |> List.map (fun (f, _) -> Path.GetFileName f)
 
-                for expected in [ "platform.db"; "platform.db-wal"; "platform.db-shm"; "admin_token"; "uploads" ] do
+                let database = if engine = "sqlite" then [ "platform.db"; "platform.db-wal"; "platform.db-shm" ] else []
+
+                for expected in database @ [ "admin_token"; "secret_key" ] do
                     Assert.True(List.contains expected names, $"{label}: no {expected} in {names}")
+
+                Assert.False(List.contains "uploads" names, $"{label}: uploads on disk: {names}")
 
                 for (f, m) in all do
                     let want = if Directory.Exists f then "700" else "600"
@@ -361,12 +367,12 @@ let ``doors: the data directory is 0700 and every file in it 0600 (database, WAL
             do! again.StopAsync()
     }
 
-[<Fact>]
-let ``doors: start warnings for a non-loopback address, open registration and fault routes; loopback says nothing`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: start warnings for a non-loopback address, open registration and fault routes; loopback says nothing`` (engine: string) =
     task {
-        use quiet = new Logged(id)
+        use quiet = new Logged(engine, id)
         Assert.Empty(quiet.Lines |> List.filter (fun l -> l.StartsWith "warning:"))
-        use loud = new Logged(fun o -> { o with Host = "0.0.0.0"; OpenRegistration = true; EnableFaults = true })
+        use loud = new Logged(engine, fun o -> { o with Host = "0.0.0.0"; OpenRegistration = true; EnableFaults = true })
         let warnings = loud.Lines |> List.filter (fun l -> l.StartsWith "warning:")
         Assert.Equal(3, warnings.Length)
         Assert.Contains("0.0.0.0", warnings[0])
@@ -375,10 +381,10 @@ let ``doors: start warnings for a non-loopback address, open registration and fa
         Assert.Equal(Notices.faults, warnings[2])
     }
 
-[<Fact>]
-let ``doors: the platform log names workspaces (name and short id) and never shows a token`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: the platform log names workspaces (name and short id) and never shows a token`` (engine: string) =
     task {
-        use fx = new Logged(id)
+        use fx = new Logged(engine, id)
         let c, admin = fx.C, fx.P.AdminToken
         let! lead = createWs c admin "Lead" None []
         let! res = createWs c admin "Researcher" (Some lead.Id) []
@@ -402,10 +408,10 @@ let ``doors: the platform log names workspaces (name and short id) and never sho
         Assert.Contains("Evil?registration refused for nobody", fx.Log)
     }
 
-[<Fact>]
-let ``doors: the newer routes — abilities only for the admin; cards, broadcasts, notify and pending uploads only with the workspace's own token`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: the newer routes — abilities only for the admin; cards, broadcasts, notify and pending uploads only with the workspace's own token`` (engine: string) =
     task {
-        use fx = new Logged(id)
+        use fx = new Logged(engine, id)
         let c, admin = fx.C, fx.P.AdminToken
         let! lead = createWs c admin "lead" None []
         let! a = createWs c admin "a" (Some lead.Id) []
