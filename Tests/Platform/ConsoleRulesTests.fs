@@ -173,6 +173,69 @@ let ``rule: rate limits are total: no limit means always allowed, a clock runnin
                 | _ -> false))
     )
 
+[<Fact>]
+let ``rule: a byte budget never lets more than its limit plus the refill through, an undeclared upload's debt is waited off, and Retry-After is honest`` () =
+    let gen' =
+        gen {
+            let! perMinute = Gen.choose (1000, 100000)
+            let! steps = Gen.listOf (Gen.zip3 (Gen.choose (0, 20000)) (Gen.choose (1, 150000)) (Gen.elements [ true; false ])) // ms, bytes, declared
+            return perMinute, steps
+        }
+
+    Check.One(
+        cfg 300,
+        Prop.forAll (Arb.fromGen gen') (fun (perMinute, steps) ->
+            let policy: RateLimit.Policy = { PerMinute = perMinute }
+            let rate = float perMinute / 60.0
+
+            let _, _, taken, honest =
+                steps
+                |> List.fold
+                    (fun (bucket, clock: DateTimeOffset, taken, honest) (gap, bytes, declared) ->
+                        let now = clock.AddMilliseconds(float gap)
+
+                        if declared then
+                            match RateLimit.takeCost policy (float bytes) now bucket with
+                            | RateLimit.Allowed b -> Some b, now, (now, min bytes perMinute) :: taken, honest
+                            | RateLimit.Limited s ->
+                                let later = RateLimit.takeCost policy (float bytes) (now.AddSeconds(float s)) bucket
+                                bucket, now, taken, honest && s >= 1 && (match later with RateLimit.Allowed _ -> true | _ -> false)
+                        else
+                            Some(RateLimit.charge policy (float bytes) now bucket), now, taken, honest)
+                    (None, t0, [], true)
+
+            // what declared uploads take in any window [a, b] is at most the burst plus the refill (undeclared uploads,
+            // charged after the fact, only leave less)
+            let times = List.rev taken
+
+            let declaredOk =
+                times
+                |> List.forall (fun (a, _) ->
+                    times
+                    |> List.filter (fun (t, _) -> t >= a)
+                    |> List.forall (fun (b, _) ->
+                        let total = times |> List.filter (fun (t, _) -> t >= a && t <= b) |> List.sumBy (fun (_, n) -> float n)
+                        total <= float perMinute + (b - a).TotalSeconds * rate + 1e-3))
+
+            honest && declaredOk && rate > 0.0)
+    )
+
+[<Fact>]
+let ``rule: a charged debt makes the next request wait until it is paid off`` () =
+    let policy: RateLimit.Policy = { PerMinute = 600 } // 10 a second
+    let debt = RateLimit.charge policy 1200.0 t0 None // a whole budget overdrawn: -600
+
+    match RateLimit.takeCost policy 1.0 t0 (Some debt) with
+    | RateLimit.Limited s ->
+        Assert.InRange(s, 60, 61) // 601 tokens to refill at 10 a second
+        Assert.True(match RateLimit.takeCost policy 1.0 (t0.AddSeconds(float s)) (Some debt) with RateLimit.Allowed _ -> true | _ -> false)
+    | RateLimit.Allowed _ -> failwith "a debt was ignored"
+
+    Assert.True(RateLimit.streamAllowed 2 1)
+    Assert.False(RateLimit.streamAllowed 2 2)
+    Assert.True(RateLimit.streamAllowed 0 1000)
+    Assert.Equal("rate limit exceeded: at most 100 MiB of uploads a minute per token; retry in 3 s", RateLimit.uploadMessage RateLimit.Limits.defaults.UploadBytes 3)
+
 // ---------------------------------------------------------------- registration
 
 [<Fact>]

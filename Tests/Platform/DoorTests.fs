@@ -18,6 +18,7 @@ open Molecule.Platform.Server
 open Molecule.Tests.Platform.Engines
 open Molecule.Tests.Platform.HttpTests
 open Molecule.Tests.Platform.DeliveryHttpTests
+open Molecule.Tests.Platform.StreamHttpTests
 
 /// One request with exactly these headers (Host, Origin, Content-Type may be anything).
 let raw (c: Client) (meth: string) (path: string) (headers: (string * string) list) (body: HttpContent option) : Task<Answer * HttpResponseMessage> =
@@ -274,6 +275,160 @@ let ``doors: per-token rate limits on registration, A2A sends and notify answer 
             let! a = c.Send("POST", $"/workspaces/{ws.Id}/a2a", messageBody "from the canvas", admin)
             Assert.Equal(200, a.Code)
         Assert.Contains("rate limit: registrations from 127.0.0.1 refused", fx.Log)
+    }
+
+/// The routes only the admin token drives, and the routes anyone may read. Every other route is an agent's.
+let private adminRoutes =
+    set
+        [ "POST /workspaces"; "GET /workspaces"; "PATCH /workspaces/{id}"; "DELETE /workspaces/{id}"
+          "POST /workspaces/{id}/tokens"; "GET /workspaces/{id}/tokens"; "DELETE /workspaces/{id}/tokens/{tokenId}"
+          "PATCH /workspaces/{id}/abilities"; "GET /admin/workspaces"; "GET /admin/feed"; "GET /admin/delegations"
+          "GET /admin/memories"; "POST /admin/faults"; "DELETE /admin/faults"; "POST /admin/faults/cut-streams"
+          "GET /admin/requests"; "POST /admin/sweep"; "POST /admin/retention"; "GET /events"; "POST /admin/stream-ticket" ]
+
+let private openRoutes = set [ "GET /health"; "GET /"; "HEAD /"; "GET /canvas/{file}"; "HEAD /canvas/{file}"; "* {*path:nonfile}" ]
+
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``rule: every route an agent token can drive is limited (a bucket per group, or the streams cap); the rest refuse it`` (engine: string) =
+    task {
+        use fx = new Logged(engine, fun o -> { o with EnableFaults = true })
+        let c, admin = fx.C, fx.P.AdminToken
+        let! ws = createWs c admin "agent" None []
+
+        for (m, pattern) in fx.P.Routes do
+            let route = $"{m} {pattern}"
+
+            if adminRoutes.Contains route then
+                // the admin's routes refuse the workspace token
+                let path = pattern.Replace("{id}", ws.Id).Replace("{tokenId}", string (Guid.NewGuid()))
+                let! a, _ = raw c m path [ bearer ws.Token ] (if m = "GET" then None else Some(json "{}"))
+                Assert.True((a.Code = 401), $"{route} with a workspace token gave {a.Code}: {a.Text}")
+            elif not (openRoutes.Contains route) && pattern <> RateLimit.streamRoute then
+                Assert.True((RateLimit.groupOf m pattern).IsSome, $"{route} is an agent's route without a rate limit")
+    }
+
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: delegate shares the A2A budget; memories, activity, registry, broadcast, files, upload bytes and open streams are limited per token, with Retry-After`` (engine: string) =
+    task {
+        let limits: RateLimit.Limits =
+            { RateLimit.Limits.defaults with
+                Registry = { PerMinute = 2 }
+                A2a = { PerMinute = 3 }
+                Activity = { PerMinute = 2 }
+                Memories = { PerMinute = 2 }
+                Broadcast = { PerMinute = 1 }
+                Files = { PerMinute = 2 }
+                UploadBytes = { PerMinute = 2000 }
+                Streams = 2 }
+
+        use fx = new Logged(engine, fun o -> { o with RateLimits = limits })
+        let c, admin = fx.C, fx.P.AdminToken
+        let! lead = createWs c admin "lead" None []
+        let! ws = createWs c admin "busy" (Some lead.Id) []
+        let! peer = createWs c admin "peer" (Some lead.Id) []
+        let auth = [ bearer ws.Token ]
+
+        let refused (what: string) (a: Answer, resp: HttpResponseMessage) (text: string) =
+            Assert.True((a.Code = 429), $"{what}: {a.Code} {a.Text}")
+            Assert.Contains(text, a.Error)
+            Assert.InRange(int resp.Headers.RetryAfter.Delta.Value.TotalSeconds, 1, 60)
+
+        let fine (what: string) (a: Answer, _: HttpResponseMessage) = Assert.True((a.Code < 400), $"{what}: {a.Code} {a.Text}")
+
+        // A2A sends and delegations: one budget (both deliver to a target's inbox)
+        let send () = raw c "POST" $"/workspaces/{peer.Id}/a2a" (auth @ [ "X-Workspace-ID", ws.Id ]) (Some(json (messageBody "hi")))
+        let delegation () = raw c "POST" $"/workspaces/{ws.Id}/delegate" auth (Some(json ("{\"target_id\":\"" + peer.Id + "\",\"task\":\"t\"}")))
+        let! r = send () in fine "a2a 1" r
+        let! r = send () in fine "a2a 2" r
+        let! r = delegation () in fine "delegate 1" r
+        let! r = delegation () in refused "delegate 2" r "at most 3 A2A sends a minute per token"
+        do! fx.P.IdleAsync()
+        // memories: writes and recalls
+        let! r = raw c "POST" $"/workspaces/{ws.Id}/memories" auth (Some(json """{"content":"c","scope":"LOCAL"}""")) in fine "memory write" r
+        let! r = raw c "GET" $"/workspaces/{ws.Id}/memories" auth None in fine "recall" r
+        let! r = raw c "GET" $"/workspaces/{ws.Id}/memories" auth None in refused "recall 2" r "memory calls"
+        // activity: reads, acks, the mail summary
+        let! r = raw c "GET" $"/workspaces/{ws.Id}/activity" auth None in fine "activity" r
+        let! r = raw c "POST" $"/workspaces/{ws.Id}/activity/ack" auth (Some(json """{"acked_seq":0}""")) in fine "ack" r
+        let! r = raw c "GET" $"/workspaces/{ws.Id}/mail/summary" auth None in refused "mail summary" r "activity calls"
+        // registry calls
+        let! r = raw c "POST" "/registry/heartbeat" auth (Some(json (heartbeatBody ws.Id))) in fine "heartbeat" r
+        let! r = raw c "GET" $"/workspaces/{ws.Id}" auth None in fine "workspace" r
+        let! r = raw c "GET" $"/registry/{ws.Id}/peers" (auth @ [ "X-Workspace-ID", ws.Id ]) None in refused "peers" r "registry calls"
+        // broadcasts
+        let! _ = c.Send("PATCH", $"/workspaces/{ws.Id}/abilities", """{"broadcast_enabled":true}""", admin)
+        let! r = raw c "POST" $"/workspaces/{ws.Id}/broadcast" auth (Some(json """{"message":"all hands"}""")) in fine "broadcast" r
+        let! r = raw c "POST" $"/workspaces/{ws.Id}/broadcast" auth (Some(json """{"message":"again"}""")) in refused "broadcast 2" r "broadcasts"
+
+        // uploads: their bytes from a budget of their own, the requests from the files budget
+        let upload (n: int) =
+            let form = new MultipartFormDataContent()
+            form.Add(new ByteArrayContent(Array.zeroCreate n), "files", "blob.bin")
+            raw c "POST" $"/workspaces/{ws.Id}/chat/uploads" auth (Some(form :> HttpContent))
+
+        let! r = upload 1200 in fine "upload 1" r
+        let! r = upload 1200 in refused "upload 2" r "2000 bytes of uploads a minute per token"
+        let! r = raw c "GET" $"/workspaces/{ws.Id}/chat/uploads/nothing.txt" auth None in refused "download" r "file requests"
+
+        // open event streams per token
+        let url = fx.P.Url
+        let! first = openStream url ws.Id ws.Token
+        let! second = openStream url ws.Id ws.Token
+
+        match! openStreamWhen url ws.Id (Some ws.Token) Task.CompletedTask with
+        | Ok _ -> failwith "a third stream was let in"
+        | Error a ->
+            Assert.Equal(429, a.Code)
+            Assert.Contains("too many open event streams: at most 2 per token", a.Error)
+
+        // another token has its own streams; a closed stream frees its place
+        use! _other = openStream url lead.Id lead.Token
+        (first :> IDisposable).Dispose()
+        let mutable reopened = None
+        let deadline = DateTime.UtcNow.AddSeconds 5.0
+
+        while reopened.IsNone && DateTime.UtcNow < deadline do
+            match! openStreamWhen url ws.Id (Some ws.Token) Task.CompletedTask with
+            | Ok s -> reopened <- Some s
+            | Error _ -> do! Task.Delay 50
+
+        Assert.True(reopened.IsSome, "a closed stream did not free its place")
+        reopened |> Option.iter (fun s -> (s :> IDisposable).Dispose())
+        (second :> IDisposable).Dispose()
+
+        // the operator (canvas, CLI) is never limited
+        for _ in 1..4 do
+            let! a = c.Send("GET", $"/workspaces/{ws.Id}/activity", token = admin)
+            Assert.Equal(200, a.Code)
+
+        for what in [ "A2A sends"; "memory calls"; "activity calls"; "registry calls"; "broadcasts"; "upload bytes"; "file requests"; "event streams" ] do
+            Assert.Contains($"rate limit: {what} from 127.0.0.1 refused", fx.Log)
+    }
+
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: secrets at rest — no workspace token and no inbound secret in any file of the data directory`` (engine: string) =
+    task {
+        use fx = new Logged(engine, id)
+        let c, admin = fx.C, fx.P.AdminToken
+        let! ws = createWs c admin "keeper" None []
+        let! reg = c.Send("POST", "/registry/register", registerBody ws.Id, ws.Token)
+        let secret = str reg.Json "platform_inbound_secret"
+        let! hb = c.Send("POST", "/registry/heartbeat", heartbeatBody ws.Id, ws.Token)
+        Assert.Equal(secret, str hb.Json "platform_inbound_secret") // the same secret on every heartbeat
+        let! minted = c.Send("POST", $"/workspaces/{ws.Id}/tokens", "{}", admin)
+        let second = str minted.Json "auth_token"
+
+        let scan () =
+            for f in Directory.EnumerateFiles(fx.Dir, "*", SearchOption.AllDirectories) do
+                if Path.GetFileName f <> "platform.lock" then
+                    let text = Encoding.Latin1.GetString(File.ReadAllBytes f)
+
+                    for (what, value) in [ "the inbound secret", secret; "a workspace token", ws.Token; "a minted token", second ] do
+                        Assert.False(text.Contains value, $"{Path.GetFileName f} holds {what}")
+
+        scan ()
+        do! fx.P.StopAsync()
+        scan ()
     }
 
 [<Theory; ClassData(typeof<EngineCases>)>]

@@ -409,6 +409,28 @@ let ``an inbound secret comes back as it was saved, and reading a workspace neve
     o.Reopen()
     Assert.Equal(Some ws, o.Store.Read(fun r -> r.Workspace ws.Id))
 
+[<Fact>]
+let ``rule: a sealed secret opens only with its key and for its owner, and never shows the secret`` () =
+    let key () = Security.Cryptography.RandomNumberGenerator.GetBytes 32
+    let box, other = SecretBox(key ()), SecretBox(key ())
+    let secretGen = Gen.elements [ ""; "s"; "platform-inbound-secret"; String('x', 500); "ünïcødé ✓" ]
+
+    Check.One(
+        cfg 200,
+        Prop.forAll (Arb.fromGen secretGen) (fun secret ->
+            let owner, stranger = (wid ()).Text, (wid ()).Text
+            let sealedText = box.Seal(owner, secret)
+
+            SecretBox.IsSealed sealedText
+            && (secret.Length < 4 || not (sealedText.Contains secret))
+            && box.Open(owner, sealedText) = Some secret
+            && box.Open(stranger, sealedText) = None
+            && other.Open(owner, sealedText) = None
+            && box.Open(owner, sealedText.Substring(0, sealedText.Length - 2)) = None
+            && box.Seal(owner, secret) <> sealedText // a fresh nonce each time
+            && box.Open(owner, "written-before-sealing") = Some "written-before-sealing")
+    )
+
 // ---------------------------------------------------------------- SQLite's files and versions
 
 let private sqliteExec (dir: string) (sql: string) =
