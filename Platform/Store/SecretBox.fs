@@ -3,6 +3,7 @@
 namespace Molecule.Platform
 
 open System
+open System.Collections.Concurrent
 open System.IO
 open System.Security.Cryptography
 open System.Text
@@ -16,11 +17,25 @@ type SecretBox(key: byte[]) =
     static let nonceSize = 12
     static let tagSize = 16
 
+    /// The last (sealed, secret) pair of each owner: a workspace is read far more often than its secret changes, and
+    /// opening costs a cipher set-up each time. Saving the same secret again reuses its sealed form.
+    let known = ConcurrentDictionary<string, struct (string * string)>()
+
     /// Whether a stored value is sealed (values written before sealing are clear text).
     static member IsSealed(stored: string) = not (isNull stored) && stored.StartsWith prefix
 
-    /// `v1:` + base64url(nonce | tag | ciphertext); `context` (the owner's id) must be the same to open it.
-    member _.Seal(context: string, secret: string) : string =
+    /// `v1:` + base64url(nonce | tag | ciphertext); `context` (the owner's id) must be the same to open it. The same
+    /// secret of the same owner seals to the form it had.
+    member this.Seal(context: string, secret: string) : string =
+        match known.TryGetValue context with
+        | true, struct (sealedText, plain) when plain = secret -> sealedText
+        | _ ->
+            let sealedText = this.SealFresh(context, secret)
+            known[context] <- struct (sealedText, secret)
+            sealedText
+
+    /// A new sealed form (a fresh nonce) of a secret.
+    member private _.SealFresh(context: string, secret: string) : string =
         let plain = Encoding.UTF8.GetBytes secret
         let nonce = RandomNumberGenerator.GetBytes nonceSize
         let sealedBytes = Array.zeroCreate<byte> (nonceSize + tagSize + plain.Length)
@@ -39,7 +54,15 @@ type SecretBox(key: byte[]) =
 
     /// The secret of a stored value: opened when sealed, as is when clear text (written before sealing); None when it
     /// cannot be opened (another key, another owner, damaged).
-    member _.Open(context: string, stored: string) : string option =
+    member this.Open(context: string, stored: string) : string option =
+        match known.TryGetValue context with
+        | true, struct (sealedText, plain) when sealedText = stored -> Some plain
+        | _ ->
+            let opened = this.OpenFresh(context, stored)
+            opened |> Option.iter (fun plain -> if SecretBox.IsSealed stored then known[context] <- struct (stored, plain))
+            opened
+
+    member private _.OpenFresh(context: string, stored: string) : string option =
         if isNull stored then
             None
         elif not (SecretBox.IsSealed stored) then

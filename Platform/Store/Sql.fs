@@ -9,42 +9,93 @@ open System.Data.Common
 open Molecule.Platform
 open Molecule.Platform.Store
 
-/// Where commands run: a connection and, inside a write, its transaction (null outside one).
+/// Commands kept prepared on one connection, by their text (an engine whose connection is used by one caller at a
+/// time, like SQLite's, keeps one; a pooled engine prepares on its own).
+type Statements() =
+    let cache = Dictionary<string, DbCommand>()
+
+    member _.For(conn: DbConnection, sql: string) : DbCommand =
+        match cache.TryGetValue sql with
+        | true, cmd -> cmd
+        | _ ->
+            let cmd = conn.CreateCommand()
+            cmd.CommandText <- sql
+            cache[sql] <- cmd
+            cmd
+
+    interface IDisposable with
+        member _.Dispose() =
+            for cmd in cache.Values do
+                cmd.Dispose()
+
+            cache.Clear()
+
+/// The workspaces as last committed, for an engine whose database no one else writes (SQLite): read once, then
+/// served from memory until a committed write saves a workspace. Nearly every request reads the team (the hierarchy
+/// rules, labels), and it changes only on register, heartbeat, edits and removals.
+type TeamCache() =
+    let mutable team: Workspace list option = None
+
+    /// The cached team, or `load ()` kept.
+    member _.Get(load: unit -> Workspace list) =
+        match team with
+        | Some t -> t
+        | None ->
+            let t = load ()
+            team <- Some t
+            t
+
+    /// Forgets the team (after a commit that saved a workspace).
+    member _.Invalidate() = team <- None
+
+/// Where commands run: a connection, inside a write its transaction (null outside one), the prepared commands it
+/// keeps and the team it caches (None: a command for each call; the team read every time).
 type Session =
     { Conn: DbConnection
       Tx: DbTransaction
-      Dialect: Schema.Dialect }
+      Dialect: Schema.Dialect
+      Prepared: Statements option
+      Team: TeamCache option }
 
-let command (s: Session) (sql: string) (ps: (string * obj) list) : DbCommand =
-    let cmd = s.Conn.CreateCommand()
-    cmd.CommandText <- sql
-    cmd.Transaction <- s.Tx
+/// Runs `f` on a command for `sql` with these parameters (a kept one, or a new one disposed afterwards).
+let private withCommand (s: Session) (sql: string) (ps: (string * obj) list) (f: DbCommand -> 'a) : 'a =
+    let kept, cmd =
+        match s.Prepared with
+        | Some p -> true, p.For(s.Conn, sql)
+        | None ->
+            let c = s.Conn.CreateCommand()
+            c.CommandText <- sql
+            false, c
 
-    for (name, value) in ps do
-        let p = cmd.CreateParameter()
-        p.ParameterName <- name
-        p.Value <- (if isNull value then box DBNull.Value else value)
-        cmd.Parameters.Add p |> ignore
+    try
+        cmd.Transaction <- s.Tx
+        cmd.Parameters.Clear()
 
-    cmd
+        for (name, value) in ps do
+            let p = cmd.CreateParameter()
+            p.ParameterName <- name
+            p.Value <- (if isNull value then box DBNull.Value else value)
+            cmd.Parameters.Add p |> ignore
+
+        f cmd
+    finally
+        if not kept then cmd.Dispose()
 
 let exec (s: Session) (sql: string) (ps: (string * obj) list) : int =
-    use cmd = command s sql ps
-    cmd.ExecuteNonQuery()
+    withCommand s sql ps (fun cmd -> cmd.ExecuteNonQuery())
 
 let query (s: Session) (sql: string) (ps: (string * obj) list) (read: DbDataReader -> 'a) : 'a list =
-    use cmd = command s sql ps
-    use r = cmd.ExecuteReader()
-    let acc = ResizeArray()
+    withCommand s sql ps (fun cmd ->
+        use r = cmd.ExecuteReader()
+        let acc = ResizeArray()
 
-    while r.Read() do
-        acc.Add(read r)
+        while r.Read() do
+            acc.Add(read r)
 
-    List.ofSeq acc
+        List.ofSeq acc)
 
 let scalar (s: Session) (sql: string) (ps: (string * obj) list) : obj =
-    use cmd = command s sql ps
-    cmd.ExecuteScalar()
+    withCommand s sql ps (fun cmd -> cmd.ExecuteScalar())
 
 /// The one transaction helper: `f` runs inside a transaction on `conn`, which commits when `f` returns. When `f`
 /// throws, the transaction is disposed uncommitted — which rolls it back — and the exception goes on.
@@ -232,6 +283,15 @@ type SqlSession(s: Session, secrets: SecretBox) =
 
     let openSecret (id: string) (stored: string) = secrets.Open(id, stored)
     let workspaces (where: string) ps = query s $"SELECT {workspaceColumns} FROM workspaces {where}" ps (readWorkspace openSecret)
+    /// This transaction saved a workspace: its reads see its own writes, never the cache (which it never fills).
+    let mutable savedWorkspace = false
+
+    let team () =
+        let load () = workspaces "ORDER BY created_at, id" []
+
+        match s.Team with
+        | Some cache when not savedWorkspace -> cache.Get load
+        | _ -> load ()
 
     let rowById (id: ActivityId) =
         query s $"SELECT {activityColumns} FROM activity_logs WHERE id = @id" [ "@id", idText id ] readActivity
@@ -467,6 +527,9 @@ type SqlSession(s: Session, secrets: SecretBox) =
               "@ua", ticks at ]
         |> ignore
 
+    /// Whether the transaction saved a workspace (the engine then drops its cached team once it has committed).
+    member _.SavedWorkspace = savedWorkspace
+
     /// What the transaction announced, in order (the engine publishes them after the commit).
     member _.Announced: PlatformEvent list = List.ofSeq announced
 
@@ -474,8 +537,12 @@ type SqlSession(s: Session, secrets: SecretBox) =
     member _.AfterCommitActions: (unit -> unit) list = List.ofSeq afterCommit
 
     interface IWriter with
-        member _.Workspace id = workspaces "WHERE id = @id" [ "@id", idText id ] |> List.tryHead
-        member _.Workspaces() = workspaces "ORDER BY created_at, id" []
+        member _.Workspace id =
+            match s.Team with
+            | Some _ when not savedWorkspace -> team () |> List.tryFind (fun w -> w.Id = id)
+            | _ -> workspaces "WHERE id = @id" [ "@id", idText id ] |> List.tryHead
+
+        member _.Workspaces() = team ()
 
         member _.TokenByHash hash =
             query s $"SELECT {tokenColumns} FROM workspace_auth_tokens WHERE token_hash = @h" [ "@h", box hash ] readToken
@@ -506,7 +573,9 @@ type SqlSession(s: Session, secrets: SecretBox) =
         member _.Abilities ws = abilities ws
         member _.File(ws, kind, key) = file ws kind key
 
-        member _.SaveWorkspace w = saveWorkspace w
+        member _.SaveWorkspace w =
+            savedWorkspace <- true
+            saveWorkspace w
         member _.SaveToken t = saveToken t
 
         member _.RevokeTokens(ws, at) =
@@ -581,14 +650,14 @@ let private sealSecrets (s: Session) (secrets: SecretBox) =
 /// Brings the database to the latest schema: each pending migration in its own transaction with its version bump.
 /// A database newer than this binary is refused (Schema.tooNew). Returns the version reached.
 let migrate (conn: DbConnection) (dialect: Schema.Dialect) (secrets: SecretBox) : int =
-    let stored = storedVersion { Conn = conn; Tx = null; Dialect = dialect }
+    let stored = storedVersion { Conn = conn; Tx = null; Dialect = dialect; Prepared = None; Team = None }
 
     match Schema.pending stored with
     | Error message -> raise (InvalidOperationException message)
     | Ok pending ->
         for m in pending do
             transact conn (fun tx ->
-                let s = { Conn = conn; Tx = tx; Dialect = dialect }
+                let s = { Conn = conn; Tx = tx; Dialect = dialect; Prepared = None; Team = None }
 
                 for step in m.Steps do
                     match step with

@@ -76,7 +76,7 @@ module private Legacy =
 
         if not files.IsEmpty || File.Exists abilitiesFile then
             Sql.transact conn (fun tx ->
-                let s: Sql.Session = { Conn = conn; Tx = tx; Dialect = dialect }
+                let s: Sql.Session = { Conn = conn; Tx = tx; Dialect = dialect; Prepared = None; Team = None }
                 let w = Sql.SqlSession(s, secrets) :> IWriter
 
                 for (f, path) in files do
@@ -130,7 +130,7 @@ type private Engine(dataDir: string, fanout: PlatformEvent -> unit) =
             conn.Open()
 
             for pragma in [ "PRAGMA journal_mode=WAL"; "PRAGMA synchronous=FULL"; "PRAGMA busy_timeout=5000" ] do
-                Sql.exec { Conn = conn; Tx = null; Dialect = dialect } pragma [] |> ignore
+                Sql.exec { Conn = conn; Tx = null; Dialect = dialect; Prepared = None; Team = None } pragma [] |> ignore
 
             let v = Sql.migrate conn dialect secrets
             Legacy.import conn secrets dataDir
@@ -144,7 +144,13 @@ type private Engine(dataDir: string, fanout: PlatformEvent -> unit) =
     let gate = obj ()
     let mutable writing = false
     let limiter = LocalLimiter()
-    let session (tx: SqliteTransaction) : Sql.Session = { Conn = conn; Tx = tx; Dialect = dialect }
+    /// One caller at a time uses the connection (the gate), so its commands stay prepared; and only this process
+    /// writes the database, so the team it committed last can be kept.
+    let statements = new Sql.Statements()
+    let team = Sql.TeamCache()
+
+    let session (tx: SqliteTransaction) : Sql.Session =
+        { Conn = conn; Tx = tx; Dialect = dialect; Prepared = Some statements; Team = Some team }
 
     let notNested () =
         if writing then
@@ -166,6 +172,8 @@ type private Engine(dataDir: string, fanout: PlatformEvent -> unit) =
                         Sql.transact conn (fun tx ->
                             let s = Sql.SqlSession(session (tx :?> SqliteTransaction), secrets)
                             s, f (s :> IWriter))
+
+                    if s.SavedWorkspace then team.Invalidate()
 
                     for e in s.Announced do
                         fanout e
@@ -189,6 +197,7 @@ type private Engine(dataDir: string, fanout: PlatformEvent -> unit) =
                 with :? SqliteException ->
                     () // a checkpoint the next start makes instead
 
+                (statements :> IDisposable).Dispose()
                 conn.Dispose()
                 lockFile.Dispose())
 

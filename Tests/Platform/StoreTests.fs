@@ -109,6 +109,32 @@ let ``a write's events are published after its commit, in order, and a read or w
     // the store still works afterwards
     Assert.Empty(s.Read(fun r -> r.Workspaces()))
 
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``a write sees its own workspace changes; later reads see what was committed, never what was rolled back`` (engine: string) =
+    use o = new Opened(engine)
+    let s = o.Store
+    let w = workspace (wid ())
+    s.Write(fun tx -> tx.SaveWorkspace w)
+    Assert.Equal(Some w, s.Read(fun r -> r.Workspace w.Id)) // read (and, on SQLite, cached)
+
+    let inside =
+        s.Write(fun tx ->
+            let before = tx.Workspaces() |> List.map (fun x -> x.Name)
+            tx.SaveWorkspace { w with Name = "renamed" }
+            before, tx.Workspace w.Id |> Option.map (fun x -> x.Name), tx.Workspaces() |> List.map (fun x -> x.Name))
+
+    Assert.Equal(([ w.Name ], Some "renamed", [ "renamed" ]), inside)
+    Assert.Equal(Some "renamed", s.Read(fun r -> r.Workspace w.Id) |> Option.map (fun x -> x.Name))
+
+    try
+        s.Write(fun tx ->
+            tx.SaveWorkspace { w with Name = "never" }
+            raise (IOException "rolled back"))
+    with :? IOException ->
+        ()
+
+    Assert.Equal<string list>([ "renamed" ], s.Read(fun r -> r.Workspaces()) |> List.map (fun x -> x.Name))
+
 // ---------------------------------------------------------------- the activity log
 
 type private LogOp =
@@ -427,7 +453,8 @@ let ``rule: a sealed secret opens only with its key and for its owner, and never
             && box.Open(stranger, sealedText) = None
             && other.Open(owner, sealedText) = None
             && box.Open(owner, sealedText.Substring(0, sealedText.Length - 2)) = None
-            && box.Seal(owner, secret) <> sealedText // a fresh nonce each time
+            && box.Seal(owner, secret) = sealedText // the same secret again keeps its sealed form (no new cipher work)
+            && box.Seal(stranger, secret) <> sealedText // another owner's is another nonce and another binding
             && box.Open(owner, "written-before-sealing") = Some "written-before-sealing")
     )
 
