@@ -5,17 +5,16 @@
 module Molecule.Core.Agent
 
 open System
-open System.Text.Json.Nodes
 open Molecule.Protocol
 
 /// A tool call waiting for something (a program knows the workspace it acts for).
 type Pending =
-    | AwaitResponse of WorkspaceId * (Response -> Program)
-    | AwaitFiles of WorkspaceId * (FileCheck list -> Program)
+    | AwaitResponse of WorkspaceId * (Response -> Program<ToolOutput>)
+    | AwaitFiles of WorkspaceId * (FileCheck list -> Program<ToolOutput>)
     /// wait_for_message: answered by the next message or at its deadline.
     | Waiting of timeoutSecs: float
     /// A program's `Pause`: resumed by its timer.
-    | AwaitPause of WorkspaceId * (float -> Program)
+    | AwaitPause of WorkspaceId * (float -> Program<ToolOutput>)
 
 /// A call the client wants progress reports for: its tool and how many reports went out.
 type Reporting = { Tool: string; Reports: int }
@@ -30,9 +29,10 @@ type Model =
       /// The client sent `notifications/initialized`: channel notifications may flow.
       Initialized: bool
       Calls: Map<int64, Pending>
+      /// Peer id (PeerId's normal form) → display name, learnt from list_peers / discover.
       PeerNames: Map<string, string>
-      /// The workspaces whose list_peers returned a peer (lower-case peer id).
-      PeerSources: Map<string, Set<WorkspaceId>>
+      /// The workspaces whose list_peers returned a peer.
+      PeerSources: Map<PeerId, Set<WorkspaceId>>
       /// Seconds since start, as of the last timer (the core has no clock).
       Uptime: float
       /// When each waiting message was pushed (uptime), and the ones already pushed a second time.
@@ -51,8 +51,9 @@ type Msg =
     | TimerFired of Timer * uptimeSecs: float
     /// The MCP client sent `notifications/initialized`.
     | ClientInitialized
-    /// A tool call: its id, a fresh random UUID, the tool name and the raw arguments.
-    | ToolCalled of call: int64 * nonce: string * name: string * arguments: JsonObject option
+    /// A tool call: its id, a fresh random UUID, and what Tools.parse made of its name and arguments (the host parses
+    /// them as they arrive: nothing mutable crosses into the core).
+    | ToolCalled of call: int64 * nonce: string * parsed: Result<ParsedCall, string>
     /// The client gave up on a call (cancelled, or disconnected): forget it, send nothing more for it.
     | ToolCancelled of call: int64
     /// The client sent a progressToken with this call: report progress while it runs.
@@ -167,12 +168,10 @@ let private observe (ran: WorkspaceId) (observations: Observation list) (model: 
         (fun (model, effects) observation ->
             match observation with
             | PeerNames names ->
-                { model with PeerNames = names |> List.fold (fun (m: Map<string, string>) (id, name) -> m.Add(id, name)) model.PeerNames },
+                { model with PeerNames = names |> List.fold (fun (m: Map<string, string>) (id, name) -> m.Add(id.Value, name)) model.PeerNames },
                 effects
             | PeersVia(ws, peers) ->
-                let add (m: Map<string, Set<WorkspaceId>>) (peer: string) =
-                    let key = peer.ToLowerInvariant()
-                    m.Add(key, (defaultArg (m.TryFind key) Set.empty).Add ws)
+                let add (m: Map<PeerId, Set<WorkspaceId>>) (peer: PeerId) = m.Add(peer, (defaultArg (m.TryFind peer) Set.empty).Add ws)
                 { model with PeerSources = peers |> List.fold add model.PeerSources }, effects
             | WorkspaceRemoved _ ->
                 match model.Workspaces.TryFind ran with
@@ -183,14 +182,14 @@ let private observe (ran: WorkspaceId) (observations: Observation list) (model: 
             | OwnUploads(wsId, fileIds) ->
                 match model.Workspaces.TryFind wsId with
                 | Some ws ->
-                    let ws, more, announced = Staging.ownUploads fileIds ws
+                    let ws, more, announced = Staging.ownUploads (fileIds |> List.map (fun f -> f.Value)) ws
                     let model, pushed = arrived wsId announced (withWorkspace ws model)
                     model, effects @ more @ pushed
                 | None -> model, effects)
         (model, [])
 
 /// Runs a program until it needs the host, or answers the call.
-let private step (call: int64) (ran: WorkspaceId) (program: Program) (model: Model) : Model * Effect list =
+let private step (call: int64) (ran: WorkspaceId) (program: Program<ToolOutput>) (model: Model) : Model * Effect list =
     match program with
     | Done(output, observations) ->
         let model, effects = observe ran observations model
@@ -210,16 +209,15 @@ let private inboxTool (call: int64) (toolCall: ToolCall) (model: Model) : Model 
     | _ when not (primary model).Config.InboxEnabled -> model, answer call (failure InboxTools.disabled)
     | InboxPeek limit ->
         model, answer call (InboxTools.peeked (Mailbox.peek (InboxTools.peekLimit limit) model.Workspaces |> List.map json))
-    | InboxPop activityId when String.IsNullOrWhiteSpace activityId -> model, answer call (failure InboxTools.activityIdRequired)
     | InboxPop activityId ->
-        match Mailbox.owner activityId model.Workspaces with
+        match Mailbox.owner activityId.Value model.Workspaces with
         | None -> model, answer call (InboxTools.popped false activityId)
         | Some owner ->
-            let ws, effects, removed = Workspace.pop activityId model.Workspaces[owner]
+            let ws, effects, removed = Workspace.pop activityId.Value model.Workspaces[owner]
             let model =
                 { withWorkspace ws model with
-                    Notified = model.Notified.Remove activityId
-                    Renotified = model.Renotified.Remove activityId }
+                    Notified = model.Notified.Remove activityId.Value
+                    Renotified = model.Renotified.Remove activityId.Value }
             // effects begin with the durable write: the answer leaves after it.
             model, effects @ answer call (InboxTools.popped removed activityId)
     | WaitForMessage timeout ->
@@ -231,36 +229,34 @@ let private inboxTool (call: int64) (toolCall: ToolCall) (model: Model) : Model 
     | _ -> model, answer call (failure "Error: not an inbox tool.")
 
 /// The workspaces a platform tool acts for (see Routing.route).
-let route (model: Model) (name: string) (toolCall: ToolCall) (args: JsonObject option) : Result<Workspace.State list, string> =
-    Routing.route model.Primary model.Workspaces model.PeerSources name toolCall args
+let route (model: Model) (parsed: ParsedCall) : Result<Workspace.State list, string> =
+    Routing.route model.Primary model.Workspaces model.PeerSources parsed
 
 /// A call's arguments the tool cannot take: "Error: <why>" (an unknown tool keeps the reference's own words).
 let private refused (text: string) =
     if text.StartsWith("Unknown tool", StringComparison.Ordinal) then text else "Error: " + text
 
-let private toolCalled call nonce name arguments (model: Model) : Model * Effect list =
-    match Tools.parse name arguments with
-    | Result.Error text -> model, answer call (failure (refused text))
-    | Ok toolCall ->
-        match route model name toolCall arguments with
-        | Result.Error text -> model, answer call (failure text)
-        | Ok targets ->
-            let programs = targets |> List.choose (fun ws -> Dispatch.run (contextOf model ws nonce) toolCall |> Option.map (fun p -> ws, p))
-            match programs with
-            | [] -> inboxTool call toolCall model
-            | [ ws, program ] -> step call (Workspace.id ws) program model
-            | (first, program) :: rest ->
-                // list_peers of several workspaces: one answer, the lines of each in turn.
-                let joined =
-                    rest
-                    |> List.fold
-                        (fun acc (_, next) ->
-                            acc
-                            |> ToolKit.andThen (fun (a, obsA) ->
-                                next |> ToolKit.andThen (fun (b, obsB) ->
-                                    Done({ Text = a.Text + "\n" + b.Text; IsError = a.IsError && b.IsError }, obsA @ obsB))))
-                        program
-                step call (Workspace.id first) joined model
+/// list_peers of several workspaces: one answer, the lines of each in turn.
+let private joined (programs: Program<ToolOutput> list) : Program<ToolOutput> =
+    programs
+    |> List.reduce (fun first next ->
+        first
+        |> Program.bind (fun a -> next |> Program.map (fun b -> { Text = a.Text + "\n" + b.Text; IsError = a.IsError && b.IsError })))
+
+/// A call's typed tool and the workspaces it runs in, or why it is refused.
+let private targetsOf (model: Model) (parsed: Result<ParsedCall, string>) : Result<ToolCall * Workspace.State list, string> =
+    match parsed with
+    | Result.Error text -> Result.Error(refused text)
+    | Ok p -> route model p |> Result.map (fun targets -> p.Call, targets)
+
+let private toolCalled call nonce (parsed: Result<ParsedCall, string>) (model: Model) : Model * Effect list =
+    match targetsOf model parsed with
+    | Result.Error text -> model, answer call (failure text)
+    | Ok(toolCall, targets) ->
+        let programs = targets |> List.choose (fun ws -> Dispatch.run (contextOf model ws nonce) toolCall |> Option.map (fun p -> ws, p))
+        match programs with
+        | [] -> inboxTool call toolCall model
+        | (first, _) :: _ -> step call (Workspace.id first) (joined (List.map snd programs)) model
 
 // ---------------------------------------------------------------------------------------------
 // Progress and cancellation
@@ -374,7 +370,7 @@ let update (msg: Msg) (model: Model) : Model * Effect list =
     | ClientInitialized ->
         // Messages that arrived before the handshake, or are still unpopped from an earlier run, are announced now.
         push (Mailbox.all model.Workspaces) { model with Initialized = true }
-    | ToolCalled(call, nonce, name, arguments) -> toolCalled call nonce name arguments model
+    | ToolCalled(call, nonce, parsed) -> toolCalled call nonce parsed model
     | ToolCancelled call -> cancelled call model
     | ProgressRequested(call, tool) -> progressRequested call tool model
     | Synced(ws, lines) ->

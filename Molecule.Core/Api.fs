@@ -286,10 +286,11 @@ let recallMemory (cfg: Config) (q: string) (scope: MemoryScope option) : Request
 // Team: agent card, broadcast, history, uploaded files
 // ---------------------------------------------------------------------------------------------
 
-/// POST /registry/update-card — with this workspace's own token (the reference used another one, P31).
-let updateCard (cfg: Config) (card: JsonNode) : Request =
-    let body = Json.obj [ "workspace_id", Json.str cfg.WorkspaceId.Value; "agent_card", Json.clone card ]
-    request Post cfg "/registry/update-card" [] (baseHeaders cfg) (json body) 10.0
+/// POST /registry/update-card — with this workspace's own token (the reference used another one, P31). `card` is the
+/// card object as compact JSON text (as Tools.parse keeps it), placed into the body as it is.
+let updateCard (cfg: Config) (card: string) : Request =
+    let body = $"{{\"workspace_id\":{Json.quote cfg.WorkspaceId.Value},\"agent_card\":{card}}}"
+    request Post cfg "/registry/update-card" [] (baseHeaders cfg) (JsonBody body) 10.0
 
 /// POST /workspaces/:own/broadcast.
 let broadcast (cfg: Config) (message: string) : Request =

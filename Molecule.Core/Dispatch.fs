@@ -5,12 +5,8 @@ module Molecule.Core.Dispatch
 
 /// The same program, its final text scrubbed of the workspace token: platform bodies, peer replies and
 /// memories are quoted into results, and a result goes to stdout, where the token must never appear.
-let rec private scrubbed (config: Config) (program: Program) : Program =
-    match program with
-    | Done(output, observations) -> Done({ output with Text = Config.scrub config output.Text }, observations)
-    | Call(req, k) -> Call(req, k >> scrubbed config)
-    | CheckFiles(paths, k) -> CheckFiles(paths, k >> scrubbed config)
-    | Pause(seconds, k) -> Pause(seconds, k >> scrubbed config)
+let private scrubbed (config: Config) (program: Program<ToolOutput>) : Program<ToolOutput> =
+    program |> Program.map (fun output -> { output with Text = Config.scrub config output.Text })
 
 /// A context for running a tool outside the agent (a library user's own loop): one workspace, nothing learnt yet.
 let context (config: Config) (nonce: string) : ToolContext =
@@ -23,14 +19,14 @@ let context (config: Config) (nonce: string) : ToolContext =
       Served = [ config.WorkspaceId ] }
 
 /// The program of one platform tool call; None for the inbox tools.
-let run (ctx: ToolContext) (toolCall: ToolCall) : Program option =
+let run (ctx: ToolContext) (toolCall: ToolCall) : Program<ToolOutput> option =
     let program =
         match toolCall with
         | ListPeers -> Some(PeersTools.listPeers ctx)
         | GetWorkspaceInfo -> Some(PeersTools.getWorkspaceInfo ctx)
         | DelegateTask(target, task) -> Some(DelegationTools.delegateTask ctx target task)
         | DelegateTaskAsync(target, task) -> Some(DelegationTools.delegateTaskAsync ctx target task)
-        | CheckTaskStatus(_, taskId) -> Some(DelegationTools.checkTaskStatus ctx taskId)
+        | CheckTaskStatus taskId -> Some(DelegationTools.checkTaskStatus ctx taskId)
         | SendMessageToUser(message, attachments) -> Some(MessagingTools.sendMessageToUser ctx message attachments)
         | CommitMemory(content, scope) -> Some(MemoryTools.commitMemory ctx content scope)
         | RecallMemory(query, scope) -> Some(MemoryTools.recallMemory ctx query scope)

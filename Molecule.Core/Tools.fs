@@ -7,6 +7,7 @@ let routingArg (toolName: string) : string option = ToolSpecs.routingArg toolNam
 /// The tools in the reference's `tools/list` order.
 let specs: ToolSpec list = ToolSpecs.specs
 
-/// Validates a `tools/call`: tool name + arguments (None = {}) → a typed call or a short error sentence for the
-/// agent. Total: never throws, whatever the name or the JSON.
-let parse (name: string) (args: System.Text.Json.Nodes.JsonObject option) : Result<ToolCall, string> = ToolArgs.parse name args
+/// Validates a `tools/call` once, at the edge: tool name + arguments (None = {}) → the typed call and the workspace it
+/// names (its route), or a short error sentence for the agent. Nothing after it reads the arguments again. Total: never
+/// throws, whatever the name or the JSON.
+let parse (name: string) (args: System.Text.Json.Nodes.JsonObject option) : Result<ParsedCall, string> = ToolArgs.parse name args

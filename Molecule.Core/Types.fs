@@ -167,11 +167,11 @@ type RemovedInfo = Molecule.Protocol.Removed.Info
 /// Something a tool learnt that the rest of the agent must know.
 type Observation =
     | WorkspaceRemoved of RemovedInfo
-    | PeerNames of (string * string) list
+    | PeerNames of (Molecule.Protocol.PeerId * string) list
     /// The peers a workspace's list_peers returned (for routing a later delegation from that workspace).
-    | PeersVia of workspace: Molecule.Protocol.WorkspaceId * peers: string list
+    | PeersVia of workspace: Molecule.Protocol.WorkspaceId * peers: Molecule.Protocol.PeerId list
     /// Files this workspace uploaded itself (send_message_to_user): their pending-upload rows are its own (P35).
-    | OwnUploads of workspace: Molecule.Protocol.WorkspaceId * fileIds: string list
+    | OwnUploads of workspace: Molecule.Protocol.WorkspaceId * fileIds: Molecule.Protocol.FileId list
 
 // ---------------------------------------------------------------------------------------------
 // Tools
@@ -182,24 +182,39 @@ type MemoryScope =
     | Team
     | Global
 
-/// A validated tool call (see Tools.fs for parsing and schemas).
+/// A validated tool call (see Tools.fs for parsing and schemas): typed values only, nothing left to read.
 type ToolCall =
     | ListPeers
     | GetWorkspaceInfo
-    | DelegateTask of workspaceId: string * task: string
-    | DelegateTaskAsync of workspaceId: string * task: string
-    | CheckTaskStatus of workspaceId: string * taskId: string option
+    /// A delegation's target is a workspace (a UUID, from list_peers); the task as given.
+    | DelegateTask of peer: Molecule.Protocol.WorkspaceId * task: string
+    | DelegateTaskAsync of peer: Molecule.Protocol.WorkspaceId * task: string
+    /// The delegation to look at (trimmed); None for the recent ones. (Its workspace_id is accepted and ignored.)
+    | CheckTaskStatus of taskId: string option
     | WaitForMessage of timeoutSecs: float
     | InboxPeek of limit: int
-    | InboxPop of activityId: string
+    | InboxPop of activityId: Molecule.Protocol.ActivityId
     | SendMessageToUser of message: string * attachments: string list
     | CommitMemory of content: string * scope: MemoryScope
     | RecallMemory of query: string * scope: MemoryScope option
     | GetRuntimeIdentity
-    /// The `card` argument as given (compact JSON text, "null" when missing); the program refuses a non-object.
-    | UpdateAgentCard of card: string
+    /// The `card` argument as compact JSON text when it is an object; None when it is anything else (the program
+    /// answers the reference's refusal).
+    | UpdateAgentCard of card: string option
     | BroadcastMessage of message: string
-    | ChatHistory of peerId: string * limit: int * beforeTs: string option
+    | ChatHistory of peer: Molecule.Protocol.PeerId * limit: int * beforeTs: string option
+
+/// The workspace a tool call names for itself, when one process serves several (MOLECULE_WORKSPACES).
+type Route =
+    /// No routing argument, or a blank one: the agent chooses (the workspace the peer was listed from, else the primary).
+    | Unnamed
+    /// The routing argument (`workspace_id` or `source_workspace_id`) named this workspace; `given` is its text, trimmed.
+    | Named of argument: string * given: string * Molecule.Protocol.WorkspaceId
+    /// The routing argument named something that is no workspace id.
+    | NotAWorkspace of argument: string * given: string
+
+/// A `tools/call` parsed once, at the edge (Tools.parse): the typed call and the workspace it names.
+type ParsedCall = { Call: ToolCall; Route: Route }
 
 type ToolOutput = { Text: string; IsError: bool }
 
@@ -240,13 +255,16 @@ type FileCheck =
     | FileMissing
     | FileUnreadable of reason: string
 
-/// A tool run as a pure program: the agent performs what it asks for (as effects) and feeds the answer back.
-type Program =
-    | Done of ToolOutput * Observation list
-    | Call of Request * (Response -> Program)
-    | CheckFiles of paths: string list * (FileCheck list -> Program)
+/// A tool run as a pure program: the agent performs what it asks for (as effects) and feeds the answer back. A tool's
+/// program is a `Program<ToolOutput>`; its parts are written with `program { }` (Tools/Program.fs). The
+/// continuations are pure: dropping one (a cancelled call) undoes nothing.
+type Program<'a> =
+    /// The program's value, with what it learnt on the way.
+    | Done of 'a * Observation list
+    | Call of Request * (Response -> Program<'a>)
+    | CheckFiles of paths: string list * (FileCheck list -> Program<'a>)
     /// Waits `seconds`; the continuation gets the agent's uptime when the wait is over (the core has no clock).
-    | Pause of seconds: float * (float -> Program)
+    | Pause of seconds: float * (float -> Program<'a>)
 
 // ---------------------------------------------------------------------------------------------
 // The one effect vocabulary (Elmish style: the agent's update returns effects as data)

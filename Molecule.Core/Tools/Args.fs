@@ -43,6 +43,14 @@ let private requiredText (name: string) (args: JsonObject) : Result<string, stri
         | Some s when isBlank s -> Result.Error $"{name} is required"
         | Some s -> Ok s
 
+/// A required id: a required text that `tryParse` takes.
+let private requiredId (name: string) (tryParse: string -> 'id option) (args: JsonObject) : Result<'id, string> =
+    requiredText name args
+    |> Result.bind (fun s ->
+        match tryParse s with
+        | Some id -> Ok id
+        | None -> Result.Error $"{name} is required")
+
 /// An optional text: missing/null → ""; otherwise it must be a JSON string. Trimmed.
 let private optionalText (name: string) (args: JsonObject) : Result<string, string> =
     match arg name args with
@@ -52,13 +60,14 @@ let private optionalText (name: string) (args: JsonObject) : Result<string, stri
         | None -> Result.Error $"{name} must be a string"
         | Some s -> Ok(s.Trim())
 
-let private workspaceId (args: JsonObject) : Result<string, string> =
+/// A delegation's target: a workspace UUID.
+let private peerWorkspace (args: JsonObject) : Result<WorkspaceId, string> =
     match requiredText "workspace_id" args with
     | Result.Error e -> Result.Error e
     | Ok s ->
-        match Guid.TryParseExact(s.Trim(), "D") with
-        | true, g -> Ok(g.ToString("D").ToLowerInvariant())
-        | _ -> Result.Error "workspace_id must be a workspace UUID (from list_peers)"
+        match WorkspaceId.tryParse s with
+        | Some ws -> Ok ws
+        | None -> Result.Error "workspace_id must be a workspace UUID (from list_peers)"
 
 /// Json.asFloat, also for hand-built nodes that cannot be serialized (NaN, ±Infinity).
 let private number (node: JsonNode) : float option =
@@ -156,28 +165,43 @@ type private ResultBuilder() =
 let private result = ResultBuilder()
 
 /// delegate_task and delegate_task_async take the same arguments.
-let private delegation (make: string * string -> ToolCall) (args: JsonObject) : Result<ToolCall, string> =
+let private delegation (make: WorkspaceId * string -> ToolCall) (args: JsonObject) : Result<ToolCall, string> =
     result {
-        let! ws = workspaceId args
+        let! peer = peerWorkspace args
         let! task = requiredText "task" args
-        return make (ws, task)
+        return make (peer, task)
     }
+
+/// update_agent_card's card as compact JSON when it is an object; the program refuses anything else with the
+/// reference's JSON answer.
+let private card (args: JsonObject) : string option =
+    match arg "card" args with
+    | Value card ->
+        let text = Json.compact card
+        match Json.tryParse text with
+        | Some(:? JsonObject) -> Some text
+        | _ -> None
+    | Missing -> None
+
+let private chatHistory (args: JsonObject) : Result<ToolCall, string> =
+    match arg "peer_id" args |> (function Value v -> Json.asString v |> Option.bind PeerId.tryParse | Missing -> None) with
+    | Some peer ->
+        result {
+            let! before = optionalText "before_ts" args
+            return ChatHistory(peer, limitWith defaultHistoryLimit maxHistoryLimit args, (if before = "" then None else Some before))
+        }
+    | None -> Result.Error "peer_id is required"
 
 let private parseKnown (name: string) (args: JsonObject) : Result<ToolCall, string> option =
     match name with
     | "delegate_task" -> Some(delegation DelegateTask args)
     | "delegate_task_async" -> Some(delegation DelegateTaskAsync args)
+    // workspace_id is accepted and ignored (only the caller's own delegations are visible).
     | "check_task_status" ->
-        // workspace_id is accepted and ignored (only the caller's own delegations are visible).
-        let ws =
-            match Json.stringProp "workspace_id" args with
-            | Some s -> s.Trim()
-            | None -> ""
-
         Some(
             result {
                 let! taskId = optionalText "task_id" args
-                return CheckTaskStatus(ws, (if taskId = "" then None else Some taskId))
+                return CheckTaskStatus(if taskId = "" then None else Some taskId)
             }
         )
     | "list_peers" -> Some(Ok ListPeers)
@@ -195,8 +219,8 @@ let private parseKnown (name: string) (args: JsonObject) : Result<ToolCall, stri
     | "inbox_pop" ->
         Some(
             result {
-                let! id = requiredText "activity_id" args
-                return InboxPop(id.Trim())
+                let! id = requiredId "activity_id" ActivityId.tryParse args
+                return InboxPop id
             }
         )
     | "commit_memory" ->
@@ -216,11 +240,7 @@ let private parseKnown (name: string) (args: JsonObject) : Result<ToolCall, stri
             }
         )
     | "get_runtime_identity" -> Some(Ok GetRuntimeIdentity)
-    // The program refuses a card that is not an object with the reference's JSON answer.
-    | "update_agent_card" ->
-        match arg "card" args with
-        | Value card -> Some(Ok(UpdateAgentCard(Json.compact card)))
-        | Missing -> Some(Ok(UpdateAgentCard "null"))
+    | "update_agent_card" -> Some(Ok(UpdateAgentCard(card args)))
     | "broadcast_message" ->
         Some(
             result {
@@ -228,22 +248,21 @@ let private parseKnown (name: string) (args: JsonObject) : Result<ToolCall, stri
                 return BroadcastMessage message
             }
         )
-    | "chat_history" ->
-        match arg "peer_id" args with
-        | Value v when (Json.asString v |> Option.exists (isBlank >> not)) ->
-            Some(
-                result {
-                    let! before = optionalText "before_ts" args
-                    let peer = (Json.asString v |> Option.defaultValue "").Trim()
-                    return ChatHistory(peer, limitWith defaultHistoryLimit maxHistoryLimit args, (if before = "" then None else Some before))
-                }
-            )
-        | _ -> Some(Result.Error "peer_id is required")
+    | "chat_history" -> Some(chatHistory args)
     | _ -> None
 
-/// Validates a `tools/call`: tool name + arguments (None = {}) → a typed call or a short error
-/// sentence for the agent. Total: never throws, whatever the name or the JSON.
-let parse (name: string) (args: JsonObject option) : Result<ToolCall, string> =
+/// The workspace the call names by its routing argument (ToolSpecs.routingArg), read here once.
+let private route (name: string) (args: JsonObject) : Route =
+    match ToolSpecs.routingArg name |> Option.map (fun arg -> arg, Json.stringProp arg args |> Option.map (fun s -> s.Trim())) with
+    | Some(arg, Some given) when given <> "" ->
+        match WorkspaceId.tryParse given with
+        | Some ws -> Named(arg, given, ws)
+        | None -> NotAWorkspace(arg, given)
+    | _ -> Unnamed
+
+/// Validates a `tools/call`: tool name + arguments (None = {}) → the typed call and the workspace it names, or a short
+/// error sentence for the agent. Total: never throws, whatever the name or the JSON.
+let parse (name: string) (args: JsonObject option) : Result<ParsedCall, string> =
     let name = if isNull name then "" else name
 
     let args =
@@ -253,7 +272,7 @@ let parse (name: string) (args: JsonObject option) : Result<ToolCall, string> =
 
     try
         match parseKnown name args with
-        | Some r -> r
+        | Some r -> r |> Result.map (fun call -> { Call = call; Route = route name args })
         | None -> Result.Error $"Unknown tool: {shown 100 name}"
     // Arguments the schema does not expect in a shape the readers cannot take (a node of another kind).
     with

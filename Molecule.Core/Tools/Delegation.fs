@@ -11,14 +11,14 @@ open Molecule.Protocol
 open Molecule.Core.ToolKit
 
 // ---------------------------------------------------------------------------------------------
-// delegate_task
+// delegate_task: what came of it
 // ---------------------------------------------------------------------------------------------
 
+/// What came of sending the task.
 type private A2aOutcome =
     | Answered of string
     | QueuedForPoll of method: string
     | Failed of string
-    | Gone of string
 
 /// All text of a JSON-RPC `result` (P9).
 let private resultText (result: JsonNode) : string list = A2a.resultLines result
@@ -36,10 +36,10 @@ let private rpcErrorDetail (err: JsonNode) : string =
         | None, Some c -> $"JSON-RPC error without a message (code={c})"
         | None, None -> "JSON-RPC error without a message"
 
-let private a2aOutcome (ctx: ToolContext) (target: string) (resp: Response) : A2aOutcome =
+/// What an A2A send's answer means (a 410 about this workspace aside: the call ends there).
+let private a2aOutcome (ctx: ToolContext) (peer: string) (resp: Response) : A2aOutcome =
     match resp with
-    | Reply(410, body) when namesPeer ctx target body -> Failed $"workspace {target} was deleted on the platform"
-    | Reply(410, body) -> Gone body
+    | Reply(410, body) when namesPeer ctx peer body -> Failed $"workspace {peer} was deleted on the platform"
     | Reply(status, body) ->
         let node = Json.tryParse body
         let sp name = node |> Option.bind (Json.stringProp name)
@@ -67,34 +67,142 @@ let private a2aOutcome (ctx: ToolContext) (target: string) (resp: Response) : A2
         Failed
             $"the peer did not answer within {secs t} s. The task may still be running on the peer; it was not re-sent. Check back later or ask the peer before sending it again."
 
-let private isUuid (s: string) =
-    let mutable g = Guid.Empty
-    Guid.TryParseExact(s, "D", &g)
-
 /// First 32 hex chars of SHA-256 of the text.
 let private sha256Hex32 (text: string) : string =
     let hash = SHA256.HashData(Encoding.UTF8.GetBytes text)
     Convert.ToHexString(hash).ToLowerInvariant().Substring(0, 32)
 
-/// Delegating to your own workspace — in any letter case, or to another workspace this same process serves — only
-/// comes back to you (P29): refused before anything is sent.
-let selfDelegation (tool: string) (ctx: ToolContext) (target: string) : string option =
+/// Delegating to your own workspace — or to another workspace this same process serves — only comes back to you
+/// (P29): refused before anything is sent.
+let selfDelegation (tool: string) (ctx: ToolContext) (peer: WorkspaceId) : string option =
     let opening = $"Error: cannot {tool} to your own workspace — "
-    if WorkspaceId.names ctx.Config.WorkspaceId target then
+    if peer = ctx.Config.WorkspaceId then
         Some(
             opening
             + "a task sent to yourself only comes back to you as a message, and a delegate_task waiting for your own answer would never get it. Do the work yourself, or use commit_memory to keep a note or send_message_to_user to tell the user."
         )
-    elif ctx.Served |> List.exists (fun w -> WorkspaceId.names w target) then
+    elif List.contains peer ctx.Served then
         Some(
             opening
-            + $"{target.Trim().ToLowerInvariant()} is also served by this molecule-mcp process (MOLECULE_WORKSPACES), so the task would come back to you. Do the work yourself, or use commit_memory / send_message_to_user."
+            + $"{peer.Value} is also served by this molecule-mcp process (MOLECULE_WORKSPACES), so the task would come back to you. Do the work yourself, or use commit_memory / send_message_to_user."
         )
     else
         None
 
+/// The checks before anything is sent: a task, and a peer that is not this process itself.
+let private refuseNotSendable (tool: string) (ctx: ToolContext) (peer: WorkspaceId) (task: string) : Program<Result<unit, ToolOutput>> =
+    program {
+        if isBlank task then do! refuse "Error: workspace_id and task are required."
+        match selfDelegation tool ctx peer with
+        | Some refusal -> do! refuse refusal
+        | None -> ()
+    }
+
 /// How often the DELEGATION_SYNC_VIA_INBOX path reads the delegation list (the reference's 3 s).
 let pollEverySecs = 3.0
+
+// ---------------------------------------------------------------------------------------------
+// delegate_task: the peer
+// ---------------------------------------------------------------------------------------------
+
+/// The peer a delegation goes to, as discover found it.
+type private Target =
+    { Id: WorkspaceId
+      /// discover's name, else the one learnt before, else the id's first 8 characters.
+      Name: string
+      /// discover's name, which the agent learns.
+      Discovered: string option
+      /// discover said the peer is not reachable right now (503 + its status). The send is still tried: the platform
+      /// queues messages for poll-mode peers whatever their status, so nothing is lost.
+      Unavailable: string option }
+
+let private found (ctx: ToolContext) (peer: WorkspaceId) (discovered: string option) (unavailable: string option) : Target =
+    let learntBefore = ctx.PeerNames.TryFind peer.Value |> Option.filter (isBlank >> not)
+    { Id = peer
+      Name = discovered |> Option.orElse learntBefore |> Option.defaultValue (peer.Value.Substring(0, 8))
+      Discovered = discovered
+      Unavailable = unavailable }
+
+/// Looks the peer up (GET /registry/discover): goes on with it, or ends the call when it cannot be reached.
+let private discover (ctx: ToolContext) (peer: WorkspaceId) : Program<Result<Target, ToolOutput>> =
+    program {
+        let id = peer.Value
+        match! Program.send (Api.discover ctx.Config id) with
+        | Reply(410, body) when namesPeer ctx id body ->
+            return! refuse $"Error: workspace {id} was deleted on the platform. Pick another peer from list_peers."
+        | Reply(410, body) -> return! removed ctx body
+        | Reply(s, body) when is2xx s ->
+            let node = Json.tryParse body
+            match node |> Option.bind (Json.stringProp "status") with
+            | Some st when st.Equals("offline", StringComparison.OrdinalIgnoreCase) -> return! refuse $"Error: workspace {id} is offline."
+            | _ -> return found ctx peer (node |> Option.bind (Json.stringProp "name") |> Option.filter (isBlank >> not)) None
+        | Reply(404, _) -> return! refuse $"Error: workspace {id} was not found on the platform. Check the ID with list_peers."
+        | Reply(403, body) when not (isTokenProblem 403 (platformMessage body)) ->
+            return!
+                refuse
+                    $"Error: you may not reach workspace {id} (access control: {platformMessage body}). Only peers listed by list_peers can be delegated to."
+        | Reply(503, body) ->
+            let status = Json.tryParse body |> Option.bind (Json.stringProp "status") |> Option.defaultValue "unavailable"
+            return found ctx peer None (Some status)
+        | Reply(s, body) -> return! refuse $"Error: could not look up workspace {id}: {httpDetail s body}"
+        | TransportError m -> return! refuse (transportFailure ctx m)
+        | TimedOut t -> return! refuse (timeoutFailure t)
+    }
+
+// ---------------------------------------------------------------------------------------------
+// delegate_task: the activity log and this workspace's removal
+// ---------------------------------------------------------------------------------------------
+
+/// A line of the canvas's activity log about a delegation.
+type private LogLine =
+    { Kind: string
+      Summary: string
+      Status: string
+      Request: JsonNode option
+      Response: JsonNode option
+      Error: string option }
+
+/// A 410 about this workspace during a delegation: the call ends saying so, after `shown` (what it would have
+/// answered), and the agent learns it.
+let private gone (ctx: ToolContext) (shown: string option) (body: string) : Program<Result<'a, ToolOutput>> =
+    let info = removedInfo ctx body
+    let text =
+        match shown with
+        | Some t -> t + "\n\n" + Removed.text info
+        | None -> Removed.text info
+    Program.stopWith (failure text) [ WorkspaceRemoved info ]
+
+/// Writes a line to the activity log. Its outcome is ignored, except that a 410 means this workspace is gone.
+let private logActivity (ctx: ToolContext) (target: Target) (line: LogLine) (shown: string option) : Program<Result<unit, ToolOutput>> =
+    program {
+        match! Program.send (Api.reportActivity ctx.Config line.Kind target.Id.Value line.Summary line.Status line.Request line.Response line.Error) with
+        | Reply(410, body) -> return! gone ctx shown body
+        | _ -> return ()
+    }
+
+let private sending (target: Target) (task: string) : LogLine =
+    { Kind = "a2a_send"
+      Summary = $"Delegating to {target.Name}"
+      Status = "ok"
+      Request = Some(Json.obj [ "task", Json.str task ] :> JsonNode)
+      Response = None
+      Error = None }
+
+let private received (summary: string) (status: string) (response: JsonNode option) (error: string option) : LogLine =
+    { Kind = "a2a_receive"; Summary = summary; Status = status; Request = None; Response = response; Error = error }
+
+// ---------------------------------------------------------------------------------------------
+// delegate_task: sending
+// ---------------------------------------------------------------------------------------------
+
+/// Sends the task as an A2A message through the platform's proxy (retried only when no connection was made, P10).
+let private throughA2a (ctx: ToolContext) (target: Target) (task: string) : Program<Result<A2aOutcome, ToolOutput>> =
+    program {
+        let peer = target.Id.Value
+        match! Program.send (Api.a2aSend ctx.Config peer (derivedId ctx.Nonce "rpc") ctx.Nonce task) with
+        | Reply(410, body) when not (namesPeer ctx peer body) -> return! gone ctx None body
+        | response -> return a2aOutcome ctx peer response
+    }
 
 /// The answer in a /delegations entry: its preview, said to be cut when the platform cut it.
 let private previewOf (entry: JsonNode) : string =
@@ -107,222 +215,169 @@ let private previewOf (entry: JsonNode) : string =
     else
         preview
 
-let delegateTask (ctx: ToolContext) (target: string) (task: string) : Program =
-    let cfg = ctx.Config
-    let target = if isNull target then "" else target.Trim().ToLowerInvariant()
+/// The entry of delegation `id` in a /delegations reply, if it lists it.
+let private delegationEntry (id: string) (response: Response) : JsonNode option =
+    match response with
+    | Reply(s, body) when is2xx s ->
+        Json.tryParse body
+        |> Option.bind Json.asArray
+        |> Option.defaultValue []
+        |> List.tryFind (fun e -> Json.prop "delegation_id" e |> Option.bind Json.asScalarText = Some id)
+    | _ -> None
 
-    platform ctx (fun () ->
-        if target = "" || isBlank task then
-            fail "Error: workspace_id and task are required."
-        elif not (isUuid target) then
-            fail $"Error: \"{target}\" is not a workspace ID (expected a UUID as shown by list_peers)."
-        elif (selfDelegation "delegate_task" ctx target).IsSome then
-            fail (selfDelegation "delegate_task" ctx target).Value
-        else
-            // `unavailable`: discover said the peer is not reachable right now (503 + its status). The send is still
-            // tried: the platform queues messages for poll-mode peers whatever their status, so nothing is lost.
-            let afterDiscover (discovered: string option) (unavailable: string option) : Program =
-                let name =
-                    match discovered with
-                    | Some n -> n
-                    | None ->
-                        match ctx.PeerNames.TryFind target with
-                        | Some n when not (isBlank n) -> n
-                        | _ -> target.Substring(0, Math.Min(8, target.Length))
+/// How a listed delegation ended, if it has.
+let private settled (status: string) (entry: JsonNode) : A2aOutcome option =
+    match status with
+    | "completed" -> Some(Answered(previewOf entry))
+    | "failed" ->
+        let why = [ "error"; "error_detail"; "summary" ] |> List.tryPick (fun k -> Json.stringProp k entry |> Option.filter (isBlank >> not))
+        Some(Failed(defaultArg why "delegation failed"))
+    | "queued" -> Some(QueuedForPoll "message/send")
+    | _ -> None
 
-                let learnt =
-                    match discovered with
-                    | Some n -> [ PeerNames [ target, n ] ]
-                    | None -> []
+/// Reads /delegations every 3 s until delegation `id` ends or DELEGATION_TIMEOUT has passed since `started`.
+let rec private awaitDelegation (ctx: ToolContext) (id: string) (started: float) (now: float) (last: string) : Program<Result<A2aOutcome, ToolOutput>> =
+    program {
+        let timeout = ctx.Config.DelegationTimeoutSecs
+        let! response = Program.send (Api.delegations ctx.Config)
+        let entry = delegationEntry id response
+        let status = entry |> Option.bind (Json.stringProp "status") |> Option.defaultValue last
+        match response, entry |> Option.bind (settled status) with
+        | Reply(410, body), _ -> return! gone ctx None body
+        | _, Some outcome -> return outcome
+        | _ when now - started >= timeout ->
+            return
+                Failed
+                    $"no answer within {secs timeout} s (delegation_id={id}, last status: {status}). The platform is still working on it and nothing was re-sent: call check_task_status(task_id=\"{id}\") later."
+        | _ ->
+            let! later = Program.pause (Math.Max(0.0, Math.Min(pollEverySecs, started + timeout - now)))
+            return! awaitDelegation ctx id started later status
+    }
 
-                let goneAfter (shown: string option) (body: string) : Program =
-                    let info = removedInfo ctx body
+/// DELEGATION_SYNC_VIA_INBOX: POST /delegate, then wait for the delegation to end. Nothing is ever sent twice (P27); a
+/// queued delegation ends at once.
+let private throughInbox (ctx: ToolContext) (target: Target) (task: string) : Program<Result<A2aOutcome, ToolOutput>> =
+    program {
+        let cfg = ctx.Config
+        let peer = target.Id.Value
+        let key = sha256Hex32 $"{cfg.WorkspaceId.Value}:{peer}:{task}:{ctx.Nonce}"
+        match! Program.send (Api.``delegate`` cfg peer task key) with
+        | Reply(410, body) when namesPeer ctx peer body -> return Failed $"workspace {peer} was deleted on the platform"
+        | Reply(410, body) -> return! gone ctx None body
+        | Reply(s, body) when is2xx s ->
+            match Json.tryParse body |> Option.bind (Json.prop "delegation_id") |> Option.bind Json.asScalarText with
+            | Some id ->
+                let! started = Program.pause 0.0
+                return! awaitDelegation ctx id started started "pending"
+            | None -> return Failed $"the platform accepted the delegation (HTTP {inv s}) but returned no delegation_id: {short body}"
+        | Reply(s, body) -> return Failed $"delegate dispatch failed: {httpDetail s body}"
+        | TransportError m -> return Failed $"delegate dispatch failed: could not reach the platform at {cfg.PlatformUrl}: {m}"
+        | TimedOut t -> return Failed $"delegate dispatch failed: the platform did not answer within {secs t} s"
+    }
 
-                    let text =
-                        match shown with
-                        | Some t -> t + "\n\n" + Removed.text info
-                        | None -> Removed.text info
+// ---------------------------------------------------------------------------------------------
+// delegate_task
+// ---------------------------------------------------------------------------------------------
 
-                    Done({ Text = text; IsError = true }, learnt @ [ WorkspaceRemoved info ])
+/// How a delegation ended: the answer, what the answer shows should this workspace turn out to be gone, the log line.
+type private Receipt = { Answer: ToolOutput; Shown: string; Line: LogLine }
 
-                // The activity log line's outcome is ignored, except that a 410 means this workspace is gone.
-                let report (kind: string) (summary: string) (status: string) reqBody respBody err (shown: string option) (next: unit -> Program) =
-                    Call(
-                        Api.reportActivity cfg kind target summary status reqBody respBody err,
-                        fun resp ->
-                            match resp with
-                            | Reply(410, body) -> goneAfter shown body
-                            | _ -> next ()
-                    )
+let private receiptOf (target: Target) (outcome: A2aOutcome) : Receipt =
+    let name = target.Name
+    match outcome with
+    | Answered text ->
+        // framed as the peer's words (P28); the activity log keeps the answer as it came
+        { Answer = ok (A2a.framePeerResult text)
+          Shown = text
+          Line = received $"{name} responded ({inv text.Length} chars)" "ok" (Some(Json.obj [ "result", Json.str text ] :> JsonNode)) None }
+    | QueuedForPoll meth ->
+        let text =
+            match target.Unavailable with
+            | None ->
+                $"Task delivered to {name} (poll-mode peer; queued, method={meth}). Its reply will arrive in your inbox as a peer_agent message — use wait_for_message / inbox_peek."
+            | Some st ->
+                $"Task queued for {name} (poll-mode peer, currently {st}; method={meth}): its agent gets it when it connects. Its reply will arrive in your inbox as a peer_agent message — use wait_for_message / inbox_peek."
+        { Answer = ok text; Shown = text; Line = received $"{name} has the task queued (poll mode)" "ok" None None }
+    | Failed detail ->
+        let detail =
+            match target.Unavailable with
+            | None -> detail
+            | Some st -> $"workspace {target.Id.Value} is not available right now (status: {st}) and the platform did not queue the task: {detail}"
+        let text =
+            $"DELEGATION FAILED to {name}: {detail}\nYou can try a different peer, do the task yourself, or tell the user that {name} is unavailable right now and give your best answer."
+        { Answer = failure text; Shown = text; Line = received $"{name} failed: {trunc 120 detail}" "error" None (Some detail) }
 
-                let finish (outcome: A2aOutcome) : Program =
-                    match outcome with
-                    | Gone body -> goneAfter None body
-                    | Answered text ->
-                        report "a2a_receive" $"{name} responded ({inv text.Length} chars)" "ok" None (Some(Json.obj [ "result", Json.str text ] :> JsonNode)) None (Some text) (fun () ->
-                            // framed as the peer's words (P28); the activity log keeps the answer as it came
-                            okWith (A2a.framePeerResult text) learnt)
-                    | QueuedForPoll meth ->
-                        let text =
-                            match unavailable with
-                            | None ->
-                                $"Task delivered to {name} (poll-mode peer; queued, method={meth}). Its reply will arrive in your inbox as a peer_agent message — use wait_for_message / inbox_peek."
-                            | Some st ->
-                                $"Task queued for {name} (poll-mode peer, currently {st}; method={meth}): its agent gets it when it connects. Its reply will arrive in your inbox as a peer_agent message — use wait_for_message / inbox_peek."
-
-                        report "a2a_receive" $"{name} has the task queued (poll mode)" "ok" None None None (Some text) (fun () -> okWith text learnt)
-                    | Failed detail ->
-                        let detail =
-                            match unavailable with
-                            | None -> detail
-                            | Some st -> $"workspace {target} is not available right now (status: {st}) and the platform did not queue the task: {detail}"
-
-                        let text =
-                            $"DELEGATION FAILED to {name}: {detail}\nYou can try a different peer, do the task yourself, or tell the user that {name} is unavailable right now and give your best answer."
-
-                        report "a2a_receive" $"{name} failed: {trunc 120 detail}" "error" None None (Some detail) (Some text) (fun () ->
-                            Done({ Text = text; IsError = true }, learnt))
-
-                // DELEGATION_SYNC_VIA_INBOX: POST /delegate, then read /delegations every 3 s until it ends or
-                // DELEGATION_TIMEOUT passes. Nothing is ever sent twice (P27); a queued delegation ends at once.
-                let viaInbox () : Program =
-                    let rec poll (id: string) (t0: float) (now: float) (last: string) : Program =
-                        Call(
-                            Api.delegations cfg,
-                            fun resp ->
-                                let entry =
-                                    match resp with
-                                    | Reply(s, body) when is2xx s ->
-                                        Json.tryParse body
-                                        |> Option.bind Json.asArray
-                                        |> Option.defaultValue []
-                                        |> List.tryFind (fun e -> Json.prop "delegation_id" e |> Option.bind Json.asScalarText = Some id)
-                                    | _ -> None
-                                let status = entry |> Option.bind (Json.stringProp "status") |> Option.defaultValue last
-                                match resp, entry, status with
-                                | Reply(410, body), _, _ -> finish (Gone body)
-                                | _, Some e, "completed" -> finish (Answered(previewOf e))
-                                | _, Some e, "failed" ->
-                                    let why =
-                                        [ "error"; "error_detail"; "summary" ]
-                                        |> List.tryPick (fun k -> Json.stringProp k e |> Option.filter (isBlank >> not))
-                                    finish (Failed(defaultArg why "delegation failed"))
-                                | _, Some _, "queued" -> finish (QueuedForPoll "message/send")
-                                | _ when now - t0 >= cfg.DelegationTimeoutSecs ->
-                                    finish (
-                                        Failed
-                                            $"no answer within {secs cfg.DelegationTimeoutSecs} s (delegation_id={id}, last status: {status}). The platform is still working on it and nothing was re-sent: call check_task_status(task_id=\"{id}\") later."
-                                    )
-                                | _ ->
-                                    let wait = Math.Max(0.0, Math.Min(pollEverySecs, t0 + cfg.DelegationTimeoutSecs - now))
-                                    Pause(wait, fun later -> poll id t0 later status)
-                        )
-
-                    let key = sha256Hex32 $"{cfg.WorkspaceId.Value}:{target}:{task}:{ctx.Nonce}"
-                    Call(
-                        Api.``delegate`` cfg target task key,
-                        fun resp ->
-                            match resp with
-                            | Reply(410, body) when namesPeer ctx target body -> finish (Failed $"workspace {target} was deleted on the platform")
-                            | Reply(410, body) -> finish (Gone body)
-                            | Reply(s, body) when is2xx s ->
-                                match Json.tryParse body |> Option.bind (Json.prop "delegation_id") |> Option.bind Json.asScalarText with
-                                | Some id -> Pause(0.0, fun t0 -> poll id t0 t0 "pending")
-                                | None -> finish (Failed $"the platform accepted the delegation (HTTP {inv s}) but returned no delegation_id: {short body}")
-                            | Reply(s, body) -> finish (Failed $"delegate dispatch failed: {httpDetail s body}")
-                            | TransportError m -> finish (Failed $"delegate dispatch failed: could not reach the platform at {cfg.PlatformUrl}: {m}")
-                            | TimedOut t -> finish (Failed $"delegate dispatch failed: the platform did not answer within {secs t} s")
-                    )
-
-                report "a2a_send" $"Delegating to {name}" "ok" (Some(Json.obj [ "task", Json.str task ] :> JsonNode)) None None None (fun () ->
-                    if cfg.DelegationSyncViaInbox then
-                        viaInbox ()
-                    else
-                        Call(Api.a2aSend cfg target (derivedId ctx.Nonce "rpc") ctx.Nonce task, fun resp -> finish (a2aOutcome ctx target resp)))
-
-            Call(
-                Api.discover cfg target,
-                fun resp ->
-                    match resp with
-                    | Reply(410, body) when namesPeer ctx target body ->
-                        fail $"Error: workspace {target} was deleted on the platform. Pick another peer from list_peers."
-                    | Reply(410, body) -> removedStep ctx body
-                    | Reply(s, body) when is2xx s ->
-                        let node = Json.tryParse body
-
-                        match node |> Option.bind (Json.stringProp "status") with
-                        | Some st when st.Equals("offline", StringComparison.OrdinalIgnoreCase) ->
-                            fail $"Error: workspace {target} is offline."
-                        | _ -> afterDiscover (node |> Option.bind (Json.stringProp "name") |> Option.filter (isBlank >> not)) None
-                    | Reply(404, _) ->
-                        fail $"Error: workspace {target} was not found on the platform. Check the ID with list_peers."
-                    | Reply(403, body) when not (isTokenProblem 403 (platformMessage body)) ->
-                        fail
-                            $"Error: you may not reach workspace {target} (access control: {platformMessage body}). Only peers listed by list_peers can be delegated to."
-                    | Reply(503, body) ->
-                        let st = Json.tryParse body |> Option.bind (Json.stringProp "status") |> Option.defaultValue "unavailable"
-                        afterDiscover None (Some st)
-                    | Reply(s, body) -> fail $"Error: could not look up workspace {target}: {httpDetail s body}"
-                    | TransportError m -> fail (transportFailure ctx m)
-                    | TimedOut t -> fail (timeoutFailure t)
-            ))
+/// Looks the peer up, logs the send, sends (A2A, or through the platform's delegations), logs and answers the outcome.
+let delegateTask (ctx: ToolContext) (peer: WorkspaceId) (task: string) : Program<ToolOutput> =
+    platform ctx (program {
+        do! refuseNotSendable "delegate_task" ctx peer task
+        let! target = discover ctx peer
+        do! Program.observe [ for name in Option.toList target.Discovered -> PeerNames [ PeerId.ofWorkspace peer, name ] ]
+        do! logActivity ctx target (sending target task) None
+        let! outcome = if ctx.Config.DelegationSyncViaInbox then throughInbox ctx target task else throughA2a ctx target task
+        let receipt = receiptOf target outcome
+        do! logActivity ctx target receipt.Line (Some receipt.Shown)
+        return receipt.Answer
+    })
 
 // ---------------------------------------------------------------------------------------------
 // delegate_task_async / check_task_status
 // ---------------------------------------------------------------------------------------------
 
-let delegateTaskAsync (ctx: ToolContext) (target: string) (task: string) : Program =
-    let target = if isNull target then "" else target.Trim()
+/// delegate_task_async's answer: the delegation, its peer and what to do next.
+let private delegated (target: string) (id: string) (note: string) : ToolOutput =
+    Json.obj
+        [ "delegation_id", Json.str id
+          "workspace_id", Json.str target
+          "status", Json.str "delegated"
+          "note", Json.str note ]
+    |> Json.compact
+    |> ok
 
-    platform ctx (fun () ->
-        if target = "" || isBlank task then
-            fail "Error: workspace_id and task are required."
-        elif (selfDelegation "delegate_task_async" ctx target).IsSome then
-            fail (selfDelegation "delegate_task_async" ctx target).Value
-        else
-            let key = sha256Hex32 $"{target}:{task}:{ctx.Nonce}"
-
-            call ctx (Api.``delegate`` ctx.Config target task key) (fun status body ->
-                let node = Json.tryParse body
-                let idOf () = node |> Option.bind (Json.prop "delegation_id") |> Option.bind Json.asScalarText
-
-                let answer (id: string) (note: string) =
-                    Json.obj
-                        [ "delegation_id", Json.str id
-                          "workspace_id", Json.str target
-                          "status", Json.str "delegated"
-                          "note", Json.str note ]
-                    |> Json.compact
-                    |> ok
-
-                let hit =
-                    node |> Option.bind (Json.prop "idempotent_hit") |> Option.bind Json.asScalarText = Some "true"
-
-                match status, idOf () with
-                | s, Some id when is2xx s && hit ->
-                    answer
-                        id
-                        "This task was already delegated to that peer; the existing delegation continues. Use check_task_status to poll for its result."
-                | s, Some id when is2xx s ->
-                    answer id "Task delegated. The platform runs it in the background. Use check_task_status to poll for results."
-                | s, None when is2xx s ->
-                    fail $"Error: delegation to {target} was accepted (HTTP {inv s}) but the platform returned no delegation_id: {short body}"
-                | s, _ -> fail $"Error: delegation to {target} failed: {httpDetail s body}"))
+let delegateTaskAsync (ctx: ToolContext) (peer: WorkspaceId) (task: string) : Program<ToolOutput> =
+    platform ctx (program {
+        do! refuseNotSendable "delegate_task_async" ctx peer task
+        let target = peer.Value
+        let! status, body = call ctx (Api.``delegate`` ctx.Config target task (sha256Hex32 $"{target}:{task}:{ctx.Nonce}"))
+        let node = Json.tryParse body
+        let id = node |> Option.bind (Json.prop "delegation_id") |> Option.bind Json.asScalarText
+        let hit = node |> Option.bind (Json.prop "idempotent_hit") |> Option.bind Json.asScalarText = Some "true"
+        match id with
+        | Some id when is2xx status && hit ->
+            return
+                delegated
+                    target
+                    id
+                    "This task was already delegated to that peer; the existing delegation continues. Use check_task_status to poll for its result."
+        | Some id when is2xx status ->
+            return delegated target id "Task delegated. The platform runs it in the background. Use check_task_status to poll for results."
+        | None when is2xx status ->
+            return failure $"Error: delegation to {target} was accepted (HTTP {inv status}) but the platform returned no delegation_id: {short body}"
+        | _ -> return failure $"Error: delegation to {target} failed: {httpDetail status body}"
+    })
 
 let private queuedEnvelope = Regex("\"status\"\\s*:\\s*\"queued\"", RegexOptions.CultureInvariant)
 
-/// P6: a poll-mode peer's queued envelope is not a completed result.
-let private fixQueued (entry: JsonObject) : JsonObject =
-    let preview = Json.stringProp "response_preview" entry |> Option.defaultValue ""
+/// The fields with `name` set to `value`: in its place when present, else at the end.
+let private withField (name: string) (value: JsonNode) (fields: (string * JsonNode) list) =
+    if fields |> List.exists (fun (k, _) -> k = name) then
+        fields |> List.map (fun (k, v) -> if k = name then k, value else k, v)
+    else
+        fields @ [ name, value ]
 
+/// A delegation as check_task_status shows it. P6: a poll-mode peer's queued envelope (`preview`) is not a completed
+/// result: such an entry is shown as queued, with a note.
+let private shownEntry (preview: string) (fields: (string * JsonNode) list) : JsonObject =
     if queuedEnvelope.IsMatch preview && preview.Contains("poll", StringComparison.Ordinal) then
-        entry["status"] <- Json.str "queued"
-
-        entry["note"] <-
-            Json.str
-                "The peer is a poll-mode workspace: the task was queued for it, not completed. Its reply will arrive in your inbox as a peer_agent message (wait_for_message / inbox_peek)."
-
-    entry
+        fields
+        |> withField "status" (Json.str "queued")
+        |> withField
+            "note"
+            (Json.str
+                "The peer is a poll-mode workspace: the task was queued for it, not completed. Its reply will arrive in your inbox as a peer_agent message (wait_for_message / inbox_peek).")
+        |> Json.obj
+    else
+        Json.obj fields
 
 let private createdAt (entry: JsonNode) : DateTimeOffset option =
     match Json.stringProp "created_at" entry with
@@ -332,56 +387,46 @@ let private createdAt (entry: JsonNode) : DateTimeOffset option =
         | _ -> None
     | None -> None
 
-let checkTaskStatus (ctx: ToolContext) (taskId: string option) : Program =
-    platform ctx (fun () ->
-        call ctx (Api.delegations ctx.Config) (fun status body ->
-            if not (is2xx status) then
-                fail $"Error: failed to check delegations: {httpDetail status body}"
-            else
-                match Json.tryParse body |> Option.bind Json.asArray with
-                | None -> fail $"Error: failed to check delegations: the platform's answer is not a JSON list: {short body}"
-                | Some items ->
-                    let entries = items |> List.choose Json.asObject
+let private preview (entry: JsonNode) = Json.stringProp "response_preview" entry |> Option.defaultValue ""
 
-                    match taskId |> Option.filter (isBlank >> not) with
-                    | Some id ->
-                        let matches =
-                            entries
-                            |> List.filter (fun e ->
-                                Json.prop "delegation_id" e |> Option.bind Json.asScalarText = Some id)
+/// check_task_status with a task_id: the newest entry of that delegation, whole.
+let private delegationStatus (id: string) (entries: JsonObject list) : string =
+    match entries |> List.filter (fun e -> Json.prop "delegation_id" e |> Option.bind Json.asScalarText = Some id) with
+    | [] -> Json.compact (Json.obj [ "status", Json.str "not_found"; "delegation_id", Json.str id ])
+    | first :: _ as matches ->
+        // newest first from the platform; prefer a strictly later timestamp if present
+        let newest =
+            matches
+            |> List.fold
+                (fun (best: JsonObject) e ->
+                    match createdAt e, createdAt best with
+                    | Some a, Some b when a > b -> e
+                    | _ -> best)
+                first
+        Json.compact (shownEntry (preview newest) [ for kv in newest -> kv.Key, Json.clone kv.Value ])
 
-                        match matches with
-                        | [] ->
-                            ok (Json.compact (Json.obj [ "status", Json.str "not_found"; "delegation_id", Json.str id ]))
-                        | first :: _ ->
-                            // newest first from the platform; prefer a strictly later timestamp if present
-                            let newest =
-                                matches
-                                |> List.fold
-                                    (fun (best: JsonObject) e ->
-                                        match createdAt e, createdAt best with
-                                        | Some a, Some b when a > b -> e
-                                        | _ -> best)
-                                    first
+/// check_task_status without one: the 10 most recent delegations, in short.
+let private recentDelegations (entries: JsonObject list) : string =
+    let brief (e: JsonObject) =
+        let field name = Json.prop name e |> Option.bind Json.asScalarText |> Option.defaultValue ""
+        [ "delegation_id"; "target_id"; "status"; "summary"; "response_preview" ]
+        |> List.map (fun name -> name, Json.str (field name))
+        |> shownEntry (field "response_preview")
+        :> JsonNode
+    Json.obj
+        [ "delegations", Json.arr (entries |> List.truncate 10 |> List.map brief)
+          "count", Json.num entries.Length ]
+    |> Json.compact
 
-                            ok (Json.compact (fixQueued (Json.clone newest :?> JsonObject)))
-                    | None ->
-                        let reduce (e: JsonObject) =
-                            let field name =
-                                Json.prop name e |> Option.bind Json.asScalarText |> Option.defaultValue ""
-
-                            Json.obj
-                                [ "delegation_id", Json.str (field "delegation_id")
-                                  "target_id", Json.str (field "target_id")
-                                  "status", Json.str (field "status")
-                                  "summary", Json.str (field "summary")
-                                  "response_preview", Json.str (field "response_preview") ]
-                            |> fixQueued
-                            :> JsonNode
-
-                        Json.obj
-                            [ "delegations", Json.arr (entries |> List.truncate 10 |> List.map reduce)
-                              "count", Json.num entries.Length ]
-                        |> Json.compact
-                        |> ok))
-
+let checkTaskStatus (ctx: ToolContext) (taskId: string option) : Program<ToolOutput> =
+    platform ctx (program {
+        let! status, body = call ctx (Api.delegations ctx.Config)
+        if not (is2xx status) then do! refuse $"Error: failed to check delegations: {httpDetail status body}"
+        match Json.tryParse body |> Option.bind Json.asArray with
+        | None -> return failure $"Error: failed to check delegations: the platform's answer is not a JSON list: {short body}"
+        | Some items ->
+            let entries = items |> List.choose Json.asObject
+            match taskId |> Option.filter (isBlank >> not) with
+            | Some id -> return ok (delegationStatus id entries)
+            | None -> return ok (recentDelegations entries)
+    })

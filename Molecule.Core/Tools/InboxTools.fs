@@ -10,8 +10,6 @@ open Molecule.Protocol
 let disabled =
     "Error: inbox polling is not enabled (MOLECULE_MCP_DISABLE_INBOX is set). Unset it and restart the runtime to receive messages."
 
-let activityIdRequired = "Error: activity_id is required."
-
 let private ok (text: string) : ToolOutput = { Text = text; IsError = false }
 
 /// A message as the inbox tools show it (the JSON consumers parse), in the reference's key order: activity_id, text,
@@ -49,8 +47,8 @@ let timedOut (timeout: float) : ToolOutput =
 let peeked (ms: JsonObject list) : ToolOutput =
     ok (Json.compact (Json.arr (ms |> List.map (fun m -> m :> JsonNode))))
 
-let popped (removed: bool) (activityId: string) : ToolOutput =
-    ok (Json.compact (Json.obj [ "removed", Json.bool removed; "activity_id", Json.str activityId ]))
+let popped (removed: bool) (activityId: ActivityId) : ToolOutput =
+    ok (Json.compact (Json.obj [ "removed", Json.bool removed; "activity_id", Json.str activityId.Value ]))
 
 /// The line added (as its own content item) to other tools' results while messages wait.
 let pendingNotice (unread: int) : string option =

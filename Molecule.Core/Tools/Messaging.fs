@@ -3,10 +3,7 @@ module Molecule.Core.MessagingTools
 
 open System
 open System.Globalization
-open System.Security.Cryptography
-open System.Text
 open System.Text.Json.Nodes
-open System.Text.RegularExpressions
 open Molecule.Protocol
 open Molecule.Core.ToolKit
 
@@ -34,78 +31,80 @@ let talkToUserDisabled (hint: string option) : string =
 
 /// The file ids of uploads that wait on the platform for a poll-mode workspace (`platform-pending:<ws>/<file_id>`):
 /// this workspace's own, which its inbox must not take for files the user sent (P35).
-let private pendingFileIds (entries: JsonNode list) : string list =
+let private pendingFileIds (entries: JsonNode list) : FileId list =
     entries
     |> List.choose (Json.stringProp "uri")
     |> List.filter (fun uri -> uri.StartsWith("platform-pending:", StringComparison.Ordinal))
-    |> List.map (fun uri -> uri.Substring(uri.LastIndexOf '/' + 1))
-    |> List.filter (isBlank >> not)
+    |> List.choose (fun uri -> FileId.tryParse (uri.Substring(uri.LastIndexOf '/' + 1)))
 
-let sendMessageToUser (ctx: ToolContext) (message: string) (attachments: string list) : Program =
-    let cfg = ctx.Config
-    let paths = attachments |> List.filter (isBlank >> not)
+/// What the agent learns from the uploaded files' entries: the ones waiting for this workspace are its own.
+let private ownUploads (ctx: ToolContext) (entries: JsonNode list) : Observation list =
+    match pendingFileIds entries with
+    | [] -> []
+    | own -> [ OwnUploads(ctx.Config.WorkspaceId, own) ]
 
-    let sendNotify (entries: JsonNode list) : Program =
-        call ctx (Api.notify cfg message entries) (fun status body ->
-            let field name = Json.tryParse body |> Option.bind (Json.stringProp name)
-            if is2xx status then
-                match entries.Length with
-                | 0 -> ok "Message sent to user"
-                | n -> ok $"Message sent to user with {inv n} attachment(s)"
-            elif status = 403 && field "error" = Some "talk_to_user_disabled" then
-                fail (talkToUserDisabled (field "hint"))
-            else
-                fail (httpFailure status body))
-        |> andThen (fun (output, observations) ->
-            match pendingFileIds entries with
-            | [] -> Done(output, observations)
-            | own -> Done(output, observations @ [ OwnUploads(cfg.WorkspaceId, own) ]))
+/// Why an attachment cannot be sent, if one cannot.
+let private attachmentProblem (paths: string list) (checks: FileCheck list) : string option =
+    if checks.Length <> paths.Length then
+        Some "Error: could not check the attachment files; nothing was sent."
+    else
+        List.zip paths checks
+        |> List.tryPick (fun (p, c) ->
+            match c with
+            | FileMissing -> Some $"Error: attachment not found: {p} Nothing was sent."
+            | FileUnreadable reason -> Some $"Error: cannot read attachment {p}: {reason} Nothing was sent."
+            | FileOk size when size > maxAttachmentBytes ->
+                let mb = (float size / 1048576.0).ToString("0.#", CultureInfo.InvariantCulture)
+                Some $"Error: attachment {p} is {mb} MB; the limit is 25 MB per file. Nothing was sent."
+            | FileOk _ -> None)
 
-    platform ctx (fun () ->
-        if isBlank message then
-            fail "Error: message is required."
-        elif paths.IsEmpty then
-            sendNotify []
+let private uploadFile (path: string) : UploadFile =
+    let name = baseName path
+    { Path = path; FileName = name; ContentType = Api.contentTypeOf name }
+
+/// The platform's entry for each uploaded file, one per file, else why not.
+let private uploadEntries (files: UploadFile list) (status: int) (body: string) : Result<JsonNode list, string> =
+    if status <> 200 then
+        Result.Error $"Error: chat/uploads returned {inv status}{withMessage (platformMessage body)}. Nothing was sent."
+    else
+        match Json.tryParse body |> Option.bind (Json.prop "files") |> Option.bind Json.asArray with
+        | Some entries when entries.Length = files.Length -> Ok(entries |> List.map Json.clone)
+        | Some entries -> Result.Error $"Error: chat/uploads returned {inv entries.Length} entries for {inv files.Length} files. Nothing was sent."
+        | None -> Result.Error $"Error: chat/uploads answered without a files list: {short body}. Nothing was sent."
+
+/// Checks the attachments on disk, then uploads them; goes on with the platform's entries for them.
+let private upload (ctx: ToolContext) (paths: string list) : Program<Result<JsonNode list, ToolOutput>> =
+    program {
+        let! checks = Program.checkFiles paths
+        match attachmentProblem paths checks with
+        | Some problem -> return! refuse problem
+        | None ->
+            let files = paths |> List.map uploadFile
+            let! status, body = call ctx (Api.uploads ctx.Config files)
+            match uploadEntries files status body with
+            | Ok entries -> return entries
+            | Result.Error problem -> return! refuse problem
+    }
+
+/// POST /notify with the message and the uploaded files; whatever it answers, the agent learns the files it uploaded
+/// for itself.
+let private notify (ctx: ToolContext) (message: string) (entries: JsonNode list) : Program<Result<ToolOutput, ToolOutput>> =
+    program {
+        let! status, body = call ctx (Api.notify ctx.Config message entries)
+        let field name = Json.tryParse body |> Option.bind (Json.stringProp name)
+        if is2xx status then
+            return ok (if entries.IsEmpty then "Message sent to user" else $"Message sent to user with {inv entries.Length} attachment(s)")
+        elif status = 403 && field "error" = Some "talk_to_user_disabled" then
+            return failure (talkToUserDisabled (field "hint"))
         else
-            CheckFiles(
-                paths,
-                fun checks ->
-                    if checks.Length <> paths.Length then
-                        fail "Error: could not check the attachment files; nothing was sent."
-                    else
-                        let problem =
-                            List.zip paths checks
-                            |> List.tryPick (fun (p, c) ->
-                                match c with
-                                | FileMissing -> Some $"Error: attachment not found: {p}"
-                                | FileUnreadable reason -> Some $"Error: cannot read attachment {p}: {reason}"
-                                | FileOk size when size > maxAttachmentBytes ->
-                                    let mb = (float size / 1048576.0).ToString("0.#", CultureInfo.InvariantCulture)
-                                    Some $"Error: attachment {p} is {mb} MB; the limit is 25 MB per file."
-                                | FileOk _ -> None)
+            return failure (httpFailure status body)
+    }
+    |> Program.observeAfter (ownUploads ctx entries)
 
-                        match problem with
-                        | Some text -> fail (text + " Nothing was sent.")
-                        | None ->
-                            let files =
-                                paths
-                                |> List.map (fun p ->
-                                    let name = baseName p
-
-                                    { Path = p
-                                      FileName = name
-                                      ContentType = Api.contentTypeOf name })
-
-                            call ctx (Api.uploads cfg files) (fun status body ->
-                                if status <> 200 then
-                                    fail $"Error: chat/uploads returned {inv status}{withMessage (platformMessage body)}. Nothing was sent."
-                                else
-                                    match Json.tryParse body |> Option.bind (Json.prop "files") |> Option.bind Json.asArray with
-                                    | Some entries when entries.Length = files.Length -> sendNotify (entries |> List.map Json.clone)
-                                    | Some entries ->
-                                        fail
-                                            $"Error: chat/uploads returned {inv entries.Length} entries for {inv files.Length} files. Nothing was sent."
-                                    | None ->
-                                        fail $"Error: chat/uploads answered without a files list: {short body}. Nothing was sent.")
-            ))
-
+let sendMessageToUser (ctx: ToolContext) (message: string) (attachments: string list) : Program<ToolOutput> =
+    platform ctx (program {
+        if isBlank message then do! refuse "Error: message is required."
+        let paths = attachments |> List.filter (isBlank >> not)
+        let! entries = if paths.IsEmpty then program { return [] } else upload ctx paths
+        return! notify ctx message entries
+    })

@@ -2,11 +2,7 @@
 module Molecule.Core.PeersTools
 
 open System
-open System.Globalization
-open System.Security.Cryptography
-open System.Text
 open System.Text.Json.Nodes
-open System.Text.RegularExpressions
 open Molecule.Protocol
 open Molecule.Core.ToolKit
 
@@ -25,29 +21,31 @@ let removedInfoText (info: RemovedInfo) : string =
               "hint", Json.str info.Hint ]
     Removed.text info + "\n" + Json.indented facts
 
-let getWorkspaceInfo (ctx: ToolContext) : Program =
-    let removed (info: RemovedInfo) = Done({ Text = removedInfoText info; IsError = true }, [ WorkspaceRemoved info ])
+/// What get_workspace_info answers for the platform's reply (a 410 aside).
+let private workspaceInfo (ctx: ToolContext) (response: Response) : ToolOutput =
+    match response with
+    | Reply(s, _) when (s = 401 || s = 403) && ctx.Degraded.IsSome -> failure ctx.Degraded.Value
+    | Reply(s, body) when is2xx s ->
+        match Json.tryParse body with
+        | Some node -> ok (Json.indented node)
+        | None -> failure $"Error: the platform answered HTTP {inv s} with a body that is not JSON: {short body}"
+    | Reply(404, _) -> failure $"Error: workspace {ctx.Config.WorkspaceId.Value} not found on the platform"
+    | Reply(s, body) -> failure (httpFailure s (if isNull body then "" else body))
+    | TransportError m -> failure (transportFailure ctx m)
+    | TimedOut t -> failure (timeoutFailure t)
+
+let getWorkspaceInfo (ctx: ToolContext) : Program<ToolOutput> =
+    let removed (info: RemovedInfo) = Program.stopWith (failure (removedInfoText info)) [ WorkspaceRemoved info ]
     match ctx.Removed with
-    | Some info -> removed info
+    | Some info -> Program.answer (removed info)
     | None ->
         // Asked even while the token is rejected (degraded): a deleted workspace's token is rejected too, and this is
         // the tool that tells the two apart (410 → deleted; 401/403 → the degraded line).
-        platform { ctx with Degraded = None } (fun () ->
-            Call(
-                Api.workspace ctx.Config,
-                fun resp ->
-                    match resp with
-                    | Reply(410, body) -> removed (removedInfo ctx body)
-                    | Reply(s, _) when (s = 401 || s = 403) && ctx.Degraded.IsSome -> fail ctx.Degraded.Value
-                    | Reply(s, body) when is2xx s ->
-                        match Json.tryParse body with
-                        | Some node -> ok (Json.indented node)
-                        | None -> fail $"Error: the platform answered HTTP {inv s} with a body that is not JSON: {short body}"
-                    | Reply(404, _) -> fail $"Error: workspace {ctx.Config.WorkspaceId.Value} not found on the platform"
-                    | Reply(s, body) -> fail (httpFailure s (if isNull body then "" else body))
-                    | TransportError m -> fail (transportFailure ctx m)
-                    | TimedOut t -> fail (timeoutFailure t)
-            ))
+        platform { ctx with Degraded = None } (program {
+            match! Program.send (Api.workspace ctx.Config) with
+            | Reply(410, body) -> return! removed (removedInfo ctx body)
+            | response -> return workspaceInfo ctx response
+        })
 
 // ---------------------------------------------------------------------------------------------
 // list_peers
@@ -68,7 +66,7 @@ let private peerName (peer: JsonNode) (id: string) : string =
     | None, Some c -> c
     | None, None -> if id = "" then "(unnamed)" else id
 
-let private peerLine (via: string) (peer: JsonNode) : (string * string) option * string =
+let private peerLine (via: string) (peer: JsonNode) : (PeerId * string) option * string =
     // Registry strings are shown sanitised like the channel's (P26): one line each, no markup, at most 64 chars.
     let shown (s: string) = Channel.sanitizeName s
     let id = Json.prop "id" peer |> Option.bind Json.asScalarText |> Option.defaultValue ""
@@ -86,45 +84,46 @@ let private peerLine (via: string) (peer: JsonNode) : (string * string) option *
         | [] -> ""
         | xs -> " — skills: [" + String.Join(", ", xs) + "]"
 
-    let pair = if id = "" then None else Some(id, name)
+    let pair = PeerId.tryParse id |> Option.map (fun peerId -> peerId, name)
     pair, $"- {name} (ID: {id}, status: {status}{role}{via}){skills}"
 
-let listPeers (ctx: ToolContext) : Program =
-    let noPeers (why: string) = fail $"Error: no peers could be listed. {why}"
+let private noPeers (why: string) = failure $"Error: no peers could be listed. {why}"
 
-    platform ctx (fun () ->
-        Call(
-            Api.peers ctx.Config,
-            fun resp ->
-                match resp with
-                | Reply(410, body) -> removedStep ctx body
-                | Reply(s, body) when is2xx s ->
-                    match Json.tryParse body |> Option.bind Json.asArray with
-                    | Some [] ->
-                        ok "You have no peers in the platform registry (no parent, no children and no siblings are registered)."
-                    | Some items ->
-                        let via = if ctx.Via then $", via: {ctx.Config.WorkspaceId.Value.Substring(0, 8)}" else ""
-                        let lines = items |> List.filter (fun p -> Json.asObject p |> Option.isSome) |> List.map (peerLine via)
-                        let names = lines |> List.choose fst
+/// The peers of a successful list_peers reply, one line each; the agent learns their names and where they were listed.
+let private peerList (ctx: ToolContext) (status: int) (body: string) : Program<Result<ToolOutput, ToolOutput>> =
+    program {
+        match Json.tryParse body |> Option.bind Json.asArray with
+        | Some [] -> return ok "You have no peers in the platform registry (no parent, no children and no siblings are registered)."
+        | None -> return noPeers $"The platform answered HTTP {inv status} but the body is not a JSON list: {short body}"
+        | Some items ->
+            let via = if ctx.Via then $", via: {ctx.Config.WorkspaceId.Value.Substring(0, 8)}" else ""
+            let lines = items |> List.filter (fun p -> Json.asObject p |> Option.isSome) |> List.map (peerLine via)
+            let names = lines |> List.choose fst
+            if lines.IsEmpty then
+                return noPeers $"The platform answered with a list that holds no peer objects: {short body}"
+            else
+                do! Program.observe [ PeerNames names; PeersVia(ctx.Config.WorkspaceId, names |> List.map fst) ]
+                return ok (String.Join("\n", lines |> List.map snd))
+    }
 
-                        if lines.IsEmpty then
-                            noPeers $"The platform answered with a list that holds no peer objects: {short body}"
-                        else
-                            okWith
-                                (String.Join("\n", lines |> List.map snd))
-                                [ PeerNames names; PeersVia(ctx.Config.WorkspaceId, names |> List.map fst) ]
-                    | None -> noPeers $"The platform answered HTTP {inv s} but the body is not a JSON list: {short body}"
-                | Reply(s, body) when s = 401 || s = 403 ->
-                    let msg = platformMessage body
+/// Why list_peers has nothing to show for a failed request.
+let private listFailure (ctx: ToolContext) (response: Response) : ToolOutput =
+    match response with
+    | Reply(s, body) when s = 401 || s = 403 ->
+        noPeers
+            $"Authentication to the platform failed (HTTP {inv s}{withMessage (platformMessage body)}): the workspace token was rejected. The workspace may have been deleted. {Texts.regenerate}"
+    | Reply(404, _) ->
+        noPeers
+            $"Workspace {ctx.Config.WorkspaceId.Value} is not registered with the platform (HTTP 404). Restart your runtime so it registers again, and check WORKSPACE_ID and PLATFORM_URL."
+    | Reply(s, body) when s >= 500 -> noPeers $"The platform had an internal error (HTTP {inv s}{withMessage (platformMessage body)})."
+    | Reply(s, body) -> noPeers $"Unexpected platform answer: HTTP {inv s}{withMessage (platformMessage body)}."
+    | TransportError m -> noPeers $"Cannot reach the platform at {ctx.Config.PlatformUrl}: {m}"
+    | TimedOut t -> noPeers $"The platform at {ctx.Config.PlatformUrl} did not answer within {secs t} s."
 
-                    noPeers
-                        $"Authentication to the platform failed (HTTP {inv s}{withMessage msg}): the workspace token was rejected. The workspace may have been deleted. {Texts.regenerate}"
-                | Reply(404, _) ->
-                    noPeers
-                        $"Workspace {ctx.Config.WorkspaceId.Value} is not registered with the platform (HTTP 404). Restart your runtime so it registers again, and check WORKSPACE_ID and PLATFORM_URL."
-                | Reply(s, body) when s >= 500 -> noPeers $"The platform had an internal error (HTTP {inv s}{withMessage (platformMessage body)})."
-                | Reply(s, body) -> noPeers $"Unexpected platform answer: HTTP {inv s}{withMessage (platformMessage body)}."
-                | TransportError m -> noPeers $"Cannot reach the platform at {ctx.Config.PlatformUrl}: {m}"
-                | TimedOut t -> noPeers $"The platform at {ctx.Config.PlatformUrl} did not answer within {secs t} s."
-        ))
-
+let listPeers (ctx: ToolContext) : Program<ToolOutput> =
+    platform ctx (program {
+        match! Program.send (Api.peers ctx.Config) with
+        | Reply(410, body) -> return! removed ctx body
+        | Reply(s, body) when is2xx s -> return! peerList ctx s body
+        | response -> return listFailure ctx response
+    })

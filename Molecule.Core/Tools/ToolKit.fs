@@ -19,9 +19,14 @@ let derivedId (nonce: string) (label: string) : string =
     let hash = SHA256.HashData(Encoding.UTF8.GetBytes(label + ":" + (if isNull nonce then "" else nonce)))
     Guid(ReadOnlySpan<byte>(hash, 0, 16)).ToString("D")
 
-let ok (text: string) : Program = Done({ Text = text; IsError = false }, [])
-let okWith (text: string) (obs: Observation list) : Program = Done({ Text = text; IsError = false }, obs)
-let fail (text: string) : Program = Done({ Text = text; IsError = true }, [])
+/// `program { }` (Tools/Program.fs): a tool program written top to bottom.
+let program = Program.Builder()
+
+let ok (text: string) : ToolOutput = { Text = text; IsError = false }
+let failure (text: string) : ToolOutput = { Text = text; IsError = true }
+
+/// Ends the call with this error: nothing after it runs.
+let refuse (text: string) : Program<Result<'a, ToolOutput>> = Program.stop (failure text)
 
 let inv (n: int) = n.ToString(CultureInfo.InvariantCulture)
 
@@ -86,9 +91,10 @@ let timeoutFailure (after: float) =
 /// The removal facts from a 410 body {id, removed_at, hint}.
 let removedInfo (ctx: ToolContext) (body: string) : RemovedInfo = Removed.parse ctx.Config.WorkspaceId.Value body
 
-let removedStep (ctx: ToolContext) (body: string) : Program =
+/// A 410 about this workspace: the call ends saying so, and the agent learns it.
+let removed (ctx: ToolContext) (body: string) : Program<Result<'a, ToolOutput>> =
     let info = removedInfo ctx body
-    Done({ Text = Removed.text info; IsError = true }, [ WorkspaceRemoved info ])
+    Program.stopWith (failure (Removed.text info)) [ WorkspaceRemoved info ]
 
 /// A 410 that names another workspace (the peer) is about that peer, not about this workspace.
 let namesPeer (ctx: ToolContext) (peer: string) (body: string) : bool =
@@ -98,32 +104,23 @@ let namesPeer (ctx: ToolContext) (peer: string) (body: string) : bool =
         && not (id.Equals(ctx.Config.WorkspaceId.Value, StringComparison.OrdinalIgnoreCase))
     | None -> false
 
-/// Runs `first`, then the program `next` makes of its result (observations of both are kept).
-let rec andThen (next: ToolOutput * Observation list -> Program) (first: Program) : Program =
-    match first with
-    | Done(output, observations) -> next (output, observations)
-    | Call(request, k) -> Call(request, k >> andThen next)
-    | CheckFiles(paths, k) -> CheckFiles(paths, k >> andThen next)
-    | Pause(seconds, k) -> Pause(seconds, k >> andThen next)
-
-/// Runs a platform program unless the workspace is already known to be removed.
-let platform (ctx: ToolContext) (program: unit -> Program) : Program =
+/// A platform tool's program, unless the workspace is already known to be removed or its token rejected: then the
+/// call answers that at once.
+let platform (ctx: ToolContext) (part: Program<Result<ToolOutput, ToolOutput>>) : Program<ToolOutput> =
     match ctx.Removed, ctx.Degraded with
-    | Some info, _ -> fail (Removed.text info)
-    | None, Some line -> fail line
-    | None, None -> program ()
+    | Some info, _ -> Done(failure (Removed.text info), [])
+    | None, Some line -> Done(failure line, [])
+    | None, None -> Program.answer part
 
-/// One request whose 410 / transport / timeout outcomes are handled uniformly; `k` sees replies.
-let call (ctx: ToolContext) (req: Request) (k: int -> string -> Program) : Program =
-    Call(
-        req,
-        fun resp ->
-            match resp with
-            | Reply(410, body) -> removedStep ctx body
-            | Reply(status, body) -> k status (if isNull body then "" else body)
-            | TransportError m -> fail (transportFailure ctx m)
-            | TimedOut s -> fail (timeoutFailure s)
-    )
+/// One request whose 410 / transport / timeout outcomes end the call uniformly; goes on with a reply's status and
+/// body ("" for none).
+let call (ctx: ToolContext) (req: Request) : Program<Result<int * string, ToolOutput>> =
+    program {
+        match! Program.send req with
+        | Reply(410, body) -> return! removed ctx body
+        | Reply(status, body) -> return status, (if isNull body then "" else body)
+        | TransportError m -> return! refuse (transportFailure ctx m)
+        | TimedOut s -> return! refuse (timeoutFailure s)
+    }
 
 let is2xx status = status >= 200 && status < 300
-

@@ -122,8 +122,9 @@ public sealed class AgentRuntime : IDisposable
                 tcs.TrySetCanceled(ct);
                 Dispatch(Agent.Msg.NewToolCancelled(call));
             });
+        // Parsed here, as it arrives: the core gets typed values, never the mutable arguments.
         var args = arguments is null ? FSharpOption<JsonObject>.None : FSharpOption<JsonObject>.Some(arguments);
-        Dispatch(Agent.Msg.NewToolCalled(call, Guid.NewGuid().ToString("D"), name ?? "", args));
+        Dispatch(Agent.Msg.NewToolCalled(call, Guid.NewGuid().ToString("D"), Molecule.Core.Tools.parse(name ?? "", args)));
         if (progress is not null) Dispatch(Agent.Msg.NewProgressRequested(call, name ?? ""));
         return tcs.Task;
     }

@@ -144,7 +144,7 @@ let ``wait_for_message times out at its deadline, and a cancelled wait is forgot
 let ``inbox tools report a disabled inbox as an error`` () =
     let m = fresh { config with InboxEnabled = false }
     for name, args in [ "wait_for_message", [ "timeout_secs", Json.num 1 ]; "inbox_peek", []; "inbox_pop", [ "activity_id", Json.str "a" ] ] do
-        let _, effects = Agent.update (Agent.ToolCalled(1L, "n", name, Some(Json.obj args))) m
+        let _, effects = Agent.update (Agent.ToolCalled(1L, "n", Tools.parse name (Some(Json.obj args)))) m
         match answers effects with
         | [ _, output, _ ] ->
             Assert.True(output.IsError)
@@ -155,7 +155,7 @@ let ``inbox tools report a disabled inbox as an error`` () =
 let ``rule: a pop is made durable before its answer leaves`` () =
     let w = settle (start { world true with Platform = queued2 () })
     let id = (waiting w).Head
-    let _, effects = Agent.update (Agent.ToolCalled(99L, "n", "inbox_pop", Some(Json.obj [ "activity_id", Json.str id ]))) w.Model
+    let _, effects = Agent.update (Agent.ToolCalled(99L, "n", Tools.parse "inbox_pop" (Some(Json.obj [ "activity_id", Json.str id ])))) w.Model
     let persist = effects |> List.findIndex (function Persist _ -> true | _ -> false)
     let answer = effects |> List.findIndex (function Answer _ -> true | _ -> false)
     Assert.True(persist < answer, "the answer came before the durable write")
@@ -176,7 +176,7 @@ let ``rule: a new message is made durable before it is pushed or handed to a wai
 [<Fact>]
 let ``other tools' results carry a pending notice while messages wait; inbox tools do not`` () =
     let w = settle (start { world true with Platform = queued2 () })
-    let m, listed = Agent.update (Agent.ToolCalled(7L, "n", "list_peers", None)) w.Model
+    let m, listed = Agent.update (Agent.ToolCalled(7L, "n", Tools.parse "list_peers" None)) w.Model
     let request = sends listed |> List.head |> snd
     Assert.Contains("/peers", request.Url)
     let _, done' = Agent.update (Agent.Responded(ForTool 7L, Reply(200, "[]"))) m
@@ -185,7 +185,7 @@ let ``other tools' results carry a pending notice while messages wait; inbox too
         Assert.DoesNotContain("unread", output.Text)
         Assert.Equal(Some "📬 2 unread messages — inbox_peek to read them", notice)
     | other -> failwith $"expected one answer, got {other.Length}"
-    let _, peeked = Agent.update (Agent.ToolCalled(8L, "n", "inbox_peek", None)) w.Model
+    let _, peeked = Agent.update (Agent.ToolCalled(8L, "n", Tools.parse "inbox_peek" None)) w.Model
     Assert.True(answers peeked |> List.forall (fun (_, _, n) -> n.IsNone))
 
 [<Fact>]
@@ -207,7 +207,7 @@ let ``rule: an unpopped message is pushed once more after the re-notify delay, a
 let ``a removed workspace observed by a tool reaches the tool context`` () =
     let info = ({ Id = selfId.Value; RemovedAt = Some "2026-11-21T12:00:00Z"; Hint = Removed.defaultHint }: Removed.Info)
     let m = fresh config
-    let m, _ = Agent.update (Agent.ToolCalled(3L, "n", "get_workspace_info", None)) m
+    let m, _ = Agent.update (Agent.ToolCalled(3L, "n", Tools.parse "get_workspace_info" None)) m
     let m, _ = Agent.update (Agent.Responded(ForTool 3L, Reply(410, $"{{\"id\":\"{selfId}\",\"removed_at\":\"2026-11-21T12:00:00Z\"}}"))) m
     Assert.Equal(Some info, (Agent.context m "n").Removed)
 

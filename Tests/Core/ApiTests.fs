@@ -315,8 +315,7 @@ let ``rule: ids and query values are escaped into the URL`` () =
 
 [<Fact>]
 let ``team requests: update-card with the workspace's own token, broadcast, chat history, pending uploads`` () =
-    let card = (Json.tryParse "{\"name\":\"Docs\"}").Value
-    let u = Api.updateCard cfg card
+    let u = Api.updateCard cfg "{\"name\":\"Docs\"}"
     Assert.Equal(Post, u.Method)
     Assert.Equal("https://tenant.example.com/registry/update-card", u.Url)
     Assert.Equal<string list>([ $"Bearer {cfg.Token}" ], header "Authorization" u)

@@ -24,12 +24,12 @@ type Run =
       Requests: Request list
       FileChecks: string list list }
 
-let interpret (fake: Fake) (program: Program) : Run =
+let interpret (fake: Fake) (program: Program<ToolOutput>) : Run =
     let requests = ResizeArray()
     let fileChecks = ResizeArray()
     let mutable clock = 0.0
 
-    let rec go (n: int) (program: Program) =
+    let rec go (n: int) (program: Program<ToolOutput>) =
         if n > 100 then
             failwith "program did not finish within 100 steps"
 
@@ -54,12 +54,18 @@ let interpret (fake: Fake) (program: Program) : Run =
       FileChecks = List.ofSeq fileChecks }
 
 /// The program of a platform tool (the inbox tools have none: the agent serves them).
-let programOf (c: ToolContext) (call: ToolCall) : Program =
+let programOf (c: ToolContext) (call: ToolCall) : Program<ToolOutput> =
     match Dispatch.run c call with
     | Some p -> p
     | None -> failwith "not a platform tool"
 
 let nonce = "00000000-0000-4000-8000-000000000001"
+
+/// The workspace a UUID text names (tests build calls from known-good ids).
+let wsOf (text: string) : WorkspaceId = (WorkspaceId.tryParse text).Value
+
+/// The peer a text names.
+let peerOf (text: string) : PeerId = (PeerId.tryParse text).Value
 
 let ctx: ToolContext =
     { Config = cfg
@@ -207,7 +213,8 @@ let ``list_peers shows one line per peer without None roles and with skills`` ()
 
     Assert.DoesNotContain("None", run.Output.Text)
     Assert.Equal<Observation list>(
-        [ PeerNames [ "p1", "Alice"; "p2", "Bob"; "p3", "Carol" ]; PeersVia(cfg.WorkspaceId, [ "p1"; "p2"; "p3" ]) ],
+        [ PeerNames [ peerOf "p1", "Alice"; peerOf "p2", "Bob"; peerOf "p3", "Carol" ]
+          PeersVia(cfg.WorkspaceId, [ peerOf "p1"; peerOf "p2"; peerOf "p3" ]) ],
         run.Observations
     )
     Assert.Equal<string list>([ ownId ], header "X-Workspace-ID" run.Requests.Head)
@@ -250,7 +257,7 @@ let a2aPath = $"/workspaces/{peerId}/a2a"
 
 [<Fact>]
 let ``delegate_task discovers, reports, sends and returns the peer's text`` () =
-    let run = runWith happy ctx (DelegateTask(peerId, "Summarise the paper"))
+    let run = runWith happy ctx (DelegateTask(wsOf peerId, "Summarise the paper"))
     Assert.True(isSuccess run)
     Assert.Equal(A2a.framePeerResult "hi", run.Output.Text)
     Assert.Equal<string list>([ $"/registry/discover/{peerId}"; own + "/activity"; a2aPath; own + "/activity" ], paths run)
@@ -263,24 +270,24 @@ let ``delegate_task discovers, reports, sends and returns the peer's text`` () =
     Assert.Equal(Some "Summarise the paper", str [ "request_body"; "task" ] run.Requests[1])
     Assert.Equal(Some "Bob responded (2 chars)", str [ "summary" ] run.Requests[3])
     Assert.Equal(Some "a2a_receive", str [ "activity_type" ] run.Requests[3])
-    Assert.Equal<Observation list>([ PeerNames [ peerId, "Bob" ] ], run.Observations)
+    Assert.Equal<Observation list>([ PeerNames [ peerOf peerId, "Bob" ] ], run.Observations)
 
 [<Fact>]
 let ``delegate_task joins every text part and reads Task-shaped results`` () =
     let msg = "{\"result\":{\"parts\":[{\"kind\":\"text\",\"text\":\"one\"},{\"kind\":\"file\",\"file\":{}},{\"type\":\"text\",\"text\":\"two\"}]}}"
-    let run = runWith (except Post "/a2a" (reply 200 msg)) ctx (DelegateTask(peerId, "t"))
+    let run = runWith (except Post "/a2a" (reply 200 msg)) ctx (DelegateTask(wsOf peerId, "t"))
     Assert.Equal(A2a.framePeerResult "one\ntwo", run.Output.Text)
 
     let task =
         "{\"result\":{\"kind\":\"task\",\"artifacts\":[{\"parts\":[{\"kind\":\"text\",\"text\":\"a1\"}]},{\"parts\":[{\"kind\":\"text\",\"text\":\"a2\"}]}],\"status\":{\"state\":\"completed\",\"message\":{\"parts\":[{\"kind\":\"text\",\"text\":\"done\"}]}}}}"
 
-    let run2 = runWith (except Post "/a2a" (reply 200 task)) ctx (DelegateTask(peerId, "t"))
+    let run2 = runWith (except Post "/a2a" (reply 200 task)) ctx (DelegateTask(wsOf peerId, "t"))
     Assert.True(isSuccess run2)
     Assert.Equal(A2a.framePeerResult "a1\na2\ndone", run2.Output.Text)
 
 [<Fact>]
 let ``delegate_task to a poll-mode peer is a queued success`` () =
-    let run = runWith (except Post "/a2a" (reply 200 "{\"status\":\"queued\",\"delivery_mode\":\"poll\",\"method\":\"message/send\"}")) ctx (DelegateTask(peerId, "t"))
+    let run = runWith (except Post "/a2a" (reply 200 "{\"status\":\"queued\",\"delivery_mode\":\"poll\",\"method\":\"message/send\"}")) ctx (DelegateTask(wsOf peerId, "t"))
     Assert.True(isSuccess run)
 
     Assert.Equal(
@@ -291,7 +298,7 @@ let ``delegate_task to a poll-mode peer is a queued success`` () =
 [<Fact>]
 let ``delegate_task surfaces the proxy's access denied message`` () =
     let run =
-        runWith (except Post "/a2a" (reply 403 "{\"error\":\"access denied: workspaces cannot communicate per hierarchy rules\"}")) ctx (DelegateTask(peerId, "t"))
+        runWith (except Post "/a2a" (reply 403 "{\"error\":\"access denied: workspaces cannot communicate per hierarchy rules\"}")) ctx (DelegateTask(wsOf peerId, "t"))
 
     Assert.True(isError run)
     Assert.StartsWith("DELEGATION FAILED to Bob: platform answered HTTP 403: access denied: workspaces cannot communicate per hierarchy rules\n", run.Output.Text)
@@ -301,16 +308,16 @@ let ``delegate_task surfaces the proxy's access denied message`` () =
 
 [<Fact>]
 let ``delegate_task reports JSON-RPC errors and agent errors as failures`` () =
-    let rpc = runWith (except Post "/a2a" (reply 200 "{\"error\":{\"code\":-32000,\"message\":\"boom\"}}")) ctx (DelegateTask(peerId, "t"))
+    let rpc = runWith (except Post "/a2a" (reply 200 "{\"error\":{\"code\":-32000,\"message\":\"boom\"}}")) ctx (DelegateTask(wsOf peerId, "t"))
     Assert.True(isError rpc)
     Assert.StartsWith("DELEGATION FAILED to Bob: boom (code=-32000)", rpc.Output.Text)
-    let agent = runWith (except Post "/a2a" (reply 200 "{\"result\":{\"parts\":[{\"kind\":\"text\",\"text\":\"Agent error: out of tokens\"}]}}")) ctx (DelegateTask(peerId, "t"))
+    let agent = runWith (except Post "/a2a" (reply 200 "{\"result\":{\"parts\":[{\"kind\":\"text\",\"text\":\"Agent error: out of tokens\"}]}}")) ctx (DelegateTask(wsOf peerId, "t"))
     Assert.True(isError agent)
     Assert.StartsWith("DELEGATION FAILED to Bob: Agent error: out of tokens", agent.Output.Text)
 
 [<Fact>]
 let ``delegate_task timeout is a failure that is not re-sent`` () =
-    let run = runWith (except Post "/a2a" (TimedOut 300.0)) ctx (DelegateTask(peerId, "t"))
+    let run = runWith (except Post "/a2a" (TimedOut 300.0)) ctx (DelegateTask(wsOf peerId, "t"))
     Assert.True(isError run)
     Assert.Contains("did not answer within 300 s", run.Output.Text)
     Assert.Contains("may still be running", run.Output.Text)
@@ -319,7 +326,7 @@ let ``delegate_task timeout is a failure that is not re-sent`` () =
 [<Fact>]
 let ``delegate_task discover failures name the peer and send nothing`` () =
     let check resp (expected: string) =
-        let run = runWith (except Get $"/registry/discover/{peerId}" resp) ctx (DelegateTask(peerId, "t"))
+        let run = runWith (except Get $"/registry/discover/{peerId}" resp) ctx (DelegateTask(wsOf peerId, "t"))
         Assert.True(isError run)
         Assert.Contains(expected, run.Output.Text)
         Assert.Contains(peerId, run.Output.Text)
@@ -339,13 +346,13 @@ let ``rule: a peer that is not connected right now still gets the task when the 
         elif m = Post && p.EndsWith "/a2a" then a2a
         else happy m p r
 
-    let delivered = runWith (platformWith queued) ctx (DelegateTask(peerId, "t"))
+    let delivered = runWith (platformWith queued) ctx (DelegateTask(wsOf peerId, "t"))
     Assert.True(isSuccess delivered, delivered.Output.Text)
     Assert.Contains("currently awaiting_agent", delivered.Output.Text)
     Assert.Contains("inbox", delivered.Output.Text)
     Assert.Equal(1, paths delivered |> List.filter (fun p -> p.EndsWith "/a2a") |> List.length)
 
-    let refused = runWith (platformWith (reply 503 "{\"error\":\"workspace agent unreachable\"}")) ctx (DelegateTask(peerId, "t"))
+    let refused = runWith (platformWith (reply 503 "{\"error\":\"workspace agent unreachable\"}")) ctx (DelegateTask(wsOf peerId, "t"))
     Assert.True(isError refused)
     Assert.Contains("not available right now (status: awaiting_agent)", refused.Output.Text)
     Assert.Contains("workspace agent unreachable", refused.Output.Text)
@@ -353,16 +360,21 @@ let ``rule: a peer that is not connected right now still gets the task when the 
 [<Fact>]
 let ``delegate_task display name falls back to the cached name then to the id prefix`` () =
     let noName = except Get $"/registry/discover/{peerId}" (reply 200 $"{{\"id\":\"{peerId}\",\"url\":\"\"}}")
-    let cached = runWith noName { ctx with PeerNames = Map [ peerId, "Cached Bob" ] } (DelegateTask(peerId, "t"))
+    let cached = runWith noName { ctx with PeerNames = Map [ peerId, "Cached Bob" ] } (DelegateTask(wsOf peerId, "t"))
     Assert.Equal(Some "Delegating to Cached Bob", str [ "summary" ] cached.Requests[1])
-    let fallback = runWith noName ctx (DelegateTask(peerId, "t"))
+    let fallback = runWith noName ctx (DelegateTask(wsOf peerId, "t"))
     Assert.Equal(Some "Delegating to aaaaaaaa", str [ "summary" ] fallback.Requests[1])
 
 [<Fact>]
 let ``delegate_task rejects a non-UUID target without any request`` () =
-    let run = runWith happy ctx (DelegateTask("not-a-uuid", "t"))
-    Assert.True(isError run)
-    Assert.Empty(run.Requests)
+    // The type of a delegation's target admits only workspace ids: the agent refuses the call as it arrives.
+    for tool in [ "delegate_task"; "delegate_task_async" ] do
+        let parsed = Tools.parse tool (Some(Json.obj [ "workspace_id", Json.str "not-a-uuid"; "task", Json.str "t" ]))
+        let _, effects = Agent.update (Agent.ToolCalled(1L, nonce, parsed)) (Agent.init cfg (Sim.boot []))
+        Assert.Equal<Effect list>(
+            [ Answer(1L, { Text = "Error: workspace_id must be a workspace UUID (from list_peers)"; IsError = true }, None) ],
+            effects
+        )
 
 // ---------------------------------------------------------------------------------------------
 // delegate_task_async / check_task_status
@@ -370,7 +382,7 @@ let ``delegate_task rejects a non-UUID target without any request`` () =
 
 [<Fact>]
 let ``delegate_task_async returns the delegation id`` () =
-    let run = runWith happy ctx (DelegateTaskAsync(peerId, "t"))
+    let run = runWith happy ctx (DelegateTaskAsync(wsOf peerId, "t"))
     Assert.True(isSuccess run)
     let out = Json.tryParse run.Output.Text
     Assert.Equal(Some "d-1", out |> Option.bind (Json.stringProp "delegation_id"))
@@ -382,7 +394,7 @@ let ``delegate_task_async returns the delegation id`` () =
 
 [<Fact>]
 let ``delegate_task_async failure surfaces the platform message`` () =
-    let run = runWith (except Post "/delegate" (reply 400 "{\"error\":\"self-delegation not permitted\"}")) ctx (DelegateTaskAsync(peerId, "t"))
+    let run = runWith (except Post "/delegate" (reply 400 "{\"error\":\"self-delegation not permitted\"}")) ctx (DelegateTaskAsync(wsOf peerId, "t"))
     Assert.True(isError run)
     Assert.Equal($"Error: delegation to {peerId} failed: platform answered HTTP 400: self-delegation not permitted", run.Output.Text)
 
@@ -393,26 +405,26 @@ let delegationsBody =
 
 [<Fact>]
 let ``check_task_status finds the newest entry and reports poll-mode envelopes as queued`` () =
-    let run = runWith (except Get "/delegations" (reply 200 delegationsBody)) ctx (CheckTaskStatus(peerId, Some "d-1"))
+    let run = runWith (except Get "/delegations" (reply 200 delegationsBody)) ctx (CheckTaskStatus(Some "d-1"))
     Assert.True(isSuccess run)
     let out = Json.tryParse run.Output.Text
     Assert.Equal(Some "r2", out |> Option.bind (Json.stringProp "id"))
     Assert.Equal(Some "queued", out |> Option.bind (Json.stringProp "status"))
     Assert.Contains("inbox", (out |> Option.bind (Json.stringProp "note")).Value)
-    let done0 = runWith (except Get "/delegations" (reply 200 delegationsBody)) ctx (CheckTaskStatus(peerId, Some "d-0"))
+    let done0 = runWith (except Get "/delegations" (reply 200 delegationsBody)) ctx (CheckTaskStatus(Some "d-0"))
     Assert.Equal(Some "completed", Json.tryParse done0.Output.Text |> Option.bind (Json.stringProp "status"))
 
 [<Fact>]
 let ``check_task_status unknown id is not_found and no id lists a summary`` () =
-    let missing = runWith (except Get "/delegations" (reply 200 delegationsBody)) ctx (CheckTaskStatus(peerId, Some "zzz"))
+    let missing = runWith (except Get "/delegations" (reply 200 delegationsBody)) ctx (CheckTaskStatus(Some "zzz"))
     Assert.Equal("{\"status\":\"not_found\",\"delegation_id\":\"zzz\"}", missing.Output.Text)
-    let all = runWith (except Get "/delegations" (reply 200 delegationsBody)) ctx (CheckTaskStatus(peerId, None))
+    let all = runWith (except Get "/delegations" (reply 200 delegationsBody)) ctx (CheckTaskStatus(None))
     let out = (Json.tryParse all.Output.Text).Value
     Assert.Equal(Some "3", Json.prop "count" out |> Option.bind Json.asScalarText)
     let items = (Json.prop "delegations" out |> Option.bind Json.asArray).Value
     Assert.Equal<string list>([ "queued"; "pending"; "completed" ], items |> List.choose (Json.stringProp "status"))
     Assert.Equal(Some "", Json.stringProp "response_preview" items[1])
-    let failed = runWith (except Get "/delegations" (reply 500 "{\"error\":\"db down\"}")) ctx (CheckTaskStatus(peerId, None))
+    let failed = runWith (except Get "/delegations" (reply 500 "{\"error\":\"db down\"}")) ctx (CheckTaskStatus(None))
     Assert.True(isError failed)
     Assert.Contains("HTTP 500: db down", failed.Output.Text)
 
@@ -531,17 +543,17 @@ let private platformCallGen: Gen<ToolCall> =
             Gen.elements
                 [ ListPeers
                   GetWorkspaceInfo
-                  DelegateTask(peer, task)
-                  DelegateTaskAsync(peer, task)
-                  CheckTaskStatus(peer, Some task)
-                  CheckTaskStatus(peer, None)
+                  DelegateTask(wsOf peer, task)
+                  DelegateTaskAsync(wsOf peer, task)
+                  CheckTaskStatus(Some task)
+                  CheckTaskStatus(None)
                   SendMessageToUser(task, atts)
                   CommitMemory(task, scope)
                   RecallMemory(task, Some scope)
                   RecallMemory("", None)
-                  UpdateAgentCard "{\"name\":\"x\"}"
+                  UpdateAgentCard(Some "{\"name\":\"x\"}")
                   BroadcastMessage task
-                  ChatHistory(peer, 20, None) ]
+                  ChatHistory(peerOf peer, 20, None) ]
     }
 
 let private removedInfoGen =
@@ -564,7 +576,7 @@ let ``rule: poll-mode queued answer is a delegation success`` () =
         quick 200,
         Prop.forAll (Arb.fromGen (Gen.zip3 uuidGen words (chars "abc/_" 1 12))) (fun (peer, task, meth) ->
             let body = $"{{\"status\":\"queued\",\"delivery_mode\":\"poll\",\"method\":\"{meth}\"}}"
-            let run = runWith (except Post "/a2a" (reply 200 body)) ctx (DelegateTask(peer, task))
+            let run = runWith (except Post "/a2a" (reply 200 body)) ctx (DelegateTask(wsOf peer, task))
 
             isSuccess run
             && run.Output.Text.Contains $"method={meth}"
@@ -575,9 +587,9 @@ let ``rule: poll-mode queued answer is a delegation success`` () =
 
 /// Tools and the suffix of the request whose failure the tool must surface.
 let private failingSurface (peer: string) : (ToolCall * HttpMethod * string) list =
-    [ DelegateTask(peer, "t"), Post, "/a2a"
-      DelegateTaskAsync(peer, "t"), Post, "/delegate"
-      CheckTaskStatus(peer, None), Get, "/delegations"
+    [ DelegateTask(wsOf peer, "t"), Post, "/a2a"
+      DelegateTaskAsync(wsOf peer, "t"), Post, "/delegate"
+      CheckTaskStatus(None), Get, "/delegations"
       SendMessageToUser("m", []), Post, "/notify"
       SendMessageToUser("m", [ "/f.txt" ]), Post, "/chat/uploads"
       CommitMemory("c", Local), Post, "/memories"
@@ -629,7 +641,7 @@ let ``rule: every text part of an A2A result is returned`` () =
                     Json.obj [ "role", Json.str "agent"; "parts", partsOf texts ]
 
             let body = Json.compact (Json.obj [ "jsonrpc", Json.str "2.0"; "id", Json.str "1"; "result", result :> Nodes.JsonNode ])
-            let run = runWith (except Post "/a2a" (reply 200 body)) ctx (DelegateTask(peerId, "task"))
+            let run = runWith (except Post "/a2a" (reply 200 body)) ctx (DelegateTask(wsOf peerId, "task"))
             isSuccess run && run.Output.Text = A2a.framePeerResult (String.Join("\n", texts)))
     )
 
@@ -703,18 +715,18 @@ let ``rule: async delegation re-send is never an error`` () =
     Check.One(
         quick 200,
         Prop.forAll (Arb.fromGen (Gen.zip uuidGen words)) (fun (peer, task) ->
-            let first = runWith happy ctx (DelegateTaskAsync(peer, task))
+            let first = runWith happy ctx (DelegateTaskAsync(wsOf peer, task))
 
             let hit =
                 except Post "/delegate" (reply 200 "{\"delegation_id\":\"d-1\",\"status\":\"pending\",\"target_id\":\"x\",\"idempotent_hit\":true}")
 
             // the second run gets a different nonce from the host
-            let second = interpret (withHttp hit) (programOf { ctx with Nonce = "another-nonce" } (DelegateTaskAsync(peer, task)))
+            let second = interpret (withHttp hit) (programOf { ctx with Nonce = "another-nonce" } (DelegateTaskAsync(wsOf peer, task)))
 
             let key (run: Run) = str [ "idempotency_key" ] run.Requests.Head
 
             let keyFor nonce =
-                match programOf { ctx with Nonce = nonce } (DelegateTaskAsync(peer, task)) with
+                match programOf { ctx with Nonce = nonce } (DelegateTaskAsync(wsOf peer, task)) with
                 | Call(r, _) -> str [ "idempotency_key" ] r
                 | _ -> None
 
@@ -789,9 +801,12 @@ let private anyCallGen: Gen<ToolCall> =
 
     Gen.oneof
         [ platformCallGen
-          Gen.zip s s |> Gen.map DelegateTask
-          Gen.zip s s |> Gen.map DelegateTaskAsync
-          Gen.zip s (Gen.optionOf s) |> Gen.map CheckTaskStatus
+          Gen.zip (uuidGen |> Gen.map wsOf) s |> Gen.map DelegateTask
+          Gen.zip (uuidGen |> Gen.map wsOf) s |> Gen.map DelegateTaskAsync
+          Gen.optionOf s |> Gen.map CheckTaskStatus
+          Gen.zip3 s (Gen.choose (1, 500)) (Gen.optionOf s)
+          |> Gen.map (fun (peer, n, before) -> ChatHistory(defaultArg (PeerId.tryParse peer) (peerOf "p"), n, before))
+          Gen.optionOf s |> Gen.map (Option.map (fun name -> Json.compact (Json.obj [ "name", Json.str name ])) >> UpdateAgentCard)
           Gen.zip s (Gen.listOf s) |> Gen.map SendMessageToUser
           Gen.zip s scopeGen |> Gen.map CommitMemory
           Gen.zip s (Gen.optionOf scopeGen) |> Gen.map RecallMemory ]
@@ -830,11 +845,34 @@ let ``rule: dispatch never throws for any response`` () =
     )
 
 [<Fact>]
+let ``rule: the files send_message_to_user uploads for its own workspace are its own, whatever notify answers (P35)`` () =
+    let scenario = Gen.zip (Gen.nonEmptyListOf (Gen.elements [ true; false ]) |> Gen.map (List.truncate 4)) anyResponseGen
+
+    Check.One(
+        quick 300,
+        Prop.forAll (Arb.fromGen scenario) (fun (pending, notified) ->
+            let entry i isPending =
+                if isPending then $"{{\"uri\":\"platform-pending:{ownId}/file-{i}\"}}" else $"{{\"uri\":\"workspace:/f{i}\"}}"
+            let uploaded = reply 200 ("{\"files\":[" + String.Join(",", pending |> List.mapi entry) + "]}")
+            let platform m p r =
+                match m with
+                | Post when p = own + "/chat/uploads" -> uploaded
+                | Post when p = own + "/notify" -> notified
+                | _ -> happy m p r
+            let run = runWith platform ctx (SendMessageToUser("m", pending |> List.mapi (fun i _ -> $"/tmp/f{i}")))
+            let ownFiles = pending |> List.indexed |> List.filter snd |> List.map (fun (i, _) -> (FileId.tryParse $"file-{i}").Value)
+            match run.Observations |> List.filter (function OwnUploads _ -> true | _ -> false), List.tryLast run.Observations with
+            | [], _ -> ownFiles.IsEmpty
+            | [ only ], Some last -> only = last && only = OwnUploads(cfg.WorkspaceId, ownFiles) && not ownFiles.IsEmpty
+            | _ -> false)
+    )
+
+[<Fact>]
 let ``rule: a timed-out A2A send is a failure and is never re-sent`` () =
     Check.One(
         quick 100,
         Prop.forAll (Arb.fromGen (Gen.zip uuidGen words)) (fun (peer, task) ->
-            let run = runWith (except Post "/a2a" (TimedOut 300.0)) ctx (DelegateTask(peer, task))
+            let run = runWith (except Post "/a2a" (TimedOut 300.0)) ctx (DelegateTask(wsOf peer, task))
 
             isError run
             && run.Output.Text.StartsWith "DELEGATION FAILED"
@@ -890,8 +928,8 @@ let ``rule: list_peers never prints None for a missing role`` () =
                 lines
                 peers
             && run.Observations
-               = [ PeerNames(peers |> List.map (fun (id, name, _, _) -> id, Channel.sanitizeName name |> Option.defaultValue id))
-                   PeersVia(cfg.WorkspaceId, peers |> List.map (fun (id, _, _, _) -> id)) ])
+               = [ PeerNames(peers |> List.map (fun (id, name, _, _) -> peerOf id, Channel.sanitizeName name |> Option.defaultValue id))
+                   PeersVia(cfg.WorkspaceId, peers |> List.map (fun (id, _, _, _) -> peerOf id)) ])
     )
 
 [<Fact>]
@@ -924,7 +962,7 @@ let ``rule: a poll-mode queued envelope is never reported as a completed delegat
                 |> Json.arr
                 |> Json.compact
 
-            let run = runWith (except Get "/delegations" (reply 200 body)) ctx (CheckTaskStatus(peerId, None))
+            let run = runWith (except Get "/delegations" (reply 200 body)) ctx (CheckTaskStatus(None))
             let items = Json.tryParse run.Output.Text |> Option.bind (Json.prop "delegations") |> Option.bind Json.asArray
 
             isSuccess run
@@ -935,14 +973,14 @@ let ``rule: a poll-mode queued envelope is never reported as a completed delegat
 [<Fact>]
 let ``a 410 that names the peer is about the peer, not this workspace`` () =
     let gone = reply 410 $"{{\"error\":\"workspace removed\",\"id\":\"{peerId}\"}}"
-    let viaDiscover = runWith (except Get $"/registry/discover/{peerId}" gone) ctx (DelegateTask(peerId, "t"))
+    let viaDiscover = runWith (except Get $"/registry/discover/{peerId}" gone) ctx (DelegateTask(wsOf peerId, "t"))
     Assert.True(isError viaDiscover)
     Assert.Contains($"workspace {peerId} was deleted", viaDiscover.Output.Text)
     Assert.Empty(viaDiscover.Observations)
-    let viaSend = runWith (except Post "/a2a" gone) ctx (DelegateTask(peerId, "t"))
+    let viaSend = runWith (except Post "/a2a" gone) ctx (DelegateTask(wsOf peerId, "t"))
     Assert.StartsWith($"DELEGATION FAILED to Bob: workspace {peerId} was deleted", viaSend.Output.Text)
     Assert.DoesNotContain(viaSend.Observations, fun o -> match o with WorkspaceRemoved _ -> true | _ -> false)
-    let own410 = runWith (except Post "/a2a" (reply 410 "{}")) ctx (DelegateTask(peerId, "t"))
+    let own410 = runWith (except Post "/a2a" (reply 410 "{}")) ctx (DelegateTask(wsOf peerId, "t"))
     Assert.Contains(WorkspaceRemoved ({ Id = ownId; RemovedAt = None; Hint = Removed.defaultHint }: Removed.Info), own410.Observations)
 
 // ---------------------------------------------------------------------------------------------

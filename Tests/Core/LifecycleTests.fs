@@ -106,7 +106,7 @@ let genCommand: Gen<Lifecycle.Command> =
                 Reply(410, $"{{\"id\":\"{token}\"}}") ]
           |> Gen.map Lifecycle.ProbeOutcome
           genRemovedInfo |> Gen.map (WorkspaceRemoved >> Lifecycle.Observed)
-          Gen.constant (Lifecycle.Observed(PeerNames [ "a", "b" ])) ]
+          Gen.constant (Lifecycle.Observed(PeerNames [ (PeerId.tryParse "a").Value, "b" ])) ]
 
 let genConfig = Gen.elements [ cfg; cfgFile ]
 

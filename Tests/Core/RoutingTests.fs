@@ -56,7 +56,7 @@ let ``rule: any set of workspaces and tool arguments selects exactly one workspa
         quick 400,
         Prop.forAll (Arb.fromGen scenario) (fun (n, tool, args, routing, listedFrom) ->
             let model = modelOf n
-            let model = { model with PeerSources = if listedFrom.IsEmpty then Map.empty else Map.ofList [ peer, Set.ofList listedFrom ] }
+            let model = { model with PeerSources = if listedFrom.IsEmpty then Map.empty else Map.ofList [ (PeerId.tryParse peer).Value, Set.ofList listedFrom ] }
             let arg = Tools.routingArg tool |> Option.get
             let extra =
                 match routing with
@@ -66,7 +66,7 @@ let ``rule: any set of workspaces and tool arguments selects exactly one workspa
                 | Garbage -> [ arg, Json.str "not a workspace" ]
             let argsObj = Json.obj ((args |> List.map (fun (k, v) -> k, Json.str v)) @ extra)
             let call = (Tools.parse tool (Some argsObj)) |> function Ok c -> c | Result.Error e -> failwith e
-            match Agent.route model tool call (Some argsObj), routing with
+            match Agent.route model call, routing with
             | Ok [ ws ], Named(i, _) -> Workspace.id ws = ids[i]
             | Result.Error text, (Stranger | Garbage) -> text.StartsWith "Error:" && text.Contains "not a workspace of this server"
             | Ok all, Omitted when tool = "list_peers" && n > 1 -> all.Length = n
@@ -93,15 +93,15 @@ let ``the shared inbox: messages of every workspace, oldest first, each naming i
     let m, _ = Agent.update Agent.Start model
     let m = poll ids[1] (rowFor ids[1] 10L "b0000000-0000-4000-8000-000000000001") m
     let m = poll ids[0] (rowFor ids[0] 20L "a0000000-0000-4000-8000-000000000001") m
-    let m, peeked = Agent.update (Agent.ToolCalled(1L, "n", "inbox_peek", None)) m
+    let m, peeked = Agent.update (Agent.ToolCalled(1L, "n", Tools.parse "inbox_peek" None)) m
     let text = peeked |> List.pick (function Answer(1L, o, _) -> Some o.Text | _ -> None)
     let items = (Json.tryParse text |> Option.bind Json.asArray).Value
     Assert.Equal<string list>([ ids[1].Value; ids[0].Value ], items |> List.choose (Json.stringProp "arrival_workspace_id"))
-    let _, popped = Agent.update (Agent.ToolCalled(2L, "n", "inbox_pop", Some(Json.obj [ "activity_id", Json.str "a0000000-0000-4000-8000-000000000001" ]))) m
+    let _, popped = Agent.update (Agent.ToolCalled(2L, "n", Tools.parse "inbox_pop" (Some(Json.obj [ "activity_id", Json.str "a0000000-0000-4000-8000-000000000001" ])))) m
     Assert.Contains(Persist(ids[0], Append [ Journal.event (Ledger.Popped "a0000000-0000-4000-8000-000000000001") ]), popped)
     // One workspace: no arrival_workspace_id anywhere.
     let single = Agent.init config (boot [])
     let single, _ = Agent.update Agent.Start single
     let single = poll selfId (Reply(200, "[" + rowJson { Id = "c0000000-0000-4000-8000-000000000001"; Seq = 1L; At = 1L; Kind = Peer; Text = "x" } + "]")) single
-    let _, one = Agent.update (Agent.ToolCalled(3L, "n", "inbox_peek", None)) single
+    let _, one = Agent.update (Agent.ToolCalled(3L, "n", Tools.parse "inbox_peek" None)) single
     Assert.DoesNotContain("arrival_workspace_id", one |> List.pick (function Answer(3L, o, _) -> Some o.Text | _ -> None))

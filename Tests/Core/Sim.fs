@@ -271,7 +271,7 @@ let ring (w: World) : World =
 /// Calls a tool and returns its output (answered at once for the inbox tools).
 let call (name: string) (args: (string * JsonNode) list) (w: World) : World * ToolOutput option =
     let n = w.NextCall + 1L
-    let w = dispatch (Agent.ToolCalled(n, Guid.NewGuid().ToString(), name, Some(Json.obj args))) { w with NextCall = n }
+    let w = dispatch (Agent.ToolCalled(n, Guid.NewGuid().ToString(), Tools.parse name (Some(Json.obj args)))) { w with NextCall = n }
     w, w.Answers.TryFind n
 
 /// The agent handles the oldest waiting message: peek, then pop it. Returns the popped id when pop said removed.

@@ -16,7 +16,7 @@ let private quick n = FsCheck.Config.QuickThrowOnFailure.WithMaxTest n
 
 let private parsed name (args: (string * JsonNode) list) =
     match Tools.parse name (Some(Json.obj args)) with
-    | Ok c -> c
+    | Ok c -> c.Call
     | Result.Error e -> failwith e
 
 // ---------------------------------------------------------------------------------------------
@@ -145,7 +145,7 @@ let ``rule: chat_history's limit is 20 unless a whole number from 1, and at most
         Prop.forAll (ArbMap.defaults |> ArbMap.arbitrary<float>) (fun f ->
             let limit =
                 match Tools.parse "chat_history" (Some(Json.obj [ "peer_id", Json.str "p"; "limit", (if Double.IsFinite f then Json.numf f else Json.str "x") ])) with
-                | Ok(ChatHistory(_, n, _)) -> n
+                | Ok { Call = ChatHistory(_, n, _) } -> n
                 | _ -> -1
             let expected = if Double.IsFinite f && f = Math.Floor f && f >= 1.0 then int (min f 500.0) else 20
             limit = expected)
@@ -164,20 +164,20 @@ let ``rule: delegating to a workspace this process serves — in any letter case
         quick 200,
         Prop.forAll (Arb.fromGen (Gen.zip3 (Gen.oneof [ variants ownId; variants otherServed.Value ]) (Gen.elements [ true; false ]) (Gen.elements [ "x"; "do it" ]))) (fun (target, sync, task) ->
             let c = { ctx with Served = [ cfg.WorkspaceId; otherServed ] }
-            let call = if sync then DelegateTask(target, task) else DelegateTaskAsync(target, task)
-            let run = runWith happy c call
             let tool = if sync then "delegate_task" else "delegate_task_async"
+            let call = parsed tool [ "workspace_id", Json.str target; "task", Json.str task ]
+            let run = runWith happy c call
             run.Requests.IsEmpty && run.Output.IsError && run.Output.Text.StartsWith $"Error: cannot {tool} to your own workspace — ")
     )
 
 [<Fact>]
 let ``example: self-delegation texts`` () =
-    let own = runWith happy ctx (DelegateTask(ownId.ToUpperInvariant(), "x"))
+    let own = runWith happy ctx (parsed "delegate_task" [ "workspace_id", Json.str (ownId.ToUpperInvariant()); "task", Json.str "x" ])
     Assert.Equal(
         "Error: cannot delegate_task to your own workspace — a task sent to yourself only comes back to you as a message, and a delegate_task waiting for your own answer would never get it. Do the work yourself, or use commit_memory to keep a note or send_message_to_user to tell the user.",
         own.Output.Text
     )
-    let served = runWith happy { ctx with Served = [ cfg.WorkspaceId; otherServed ] } (DelegateTaskAsync(otherServed.Value, "x"))
+    let served = runWith happy { ctx with Served = [ cfg.WorkspaceId; otherServed ] } (DelegateTaskAsync(otherServed, "x"))
     Assert.Equal(
         $"Error: cannot delegate_task_async to your own workspace — {otherServed.Value} is also served by this molecule-mcp process (MOLECULE_WORKSPACES), so the task would come back to you. Do the work yourself, or use commit_memory / send_message_to_user.",
         served.Output.Text
@@ -205,7 +205,7 @@ let private entry (status: string) (extra: string) =
 
 [<Fact>]
 let ``sync via inbox: POST /delegate once, read /delegations every 3 s until completed`` () =
-    let run = runWith (delegationsSeen [ "[]"; entry "pending" ""; entry "completed" ",\"response_preview\":\"42 it is\"" ]) viaInbox (DelegateTask(peerId, "compute"))
+    let run = runWith (delegationsSeen [ "[]"; entry "pending" ""; entry "completed" ",\"response_preview\":\"42 it is\"" ]) viaInbox (DelegateTask(wsOf peerId, "compute"))
     Assert.False(run.Output.IsError, run.Output.Text)
     Assert.Equal(A2a.framePeerResult "42 it is", run.Output.Text)
     Assert.Equal(1, paths run |> List.filter (fun p -> p.EndsWith "/delegate") |> List.length)
@@ -214,13 +214,13 @@ let ``sync via inbox: POST /delegate once, read /delegations every 3 s until com
 
 [<Fact>]
 let ``sync via inbox: failed reads the list's error (P30), queued ends at once (P27), the budget ends with check_task_status`` () =
-    let failed = runWith (delegationsSeen [ entry "failed" ",\"error\":\"peer crashed\",\"summary\":\"Delegating to x\"" ]) viaInbox (DelegateTask(peerId, "t"))
+    let failed = runWith (delegationsSeen [ entry "failed" ",\"error\":\"peer crashed\",\"summary\":\"Delegating to x\"" ]) viaInbox (DelegateTask(wsOf peerId, "t"))
     Assert.True(failed.Output.IsError)
     Assert.StartsWith("DELEGATION FAILED to Bob: peer crashed\n", failed.Output.Text)
-    let queued = runWith (delegationsSeen [ entry "queued" "" ]) viaInbox (DelegateTask(peerId, "t"))
+    let queued = runWith (delegationsSeen [ entry "queued" "" ]) viaInbox (DelegateTask(wsOf peerId, "t"))
     Assert.False(queued.Output.IsError)
     Assert.StartsWith("Task delivered to Bob (poll-mode peer; queued, method=message/send).", queued.Output.Text)
-    let slow = runWith (delegationsSeen [ entry "dispatched" "" ]) viaInbox (DelegateTask(peerId, "t"))
+    let slow = runWith (delegationsSeen [ entry "dispatched" "" ]) viaInbox (DelegateTask(wsOf peerId, "t"))
     Assert.True(slow.Output.IsError)
     Assert.StartsWith(
         "DELEGATION FAILED to Bob: no answer within 10 s (delegation_id=d-1, last status: dispatched). The platform is still working on it and nothing was re-sent: call check_task_status(task_id=\"d-1\") later.",
@@ -315,7 +315,7 @@ let ``rule: a waiting call the client wants progress for gets a report every 5 s
         quick 50,
         Prop.forAll (Arb.fromGen (Gen.choose (1, 12))) (fun ticks ->
             let m = agent ()
-            let m, _ = Agent.update (Agent.ToolCalled(1L, "n", "wait_for_message", Some(Json.obj [ "timeout_secs", Json.num 120 ]))) m
+            let m, _ = Agent.update (Agent.ToolCalled(1L, "n", Tools.parse "wait_for_message" (Some(Json.obj [ "timeout_secs", Json.num 120 ])))) m
             let m, first = Agent.update (Agent.ProgressRequested(1L, "wait_for_message")) m
             let mutable model = m
             let mutable reports = []
@@ -339,7 +339,7 @@ let ``rule: a waiting call the client wants progress for gets a report every 5 s
 [<Fact>]
 let ``example: a cancelled wait is forgotten at once (logged), gets no progress and no answer`` () =
     let m = agent ()
-    let m, _ = Agent.update (Agent.ToolCalled(1L, "n", "wait_for_message", Some(Json.obj [ "timeout_secs", Json.num 60 ]))) m
+    let m, _ = Agent.update (Agent.ToolCalled(1L, "n", Tools.parse "wait_for_message" (Some(Json.obj [ "timeout_secs", Json.num 60 ])))) m
     let m, _ = Agent.update (Agent.ProgressRequested(1L, "wait_for_message")) m
     let m, cancelled = Agent.update (Agent.ToolCancelled 1L) m
     Assert.Contains(Log(Info, "wait_for_message cancelled by the client"), cancelled)
@@ -350,7 +350,7 @@ let ``example: a cancelled wait is forgotten at once (logged), gets no progress 
 
 [<Fact>]
 let ``example: arguments a tool cannot take are refused with "Error: "`` () =
-    let _, effects = Agent.update (Agent.ToolCalled(1L, "n", "chat_history", None)) (agent ())
+    let _, effects = Agent.update (Agent.ToolCalled(1L, "n", Tools.parse "chat_history" None)) (agent ())
     match effects with
     | [ Answer(1L, output, _) ] -> Assert.Equal({ Text = "Error: peer_id is required"; IsError = true }, output)
     | other -> failwith $"unexpected effects: {other.Length}"

@@ -17,7 +17,10 @@ let private names = Tools.specs |> List.map (fun s -> s.Name)
 let private propertyNames =
     [ "workspace_id"; "task"; "task_id"; "message"; "attachments"; "timeout_secs"; "limit"; "activity_id"; "content"; "scope"; "query" ]
 
-let private parseWith name (fields: (string * JsonNode) list) = Tools.parse name (Some(Json.obj fields))
+/// The typed call Tools.parse makes of a tool's arguments (its route aside).
+let private parse name args = Tools.parse name args |> Result.map (fun parsed -> parsed.Call)
+
+let private parseWith name (fields: (string * JsonNode) list) = parse name (Some(Json.obj fields))
 
 /// Json.asFloat that tolerates nodes which cannot be serialized (NaN, ±Infinity built by hand).
 let private safeFloat (node: JsonNode) =
@@ -132,14 +135,14 @@ let private genValid: Gen<string * (string * JsonNode) list * ToolCall> =
         gen {
             let! g, wsText = genUuidText
             let! task = genText
-            return name, [ "workspace_id", Json.str wsText; "task", Json.str task ], make (g.ToString "D", task)
+            return name, [ "workspace_id", Json.str wsText; "task", Json.str task ], make ((WorkspaceId.tryParse (g.ToString "D")).Value, task)
         }
 
     Gen.oneof
         [ delegateLike "delegate_task" DelegateTask
           delegateLike "delegate_task_async" DelegateTaskAsync
           gen {
-              let! g, wsText = genUuidText
+              let! _, wsText = genUuidText
               let! taskId = Gen.oneof [ Gen.constant "" |> Gen.map Some; genText |> Gen.map Some; Gen.constant None ]
 
               let fields =
@@ -153,7 +156,7 @@ let private genValid: Gen<string * (string * JsonNode) list * ToolCall> =
                   | Some t when t.Trim() <> "" -> Some(t.Trim())
                   | _ -> None
 
-              return "check_task_status", fields, CheckTaskStatus(wsText.Trim(), expected)
+              return "check_task_status", fields, CheckTaskStatus expected
           }
           Gen.constant ("list_peers", [], ListPeers)
           Gen.constant ("get_workspace_info", [], GetWorkspaceInfo)
@@ -182,7 +185,7 @@ let private genValid: Gen<string * (string * JsonNode) list * ToolCall> =
           }
           gen {
               let! id = genText
-              return "inbox_pop", [ "activity_id", Json.str id ], InboxPop(id.Trim())
+              return "inbox_pop", [ "activity_id", Json.str id ], InboxPop (ActivityId.tryParse id).Value
           }
           gen {
               let! content = genText
@@ -255,7 +258,8 @@ let ``rule: every spec schema is an object schema whose required names are prope
 let ``rule: valid arguments round-trip`` () =
     Check.One(
         cfg 500,
-        Prop.forAll (Arb.fromGen genValid) (fun (name, fields, expected) -> parseWith name fields = Ok expected)
+        Prop.forAll (Arb.fromGen genValid) (fun (name, fields, expected) ->
+            Tools.parse name (Some(Json.obj fields)) = Ok { Call = expected; Route = Unnamed })
     )
 
 [<Fact>]
@@ -330,10 +334,33 @@ let ``rule: workspace_id must be a UUID`` () =
             |> List.forall (fun tool ->
                 match parseWith tool [ "workspace_id", Json.str s; "task", Json.str "do it" ] with
                 | Ok(DelegateTask(ws, _))
-                | Ok(DelegateTaskAsync(ws, _)) -> isUuid && ws = g.ToString("D") && ws = ws.ToLowerInvariant()
+                | Ok(DelegateTaskAsync(ws, _)) -> isUuid && ws.Value = g.ToString("D") && ws.Value = ws.Value.ToLowerInvariant()
                 | Result.Error e when String.IsNullOrWhiteSpace s -> e = "workspace_id is required"
                 | Result.Error e -> not isUuid && e = "workspace_id must be a workspace UUID (from list_peers)"
                 | Ok _ -> false))
+    )
+
+[<Fact>]
+let ``rule: the routing argument is read once, into the call's route`` () =
+    let genRouting = Gen.oneof [ Gen.constant None; genUuidText |> Gen.map (snd >> Some); genString |> Gen.map Some ]
+
+    Check.One(
+        cfg 500,
+        Prop.forAll (Arb.fromGen (Gen.zip genValid genRouting)) (fun ((name, fields, expected), value) ->
+            // A tool without a routing argument ignores one given anyway.
+            let arg = Tools.routingArg name |> Option.defaultValue "source_workspace_id"
+            let given = value |> Option.filter (String.IsNullOrWhiteSpace >> not) |> Option.map (fun v -> v.Trim())
+            let fields = fields @ (value |> Option.map (fun v -> arg, Json.str v) |> Option.toList)
+
+            let route =
+                match Tools.routingArg name, given with
+                | Some arg, Some text ->
+                    match Guid.TryParseExact(text, "D") with
+                    | true, g -> Named(arg, text, (WorkspaceId.tryParse (g.ToString "D")).Value)
+                    | _ -> NotAWorkspace(arg, text)
+                | _ -> Unnamed
+
+            Tools.parse name (Some(Json.obj fields)) = Ok { Call = expected; Route = route })
     )
 
 // ---------------------------------------------------------------------------------------------
@@ -341,6 +368,7 @@ let ``rule: workspace_id must be a UUID`` () =
 // ---------------------------------------------------------------------------------------------
 
 let private ws = "0b7e7a2c-1111-4222-8333-944445555666"
+let private wsId = (WorkspaceId.tryParse ws).Value
 
 [<Fact>]
 let ``example: specs are the 15 reference tools in order (addendum §1)`` () =
@@ -425,7 +453,7 @@ let ``example: descriptions state our behaviour`` () =
 
 [<Fact>]
 let ``example: delegate_task`` () =
-    Assert.Equal(Ok(DelegateTask(ws, "Summarise the report")), parseWith "delegate_task" [ "workspace_id", Json.str (" " + ws.ToUpperInvariant()); "task", Json.str "Summarise the report" ])
+    Assert.Equal(Ok(DelegateTask(wsId, "Summarise the report")), parseWith "delegate_task" [ "workspace_id", Json.str (" " + ws.ToUpperInvariant()); "task", Json.str "Summarise the report" ])
     Assert.Equal(Result.Error "workspace_id is required", parseWith "delegate_task" [ "task", Json.str "x" ])
     Assert.Equal(Result.Error "workspace_id is required", parseWith "delegate_task" [ "workspace_id", Json.str "  "; "task", Json.str "x" ])
     Assert.Equal(Result.Error "workspace_id must be a string", parseWith "delegate_task" [ "workspace_id", Json.num 7; "task", Json.str "x" ])
@@ -433,26 +461,26 @@ let ``example: delegate_task`` () =
     Assert.Equal(Result.Error "task is required", parseWith "delegate_task" [ "workspace_id", Json.str ws ])
     Assert.Equal(Result.Error "task is required", parseWith "delegate_task" [ "workspace_id", Json.str ws; "task", Json.str " \n" ])
     Assert.Equal(Result.Error "task must be a string", parseWith "delegate_task" [ "workspace_id", Json.str ws; "task", Json.arr [ Json.str "x" ] ])
-    Assert.Equal(Ok(DelegateTask(ws, " keep me ")), parseWith "delegate_task" [ "workspace_id", Json.str ws; "task", Json.str " keep me "; "extra", Json.bool true ])
+    Assert.Equal(Ok(DelegateTask(wsId, " keep me ")), parseWith "delegate_task" [ "workspace_id", Json.str ws; "task", Json.str " keep me "; "extra", Json.bool true ])
 
 [<Fact>]
 let ``example: delegate_task_async`` () =
-    Assert.Equal(Ok(DelegateTaskAsync(ws, "Run the tests")), parseWith "delegate_task_async" [ "workspace_id", Json.str ws; "task", Json.str "Run the tests" ])
-    Assert.Equal(Result.Error "workspace_id is required", Tools.parse "delegate_task_async" None)
+    Assert.Equal(Ok(DelegateTaskAsync(wsId, "Run the tests")), parseWith "delegate_task_async" [ "workspace_id", Json.str ws; "task", Json.str "Run the tests" ])
+    Assert.Equal(Result.Error "workspace_id is required", parse "delegate_task_async" None)
 
 [<Fact>]
 let ``example: check_task_status`` () =
-    Assert.Equal(Ok(CheckTaskStatus(ws, Some "d-1")), parseWith "check_task_status" [ "workspace_id", Json.str ws; "task_id", Json.str " d-1 " ])
-    Assert.Equal(Ok(CheckTaskStatus("", None)), Tools.parse "check_task_status" None)
-    Assert.Equal(Ok(CheckTaskStatus("anything", None)), parseWith "check_task_status" [ "workspace_id", Json.str "anything"; "task_id", Json.str "" ])
-    Assert.Equal(Ok(CheckTaskStatus("", None)), parseWith "check_task_status" [ "workspace_id", Json.num 1; "task_id", Json.nul ])
+    Assert.Equal(Ok(CheckTaskStatus(Some "d-1")), parseWith "check_task_status" [ "workspace_id", Json.str ws; "task_id", Json.str " d-1 " ])
+    Assert.Equal(Ok(CheckTaskStatus None), parse "check_task_status" None)
+    Assert.Equal(Ok(CheckTaskStatus None), parseWith "check_task_status" [ "workspace_id", Json.str "anything"; "task_id", Json.str "" ])
+    Assert.Equal(Ok(CheckTaskStatus None), parseWith "check_task_status" [ "workspace_id", Json.num 1; "task_id", Json.nul ])
     Assert.Equal(Result.Error "task_id must be a string", parseWith "check_task_status" [ "task_id", Json.num 5 ])
 
 [<Fact>]
 let ``example: list_peers and get_workspace_info ignore arguments`` () =
-    Assert.Equal(Ok ListPeers, Tools.parse "list_peers" None)
+    Assert.Equal(Ok ListPeers, parse "list_peers" None)
     Assert.Equal(Ok ListPeers, parseWith "list_peers" [ "q", Json.str "x" ])
-    Assert.Equal(Ok GetWorkspaceInfo, Tools.parse "get_workspace_info" (Some(JsonObject())))
+    Assert.Equal(Ok GetWorkspaceInfo, parse "get_workspace_info" (Some(JsonObject())))
 
 [<Fact>]
 let ``example: send_message_to_user`` () =
@@ -460,7 +488,7 @@ let ``example: send_message_to_user`` () =
     Assert.Equal(Ok(SendMessageToUser("hello", [])), parseWith "send_message_to_user" [ "message", Json.str "hello"; "attachments", Json.nul ])
     Assert.Equal(Ok(SendMessageToUser("see file", [ "/tmp/report.pdf"; "C:\\out\\a.png" ])), parseWith "send_message_to_user" [ "message", Json.str "see file"; "attachments", Json.arr [ Json.str "/tmp/report.pdf"; Json.str "C:\\out\\a.png" ] ])
     Assert.Equal(Result.Error "message is required", parseWith "send_message_to_user" [ "message", Json.str "" ])
-    Assert.Equal(Result.Error "message is required", Tools.parse "send_message_to_user" None)
+    Assert.Equal(Result.Error "message is required", parse "send_message_to_user" None)
     Assert.Equal(Result.Error "attachments must be an array of file paths", parseWith "send_message_to_user" [ "message", Json.str "m"; "attachments", Json.str "/tmp/a" ])
     Assert.Equal(Result.Error "attachments must be an array of file paths", parseWith "send_message_to_user" [ "message", Json.str "m"; "attachments", Json.arr [ Json.str "/tmp/a"; Json.num 3 ] ])
     Assert.Equal(Result.Error "attachments must be an array of file paths", parseWith "send_message_to_user" [ "message", Json.str "m"; "attachments", Json.arr [ Json.str "" ] ])
@@ -468,7 +496,7 @@ let ``example: send_message_to_user`` () =
 
 [<Fact>]
 let ``example: wait_for_message`` () =
-    Assert.Equal(Ok(WaitForMessage 60.0), Tools.parse "wait_for_message" None)
+    Assert.Equal(Ok(WaitForMessage 60.0), parse "wait_for_message" None)
     Assert.Equal(Ok(WaitForMessage 2.5), parseWith "wait_for_message" [ "timeout_secs", Json.numf 2.5 ])
     Assert.Equal(Ok(WaitForMessage 30.0), parseWith "wait_for_message" [ "timeout_secs", Json.str "30" ])
     Assert.Equal(Ok(WaitForMessage 300.0), parseWith "wait_for_message" [ "timeout_secs", Json.num 3600 ])
@@ -478,7 +506,7 @@ let ``example: wait_for_message`` () =
 
 [<Fact>]
 let ``example: inbox_peek`` () =
-    Assert.Equal(Ok(InboxPeek 10), Tools.parse "inbox_peek" None)
+    Assert.Equal(Ok(InboxPeek 10), parse "inbox_peek" None)
     Assert.Equal(Ok(InboxPeek 3), parseWith "inbox_peek" [ "limit", Json.num 3 ])
     Assert.Equal(Ok(InboxPeek 3), parseWith "inbox_peek" [ "limit", Json.str "3" ])
     Assert.Equal(Ok(InboxPeek 4), parseWith "inbox_peek" [ "limit", Json.numf 4.0 ])
@@ -489,8 +517,8 @@ let ``example: inbox_peek`` () =
 
 [<Fact>]
 let ``example: inbox_pop`` () =
-    Assert.Equal(Ok(InboxPop "a-1"), parseWith "inbox_pop" [ "activity_id", Json.str " a-1 " ])
-    Assert.Equal(Result.Error "activity_id is required", Tools.parse "inbox_pop" None)
+    Assert.Equal(Ok(InboxPop (ActivityId.tryParse "a-1").Value), parseWith "inbox_pop" [ "activity_id", Json.str " a-1 " ])
+    Assert.Equal(Result.Error "activity_id is required", parse "inbox_pop" None)
     Assert.Equal(Result.Error "activity_id must be a string", parseWith "inbox_pop" [ "activity_id", Json.num 12 ])
 
 [<Fact>]
@@ -505,7 +533,7 @@ let ``example: commit_memory`` () =
 
 [<Fact>]
 let ``example: recall_memory`` () =
-    Assert.Equal(Ok(RecallMemory("", None)), Tools.parse "recall_memory" None)
+    Assert.Equal(Ok(RecallMemory("", None)), parse "recall_memory" None)
     Assert.Equal(Ok(RecallMemory("paket", None)), parseWith "recall_memory" [ "query", Json.str " paket "; "scope", Json.str "" ])
     Assert.Equal(Ok(RecallMemory("deploy", Some Team)), parseWith "recall_memory" [ "query", Json.str "deploy"; "scope", Json.str "TEAM" ])
     Assert.Equal(Result.Error "scope must be one of LOCAL, TEAM, GLOBAL", parseWith "recall_memory" [ "scope", Json.str "everything" ])
@@ -513,8 +541,8 @@ let ``example: recall_memory`` () =
 
 [<Fact>]
 let ``example: unknown tool names are reported, truncated to 100 characters`` () =
-    Assert.Equal(Result.Error "Unknown tool: chat_histories", Tools.parse "chat_histories" None)
-    Assert.Equal(Result.Error "Unknown tool: ", Tools.parse null None)
+    Assert.Equal(Result.Error "Unknown tool: chat_histories", parse "chat_histories" None)
+    Assert.Equal(Result.Error "Unknown tool: ", parse null None)
 
     match Tools.parse (String('z', 5000)) None with
     | Result.Error e ->

@@ -45,10 +45,10 @@ let ``while the platform rejects the token every platform tool answers one clear
     let m, _ = Agent.update Agent.Start (Agent.init fileConfig (boot []))
     let m, _ = Agent.update (Agent.Responded(Background(selfId, Heartbeat), Reply(401, ""))) m
     // get_workspace_info is the exception: it still asks, so a deleted workspace (410) is told apart (DispatchTests).
-    let _, asks = Agent.update (Agent.ToolCalled(4L, "n", "get_workspace_info", None)) m
+    let _, asks = Agent.update (Agent.ToolCalled(4L, "n", Tools.parse "get_workspace_info" None)) m
     Assert.Contains(asks, fun e -> match e with Send(ForTool 4L, _) -> true | _ -> false)
     for name in [ "list_peers"; "check_task_status"; "recall_memory" ] do
-        let _, effects = Agent.update (Agent.ToolCalled(5L, "n", name, None)) m
+        let _, effects = Agent.update (Agent.ToolCalled(5L, "n", Tools.parse name None)) m
         match effects with
         | [ Answer(5L, o, _) ] ->
             Assert.True(o.IsError)
@@ -56,7 +56,7 @@ let ``while the platform rejects the token every platform tool answers one clear
         | other -> failwith $"{name}: expected one answer without a request, got {other}"
     let m, logs = Agent.update (Agent.TokenFileChanged(selfId, Config.Contents "fresh-token-9876")) m
     Assert.Contains(logs, fun e -> match e with Log(Info, t) -> t.Contains "a new token from /run/token" | _ -> false)
-    let _, effects = Agent.update (Agent.ToolCalled(6L, "n", "list_peers", None)) m
+    let _, effects = Agent.update (Agent.ToolCalled(6L, "n", Tools.parse "list_peers" None)) m
     match effects with
     | [ Send(ForTool 6L, r) ] -> Assert.Contains(("Authorization", "Bearer fresh-token-9876"), r.Headers)
     | other -> failwith $"expected the request with the new token, got {other}"

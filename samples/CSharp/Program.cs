@@ -82,27 +82,27 @@ void Reply(InboxMessage message)
         return;
     }
     var context = Dispatch.context(config, Guid.NewGuid().ToString());
-    var program = Dispatch.run(context, call.ResultValue);
+    var program = Dispatch.run(context, call.ResultValue.Call);
     if (program is not null) Console.Error.WriteLine($"replied to {message.PeerId}: {Perform(program.Value).Text}");
 }
 
 // Runs a tool call's program: performs each request (and file check) it asks for and feeds the answer back.
-ToolOutput Perform(Molecule.Core.Program program)
+ToolOutput Perform(Program<ToolOutput> program)
 {
     while (true)
     {
         switch (program)
         {
-            case Molecule.Core.Program.Done done:
+            case Program<ToolOutput>.Done done:
                 return done.Item1;
-            case Molecule.Core.Program.Call call:
+            case Program<ToolOutput>.Call call:
                 program = call.Item2.Invoke(Send(call.Item1));
                 break;
-            case Molecule.Core.Program.CheckFiles check:
+            case Program<ToolOutput>.CheckFiles check:
                 var checks = check.paths.Select(p => File.Exists(p) ? FileCheck.NewFileOk(new FileInfo(p).Length) : FileCheck.FileMissing);
                 program = check.Item2.Invoke(ListModule.OfSeq(checks));
                 break;
-            case Molecule.Core.Program.Pause pause:
+            case Program<ToolOutput>.Pause pause:
                 Thread.Sleep(TimeSpan.FromSeconds(pause.seconds));
                 program = pause.Item2.Invoke(Environment.TickCount64 / 1000.0);
                 break;

@@ -24,7 +24,7 @@ let ok (response: Response) =
     | _ -> false
 
 /// Runs a tool call's program: performs each request (and file check) it asks for and feeds the answer back.
-let rec perform (program: Program) : ToolOutput =
+let rec perform (program: Program<ToolOutput>) : ToolOutput =
     match program with
     | Done(output, _) -> output
     | Call(request, next) -> perform (next (send request))
@@ -48,10 +48,10 @@ let reply (config: Config) (message: InboxMessage) =
 
     match Tools.parse "delegate_task" (Some args) with
     | Result.Error reason -> eprintfn $"cannot reply: {reason}"
-    | Ok call ->
+    | Ok parsed ->
         let context = Dispatch.context config (Guid.NewGuid().ToString())
 
-        match Dispatch.run context call with
+        match Dispatch.run context parsed.Call with
         | Some program -> eprintfn $"replied to {message.PeerId}: {(perform program).Text}"
         | None -> ()
 
