@@ -5,53 +5,38 @@ namespace Molecule.Platform
 open System
 open System.Text.Json.Nodes
 
-/// A workspace's id. `Text` is the one normal form (lower-case 8-4-4-4-12): what is stored, sent and logged.
+/// An id of the kind `'kind` (one of the marker types below): a GUID whose `Text` is the one normal form (lower-case
+/// 8-4-4-4-12) that is stored, sent and logged. Ids of different kinds are different types.
 [<Struct>]
-type WorkspaceId =
-    | WorkspaceId of Guid
+type Id<'kind> =
+    | Id of Guid
 
     member this.Guid =
-        let (WorkspaceId g) = this
+        let (Id g) = this
         g
 
     member this.Text = this.Guid.ToString "D"
     override this.ToString() = this.Text
 
-/// A token's id (the row id; never the token's text).
-[<Struct>]
-type TokenId =
-    | TokenId of Guid
+type OfWorkspace = interface end
+type OfToken = interface end
+/// An activity row; a delegation's id is the id of its tracking row.
+type OfActivity = interface end
+type OfMemory = interface end
 
-    member this.Guid =
-        let (TokenId g) = this
-        g
+type WorkspaceId = Id<OfWorkspace>
+/// A token's id (the row's; never the token's text).
+type TokenId = Id<OfToken>
+type ActivityId = Id<OfActivity>
+type MemoryId = Id<OfMemory>
 
-    member this.Text = this.Guid.ToString "D"
-    override this.ToString() = this.Text
-
-/// An activity row's id; a delegation's id is the id of its tracking row.
-[<Struct>]
-type ActivityId =
-    | ActivityId of Guid
-
-    member this.Guid =
-        let (ActivityId g) = this
-        g
-
-    member this.Text = this.Guid.ToString "D"
-    override this.ToString() = this.Text
-
-/// A memory's id.
-[<Struct>]
-type MemoryId =
-    | MemoryId of Guid
-
-    member this.Guid =
-        let (MemoryId g) = this
-        g
-
-    member this.Text = this.Guid.ToString "D"
-    override this.ToString() = this.Text
+/// The ids' constructors, by the names of their kinds.
+[<AutoOpen>]
+module Ids =
+    let WorkspaceId (g: Guid) : WorkspaceId = Id g
+    let TokenId (g: Guid) : TokenId = Id g
+    let ActivityId (g: Guid) : ActivityId = Id g
+    let MemoryId (g: Guid) : MemoryId = Id g
 
 /// A workspace's status; `Status.text` is its wire and column form.
 [<RequireQualifiedAccess>]

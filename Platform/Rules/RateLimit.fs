@@ -91,29 +91,23 @@ module Limits =
         | Broadcast -> l.Broadcast
         | Files -> l.Files
 
+/// Each group once: its name in bucket keys, and what its requests are called in the 429 text and the log.
+let private names =
+    [ Register, ("register", "registrations")
+      Registry, ("registry", "registry calls")
+      A2a, ("a2a", "A2A sends")
+      Notify, ("notify", "notifications")
+      Activity, ("activity", "activity calls")
+      Memories, ("memories", "memory calls")
+      Broadcast, ("broadcast", "broadcasts")
+      Files, ("files", "file requests") ]
+    |> Map.ofList
+
 /// What the requests of a group are called in the 429 text and the log.
-let what (g: Group) : string =
-    match g with
-    | Register -> "registrations"
-    | Registry -> "registry calls"
-    | A2a -> "A2A sends"
-    | Notify -> "notifications"
-    | Activity -> "activity calls"
-    | Memories -> "memory calls"
-    | Broadcast -> "broadcasts"
-    | Files -> "file requests"
+let what (g: Group) : string = snd names[g]
 
 /// A short stable name of a group (bucket keys).
-let key (g: Group) : string =
-    match g with
-    | Register -> "register"
-    | Registry -> "registry"
-    | A2a -> "a2a"
-    | Notify -> "notify"
-    | Activity -> "activity"
-    | Memories -> "memories"
-    | Broadcast -> "broadcast"
-    | Files -> "files"
+let key (g: Group) : string = fst names[g]
 
 /// The group of a route (HTTP method and route pattern as mapped), None for routes no agent token drives (the
 /// admin's, /health, the canvas page) and for the event stream (capped by `Limits.Streams` instead).
