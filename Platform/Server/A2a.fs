@@ -108,7 +108,7 @@ let private caller (env: Env) (ctx: HttpContext) : Result<WorkspaceId option, Re
 /// The target, if it exists, is not removed, and the caller may talk to it.
 let private reachable (env: Env) (caller: WorkspaceId option) (targetId: WorkspaceId) : Result<Workspace, Reply> =
     env.Store.Read(fun r ->
-        let all = r.Workspaces() |> List.map (fun w -> w.Id, w) |> Map.ofList
+        let all = Store.team r
 
         match all.TryFind targetId with
         | None -> Error notFound
@@ -205,7 +205,7 @@ let runDelegation (env: Env) (source: WorkspaceId) (target: WorkspaceId) (delega
 /// The decision of POST /workspaces/:id/delegate: the target reachable, the idempotency key honoured; the tracking
 /// row and DELEGATION_SENT written. Ok the new delegation's id.
 let private accept (env: Env) (w: IWriter) (source: WorkspaceId) (req: Delegations.Request) : Result<ActivityId, Reply> =
-    let all = w.Workspaces() |> List.map (fun x -> x.Id, x) |> Map.ofList
+    let all = Store.team w
 
     match all.TryFind req.TargetId with
     | None -> Error(Wire.errorReply 404 "target workspace not found")

@@ -18,7 +18,7 @@ module Json = Molecule.Protocol.Json
 let MaxLiveTokens = 50
 
 let private logName (w: Store.IReader) (id: WorkspaceId) =
-    Feed.nameWithId (w.Workspaces() |> List.map (fun x -> x.Id, x) |> Map.ofList) id
+    Feed.nameWithId (Store.team w) id
 
 // ---------------------------------------------------------------- workspaces
 
@@ -82,7 +82,7 @@ let deleteWorkspace (env: Env) (ctx: HttpContext) : Task<Reply> =
     adminHandler env ctx (fun () ->
         withRouteId ctx (fun id ->
             env.Store.Write(fun w ->
-                let all = w.Workspaces() |> List.map (fun x -> x.Id, x) |> Map.ofList
+                let all = Store.team w
 
                 match Workspaces.remove (env.Now()) all id (query ctx "confirm" = Some "true") with
                 | None -> notFound

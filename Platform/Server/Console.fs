@@ -16,7 +16,6 @@ open Molecule.Platform.Routes.Publish
 module Json = Molecule.Protocol.Json
 
 let private byCreation (ws: Workspace list) = ws |> List.sortBy (fun w -> w.CreatedAt, w.Id)
-let private teamMap (ws: Workspace list) = ws |> List.map (fun w -> w.Id, w) |> Map.ofList
 
 /// GET /admin/workspaces: every workspace with last seen, silence, live tokens and delivery state.
 let overviewList (env: Env) (ctx: HttpContext) : Task<Reply> =
@@ -84,7 +83,7 @@ let feedView (env: Env) (ctx: HttpContext) : Task<Reply> =
                 env.Store.Read(fun r ->
                     let scope = ws |> Option.map Involving |> Option.defaultValue AllLogs
                     let window = r.Rows { RowQuery.over scope with Newest = Some FeedWindow; Bodies = true }
-                    let name = Feed.nameIn (teamMap (r.Workspaces()))
+                    let name = Feed.nameIn (Store.team r)
 
                     window
                     |> List.choose (Feed.ofRow name)
@@ -118,7 +117,7 @@ let delegationsView (env: Env) (ctx: HttpContext) : Task<Reply> =
                         | None -> true)
                     |> List.truncate limit
 
-                let name = Feed.nameIn (teamMap (r.Workspaces()))
+                let name = Feed.nameIn (Store.team r)
                 ok (Json.obj [ "delegations", Json.arr [ for v in views -> AdminViews.delegationJson name v :> JsonNode ] ])))
 
 /// `connection_lines` of a create or mint answer: one snippet per MCP client (Connection.snippets).
@@ -148,7 +147,7 @@ let memoriesView (env: Env) (ctx: HttpContext) : Task<Reply> =
                 | Some w ->
                     let q = query ctx "q" |> Option.filter (fun s -> s.Trim() <> "")
                     let found = MemoryRoutes.recallFor env w (Option.flatten scope) q None
-                    let name = Feed.nameIn (env.Store.Read(fun r -> teamMap (r.Workspaces())))
+                    let name = Feed.nameIn (env.Store.Read(fun r -> Store.team r))
 
                     found
                     |> List.map (fun m ->

@@ -314,51 +314,63 @@ let private build (options: PlatformOptions) (dataDir: string) : WebApplication 
 
     builder.Build()
 
+/// The handler environment of a platform starting with these options.
+let private environment (options: PlatformOptions) (store: Store.IStore) (admin: string) (hub: EventHub) (stopping: CancellationToken) : Env =
+    { Store = store
+      Now = defaultArg options.Clock (fun () -> DateTimeOffset.UtcNow)
+      Admin = admin
+      Faults = FaultInjector()
+      Events = hub
+      Http = new HttpClient(Timeout = Timeout.InfiniteTimeSpan)
+      Stopping = stopping
+      Background = ResizeArray<Task>()
+      Retention =
+        Inbox.Retention.normalise
+            { SoftDays = options.RetentionSoftDays
+              HardDays = options.RetentionHardDays }
+      OpenRegistration = options.OpenRegistration
+      Limits = options.RateLimits
+      Log = defaultArg options.Log ignore
+      Logging = options.Log.IsSome
+      McpBinary = options.McpBinary }
+
+/// The pipeline (errors, the doors, faults, limits) and the routes, then whatever `configure` adds.
+let private mapApp (app: WebApplication) (env: Env) (options: PlatformOptions) (configure: WebApplication -> unit) =
+    let names = Guard.Names.create (ownNames options.Host) options.AllowedHosts
+    let step (f: HttpContext -> RequestDelegate -> Task) = app.Use(Func<HttpContext, RequestDelegate, Task>(f)) |> ignore
+    step (Middleware.errorMiddleware env.Log)
+    step (Middleware.guardMiddleware names env.Log)
+    step (fun ctx next -> Middleware.faultMiddleware env.Faults env.Stopping ctx next)
+    step (Limits.middleware env)
+
+    for (m, pattern, handler) in routeTable env options.EnableFaults do
+        app.MapMethods(pattern, [| m |], handler) |> ignore
+
+    app.MapFallback(RequestDelegate(fun ctx -> send ctx (Wire.errorReply 404 "not found"))) |> ignore
+    configure app
+
+/// The URL local clients call: where it listens, a wildcard replaced by loopback.
+let private listenUrl (app: WebApplication) (options: PlatformOptions) : string =
+    let addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()
+
+    addresses.Addresses
+    |> Seq.tryHead
+    |> Option.defaultValue $"http://{options.Host}:{options.Port}"
+    |> fun u -> u.TrimEnd('/')
+    |> fun u -> u.Replace("://0.0.0.0:", "://127.0.0.1:").Replace("://[::]:", "://[::1]:")
+
 /// Starts the platform; `configure` may add endpoints (e.g. the canvas page at `/`) before it starts listening.
 let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : Task<RunningPlatform> =
     task {
         let dataDir = Path.GetFullPath options.DataDir
-        let log = defaultArg options.Log ignore
-        Notices.atStart options.Host options.Port options.OpenRegistration options.EnableFaults |> List.iter log
+        Notices.atStart options.Host options.Port options.OpenRegistration options.EnableFaults |> List.iter (defaultArg options.Log ignore)
         let admin = loadAdminToken dataDir
         let hub = EventHub()
         let store = openStore options dataDir hub
-        let faults = FaultInjector()
         let stopping = new CancellationTokenSource()
-        let background = ResizeArray<Task>()
-        let http = new HttpClient(Timeout = Timeout.InfiniteTimeSpan)
-
-        let env =
-            { Store = store
-              Now = defaultArg options.Clock (fun () -> DateTimeOffset.UtcNow)
-              Admin = admin
-              Faults = faults
-              Events = hub
-              Http = http
-              Stopping = stopping.Token
-              Background = background
-              Retention =
-                Inbox.Retention.normalise
-                    { SoftDays = options.RetentionSoftDays
-                      HardDays = options.RetentionHardDays }
-              OpenRegistration = options.OpenRegistration
-              Limits = options.RateLimits
-              Log = log
-              Logging = options.Log.IsSome
-              McpBinary = options.McpBinary }
-
-        let names = Guard.Names.create (ownNames options.Host) options.AllowedHosts
+        let env = environment options store admin hub stopping.Token
         let app = build options dataDir
-        app.Use(Func<HttpContext, RequestDelegate, Task>(Middleware.errorMiddleware log)) |> ignore
-        app.Use(Func<HttpContext, RequestDelegate, Task>(Middleware.guardMiddleware names log)) |> ignore
-        app.Use(Func<HttpContext, RequestDelegate, Task>(fun ctx next -> Middleware.faultMiddleware faults stopping.Token ctx next)) |> ignore
-        app.Use(Func<HttpContext, RequestDelegate, Task>(Limits.middleware env)) |> ignore
-
-        for (m, pattern, handler) in routeTable env options.EnableFaults do
-            app.MapMethods(pattern, [| m |], handler) |> ignore
-
-        app.MapFallback(RequestDelegate(fun ctx -> send ctx (Wire.errorReply 404 "not found"))) |> ignore
-        configure app
+        mapApp app env options configure
 
         try
             do! app.StartAsync()
@@ -368,19 +380,9 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
         | :? InvalidOperationException as e ->
             stopping.Cancel()
             (app :> IDisposable).Dispose()
-            http.Dispose()
+            env.Http.Dispose()
             store.Dispose()
             raise (InvalidOperationException($"the platform could not listen on {options.Host}:{options.Port}: {e.Message}", e))
-
-        let addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()
-
-        let url =
-            addresses.Addresses
-            |> Seq.tryHead
-            |> Option.defaultValue $"http://{options.Host}:{options.Port}"
-            |> fun u -> u.TrimEnd('/')
-            // a wildcard is where it listens, not an address to call: local clients use loopback
-            |> fun u -> u.Replace("://0.0.0.0:", "://127.0.0.1:").Replace("://[::]:", "://[::1]:")
 
         let sweeper =
             Task.WhenAll(
@@ -391,16 +393,16 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
         return
             new RunningPlatform(
                 app,
-                url,
+                listenUrl app options,
                 admin,
-                faults,
+                env.Faults,
                 hub,
                 store,
                 dataDir,
                 stopping,
                 sweeper,
-                background,
-                http,
+                env.Background,
+                env.Http,
                 (fun () -> AdminRoutes.sweepOnce env),
                 (fun () -> AdminRoutes.pruneOnce env),
                 servedRoutes app

@@ -37,7 +37,7 @@ let commitMemory (env: Env) (ctx: HttpContext) : Task<Reply> =
 /// The memories `me` recalls in a scope (None, or one the platform does not know: its own rows), matching `q`.
 let recallFor (env: Env) (me: Workspace) (scope: MemoryScope option) (q: string option) (limit: int option) : Memory list =
     env.Store.Read(fun r ->
-        let all = r.Workspaces() |> List.map (fun w -> w.Id, w) |> Map.ofList
+        let all = Store.team r
         r.Memories(Memories.selection all me scope) |> Memories.rank q limit)
 
 /// GET /workspaces/:id/memories?scope=&q=&limit=.

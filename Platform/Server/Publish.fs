@@ -12,7 +12,7 @@ module Json = Molecule.Protocol.Json
 /// Workspace names as the writer sees them (its own changes included): labels for the canvas ("Name") and the log
 /// ("Name (short id)").
 let private namesIn (w: IReader) =
-    let all = lazy (w.Workspaces() |> List.map (fun x -> x.Id, x) |> Map.ofList)
+    let all = lazy (Store.team w)
     (fun id -> Feed.nameIn all.Value id), (fun id -> Feed.nameWithId all.Value id)
 
 /// Publishes `a` once the transaction commits, with the feed entry `feed` gives (labels cost a parse of the row's

@@ -23,7 +23,7 @@ let register (env: Env) (ctx: HttpContext) : Task<Reply> =
 
                 match registryGate env w Auth.missingToken Auth.invalidToken id (bearer ctx) with
                 | Error e ->
-                    let name = Feed.nameWithId (w.Workspaces() |> List.map (fun x -> x.Id, x) |> Map.ofList) id
+                    let name = Feed.nameWithId (Store.team w) id
                     logAfter env w $"registration refused for {name} from {remoteIp ctx}: {Wire.errorText e}"
                     e
                 | Ok principal ->
@@ -91,7 +91,7 @@ let registryCaller (env: Env) (ctx: HttpContext) (fallback: WorkspaceId option) 
         | None -> Error(bad "X-Workspace-ID must be a valid UUID")
         | Some c -> namedCaller env ctx Auth.missingToken Auth.invalidToken c
 
-let private teamOf (env: Env) = env.Store.Read(fun r -> r.Workspaces() |> List.map (fun w -> w.Id, w) |> Map.ofList)
+let private teamOf (env: Env) = env.Store.Read Store.team
 
 /// GET /registry/discover/:id: where a peer is reached, if the caller may talk to it.
 let discover (env: Env) (ctx: HttpContext) : Task<Reply> =

@@ -68,7 +68,7 @@ let broadcast (env: Env) (ctx: HttpContext) : Task<Reply> =
                         Team.broadcastDisabled
                     else
                         let now = env.Now()
-                        let targets = Team.recipients (w.Workspaces() |> List.map (fun x -> x.Id, x) |> Map.ofList) id
+                        let targets = Team.recipients (Store.team w) id
                         let summary = Team.broadcastSummary (if sender.Name = "" then id.Text else sender.Name) message
                         let body = Json.compact (Json.obj [ "message", Json.str message ])
 

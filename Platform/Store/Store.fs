@@ -157,3 +157,6 @@ type IStore =
     abstract Engine: string
     /// The schema version the database is at.
     abstract SchemaVersion: int
+
+/// Every workspace by id: what the hierarchy rules and the labels read.
+let team (r: IReader) : Map<WorkspaceId, Workspace> = r.Workspaces() |> List.map (fun w -> w.Id, w) |> Map.ofList
