@@ -520,6 +520,7 @@ let ``doors: the data directory is 0700 and every file in it 0600 (database, WAL
             let! again = start ()
             check "after upgrade"
             do! again.StopAsync()
+            Directory.Delete(dir, true)
     }
 
 [<Theory; ClassData(typeof<EngineCases>)>]

@@ -477,8 +477,12 @@ let ``SQLite: a database newer than this binary is refused, naming both versions
     Assert.Contains($"up to version {Schema.latest}", e.Message)
     // refused, not changed: the lock is free and the version stays
     sqliteExec dir $"UPDATE schema_version SET version = {Schema.latest}"
-    use again = SqliteStore.openAt dir ignore
-    Assert.Equal(Schema.latest, again.SchemaVersion)
+
+    do
+        use again = SqliteStore.openAt dir ignore
+        Assert.Equal(Schema.latest, again.SchemaVersion)
+
+    Directory.Delete(dir, true)
 
 [<Fact>]
 let ``SQLite: no workspace token and no inbound secret is stored in clear (database, WAL)`` () =

@@ -183,6 +183,7 @@ let ``platform: a database newer than this binary stops the start with one line 
     contains $"up to version {Schema.latest}" r.Err
     Assert.DoesNotContain("   at ", r.Err) // a message, not a stack trace
     Assert.Equal("", r.Out.Trim())
+    Directory.Delete(dir, true)
 
     let help = run20 [ "platform"; "--help" ]
 
