@@ -73,13 +73,6 @@ module Limits =
           UploadBytes = { PerMinute = 0 }
           Streams = 0 }
 
-    /// The defaults with these three (C# hosts; the CLI sets the rest field by field).
-    let create (register: int) (a2a: int) (notify: int) : Limits =
-        { defaults with
-            Register = { PerMinute = register }
-            A2a = { PerMinute = a2a }
-            Notify = { PerMinute = notify } }
-
     let policy (l: Limits) (g: Group) : Policy =
         match g with
         | Register -> l.Register
