@@ -1,8 +1,7 @@
 using Molecule.Core;
 using Molecule.Protocol;
-using Molecule.Runtime;
-using Molecule.Runtime.Effects;
-using Molecule.Runtime.Logging;
+using Molecule.Agents;
+using Molecule.Agents.Effects;
 
 namespace Molecule.Host.Cli;
 

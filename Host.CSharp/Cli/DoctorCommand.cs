@@ -4,9 +4,8 @@ using Microsoft.FSharp.Collections;
 using Microsoft.FSharp.Core;
 using Molecule.Core;
 using Molecule.Protocol;
-using Molecule.Runtime;
-using Molecule.Runtime.Effects;
-using Molecule.Runtime.Logging;
+using Molecule.Agents;
+using Molecule.Agents.Effects;
 
 namespace Molecule.Host.Cli;
 

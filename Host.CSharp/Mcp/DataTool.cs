@@ -3,7 +3,7 @@ using System.Text.Json.Nodes;
 using ModelContextProtocol;
 using ModelContextProtocol.Protocol;
 using ModelContextProtocol.Server;
-using Molecule.Runtime;
+using Molecule.Agents;
 
 namespace Molecule.Host.Mcp;
 
@@ -11,8 +11,8 @@ namespace Molecule.Host.Mcp;
 /// Handles one tool call: raw arguments (null when the client sent none) → the tool's result. <paramref name="progress"/>
 /// is non-null when the client asked for progress (a <c>progressToken</c>); the handler reports through it.
 /// </summary>
-public delegate Task<ToolResult> ToolHandler(string toolName, JsonObject? arguments, CancellationToken ct,
-    Func<ToolProgressReport, Task>? progress);
+public delegate Task<ToolResult> ToolHandler(string toolName, JsonObject? arguments, IProgress<ToolProgress>? progress,
+    CancellationToken ct);
 
 /// <summary>
 /// An MCP tool defined by data: a <see cref="ToolInfo"/> (name, description, JSON Schema text) plus a
@@ -60,19 +60,34 @@ public sealed class DataTool : McpServerTool
     public override async ValueTask<CallToolResult> InvokeAsync(RequestContext<CallToolRequestParams> request,
         CancellationToken cancellationToken = default)
     {
-        var output = await _handler(ProtocolTool.Name, ToJsonObject(request.Params?.Arguments), cancellationToken,
-            ProgressSink(request, cancellationToken)).ConfigureAwait(false);
+        var output = await _handler(ProtocolTool.Name, ToJsonObject(request.Params?.Arguments),
+            ProgressSink(request, cancellationToken), cancellationToken).ConfigureAwait(false);
         return ToResult(output);
     }
 
     /// <summary>Sends <c>notifications/progress</c> with the request's progressToken; null when it has none.</summary>
-    private static Func<ToolProgressReport, Task>? ProgressSink(RequestContext<CallToolRequestParams> request, CancellationToken ct)
+    private static IProgress<ToolProgress>? ProgressSink(RequestContext<CallToolRequestParams> request, CancellationToken ct) =>
+        request.Params?.ProgressToken is { } token ? new ProgressNotifier(request.Server, token, ct) : null;
+
+    /// <summary>Each report as a <c>notifications/progress</c>, sent without holding up the agent (a report that
+    /// cannot be sent, the client gone, is dropped).</summary>
+    private sealed class ProgressNotifier(McpServer server, ProgressToken token, CancellationToken ct) : IProgress<ToolProgress>
     {
-        if (request.Params?.ProgressToken is not { } token) return null;
-        var server = request.Server;
-        return report => server.NotifyProgressAsync(token,
-            new ProgressNotificationValue { Progress = (float)report.Progress, Total = (float?)report.Total, Message = report.Message },
-            cancellationToken: ct);
+        public void Report(ToolProgress value) => _ = SendAsync(value);
+
+        private async Task SendAsync(ToolProgress report)
+        {
+            try
+            {
+                await server.NotifyProgressAsync(token,
+                    new ProgressNotificationValue { Progress = (float)report.Progress, Total = (float?)report.Total, Message = report.Message },
+                    cancellationToken: ct).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // dropped, as before: the call ends with or without it
+            }
+        }
     }
 
     public static CallToolResult ToResult(ToolResult output)

@@ -4,7 +4,6 @@ using System.Text.Json.Nodes;
 using System.Threading.Channels;
 using ModelContextProtocol;
 using ModelContextProtocol.Protocol;
-using Molecule.Runtime.Logging;
 
 namespace Molecule.Host.Mcp;
 

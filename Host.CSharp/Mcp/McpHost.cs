@@ -3,8 +3,7 @@ using Microsoft.Extensions.Logging;
 using ModelContextProtocol;
 using ModelContextProtocol.Protocol;
 using ModelContextProtocol.Server;
-using Molecule.Runtime;
-using Molecule.Runtime.Logging;
+using Molecule.Agents;
 
 namespace Molecule.Host.Mcp;
 

@@ -1,16 +1,22 @@
 using Microsoft.Extensions.Logging;
-using Molecule.Runtime.Logging;
 using MsLevel = Microsoft.Extensions.Logging.LogLevel;
 
 namespace Molecule.Host.Mcp;
 
 /// <summary>
-/// <see cref="ILoggerFactory"/> for the MCP SDK that writes to the same <see cref="StderrLog"/> sink.
-/// The SDK's own messages are shown from <c>minLevel</c> (Warning unless verbose).
+/// <see cref="ILoggerFactory"/> writing to the process's one <see cref="StderrLog"/>: the agent's lines (category
+/// <c>Molecule.Agents</c>, already filtered to the configured level and masked by the library) as they are, the MCP
+/// SDK's as <c>mcp[category] …</c> from <see cref="SdkMinLevel"/> (Warning unless verbose).
 /// </summary>
-public sealed class StderrLoggerFactory(StderrLog log, MsLevel minLevel) : ILoggerFactory
+public sealed class StderrLoggerFactory(StderrLog log, MsLevel sdkMinLevel) : ILoggerFactory
 {
-    public ILogger CreateLogger(string categoryName) => new StderrLogger(log, minLevel, categoryName);
+    private const string AgentCategory = "Molecule.Agents";
+
+    /// <summary>The lowest level of the SDK's own lines.</summary>
+    public MsLevel SdkMinLevel { get; set; } = sdkMinLevel;
+
+    public ILogger CreateLogger(string categoryName) =>
+        categoryName == AgentCategory ? new AgentLogger(log) : new SdkLogger(this, log, categoryName);
 
     public void AddProvider(ILoggerProvider provider)
     {
@@ -21,13 +27,27 @@ public sealed class StderrLoggerFactory(StderrLog log, MsLevel minLevel) : ILogg
     {
     }
 
-    private sealed class StderrLogger(StderrLog log, MsLevel minLevel, string category) : ILogger
+    /// <summary>The agent's lines: the library filtered them by the configured level and masked them.</summary>
+    private sealed class AgentLogger(StderrLog log) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(MsLevel logLevel) => logLevel != MsLevel.None;
+
+        public void Log<TState>(MsLevel logLevel, EventId eventId, TState state, Exception? exception,
+            Func<TState, Exception?, string> formatter)
+        {
+            if (IsEnabled(logLevel)) log.WriteLine(StderrLog.ToSeverity(logLevel), formatter(state, exception));
+        }
+    }
+
+    private sealed class SdkLogger(StderrLoggerFactory factory, StderrLog log, string category) : ILogger
     {
         private readonly string _shortCategory = ShortName(category);
 
         public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
 
-        public bool IsEnabled(MsLevel logLevel) => logLevel != MsLevel.None && logLevel >= minLevel;
+        public bool IsEnabled(MsLevel logLevel) => logLevel != MsLevel.None && logLevel >= factory.SdkMinLevel;
 
         public void Log<TState>(MsLevel logLevel, EventId eventId, TState state, Exception? exception,
             Func<TState, Exception?, string> formatter)
@@ -36,13 +56,7 @@ public sealed class StderrLoggerFactory(StderrLog log, MsLevel minLevel) : ILogg
             var message = formatter(state, exception);
             if (exception is not null)
                 message = $"{message} ({exception.GetType().Name}: {exception.Message})";
-            var severity = logLevel switch
-            {
-                MsLevel.Trace or MsLevel.Debug => Severity.Debug,
-                MsLevel.Information => Severity.Info,
-                MsLevel.Warning => Severity.Warning,
-                _ => Severity.Error,
-            };
+            var severity = StderrLog.ToSeverity(logLevel);
             // Protocol errors caused by the client (unknown method/tool, bad params) are already answered to the
             // client as JSON-RPC errors; Codex probes resources/list on every start. Keep them out of the warnings.
             if (severity > Severity.Info && (exception is ModelContextProtocol.McpProtocolException or OperationCanceledException

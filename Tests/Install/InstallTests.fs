@@ -257,7 +257,7 @@ let ``server.json declares the package, stdio and README's environment variables
 
 [<Fact>]
 let ``library packages ship their XML docs, and molecule-platform is a framework-dependent tool`` () =
-    for id in [ "Molecule.Protocol"; "Molecule.Core"; "Molecule.Runtime" ] do
+    for id in [ "Molecule.Protocol"; "Molecule.Core"; "Molecule.Agents" ] do
         let files = entries (package id)
         Assert.Contains($"lib/net10.0/{id}.dll", files)
         Assert.Contains($"lib/net10.0/{id}.xml", files)

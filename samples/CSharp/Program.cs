@@ -1,111 +1,31 @@
-// A Molecule workspace agent in C# without MCP: register, poll the inbox, answer each peer's delegation, acknowledge.
+// A Molecule agent in C#: answers every message — the user's in their canvas chat, a peer's to the peer.
 //
-//   WORKSPACE_ID=… PLATFORM_URL=… MOLECULE_WORKSPACE_TOKEN=… dotnet run --project samples/CSharp [-- --once]
+//   WORKSPACE_ID=… PLATFORM_URL=… MOLECULE_WORKSPACE_TOKEN=… dotnet run --project samples/CSharp
 //
-// Molecule.Core (F#) decides everything as data: which request to send, what an activity row means, what a tool
-// call does. This program only performs the requests (HttpExecutor from Molecule.Runtime) and loops.
-using System.Collections;
-using System.Text.Json.Nodes;
-using Microsoft.FSharp.Collections;
-using Microsoft.FSharp.Core;
-using Molecule.Core;
-using Molecule.Protocol;
-using Molecule.Runtime.Effects;
+// Messages come oldest first, and each counts as handled once its loop body completes. A reply that fails ends the
+// loop with its exception and leaves the message in the inbox: it comes again at the next start, and so does one a
+// crash interrupted — never lost, never handled twice. Ctrl+C (or SIGTERM) stops the reading; the message in hand is
+// answered first (its reply is not given the stop token), so a clean stop never leaves a reply sent but unhandled.
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using Molecule.Agents;
 
-using var http = new HttpExecutor();
-Response Send(Request request) => http.ExecuteAsync(request).GetAwaiter().GetResult();
-static bool Ok(Response r) => r is Response.Reply { status: >= 200 and < 300 };
-
-var env = MapModule.OfSeq(Environment.GetEnvironmentVariables().Cast<DictionaryEntry>()
-    .Select(e => Tuple.Create((string)e.Key, e.Value as string ?? "")));
-var home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
-var parsed = ConfigModule.parse(env, ConfigModule.stateDir(env, home, false), FSharpOption<string>.None);
-if (parsed.IsError)
+using var stop = new CancellationTokenSource();
+using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, signal => { signal.Cancel = true; stop.Cancel(); });
+Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
+using var loggerFactory = LoggerFactory.Create(logging => logging.AddSimpleConsole(o => o.SingleLine = true));
+var log = loggerFactory.CreateLogger("sample");
+try
 {
-    Console.Error.Write(ConfigModule.helpText(parsed.ErrorValue));
-    return 2;
-}
-var config = parsed.ResultValue;
-
-// 1. register (what the canvas shows as online)
-if (!Ok(Send(Api.register(config))))
-{
-    Console.Error.WriteLine("register failed");
-    return 3;
-}
-Console.Error.WriteLine($"registered {config.WorkspaceId} as {config.AgentCard.Name}");
-
-var once = args.Contains("--once");
-var seen = new HashSet<string>();
-// what this workspace acknowledged before (acked_seq 0 only reads it): those rows are not answered again
-var floor = Send(Api.ack(config, 0L)) is Response.Reply { status: 200, body: var ackBody }
-    && Json.tryParse(ackBody) is { } ackJson
-    && Json.prop("last_acked_seq", ackJson.Value) is { } last
-    && Json.asFloat(last.Value) is { } f
-    ? (long)f.Value
-    : 0L;
-// 2. poll: the last 10 minutes first, then everything after the newest row seen
-var query = PollQuery.NewWindow(600, FSharpOption<string>.None, 100);
-while (true)
-{
-    if (Send(Api.activity(config, query)) is Response.Reply { status: 200, body: var body }
-        && Activity.parsePage(body) is { IsOk: true } page)
+    await using var agent = await MoleculeAgent.ConnectAsync(MoleculeOptions.FromEnvironment(), loggerFactory, stop.Token);
+    log.LogInformation("Listening as workspace {Workspace}", agent.WorkspaceId);
+    await foreach (var message in agent.ReadMessagesAsync(stop.Token))
     {
-        var rows = page.ResultValue
-            .Select(Activity.parseRow).Where(r => r.IsOk).Select(r => r.ResultValue)
-            .OrderBy(row => row.At?.Value).ToList();
-        foreach (var row in rows)
-        {
-            var handledBefore = row.Seq is { } rowSeq && rowSeq.Value <= floor;
-            if (!seen.Add(row.Id) || handledBefore || Ledger.isEcho(config.WorkspaceId, row)) continue;
-            var message = Ledger.messageOf(config.WorkspaceId, row);
-            Console.Error.WriteLine($"message {message.ActivityId} from {message.PeerId}: {message.Text}");
-            // 3. answer a peer's delegation (a canvas user's message would get send_message_to_user)
-            if (message.Kind.IsPeerAgent) Reply(message);
-            // 4. acknowledge it, so the platform does not deliver it again
-            if (message.Seq is { } seq) Send(Api.ack(config, seq.Value));
-        }
-        if (rows.Count > 0) query = PollQuery.NewSinceId(rows[^1].Id, 100);
+        log.LogInformation("Handling {Message}", message);
+        if (message.CanReply) await message.ReplyAsync($"Done: {message.Text}");
     }
-    if (once) return 0;
-    Thread.Sleep(2000);
+    return 0;
 }
-
-// Replies to the sender through the same tool an MCP client would call (delegate_task).
-void Reply(InboxMessage message)
-{
-    var arguments = new JsonObject { ["workspace_id"] = message.PeerId, ["task"] = $"Done: {message.Text}" };
-    var call = Tools.parse("delegate_task", FSharpOption<JsonObject>.Some(arguments));
-    if (call.IsError)
-    {
-        Console.Error.WriteLine($"cannot reply: {call.ErrorValue}");
-        return;
-    }
-    var context = Dispatch.context(config, Guid.NewGuid().ToString());
-    var program = Dispatch.run(context, call.ResultValue.Call);
-    if (program is not null) Console.Error.WriteLine($"replied to {message.PeerId}: {Perform(program.Value).Text}");
-}
-
-// Runs a tool call's program: performs each request (and file check) it asks for and feeds the answer back.
-ToolOutput Perform(Program<ToolOutput> program)
-{
-    while (true)
-    {
-        switch (program)
-        {
-            case Program<ToolOutput>.Done done:
-                return done.Item1;
-            case Program<ToolOutput>.Call call:
-                program = call.Item2.Invoke(Send(call.Item1));
-                break;
-            case Program<ToolOutput>.CheckFiles check:
-                var checks = check.paths.Select(p => File.Exists(p) ? FileCheck.NewFileOk(new FileInfo(p).Length) : FileCheck.FileMissing);
-                program = check.Item2.Invoke(ListModule.OfSeq(checks));
-                break;
-            case Program<ToolOutput>.Pause pause:
-                Thread.Sleep(TimeSpan.FromSeconds(pause.seconds));
-                program = pause.Item2.Invoke(Environment.TickCount64 / 1000.0);
-                break;
-        }
-    }
-}
+catch (OperationCanceledException) when (stop.IsCancellationRequested) { return 0; }
+catch (MoleculeOptionsException invalid) { Console.Error.WriteLine(invalid.Message); return 2; }
+catch (MoleculeAgentStoppedException stopped) { return stopped.ExitCode; }

@@ -1,9 +1,9 @@
 using System.Reflection;
 
-namespace Molecule.Runtime;
+namespace Molecule.Agents;
 
 /// <summary>Name and version of this executable (version from the assembly's informational version).</summary>
-public static class AppInfo
+internal static class AppInfo
 {
     public const string Name = "molecule-mcp";
 

@@ -1,13 +1,13 @@
 using System.Text;
 
-namespace Molecule.Runtime.Effects;
+namespace Molecule.Agents.Effects;
 
 /// <summary>
 /// Files in the state directory. Writes are atomic (<c>&lt;name&gt;.tmp</c> in the same directory, mode 0600,
 /// flushed to disk, renamed over the target). File names must be plain names (no directory parts).
 /// All operations report failures as an error text instead of throwing.
 /// </summary>
-public static class StateFiles
+internal static class StateFiles
 {
     private const UnixFileMode FileMode0600 = UnixFileMode.UserRead | UnixFileMode.UserWrite;
     private const UnixFileMode DirMode0700 = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;

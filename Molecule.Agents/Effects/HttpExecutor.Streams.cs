@@ -3,9 +3,9 @@ using Molecule.Core;
 using CoreRequest = Molecule.Core.Request;
 using CoreResponse = Molecule.Core.Response;
 
-namespace Molecule.Runtime.Effects;
+namespace Molecule.Agents.Effects;
 
-public sealed partial class HttpExecutor
+internal sealed partial class HttpExecutor
 {
     /// <summary>
     /// Opens a server-sent event stream and reports, in order: <see cref="Doorbell.News.Opened"/> (or

@@ -11,10 +11,10 @@ using CoreRequest = Molecule.Core.Request;
 using CoreResponse = Molecule.Core.Response;
 using CoreHttpMethod = Molecule.Core.HttpMethod;
 
-namespace Molecule.Runtime.Effects;
+namespace Molecule.Agents.Effects;
 
 /// <summary>Retry parameters for <see cref="Retry.TransientConnect"/> (spec: 5 attempts, min(2^k,16) s ±25 %, 600 s).</summary>
-public sealed record TransientRetryPolicy(
+internal sealed record TransientRetryPolicy(
     int MaxAttempts = 5,
     double MaxDelaySecs = 16,
     double Jitter = 0.25,
@@ -38,7 +38,7 @@ public sealed record TransientRetryPolicy(
 /// Redirects are followed only within the same origin (scheme, host, port). Error messages never contain the
 /// Authorization value. Response bodies are capped.
 /// </summary>
-public sealed partial class HttpExecutor : IDisposable
+internal sealed partial class HttpExecutor : IDisposable
 {
     public const int DefaultMaxBodyBytes = 4 * 1024 * 1024;
     private const int MaxRedirects = 5;

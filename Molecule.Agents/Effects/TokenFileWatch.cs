@@ -1,13 +1,13 @@
 using Molecule.Core;
 using Molecule.Protocol;
 
-namespace Molecule.Runtime.Effects;
+namespace Molecule.Agents.Effects;
 
 /// <summary>
 /// MOLECULE_WORKSPACE_TOKEN_FILE of one workspace: reports what is in it whenever its size or time stamp changed
 /// since the last look (a stat per look; the file is read only when it changed).
 /// </summary>
-public sealed class TokenFileWatch(WorkspaceId workspace, string path)
+internal sealed class TokenFileWatch(WorkspaceId workspace, string path)
 {
     private (long Length, DateTime Written) _seen = Stamp(path);
 

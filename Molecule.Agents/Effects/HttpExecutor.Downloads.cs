@@ -1,9 +1,9 @@
 using Molecule.Core;
 using CoreRequest = Molecule.Core.Request;
 
-namespace Molecule.Runtime.Effects;
+namespace Molecule.Agents.Effects;
 
-public sealed partial class HttpExecutor
+internal sealed partial class HttpExecutor
 {
     /// <summary>The largest file downloaded (the platform's per-file cap, addendum §7.5).</summary>
     public const long MaxDownloadBytes = 100L * 1024 * 1024;

@@ -1,9 +1,9 @@
 using Molecule.Core;
 
-namespace Molecule.Runtime.Effects;
+namespace Molecule.Agents.Effects;
 
 /// <summary>What the core asks about files before it sends them (attachments): size, or why they cannot be read.</summary>
-public static class FileChecks
+internal static class FileChecks
 {
     /// <summary>Size of a readable regular file, or why it is missing/unreadable. Never throws.</summary>
     public static FileCheck Check(string path)

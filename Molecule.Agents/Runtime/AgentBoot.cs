@@ -1,22 +1,24 @@
 using System.Collections;
+using Microsoft.Extensions.Logging;
 using Microsoft.FSharp.Collections;
 using Microsoft.FSharp.Core;
 using Molecule.Core;
-using Molecule.Runtime.Effects;
-using Molecule.Runtime.Logging;
+using Molecule.Agents.Effects;
 using CoreConfig = Molecule.Core.ConfigModule;
 
-namespace Molecule.Runtime;
+namespace Molecule.Agents;
 
-/// <summary>The outcome of <see cref="AgentBoot.Create"/>: a runtime, or why there is none and the exit code to use.</summary>
-public sealed record RuntimeStart(AgentRuntime? Runtime, int ExitCode, string? Error);
+/// <summary>One workspace an agent serves, as it starts: its configuration, what its ledger held, and the ledger's
+/// files (null when the inbox is disabled).</summary>
+internal sealed record WorkspaceStart(Config Config, Workspace.Boot Boot, LedgerStore? Store);
 
 /// <summary>
-/// Builds an <see cref="AgentRuntime"/> from the environment the reference documents (WORKSPACE_ID, PLATFORM_URL,
-/// MOLECULE_WORKSPACE_TOKEN, …): validates it, finds the state directory, opens the workspace's inbox ledger (or
-/// the old shared state file to migrate) and decides whether this process polls it.
+/// The start of an agent from the variables the reference documents (WORKSPACE_ID, PLATFORM_URL,
+/// MOLECULE_WORKSPACE_TOKEN, …): the core validates them, this finds the state directory, reads the token files,
+/// opens each workspace's inbox ledger (or the old shared state file to migrate) and decides whether this process
+/// polls it.
 /// </summary>
-public static class AgentBoot
+internal static class AgentBoot
 {
     /// <summary>Exit code of a missing or invalid configuration.</summary>
     public const int UsageExitCode = 2;
@@ -35,7 +37,11 @@ public static class AgentBoot
         environment.TryGetValue("HOME", out var h) && h.Length > 0 ? h : Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
 
     /// <summary>The workspaces the environment configures (the primary first), or every problem; reads the token files.</summary>
-    public static FSharpResult<FSharpList<Config>, FSharpList<CoreConfig.ConfigError>> Parse(IReadOnlyDictionary<string, string> environment, StderrLog log)
+    public static FSharpResult<FSharpList<Config>, FSharpList<CoreConfig.ConfigError>> Parse(IReadOnlyDictionary<string, string> environment, ILogger logger) =>
+        Parse(environment, new AgentLog(logger));
+
+    /// <summary>The workspaces the environment configures (the primary first), or every problem; reads the token files.</summary>
+    public static FSharpResult<FSharpList<Config>, FSharpList<CoreConfig.ConfigError>> Parse(IReadOnlyDictionary<string, string> environment, AgentLog log)
     {
         var env = MapModule.OfSeq(environment.Select(kv => Tuple.Create(kv.Key, kv.Value)));
         var stateDir = CoreConfig.stateDir(env, Home(environment), StateFiles.IsWritableDir("/configs"));
@@ -49,26 +55,25 @@ public static class AgentBoot
         return Connections.parse(env, stateDir, Option(tokenText), tokenFile);
     }
 
-    /// <summary>Creates a runtime (not yet started) for <paramref name="environment"/>; logs go to <paramref name="log"/>.</summary>
-    public static RuntimeStart Create(IReadOnlyDictionary<string, string> environment, StderrLog log, HttpExecutor? http = null)
+    /// <summary>
+    /// Opens every configured workspace: the state directory, each inbox ledger (read under its write lock) and
+    /// the poller lock. The log learns the tokens and the configured level first.
+    /// </summary>
+    public static IReadOnlyList<WorkspaceStart> Open(IReadOnlyList<Config> configs, AgentLog log)
     {
-        var parsed = Parse(environment, log);
-        if (parsed.IsError) return new RuntimeStart(null, UsageExitCode, Connections.helpText(parsed.ErrorValue));
-
-        var configs = parsed.ResultValue.ToList();
         foreach (var c in configs) log.AddSecret(c.Token);
-        log.MinLevel = StderrLog.ToSeverity(CoreConfig.minLogLevel(configs[0]));
+        log.MinLevel = AgentLog.ToLevel(CoreConfig.minLogLevel(configs[0]));
 
         var dirError = StateFiles.EnsureDir(configs[0].StateDir);
         if (dirError is not null) log.Warning(dirError);
 
-        var workspaces = new List<(Config, Workspace.Boot, LedgerStore?)>();
+        var workspaces = new List<WorkspaceStart>();
         foreach (var config in configs)
         {
             var (boot, store) = config.InboxEnabled ? OpenLedger(config, log) : (Fresh(config, leader: false), null);
-            workspaces.Add((config, boot, store));
+            workspaces.Add(new WorkspaceStart(config, boot, store));
         }
-        return new RuntimeStart(new AgentRuntime(workspaces, log, http ?? new HttpExecutor()), 0, null);
+        return workspaces;
     }
 
     /// <summary>What is at MOLECULE_WORKSPACE_TOKEN_FILE's path, for the core to judge.</summary>
@@ -103,7 +108,7 @@ public static class AgentBoot
             FSharpOption<Tuple<FSharpOption<string>, FSharpList<InboxMessage>, FSharpList<string>>>.None);
 
     /// <summary>Reads the workspace's ledger under its write lock; a file of another workspace is never loaded.</summary>
-    private static (Workspace.Boot, LedgerStore) OpenLedger(Config config, StderrLog log)
+    private static (Workspace.Boot, LedgerStore) OpenLedger(Config config, AgentLog log)
     {
         var store = new LedgerStore(config.StateDir, config.WorkspaceId);
         var leader = store.TryClaimPoller();

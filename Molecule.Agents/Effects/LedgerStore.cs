@@ -1,10 +1,10 @@
 using System.Text;
 using Molecule.Core;
 
-namespace Molecule.Runtime.Effects;
+namespace Molecule.Agents.Effects;
 
 /// <summary>What another process changed in a ledger file since this one last read it.</summary>
-public abstract record LedgerChange
+internal abstract record LedgerChange
 {
     private LedgerChange() { }
 
@@ -23,7 +23,7 @@ public abstract record LedgerChange
 /// Appends are flushed to disk before they return; a rewrite is atomic (temp + rename). Failures are returned as
 /// error texts, never thrown.
 /// </summary>
-public sealed class LedgerStore : IDisposable
+internal sealed class LedgerStore : IDisposable
 {
     private static readonly UTF8Encoding Utf8 = new(false);
     private static readonly TimeSpan WriteLockPatience = TimeSpan.FromSeconds(10);

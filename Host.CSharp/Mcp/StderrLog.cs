@@ -1,11 +1,10 @@
 using System.Text;
 using Microsoft.Extensions.Logging;
-using CoreLevel = Molecule.Core.LogLevel;
 using MsLevel = Microsoft.Extensions.Logging.LogLevel;
 
-namespace Molecule.Runtime.Logging;
+namespace Molecule.Host;
 
-/// <summary>Severity used by the host's stderr sink (mirrors the core's <c>LogLevel</c>).</summary>
+/// <summary>Severity used by the stderr sink.</summary>
 public enum Severity
 {
     Debug = 0,
@@ -18,9 +17,10 @@ public enum Severity
 /// The single stderr sink of the process. Every line is <c>[molecule-mcp] text</c>, with
 /// <c>WARNING: </c> / <c>ERROR: </c> after the prefix for those levels. Thread-safe. Registered
 /// secrets (the bearer token) are replaced by <c>***</c> before anything is written.
-/// Nothing here ever writes to stdout.
+/// Nothing here ever writes to stdout. As an <see cref="ILogger"/> it takes the commands' own lines (the agent logs
+/// through <see cref="StderrLoggerFactory"/>).
 /// </summary>
-public sealed class StderrLog
+public sealed class StderrLog : ILogger
 {
     public const string Prefix = "[molecule-mcp] ";
 
@@ -62,12 +62,24 @@ public sealed class StderrLog
         }
     }
 
+    /// <summary>Masks what else must not appear (the agent's own secrets, which change with a token file).</summary>
+    public Func<string, string>? Redactor { get; set; }
+
     /// <summary>Replaces every registered secret in <paramref name="text"/> by <c>***</c>.</summary>
-    public string Redact(string text) => Molecule.Protocol.Secrets.mask(_secrets, text);
+    public string Redact(string text)
+    {
+        var masked = Molecule.Protocol.Secrets.mask(_secrets, text);
+        return Redactor is { } more ? more(masked) : masked;
+    }
 
     public void Write(Severity level, string text)
     {
-        if (!IsEnabled(level)) return;
+        if (IsEnabled(level)) WriteLine(level, text);
+    }
+
+    /// <summary>Writes a line whatever <see cref="MinLevel"/> says (its source filtered it already).</summary>
+    public void WriteLine(Severity level, string text)
+    {
         var label = level switch
         {
             Severity.Warning => "WARNING: ",
@@ -92,8 +104,6 @@ public sealed class StderrLog
         }
     }
 
-    public void Write(CoreLevel level, string text) => Write(ToSeverity(level), text);
-
     public void Debug(string text) => Write(Severity.Debug, text);
     public void Info(string text) => Write(Severity.Info, text);
     public void Warning(string text) => Write(Severity.Warning, text);
@@ -107,12 +117,21 @@ public sealed class StderrLog
         }
     }
 
-    public static Severity ToSeverity(CoreLevel level) =>
-        level.Tag switch
+    public static Severity ToSeverity(MsLevel level) =>
+        level switch
         {
-            CoreLevel.Tags.Debug => Severity.Debug,
-            CoreLevel.Tags.Info => Severity.Info,
-            CoreLevel.Tags.Warning => Severity.Warning,
+            MsLevel.Trace or MsLevel.Debug => Severity.Debug,
+            MsLevel.Information => Severity.Info,
+            MsLevel.Warning => Severity.Warning,
             _ => Severity.Error,
         };
+
+    bool ILogger.IsEnabled(MsLevel logLevel) => logLevel != MsLevel.None && IsEnabled(ToSeverity(logLevel));
+
+    void ILogger.Log<TState>(MsLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+    {
+        if (logLevel != MsLevel.None) Write(ToSeverity(logLevel), formatter(state, exception));
+    }
+
+    IDisposable? ILogger.BeginScope<TState>(TState state) => null;
 }

@@ -1,0 +1,57 @@
+using System.Text.Json;
+
+namespace Molecule.Agents;
+
+/// <summary>Who may read a memory: this workspace, its team, or every workspace (GLOBAL needs tier 0).</summary>
+public enum MemoryScope
+{
+    Local,
+    Team,
+    Global,
+}
+
+/// <summary>A peer workspace this one may reach (<c>list_peers</c>), its registry strings shown as the server shows them.</summary>
+public sealed record Peer(string Id, string Name, string Status, string? Role, IReadOnlyList<string> Skills);
+
+/// <summary>
+/// The outcome of a delegation that waited (<c>delegate_task</c>). <see cref="Answered"/>: <see cref="Text"/> is the
+/// peer's answer. Otherwise the peer runs in poll mode and the task was queued for it — delivered, not lost: its answer
+/// comes later as a <see cref="MessageKind.PeerAgent"/> message, and <see cref="Text"/> says so.
+/// </summary>
+public sealed record DelegationReply(bool Answered, string Text);
+
+/// <summary>A delegation the platform runs in the background (<c>delegate_task_async</c>); its result arrives as a
+/// <see cref="MessageKind.DelegationResult"/> message, and <see cref="MoleculeAgent.GetDelegationAsync"/> tells how it stands.</summary>
+public sealed record DelegationTicket(string DelegationId, string PeerId, string Note);
+
+/// <summary>How a delegation stands (<c>check_task_status</c>): pending, completed, failed, queued, not_found, …</summary>
+public sealed record DelegationStatus(string DelegationId, string Status, string? PeerId, string? Summary, string? ResponsePreview);
+
+/// <summary>A memory as stored (<c>commit_memory</c>).</summary>
+public sealed record MemoryRecord(string Id, string Scope);
+
+/// <summary>A memory found by <c>recall_memory</c>: its scope (LOCAL, TEAM, GLOBAL) and content.</summary>
+public sealed record Memory(string Scope, string Content);
+
+/// <summary>What the agent runs on (<c>get_runtime_identity</c>): the environment values it reports, "" when unset.</summary>
+public sealed record RuntimeIdentity(string Model, string ModelProvider, string MoleculeModel, string AnthropicBaseUrl,
+    string Tier, string WorkspaceId, string Runtime);
+
+/// <summary>The platform's record of a workspace (<c>get_workspace_info</c>): a few fields, and all of it as JSON.</summary>
+public sealed record WorkspaceInfo(string Id, string? Name, string? Role, string? Status, JsonElement Details);
+
+/// <summary>
+/// The settings the agent runs with, as the core read them from the options (defaults applied, values clamped) — for
+/// the primary workspace.
+/// </summary>
+public sealed record AgentSettings(
+    string AgentName,
+    string StateDirectory,
+    bool Verbose,
+    bool HeartbeatEnabled,
+    bool InboxEnabled,
+    bool StreamEnabled,
+    TimeSpan HeartbeatInterval,
+    TimeSpan PollInterval,
+    int PollTimeoutSeconds,
+    int MaxLineBytes);

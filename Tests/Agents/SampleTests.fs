@@ -1,0 +1,113 @@
+/// The samples (samples/CSharp, samples/FSharp), as built with the solution, run against the real local platform:
+/// they answer the user and a peer, stop cleanly on SIGINT and SIGTERM, and a restart answers nothing twice.
+module Molecule.Tests.Agents.SampleTests
+
+open System
+open System.Collections.Concurrent
+open System.Diagnostics
+open System.IO
+open System.Text.RegularExpressions
+open System.Threading.Tasks
+open Xunit
+open Molecule.Tests.Host.Harness
+open Molecule.Tests.Agents.PublicApiTests
+
+/// A sample's build output (Release, as `dotnet fsi build.fsx test` builds the solution).
+let private sampleDll (folder: string) (name: string) =
+    let path = Path.Combine(repoRoot (), "samples", folder, "bin", "Release", "net10.0", name + ".dll")
+    if not (File.Exists path) then failwith $"{path} is missing: build the solution first (dotnet build Molecule.Functional.sln -c Release)"
+    path
+
+type private Sample(dll: string, env: (string * string) list) =
+    let lines = ConcurrentQueue<string>()
+    let psi = ProcessStartInfo("dotnet", $"\"{dll}\"", UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true)
+    do
+        psi.Environment.Clear()
+        for KeyValue(k, v) in baseEnv () do psi.Environment[k] <- v
+        for (k, v) in env do psi.Environment[k] <- v
+    let proc = Process.Start psi
+    do
+        proc.OutputDataReceived.Add(fun e -> if not (isNull e.Data) then lines.Enqueue e.Data)
+        proc.ErrorDataReceived.Add(fun e -> if not (isNull e.Data) then lines.Enqueue e.Data)
+        proc.BeginOutputReadLine()
+        proc.BeginErrorReadLine()
+    member _.Lines = List.ofSeq lines
+    member this.Describe() = "sample output:\n" + String.Join("\n", this.Lines)
+    /// Sends a signal (INT, TERM) and waits for the exit code.
+    member _.StopWith(signal: string) : Task<int> =
+        task {
+            use kill = Process.Start("kill", $"-{signal} {proc.Id}")
+            do! kill.WaitForExitAsync()
+            let! _ = proc.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds 15.0)
+            return proc.ExitCode
+        }
+    interface IDisposable with
+        member _.Dispose() =
+            if not proc.HasExited then proc.Kill true
+            proc.Dispose()
+
+let private count (pattern: string) (text: string) = Regex.Matches(text, Regex.Escape pattern).Count
+
+let private runSample (folder: string) (name: string) =
+    task {
+        let dll = sampleDll folder name
+        use! platform = Platform.StartAsync()
+        let! ws = platform.CreateWorkspace "sample-agent"
+        let! peer = platform.CreateWorkspace "sample-peer"
+        do! platform.RegisterPoll peer
+        let env = agentEnv platform ws
+        let activity id =
+            task {
+                let! rows = platform.Activity id
+                return String.Join("\n", rows |> List.map (fun r -> r.ToJsonString()))
+            }
+        let waitFor (what: string) (sample: Sample) (id: string) (text: string) =
+            task {
+                let sw = Stopwatch.StartNew()
+                let mutable found = false
+                while not found && sw.Elapsed < TimeSpan.FromSeconds 60.0 do
+                    let! all = activity id
+                    found <- all.Contains text
+                    if not found then do! Task.Delay 200
+                if not found then failwith $"timed out waiting for {what}\n{sample.Describe()}"
+            }
+        let first = new Sample(dll, env)
+        let! _ = platform.CanvasMessage(ws.Id, "hello")
+        let! _ = platform.PeerMessage(peer, ws.Id, "ping")
+        do! waitFor "the answer to the user" first ws.Id "Agent message: Done: hello"
+        do! waitFor "the answer to the peer" first peer.Id "Done: ping"
+        let! code = first.StopWith "INT"
+        Assert.True((code = 0), $"exit code {code} after SIGINT\n{first.Describe()}")
+        // the next start answers what is new, and nothing twice
+        let second = new Sample(dll, env)
+        let! _ = platform.CanvasMessage(ws.Id, "again")
+        do! waitFor "the answer after a restart" second ws.Id "Agent message: Done: again"
+        let! code = second.StopWith "TERM"
+        Assert.True((code = 0), $"exit code {code} after SIGTERM\n{second.Describe()}")
+        let! own = activity ws.Id
+        let! theirs = activity peer.Id
+        let runs = $"first run:\n{first.Describe()}\nsecond run:\n{second.Describe()}"
+        for (text, rows) in [ "Agent message: Done: hello", own; "Agent message: Done: again", own; "Done: ping", theirs ] do
+            let n = count text rows
+            Assert.True((n = 1), $"'{text}' {n} times\n{runs}")
+        assertNoSecrets [ ws.Token ] "the sample's output" (first.Lines @ second.Lines)
+        (first :> IDisposable).Dispose()
+        (second :> IDisposable).Dispose()
+    }
+
+[<Fact>]
+let ``samples/CSharp answers the user and a peer, stops cleanly, and answers nothing twice after a restart`` () =
+    runSample "CSharp" "molecule-sample-csharp"
+
+[<Fact>]
+let ``samples/FSharp answers the user and a peer, stops cleanly, and answers nothing twice after a restart`` () =
+    runSample "FSharp" "molecule-sample-fsharp"
+
+[<Fact>]
+let ``samples/CSharp is the 30-line loop: no polling, no Thread.Sleep, no F# type`` () =
+    let source = File.ReadAllText(Path.Combine(repoRoot (), "samples", "CSharp", "Program.cs"))
+    let code = source.Split('\n') |> Array.filter (fun l -> not (l.TrimStart().StartsWith "//") && l.Trim() <> "")
+    Assert.True(code.Length <= 30, $"{code.Length} lines of code")
+    for banned in [ "Thread.Sleep"; "while (true)"; "Microsoft.FSharp"; "FSharp"; "Molecule.Core"; "Molecule.Protocol"; ".Item1"; "GetAwaiter().GetResult()"; "/activity" ] do
+        Assert.False(source.Contains banned, $"samples/CSharp/Program.cs contains {banned}")
+    Assert.Contains("ReadMessagesAsync", source)
