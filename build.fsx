@@ -1,5 +1,5 @@
 // Build script: `dotnet fsi build.fsx <target>` — targets: build, test, publish, publish-fd, pack, run, bench, chaos,
-// browser-deps.
+// browser-deps, setup (the Debian packages the suite needs; `test` runs it first).
 // Plain .NET only (no NuGet references) so it runs on a fresh machine after `dotnet tool restore`.
 open System
 open System.Diagnostics
@@ -99,7 +99,90 @@ let browserDeps () =
         if code <> 0 then
             log "npm ci --prefix Tests/Browser failed: the canvas browser test will fail until it succeeds"
 
+/// The Debian packages the suite needs, each with what shows it is there — one list: add to it.
+type Needs =
+    | Command of string
+    | File of string
+    | Folder of string
+
+let debianPackages =
+    [ "clang", Command "clang" // links the NativeAOT molecule-mcp
+      "zlib1g-dev", File "/usr/include/zlib.h" // ditto
+      "chromium", File "/usr/bin/chromium" // the canvas and console browser tests (never a downloaded browser)
+      "nodejs", Command "node" // drives chromium through playwright-core (Tests/Browser)
+      "npm", Command "npm" // installs playwright-core from Tests/Browser's lock file
+      "postgresql", Folder "/usr/lib/postgresql" // the platform on PostgreSQL
+      "nginx", File "/usr/sbin/nginx" ] // a real reverse proxy in front of the platform
+
+let private present (needs: Needs) =
+    match needs with
+    | File f -> File.Exists f
+    | Folder d -> Directory.Exists d
+    | Command c ->
+        (Environment.GetEnvironmentVariable "PATH" |> Option.ofObj |> Option.defaultValue "").Split(Path.PathSeparator)
+        |> Array.exists (fun d -> d <> "" && File.Exists(Path.Combine(d, c)))
+
+let private quiet (file: string) (args: string) =
+    try
+        let psi = ProcessStartInfo(file, args, UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true)
+        use p = Process.Start psi
+        p.StandardOutput.ReadToEnd() |> ignore
+        p.StandardError.ReadToEnd() |> ignore
+        p.WaitForExit()
+        p.ExitCode = 0
+    with _ -> false
+
+/// Installs the missing Debian packages through apt when this user may (root, or sudo without a password); else stops
+/// at once with the one command to run.
+let setUp () =
+    let missing = debianPackages |> List.filter (fun (_, needs) -> not (present needs)) |> List.map fst
+    if not missing.IsEmpty then
+        let names = String.Join(" ", missing)
+        let command = $"sudo apt-get update && sudo apt-get install -y {names}"
+        let stop (why: string) =
+            log $"{why}. Install them, then run the tests again:"
+            eprintfn "  %s" command
+            exit 1
+        if not (OperatingSystem.IsLinux()) || not (present (File "/usr/bin/apt-get")) then
+            stop $"the suite needs {names} (Debian package names), and this is not a Debian-like system with apt-get"
+        let sudo =
+            if Environment.UserName = "root" then Some ""
+            elif quiet "sudo" "-n true" then Some "sudo -n "
+            else None
+        match sudo with
+        | None -> stop $"the suite needs the Debian packages {names}, and this user can run apt-get neither as root nor with sudo without a password"
+        | Some prefix ->
+            log $"installing the Debian packages the suite needs: {names}"
+            let env = [ ("DEBIAN_FRONTEND", "noninteractive") ]
+            let ok =
+                run env "sh" $"-c \"{prefix}apt-get update && {prefix}apt-get install -y --no-install-recommends {names}\"" ignore = 0
+            let still = debianPackages |> List.filter (fun (p, needs) -> List.contains p missing && not (present needs))
+            if not ok || not still.IsEmpty then stop $"apt-get could not install {names}"
+
+/// The whole test target runs with TMPDIR in one folder of its own (the builds', the tests' and the programs' they
+/// start temporary files), removed at the end; what failing tests keep on purpose goes to `kept`, named at the end.
+/// No build server is started meanwhile: one would outlive the run with TMPDIR pointing into the removed folder.
+let private isolateTemp () =
+    // (short: chromium's singleton socket lives under TMPDIR, and a socket path is at most 107 bytes)
+    let stamp = DateTime.UtcNow.ToString("yyMMddHHmmss")
+    let runTmp = Path.Combine(Path.GetTempPath(), $"mol-{stamp}")
+    let kept = Path.Combine(Path.GetTempPath(), $"molecule-tests-kept-{stamp}")
+    Directory.CreateDirectory runTmp |> ignore
+    for (k, v) in [ "TMPDIR", runTmp; "MOLECULE_TEST_KEEP_DIR", kept; "MSBUILDDISABLENODEREUSE", "1"; "UseSharedCompilation", "false" ] do
+        Environment.SetEnvironmentVariable(k, v)
+    let cleaned = ref false
+    let cleanUp () =
+        if not cleaned.Value then
+            cleaned.Value <- true
+            (try Directory.Delete(runTmp, true) with e -> log $"could not remove {runTmp}: {e.Message}")
+            if Directory.Exists kept then log $"files kept by failing tests: {kept}"
+    // a step that fails ends the script with `exit`: the folder goes then too
+    AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> cleanUp ())
+    cleanUp
+
 let test () =
+    let cleanUp = isolateTemp ()
+    setUp ()
     // pack first: its linux-x64 package compiles the native binary, which publish then reuses (NativeAOT compiles
     // are incremental), so the suite's molecule-mcp and the installed tool are the same build.
     pack ()
@@ -119,6 +202,7 @@ let test () =
           ("MOLECULE_PLATFORM_BIN", platformBinary)
           ("MOLECULE_PACKAGES_DIR", packages) ]
     let code = run env "dotnet" $"test \"{sln}\" -c Release --no-build" onLine
+    cleanUp ()
     if skipped > 0 then printfn "%s" (String.Format("({0} skipped)", skipped))
     // the last line is the plain summary CI reads
     printfn "%s" (String.Format("{0} passed, {1} failed", passed, failed))
@@ -133,6 +217,7 @@ match fsi.CommandLineArgs |> Array.tail |> Array.toList with
 | [ "publish" ] -> publish ()
 | [ "test" ] -> test ()
 | [ "browser-deps" ] -> browserDeps ()
+| [ "setup" ] -> setUp ()
 | [ "run" ] -> runDemo ()
 | [ "publish-fd" ] -> publishFd ()
 | [ "pack" ] -> pack ()
@@ -153,4 +238,4 @@ match fsi.CommandLineArgs |> Array.tail |> Array.toList with
     must (run [] "dotnet" $"publish \"{floorProject}\" -c Release -r linux-x64 -o \"{floor}\"" ignore) "publish bench/floor"
     let script = Path.Combine(root, "bench", "bench.fsx")
     exit (run [] "dotnet" $"fsi \"{script}\"" ignore)
-| _ -> log "usage: dotnet fsi build.fsx build|test|publish|publish-fd|pack|run|bench|chaos|browser-deps"; exit 2
+| _ -> log "usage: dotnet fsi build.fsx build|test|publish|publish-fd|pack|run|bench|chaos|browser-deps|setup"; exit 2

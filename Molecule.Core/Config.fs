@@ -19,6 +19,13 @@ type FileRead =
     | Denied
     | NotUtf8
     | Unreadable of reason: string
+    /// Not a regular file (a named pipe, a device, a socket): never opened. `kind` says what it is.
+    | NotRegular of kind: string
+    /// Larger than the host reads for a token (`limit` bytes): never read whole.
+    | TooLarge of limit: int64
+
+/// The most a token file may hold: a token is under a hundred bytes; this leaves room for a newline and a BOM.
+let tokenFileLimit = 4096L
 
 /// Name of the token file inside the state directory.
 let tokenFileName = ".auth_token"
@@ -253,19 +260,25 @@ let private platformUrl (env: Map<string, string>) : Result<string * string, Con
 
 let private tokenFileVar = "MOLECULE_WORKSPACE_TOKEN_FILE"
 
-/// A token read from MOLECULE_WORKSPACE_TOKEN_FILE, or the reason it cannot be used (never a fall-back).
+/// A token read from MOLECULE_WORKSPACE_TOKEN_FILE, or the reason it cannot be used (never a fall-back). The same
+/// rules at the start and on every rotation: a file that breaks one stops the start (exit 2), and a rotation to it
+/// keeps the token read before.
 let readTokenFile (path: string) (read: FileRead) : Result<string, ConfigError> =
     let bad reason = Result.Error(Invalid(tokenFileVar, reason))
     match read with
     | NotFound -> bad $"points to '{path}' which does not exist"
     | IsDirectory -> bad $"points to '{path}' which is a directory"
+    | NotRegular kind -> bad $"points to '{path}' which is {kind}"
+    | TooLarge limit -> bad $"'{path}' is larger than {limit} bytes — expected a single token"
     | Denied -> bad $"'{path}' is not readable (permission denied)"
     | NotUtf8 -> bad $"'{path}' is not valid UTF-8"
     | Unreadable reason -> bad $"'{path}' could not be read: {reason}"
     | Contents text ->
-        match trim text with
+        match trim (text.TrimStart '\uFEFF') with
         | "" -> bad $"'{path}' is empty"
         | t when t |> Seq.exists Char.IsWhiteSpace -> bad $"'{path}' contains internal whitespace — expected a single token"
+        | t when not (validToken t) ->
+            bad $"'{path}' contains control or non-ASCII characters — expected the token exactly as the canvas shows it"
         | t -> Ok t
 
 /// ONE token source, ONE precedence (fixes spec P1): env MOLECULE_WORKSPACE_TOKEN, else MOLECULE_WORKSPACE_TOKEN_FILE

@@ -1,6 +1,7 @@
-/// How each MCP client is told to start molecule-mcp: the server name, the snippet to paste, the client's config file
-/// and how to merge an entry into it. One wording for `molecule-mcp config`, the platform's `workspace create` /
-/// `token mint` lines and the canvas. Pure; file IO belongs to the callers.
+/// How each MCP client is told to start molecule-mcp: the server name, the snippet to paste (and the entry text
+/// `config --write` puts into a file), the client's config file and the path that starts molecule-mcp. One wording for
+/// `molecule-mcp config`, the platform's `workspace create` / `token mint` lines and the canvas. Pure; reading and
+/// merging files belongs to the host (Host.CSharp/Cli/ConfigFiles).
 module Molecule.Protocol.ClientConfig
 
 open System
@@ -66,25 +67,55 @@ let entry (command: string) (env: (string * string) list) : JsonObject =
 
 let private indentedJson (node: JsonNode) = Json.indented node
 
-let private tomlString (s: string) =
-    "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"").Replace("\n", "\\n") + "\""
+/// A TOML basic string (every control character escaped).
+let tomlString (s: string) =
+    let sb = StringBuilder("\"")
+    for c in (if isNull s then "" else s) do
+        match c with
+        | '"' -> sb.Append "\\\"" |> ignore
+        | '\\' -> sb.Append "\\\\" |> ignore
+        | '\n' -> sb.Append "\\n" |> ignore
+        | '\r' -> sb.Append "\\r" |> ignore
+        | '\t' -> sb.Append "\\t" |> ignore
+        | c when c < ' ' || c = '\u007f' -> sb.Append("\\u").Append((int c).ToString("X4", Globalization.CultureInfo.InvariantCulture)) |> ignore
+        | c -> sb.Append c |> ignore
+    sb.Append('"').ToString()
 
-let private codexTable (server: string) (command: string) (env: (string * string) list) =
+/// Codex's entry: one `[mcp_servers.<name>]` table, the environment as an inline table.
+let codexTable (server: string) (command: string) (env: (string * string) list) =
     let pairs = String.Join(", ", env |> List.map (fun (k, v) -> $"{k} = {tomlString v}"))
-    $"[mcp_servers.{server}]\ncommand = {tomlString command}\nenv = {{ {pairs} }}\n"
+    let envText = if env.IsEmpty then "{}" else $"{{ {pairs} }}"
+    $"[mcp_servers.{server}]\ncommand = {tomlString command}\nenv = {envText}\n"
 
 let private yamlString (s: string) = Json.quote s
 
-let private hermesEntry (server: string) (command: string) (env: (string * string) list) =
-    let lines =
-        [ $"  {server}:"
-          $"    command: {yamlString command}"
-          "    env:" ]
-        @ (env |> List.map (fun (k, v) -> $"      {k}: {yamlString v}"))
-        @ [ "    enabled: true" ]
+/// A YAML mapping key: plain when YAML reads it back as the same string, else double-quoted.
+let yamlKey (k: string) =
+    let reserved = [ "true"; "false"; "null"; "yes"; "no"; "on"; "off"; "y"; "n"; "nan"; "inf" ]
+    let plain =
+        not (String.IsNullOrEmpty k)
+        && Char.IsAsciiLetter k[0]
+        && k |> Seq.forall (fun c -> Char.IsAsciiLetterOrDigit c || c = '_' || c = '-' || c = '.')
+        && not (List.contains (k.ToLowerInvariant()) reserved)
+    if plain then k else yamlString k
+
+/// hermes' entry in block style: `<indent><name>:` and its settings one `unit` further in (lines end with "\n").
+let hermesBlock (indent: string) (unit: string) (server: string) (command: string) (env: (string * string) list) =
+    let inner = indent + unit
+    let envLines =
+        if env.IsEmpty then [ $"{inner}env: {{}}" ]
+        else $"{inner}env:" :: (env |> List.map (fun (k, v) -> $"{inner}{unit}{yamlKey k}: {yamlString v}"))
+    let lines = [ $"{indent}{yamlKey server}:"; $"{inner}command: {yamlString command}" ] @ envLines @ [ $"{inner}enabled: true" ]
     String.Join("\n", lines) + "\n"
 
-let private openCodeEntry (command: string) (env: (string * string) list) : JsonObject =
+/// hermes' entry in flow style (inside `mcp_servers: {…}`), with the given extra `key: value` items.
+let hermesFlow (command: string) (env: (string * string) list) (extra: string list) =
+    let pairs = String.Join(", ", env |> List.map (fun (k, v) -> $"{yamlKey k}: {yamlString v}"))
+    let rest = String.Join("", extra |> List.map (fun e -> ", " + e))
+    $"{{command: {yamlString command}, env: {{{pairs}}}, enabled: true{rest}}}"
+
+/// OpenCode's entry: {"type": "local", "command": [...], "environment": {...}, "enabled": true}.
+let openCodeEntry (command: string) (env: (string * string) list) : JsonObject =
     Json.obj
         [ "type", Json.str "local"
           "command", Json.arr [ Json.str command ]
@@ -99,7 +130,7 @@ let snippet (client: Client) (server: string) (command: string) (env: (string * 
         let words = env |> List.map (fun (k, v) -> shellQuote (k + "=" + v))
         $"claude mcp add {shellQuote server} -s user -- env {String.Join(' ', words)} {shellQuote command}"
     | Codex -> codexTable server command env
-    | Hermes -> "mcp_servers:\n" + hermesEntry server command env
+    | Hermes -> "mcp_servers:\n" + hermesBlock "  " "  " server command env
     | OpenCode -> wrapped "mcp" (openCodeEntry command env)
     | Gemini
     | Cursor
@@ -129,72 +160,33 @@ let configPath (client: Client) (home: string) : string option =
     | Hermes -> p [ ".hermes"; "config.yaml" ]
     | PlainJson -> None
 
-let private mergeJson (existing: string option) (key: string) (server: string) (value: JsonNode) : Result<string, string> =
-    let doc =
-        match existing with
-        | None -> Ok(JsonObject())
-        | Some text when String.IsNullOrWhiteSpace text -> Ok(JsonObject())
-        | Some text ->
-            match Json.tryParse text with
-            | Some(:? JsonObject as o) -> Ok o
-            | _ -> Error "the file is not a JSON object; fix or move it first"
-    doc
-    |> Result.bind (fun o ->
-        match Json.prop key o with
-        | None ->
-            o[key] <- Json.obj [ server, value ]
-            Ok(indentedJson o)
-        | Some(:? JsonObject as servers) ->
-            servers[server] <- value
-            Ok(indentedJson o)
-        | Some _ -> Error $"its \"{key}\" is not an object; fix it first")
+/// The folder of a .NET tool install whose versioned store holds `path` (`<folder>/.store/molecule-mcp/<version>/…`).
+let toolStoreRoot (path: string) : string option =
+    if isNull path then None
+    else
+        let i = path.Replace('\\', '/').IndexOf("/.store/molecule-mcp/", StringComparison.OrdinalIgnoreCase)
+        if i < 0 then None else Some(path.Substring(0, i))
 
-/// Lines of `text` without the block that starts at a line equal to `header` and runs until the next line that
-/// `isNext` recognises (or the end).
-let private withoutBlock (text: string) (header: string) (isNext: string -> bool) =
-    let lines = text.Replace("\r\n", "\n").Split('\n') |> List.ofArray
-    let rec go (acc: string list) (skipping: bool) (rest: string list) =
-        match rest with
-        | [] -> List.rev acc
-        | l :: tail when l.TrimEnd() = header -> go acc true tail
-        | l :: tail when skipping && not (isNext l) -> go acc true tail
-        | l :: tail -> go (l :: acc) false tail
-    go [] false lines
+/// What a host found out about the molecule-mcp executable it means (its own, or the one the platform found).
+type Launch =
+    { /// The executable, as found (absolute).
+      Binary: string
+      /// The same with every symbolic link resolved.
+      BinaryReal: string
+      /// Each `molecule-mcp` on PATH in PATH order: (its path there, that path with every link resolved).
+      OnPath: (string * string) list
+      /// The .NET tool command (shim) of the tool install that holds the executable, when it is one and exists.
+      ToolShim: string option }
 
-let private mergeCodex (existing: string) (server: string) (command: string) (env: (string * string) list) =
-    let header = $"[mcp_servers.{server}]"
-    let kept = withoutBlock existing header (fun l -> l.TrimStart().StartsWith "[")
-    let body = String.Join("\n", kept).TrimEnd('\n')
-    Ok((if body = "" then "" else body + "\n\n") + codexTable server command env)
-
-let private mergeHermes (existing: string) (server: string) (command: string) (env: (string * string) list) =
-    let lines = existing.Replace("\r\n", "\n").Split('\n') |> List.ofArray
-    let entryText = hermesEntry server command env
-    match lines |> List.tryFindIndex (fun l -> l.TrimEnd() = "mcp_servers:") with
+/// The path that starts molecule-mcp, one rule for `doctor`, `config`, `workspace create`, the canvas and the demo:
+/// the stable command on PATH (a .NET tool shim, a link the user made) wins over the resolved binary; a versioned
+/// tool store path (`…/.store/molecule-mcp/<version>/…`, gone after `dotnet tool update`) is never the answer.
+let launchCommand (l: Launch) : string =
+    let starts (onPath: string, real: string) = (real = l.BinaryReal || Some onPath = l.ToolShim) && (toolStoreRoot onPath).IsNone
+    match l.OnPath |> List.tryFind starts with
+    | Some(path, _) -> path
     | None ->
-        let body = existing.TrimEnd('\n')
-        Ok((if body = "" then "" else body + "\n") + "mcp_servers:\n" + entryText)
-    | Some i ->
-        // Entries are the lines indented under `mcp_servers:`; ours (two spaces + name) is replaced.
-        let before = lines |> List.take (i + 1)
-        let after = lines |> List.skip (i + 1)
-        let isChild (l: string) = l.StartsWith " " || l.Trim() = ""
-        let block = after |> List.takeWhile isChild
-        let rest = after |> List.skip block.Length
-        let cleaned =
-            withoutBlock (String.Join("\n", block)) $"  {server}:" (fun l -> l.StartsWith "  " && not (l.StartsWith "   ") && l.Trim() <> "")
-            |> List.filter (fun l -> l.Trim() <> "")
-        let merged = before @ cleaned @ (entryText.TrimEnd('\n').Split('\n') |> List.ofArray) @ rest
-        Ok(String.Join("\n", merged).TrimEnd('\n') + "\n")
-
-/// The client's config file with this server's entry added or replaced (the rest kept), or why it cannot be done.
-let merge (client: Client) (existing: string option) (server: string) (command: string) (env: (string * string) list) : Result<string, string> =
-    match client with
-    | ClaudeCode
-    | Gemini
-    | Cursor
-    | Cline -> mergeJson existing "mcpServers" server (entry command env)
-    | OpenCode -> mergeJson existing "mcp" server (openCodeEntry command env)
-    | Codex -> mergeCodex (defaultArg existing "") server command env
-    | Hermes -> mergeHermes (defaultArg existing "") server command env
-    | PlainJson -> Error "plain JSON has no config file; paste the printed entry where your client expects it"
+        match l.ToolShim with
+        | Some shim when (toolStoreRoot shim).IsNone -> shim
+        | _ when (toolStoreRoot l.Binary).IsSome || (toolStoreRoot l.BinaryReal).IsSome -> "molecule-mcp"
+        | _ -> l.Binary

@@ -13,8 +13,9 @@ let private fileMode = UnixFileMode.UserRead ||| UnixFileMode.UserWrite
 let private isLink (path: string) =
     try
         not (isNull (FileInfo(path).LinkTarget))
-    with _ ->
-        false
+    with
+    | :? IOException
+    | :? UnauthorizedAccessException -> false
 
 /// Creates a directory (and missing parents) with mode 0700; an existing one is set to 0700.
 let createPrivateDir (path: string) : unit =

@@ -5,32 +5,12 @@ namespace Molecule.Platform
 open System
 open System.Collections.Generic
 open System.Threading.Channels
-open System.Text.Json.Nodes
 module Json = Molecule.Protocol.Json
-
-/// Who sees an event.
-type Audience =
-    /// The canvas stream and the streams of the anchor workspace.
-    | Everyone
-    /// Only the canvas stream (e.g. rows the reference writes without a broadcast).
-    | CanvasOnly
-    /// Only the anchor workspace's streams (e.g. the poll short-circuit's second ring).
-    | WorkspaceOnly
-
-type PlatformEvent =
-    { Type: string
-      WorkspaceId: Guid option
-      /// Canvas payload (GET /events).
-      Payload: JsonObject
-      /// Workspace-stream payload (the envelope's `data`, spec §1.3).
-      Data: JsonObject
-      At: DateTimeOffset
-      Audience: Audience }
 
 type EventHub() =
     let gate = obj ()
     let subscribers = ResizeArray<Channel<PlatformEvent>>()
-    let workspaceSubscribers = Dictionary<Guid, ResizeArray<Channel<PlatformEvent>>>()
+    let workspaceSubscribers = Dictionary<WorkspaceId, ResizeArray<Channel<PlatformEvent>>>()
 
     /// Capacity of a workspace stream's buffer; an event that finds it full is dropped for that subscriber.
     static member WorkspaceBuffer = 64
@@ -78,7 +58,7 @@ type EventHub() =
         c.Writer.TryComplete() |> ignore
 
     /// Events anchored on `workspaceId` only, buffered up to WorkspaceBuffer (newer events dropped when full).
-    member _.SubscribeWorkspace(workspaceId: Guid) : Channel<PlatformEvent> =
+    member _.SubscribeWorkspace(workspaceId: WorkspaceId) : Channel<PlatformEvent> =
         let c =
             Channel.CreateBounded<PlatformEvent>(
                 BoundedChannelOptions(EventHub.WorkspaceBuffer, FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true)
@@ -103,13 +83,14 @@ type EventHub() =
             subscribers.Clear()
             workspaceSubscribers.Clear())
 
+[<CompilationRepresentation(CompilationRepresentationFlags.ModuleSuffix)>]
 module PlatformEvent =
     /// Canvas frame data: `{type, workspace_id, payload, at}`.
     let toJson (e: PlatformEvent) : string =
         Json.compact (
             Json.obj
                 [ "type", Json.str e.Type
-                  "workspace_id", Wire.optGuid e.WorkspaceId
+                  "workspace_id", Wire.optId e.WorkspaceId
                   "payload", e.Payload.DeepClone()
                   "at", Wire.timeNode e.At ]
         )

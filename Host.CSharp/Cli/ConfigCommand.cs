@@ -1,4 +1,6 @@
+using System.Text.Json.Nodes;
 using Molecule.Core;
+using Molecule.Host.Cli.ConfigFiles;
 using Molecule.Protocol;
 using Molecule.Agents;
 using Molecule.Agents.Effects;
@@ -7,8 +9,9 @@ namespace Molecule.Host.Cli;
 
 /// <summary>
 /// <c>molecule-mcp config &lt;client&gt; [--name N] [--write] [--show-token]</c>: the entry that starts this binary
-/// (absolute path) with this environment's workspace settings, for one MCP client — printed, or merged into the
-/// client's own config file (a backup <c>.bak</c> kept). The token is printed only with <c>--show-token</c>.
+/// (the stable path, see <see cref="Launching.LaunchPath"/>) with this environment's workspace settings, for one MCP
+/// client — printed, or merged into the client's own config file by a real parser of its format
+/// (<see cref="ConfigFileWriter"/>; a backup <c>.bak</c> kept). The token is printed only with <c>--show-token</c>.
 /// </summary>
 public static class ConfigCommand
 {
@@ -39,7 +42,7 @@ public static class ConfigCommand
         }
         var configs = parsed.ResultValue.ToList();
         var server = ClientConfig.serverName(name ?? (configs.Count == 1 && environment.ContainsKey("MOLECULE_AGENT_NAME") ? configs[0].AgentCard.Name : "molecule"));
-        var command = Path.GetFullPath(Environment.ProcessPath ?? "molecule-mcp");
+        var command = Launching.LaunchPath.For(Environment.ProcessPath ?? Launching.LaunchPath.Exe);
         var env = EnvFor(environment, configs, reveal: write || showToken);
 
         if (!write)
@@ -59,24 +62,35 @@ public static class ConfigCommand
             return ServerCommand.UsageExitCode;
         }
         var path = pathOption.Value;
-        var existing = File.Exists(path) ? StateFiles.ReadPath(path, out _) : null;
-        var merged = ClientConfig.merge(client, existing is null ? null : Microsoft.FSharp.Core.FSharpOption<string>.Some(existing), server, command, env);
-        if (merged.IsError)
-        {
-            Console.Error.WriteLine($"error: cannot update {path}: {merged.ErrorValue}");
-            return 1;
-        }
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        if (existing is not null) File.Copy(path, path + ".bak", overwrite: true);
-        var error = StateFiles.WriteAtomic(Path.GetDirectoryName(path)!, Path.GetFileName(path), merged.ResultValue);
+        var entry = new ServerEntry(server, command, env);
+        var error = ConfigFileWriter.Write(path, text => Merge(client, text, entry), out var report, out var changed);
         if (error is not null)
         {
             Console.Error.WriteLine("error: " + error);
             return 1;
         }
-        Console.Out.WriteLine($"Wrote server '{server}' to {path}" + (existing is null ? "" : $" (the previous file is {path}.bak)"));
+        Console.Out.WriteLine(changed ? $"Wrote server '{server}' to {report}" : $"{report} already has server '{server}' exactly so; nothing changed");
         if (client.IsClaudeCode) Console.Out.WriteLine($"For push (channels), start Claude Code with: claude {ClientConfig.channelFlag(server)}");
         return 0;
+    }
+
+    /// <summary>The client's config text with the entry set, by the parser and writer of its format.</summary>
+    public static Edit Merge(ClientConfig.Client client, string text, ServerEntry entry)
+    {
+        if (client.IsCodex) return TomlConfigEdit.Merge(text, entry);
+        if (client.IsHermes) return YamlConfigEdit.Merge(text, entry);
+        if (client.IsOpenCode) return JsonConfigEdit.Merge(text, "mcp", entry.Name, old => Entry(old, OwnedKeys.OpenCode, ClientConfig.openCodeEntry(entry.Command, entry.Env)));
+        return JsonConfigEdit.Merge(text, "mcpServers", entry.Name, old => Entry(old, OwnedKeys.McpServers, ClientConfig.entry(entry.Command, entry.Env)));
+    }
+
+    /// <summary>The old entry's own keys (those molecule-mcp does not own), then ours.</summary>
+    private static JsonObject Entry(JsonNode? old, string[] owned, JsonObject ours)
+    {
+        var result = old is JsonObject o ? (JsonObject)o.DeepClone() : new JsonObject();
+        foreach (var key in owned)
+            if (!ours.ContainsKey(key)) result.Remove(key);
+        foreach (var (key, value) in ours) result[key] = value?.DeepClone();
+        return result;
     }
 
     /// <summary>The variables the server needs, in a stable order; secrets replaced unless revealed.</summary>

@@ -23,7 +23,8 @@ public static class DoctorCommand
         var configs = parsed.IsOk ? parsed.ResultValue.ToList() : [];
         foreach (var c in configs) log.AddSecret(c.Token);
 
-        var binary = Path.GetFullPath(Environment.ProcessPath ?? "molecule-mcp");
+        var launch = Launching.LaunchPath.Facts(Environment.ProcessPath ?? Launching.LaunchPath.Exe);
+        var binary = ClientConfig.launchCommand(launch);
         var stateWritable = configs.Count > 0 && StateFiles.EnsureDir(configs[0].StateDir) is null && StateFiles.IsWritableDir(configs[0].StateDir);
 
         FSharpOption<Response> health = FSharpOption<Response>.None;
@@ -44,9 +45,11 @@ public static class DoctorCommand
         }
 
         var claudeFile = Path.Combine(AgentBoot.Home(environment), ".claude.json");
-        var claude = File.Exists(claudeFile) ? StateFiles.ReadPath(claudeFile, out _) : null;
+        var claude = UserFile.Read(claudeFile, ConfigFiles.ConfigFileWriter.MaxBytes) is UserFileRead.Bytes bytes
+            ? System.Text.Encoding.UTF8.GetString(bytes.Content)
+            : null;
         var facts = new Doctor.Facts(
-            AppInfo.Version, binary, Option(OnPath()), parsed, stateWritable, health, skew,
+            AppInfo.Version, binary, Option(OnPath(launch)), parsed, stateWritable, health, skew,
             ListModule.OfSeq(tokens), ListModule.OfSeq(workspaces), stream, Option(claude));
         var checks = Doctor.checks(facts);
         var text = json ? Doctor.renderJson(checks) : Doctor.render(checks);
@@ -99,16 +102,16 @@ public static class DoctorCommand
         return result;
     }
 
-    /// <summary>The molecule-mcp that PATH runs, if any.</summary>
-    public static string? OnPath()
+    /// <summary>
+    /// The molecule-mcp that PATH runs, if any — as the launch rule names it when it starts this binary (a tool shim or
+    /// a link to it counts as this binary).
+    /// </summary>
+    private static string? OnPath(ClientConfig.Launch launch)
     {
-        var exe = OperatingSystem.IsWindows() ? "molecule-mcp.exe" : "molecule-mcp";
-        foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
-        {
-            var candidate = Path.Combine(dir, exe);
-            if (File.Exists(candidate)) return Path.GetFullPath(candidate);
-        }
-        return null;
+        if (launch.OnPath.IsEmpty) return null;
+        var (first, real) = launch.OnPath.Head;
+        var startsThis = real == launch.BinaryReal || (launch.ToolShim is { } shim && shim.Value == first);
+        return startsThis ? ClientConfig.launchCommand(launch) : first;
     }
 
     private static FSharpOption<string> Option(string? value) =>

@@ -77,31 +77,7 @@ internal static class AgentBoot
     }
 
     /// <summary>What is at MOLECULE_WORKSPACE_TOKEN_FILE's path, for the core to judge.</summary>
-    public static CoreConfig.FileRead ReadTokenFile(string path)
-    {
-        try
-        {
-            if (Directory.Exists(path)) return CoreConfig.FileRead.IsDirectory;
-            if (!File.Exists(path)) return CoreConfig.FileRead.NotFound;
-            var bytes = File.ReadAllBytes(path);
-            try
-            {
-                return CoreConfig.FileRead.NewContents(new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes));
-            }
-            catch (System.Text.DecoderFallbackException)
-            {
-                return CoreConfig.FileRead.NotUtf8;
-            }
-        }
-        catch (UnauthorizedAccessException)
-        {
-            return CoreConfig.FileRead.Denied;
-        }
-        catch (IOException ex)
-        {
-            return CoreConfig.FileRead.NewUnreadable(ex.Message);
-        }
-    }
+    public static CoreConfig.FileRead ReadTokenFile(string path) => TokenFileWatch.Read(path);
 
     private static Workspace.Boot Fresh(Config config, bool leader) =>
         new(Ledger.empty(config.WorkspaceId), 0L, 0, false, leader,

@@ -67,15 +67,37 @@ public static class CliCommands
             { Description = "Serve the test fault-injection routes /admin/faults and /admin/requests (tests only; prints a warning)." };
         var defaults = RateLimit.LimitsModule.defaults;
         var rateRegister = RateOption("--rate-register", "registrations", defaults.Register.PerMinute);
-        var rateA2a = RateOption("--rate-a2a", "A2A sends", defaults.A2a.PerMinute);
+        var rateRegistry = RateOption("--rate-registry", "registry calls (heartbeats, discover, peers, card updates, workspace reads)", defaults.Registry.PerMinute);
+        var rateA2a = RateOption("--rate-a2a", "A2A sends and delegations", defaults.A2a.PerMinute);
         var rateNotify = RateOption("--rate-notify", "notifications (send_message_to_user)", defaults.Notify.PerMinute);
+        var rateActivity = RateOption("--rate-activity", "activity calls (reads, reports, acknowledgements, mail summaries)", defaults.Activity.PerMinute);
+        var rateMemories = RateOption("--rate-memories", "memory writes and recalls", defaults.Memories.PerMinute);
+        var rateBroadcast = RateOption("--rate-broadcast", "broadcasts", defaults.Broadcast.PerMinute);
+        var rateFiles = RateOption("--rate-files", "file requests (uploads, downloads, pending-upload acknowledgements)", defaults.Files.PerMinute);
+        var uploadMib = new Option<int>("--upload-mib")
+        {
+            Description = "Per-token MiB of uploads a minute (0 = no limit).",
+            HelpName = "N",
+            DefaultValueFactory = _ => defaults.UploadBytes.PerMinute / (1024 * 1024),
+        };
+        var streams = new Option<int>("--streams-per-token")
+        {
+            Description = "Event streams one token may hold open at once (0 = no cap).",
+            HelpName = "N",
+            DefaultValueFactory = _ => defaults.Streams,
+        };
         var cmd = new Command("platform", "Run a local Molecule platform in the foreground (Ctrl+C stops it).")
-            { dataDir, host, port, allowedHost, openRegistration, enableFaults, rateRegister, rateA2a, rateNotify };
+        {
+            dataDir, host, port, allowedHost, openRegistration, enableFaults, rateRegister, rateRegistry, rateA2a, rateNotify,
+            rateActivity, rateMemories, rateBroadcast, rateFiles, uploadMib, streams,
+        };
+        RateLimit.Policy Per(ParseResult pr, Option<int> o) => new(pr.GetValue(o));
         cmd.SetAction((pr, ct) => Guarded(() => PlatformCommand.RunAsync(new PlatformCommand.Settings(
             pr.GetValue(dataDir), pr.GetValue(host) ?? "127.0.0.1", pr.GetValue(port),
             pr.GetValue(allowedHost) ?? [], pr.GetValue(openRegistration), pr.GetValue(enableFaults),
-            new RateLimit.Limits(new RateLimit.Policy(pr.GetValue(rateRegister)), new RateLimit.Policy(pr.GetValue(rateA2a)),
-                new RateLimit.Policy(pr.GetValue(rateNotify)))), ct)));
+            new RateLimit.Limits(Per(pr, rateRegister), Per(pr, rateRegistry), Per(pr, rateA2a), Per(pr, rateNotify),
+                Per(pr, rateActivity), Per(pr, rateMemories), Per(pr, rateBroadcast), Per(pr, rateFiles),
+                new RateLimit.Policy((int)Math.Min(int.MaxValue, (long)pr.GetValue(uploadMib) * 1024 * 1024)), pr.GetValue(streams))), ct)));
         return cmd;
     }
 

@@ -53,6 +53,7 @@ internal sealed partial class DemoRun(TextWriter output) : IAsyncDisposable
     private int _step;
     private string _stepTitle = "";
     private bool _cleanedUp;
+    private string _mcp = "molecule-mcp";
 
     private readonly DemoAgent _lead = new("Lead", "team lead", ["planning", "code-review"]);
     private readonly DemoAgent _researcher = new("Researcher", "research specialist", ["research", "summaries"]);
@@ -110,6 +111,15 @@ internal sealed partial class DemoRun(TextWriter output) : IAsyncDisposable
         var ct = limit.Token;
 
         Line("molecule-platform demo: a temporary local platform and three real molecule-mcp agents and one serving two workspaces, driven over MCP");
+        var (found, searched) = ConnectionLines.Locate();
+        if (found is null)
+        {
+            Line();
+            Line("✘ Demo FAILED at set-up: " + ConnectionLines.NotFound(searched));
+            return ExitCodes.PlatformError;
+        }
+        _mcp = Molecule.Launching.LaunchPath.For(found);
+        Line($"   molecule-mcp: {_mcp}");
         try
         {
             await SetUpAsync(ct).ConfigureAwait(false);
@@ -144,8 +154,25 @@ internal sealed partial class DemoRun(TextWriter output) : IAsyncDisposable
         }
         Line();
         Line($"✔ All {_step.ToString(CultureInfo.InvariantCulture)} steps passed in {Elapsed}.");
-        Line("  Run your own: `molecule-platform platform`, then `molecule-platform workspace create --name NAME` and paste the printed line.");
+        foreach (var hint in RunYourOwn(_mcp)) Line(hint);
         return ExitCodes.Ok;
+    }
+
+    /// <summary>
+    /// Where the two binaries are, how to put them on PATH when they are not, and the commands that run your own team.
+    /// </summary>
+    internal static IEnumerable<string> RunYourOwn(string mcp)
+    {
+        var platform = Path.Combine(AppContext.BaseDirectory, OperatingSystem.IsWindows() ? "molecule-platform.exe" : "molecule-platform");
+        var onPath = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries)
+            .Select(d => Path.GetFullPath(d).TrimEnd(Path.DirectorySeparatorChar)).ToHashSet();
+        var missing = new[] { Path.GetDirectoryName(platform)!, Path.GetDirectoryName(Path.GetFullPath(mcp))! }
+            .Select(d => d.TrimEnd(Path.DirectorySeparatorChar)).Where(d => !onPath.Contains(d)).Distinct().ToList();
+        yield return $"  The binaries: molecule-platform at {platform}, molecule-mcp at {mcp}.";
+        if (missing.Count > 0)
+            yield return "  Put them on PATH for this shell: export PATH=\"" + string.Join(Path.PathSeparator, missing) + Path.PathSeparator + "$PATH\""
+                         + " (or install both as .NET tools: README, Install).";
+        yield return "  Run your own: `molecule-platform platform`, then `molecule-platform workspace create --name NAME` and paste the printed line.";
     }
 
     private void DumpStderr()
@@ -212,7 +239,7 @@ internal sealed partial class DemoRun(TextWriter output) : IAsyncDisposable
         var transport = new StdioClientTransport(new StdioClientTransportOptions
         {
             Name = a.Name,
-            Command = ConnectionLines.BinaryPath(),
+            Command = _mcp,
             Arguments = [],
             EnvironmentVariables = env ?? EnvFor(a),
             WorkingDirectory = _tempDir,

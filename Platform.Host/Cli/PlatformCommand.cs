@@ -52,8 +52,10 @@ public static class PlatformCommand
                 settings.AllowedHosts, settings.Limits, Log, ConnectionLines.BinaryPath());
             platform = await Canvas.start(options).ConfigureAwait(false);
         }
-        catch (Exception e)
+        catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException
+                                       or System.Data.Common.DbException)
         {
+            // the data directory in use, a database newer than this binary, an address taken, a damaged database
             throw new CliException($"the platform did not start: {e.Message}");
         }
 

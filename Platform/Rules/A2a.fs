@@ -11,14 +11,14 @@ let accessDenied = "access denied: workspaces cannot communicate per hierarchy r
 let private systemPrefixes = [ "webhook:"; "system:"; "test:"; "channel:" ]
 
 /// X-Workspace-ID header → caller id. Empty → None; system prefixes → 403; other non-UUID → 400.
-let parseCaller (header: string option) : Result<Guid option, Reply> =
+let parseCaller (header: string option) : Result<WorkspaceId option, Reply> =
     match header with
     | None -> Ok None
     | Some h when String.IsNullOrWhiteSpace h -> Ok None
     | Some h when systemPrefixes |> List.exists (fun p -> h.Trim().StartsWith(p, StringComparison.OrdinalIgnoreCase)) ->
         Error(Wire.errorReply 403 "invalid caller ID")
     | Some h ->
-        match parseGuid h with
+        match parseWorkspaceId h with
         | Some g -> Ok(Some g)
         | None -> Error(bad "X-Workspace-ID must be a valid UUID")
 
@@ -94,7 +94,7 @@ let queuedSummary (methodName: string) (targetName: string) = $"{methodName} →
 let isIngest (env: JsonObject) = methodOf env = "message/send" && (messageIdOf env).IsSome
 
 /// The a2a_receive row written on a poll-mode target (keyed by the message id when there is one).
-let queuedRow (id: Guid) (now: DateTimeOffset) (caller: Guid option) (target: Workspace) (env: JsonObject) : ActivityRow =
+let queuedRow (id: ActivityId) (now: DateTimeOffset) (caller: WorkspaceId option) (target: Workspace) (env: JsonObject) : ActivityRow =
     let m = methodOf env
 
     { Activity.row id now target.Id "a2a_receive" with
@@ -247,7 +247,7 @@ let attachmentNode (a: Attachment) : JsonNode =
     Json.obj [ "kind", Json.str "file"; "file", f ]
 
 /// The notify row: a2a_receive, method notify, source NULL, response_body {result, parts?}.
-let notifyRow (id: Guid) (now: DateTimeOffset) (ws: Workspace) (message: string) (atts: Attachment list) : ActivityRow =
+let notifyRow (id: ActivityId) (now: DateTimeOffset) (ws: Workspace) (message: string) (atts: Attachment list) : ActivityRow =
     let resp = Json.obj [ "result", Json.str message ]
 
     if not atts.IsEmpty then

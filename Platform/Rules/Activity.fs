@@ -40,7 +40,7 @@ type Query =
       SinceSecs: int option
       SinceId: string option
       /// Rows whose source_id or target_id is this workspace.
-      PeerId: Guid option
+      PeerId: WorkspaceId option
       /// Rows created strictly before this instant (created_at only).
       BeforeTs: DateTimeOffset option
       /// include=peer_info: peer_name, peer_role, agent_card_url, attachments.
@@ -102,7 +102,7 @@ let parseQuery (get: string -> string option) : Result<Query, Reply> =
             | None -> Ok None
             | Some s ->
                 match Guid.TryParse s with
-                | true, g -> Ok(Some g)
+                | true, g -> Ok(Some(WorkspaceId g))
                 | _ -> Error(bad badPeerId)
 
         let! before =
@@ -163,14 +163,14 @@ let truncateToMicros (t: DateTimeOffset) : DateTimeOffset =
     let utc = t.ToUniversalTime()
     DateTimeOffset(utc.UtcTicks - utc.UtcTicks % 10L, TimeSpan.Zero)
 
-/// The row as the log admits it after `last` (the workspace's newest row): created_at truncated to microseconds
-/// and never earlier than `last`'s, so the (created_at, seq) order is the insertion order (exactly-once paging
-/// even when the clock steps back).
-let admit (last: ActivityRow option) (r: ActivityRow) : ActivityRow =
+/// The row as the log admits it after a row created at `last` (the workspace's newest row): created_at truncated
+/// to microseconds and never earlier than `last`, so the (created_at, seq) order is the insertion order
+/// (exactly-once paging even when the clock steps back).
+let admit (last: DateTimeOffset option) (r: ActivityRow) : ActivityRow =
     let t = truncateToMicros r.CreatedAt
 
     match last with
-    | Some l when l.CreatedAt > t -> { r with CreatedAt = l.CreatedAt }
+    | Some l when l > t -> { r with CreatedAt = l }
     | _ -> { r with CreatedAt = t }
 
 /// The first index in `rows` whose element satisfies `pred`, for a predicate that is false then true along the
@@ -204,9 +204,9 @@ let private matchesFilters (source: SourceFilter option) (q: Query) (r: Activity
 /// strict upper). Costs O(log n) plus the rows scanned for the page.
 let select
     (now: DateTimeOffset)
-    (workspaceId: Guid)
+    (workspaceId: WorkspaceId)
     (rows: IReadOnlyList<ActivityRow>)
-    (find: Guid -> ActivityRow option)
+    (find: ActivityId -> ActivityRow option)
     (q: Query)
     : Result<ActivityRow list, Reply> =
     let lower = q.SinceSecs |> Option.map (fun s -> ago now (TimeSpan.FromSeconds(float s)))
@@ -216,7 +216,7 @@ let select
         match q.SinceId with
         | None -> Ok None
         | Some text ->
-            match Validation.parseGuid text |> Option.bind find with
+            match Validation.parseGuid text |> Option.map ActivityId |> Option.bind find with
             | Some c when c.WorkspaceId = workspaceId -> Ok(Some c)
             | _ -> Error(Wire.errorReply 410 cursorGone)
 
@@ -272,7 +272,7 @@ let private jsonColumn (name: string) (o: JsonObject) : string option =
     | None -> None
 
 /// POST /workspaces/:id/activity body → a row to insert (Seq assigned by the store), or 400/403.
-let report (id: Guid) (now: DateTimeOffset) (workspaceId: Guid) (body: JsonObject) : Result<ActivityRow, Reply> =
+let report (id: ActivityId) (now: DateTimeOffset) (workspaceId: WorkspaceId) (body: JsonObject) : Result<ActivityRow, Reply> =
     result {
         let! activityType = reqString "activity_type" body
 
@@ -286,11 +286,11 @@ let report (id: Guid) (now: DateTimeOffset) (workspaceId: Guid) (body: JsonObjec
 
         do!
             match source with
-            | Some s when not (String.IsNullOrWhiteSpace s) && parseGuid s <> Some workspaceId ->
+            | Some s when not (String.IsNullOrWhiteSpace s) && parseWorkspaceId s <> Some workspaceId ->
                 Error(Wire.errorReply 403 "source_id must match authenticated workspace")
             | _ -> Ok()
 
-        let! target = optGuid "target_id" body
+        let! target = optWorkspaceId "target_id" body
         let! methodName = optString "method" body
         let! summary = optString "summary" body
         let! status = optString "status" body
@@ -321,7 +321,7 @@ let report (id: Guid) (now: DateTimeOffset) (workspaceId: Guid) (body: JsonObjec
     }
 
 /// A blank row (helpers fill in the rest).
-let row (id: Guid) (now: DateTimeOffset) (workspaceId: Guid) (activityType: string) : ActivityRow =
+let row (id: ActivityId) (now: DateTimeOffset) (workspaceId: WorkspaceId) (activityType: string) : ActivityRow =
     { Seq = 0L
       Id = id
       WorkspaceId = workspaceId

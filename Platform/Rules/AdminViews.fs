@@ -13,13 +13,13 @@ module Json = Molecule.Protocol.Json
 /// the workspace's own token): who it is and whether it is up, not where it listens or what it is doing.
 let publicCard (w: Workspace) : JsonObject =
     Json.obj
-        [ "id", Wire.guidNode w.Id
+        [ "id", Wire.idNode w.Id
           "name", Json.str w.Name
           "role", Json.optStr w.Role
           "tier", Json.num w.Tier
-          "status", Json.str w.Status
-          "parent_id", Wire.optGuid w.ParentId
-          "delivery_mode", Json.str w.DeliveryMode
+          "status", Json.str (Status.text w.Status)
+          "parent_id", Wire.optId w.ParentId
+          "delivery_mode", Json.str (DeliveryMode.text w.DeliveryMode)
           "agent_card", (match w.AgentCard with Some c -> Json.raw c | None -> null) ]
 
 // ---------------------------------------------------------------- overview
@@ -158,8 +158,8 @@ let applyEdit (now: DateTimeOffset) (e: Edit) (w: Workspace) : Workspace =
 type DelegationView =
     { Id: string
       Mode: string
-      SourceId: Guid
-      TargetId: Guid option
+      SourceId: WorkspaceId
+      TargetId: WorkspaceId option
       Task: string
       Status: string
       Result: string
@@ -182,7 +182,7 @@ let private asyncViews (rows: ActivityRow list) : DelegationView list =
     rows
     |> List.filter Delegations.isTracking
     |> List.map (fun t ->
-        let later = results.TryFind(Wire.guid t.Id) |> Option.defaultValue [] |> List.map snd |> List.sortBy Activity.orderKey
+        let later = results.TryFind(t.Id.Text) |> Option.defaultValue [] |> List.map snd |> List.sortBy Activity.orderKey
 
         let result =
             later
@@ -192,7 +192,7 @@ let private asyncViews (rows: ActivityRow list) : DelegationView list =
             |> List.tryLast
             |> Option.defaultValue ""
 
-        { Id = Wire.guid t.Id
+        { Id = t.Id.Text
           Mode = "async"
           SourceId = t.WorkspaceId
           TargetId = t.TargetId
@@ -222,7 +222,7 @@ let private syncViews (rows: ActivityRow list) : DelegationView list =
             | [] -> (List.rev acc) @ open'
             | r :: tail when r.ActivityType = "a2a_send" ->
                 let v =
-                    { Id = Wire.guid r.Id
+                    { Id = r.Id.Text
                       Mode = "sync"
                       SourceId = r.WorkspaceId
                       TargetId = r.TargetId
@@ -249,18 +249,24 @@ let private syncViews (rows: ActivityRow list) : DelegationView list =
 
         pair [] [] sorted)
 
+/// The rows a delegation view is made of: async delegations' rows and an agent's own reports of its sends and
+/// their outcomes.
+let isDelegationRow (r: ActivityRow) =
+    r.ActivityType = "delegation"
+    || (r.SourceId = Some r.WorkspaceId && (r.ActivityType = "a2a_send" || r.ActivityType = "a2a_receive"))
+
 /// Every delegation once, newest first.
 let delegations (rows: ActivityRow seq) : DelegationView list =
     let all = List.ofSeq rows
     asyncViews all @ syncViews all |> List.sortByDescending (fun v -> v.CreatedAt, v.Id)
 
-let delegationJson (name: Guid -> string) (v: DelegationView) : JsonObject =
+let delegationJson (name: WorkspaceId -> string) (v: DelegationView) : JsonObject =
     Json.obj
         [ "delegation_id", Json.str v.Id
           "mode", Json.str v.Mode
-          "source_id", Wire.guidNode v.SourceId
+          "source_id", Wire.idNode v.SourceId
           "source_name", Json.str (name v.SourceId)
-          "target_id", Wire.optGuid v.TargetId
+          "target_id", Wire.optId v.TargetId
           "target_name", (match v.TargetId with Some t -> Json.str (name t) | None -> null)
           "task_preview", Json.str v.Task
           "status", Json.str v.Status

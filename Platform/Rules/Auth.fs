@@ -1,4 +1,4 @@
-/// Token gates. Pure: the token table, the workspace row and the presented bearer are arguments.
+/// Token gates. Pure: the workspace row, the presented bearer and what the store knows of it are arguments.
 module Molecule.Platform.Auth
 
 open System
@@ -13,17 +13,27 @@ type Principal =
     /// Let in without a token: only a workspace that never had any token (legacy/first register).
     | Grandfathered
 
+/// What the store knows about a request's bearer for one workspace.
+type Credentials =
+    { Bearer: string option
+      /// The stored token the bearer names (live or revoked, of any workspace), if any.
+      Named: Token option
+      /// The workspace has had a token (live or revoked).
+      HadToken: bool }
+
+/// The credentials a token table gives (tests, and engines that hold the table in memory).
+let credentialsIn (tokens: Token seq) (workspaceId: WorkspaceId) (bearer: string option) : Credentials =
+    { Bearer = bearer
+      Named = bearer |> Option.bind (fun b -> tokens |> Seq.tryFind (fun t -> Tokens.matches t.Hash b))
+      HadToken = tokens |> Seq.exists (fun t -> t.WorkspaceId = workspaceId) }
+
 let private deny (msg: string) : Reply = Wire.errorReply 401 msg
 
-/// True when the workspace has never had a token (not even a revoked one).
-let neverHadToken (tokens: Token seq) (workspaceId: Guid) =
-    tokens |> Seq.forall (fun t -> t.WorkspaceId <> workspaceId)
-
-let private liveToken (tokens: Token seq) (ws: Workspace option) (workspaceId: Guid) (bearer: string option) =
-    match bearer, ws with
-    | Some b, Some w when w.Status <> Status.Removed -> Tokens.findLive tokens workspaceId b
-    | Some b, None -> Tokens.findLive tokens workspaceId b
-    | _ -> None
+/// The live token of the workspace the bearer names (never for a removed workspace).
+let private liveToken (ws: Workspace option) (workspaceId: WorkspaceId) (c: Credentials) : Token option =
+    match ws with
+    | Some w when w.Status = Status.Removed -> None
+    | _ -> c.Named |> Option.filter (fun t -> t.WorkspaceId = workspaceId && Tokens.isLive t)
 
 /// 401 text for an id the platform does not know (registration of unknown ids is closed).
 let unknownWorkspace =
@@ -38,36 +48,29 @@ let registryGate
     (openRegistration: bool)
     (missingMsg: string)
     (invalidMsg: string)
-    (tokens: Token seq)
     (ws: Workspace option)
-    (workspaceId: Guid)
-    (bearer: string option)
+    (workspaceId: WorkspaceId)
+    (c: Credentials)
     : Result<Principal, Reply> =
-    match liveToken tokens ws workspaceId bearer with
+    match liveToken ws workspaceId c with
     | Some t -> Ok(WorkspaceToken t)
     | None when ws.IsNone && not openRegistration -> Error(deny unknownWorkspace)
     // an unknown workspace with a bearer: the token cannot be for it (e.g. a mistyped workspace id) → 401
-    | None when ws.IsNone && bearer.IsSome -> Error(deny invalidMsg)
-    | None when neverHadToken tokens workspaceId -> Ok Grandfathered
+    | None when ws.IsNone && c.Bearer.IsSome -> Error(deny invalidMsg)
+    | None when not c.HadToken -> Ok Grandfathered
     | None ->
-        match bearer with
+        match c.Bearer with
         | None -> Error(deny missingMsg)
         | Some _ -> Error(deny invalidMsg)
 
 /// Strict gate for /workspaces/:id/* (WorkspaceAuth): the admin token or a live token bound to :id of a
 /// workspace that is not removed. No grandfathering.
-let strictGate
-    (isAdmin: string -> bool)
-    (tokens: Token seq)
-    (ws: Workspace option)
-    (workspaceId: Guid)
-    (bearer: string option)
-    : Result<Principal, Reply> =
-    match bearer with
+let strictGate (isAdmin: string -> bool) (ws: Workspace option) (workspaceId: WorkspaceId) (c: Credentials) : Result<Principal, Reply> =
+    match c.Bearer with
     | None -> Error(deny missingToken)
     | Some b when isAdmin b -> Ok Admin
     | Some _ ->
-        match liveToken tokens ws workspaceId bearer with
+        match liveToken ws workspaceId c with
         | Some t -> Ok(WorkspaceToken t)
         | None -> Error(deny invalidToken)
 
@@ -84,9 +87,15 @@ let bearerOf (header: string) : string option =
         else
             None
 
-/// The workspace that owns a presented token (for callers without X-Workspace-ID); live tokens only.
-let ownerOf (tokens: Token seq) (presented: string) : Guid option =
-    tokens
-    |> Seq.filter Tokens.isLive
-    |> Seq.tryFind (fun t -> Tokens.matches t.Hash presented)
-    |> Option.map (fun t -> t.WorkspaceId)
+/// The workspace that owns a presented token (for callers without X-Workspace-ID): live tokens only.
+let ownerOf (named: Token option) : WorkspaceId option =
+    named |> Option.filter Tokens.isLive |> Option.map (fun t -> t.WorkspaceId)
+
+/// Token use is recorded at most once a minute: the new last-used time, when it is due.
+let touched (now: DateTimeOffset) (p: Principal) : Token option =
+    match p with
+    | WorkspaceToken t ->
+        match t.LastUsedAt with
+        | Some last when now - last < TimeSpan.FromMinutes 1.0 -> None
+        | _ -> Some { t with LastUsedAt = Some now }
+    | _ -> None

@@ -5,13 +5,27 @@ module Molecule.Platform.Connection
 open System
 open System.Text
 open System.Text.Json.Nodes
-open Molecule.Protocol
+module ClientConfig = Molecule.Protocol.ClientConfig
 
 /// Said wherever a new token is shown (create and mint answers, the CLI, the canvas).
 let shownOnce = "Copy this token now; it is not shown again. Anyone holding it acts as this workspace."
 
 /// Said after a token is revoked (revoke answer, the CLI, the canvas).
 let revoked = "An agent using it gets 401 from now on."
+
+let badPlatformUrl = "platform_url must be an http(s) URL without a path"
+
+/// The platform URL for connection lines: `platform_url` as given (the canvas sends the address it was opened at,
+/// e.g. behind a proxy; a trailing slash dropped), else `fallback` (the scheme and Host the request came in on).
+let platformUrl (given: string option) (fallback: string) : Result<string, Reply> =
+    match given |> Option.filter (fun s -> s.Trim() <> "") with
+    | None -> Ok fallback
+    | Some u ->
+        let u = u.Trim().TrimEnd('/')
+
+        match Uri.TryCreate(u, UriKind.Absolute) with
+        | true, uri when (uri.Scheme = "http" || uri.Scheme = "https") && uri.AbsolutePath = "/" && uri.Query = "" && uri.UserInfo = "" -> Ok u
+        | _ -> Error(Wire.errorReply 400 badPlatformUrl)
 
 /// What an MCP client needs to start molecule-mcp for one workspace.
 type Connection =

@@ -9,11 +9,11 @@ open Molecule.Platform.Validation
 module Json = Molecule.Protocol.Json
 
 type Request =
-    { TargetId: Guid
+    { TargetId: WorkspaceId
       Task: string
       IdempotencyKey: string option }
 
-let parse (source: Guid) (body: JsonObject) : Result<Request, Reply> =
+let parse (source: WorkspaceId) (body: JsonObject) : Result<Request, Reply> =
     result {
         let! targetText =
             match Json.prop "target_id" body with
@@ -24,7 +24,7 @@ let parse (source: Guid) (body: JsonObject) : Result<Request, Reply> =
                 | None -> Error(bad "target_id must be a valid UUID")
 
         let! target =
-            match parseGuid targetText with
+            match parseWorkspaceId targetText with
             | Some g -> Ok g
             | None -> Error(bad "target_id must be a valid UUID")
 
@@ -54,44 +54,49 @@ type Idempotency =
     /// A failed delegation with the same key: delete it and start fresh.
     | ReplaceFailed of ActivityRow
 
-let checkIdempotency (rows: ActivityRow seq) (source: Guid) (key: string option) : Idempotency =
-    match key with
+/// What an earlier tracking row with the same key (the store's `TrackingRow`) means for a new request.
+let idempotency (earlier: ActivityRow option) : Idempotency =
+    match earlier with
+    | Some r when r.Status = "failed" -> ReplaceFailed r
+    | Some r -> Hit r
     | None -> Fresh
-    | Some k ->
-        match rows |> Seq.tryFind (fun r -> r.WorkspaceId = source && isTracking r && r.IdempotencyKey = Some k) with
-        | Some r when r.Status = "failed" -> ReplaceFailed r
-        | Some r -> Hit r
-        | None -> Fresh
+
+/// The tracking row of `source` with idempotency key `key` among `rows`.
+let trackingWithKey (rows: ActivityRow seq) (source: WorkspaceId) (key: string) : ActivityRow option =
+    rows |> Seq.tryFind (fun r -> r.WorkspaceId = source && isTracking r && r.IdempotencyKey = Some key)
+
+let checkIdempotency (rows: ActivityRow seq) (source: WorkspaceId) (key: string option) : Idempotency =
+    key |> Option.bind (trackingWithKey rows source) |> idempotency
 
 let hitReply (r: ActivityRow) : Reply =
     Wire.reply
         200
         (Json.obj
-            [ "delegation_id", Wire.guidNode r.Id
+            [ "delegation_id", Wire.idNode r.Id
               "status", Json.str r.Status
-              "target_id", Wire.optGuid r.TargetId
+              "target_id", Wire.optId r.TargetId
               "idempotent_hit", Json.bool true ])
 
-let acceptedReply (delegationId: Guid) (target: Guid) : Reply =
+let acceptedReply (delegationId: ActivityId) (target: WorkspaceId) : Reply =
     Wire.reply
         202
         (Json.obj
-            [ "delegation_id", Wire.guidNode delegationId
+            [ "delegation_id", Wire.idNode delegationId
               "status", Json.str "delegated"
-              "target_id", Wire.guidNode target ])
+              "target_id", Wire.idNode target ])
 
-let trackingRow (delegationId: Guid) (now: DateTimeOffset) (source: Guid) (req: Request) : ActivityRow =
+let trackingRow (delegationId: ActivityId) (now: DateTimeOffset) (source: WorkspaceId) (req: Request) : ActivityRow =
     { Activity.row delegationId now source "delegation" with
         SourceId = Some source
         TargetId = Some req.TargetId
         Method = Some "delegate"
-        Summary = Some $"Delegating to {Wire.guid req.TargetId}"
-        RequestBody = Some(Json.compact (Json.obj [ "task", Json.str req.Task; "delegation_id", Wire.guidNode delegationId ]))
+        Summary = Some $"Delegating to {req.TargetId.Text}"
+        RequestBody = Some(Json.compact (Json.obj [ "task", Json.str req.Task; "delegation_id", Wire.idNode delegationId ]))
         Status = "pending"
         IdempotencyKey = req.IdempotencyKey }
 
 /// The A2A envelope delivered to the target.
-let envelope (rpcId: Guid) (delegationId: Guid) (task: string) : JsonObject =
+let envelope (rpcId: Guid) (delegationId: ActivityId) (task: string) : JsonObject =
     Json.obj
         [ "jsonrpc", Json.str "2.0"
           "id", Wire.guidNode rpcId
@@ -101,9 +106,9 @@ let envelope (rpcId: Guid) (delegationId: Guid) (task: string) : JsonObject =
               [ "message",
                 Json.obj
                     [ "role", Json.str "user"
-                      "messageId", Wire.guidNode delegationId
+                      "messageId", Wire.idNode delegationId
                       "parts", Json.arr [ Json.obj [ "kind", Json.str "text"; "text", Json.str task ] ]
-                      "metadata", Json.obj [ "delegation_id", Wire.guidNode delegationId ] ] ] ]
+                      "metadata", Json.obj [ "delegation_id", Wire.idNode delegationId ] ] ] ]
 
 type Outcome =
     | Completed of text: string
@@ -117,7 +122,7 @@ let statusOf (o: Outcome) =
     | Queued -> "queued"
     | Failed _ -> "failed"
 
-let resultRow (id: Guid) (now: DateTimeOffset) (source: Guid) (target: Guid) (delegationId: Guid) (o: Outcome) : ActivityRow =
+let resultRow (id: ActivityId) (now: DateTimeOffset) (source: WorkspaceId) (target: WorkspaceId) (delegationId: ActivityId) (o: Outcome) : ActivityRow =
     let baseRow =
         { Activity.row id now source "delegation" with
             SourceId = Some source
@@ -128,29 +133,29 @@ let resultRow (id: Guid) (now: DateTimeOffset) (source: Guid) (target: Guid) (de
     match o with
     | Completed text ->
         { baseRow with
-            Summary = Some $"Delegation completed by {Wire.guid target}"
-            ResponseBody = Some(Json.compact (Json.obj [ "text", Json.str text; "delegation_id", Wire.guidNode delegationId ])) }
+            Summary = Some $"Delegation completed by {target.Text}"
+            ResponseBody = Some(Json.compact (Json.obj [ "text", Json.str text; "delegation_id", Wire.idNode delegationId ])) }
     | Queued ->
         { baseRow with
-            Summary = Some $"Delegation queued for poll-mode workspace {Wire.guid target}"
+            Summary = Some $"Delegation queued for poll-mode workspace {target.Text}"
             ResponseBody =
                 Some(
                     Json.compact (
                         Json.obj
-                            [ "delegation_id", Wire.guidNode delegationId
+                            [ "delegation_id", Wire.idNode delegationId
                               "queued", Json.bool true
                               "delivery_mode", Json.str "poll" ]
                     )
                 ) }
     | Failed detail ->
         { baseRow with
-            Summary = Some $"Delegation to {Wire.guid target} failed"
+            Summary = Some $"Delegation to {target.Text} failed"
             ErrorDetail = Some(cap 4096 detail)
-            ResponseBody = Some(Json.compact (Json.obj [ "delegation_id", Wire.guidNode delegationId ])) }
+            ResponseBody = Some(Json.compact (Json.obj [ "delegation_id", Wire.idNode delegationId ])) }
 
 /// For a completed delegation, an inbound message on the caller (a2a_receive, method delegate_result,
 /// source = the target) so the answer also reaches the caller's inbox.
-let replyRow (id: Guid) (now: DateTimeOffset) (source: Guid) (target: Guid) (delegationId: Guid) (text: string) : ActivityRow =
+let replyRow (id: ActivityId) (now: DateTimeOffset) (source: WorkspaceId) (target: WorkspaceId) (delegationId: ActivityId) (text: string) : ActivityRow =
     let env =
         Json.obj
             [ "jsonrpc", Json.str "2.0"
@@ -161,13 +166,13 @@ let replyRow (id: Guid) (now: DateTimeOffset) (source: Guid) (target: Guid) (del
                     Json.obj
                         [ "role", Json.str "agent"
                           "parts", Json.arr [ Json.obj [ "kind", Json.str "text"; "text", Json.str text ] ]
-                          "metadata", Json.obj [ "delegation_id", Wire.guidNode delegationId ] ] ] ]
+                          "metadata", Json.obj [ "delegation_id", Wire.idNode delegationId ] ] ] ]
 
     { Activity.row id now source "a2a_receive" with
         SourceId = Some target
         TargetId = Some source
         Method = Some "delegate_result"
-        Summary = Some $"Delegation result from {Wire.guid target}"
+        Summary = Some $"Delegation result from {target.Text}"
         RequestBody = Some(Json.compact env) }
 
 let private delegationIdOf (r: ActivityRow) : JsonNode =
@@ -193,7 +198,7 @@ let preview (r: ActivityRow) : string option =
         Some(if text.Length > 300 then text.Substring(0, 300) + "..." else text)
 
 /// GET /workspaces/:id/delegations: up to 50 newest delegation rows of the caller.
-let list (rows: ActivityRow seq) (source: Guid) : JsonNode =
+let list (rows: ActivityRow seq) (source: WorkspaceId) : JsonNode =
     rows
     |> Seq.filter (fun r -> r.WorkspaceId = source && r.ActivityType = "delegation")
     |> Seq.sortByDescending Activity.orderKey
@@ -201,10 +206,10 @@ let list (rows: ActivityRow seq) (source: Guid) : JsonNode =
     |> Seq.map (fun r ->
         let o =
             Json.obj
-                [ "id", Wire.guidNode r.Id
+                [ "id", Wire.idNode r.Id
                   "type", Json.optStr r.Method
-                  "source_id", Wire.optGuid r.SourceId
-                  "target_id", Wire.optGuid r.TargetId
+                  "source_id", Wire.optId r.SourceId
+                  "target_id", Wire.optId r.TargetId
                   "summary", Json.optStr r.Summary
                   "status", Json.str r.Status
                   "created_at", Wire.timeNode r.CreatedAt ]

@@ -16,10 +16,10 @@ type Entry =
       /// chat (user ↔ agent), message (agent → agent), delegation, memory, report, status
       Kind: string
       /// The workspace whose log holds the row (None for status events).
-      WorkspaceId: Guid option
+      WorkspaceId: WorkspaceId option
       /// Who acted (the sender, the delegating workspace, the writer); None = the user.
-      ActorId: Guid option
-      TargetId: Guid option
+      ActorId: WorkspaceId option
+      TargetId: WorkspaceId option
       Text: string
       /// What was said or asked (≤ 200 characters).
       Detail: string
@@ -32,16 +32,16 @@ let kinds = [ "chat"; "message"; "delegation"; "memory"; "report"; "status" ]
 [<Literal>]
 let PreviewLength = 200
 
-let shortId (id: Guid) = id.ToString("N").Substring(0, 8)
+let shortId (id: WorkspaceId) = id.Guid.ToString("N").Substring(0, 8)
 
 /// How a workspace is called: its name, else "workspace <short id>".
-let nameIn (all: Map<Guid, Workspace>) (id: Guid) : string =
+let nameIn (all: Map<WorkspaceId, Workspace>) (id: WorkspaceId) : string =
     match all.TryFind id with
     | Some w when not (String.IsNullOrWhiteSpace w.Name) -> w.Name.Trim()
     | _ -> "workspace " + shortId id
 
 /// For the platform log: "Name (short id)".
-let nameWithId (all: Map<Guid, Workspace>) (id: Guid) : string =
+let nameWithId (all: Map<WorkspaceId, Workspace>) (id: WorkspaceId) : string =
     match all.TryFind id with
     | Some w when not (String.IsNullOrWhiteSpace w.Name) -> $"{w.Name.Trim()} ({shortId id})"
     | _ -> "workspace " + shortId id
@@ -54,8 +54,8 @@ let private uuid =
     Regex("[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", RegexOptions.Compiled)
 
 /// Replaces every workspace id in a text by its name.
-let withNames (name: Guid -> string) (text: string) : string =
-    if String.IsNullOrEmpty text then "" else uuid.Replace(text, fun m -> name (Guid.Parse m.Value))
+let withNames (name: WorkspaceId -> string) (text: string) : string =
+    if String.IsNullOrEmpty text then "" else uuid.Replace(text, fun m -> name (WorkspaceId(Guid.Parse m.Value)))
 
 let private body (s: string option) = s |> Option.bind Json.tryParseDecoded
 let private message (n: JsonNode) = Json.prop "params" n |> Option.bind (Json.prop "message")
@@ -113,7 +113,7 @@ let private answerText (b: Bodies) =
 let private humanise (t: string) = (if isNull t then "" else t).Replace('_', ' ')
 
 let private entry (r: ActivityRow) kind actor target text =
-    { Key = Wire.guid r.Id
+    { Key = r.Id.Text
       Seq = r.Seq
       At = r.CreatedAt
       Kind = kind
@@ -125,12 +125,12 @@ let private entry (r: ActivityRow) kind actor target text =
       Result = ""
       Status = "" }
 
-let delegated (name: Guid -> string) (source: Guid) (target: Guid option) =
+let delegated (name: WorkspaceId -> string) (source: WorkspaceId) (target: WorkspaceId option) =
     match target with
     | Some t -> $"{name source} delegated a task to {name t}"
     | None -> $"{name source} delegated a task"
 
-let private sent (name: Guid -> string) (source: Guid option) (target: Guid) (methodName: string option) =
+let private sent (name: WorkspaceId -> string) (source: WorkspaceId option) (target: WorkspaceId) (methodName: string option) =
     let who = source |> Option.map name |> Option.defaultValue "user"
 
     match methodName with
@@ -140,7 +140,7 @@ let private sent (name: Guid -> string) (source: Guid option) (target: Guid) (me
 
 /// The feed entry of an activity row; None for a row that repeats an event shown by another row (an agent's own
 /// report of a message the platform already logged on the receiver).
-let ofRow (name: Guid -> string) (r: ActivityRow) : Entry option =
+let ofRow (name: WorkspaceId -> string) (r: ActivityRow) : Entry option =
     let ws = r.WorkspaceId
     let b = parse r
     let failed = if r.Status = "error" || r.Status = "failed" then "failed" else ""
@@ -156,7 +156,7 @@ let ofRow (name: Guid -> string) (r: ActivityRow) : Entry option =
 
         Some
             { entry r "delegation" (Some source) r.SourceId (delegated name source r.SourceId) with
-                Key = delegationIn b |> Option.defaultValue (Wire.guid r.Id)
+                Key = delegationIn b |> Option.defaultValue r.Id.Text
                 Result = preview (messageText b)
                 Status = "completed" }
     | "a2a_receive", _ when r.SourceId = Some ws ->
@@ -191,7 +191,7 @@ let ofRow (name: Guid -> string) (r: ActivityRow) : Entry option =
 
         Some
             { entry r "delegation" (Some ws) r.TargetId (delegated name ws r.TargetId) with
-                Key = delegationIn b |> Option.defaultValue (Wire.guid r.Id)
+                Key = delegationIn b |> Option.defaultValue r.Id.Text
                 Result = preview (withNames name result)
                 Status = r.Status }
     | "memory_write_global", _ ->
@@ -203,7 +203,7 @@ let ofRow (name: Guid -> string) (r: ActivityRow) : Entry option =
                 Status = failed }
 
 /// The label of a workspace event, if it has one.
-let statusText (name: Guid -> string) (kind: string) (ws: Guid) : string option =
+let statusText (name: WorkspaceId -> string) (kind: string) (ws: WorkspaceId) : string option =
     match kind with
     | "WORKSPACE_CREATED" -> Some $"{name ws} was created"
     | "WORKSPACE_UPDATED" -> Some $"{name ws} was edited"
@@ -217,7 +217,7 @@ let statusText (name: Guid -> string) (kind: string) (ws: Guid) : string option 
 
 /// The feed entry of a platform event that is not an activity row: workspace status changes and delegation
 /// progress (merged into the delegation's entry by its key). `payload` is the canvas payload.
-let ofEvent (name: Guid -> string) (kind: string) (ws: Guid option) (at: DateTimeOffset) (payload: JsonObject) : Entry option =
+let ofEvent (name: WorkspaceId -> string) (kind: string) (ws: WorkspaceId option) (at: DateTimeOffset) (payload: JsonObject) : Entry option =
     let s n = str n payload |> Option.defaultValue ""
 
     let blank =
@@ -231,7 +231,7 @@ let ofEvent (name: Guid -> string) (kind: string) (ws: Guid option) (at: DateTim
         | "DELEGATION_STATUS"
         | "DELEGATION_COMPLETE"
         | "DELEGATION_FAILED" ->
-            let target = Validation.parseGuid (s "target_id")
+            let target = Validation.parseWorkspaceId (s "target_id")
 
             let status =
                 match kind with
@@ -250,7 +250,7 @@ let ofEvent (name: Guid -> string) (kind: string) (ws: Guid option) (at: DateTim
         | _ ->
             statusText name kind w
             |> Option.map (fun text ->
-                { blank with Key = $"{kind}:{Wire.guid w}:{at.UtcTicks}"; Text = text; Status = s "status" })
+                { blank with Key = $"{kind}:{w.Text}:{at.UtcTicks}"; Text = text; Status = s "status" })
 
 /// Later rows of the same key complete an entry: the first text, detail and time stay; the latest non-empty
 /// result and status win.
@@ -279,7 +279,7 @@ let merge (entries: Entry seq) : Entry list =
     [ for k in order -> byKey[k] ]
 
 type Filter =
-    { Workspace: Guid option
+    { Workspace: WorkspaceId option
       Kind: string option
       Text: string option }
 
@@ -303,9 +303,9 @@ let toJson (e: Entry) : JsonObject =
           "seq", Json.num64 e.Seq
           "at", Wire.timeNode e.At
           "kind", Json.str e.Kind
-          "workspace_id", Wire.optGuid e.WorkspaceId
-          "actor_id", Wire.optGuid e.ActorId
-          "target_id", Wire.optGuid e.TargetId
+          "workspace_id", Wire.optId e.WorkspaceId
+          "actor_id", Wire.optId e.ActorId
+          "target_id", Wire.optId e.TargetId
           "text", Json.str e.Text
           "detail", Json.str e.Detail
           "result", Json.str e.Result

@@ -7,13 +7,13 @@ open System
 [<Literal>]
 let MaxDepth = 32
 
-let private parentOf (all: Map<Guid, Workspace>) (id: Guid) : Guid option =
+let private parentOf (all: Map<WorkspaceId, Workspace>) (id: WorkspaceId) : WorkspaceId option =
     match all.TryFind id with
     | Some w -> w.ParentId
     | None -> None
 
 /// Ancestors of `id`, nearest first, at most MaxDepth levels (cycles cannot loop forever).
-let ancestors (all: Map<Guid, Workspace>) (id: Guid) : Guid list =
+let ancestors (all: Map<WorkspaceId, Workspace>) (id: WorkspaceId) : WorkspaceId list =
     let rec walk current depth acc =
         if depth >= MaxDepth then
             List.rev acc
@@ -26,7 +26,7 @@ let ancestors (all: Map<Guid, Workspace>) (id: Guid) : Guid list =
 
 /// The reference access rule: same id; siblings (same non-null parent); both roots; parent↔child;
 /// ancestor↔descendant (≤ 32 levels). Status is not considered. Unknown ids only talk to themselves.
-let canCommunicate (all: Map<Guid, Workspace>) (a: Guid) (b: Guid) : bool =
+let canCommunicate (all: Map<WorkspaceId, Workspace>) (a: WorkspaceId) (b: WorkspaceId) : bool =
     if a = b then
         true
     else
@@ -43,7 +43,7 @@ let canCommunicate (all: Map<Guid, Workspace>) (a: Guid) (b: Guid) : bool =
         | _ -> false
 
 /// Peers listed to `id`: siblings (or all other roots when root) + children + parent; never removed, never self.
-let peers (all: Map<Guid, Workspace>) (id: Guid) : Workspace list =
+let peers (all: Map<WorkspaceId, Workspace>) (id: WorkspaceId) : Workspace list =
     match all.TryFind id with
     | None -> []
     | Some me ->
@@ -60,7 +60,7 @@ let peers (all: Map<Guid, Workspace>) (id: Guid) : Workspace list =
 
 /// Every descendant of `id` (any depth: not bounded by MaxDepth, so a cascade removal reaches the whole subtree),
 /// excluding `id` itself. Walks children breadth-first; a visited set stops cycles.
-let descendants (all: Map<Guid, Workspace>) (id: Guid) : Guid list =
+let descendants (all: Map<WorkspaceId, Workspace>) (id: WorkspaceId) : WorkspaceId list =
     let children =
         all
         |> Map.toList
@@ -69,7 +69,7 @@ let descendants (all: Map<Guid, Workspace>) (id: Guid) : Guid list =
         |> List.map (fun (p, ks) -> p, ks |> List.map snd)
         |> Map.ofList
 
-    let rec walk (frontier: Guid list) (seen: Set<Guid>) (acc: Guid list) =
+    let rec walk (frontier: WorkspaceId list) (seen: Set<WorkspaceId>) (acc: WorkspaceId list) =
         match frontier with
         | [] -> List.rev acc
         | _ ->
@@ -84,7 +84,7 @@ let descendants (all: Map<Guid, Workspace>) (id: Guid) : Guid list =
     walk [ id ] (Set.singleton id) []
 
 /// Direct children that are not removed.
-let liveChildren (all: Map<Guid, Workspace>) (id: Guid) : Workspace list =
+let liveChildren (all: Map<WorkspaceId, Workspace>) (id: WorkspaceId) : Workspace list =
     all
     |> Map.toList
     |> List.map snd

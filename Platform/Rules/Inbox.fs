@@ -76,10 +76,10 @@ let mailSummary (floor: int64 option) (overdueAfter: int) (rows: ActivityRow seq
         |> List.sortByDescending (fun r -> r.Seq)
         |> List.truncate ReceivedListCap
         |> List.map (fun r ->
-            let o = Json.obj [ "id", Wire.guidNode r.Id ]
+            let o = Json.obj [ "id", Wire.idNode r.Id ]
             r.MessageId |> Option.filter (fun m -> m <> "") |> Option.iter (fun m -> o["message_id"] <- Json.str m)
             r.Method |> Option.filter (fun m -> m <> "") |> Option.iter (fun m -> o["method"] <- Json.str m)
-            r.SourceId |> Option.iter (fun s -> o["sender_id"] <- Wire.guidNode s)
+            r.SourceId |> Option.iter (fun s -> o["sender_id"] <- Wire.idNode s)
             o["seq"] <- Json.num64 r.Seq
             o :> JsonNode)
 
@@ -112,11 +112,22 @@ module Retention =
         let hard = min MaxDays (if r.HardDays > 0 then r.HardDays else defaults.HardDays)
         { SoftDays = soft; HardDays = max soft hard }
 
+/// The instants before which rows go: acked rows created before `Soft`, every row created before `Hard`.
+type Cutoffs = { Soft: DateTimeOffset; Hard: DateTimeOffset }
+
+let cutoffs (now: DateTimeOffset) (retention: Retention) : Cutoffs =
+    let p = Retention.normalise retention
+
+    { Soft = Activity.ago now (TimeSpan.FromDays(float p.SoftDays))
+      Hard = Activity.ago now (TimeSpan.FromDays(float p.HardDays)) }
+
+/// A row is pruned when it was created before the soft cutoff and is covered by its workspace's ack floor (absent
+/// → 0), or before the hard cutoff. (The stores' retention query states the same.)
+let prunableAt (c: Cutoffs) (floorOf: WorkspaceId -> int64 option) (r: ActivityRow) : bool =
+    let floor = defaultArg (floorOf r.WorkspaceId) 0L
+    (r.CreatedAt < c.Soft && r.Seq <= floor) || r.CreatedAt < c.Hard
+
 /// A row is pruned when it is older than the soft age and covered by its workspace's ack floor (absent → 0),
 /// or older than the hard age.
-let prunable (now: DateTimeOffset) (retention: Retention) (floorOf: Guid -> int64 option) (r: ActivityRow) : bool =
-    let p = Retention.normalise retention
-    let floor = defaultArg (floorOf r.WorkspaceId) 0L
-
-    (r.CreatedAt < Activity.ago now (TimeSpan.FromDays(float p.SoftDays)) && r.Seq <= floor)
-    || r.CreatedAt < Activity.ago now (TimeSpan.FromDays(float p.HardDays))
+let prunable (now: DateTimeOffset) (retention: Retention) (floorOf: WorkspaceId -> int64 option) (r: ActivityRow) : bool =
+    prunableAt (cutoffs now retention) floorOf r

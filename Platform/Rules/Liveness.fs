@@ -26,7 +26,7 @@ let sweep (now: DateTimeOffset) (w: Workspace) : Workspace option =
         None
 
 /// Status after a heartbeat (reference `evaluateStatus`); removed never changes.
-let statusAfterHeartbeat (errorRate: float) (runtimeState: string) (current: string) : string =
+let statusAfterHeartbeat (errorRate: float) (runtimeState: string) (current: Status) : Status =
     match current with
     | Status.Removed -> Status.Removed
     | Status.Offline
@@ -59,7 +59,7 @@ let heartbeat (now: DateTimeOffset) (hb: HeartbeatInput) (w: Workspace) : Worksp
             UpdatedAt = now }
 
 /// Status after a register: online unless removed.
-let statusAfterRegister (current: string) =
+let statusAfterRegister (current: Status) =
     if current = Status.Removed then Status.Removed else Status.Online
 
 let isOnline (w: Workspace) = w.Status = Status.Online

@@ -9,7 +9,9 @@ open System.Text.Json.Nodes
 open Molecule.Platform.Validation
 module Json = Molecule.Protocol.Json
 
-let scopes = [ "LOCAL"; "TEAM"; "GLOBAL" ]
+let scopes = MemoryScope.all
+
+let badScope = "scope must be LOCAL, TEAM or GLOBAL"
 
 [<Literal>]
 let MaxResults = 50
@@ -41,20 +43,18 @@ let redact (content: string) : string =
 
 type Commit =
     { Content: string
-      Scope: string
+      Scope: MemoryScope
       Namespace: string }
 
 let parseCommit (body: JsonObject) : Result<Commit, Reply> =
     result {
         let! content = reqString "content" body
         let! scopeRaw = reqString "scope" body
-        let scope = scopeRaw.Trim().ToUpperInvariant()
 
-        do!
-            if List.contains scope scopes then
-                Ok()
-            else
-                Error(bad "scope must be LOCAL, TEAM or GLOBAL")
+        let! scope =
+            match MemoryScope.tryParse scopeRaw with
+            | Some s -> Ok s
+            | None -> Error(bad badScope)
 
         let! ns = optString "namespace" body
 
@@ -72,14 +72,14 @@ let parseCommit (body: JsonObject) : Result<Commit, Reply> =
     }
 
 /// The stored memory for a commit by `ws`, or 403 for GLOBAL from a non-root workspace.
-let commit (id: Guid) (now: DateTimeOffset) (ws: Workspace) (c: Commit) : Result<Memory, Reply> =
-    if c.Scope = "GLOBAL" && ws.ParentId.IsSome then
+let commit (id: MemoryId) (now: DateTimeOffset) (ws: Workspace) (c: Commit) : Result<Memory, Reply> =
+    if c.Scope = MemoryScope.Global && ws.ParentId.IsSome then
         Error(Wire.errorReply 403 globalForbidden)
     else
         let content = redact c.Content
 
         let content =
-            if c.Scope = "GLOBAL" then content.Replace("[MEMORY ", "[_MEMORY ") else content
+            if c.Scope = MemoryScope.Global then content.Replace("[MEMORY ", "[_MEMORY ") else content
 
         Ok
             { Id = id
@@ -97,62 +97,91 @@ let matchesQuery (q: string) (content: string) =
     let c = content.ToLowerInvariant()
     words q |> Array.forall (fun w -> c.Contains w)
 
-/// Rows visible to `me` for a recall with the given scope (None/other = my own rows, all scopes).
-let visible (all: Map<Guid, Workspace>) (me: Workspace) (scope: string option) (memories: Memory seq) : Memory list =
-    let scope = scope |> Option.map (fun s -> s.Trim().ToUpperInvariant())
+/// What a recall reads from the store.
+type Selection =
+    /// The reader's own rows, every scope (no scope, or one the platform does not know).
+    | Own of WorkspaceId
+    /// The reader's own LOCAL rows.
+    | OwnLocal of WorkspaceId
+    /// TEAM rows written by these workspaces.
+    | TeamOf of WorkspaceId list
+    /// Every GLOBAL row.
+    | AllGlobal
+
+/// The team whose TEAM memories `me` recalls: live workspaces under the same parent (the roots, for a root) that
+/// it can communicate with, itself included.
+let team (all: Map<WorkspaceId, Workspace>) (me: Workspace) : WorkspaceId list =
     let anchor = defaultArg me.ParentId me.Id
 
-    let inTeam (wsId: Guid) =
-        match all.TryFind wsId with
-        | Some w ->
-            w.Status <> Status.Removed
-            && (w.ParentId = Some anchor || w.Id = anchor || (me.ParentId.IsNone && w.ParentId.IsNone && w.Id = me.Id))
-            && Hierarchy.canCommunicate all me.Id w.Id
-        | None -> false
+    all
+    |> Map.toList
+    |> List.map snd
+    |> List.filter (fun w ->
+        w.Status <> Status.Removed
+        && (w.ParentId = Some anchor || w.Id = anchor || (me.ParentId.IsNone && w.ParentId.IsNone && w.Id = me.Id))
+        && Hierarchy.canCommunicate all me.Id w.Id)
+    |> List.map (fun w -> w.Id)
 
-    memories
-    |> Seq.filter (fun m ->
-        match scope with
-        | Some "LOCAL" -> m.WorkspaceId = me.Id && m.Scope = "LOCAL"
-        | Some "TEAM" -> m.Scope = "TEAM" && inTeam m.WorkspaceId
-        | Some "GLOBAL" -> m.Scope = "GLOBAL"
-        | _ -> m.WorkspaceId = me.Id)
-    |> List.ofSeq
+/// What a recall by `me` with the given scope reads.
+let selection (all: Map<WorkspaceId, Workspace>) (me: Workspace) (scope: MemoryScope option) : Selection =
+    match scope with
+    | Some MemoryScope.Local -> OwnLocal me.Id
+    | Some MemoryScope.Team -> TeamOf(team all me)
+    | Some MemoryScope.Global -> AllGlobal
+    | None -> Own me.Id
 
-/// Recall: visible rows matching the query, newest first, at most min(limit, 50).
-let recall
-    (all: Map<Guid, Workspace>)
-    (me: Workspace)
-    (scope: string option)
-    (query: string option)
-    (limit: int option)
-    (memories: Memory seq)
-    : Memory list =
+/// Whether a row is in a selection (the store's query, stated once).
+let selects (s: Selection) (m: Memory) : bool =
+    match s with
+    | Own id -> m.WorkspaceId = id
+    | OwnLocal id -> m.WorkspaceId = id && m.Scope = MemoryScope.Local
+    | TeamOf ids -> m.Scope = MemoryScope.Team && List.contains m.WorkspaceId ids
+    | AllGlobal -> m.Scope = MemoryScope.Global
+
+/// Rows visible to `me` for a recall with the given scope (None = my own rows, all scopes).
+let visible (all: Map<WorkspaceId, Workspace>) (me: Workspace) (scope: MemoryScope option) (memories: Memory seq) : Memory list =
+    let s = selection all me scope
+    memories |> Seq.filter (selects s) |> List.ofSeq
+
+/// A recall's answer from the selected rows: those matching the query, newest first, at most min(limit, 50).
+let rank (query: string option) (limit: int option) (selected: Memory seq) : Memory list =
     let lim =
         match limit with
         | Some l when l > 0 -> min l MaxResults
         | _ -> MaxResults
 
-    visible all me scope memories
-    |> List.filter (fun m ->
+    selected
+    |> Seq.filter (fun m ->
         match query with
         | Some q -> matchesQuery q m.Content
         | None -> true)
-    |> List.sortByDescending (fun m -> m.CreatedAt, m.Id)
-    |> List.truncate lim
+    |> Seq.sortByDescending (fun m -> m.CreatedAt, m.Id.Guid)
+    |> Seq.truncate lim
+    |> List.ofSeq
+
+/// Recall: visible rows matching the query, newest first, at most min(limit, 50).
+let recall
+    (all: Map<WorkspaceId, Workspace>)
+    (me: Workspace)
+    (scope: MemoryScope option)
+    (query: string option)
+    (limit: int option)
+    (memories: Memory seq)
+    : Memory list =
+    rank query limit (visible all me scope memories)
 
 /// Content as returned to readers: GLOBAL rows are wrapped with their provenance.
 let displayContent (m: Memory) =
-    if m.Scope = "GLOBAL" then
-        $"[MEMORY id={Wire.guid m.Id} scope=GLOBAL from={Wire.guid m.WorkspaceId}]: {m.Content}"
+    if m.Scope = MemoryScope.Global then
+        $"[MEMORY id={m.Id.Text} scope=GLOBAL from={m.WorkspaceId.Text}]: {m.Content}"
     else
         m.Content
 
 let toJson (m: Memory) : JsonNode =
     Json.obj
-        [ "id", Wire.guidNode m.Id
-          "workspace_id", Wire.guidNode m.WorkspaceId
+        [ "id", Wire.idNode m.Id
+          "workspace_id", Wire.idNode m.WorkspaceId
           "content", Json.str (displayContent m)
-          "scope", Json.str m.Scope
+          "scope", Json.str (MemoryScope.text m.Scope)
           "namespace", Json.str m.Namespace
           "created_at", Wire.timeNode m.CreatedAt ]

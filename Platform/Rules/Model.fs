@@ -1,50 +1,134 @@
-/// The platform's data model: plain immutable records shared by the pure rules, the store and the server.
-/// Raw JSON columns are kept as compact JSON text (string option).
+/// The platform's data model: typed ids, the unions of status, delivery mode and memory scope, and plain immutable
+/// records shared by the pure rules, the store and the server. Raw JSON columns are kept as compact JSON text.
 namespace Molecule.Platform
 
 open System
+open System.Text.Json.Nodes
+
+/// An id of the kind `'kind` (one of the marker types below): a GUID whose `Text` is the one normal form (lower-case
+/// 8-4-4-4-12) that is stored, sent and logged. Ids of different kinds are different types.
+[<Struct>]
+type Id<'kind> =
+    | Id of Guid
+
+    member this.Guid =
+        let (Id g) = this
+        g
+
+    member this.Text = this.Guid.ToString "D"
+    override this.ToString() = this.Text
+
+type OfWorkspace = interface end
+type OfToken = interface end
+/// An activity row; a delegation's id is the id of its tracking row.
+type OfActivity = interface end
+type OfMemory = interface end
+
+type WorkspaceId = Id<OfWorkspace>
+/// A token's id (the row's; never the token's text).
+type TokenId = Id<OfToken>
+type ActivityId = Id<OfActivity>
+type MemoryId = Id<OfMemory>
+
+/// The ids' constructors, by the names of their kinds.
+[<AutoOpen>]
+module Ids =
+    let WorkspaceId (g: Guid) : WorkspaceId = Id g
+    let TokenId (g: Guid) : TokenId = Id g
+    let ActivityId (g: Guid) : ActivityId = Id g
+    let MemoryId (g: Guid) : MemoryId = Id g
+
+/// A workspace's status; `Status.text` is its wire and column form.
+[<RequireQualifiedAccess>]
+type Status =
+    | Provisioning
+    | Online
+    | Offline
+    | Degraded
+    | Failed
+    | Removed
+    | Paused
+    | Hibernated
+    | AwaitingAgent
 
 module Status =
-    [<Literal>]
-    let Provisioning = "provisioning"
-
-    [<Literal>]
-    let Online = "online"
-
-    [<Literal>]
-    let Offline = "offline"
-
-    [<Literal>]
-    let Degraded = "degraded"
-
-    [<Literal>]
-    let Failed = "failed"
-
-    [<Literal>]
-    let Removed = "removed"
-
-    [<Literal>]
-    let Paused = "paused"
-
-    [<Literal>]
-    let Hibernated = "hibernated"
-
-    [<Literal>]
-    let AwaitingAgent = "awaiting_agent"
-
     let all =
-        [ Provisioning; Online; Offline; Degraded; Failed; Removed; Paused; Hibernated; AwaitingAgent ]
+        [ Status.Provisioning
+          Status.Online
+          Status.Offline
+          Status.Degraded
+          Status.Failed
+          Status.Removed
+          Status.Paused
+          Status.Hibernated
+          Status.AwaitingAgent ]
+
+    let text (s: Status) =
+        match s with
+        | Status.Provisioning -> "provisioning"
+        | Status.Online -> "online"
+        | Status.Offline -> "offline"
+        | Status.Degraded -> "degraded"
+        | Status.Failed -> "failed"
+        | Status.Removed -> "removed"
+        | Status.Paused -> "paused"
+        | Status.Hibernated -> "hibernated"
+        | Status.AwaitingAgent -> "awaiting_agent"
+
+    let tryParse (s: string) : Status option = all |> List.tryFind (fun x -> text x = s)
+
+/// How a workspace receives messages: queued for its agent to poll, or forwarded to its URL.
+[<RequireQualifiedAccess>]
+type DeliveryMode =
+    | Poll
+    | Push
+
+module DeliveryMode =
+    let text (m: DeliveryMode) =
+        match m with
+        | DeliveryMode.Poll -> "poll"
+        | DeliveryMode.Push -> "push"
+
+    let tryParse (s: string) : DeliveryMode option =
+        match s with
+        | "poll" -> Some DeliveryMode.Poll
+        | "push" -> Some DeliveryMode.Push
+        | _ -> None
+
+    /// The 400 text of anything else.
+    let invalid = "delivery_mode must be 'push' or 'poll'"
+
+/// Who recalls a memory: its writer only, the writer's team, or everyone.
+[<RequireQualifiedAccess>]
+type MemoryScope =
+    | Local
+    | Team
+    | Global
+
+module MemoryScope =
+    let all = [ MemoryScope.Local; MemoryScope.Team; MemoryScope.Global ]
+
+    let text (s: MemoryScope) =
+        match s with
+        | MemoryScope.Local -> "LOCAL"
+        | MemoryScope.Team -> "TEAM"
+        | MemoryScope.Global -> "GLOBAL"
+
+    /// Upper-case text (`LOCAL`, `TEAM`, `GLOBAL`; surrounding whitespace and case ignored).
+    let tryParse (s: string) : MemoryScope option =
+        let t = (if isNull s then "" else s.Trim()).ToUpperInvariant()
+        all |> List.tryFind (fun x -> text x = t)
 
 type Workspace =
-    { Id: Guid
+    { Id: WorkspaceId
       Name: string
       Role: string option
       Tier: int
-      Status: string
+      Status: Status
       AgentCard: string option
       Url: string option
-      ParentId: Guid option
-      DeliveryMode: string
+      ParentId: WorkspaceId option
+      DeliveryMode: DeliveryMode
       Runtime: string
       LastHeartbeatAt: DateTimeOffset option
       LastErrorRate: float
@@ -52,6 +136,8 @@ type Workspace =
       UptimeSeconds: int
       CurrentTask: string
       MaxConcurrentTasks: int
+      /// The secret the platform hands the agent (register, heartbeat). Held here in clear; the store seals it at
+      /// rest (see DESIGN.md, "Secrets at rest").
       InboundSecret: string option
       LastOutboundAt: DateTimeOffset option
       CreatedAt: DateTimeOffset
@@ -61,7 +147,7 @@ type Workspace =
 module Workspace =
     /// A workspace row as first saved: no URL, parent, heartbeat, secret or load yet; callers set name, tier, status,
     /// card and delivery mode.
-    let fresh (id: Guid) (now: DateTimeOffset) : Workspace =
+    let fresh (id: WorkspaceId) (now: DateTimeOffset) : Workspace =
         { Id = id
           Name = ""
           Role = None
@@ -70,7 +156,7 @@ module Workspace =
           AgentCard = None
           Url = None
           ParentId = None
-          DeliveryMode = "poll"
+          DeliveryMode = DeliveryMode.Poll
           Runtime = "external"
           LastHeartbeatAt = None
           LastErrorRate = 0.0
@@ -83,9 +169,11 @@ module Workspace =
           CreatedAt = now
           UpdatedAt = now }
 
+    let isRemoved (w: Workspace) = w.Status = Status.Removed
+
 type Token =
-    { Id: Guid
-      WorkspaceId: Guid
+    { Id: TokenId
+      WorkspaceId: WorkspaceId
       Hash: byte[]
       Prefix: string
       CreatedAt: DateTimeOffset
@@ -94,17 +182,18 @@ type Token =
 
 type ActivityRow =
     { Seq: int64
-      Id: Guid
-      WorkspaceId: Guid
+      Id: ActivityId
+      WorkspaceId: WorkspaceId
       ActivityType: string
-      SourceId: Guid option
-      TargetId: Guid option
+      SourceId: WorkspaceId option
+      TargetId: WorkspaceId option
       Method: string option
       Summary: string option
       RequestBody: string option
       ResponseBody: string option
       ToolTrace: string option
       DurationMs: int option
+      /// Free text: agents report their own statuses; the platform writes ok/error and the delegation states.
       Status: string
       ErrorDetail: string option
       CreatedAt: DateTimeOffset
@@ -113,12 +202,41 @@ type ActivityRow =
       MessageId: string option }
 
 type Memory =
-    { Id: Guid
-      WorkspaceId: Guid
+    { Id: MemoryId
+      WorkspaceId: WorkspaceId
       Content: string
-      Scope: string
+      Scope: MemoryScope
       Namespace: string
       CreatedAt: DateTimeOffset }
 
 /// An HTTP-level outcome of a rule: status code and JSON body text.
 type Reply = { Code: int; Body: string }
+
+/// Who sees an event.
+type Audience =
+    /// The canvas stream and the streams of the anchor workspace.
+    | Everyone
+    /// Only the canvas stream (e.g. rows the reference writes without a broadcast).
+    | CanvasOnly
+    /// Only the anchor workspace's streams (e.g. the poll short-circuit's second ring).
+    | WorkspaceOnly
+
+/// A platform event, published once the store transaction that caused it has committed.
+type PlatformEvent =
+    { Type: string
+      WorkspaceId: WorkspaceId option
+      /// Canvas payload (GET /events).
+      Payload: JsonObject
+      /// Workspace-stream payload (the envelope's `data`, spec §1.3).
+      Data: JsonObject
+      At: DateTimeOffset
+      Audience: Audience }
+
+/// An event a decision announces, before the shell dates it and adds the canvas's labels: its type, anchor
+/// workspace, canvas payload, workspace-stream payload and audience.
+type Announcement =
+    { Kind: string
+      Anchor: WorkspaceId option
+      Canvas: (string * JsonNode) list
+      Stream: JsonObject
+      Audience: Audience }

@@ -55,16 +55,16 @@ let parsePatch (body: JsonObject) : Result<Abilities -> Abilities, Reply> =
               TalkToUserEnabled = defaultArg t a.TalkToUserEnabled })
 
 /// The abilities file: `{"<workspace id>": {"broadcast_enabled": bool, "talk_to_user_enabled": bool}, …}`.
-let encode (all: Map<Guid, Abilities>) : string =
+let encode (all: Map<WorkspaceId, Abilities>) : string =
     all
     |> Map.toList
     |> List.map (fun (id, a) ->
-        Wire.guid id,
+        id.Text,
         (Json.obj [ "broadcast_enabled", Json.bool a.BroadcastEnabled; "talk_to_user_enabled", Json.bool a.TalkToUserEnabled ] :> JsonNode))
     |> Json.obj
     |> Json.compact
 
-let decode (text: string) : Map<Guid, Abilities> =
+let decode (text: string) : Map<WorkspaceId, Abilities> =
     match Json.tryParseObject text with
     | None -> Map.empty
     | Some o ->
@@ -76,7 +76,7 @@ let decode (text: string) : Map<Guid, Abilities> =
                       | Some Text.Json.JsonValueKind.True -> true
                       | Some Text.Json.JsonValueKind.False -> false
                       | _ -> fallback
-                  id,
+                  WorkspaceId id,
                   { BroadcastEnabled = flag "broadcast_enabled" defaults.BroadcastEnabled
                     TalkToUserEnabled = flag "talk_to_user_enabled" defaults.TalkToUserEnabled }
               | _ -> () ]
@@ -87,13 +87,13 @@ let decode (text: string) : Map<Guid, Abilities> =
 // ---------------------------------------------------------------------------------------------
 
 /// The root of a workspace's organisation (itself when it has no parent).
-let rootOf (all: Map<Guid, Workspace>) (id: Guid) : Guid =
+let rootOf (all: Map<WorkspaceId, Workspace>) (id: WorkspaceId) : WorkspaceId =
     match Hierarchy.ancestors all id |> List.tryLast with
     | Some root -> root
     | None -> id
 
 /// Every live workspace of the sender's organisation (same root), except the sender.
-let recipients (all: Map<Guid, Workspace>) (sender: Guid) : Workspace list =
+let recipients (all: Map<WorkspaceId, Workspace>) (sender: WorkspaceId) : Workspace list =
     let root = rootOf all sender
     all
     |> Map.toList
@@ -121,9 +121,9 @@ let MaxFiles = 64
 let isFileId (s: string) =
     not (isNull s) && s.Length = 32 && s |> Seq.forall (fun c -> (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))
 
-let pendingUri (ws: Guid) (fileId: string) = $"platform-pending:{Wire.guid ws}/{fileId}"
+let pendingUri (ws: WorkspaceId) (fileId: string) = $"platform-pending:{ws.Text}/{fileId}"
 
-let uploadEntry (ws: Guid) (fileId: string) (name: string) (mime: string) (size: int64) : JsonObject =
+let uploadEntry (ws: WorkspaceId) (fileId: string) (name: string) (mime: string) (size: int64) : JsonObject =
     Json.obj
         [ "uri", Json.str (pendingUri ws fileId)
           "name", Json.str name
@@ -131,7 +131,7 @@ let uploadEntry (ws: Guid) (fileId: string) (name: string) (mime: string) (size:
           "size", Json.num64 size ]
 
 /// The row that tells a poll-mode workspace a file waits for it (source: none; the file in request_body).
-let uploadRow (id: Guid) (now: DateTimeOffset) (ws: Guid) (fileId: string) (name: string) (mime: string) (size: int64) : ActivityRow =
+let uploadRow (id: ActivityId) (now: DateTimeOffset) (ws: WorkspaceId) (fileId: string) (name: string) (mime: string) (size: int64) : ActivityRow =
     let body = uploadEntry ws fileId name mime size
     body["file_id"] <- Json.str fileId
     { Activity.row id now ws "a2a_receive" with

@@ -31,7 +31,7 @@ let matches (storedHash: byte[]) (presented: string) : bool =
     && CryptographicOperations.FixedTimeEquals(ReadOnlySpan storedHash, ReadOnlySpan(hash presented))
 
 /// A new stored token record (never contains the token text).
-let create (id: Guid) (workspaceId: Guid) (now: DateTimeOffset) (token: string) : Token =
+let create (id: TokenId) (workspaceId: WorkspaceId) (now: DateTimeOffset) (token: string) : Token =
     { Id = id
       WorkspaceId = workspaceId
       Hash = hash token
@@ -49,10 +49,14 @@ let isWellFormed (s: string) =
     && s |> Seq.forall (fun c -> Char.IsAsciiLetterOrDigit c || c = '-' || c = '_')
 
 /// The live token of `workspaceId` that the presented text matches, if any.
-let findLive (tokens: Token seq) (workspaceId: Guid) (presented: string) : Token option =
+let findLive (tokens: Token seq) (workspaceId: WorkspaceId) (presented: string) : Token option =
     tokens
     |> Seq.filter (fun t -> t.WorkspaceId = workspaceId && isLive t)
     |> Seq.tryFind (fun t -> matches t.Hash presented)
+
+/// The stored token a presented text names (its hash is the store's key), checked in constant time.
+let named (lookup: byte[] -> Token option) (presented: string) : Token option =
+    lookup (hash presented) |> Option.filter (fun t -> matches t.Hash presented)
 
 /// Constant-time comparison of two secrets given as text (admin token).
 let equalSecrets (a: string) (b: string) : bool =

@@ -25,6 +25,9 @@ let parseGuid (s: string) : Guid option =
         | true, g -> Some g
         | _ -> None
 
+/// A workspace id in any UUID form, or None.
+let parseWorkspaceId (s: string) : WorkspaceId option = parseGuid s |> Option.map WorkspaceId
+
 /// The body must be a JSON object.
 let body (text: string) : Result<JsonObject, Reply> =
     match Json.tryParseDecoded text with
@@ -73,6 +76,10 @@ let optGuid (name: string) (o: JsonObject) : Result<Guid option, Reply> =
         | Some g -> Ok(Some g)
         | None -> Error(bad $"{name} must be a valid UUID")
     | Error e -> Error e
+
+/// An optional workspace id field (see optGuid).
+let optWorkspaceId (name: string) (o: JsonObject) : Result<WorkspaceId option, Reply> =
+    optGuid name o |> Result.map (Option.map WorkspaceId)
 
 let optObject (name: string) (o: JsonObject) : Result<JsonObject option, Reply> =
     match field o name with

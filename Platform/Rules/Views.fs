@@ -12,12 +12,12 @@ let private card (w: Workspace) : JsonNode =
 
 /// The fields both workspace shapes start with (fresh nodes on every call).
 let private head (w: Workspace) : (string * JsonNode) list =
-    [ "id", Wire.guidNode w.Id
+    [ "id", Wire.idNode w.Id
       "name", Json.str w.Name
       "tier", Json.num w.Tier
-      "status", Json.str w.Status
+      "status", Json.str (Status.text w.Status)
       "url", Json.str (defaultArg w.Url "")
-      "parent_id", Wire.optGuid w.ParentId
+      "parent_id", Wire.optId w.ParentId
       "active_tasks", Json.num w.ActiveTasks ]
 
 /// Peer entry (GET /registry/:id/peers).
@@ -32,7 +32,7 @@ let workspace (w: Workspace) : JsonObject =
             "last_error_rate", Json.numf w.LastErrorRate
             "uptime_seconds", Json.num w.UptimeSeconds
             "runtime", Json.str w.Runtime
-            "delivery_mode", Json.str w.DeliveryMode
+            "delivery_mode", Json.str (DeliveryMode.text w.DeliveryMode)
             "x", Json.num 0
             "y", Json.num 0
             "collapsed", Json.bool false
@@ -52,7 +52,7 @@ let removed (w: Workspace) : Reply =
         410
         (Json.obj
             [ "error", Json.str "workspace removed"
-              "id", Wire.guidNode w.Id
+              "id", Wire.idNode w.Id
               "hint", Json.str removedHint
               "removed_at", Wire.timeNode w.UpdatedAt ])
 
@@ -77,11 +77,11 @@ let private durationNode (r: ActivityRow) : JsonNode =
 /// `message_id` and `idempotency_key` are not projected.
 let activity (r: ActivityRow) : JsonObject =
     Json.sorted (
-        [ "id", Wire.guidNode r.Id
-          "workspace_id", Wire.guidNode r.WorkspaceId
+        [ "id", Wire.idNode r.Id
+          "workspace_id", Wire.idNode r.WorkspaceId
           "activity_type", Json.str r.ActivityType
-          "source_id", Wire.optGuid r.SourceId
-          "target_id", Wire.optGuid r.TargetId
+          "source_id", Wire.optId r.SourceId
+          "target_id", Wire.optId r.TargetId
           "method", Json.optStr r.Method
           "summary", Json.optStr r.Summary
           "duration_ms", durationNode r
@@ -95,7 +95,7 @@ let activity (r: ActivityRow) : JsonObject =
 /// include=peer_info (spec §2.3): `peer_name` / `peer_role` of the sending workspace (omitted when empty or
 /// unknown), `agent_card_url` = `<base>/registry/discover/<source_id>` when the row has a source, `attachments`
 /// when the request body carries any.
-let activityWithPeer (peerOf: Guid -> Workspace option) (baseUrl: string) (r: ActivityRow) : JsonObject =
+let activityWithPeer (peerOf: WorkspaceId -> Workspace option) (baseUrl: string) (r: ActivityRow) : JsonObject =
     let extra =
         [ match r.SourceId with
           | Some s ->
@@ -108,7 +108,7 @@ let activityWithPeer (peerOf: Guid -> Workspace option) (baseUrl: string) (r: Ac
                   | _ -> ()
               | None -> ()
 
-              "agent_card_url", Json.str $"{baseUrl}/registry/discover/{Wire.guid s}"
+              "agent_card_url", Json.str $"{baseUrl}/registry/discover/{s.Text}"
           | None -> ()
           match A2a.attachmentsOf r.RequestBody with
           | [] -> ()
@@ -130,8 +130,8 @@ let activityData (r: ActivityRow) (summary: string option) : JsonObject =
           "method", Json.optStr r.Method
           "summary", Json.optStr summary
           "status", Json.str r.Status
-          "source_id", Wire.optGuid r.SourceId
-          "target_id", Wire.optGuid r.TargetId
+          "source_id", Wire.optId r.SourceId
+          "target_id", Wire.optId r.TargetId
           "duration_ms", durationNode r
           match r.ErrorDetail with
           | Some e -> "error_detail", Json.str e
@@ -144,7 +144,7 @@ let activityData (r: ActivityRow) (summary: string option) : JsonObject =
 
 let token (t: Token) : JsonNode =
     Json.obj
-        [ "id", Wire.guidNode t.Id
+        [ "id", Wire.idNode t.Id
           "prefix", Json.str t.Prefix
           "created_at", Wire.timeNode t.CreatedAt
           "last_used_at", Wire.optTime t.LastUsedAt

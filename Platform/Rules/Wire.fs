@@ -5,7 +5,7 @@ module Molecule.Platform.Wire
 open System
 open System.Globalization
 open System.Text.Json.Nodes
-open Molecule.Protocol
+module Json = Molecule.Protocol.Json
 
 /// RFC 3339 UTC timestamp with microseconds.
 let time (t: DateTimeOffset) : string =
@@ -21,9 +21,13 @@ let optTime (t: DateTimeOffset option) : JsonNode =
 let guid (g: Guid) : string = g.ToString("D")
 let guidNode (g: Guid) : JsonNode = Json.str (guid g)
 
-let optGuid (g: Guid option) : JsonNode =
-    match g with
-    | Some v -> guidNode v
+/// A typed id (WorkspaceId, TokenId, ActivityId, MemoryId) as its JSON string.
+let inline idNode (id: ^T) : JsonNode = Json.str ((^T: (member Text: string) id))
+
+/// An optional typed id: its string, or null.
+let inline optId (id: ^T option) : JsonNode =
+    match id with
+    | Some v -> idNode v
     | None -> null
 
 /// `{"error": msg}` body.
@@ -31,3 +35,10 @@ let error (msg: string) : string = Json.compact (Json.obj [ "error", Json.str ms
 
 let reply (code: int) (body: JsonNode) : Reply = { Code = code; Body = Json.compact body }
 let errorReply (code: int) (msg: string) : Reply = { Code = code; Body = error msg }
+
+/// The `error` text of a reply (its whole body when that is not `{"error": …}`).
+let errorText (r: Reply) : string =
+    Json.tryParseDecoded r.Body
+    |> Option.bind (Json.prop "error")
+    |> Option.bind Json.asString
+    |> Option.defaultValue r.Body

@@ -2,28 +2,19 @@
 module internal Molecule.Platform.Routes.A2aRoutes
 
 open System
-open System.IO
-open System.Net
 open System.Net.Http
-open System.Security.Cryptography
 open System.Text
 open System.Text.Json.Nodes
 open System.Threading
 open System.Threading.Tasks
-open Microsoft.AspNetCore.Builder
-open Microsoft.AspNetCore.Hosting
-open Microsoft.AspNetCore.Hosting.Server
-open Microsoft.AspNetCore.Hosting.Server.Features
 open Microsoft.AspNetCore.Http
-open Microsoft.AspNetCore.Http.Features
-open Microsoft.AspNetCore.Server.Kestrel.Core
-open Microsoft.AspNetCore.StaticFiles
-open Microsoft.Extensions.DependencyInjection
-open Microsoft.Extensions.Logging
-open Microsoft.Extensions.Hosting
 open Molecule.Platform
+open Molecule.Platform.Store
 open Molecule.Platform.Validation
+open Molecule.Platform.Routes.Env
 open Molecule.Platform.Routes.Http
+open Molecule.Platform.Routes.Gates
+open Molecule.Platform.Routes.Publish
 module Json = Molecule.Protocol.Json
 
 // ---------------------------------------------------------------- A2A delivery
@@ -33,265 +24,255 @@ type Delivery =
     | Answered of status: int * body: string
     | Unreachable of Reply
 
-/// Delivers a normalised envelope to a target: poll → a2a_receive row; push → forward to the agent URL.
-let deliver (env: Env) (caller: Guid option) (target: Workspace) (envelope: JsonObject) : Task<Delivery> =
+/// A poll-mode target: the a2a_receive row (rings), `USER_MESSAGE` for a canvas message, and the poll
+/// short-circuit's second ring for a message/send with a message id (spec §1.2).
+let private queue (env: Env) (w: IWriter) (caller: WorkspaceId option) (target: Workspace) (envelope: JsonObject) =
+    let m = A2a.methodOf envelope
+    let saved = insertRow env w (A2a.queuedRow (newActivityId ()) (env.Now()) caller target envelope)
+
+    if caller.IsNone && m = "message/send" then
+        let text =
+            Json.prop "params" envelope |> Option.bind (Json.prop "message") |> Option.map A2a.textOfParts |> Option.defaultValue ""
+
+        let data =
+            Json.sorted [ "content", Json.str text; "message_id", Json.optStr saved.MessageId; "workspace_id", Wire.idNode target.Id ]
+
+        announce env w (Announcements.event WorkspaceOnly "USER_MESSAGE" (Some target.Id) [] data)
+
+    if A2a.isIngest envelope then
+        let data = Views.activityData saved (Some(A2a.queuedSummary m target.Name))
+        announce env w (Announcements.event WorkspaceOnly "ACTIVITY_LOGGED" (Some target.Id) [] data)
+
+/// A push-mode target: the envelope forwarded to its URL (5 minutes at most), the exchange logged on the target.
+let private forward (env: Env) (caller: WorkspaceId option) (target: Workspace) (url: string) (envelope: JsonObject) : Task<Delivery> =
     task {
-        if target.DeliveryMode = "poll" then
-            env.Store.Atomically(fun () ->
-                let m = A2a.methodOf envelope
-                let saved = insertRow env (A2a.queuedRow (newId ()) (env.Now()) caller target envelope)
+        let started = env.Now()
 
-                if caller.IsNone && m = "message/send" then
-                    let data =
-                        Json.sorted
-                            [ "content", Json.str (Json.prop "params" envelope |> Option.bind (Json.prop "message") |> Option.map A2a.textOfParts |> Option.defaultValue "")
-                              "message_id", Json.optStr saved.MessageId
-                              "workspace_id", Wire.guidNode target.Id ]
+        try
+            use content = new StringContent(Json.compact envelope, Encoding.UTF8, "application/json")
+            use cts = CancellationTokenSource.CreateLinkedTokenSource env.Stopping
+            cts.CancelAfter(TimeSpan.FromMinutes 5.0)
+            use! resp = env.Http.PostAsync(url, content, cts.Token)
+            let! body = resp.Content.ReadAsStringAsync(cts.Token)
+            let code = int resp.StatusCode
+            let m = A2a.methodOf envelope
 
-                    publishTo env WorkspaceOnly "USER_MESSAGE" (Some target.Id) [] data
+            env.Store.Write(fun w ->
+                insertRow
+                    env
+                    w
+                    { Activity.row (newActivityId ()) (env.Now()) target.Id "a2a_receive" with
+                        SourceId = caller
+                        TargetId = Some target.Id
+                        Method = Some m
+                        Summary = Some $"{m} → {target.Name}"
+                        RequestBody = Some(Json.compact envelope)
+                        ResponseBody = Json.tryParseDecoded body |> Option.map Json.compact
+                        MessageId = A2a.messageIdOf envelope
+                        DurationMs = Some(int (env.Now() - started).TotalMilliseconds)
+                        Status = (if code < 400 then "ok" else "error") }
+                |> ignore)
 
-                // the poll short-circuit's write collapses onto the ingest row but rings a second time (spec §1.2)
-                if A2a.isIngest envelope then
-                    let data = Views.activityData saved (Some(A2a.queuedSummary m target.Name))
-                    publishTo env WorkspaceOnly "ACTIVITY_LOGGED" (Some target.Id) [] data)
-
-            return QueuedForPoll(A2a.methodOf envelope)
-        else
-            match target.Url with
-            | None
-            | Some "" -> return Unreachable(Wire.errorReply 503 "workspace url not registered yet")
-            | Some url ->
-                let started = env.Now()
-
-                try
-                    use content = new StringContent(Json.compact envelope, Encoding.UTF8, "application/json")
-                    use cts = CancellationTokenSource.CreateLinkedTokenSource env.Stopping
-                    cts.CancelAfter(TimeSpan.FromMinutes 5.0)
-                    use! resp = env.Http.PostAsync(url, content, cts.Token)
-                    let! body = resp.Content.ReadAsStringAsync(cts.Token)
-                    let code = int resp.StatusCode
-
-                    env.Store.Atomically(fun () ->
-                        insertRow
-                            env
-                            { Activity.row (newId ()) (env.Now()) target.Id "a2a_receive" with
-                                SourceId = caller
-                                TargetId = Some target.Id
-                                Method = Some(A2a.methodOf envelope)
-                                Summary = Some $"{A2a.methodOf envelope} → {target.Name}"
-                                RequestBody = Some(Json.compact envelope)
-                                ResponseBody = Json.tryParseDecoded body |> Option.map Json.compact
-                                MessageId = A2a.messageIdOf envelope
-                                DurationMs = Some(int (env.Now() - started).TotalMilliseconds)
-                                Status = (if code < 400 then "ok" else "error") }
-                        |> ignore)
-
-                    return Answered(code, body)
-                with _ ->
-                    return Unreachable(Wire.errorReply 502 "failed to reach workspace agent")
+            return Answered(code, body)
+        with
+        | :? HttpRequestException
+        | :? UriFormatException
+        | :? OperationCanceledException -> return Unreachable(Wire.errorReply 502 "failed to reach workspace agent")
     }
 
+/// Delivers a normalised envelope to a target: poll → a2a_receive row; push → forward to the agent URL.
+let deliver (env: Env) (caller: WorkspaceId option) (target: Workspace) (envelope: JsonObject) : Task<Delivery> =
+    match target.DeliveryMode, target.Url with
+    | DeliveryMode.Poll, _ ->
+        env.Store.Write(fun w -> queue env w caller target envelope)
+        Task.FromResult(QueuedForPoll(A2a.methodOf envelope))
+    | DeliveryMode.Push, (None | Some "") -> Task.FromResult(Unreachable(Wire.errorReply 503 "workspace url not registered yet"))
+    | DeliveryMode.Push, Some url -> forward env caller target url envelope
+
+/// Who is calling /workspaces/:id/a2a: X-Workspace-ID checked with the registry gate, else the bearer's owner;
+/// the admin without X-Workspace-ID is the canvas user (None).
+let private caller (env: Env) (ctx: HttpContext) : Result<WorkspaceId option, Reply> =
+    match A2a.parseCaller (header ctx "X-Workspace-ID") with
+    | Error e -> Error e
+    | Ok(Some c) -> namedCaller env ctx "missing caller auth token" "invalid caller auth token" c
+    | Ok None ->
+        match bearer ctx with
+        | None -> Error(Wire.errorReply 401 "missing caller auth token")
+        | Some t when isAdmin env t -> Ok None
+        | Some t ->
+            env.Store.Read(fun r ->
+                match Auth.ownerOf (Tokens.named r.TokenByHash t) with
+                | Some owner when r.Workspace owner |> Option.exists (fun w -> w.Status <> Status.Removed) -> Ok(Some owner)
+                | _ -> Error(Wire.errorReply 401 "invalid caller auth token"))
+
+/// The target, if it exists, is not removed, and the caller may talk to it.
+let private reachable (env: Env) (caller: WorkspaceId option) (targetId: WorkspaceId) : Result<Workspace, Reply> =
+    env.Store.Read(fun r ->
+        let all = Store.team r
+
+        match all.TryFind targetId with
+        | None -> Error notFound
+        | Some t when t.Status = Status.Removed -> Error(Views.removed t)
+        | Some t ->
+            match caller with
+            | Some c when c <> targetId && not (Hierarchy.canCommunicate all c targetId) -> Error(Wire.errorReply 403 A2a.accessDenied)
+            | _ -> Ok t)
+
+/// POST /workspaces/:id/a2a.
 let a2a (env: Env) (ctx: HttpContext) : Task<Reply> =
     task {
-        match routeGuid ctx "id", limited env ctx "a2a" "A2A sends" env.Limits.A2a with
-        | None, _ -> return invalidId
-        | _, Some refused -> return refused
-        | Some targetId, None ->
-            // who is calling?
-            let callerResult =
-                env.Store.Atomically(fun () ->
-                    match A2a.parseCaller (header ctx "X-Workspace-ID") with
-                    | Error e -> Error e
-                    | Ok(Some c) -> namedCaller env ctx "missing caller auth token" "invalid caller auth token" c
-                    | Ok None ->
-                        match bearer ctx with
-                        | None -> Error(Wire.errorReply 401 "missing caller auth token")
-                        | Some t when isAdmin env t -> Ok None // canvas user
-                        | Some t ->
-                            match Auth.ownerOf env.Store.Tokens t with
-                            | Some owner when
-                                env.Store.Workspace owner |> Option.exists (fun w -> w.Status <> Status.Removed)
-                                ->
-                                Ok(Some owner)
-                            | _ -> Error(Wire.errorReply 401 "invalid caller auth token"))
-
-            match callerResult with
+        match routeId ctx with
+        | None -> return invalidId
+        | Some targetId ->
+            match caller env ctx |> Result.bind (fun c -> reachable env c targetId |> Result.map (fun t -> c, t)) with
             | Error e -> return e
-            | Ok caller ->
-                let check =
-                    env.Store.Atomically(fun () ->
-                        let all = env.Store.Workspaces
-
-                        match all.TryFind targetId with
-                        | None -> Error notFound
-                        | Some t when t.Status = Status.Removed -> Error(Views.removed t)
-                        | Some t ->
-                            match caller with
-                            | Some c when c <> targetId && not (Hierarchy.canCommunicate all c targetId) ->
-                                Error(Wire.errorReply 403 A2a.accessDenied)
-                            | _ -> Ok t)
-
-                match check with
+            | Ok(caller, target) ->
+                match! readBody ctx with
                 | Error e -> return e
-                | Ok target ->
-                    match! readBody ctx with
+                | Ok text ->
+                    match A2a.normalise (newGuid ()) (newGuid ()) text with
                     | Error e -> return e
-                    | Ok text ->
-                        match A2a.normalise (newId ()) (newId ()) text with
-                        | Error e -> return e
-                        | Ok envelope ->
-                            match! deliver env caller target envelope with
-                            | QueuedForPoll m -> return A2a.queuedReply m
-                            | Answered(code, body) -> return { Code = code; Body = body }
-                            | Unreachable r -> return r
+                    | Ok envelope ->
+                        match! deliver env caller target envelope with
+                        | QueuedForPoll m -> return A2a.queuedReply m
+                        | Answered(code, body) -> return { Code = code; Body = body }
+                        | Unreachable r -> return r
     }
 
 // ---------------------------------------------------------------- delegations
 
-/// DELEGATION_* on the caller: the canvas payload is `delegation_id` + `canvas`; the stream's is `delegation_id`,
-/// `target_id` + `extra` (spec §1.3).
-let private delegationEvent
-    (env: Env)
-    (kind: string)
-    (source: Guid)
-    (delegationId: Guid)
-    (target: Guid)
-    (canvas: (string * JsonNode) list)
-    (extra: (string * JsonNode) list)
-    =
-    publishTo
-        env
-        Everyone
-        kind
-        (Some source)
-        (("delegation_id", Wire.guidNode delegationId) :: ("target_id", Wire.guidNode target) :: canvas)
-        (Json.sorted ([ "delegation_id", Wire.guidNode delegationId; "target_id", Wire.guidNode target ] @ extra))
+/// DELEGATION_* on the caller: the canvas payload is `delegation_id`, `target_id` + `canvas`; the stream's is
+/// `delegation_id`, `target_id` + `extra` (spec §1.3).
+let private delegationEvent (kind: string) (source: WorkspaceId) (delegationId: ActivityId) (target: WorkspaceId) canvas extra =
+    let ids () = [ "delegation_id", Wire.idNode delegationId; "target_id", Wire.idNode target ]
+    Announcements.event Everyone kind (Some source) (ids () @ canvas) (Json.sorted (ids () @ extra))
 
 /// Previews on the stream are capped at 200 characters.
 let private preview (text: string) = Json.str (cap 200 text)
 
-let runDelegation (env: Env) (source: Guid) (target: Guid) (delegationId: Guid) (task': string) : Task =
+/// What a delivery of a delegation came to.
+let private outcomeOf (delivery: Delivery) : Delegations.Outcome =
+    match delivery with
+    | QueuedForPoll _ -> Delegations.Queued
+    | Unreachable r -> Delegations.Failed r.Body
+    | Answered(code, body) when code >= 200 && code < 300 ->
+        match Json.tryParseDecoded body with
+        | Some n when (Json.prop "error" n).IsSome -> Delegations.Failed body
+        | _ -> Delegations.Completed(A2a.answerText body)
+    | Answered(code, body) -> Delegations.Failed $"HTTP {code}: {cap 500 body}"
+
+/// The outcome recorded on the caller: a result row, the tracking row's status, a reply row for an answer, and the
+/// DELEGATION_* event.
+let private record (env: Env) (source: WorkspaceId) (target: WorkspaceId) (delegationId: ActivityId) (outcome: Delegations.Outcome) =
+    env.Store.Write(fun w ->
+        let now = env.Now()
+        insertQuiet env w (Delegations.resultRow (newActivityId ()) now source target delegationId outcome) |> ignore
+        w.SetRowStatus(delegationId, Delegations.statusOf outcome)
+        let event kind canvas extra = announce env w (delegationEvent kind source delegationId target canvas extra)
+
+        match outcome with
+        | Delegations.Completed text ->
+            insertQuiet env w (Delegations.replyRow (newActivityId ()) now source target delegationId text) |> ignore
+            event "DELEGATION_COMPLETE" [] [ "response_preview", preview text ]
+        | Delegations.Queued -> event "DELEGATION_STATUS" [ "status", Json.str "queued" ] [ "status", Json.str "queued" ]
+        | Delegations.Failed d -> event "DELEGATION_FAILED" [ "error", Json.str d ] [ "error", Json.str d ])
+
+/// The background part of a delegation: dispatched, delivered, recorded. A failure to record is logged.
+let runDelegation (env: Env) (source: WorkspaceId) (target: WorkspaceId) (delegationId: ActivityId) (task': string) : Task =
     task {
         try
             let targetWs =
-                env.Store.Atomically(fun () ->
-                    env.Store.UpdateActivityStatus(source, delegationId, "dispatched")
-                    env.Store.Workspace target)
-
-            let envelope = Delegations.envelope (newId ()) delegationId task'
+                env.Store.Write(fun w ->
+                    w.SetRowStatus(delegationId, "dispatched")
+                    w.Workspace target)
 
             let! outcome =
-                task {
-                    match targetWs with
-                    | None -> return Delegations.Failed "target workspace not found"
-                    | Some t when t.Status = Status.Removed -> return Delegations.Failed "target workspace removed"
-                    | Some t ->
-                        match! deliver env (Some source) t envelope with
-                        | QueuedForPoll _ -> return Delegations.Queued
-                        | Unreachable r -> return Delegations.Failed r.Body
-                        | Answered(code, body) when code >= 200 && code < 300 ->
-                            match Json.tryParseDecoded body with
-                            | Some n when (Json.prop "error" n).IsSome -> return Delegations.Failed body
-                            | _ -> return Delegations.Completed(A2a.answerText body)
-                        | Answered(code, body) -> return Delegations.Failed $"HTTP {code}: {cap 500 body}"
-                }
+                match targetWs with
+                | None -> Task.FromResult(Delegations.Failed "target workspace not found")
+                | Some t when t.Status = Status.Removed -> Task.FromResult(Delegations.Failed "target workspace removed")
+                | Some t ->
+                    task {
+                        let! d = deliver env (Some source) t (Delegations.envelope (newGuid ()) delegationId task')
+                        return outcomeOf d
+                    }
 
-            env.Store.Transaction(fun () ->
-                let now = env.Now()
-                insertQuiet env (Delegations.resultRow (newId ()) now source target delegationId outcome) |> ignore
-                env.Store.UpdateActivityStatus(source, delegationId, Delegations.statusOf outcome)
-                let event kind canvas extra = delegationEvent env kind source delegationId target canvas extra
-
-                match outcome with
-                | Delegations.Completed text ->
-                    insertQuiet env (Delegations.replyRow (newId ()) now source target delegationId text) |> ignore
-                    event "DELEGATION_COMPLETE" [] [ "response_preview", preview text ]
-                | Delegations.Queued -> event "DELEGATION_STATUS" [ "status", Json.str "queued" ] [ "status", Json.str "queued" ]
-                | Delegations.Failed d -> event "DELEGATION_FAILED" [ "error", Json.str d ] [ "error", Json.str d ])
-        with e ->
-            env.Log $"delegation {Wire.guid delegationId} failed: {e.Message}"
+            record env source target delegationId outcome
+        with
+        | :? Data.Common.DbException
+        | :? ObjectDisposedException as e -> env.Log $"delegation {delegationId.Text} failed: {e.Message}"
     }
 
+/// The decision of POST /workspaces/:id/delegate: the target reachable, the idempotency key honoured; the tracking
+/// row and DELEGATION_SENT written. Ok the new delegation's id.
+let private accept (env: Env) (w: IWriter) (source: WorkspaceId) (req: Delegations.Request) : Result<ActivityId, Reply> =
+    let all = Store.team w
+
+    match all.TryFind req.TargetId with
+    | None -> Error(Wire.errorReply 404 "target workspace not found")
+    | Some _ when not (Hierarchy.canCommunicate all source req.TargetId) -> Error(Wire.errorReply 403 A2a.accessDenied)
+    | Some _ ->
+        match Delegations.idempotency (req.IdempotencyKey |> Option.bind (fun k -> w.TrackingRow(source, k))) with
+        | Delegations.Hit r -> Error(Delegations.hitReply r)
+        | idem ->
+            match idem with
+            | Delegations.ReplaceFailed r -> w.DeleteRow r.Id
+            | _ -> ()
+
+            let id = newActivityId ()
+            insertQuiet env w (Delegations.trackingRow id (env.Now()) source req) |> ignore
+            announce env w (delegationEvent "DELEGATION_SENT" source id req.TargetId [] [ "task_preview", preview req.Task ])
+            Ok id
+
+/// The 400 text of a delegate body that is not a JSON object.
+let private delegationBodyError (e: Reply) =
+    if e.Body.Contains "invalid JSON" then "invalid delegation request" else Wire.errorText e
+
+/// POST /workspaces/:id/delegate → 202, delivery in the background.
 let delegateTask (env: Env) (ctx: HttpContext) : Task<Reply> =
-    gatedAsync strictLive env ctx (fun w ->
+    gatedAsync strictLive env ctx (fun ws ->
         task {
             match! readJson ctx with
-            | Error e -> return Wire.errorReply e.Code (if e.Body.Contains "invalid JSON" then "invalid delegation request" else (Json.tryParseDecoded e.Body |> Option.bind (Json.prop "error") |> Option.bind Json.asString |> Option.defaultValue "invalid delegation request"))
+            | Error e -> return Wire.errorReply e.Code (delegationBodyError e)
             | Ok body ->
-                match Delegations.parse w.Id body with
+                match Delegations.parse ws.Id body with
                 | Error e -> return e
                 | Ok req ->
-                    let decision =
-                        env.Store.Transaction(fun () ->
-                            let all = env.Store.Workspaces
-
-                            match all.TryFind req.TargetId with
-                            | None -> Error(Wire.errorReply 404 "target workspace not found")
-                            | Some _ when not (Hierarchy.canCommunicate all w.Id req.TargetId) ->
-                                Error(Wire.errorReply 403 A2a.accessDenied)
-                            | Some _ ->
-                                match Delegations.checkIdempotency (env.Store.Activity w.Id) w.Id req.IdempotencyKey with
-                                | Delegations.Hit r -> Error(Delegations.hitReply r)
-                                | idem ->
-                                    match idem with
-                                    | Delegations.ReplaceFailed r -> env.Store.DeleteActivity(w.Id, r.Id)
-                                    | _ -> ()
-
-                                    let id = newId ()
-                                    insertQuiet env (Delegations.trackingRow id (env.Now()) w.Id req) |> ignore
-
-                                    delegationEvent
-                                        env
-                                        "DELEGATION_SENT"
-                                        w.Id
-                                        id
-                                        req.TargetId
-                                        []
-                                        [ "task_preview", preview req.Task ]
-                                    Ok id)
-
-                    match decision with
+                    match env.Store.Write(fun w -> accept env w ws.Id req) with
                     | Error r -> return r
                     | Ok id ->
-                        let t = Task.Run(Func<Task>(fun () -> runDelegation env w.Id req.TargetId id req.Task))
+                        let t = Task.Run(Func<Task>(fun () -> runDelegation env ws.Id req.TargetId id req.Task))
+
                         lock env.Background (fun () ->
                             env.Background.RemoveAll(fun x -> x.IsCompleted) |> ignore
                             env.Background.Add t)
+
                         return Delegations.acceptedReply id req.TargetId
         })
 
+/// GET /workspaces/:id/delegations: the caller's newest delegation rows.
 let delegations (env: Env) (ctx: HttpContext) : Task<Reply> =
-    strictHandler env ctx (fun w ->
-        env.Store.Atomically(fun () ->
-            let rows = env.Store.Activity w.Id |> Seq.filter (fun r -> r.ActivityType = "delegation") |> List.ofSeq
-            ok (Delegations.list (env.Store.Hydrate rows) w.Id)))
+    strictHandler env ctx (fun ws ->
+        env.Store.Read(fun r ->
+            let rows = r.Rows { RowQuery.logOf ws.Id with Types = [ "delegation" ]; Newest = Some 50; Bodies = true }
+            ok (Delegations.list rows ws.Id)))
 
-// ---------------------------------------------------------------- notify, uploads, memories
+// ---------------------------------------------------------------- notify
 
+/// POST /workspaces/:id/notify: the agent's message to the user (a quiet row, AGENT_MESSAGE).
 let notify (env: Env) (ctx: HttpContext) : Task<Reply> =
-    gatedAsync strictExisting env ctx (fun w ->
-        match limited env ctx "notify" "notifications" env.Limits.Notify with
-        | Some refused -> Task.FromResult refused
-        | None when w.Status = Status.Removed -> Task.FromResult notFound // 404 here, not the 410 of strictLive
-        | None ->
+    gatedAsync strictExisting env ctx (fun ws ->
+        if ws.Status = Status.Removed then
+            Task.FromResult notFound // 404 here, not the 410 of strictLive
+        else
             withJson ctx (fun body ->
                 match A2a.parseNotify body with
                 | Error e -> e
                 | Ok(message, atts) ->
-                    env.Store.Atomically(fun () ->
-                        insertQuiet env (A2a.notifyRow (newId ()) (env.Now()) w message atts) |> ignore
-                        let core = [ "message", Json.str message; "workspace_id", Wire.guidNode w.Id; "name", Json.str w.Name ]
+                    env.Store.Write(fun w ->
+                        insertQuiet env w (A2a.notifyRow (newActivityId ()) (env.Now()) ws message atts) |> ignore
+                        let core () = [ "message", Json.str message; "workspace_id", Wire.idNode ws.Id; "name", Json.str ws.Name ]
                         let attachments () = Json.arr (atts |> List.map A2a.attachmentNode)
-
-                        publishTo
-                            env
-                            Everyone
-                            "AGENT_MESSAGE"
-                            (Some w.Id)
-                            (core @ [ "attachments", attachments () ])
-                            (Json.sorted (
-                                [ for (k, v) in core -> k, Json.clone v ]
-                                @ (if atts.IsEmpty then [] else [ "attachments", attachments () ])
-                            )))
+                        let stream = core () @ (if atts.IsEmpty then [] else [ "attachments", attachments () ])
+                        announce env w (Announcements.event Everyone "AGENT_MESSAGE" (Some ws.Id) (core () @ [ "attachments", attachments () ]) (Json.sorted stream)))
 
                     okStatus "sent"))

@@ -1,29 +1,16 @@
-/// Activity routes: the workspace activity feed and self-reports.
+/// Activity routes: the workspace's log (spec §2), self-reports, the ack floor (§3) and the mail summary (§3.4).
 module internal Molecule.Platform.Routes.ActivityRoutes
 
-open System
-open System.IO
-open System.Net
-open System.Net.Http
-open System.Security.Cryptography
-open System.Text
+open System.Data.Common
 open System.Text.Json.Nodes
-open System.Threading
 open System.Threading.Tasks
-open Microsoft.AspNetCore.Builder
-open Microsoft.AspNetCore.Hosting
-open Microsoft.AspNetCore.Hosting.Server
-open Microsoft.AspNetCore.Hosting.Server.Features
 open Microsoft.AspNetCore.Http
-open Microsoft.AspNetCore.Http.Features
-open Microsoft.AspNetCore.Server.Kestrel.Core
-open Microsoft.AspNetCore.StaticFiles
-open Microsoft.Extensions.DependencyInjection
-open Microsoft.Extensions.Logging
-open Microsoft.Extensions.Hosting
 open Molecule.Platform
-open Molecule.Platform.Validation
+open Molecule.Platform.Store
+open Molecule.Platform.Routes.Env
 open Molecule.Platform.Routes.Http
+open Molecule.Platform.Routes.Gates
+open Molecule.Platform.Routes.Publish
 module Json = Molecule.Protocol.Json
 
 /// Base of `agent_card_url` (spec §2.3): X-Forwarded-Proto / X-Forwarded-Host when a proxy set them, else the
@@ -39,27 +26,21 @@ let listActivity (env: Env) (ctx: HttpContext) : Task<Reply> =
         match Activity.parseQuery (query ctx) with
         | Error e -> e
         | Ok q ->
-            env.Store.Atomically(fun () ->
-                let rows = env.Store.Activity w.Id
-
-                match Activity.select (env.Now()) w.Id rows env.Store.ActivityRow q with
+            env.Store.Read(fun r ->
+                match r.Page(w.Id, q, env.Now()) with
                 | Error e -> e
-                | Ok selected ->
-                    let view =
-                        if q.PeerInfo then
-                            Views.activityWithPeer env.Store.Workspace (publicBase ctx)
-                        else
-                            Views.activity
+                | Ok rows ->
+                    let view = if q.PeerInfo then Views.activityWithPeer r.Workspace (publicBase ctx) else Views.activity
+                    ok (Json.arr [ for row in rows -> view row :> JsonNode ])))
 
-                    ok (Json.arr [ for r in env.Store.Hydrate selected -> view r :> JsonNode ])))
-
+/// POST /workspaces/:id/activity: a self-report (rings ACTIVITY_LOGGED).
 let postActivity (env: Env) (ctx: HttpContext) : Task<Reply> =
     gatedAsync strictLive env ctx (fun w ->
         withJson ctx (fun body ->
-            match Activity.report (newId ()) (env.Now()) w.Id body with
+            match Activity.report (newActivityId ()) (env.Now()) w.Id body with
             | Error e -> e
             | Ok row ->
-                env.Store.Atomically(fun () -> insertRow env row |> ignore)
+                env.Store.Write(fun tx -> insertRow env tx row |> ignore)
                 okStatus "logged"))
 
 /// POST /workspaces/:id/activity/ack {"acked_seq": N} → {"last_acked_seq": GREATEST(stored, N)} (spec §3).
@@ -69,17 +50,15 @@ let ackActivity (env: Env) (ctx: HttpContext) : Task<Reply> =
             match! readBody ctx with
             | Error e -> return e
             | Ok text ->
-                match Inbox.parseAck text with
-                | Error e -> return e
-                | Ok acked ->
-                    match ws with
-                    // the reference's foreign key refuses an ack for a workspace row that does not exist
-                    | None -> return Wire.errorReply 500 Inbox.ackFailed
-                    | Some _ ->
-                        try
-                            return env.Store.Atomically(fun () -> Inbox.ackReply (env.Store.Ack(id, acked, env.Now())))
-                        with :? Microsoft.Data.Sqlite.SqliteException ->
-                            return Wire.errorReply 500 Inbox.ackFailed
+                match Inbox.parseAck text, ws with
+                | Error e, _ -> return e
+                // the reference's foreign key refuses an ack for a workspace row that does not exist
+                | Ok _, None -> return Wire.errorReply 500 Inbox.ackFailed
+                | Ok acked, Some _ ->
+                    try
+                        return env.Store.Write(fun w -> Inbox.ackReply (w.Ack(id, acked, env.Now())))
+                    with :? DbException ->
+                        return Wire.errorReply 500 Inbox.ackFailed
         })
 
 /// GET /workspaces/:id/mail/summary (spec §3.4).
@@ -87,4 +66,13 @@ let mailSummary (env: Env) (ctx: HttpContext) : Task<Reply> =
     strictHandler env ctx (fun w ->
         match Inbox.parseOverdue (query ctx "overdue_after_seconds") with
         | Error e -> e
-        | Ok overdue -> env.Store.Atomically(fun () -> ok (Inbox.mailSummary (env.Store.AckFloor w.Id) overdue (env.Store.Activity w.Id))))
+        | Ok overdue ->
+            env.Store.Read(fun r ->
+                let floor = r.AckFloor w.Id
+
+                let unread =
+                    match floor with
+                    | Some f -> r.Rows { RowQuery.logOf w.Id with Types = [ "a2a_receive" ]; AfterSeq = Some f }
+                    | None -> []
+
+                ok (Inbox.mailSummary floor overdue unread)))

@@ -1,5 +1,5 @@
-/// Console routes (admin): the workspace overview, workspace edits, the labelled feed and the delegations view —
-/// what the canvas console and the CLI read and change through the same admin API.
+/// Console routes (admin): the workspace overview, workspace edits, the labelled feed, the delegations view and a
+/// workspace's memories — what the canvas console and the CLI read and change through the same admin API.
 module internal Molecule.Platform.Routes.ConsoleRoutes
 
 open System
@@ -7,23 +7,28 @@ open System.Text.Json.Nodes
 open System.Threading.Tasks
 open Microsoft.AspNetCore.Http
 open Molecule.Platform
+open Molecule.Platform.Store
 open Molecule.Platform.Validation
+open Molecule.Platform.Routes.Env
 open Molecule.Platform.Routes.Http
+open Molecule.Platform.Routes.Gates
+open Molecule.Platform.Routes.Publish
 module Json = Molecule.Protocol.Json
+
+let private byCreation (ws: Workspace list) = ws |> List.sortBy (fun w -> w.CreatedAt, w.Id)
 
 /// GET /admin/workspaces: every workspace with last seen, silence, live tokens and delivery state.
 let overviewList (env: Env) (ctx: HttpContext) : Task<Reply> =
     adminHandler env ctx (fun () ->
-        env.Store.Atomically(fun () ->
+        env.Store.Read(fun r ->
             let now = env.Now()
 
-            env.Store.Workspaces
-            |> Map.toList
-            |> List.map snd
-            |> List.sortBy (fun w -> w.CreatedAt, w.Id)
+            r.Workspaces()
+            |> byCreation
             |> List.map (fun w ->
-                let live = env.Store.TokensOf w.Id |> List.filter Tokens.isLive |> List.length
-                let d = AdminViews.delivery (env.Store.AckFloor w.Id) (env.Store.Activity w.Id)
+                let live = r.TokensOf w.Id |> List.filter Tokens.isLive |> List.length
+                let inbound = r.Rows { RowQuery.logOf w.Id with Types = [ "a2a_receive" ] }
+                let d = AdminViews.delivery (r.AckFloor w.Id) inbound
                 AdminViews.overview now w live d :> JsonNode)
             |> Json.arr
             |> ok))
@@ -36,21 +41,21 @@ let editWorkspace (env: Env) (ctx: HttpContext) : Task<Reply> =
                 match AdminViews.parseEdit body with
                 | Error e -> e
                 | Ok edit ->
-                    env.Store.Transaction(fun () ->
-                        match env.Store.Workspace id with
+                    env.Store.Write(fun w ->
+                        match w.Workspace id with
                         | None -> notFound
-                        | Some w when w.Status = Status.Removed -> Views.removed w
-                        | Some w ->
-                            let updated = AdminViews.applyEdit (env.Now()) edit w
-                            env.Store.SaveWorkspace updated
-                            publish env "WORKSPACE_UPDATED" (Some id) [ "workspace", Views.workspace updated ]
+                        | Some ws when ws.Status = Status.Removed -> Views.removed ws
+                        | Some ws ->
+                            let updated = AdminViews.applyEdit (env.Now()) edit ws
+                            w.SaveWorkspace updated
+                            announce env w (Announcements.plain "WORKSPACE_UPDATED" (Some id) [ "workspace", Views.workspace updated ])
                             ok (Views.workspace updated)))))
 
-let private guidQuery (ctx: HttpContext) (name: string) : Result<Guid option, Reply> =
+let private workspaceQuery (ctx: HttpContext) (name: string) : Result<WorkspaceId option, Reply> =
     match query ctx name |> Option.filter (fun s -> s.Trim() <> "") with
     | None -> Ok None
     | Some s ->
-        match parseGuid s with
+        match parseWorkspaceId s with
         | Some g -> Ok(Some g)
         | None -> Error(bad $"{name} must be a workspace UUID")
 
@@ -59,13 +64,6 @@ let private limitQuery (ctx: HttpContext) (fallback: int) (most: int) =
     | Some(true, n) when n > 0 -> min n most
     | _ -> fallback
 
-/// Rows of every workspace (removed ones too), oldest first.
-let private allRows (env: Env) (keep: ActivityRow -> bool) : ActivityRow list =
-    env.Store.Workspaces
-    |> Map.toList
-    |> List.collect (fun (id, _) -> env.Store.Activity id |> Seq.filter keep |> List.ofSeq)
-    |> List.sortBy Activity.orderKey
-
 /// How many of the newest rows the feed reads (with their bodies) per request.
 [<Literal>]
 let FeedWindow = 2000
@@ -73,29 +71,21 @@ let FeedWindow = 2000
 /// GET /admin/feed?workspace_id=&kind=&q=&limit= → {entries: [...]}, newest first, one entry per event.
 let feedView (env: Env) (ctx: HttpContext) : Task<Reply> =
     adminHandler env ctx (fun () ->
-        match guidQuery ctx "workspace_id" with
+        match workspaceQuery ctx "workspace_id" with
         | Error e -> e
         | Ok ws ->
-            let kind = query ctx "kind" |> Option.filter (fun k -> k <> "")
-
-            match kind with
-            | Some k when not (List.contains k Feed.kinds) ->
-                bad ("kind must be one of: " + String.Join(", ", Feed.kinds))
-            | _ ->
+            match query ctx "kind" |> Option.filter (fun k -> k <> "") with
+            | Some k when not (List.contains k Feed.kinds) -> bad ("kind must be one of: " + String.Join(", ", Feed.kinds))
+            | kind ->
                 let filter: Feed.Filter = { Workspace = ws; Kind = kind; Text = query ctx "q" }
                 let limit = limitQuery ctx 100 500
 
-                env.Store.Atomically(fun () ->
-                    let related (r: ActivityRow) =
-                        match ws with
-                        | Some w -> r.WorkspaceId = w || r.SourceId = Some w || r.TargetId = Some w
-                        | None -> true
+                env.Store.Read(fun r ->
+                    let scope = ws |> Option.map Involving |> Option.defaultValue AllLogs
+                    let window = r.Rows { RowQuery.over scope with Newest = Some FeedWindow; Bodies = true }
+                    let name = Feed.nameIn (Store.team r)
 
-                    let rows = allRows env related
-                    let window = rows |> List.skip (max 0 (rows.Length - FeedWindow))
-                    let name = names env
-
-                    env.Store.Hydrate window
+                    window
                     |> List.choose (Feed.ofRow name)
                     |> Feed.merge
                     |> List.filter (Feed.matches filter)
@@ -108,41 +98,33 @@ let feedView (env: Env) (ctx: HttpContext) : Task<Reply> =
 /// delegate_task), newest first, with names.
 let delegationsView (env: Env) (ctx: HttpContext) : Task<Reply> =
     adminHandler env ctx (fun () ->
-        match guidQuery ctx "workspace_id" with
+        match workspaceQuery ctx "workspace_id" with
         | Error e -> e
         | Ok ws ->
             let limit = limitQuery ctx 200 1000
 
-            env.Store.Atomically(fun () ->
-                let relevant (r: ActivityRow) =
-                    r.ActivityType = "delegation" || (r.SourceId = Some r.WorkspaceId && (r.ActivityType = "a2a_send" || r.ActivityType = "a2a_receive"))
+            env.Store.Read(fun r ->
+                let candidates = r.Rows { RowQuery.over AllLogs with Types = [ "delegation"; "a2a_send"; "a2a_receive" ] }
 
                 let views =
-                    AdminViews.delegations (env.Store.Hydrate(allRows env relevant))
+                    candidates
+                    |> List.filter AdminViews.isDelegationRow
+                    |> r.Hydrate
+                    |> AdminViews.delegations
                     |> List.filter (fun v ->
                         match ws with
                         | Some w -> v.SourceId = w || v.TargetId = Some w
                         | None -> true)
                     |> List.truncate limit
 
-                ok (Json.obj [ "delegations", Json.arr [ for v in views -> AdminViews.delegationJson (names env) v :> JsonNode ] ])))
-
-/// The platform URL for connection lines: `platform_url` of the request body (the canvas sends the address it was
-/// opened at, e.g. behind a proxy), else the scheme and Host of this request.
-let platformUrlOf (ctx: HttpContext) (body: JsonObject option) : Result<string, Reply> =
-    match body |> Option.bind (Json.prop "platform_url") |> Option.bind Json.asString |> Option.filter (fun s -> s.Trim() <> "") with
-    | None -> Ok(baseUrl ctx)
-    | Some u ->
-        match Uri.TryCreate(u.Trim().TrimEnd('/'), UriKind.Absolute) with
-        | true, uri when (uri.Scheme = "http" || uri.Scheme = "https") && uri.AbsolutePath = "/" && uri.Query = "" && uri.UserInfo = "" ->
-            Ok(u.Trim().TrimEnd('/'))
-        | _ -> Error(bad "platform_url must be an http(s) URL without a path")
+                let name = Feed.nameIn (Store.team r)
+                ok (Json.obj [ "delegations", Json.arr [ for v in views -> AdminViews.delegationJson name v :> JsonNode ] ])))
 
 /// `connection_lines` of a create or mint answer: one snippet per MCP client (Connection.snippets).
 let connectionLines (env: Env) (w: Workspace) (platformUrl: string) (token: string) : JsonNode =
     Connection.toJsonArray
         { Name = w.Name
-          WorkspaceId = Wire.guid w.Id
+          WorkspaceId = w.Id.Text
           PlatformUrl = platformUrl
           Token = token
           Binary = env.McpBinary }
@@ -151,31 +133,31 @@ let connectionLines (env: Env) (w: Workspace) (platformUrl: string) (token: stri
 /// recall in that scope (newest first, ≤ 50), with the raw content and the writer's name.
 let memoriesView (env: Env) (ctx: HttpContext) : Task<Reply> =
     adminHandler env ctx (fun () ->
-        match guidQuery ctx "workspace_id" with
+        match workspaceQuery ctx "workspace_id" with
         | Error e -> e
         | Ok None -> bad "workspace_id is required"
         | Ok(Some id) ->
-            let scope = query ctx "scope" |> Option.map (fun s -> s.Trim().ToUpperInvariant()) |> Option.filter (fun s -> s <> "")
+            let scopeText = query ctx "scope" |> Option.filter (fun s -> s.Trim() <> "")
 
-            match scope with
-            | Some s when not (List.contains s [ "LOCAL"; "TEAM"; "GLOBAL" ]) -> bad "scope must be LOCAL, TEAM or GLOBAL"
-            | _ ->
-                env.Store.Atomically(fun () ->
-                    match env.Store.Workspace id with
-                    | None -> notFound
-                    | Some w ->
-                        let q = query ctx "q" |> Option.filter (fun s -> s.Trim() <> "")
-                        let name = names env
+            match scopeText |> Option.map MemoryScope.tryParse with
+            | Some None -> bad Memories.badScope
+            | scope ->
+                match env.Store.Read(fun r -> r.Workspace id) with
+                | None -> notFound
+                | Some w ->
+                    let q = query ctx "q" |> Option.filter (fun s -> s.Trim() <> "")
+                    let found = MemoryRoutes.recallFor env w (Option.flatten scope) q None
+                    let name = Feed.nameIn (env.Store.Read(fun r -> Store.team r))
 
-                        Memories.recall env.Store.Workspaces w scope q None env.Store.Memories
-                        |> List.map (fun m ->
-                            Json.obj
-                                [ "id", Wire.guidNode m.Id
-                                  "workspace_id", Wire.guidNode m.WorkspaceId
-                                  "workspace_name", Json.str (name m.WorkspaceId)
-                                  "scope", Json.str m.Scope
-                                  "namespace", Json.str m.Namespace
-                                  "content", Json.str m.Content
-                                  "created_at", Wire.timeNode m.CreatedAt ]
-                            :> JsonNode)
-                        |> fun ms -> ok (Json.obj [ "memories", Json.arr ms ])))
+                    found
+                    |> List.map (fun m ->
+                        Json.obj
+                            [ "id", Wire.idNode m.Id
+                              "workspace_id", Wire.idNode m.WorkspaceId
+                              "workspace_name", Json.str (name m.WorkspaceId)
+                              "scope", Json.str (MemoryScope.text m.Scope)
+                              "namespace", Json.str m.Namespace
+                              "content", Json.str m.Content
+                              "created_at", Wire.timeNode m.CreatedAt ]
+                        :> JsonNode)
+                    |> fun ms -> ok (Json.obj [ "memories", Json.arr ms ]))

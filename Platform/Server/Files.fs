@@ -1,134 +1,188 @@
-/// Chat upload routes: files stored in the data directory and served back.
+/// File routes: an agent's chat uploads (stored, served back by their URI), the canvas's uploads for a poll-mode
+/// workspace (pending until its agent fetches and acknowledges them), and their downloads. The bytes live in the
+/// store.
 module internal Molecule.Platform.Routes.FileRoutes
 
 open System
+open System.Data.Common
 open System.IO
-open System.Net
-open System.Net.Http
-open System.Security.Cryptography
-open System.Text
 open System.Text.Json.Nodes
-open System.Threading
 open System.Threading.Tasks
-open Microsoft.AspNetCore.Builder
-open Microsoft.AspNetCore.Hosting
-open Microsoft.AspNetCore.Hosting.Server
-open Microsoft.AspNetCore.Hosting.Server.Features
 open Microsoft.AspNetCore.Http
 open Microsoft.AspNetCore.Http.Features
-open Microsoft.AspNetCore.Server.Kestrel.Core
-open Microsoft.AspNetCore.StaticFiles
-open Microsoft.Extensions.DependencyInjection
-open Microsoft.Extensions.Logging
-open Microsoft.Extensions.Hosting
 open Molecule.Platform
+open Molecule.Platform.Store
 open Molecule.Platform.Validation
+open Molecule.Platform.Routes.Env
 open Molecule.Platform.Routes.Http
+open Molecule.Platform.Routes.Gates
+open Molecule.Platform.Routes.Publish
 module Json = Molecule.Protocol.Json
-
-let safeName (name: string) =
-    let n = Path.GetFileName(if isNull name then "" else name)
-    let invalid = Path.GetInvalidFileNameChars()
-
-    let cleaned =
-        String(n.ToCharArray() |> Array.map (fun c -> if Array.contains c invalid || Char.IsControl c then '_' else c))
-
-    let cleaned = cleaned.Trim().TrimStart('.')
-    let cleaned = if cleaned = "" then "file" else cleaned
-    if cleaned.Length > 100 then cleaned.Substring(cleaned.Length - 100) else cleaned
-
-let contentTypes = FileExtensionContentTypeProvider()
-
-let mimeOf (name: string) =
-    match contentTypes.TryGetContentType name with
-    | true, t -> t
-    | _ -> "application/octet-stream"
-
-let uploadsDir (env: Env) (ws: Guid) =
-    Path.Combine(env.Store.DataDir, "uploads", Wire.guid ws)
 
 let filesRequired =
     bad "files is required (multipart/form-data with one or more 'files' parts)"
 
-let upload (env: Env) (ctx: HttpContext) : Task<Reply> =
-    gatedAsync strictLive env ctx (fun w ->
-        task {
-            let feature = ctx.Features.Get<IHttpMaxRequestBodySizeFeature>()
+/// An uploaded part read into memory: (cleaned name, media type, bytes).
+type private Part = { Name: string; Mime: string; Content: byte[] }
 
-            if not (isNull feature) && not feature.IsReadOnly then
-                feature.MaxRequestBodySize <- Nullable MaxUploadBody
-
-            if not ctx.Request.HasFormContentType then
-                return filesRequired
-            else
-                try
-                    let! form = ctx.Request.ReadFormAsync()
-                    let files = form.Files.GetFiles "files"
-
-                    if files.Count = 0 then
-                        return filesRequired
-                    else
-                        let dir = uploadsDir env w.Id
-                        DataDir.createPrivateDir (Path.GetDirectoryName dir)
-                        DataDir.createPrivateDir dir
-                        let entries = ResizeArray<JsonNode>()
-
-                        for f in files do
-                            let name = safeName f.FileName
-                            let stored = $"{Guid.NewGuid():N}-{name}"
-                            let path = Path.Combine(dir, stored)
-
-                            do!
-                                task {
-                                    use fs = new FileStream(path, DataDir.privateFile FileMode.CreateNew)
-                                    do! f.CopyToAsync fs
-                                    do! fs.FlushAsync()
-                                    fs.Flush true
-                                }
-
-                            let mime =
-                                if String.IsNullOrWhiteSpace f.ContentType || f.ContentType = "application/octet-stream" then
-                                    mimeOf name
-                                else
-                                    f.ContentType
-
-                            entries.Add(
-                                Json.obj
-                                    [ "uri", Json.str $"{baseUrl ctx}/workspaces/{Wire.guid w.Id}/chat/uploads/{Uri.EscapeDataString stored}"
-                                      "name", Json.str name
-                                      "mimeType", Json.str mime
-                                      "size", Json.num64 f.Length ]
-                            )
-
-                        return ok (Json.obj [ "files", Json.arr entries ])
-                with
-                | :? Microsoft.AspNetCore.Http.BadHttpRequestException as e when e.StatusCode = 413 ->
-                    return Wire.errorReply 413 uploadTooLarge
-                | :? InvalidDataException
-                | :? Microsoft.AspNetCore.Http.BadHttpRequestException
-                | :? IOException -> return bad "files: invalid multipart body"
-        })
-
-let download (env: Env) (ctx: HttpContext) : Task =
+/// The `files` parts of a multipart body (the route's 25 MiB cap applied), charged to the caller's byte budget when
+/// their size was not declared. None when the body is not a form.
+let private readParts (env: Env) (ctx: HttpContext) : Task<Part list option> =
     task {
-        match strict env ctx with
-        | Error e -> do! send ctx e
-        | Ok(id, _) ->
-            let file =
-                match ctx.Request.RouteValues.TryGetValue "file" with
-                // already percent-decoded by the server: decoding again would turn a stored name's literal
-                // "%20" into a space and miss the file
-                | true, (:? string as s) -> s
-                | _ -> ""
+        let feature = ctx.Features.Get<IHttpMaxRequestBodySizeFeature>()
 
-            let path = Path.Combine(uploadsDir env id, Path.GetFileName file)
+        if not (isNull feature) && not feature.IsReadOnly then
+            feature.MaxRequestBodySize <- Nullable MaxUploadBody
 
-            if file = "" || file <> Path.GetFileName file || not (File.Exists path) then
-                do! send ctx (Wire.errorReply 404 "file not found")
-            else
-                ctx.Response.StatusCode <- 200
-                ctx.Response.ContentType <- mimeOf file
-                ctx.Response.Headers["X-Content-Type-Options"] <- "nosniff"
-                ctx.Response.Headers["Content-Disposition"] <- "attachment"
-                do! ctx.Response.SendFileAsync path
+        if not ctx.Request.HasFormContentType then
+            return None
+        else
+            let! form = ctx.Request.ReadFormAsync()
+            let parts = ResizeArray()
+
+            for f in form.Files.GetFiles "files" do
+                use ms = new MemoryStream()
+                do! f.CopyToAsync ms
+                let name = Uploads.safeName f.FileName
+                parts.Add { Name = name; Mime = Uploads.declaredOr f.ContentType name; Content = ms.ToArray() }
+
+            Limits.charged env ctx (parts |> Seq.sumBy (fun p -> int64 p.Content.Length))
+            return Some(List.ofSeq parts)
+    }
+
+let private storedFile (ws: WorkspaceId) (kind: FileKind) (key: string) (p: Part) (now: DateTimeOffset) : StoredFile =
+    { WorkspaceId = ws
+      Kind = kind
+      Key = key
+      FileName = p.Name
+      MimeType = p.Mime
+      Size = int64 p.Content.Length
+      CreatedAt = now }
+
+/// An agent's (or the canvas's, to a push-mode workspace) files: stored and linked.
+let private chatUpload (env: Env) (ctx: HttpContext) (ws: Workspace) : Task<Reply> =
+    task {
+        try
+            match! readParts env ctx with
+            | None
+            | Some [] -> return filesRequired
+            | Some parts ->
+                let now = env.Now()
+                let keyed = parts |> List.map (fun p -> Uploads.chatKey (newGuid ()) p.Name, p)
+
+                env.Store.Write(fun w ->
+                    for (key, p) in keyed do
+                        w.PutFile(storedFile ws.Id FileKind.Chat key p now, p.Content))
+
+                let entry (key: string, p: Part) : JsonNode =
+                    Json.obj
+                        [ "uri", Json.str $"{baseUrl ctx}/workspaces/{ws.Id.Text}/chat/uploads/{Uri.EscapeDataString key}"
+                          "name", Json.str p.Name
+                          "mimeType", Json.str p.Mime
+                          "size", Json.num64 (int64 p.Content.Length) ]
+
+                return ok (Json.obj [ "files", Json.arr (keyed |> List.map entry) ])
+        with
+        | :? BadHttpRequestException as e when e.StatusCode = 413 -> return Wire.errorReply 413 uploadTooLarge
+        | :? InvalidDataException
+        | :? BadHttpRequestException
+        | :? IOException -> return bad "files: invalid multipart body"
+    }
+
+/// The canvas's files for a poll-mode workspace: pending, each announced by a `chat_upload_receive` row.
+let private pendingUpload (env: Env) (ctx: HttpContext) (ws: Workspace) : Task<Reply> =
+    task {
+        try
+            match! readParts env ctx with
+            | None -> return bad "malformed multipart body"
+            | Some [] -> return bad "no files field in request"
+            | Some parts when parts.Length > Team.MaxFiles -> return bad $"too many files (limit {Team.MaxFiles})"
+            | Some parts ->
+                let now = env.Now()
+                let keyed = parts |> List.map (fun p -> newGuid().ToString("N"), p)
+
+                env.Store.Write(fun w ->
+                    for (fileId, p) in keyed do
+                        w.PutFile(storedFile ws.Id FileKind.Pending fileId p now, p.Content)
+
+                    for (fileId, p) in keyed do
+                        insertRow env w (Team.uploadRow (newActivityId ()) (env.Now()) ws.Id fileId p.Name p.Mime (int64 p.Content.Length))
+                        |> ignore)
+
+                let entries =
+                    keyed |> List.map (fun (fileId, p) -> Team.uploadEntry ws.Id fileId p.Name p.Mime (int64 p.Content.Length) :> JsonNode)
+
+                return ok (Json.obj [ "files", Json.arr entries ])
+        with
+        | :? BadHttpRequestException as e when e.StatusCode = 413 ->
+            return Wire.reply 413 (Json.obj [ "error", Json.str "one or more files exceed per-file cap"; "max", Json.num64 MaxUploadBody ])
+        | :? InvalidDataException
+        | :? BadHttpRequestException -> return bad "malformed multipart body"
+        | :? IOException
+        | :? DbException -> return Wire.errorReply 500 "could not stage files"
+    }
+
+/// POST /workspaces/:id/chat/uploads: from the canvas (the admin token) to a poll-mode workspace the files wait for
+/// the agent; everything else is stored and linked. A workspace's own uploads (files it sends to the user) never
+/// come back to it as the user's (P35). Uploads spend the caller's byte budget.
+let upload (env: Env) (ctx: HttpContext) : Task<Reply> =
+    match strictLive env ctx with
+    | Error e -> Task.FromResult e
+    | Ok ws ->
+        match Limits.uploadBytes env ctx with
+        | Some refused -> Task.FromResult refused
+        | None ->
+            let fromCanvas = bearer ctx |> Option.exists (isAdmin env)
+
+            if fromCanvas && ws.DeliveryMode = DeliveryMode.Poll then pendingUpload env ctx ws else chatUpload env ctx ws
+
+/// GET /workspaces/:id/chat/uploads/:file.
+let download (env: Env) (ctx: HttpContext) : Task =
+    match strict env ctx with
+    | Error e -> send ctx e
+    | Ok(id, _) ->
+        // already percent-decoded by the server: decoding again would turn a stored name's literal "%20" into a space
+        let key = routeValue ctx "file" |> Option.defaultValue ""
+
+        let stored =
+            if key = "" || key <> Path.GetFileName key then None
+            else env.Store.Read(fun r -> r.File(id, FileKind.Chat, key))
+
+        match stored with
+        | None -> send ctx (Wire.errorReply 404 "file not found")
+        | Some(_, content) -> sendFile ctx (Uploads.mimeOf key) content
+
+/// The pending file id of a request (`{file}`) for a workspace the caller may read, or the reply that says why not.
+let private pendingKey (env: Env) (ctx: HttpContext) : Result<WorkspaceId * string, Reply> =
+    match strictExisting env ctx with
+    | Error e -> Error e
+    | Ok ws ->
+        match routeValue ctx "file" with
+        | Some f when Team.isFileId f -> Ok(ws.Id, f)
+        | _ -> Error(bad "invalid file_id")
+
+/// GET /workspaces/:id/pending-uploads/:file_id/content — the bytes, until acknowledged.
+let pendingContent (env: Env) (ctx: HttpContext) : Task =
+    let found =
+        pendingKey env ctx
+        |> Result.bind (fun (ws, f) ->
+            match env.Store.Read(fun r -> r.File(ws, FileKind.Pending, f)) with
+            | Some file -> Ok file
+            | None -> Error Team.pendingGone)
+
+    match found with
+    | Error e -> send ctx e
+    | Ok(meta, content) -> sendFile ctx meta.MimeType content
+
+/// POST /workspaces/:id/pending-uploads/:file_id/ack — the agent has the file: it is deleted here.
+let pendingAck (env: Env) (ctx: HttpContext) : Task<Reply> =
+    task {
+        match pendingKey env ctx with
+        | Error e -> return e
+        | Ok(ws, f) ->
+            try
+                let deleted = env.Store.Write(fun w -> w.DeleteFile(ws, FileKind.Pending, f))
+                return if deleted then ok (Json.obj [ "acked", Json.bool true ]) else Team.pendingGone
+            with :? DbException ->
+                return Wire.errorReply 500 "storage error"
     }

@@ -1,13 +1,12 @@
-/// The local Molecule platform: ASP.NET Core minimal API over the pure rules and the SQLite store.
+/// The local Molecule platform: ASP.NET Core minimal API over the pure rules and the store.
 module Molecule.Platform.Server
 
 open System
 open System.IO
 open System.Net
 open System.Net.Http
-open System.Security.Cryptography
-open System.Text
-open System.Text.Json.Nodes
+open System.Net.NetworkInformation
+open System.Net.Sockets
 open System.Threading
 open System.Threading.Tasks
 open Microsoft.AspNetCore.Builder
@@ -15,31 +14,27 @@ open Microsoft.AspNetCore.Hosting
 open Microsoft.AspNetCore.Hosting.Server
 open Microsoft.AspNetCore.Hosting.Server.Features
 open Microsoft.AspNetCore.Http
-open Microsoft.AspNetCore.Http.Features
+open Microsoft.AspNetCore.Routing
 open Microsoft.AspNetCore.Server.Kestrel.Core
-open Microsoft.AspNetCore.StaticFiles
 open Microsoft.Extensions.DependencyInjection
-open Microsoft.Extensions.Logging
 open Microsoft.Extensions.Hosting
+open Microsoft.Extensions.Logging
 open Molecule.Platform
-open Molecule.Platform.Validation
-open Molecule.Platform.Routes.Http
-open Molecule.Platform.Routes.Limits
-open Molecule.Platform.Routes.RegistryRoutes
-open Molecule.Platform.Routes.ActivityRoutes
-open Molecule.Platform.Routes.A2aRoutes
-open Molecule.Platform.Routes.FileRoutes
-open Molecule.Platform.Routes.MemoryRoutes
-open Molecule.Platform.Routes.AdminRoutes
-open Molecule.Platform.Routes.StreamRoutes
-open Molecule.Platform.Routes.ConsoleRoutes
-open Molecule.Platform.Routes.Middleware
 open Molecule.Platform.Routes
+open Molecule.Platform.Routes.Env
+open Molecule.Platform.Routes.Http
+
+/// Where the platform keeps its team.
+type Database =
+    /// SQLite in the data directory (`platform.db`): the zero-set-up default, one platform process per directory.
+    | Embedded
 
 type PlatformOptions =
     { DataDir: string
       Host: string
       Port: int
+      /// Where the team is kept (default: Embedded).
+      Database: Database
       Clock: (unit -> DateTimeOffset) option
       SweepInterval: TimeSpan
       /// Serve POST/DELETE /admin/faults, POST /admin/faults/cut-streams and GET /admin/requests (tests); when false
@@ -55,7 +50,7 @@ type PlatformOptions =
       OpenRegistration: bool
       /// Extra names the platform answers to (`Host`, and `Origin` on any scheme/port), e.g. a reverse proxy's.
       AllowedHosts: string list
-      /// Per-token limits of registration, A2A sends and notify (RateLimit.Limits.defaults).
+      /// Per-token limits of every route an agent token can drive (RateLimit.Limits.defaults).
       RateLimits: RateLimit.Limits
       /// The platform log: start warnings, refused requests and registrations, events with names (default: none).
       Log: (string -> unit) option
@@ -63,12 +58,13 @@ type PlatformOptions =
       McpBinary: string }
 
 module PlatformOptions =
-    /// 127.0.0.1, ephemeral port, system clock, liveness sweep every 15 s, no fault routes, retention 7 / 30 days
-    /// every 6 h.
+    /// 127.0.0.1, ephemeral port, SQLite in the data directory, system clock, liveness sweep every 15 s, no fault
+    /// routes, retention 7 / 30 days every 6 h.
     let defaults (dataDir: string) : PlatformOptions =
         { DataDir = dataDir
           Host = "127.0.0.1"
           Port = 0
+          Database = Embedded
           Clock = None
           SweepInterval = TimeSpan.FromSeconds 15.0
           EnableFaults = false
@@ -106,17 +102,17 @@ module PlatformOptions =
 
 /// Request bodies are capped at 1 MiB (uploads: 25 MiB).
 [<Literal>]
-let MaxBody = Molecule.Platform.Routes.Http.MaxBody
+let MaxBody = Http.MaxBody
 
 [<Literal>]
-let MaxUploadBody = Molecule.Platform.Routes.Http.MaxUploadBody
+let MaxUploadBody = Http.MaxUploadBody
 
 [<Literal>]
-let MaxLiveTokens = Molecule.Platform.Routes.Http.MaxLiveTokens
+let MaxLiveTokens = AdminRoutes.MaxLiveTokens
 
 /// The 413 texts (JSON `error`) of a body over 1 MiB and of an upload over 25 MiB.
-let bodyTooLarge = Molecule.Platform.Routes.Http.tooLarge
-let uploadTooLarge = Molecule.Platform.Routes.Http.uploadTooLarge
+let bodyTooLarge = Http.tooLarge
+let uploadTooLarge = Http.uploadTooLarge
 
 let adminTokenFile = "admin_token"
 
@@ -131,12 +127,13 @@ type RunningPlatform
         adminToken: string,
         faults: FaultInjector,
         hub: EventHub,
-        store: Store.Store,
+        store: Store.IStore,
+        dataDir: string,
         stopping: CancellationTokenSource,
         sweeper: Task,
         background: ResizeArray<Task>,
         http: HttpClient,
-        sweep: unit -> Guid list,
+        sweep: unit -> WorkspaceId list,
         prune: unit -> int,
         routes: (string * string) list
     ) =
@@ -147,10 +144,12 @@ type RunningPlatform
     member _.AdminToken = adminToken
     member _.Faults = faults
     member _.Events = hub
-    member _.DataDir = store.DataDir
+    member _.DataDir = dataDir
+    /// The store this platform serves (tests).
+    member _.Store = store
 
     /// Runs one liveness sweep now with the platform clock; returns the ids that became awaiting_agent.
-    member _.SweepNow() : Guid list = sweep ()
+    member _.SweepNow() : WorkspaceId list = sweep ()
 
     /// Every route served: (HTTP method, pattern), e.g. ("GET", "/workspaces/{id}").
     member _.Routes = routes
@@ -173,24 +172,20 @@ type RunningPlatform
 
                 try
                     do! app.StopAsync()
-                with _ ->
+                with :? OperationCanceledException ->
                     ()
 
-                try
-                    do! sweeper
-                with _ ->
-                    ()
-
+                do! sweeper // its loops end on `stopping` without throwing
                 let pending = lock background (fun () -> background.ToArray())
 
                 try
                     do! Task.WhenAll(pending).WaitAsync(TimeSpan.FromSeconds 5.0)
-                with _ ->
-                    ()
+                with :? TimeoutException ->
+                    () // a delegation still delivering: the store closes under it and it logs its failure
 
                 do! app.DisposeAsync()
                 http.Dispose()
-                (store :> IDisposable).Dispose()
+                store.Dispose()
         }
 
     interface IAsyncDisposable with
@@ -204,175 +199,214 @@ let loadAdminToken (dataDir: string) : string =
 /// every interface address (no DNS lookups: other names are given with `AllowedHosts`).
 let private ownNames (listen: string) : string list =
     let wildcard = [ "0.0.0.0"; "::"; "[::]"; "*"; "+" ]
-    let attempt (f: unit -> string list) = try f () with _ -> []
 
-    (if List.contains listen wildcard then [] else [ listen ])
-    @ attempt (fun () ->
-        let h = Dns.GetHostName()
-        [ h; h + ".local" ])
-    @ attempt (fun () ->
-        [ for ni in NetworkInformation.NetworkInterface.GetAllNetworkInterfaces() do
-              for a in ni.GetIPProperties().UnicastAddresses do
-                  a.Address.ToString().Split('%').[0] ])
+    let hostNames () =
+        try
+            let h = Dns.GetHostName()
+            [ h; h + ".local" ]
+        with :? SocketException ->
+            []
 
-let private quietly (f: unit -> unit) =
-    try
-        f ()
-    with _ ->
-        ()
+    let addresses () =
+        try
+            [ for ni in NetworkInterface.GetAllNetworkInterfaces() do
+                  for a in ni.GetIPProperties().UnicastAddresses do
+                      a.Address.ToString().Split('%').[0] ]
+        with :? NetworkInformationException ->
+            []
+
+    (if List.contains listen wildcard then [] else [ listen ]) @ hostNames () @ addresses ()
+
+/// Opens the store the options name; its committed events go to the hub.
+let private openStore (options: PlatformOptions) (dataDir: string) (hub: EventHub) : Store.IStore =
+    match options.Database with
+    | Embedded ->
+        // private before SQLite opens it: the database, -wal and -shm are 0600, the directory 0700 (also an old one)
+        DataDir.touchPrivate (Path.Combine(dataDir, SqliteStore.DatabaseFile))
+        DataDir.secure dataDir |> ignore
+        let store = SqliteStore.openAt dataDir hub.Publish
+        DataDir.secure dataDir |> ignore
+        store
+
+/// The routes: (method, pattern, handler).
+let private routeTable (env: Env) (enableFaults: bool) : (string * string * RequestDelegate) list =
+    let json (f: HttpContext -> Task<Reply>) = handle f
+
+    [ "GET", "/health", json (fun _ -> Task.FromResult(okStatus "ok"))
+      "POST", "/registry/register", json (RegistryRoutes.register env)
+      "POST", "/registry/heartbeat", json (RegistryRoutes.heartbeat env)
+      "POST", "/registry/update-card", json (TeamRoutes.updateCard env)
+      "GET", "/registry/discover/{id}", json (RegistryRoutes.discover env)
+      "GET", "/registry/{id}/peers", json (RegistryRoutes.peers env)
+      "GET", "/workspaces/{id}", json (AdminRoutes.getWorkspace env)
+      "PATCH", "/workspaces/{id}", json (ConsoleRoutes.editWorkspace env)
+      "GET", "/workspaces/{id}/activity", json (ActivityRoutes.listActivity env)
+      "POST", "/workspaces/{id}/activity", json (ActivityRoutes.postActivity env)
+      "POST", "/workspaces/{id}/activity/ack", json (ActivityRoutes.ackActivity env)
+      "GET", "/workspaces/{id}/mail/summary", json (ActivityRoutes.mailSummary env)
+      "POST", "/workspaces/{id}/a2a", json (A2aRoutes.a2a env)
+      "POST", "/workspaces/{id}/delegate", json (A2aRoutes.delegateTask env)
+      "GET", "/workspaces/{id}/delegations", json (A2aRoutes.delegations env)
+      "POST", "/workspaces/{id}/notify", json (TeamRoutes.notifyGated env)
+      "POST", "/workspaces/{id}/broadcast", json (TeamRoutes.broadcast env)
+      "PATCH", "/workspaces/{id}/abilities", json (TeamRoutes.patchAbilities env)
+      "POST", "/workspaces/{id}/chat/uploads", json (FileRoutes.upload env)
+      "GET", "/workspaces/{id}/chat/uploads/{file}", RequestDelegate(FileRoutes.download env)
+      "GET", "/workspaces/{id}/pending-uploads/{file}/content", RequestDelegate(FileRoutes.pendingContent env)
+      "POST", "/workspaces/{id}/pending-uploads/{file}/ack", json (FileRoutes.pendingAck env)
+      "POST", "/workspaces/{id}/memories", json (MemoryRoutes.commitMemory env)
+      "GET", "/workspaces/{id}/memories", json (MemoryRoutes.recallMemory env)
+      "GET", "/workspaces/{id}/events/stream", RequestDelegate(StreamRoutes.workspaceStream env)
+      "POST", "/workspaces", json (AdminRoutes.createWorkspace env)
+      "GET", "/workspaces", json (AdminRoutes.listWorkspaces env)
+      "DELETE", "/workspaces/{id}", json (AdminRoutes.deleteWorkspace env)
+      "POST", "/workspaces/{id}/tokens", json (AdminRoutes.mintToken env)
+      "GET", "/workspaces/{id}/tokens", json (AdminRoutes.listTokens env)
+      "DELETE", "/workspaces/{id}/tokens/{tokenId}", json (AdminRoutes.revokeToken env)
+      "GET", "/admin/workspaces", json (ConsoleRoutes.overviewList env)
+      "GET", "/admin/feed", json (ConsoleRoutes.feedView env)
+      "GET", "/admin/delegations", json (ConsoleRoutes.delegationsView env)
+      "GET", "/admin/memories", json (ConsoleRoutes.memoriesView env)
+      // fault injection over HTTP only when asked for (tests); otherwise these paths fall through to 404
+      if enableFaults then
+          "POST", "/admin/faults", json (AdminRoutes.addFault env)
+          "DELETE", "/admin/faults", json (AdminRoutes.clearFaults env)
+          "POST", "/admin/faults/cut-streams", json (AdminRoutes.cutStreams env)
+          "GET", "/admin/requests", json (AdminRoutes.requestCount env)
+      "POST", "/admin/sweep", json (AdminRoutes.sweepNow env)
+      "POST", "/admin/retention", json (AdminRoutes.retentionNow env)
+      "GET", "/events", RequestDelegate(StreamRoutes.events env)
+      "POST", "/admin/stream-ticket", json (StreamRoutes.streamTicket env) ]
+
+/// Every route served, as ASP.NET routing has them: (method, pattern).
+let private servedRoutes (app: WebApplication) : (string * string) list =
+    (app :> IEndpointRouteBuilder).DataSources
+    |> Seq.collect (fun ds -> ds.Endpoints)
+    |> Seq.choose (fun e ->
+        match e with
+        | :? RouteEndpoint as r -> Some r
+        | _ -> None)
+    |> Seq.collect (fun r ->
+        match r.Metadata.GetMetadata<HttpMethodMetadata>() with
+        | null -> [ "*", r.RoutePattern.RawText ]
+        | m -> [ for v in m.HttpMethods -> v, r.RoutePattern.RawText ])
+    |> List.ofSeq
+
+let private build (options: PlatformOptions) (dataDir: string) : WebApplication =
+    let builder =
+        WebApplication.CreateSlimBuilder(WebApplicationOptions(ApplicationName = "Molecule.Platform", ContentRootPath = dataDir))
+
+    builder.Logging.ClearProviders() |> ignore
+
+    builder.Services.Configure<HostOptions>(fun (o: HostOptions) -> o.ShutdownTimeout <- TimeSpan.FromSeconds 3.0)
+    |> ignore
+
+    builder.WebHost.ConfigureKestrel(fun (k: KestrelServerOptions) ->
+        // each route enforces its own limit (readBody, guardMiddleware); Kestrel's is only where it stops reading
+        k.Limits.MaxRequestBodySize <- Nullable DrainLimit
+        k.AddServerHeader <- false
+
+        match IPAddress.TryParse options.Host with
+        | true, ip -> k.Listen(ip, options.Port)
+        | _ when options.Host = "localhost" -> k.ListenLocalhost(options.Port)
+        | _ -> k.ListenAnyIP(options.Port))
+    |> ignore
+
+    builder.Build()
+
+/// The handler environment of a platform starting with these options.
+let private environment (options: PlatformOptions) (store: Store.IStore) (admin: string) (hub: EventHub) (stopping: CancellationToken) : Env =
+    { Store = store
+      Now = defaultArg options.Clock (fun () -> DateTimeOffset.UtcNow)
+      Admin = admin
+      Faults = FaultInjector()
+      Events = hub
+      Http = new HttpClient(Timeout = Timeout.InfiniteTimeSpan)
+      Stopping = stopping
+      Background = ResizeArray<Task>()
+      Retention =
+        Inbox.Retention.normalise
+            { SoftDays = options.RetentionSoftDays
+              HardDays = options.RetentionHardDays }
+      OpenRegistration = options.OpenRegistration
+      Limits = options.RateLimits
+      Log = defaultArg options.Log ignore
+      Logging = options.Log.IsSome
+      McpBinary = options.McpBinary }
+
+/// The pipeline (errors, the doors, faults, limits) and the routes, then whatever `configure` adds.
+let private mapApp (app: WebApplication) (env: Env) (options: PlatformOptions) (configure: WebApplication -> unit) =
+    let names = Guard.Names.create (ownNames options.Host) options.AllowedHosts
+    let step (f: HttpContext -> RequestDelegate -> Task) = app.Use(Func<HttpContext, RequestDelegate, Task>(f)) |> ignore
+    step (Middleware.errorMiddleware env.Log)
+    step (Middleware.guardMiddleware names env.Log)
+    step (fun ctx next -> Middleware.faultMiddleware env.Faults env.Stopping ctx next)
+    step (Limits.middleware env)
+
+    for (m, pattern, handler) in routeTable env options.EnableFaults do
+        app.MapMethods(pattern, [| m |], handler) |> ignore
+
+    app.MapFallback(RequestDelegate(fun ctx -> send ctx (Wire.errorReply 404 "not found"))) |> ignore
+    configure app
+
+/// The URL local clients call: where it listens, a wildcard replaced by loopback.
+let private listenUrl (app: WebApplication) (options: PlatformOptions) : string =
+    let addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()
+
+    addresses.Addresses
+    |> Seq.tryHead
+    |> Option.defaultValue $"http://{options.Host}:{options.Port}"
+    |> fun u -> u.TrimEnd('/')
+    |> fun u -> u.Replace("://0.0.0.0:", "://127.0.0.1:").Replace("://[::]:", "://[::1]:")
 
 /// Starts the platform; `configure` may add endpoints (e.g. the canvas page at `/`) before it starts listening.
 let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : Task<RunningPlatform> =
     task {
         let dataDir = Path.GetFullPath options.DataDir
-        let log = defaultArg options.Log ignore
-        Notices.atStart options.Host options.Port options.OpenRegistration options.EnableFaults |> List.iter log
+        Notices.atStart options.Host options.Port options.OpenRegistration options.EnableFaults |> List.iter (defaultArg options.Log ignore)
         let admin = loadAdminToken dataDir
-        // private before SQLite opens it: the database, -wal and -shm are 0600, the directory 0700 (also an old one)
-        DataDir.touchPrivate (Path.Combine(dataDir, "platform.db"))
-        DataDir.secure dataDir |> ignore
-        let store = new Store.Store(dataDir)
-        DataDir.secure dataDir |> ignore
-        let faults = FaultInjector()
         let hub = EventHub()
+        let store = openStore options dataDir hub
         let stopping = new CancellationTokenSource()
-        let background = ResizeArray<Task>()
-        let http = new HttpClient(Timeout = Timeout.InfiniteTimeSpan)
-
-        let env =
-            { Store = store
-              Now = defaultArg options.Clock (fun () -> DateTimeOffset.UtcNow)
-              Admin = admin
-              Faults = faults
-              Events = hub
-              Http = http
-              Stopping = stopping.Token
-              Background = background
-              Retention =
-                Inbox.Retention.normalise
-                    { SoftDays = options.RetentionSoftDays
-                      HardDays = options.RetentionHardDays }
-              OpenRegistration = options.OpenRegistration
-              Limits = options.RateLimits
-              Limiter = Limiter()
-              Tickets = TicketBook()
-              Log = log
-              Logging = options.Log.IsSome
-              McpBinary = options.McpBinary }
-
-        let names = Guard.Names.create (ownNames options.Host) options.AllowedHosts
-
-        let builder =
-            WebApplication.CreateSlimBuilder(WebApplicationOptions(ApplicationName = "Molecule.Platform", ContentRootPath = dataDir))
-
-        builder.Logging.ClearProviders() |> ignore
-
-        builder.Services.Configure<HostOptions>(fun (o: HostOptions) -> o.ShutdownTimeout <- TimeSpan.FromSeconds 3.0)
-        |> ignore
-
-        builder.WebHost.ConfigureKestrel(fun (k: KestrelServerOptions) ->
-            // each route enforces its own limit (readBody, guardMiddleware); Kestrel's is only where it stops reading
-            k.Limits.MaxRequestBodySize <- Nullable DrainLimit
-            k.AddServerHeader <- false
-
-            match IPAddress.TryParse options.Host with
-            | true, ip -> k.Listen(ip, options.Port)
-            | _ when options.Host = "localhost" -> k.ListenLocalhost(options.Port)
-            | _ -> k.ListenAnyIP(options.Port))
-        |> ignore
-
-        let app = builder.Build()
-        app.Use(Func<HttpContext, RequestDelegate, Task>(errorMiddleware log)) |> ignore
-        app.Use(Func<HttpContext, RequestDelegate, Task>(guardMiddleware names log)) |> ignore
-        app.Use(Func<HttpContext, RequestDelegate, Task>(fun ctx next -> faultMiddleware faults stopping.Token ctx next)) |> ignore
-
-        let get (p: string) (h: RequestDelegate) = app.MapGet(p, h) |> ignore
-        let post (p: string) (h: RequestDelegate) = app.MapPost(p, h) |> ignore
-        let del (p: string) (h: RequestDelegate) = app.MapDelete(p, h) |> ignore
-
-        get "/health" (handle (fun _ -> Task.FromResult(okStatus "ok")))
-        post "/registry/register" (handle (register env))
-        post "/registry/heartbeat" (handle (heartbeat env))
-        get "/registry/discover/{id}" (handle (discover env))
-        get "/registry/{id}/peers" (handle (peers env))
-        get "/workspaces/{id}" (handle (getWorkspace env))
-        get "/workspaces/{id}/activity" (handle (listActivity env))
-        post "/workspaces/{id}/activity" (handle (postActivity env))
-        post "/workspaces/{id}/a2a" (handle (a2a env))
-        post "/workspaces/{id}/delegate" (handle (delegateTask env))
-        get "/workspaces/{id}/delegations" (handle (delegations env))
-        post "/workspaces/{id}/notify" (handle (TeamRoutes.notifyGated env))
-        post "/workspaces/{id}/chat/uploads" (handle (TeamRoutes.upload env))
-        get "/workspaces/{id}/chat/uploads/{file}" (RequestDelegate(download env))
-        post "/workspaces/{id}/memories" (handle (commitMemory env))
-        get "/workspaces/{id}/memories" (handle (recallMemory env))
-        post "/workspaces" (handle (createWorkspace env))
-        get "/workspaces" (handle (listWorkspaces env))
-        del "/workspaces/{id}" (handle (deleteWorkspace env))
-        post "/workspaces/{id}/tokens" (handle (mintToken env))
-        get "/workspaces/{id}/tokens" (handle (listTokens env))
-        del "/workspaces/{id}/tokens/{tokenId}" (handle (revokeToken env))
-        post "/workspaces/{id}/activity/ack" (handle (ackActivity env))
-        get "/workspaces/{id}/mail/summary" (handle (mailSummary env))
-        get "/workspaces/{id}/events/stream" (RequestDelegate(workspaceStream env))
-        TeamRoutes.map app env
-        app.MapPatch("/workspaces/{id}", handle (editWorkspace env)) |> ignore
-        get "/admin/workspaces" (handle (overviewList env))
-        get "/admin/feed" (handle (feedView env))
-        get "/admin/delegations" (handle (delegationsView env))
-        get "/admin/memories" (handle (memoriesView env))
-
-        // fault injection over HTTP only when asked for (tests); otherwise these paths fall through to 404
-        if options.EnableFaults then
-            post "/admin/faults" (handle (addFault env))
-            del "/admin/faults" (handle (clearFaults env))
-            post "/admin/faults/cut-streams" (handle (cutStreams env))
-            get "/admin/requests" (handle (requestCount env))
-
-        post "/admin/sweep" (handle (sweepNow env))
-        post "/admin/retention" (handle (retentionNow env))
-        get "/events" (RequestDelegate(events env))
-        post "/admin/stream-ticket" (handle (streamTicket env))
-        app.MapFallback(RequestDelegate(fun ctx -> send ctx (Wire.errorReply 404 "not found"))) |> ignore
-        configure app
+        let env = environment options store admin hub stopping.Token
+        let app = build options dataDir
+        mapApp app env options configure
 
         try
             do! app.StartAsync()
-        with e ->
+        with
+        | :? IOException
+        | :? SocketException
+        | :? InvalidOperationException as e ->
             stopping.Cancel()
-            quietly (fun () -> (app :> IDisposable).Dispose())
-            http.Dispose()
-            (store :> IDisposable).Dispose()
+            (app :> IDisposable).Dispose()
+            env.Http.Dispose()
+            store.Dispose()
             raise (InvalidOperationException($"the platform could not listen on {options.Host}:{options.Port}: {e.Message}", e))
-
-        let addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()
-
-        let url =
-            addresses.Addresses
-            |> Seq.tryHead
-            |> Option.defaultValue $"http://{options.Host}:{options.Port}"
-            |> fun u -> u.TrimEnd('/')
-            // a wildcard is where it listens, not an address to call: local clients use loopback
-            |> fun u -> u.Replace("://0.0.0.0:", "://127.0.0.1:").Replace("://[::]:", "://[::1]:")
 
         let sweeper =
             Task.WhenAll(
-                every env options.SweepInterval "liveness sweep" (fun () -> sweepOnce env |> ignore),
-                every env options.RetentionInterval "activity retention" (fun () -> pruneOnce env |> ignore)
+                Middleware.every env options.SweepInterval "liveness sweep" (fun () -> AdminRoutes.sweepOnce env |> ignore),
+                Middleware.every env options.RetentionInterval "activity retention" (fun () -> AdminRoutes.pruneOnce env |> ignore)
             )
 
-        let routes =
-            (app :> Microsoft.AspNetCore.Routing.IEndpointRouteBuilder).DataSources
-            |> Seq.collect (fun ds -> ds.Endpoints)
-            |> Seq.choose (fun e -> match e with :? Microsoft.AspNetCore.Routing.RouteEndpoint as r -> Some r | _ -> None)
-            |> Seq.collect (fun r ->
-                match r.Metadata.GetMetadata<Microsoft.AspNetCore.Routing.HttpMethodMetadata>() with
-                | null -> [ "*", r.RoutePattern.RawText ]
-                | m -> [ for v in m.HttpMethods -> v, r.RoutePattern.RawText ])
-            |> List.ofSeq
-
         return
-            new RunningPlatform(app, url, admin, faults, hub, store, stopping, sweeper, background, http, (fun () -> sweepOnce env), (fun () -> pruneOnce env), routes)
+            new RunningPlatform(
+                app,
+                listenUrl app options,
+                admin,
+                env.Faults,
+                hub,
+                store,
+                dataDir,
+                stopping,
+                sweeper,
+                env.Background,
+                env.Http,
+                (fun () -> AdminRoutes.sweepOnce env),
+                (fun () -> AdminRoutes.pruneOnce env),
+                servedRoutes app
+            )
     }
 
 /// Starts the platform (see PlatformOptions.defaults).

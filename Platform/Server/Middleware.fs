@@ -1,30 +1,16 @@
-/// Request pipeline pieces (fault injection, error answers) and the periodic background passes.
+/// Request pipeline pieces (the doors, fault injection, error answers) and the periodic background passes.
 module internal Molecule.Platform.Routes.Middleware
 
 open System
+open System.Data.Common
 open System.IO
-open System.Net
-open System.Net.Http
-open System.Security.Cryptography
-open System.Text
-open System.Text.Json.Nodes
+open System.Text.RegularExpressions
 open System.Threading
 open System.Threading.Tasks
-open Microsoft.AspNetCore.Builder
-open Microsoft.AspNetCore.Hosting
-open Microsoft.AspNetCore.Hosting.Server
-open Microsoft.AspNetCore.Hosting.Server.Features
 open Microsoft.AspNetCore.Http
-open Microsoft.AspNetCore.Http.Features
-open Microsoft.AspNetCore.Server.Kestrel.Core
-open Microsoft.AspNetCore.StaticFiles
-open Microsoft.Extensions.DependencyInjection
-open Microsoft.Extensions.Logging
-open Microsoft.Extensions.Hosting
 open Molecule.Platform
-open Molecule.Platform.Validation
+open Molecule.Platform.Routes.Env
 open Molecule.Platform.Routes.Http
-module Json = Molecule.Protocol.Json
 
 let faultMiddleware (faults: FaultInjector) (stopping: CancellationToken) (ctx: HttpContext) (next: RequestDelegate) : Task =
     task {
@@ -57,8 +43,7 @@ let faultMiddleware (faults: FaultInjector) (stopping: CancellationToken) (ctx: 
                 ctx.Abort()
     }
 
-let private uploadPath =
-    Text.RegularExpressions.Regex("^/workspaces/[^/]+/chat/uploads/?$", Text.RegularExpressions.RegexOptions.Compiled)
+let private uploadPath = Regex("^/workspaces/[^/]+/chat/uploads/?$", RegexOptions.Compiled)
 
 /// POST /workspaces/:id/chat/uploads: the one state-changing route whose body is not JSON (multipart).
 let isUpload (ctx: HttpContext) =
@@ -85,8 +70,7 @@ let guardMiddleware (names: Guard.Names) (log: string -> unit) (ctx: HttpContext
 
     match Guard.check names facts with
     | Some refused ->
-        let reason = Json.tryParseDecoded refused.Body |> Option.bind (Json.prop "error") |> Option.bind Json.asString |> Option.defaultValue ""
-        log (Feed.printable $"refused {req.Method} {req.Path.Value} from {remoteIp ctx}: {reason}")
+        log (Feed.printable $"refused {req.Method} {req.Path.Value} from {remoteIp ctx}: {Wire.errorText refused}")
         send ctx refused
     | None ->
         let limit, text = if isUpload ctx then MaxUploadBody, uploadTooLarge else MaxBody, tooLarge
@@ -96,23 +80,24 @@ let guardMiddleware (names: Guard.Names) (log: string -> unit) (ctx: HttpContext
         else
             next.Invoke ctx
 
+/// The pipeline's boundary: a bad request is a 400, a client gone is nothing, and any other failure of a handler is
+/// logged and answered 500 (the one place every exception is caught; no handler catches what it did not expect).
 let errorMiddleware (log: string -> unit) (ctx: HttpContext) (next: RequestDelegate) : Task =
     task {
         try
             ctx.Response.Headers["X-Content-Type-Options"] <- "nosniff"
             do! next.Invoke ctx
         with
-        | :? Microsoft.AspNetCore.Http.BadHttpRequestException as e when not ctx.Response.HasStarted ->
-            do! send ctx (Wire.errorReply e.StatusCode "bad request")
+        | :? BadHttpRequestException as e when not ctx.Response.HasStarted -> do! send ctx (Wire.errorReply e.StatusCode "bad request")
         | :? OperationCanceledException -> ()
-        | e when not ctx.Response.HasStarted ->
-            log (Feed.printable $"{ctx.Request.Method} {ctx.Request.Path.Value} failed: " + e.ToString())
+        | failure when not ctx.Response.HasStarted ->
+            log (Feed.printable $"{ctx.Request.Method} {ctx.Request.Path.Value} failed: " + failure.ToString())
             do! send ctx (Wire.errorReply 500 "internal error")
-        | e -> log (Feed.printable $"{ctx.Request.Method} {ctx.Request.Path.Value} failed after the answer started: {e.Message}")
+        | failure -> log (Feed.printable $"{ctx.Request.Method} {ctx.Request.Path.Value} failed after the answer started: {failure.Message}")
     }
 
-/// Runs `pass` every `interval` (the first run one interval after start) until the platform stops; a failing
-/// pass is logged and the loop goes on.
+/// Runs `pass` every `interval` (the first run one interval after start) until the platform stops. A pass that fails
+/// on the store (a database error, the store closing: ObjectDisposedException is an InvalidOperationException) is logged and the loop goes on.
 let every (env: Env) (interval: TimeSpan) (name: string) (pass: unit -> unit) : Task =
     task {
         try
@@ -121,8 +106,10 @@ let every (env: Env) (interval: TimeSpan) (name: string) (pass: unit -> unit) : 
 
                 try
                     pass ()
-                with e ->
-                    env.Log $"{name} failed: {e.Message}"
+                with
+                | :? DbException
+                | :? IOException
+                | :? InvalidOperationException as e -> env.Log $"{name} failed: {e.Message}"
         with :? OperationCanceledException ->
             ()
     }

@@ -13,8 +13,8 @@ open System.Threading
 open System.Threading.Tasks
 open Microsoft.Extensions.Logging
 open Xunit
-open Molecule.Agents
 open Molecule.Platform
+open Molecule.Agents
 open Molecule.Tests.Host.Harness
 
 /// Every line the agent logs (as an ILoggerFactory would get them).

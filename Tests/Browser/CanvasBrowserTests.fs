@@ -41,10 +41,7 @@ let private repoRoot () =
 
 let private browserDir () = Path.Combine(repoRoot (), "Tests", "Browser")
 
-let private tempDir (what: string) =
-    let d = Path.Combine(Path.GetTempPath(), "molecule-canvas-tests", what + "-" + Guid.NewGuid().ToString("N").Substring(0, 12))
-    Directory.CreateDirectory d |> ignore
-    d
+let private tempDir (what: string) = Molecule.Tests.Support.TempDirs.create ("canvas-" + what)
 
 /// Runs a command to completion (short checks such as `node --version`); None when it cannot start.
 let private tryRun (file: string) (args: string list) : (int * string) option =
@@ -278,8 +275,7 @@ type CanvasBrowserTests(output: ITestOutputHelper) =
                     let replyText = "Here is the summary you asked for <script>x()</script> " + Guid.NewGuid().ToString("N").Substring(0, 6)
                     let attachment = Path.Combine(work, "summary-notes.txt")
                     File.WriteAllText(attachment, "notes for the canvas test\n")
-                    let screenshotDir = Path.Combine(Path.GetTempPath(), "molecule-canvas-e2e")
-                    Directory.CreateDirectory screenshotDir |> ignore
+                    let screenshotDir = tempDir "e2e-screenshots"
                     let screenshot = Path.Combine(screenshotDir, "canvas-" + DateTime.UtcNow.ToString("yyyyMMdd-HHmmss") + ".png")
 
                     let psi =

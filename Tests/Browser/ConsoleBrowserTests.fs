@@ -77,8 +77,7 @@ type ConsoleBrowserTests(output: ITestOutputHelper) =
             | [] -> ()
             | missing -> Assert.Fail("the browser test cannot run:\n  " + String.Join("\n  ", missing))
 
-            let work = Path.Combine(Path.GetTempPath(), "molecule-console-tests", Guid.NewGuid().ToString("N").Substring(0, 12))
-            Directory.CreateDirectory work |> ignore
+            let work = Molecule.Tests.Support.TempDirs.create "console"
             let binary = Molecule.Tests.Support.Binary.path ()
 
             let! platform =
@@ -111,7 +110,7 @@ type ConsoleBrowserTests(output: ITestOutputHelper) =
                 let shots =
                     match Environment.GetEnvironmentVariable "CONSOLE_SCREENSHOTS" with
                     | s when not (String.IsNullOrWhiteSpace s) -> Path.GetFullPath s
-                    | _ -> Path.Combine(Path.GetTempPath(), "molecule-console-e2e")
+                    | _ -> Path.Combine(work, "screenshots")
 
                 let config = JsonObject()
                 config["url"] <- JsonValue.Create platform.Url

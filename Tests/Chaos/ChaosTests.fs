@@ -17,9 +17,12 @@ let private options = { Schedule.defaultOptions with Messages = 40; BigBurstEver
 let private checkWith (options: Schedule.Options) (index: int) =
     task {
         let s = Schedule.generate options seed index
-        let! o = Engine.run (Engine.defaultSettings ()) s
+        let! o = Engine.run { Engine.defaultSettings () with Root = Molecule.Tests.Support.TempDirs.create "chaos" } s
+        let failed = o.Error.IsSome || not o.Hygiene.IsEmpty || o.Counts.Sent = 0 || o.Counts.Lost + o.Counts.Duplicated + o.Counts.Leaked + o.Counts.Stray > 0
+        // a failed schedule's logs are kept outside the run's temp folder, and the report says where
+        let logs = if failed then Molecule.Tests.Support.TempDirs.keep "chaos" o.Dir else o.Dir
         let report =
-            [ Engine.summaryLine o; Schedule.describe s ] @ o.Evidence @ o.Hygiene @ (o.Error |> Option.toList) @ [ $"logs: {o.Dir}" ]
+            [ Engine.summaryLine o; Schedule.describe s ] @ o.Evidence @ o.Hygiene @ (o.Error |> Option.toList) @ [ $"logs: {logs}" ]
             |> String.concat "\n"
         Assert.True(o.Error.IsNone, report)
         Assert.True(o.Hygiene.IsEmpty, report)

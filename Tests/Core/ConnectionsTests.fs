@@ -79,6 +79,9 @@ let ``rule: MOLECULE_WORKSPACE_TOKEN_FILE comes after the env token and before .
     Assert.Equal("'/run/tok' is not valid UTF-8", problem Config.NotUtf8)
     Assert.Equal("'/run/tok' contains internal whitespace — expected a single token", problem (Config.Contents "two words"))
     Assert.Contains("is a directory", problem Config.IsDirectory)
+    Assert.Equal("points to '/run/tok' which is a named pipe (FIFO), not a regular file", problem (Config.NotRegular "a named pipe (FIFO), not a regular file"))
+    Assert.Equal("'/run/tok' is larger than 4096 bytes — expected a single token", problem (Config.TooLarge Config.tokenFileLimit))
+    Assert.Equal("'/run/tok' contains control or non-ASCII characters — expected the token exactly as the canvas shows it", problem (Config.Contents "t\u00f6ken\n"))
 
 [<Fact>]
 let ``rule: single-workspace environments parse exactly as before`` () =

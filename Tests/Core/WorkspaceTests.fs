@@ -15,7 +15,30 @@ let private fileConfig = { config with TokenSource = FromTokenFile "/run/token";
 let private readGen =
     Gen.oneof
         [ Gen.elements [ "second-token-0123"; "third-token-4567"; "first-token-0123" ] |> Gen.map (fun t -> Config.Contents(t + "\n"))
-          Gen.elements [ Config.NotFound; Config.Denied; Config.NotUtf8; Config.Contents "  "; Config.Contents "two tokens" ] ]
+          Gen.elements
+              [ Config.NotFound; Config.Denied; Config.NotUtf8; Config.Contents "  "; Config.Contents "two tokens"
+                Config.Contents "t\u00f6ken-non-ascii-0123"; Config.Contents "control\u0007token"; Config.TooLarge Config.tokenFileLimit
+                Config.NotRegular "a named pipe (FIFO), not a regular file"; Config.IsDirectory ] ]
+
+/// Anything a token file can hold, arbitrary text included.
+let private anyRead =
+    Gen.oneof [ readGen; ArbMap.defaults |> ArbMap.generate<string> |> Gen.map (fun s -> Config.Contents(if isNull s then "" else s)) ]
+
+[<Fact>]
+let ``rule: a token file is judged by the same rules at the start and on a rotation — a bad rotation keeps the token`` () =
+    Check.One(
+        quick 500,
+        Prop.forAll (Arb.fromGen anyRead) (fun read ->
+            let env = Map.ofList [ "WORKSPACE_ID", selfId.Value; "PLATFORM_URL", "https://h"; "MOLECULE_WORKSPACE_TOKEN_FILE", "/run/token" ]
+            let atStart = Connections.parse env "/s" None (Some read) |> Result.map (fun cs -> cs.Head.Token)
+            let m, _ = Agent.update Agent.Start (Agent.init fileConfig (boot []))
+            let m, effects = Agent.update (Agent.TokenFileChanged(selfId, read)) m
+            let rotated = (Agent.primary m).Config.Token
+            let warned = effects |> List.exists (function Log(Warning, t) -> t.Contains "keeping the token read before" | _ -> false)
+            match atStart with
+            | Ok t -> rotated = t && not warned
+            | Result.Error _ -> rotated = fileConfig.Token && warned)
+    )
 
 [<Fact>]
 let ``rule: token-file reloads use the last valid token, keep the current one when the file is unusable, and clear the strikes`` () =

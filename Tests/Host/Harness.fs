@@ -23,10 +23,8 @@ open Molecule.Platform.Server
 
 // ------------------------------------------------------------------------------------------------ basics
 
-let tempDir (prefix: string) =
-    let d = Path.Combine(Path.GetTempPath(), "molecule-integration", prefix + "-" + Guid.NewGuid().ToString("N").Substring(0, 12))
-    Directory.CreateDirectory d |> ignore
-    d
+/// A new folder under the test run's temp folder (removed when the test process exits).
+let tempDir (prefix: string) = Molecule.Tests.Support.TempDirs.create prefix
 
 let inv (n: int) = n.ToString(Globalization.CultureInfo.InvariantCulture)
 

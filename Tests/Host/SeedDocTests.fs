@@ -1,51 +1,21 @@
-/// The user documentation's set-up snippets (shared/seeds/runtime-mcp.md) start the published binary unchanged.
+/// The reference's set-up lines (Tests/Data/reference-snippets.md: Claude Code, Hermes Agent, a JSON config, the
+/// identity example) start the published binary unchanged, as each client would start it.
 module Molecule.Tests.Host.SeedDocTests
-
-open Molecule.Protocol
 
 open System
 open System.Collections.Generic
 open System.IO
-open System.Text.Json.Nodes
-open System.Text.RegularExpressions
 open Xunit
 open Molecule.Tests.Host.Harness
-
-/// shared/seeds/runtime-mcp.md, found by walking up from the repository root. Missing = test failure.
-let seedDoc () : string =
-    let rec repoRoot (d: DirectoryInfo) =
-        if isNull d then failwith "repository root (Molecule.Functional.sln) not found above the test assembly"
-        elif File.Exists(Path.Combine(d.FullName, "Molecule.Functional.sln")) then d
-        else repoRoot d.Parent
-
-    let rec find (d: DirectoryInfo) =
-        if isNull d then
-            failwith "shared/seeds/runtime-mcp.md not found above the repository root: the seed doc is required for this test"
-        else
-            let p = Path.Combine(d.FullName, "shared", "seeds", "runtime-mcp.md")
-            if File.Exists p then p else find d.Parent
-
-    find (repoRoot (DirectoryInfo AppContext.BaseDirectory))
-
-let private codeBlocks (lang: string) (doc: string) =
-    Regex.Matches(doc, "```" + lang + "\\s*\\n(.*?)```", RegexOptions.Singleline)
-    |> Seq.map (fun m -> m.Groups[1].Value)
-    |> Seq.toList
-
-/// Shell-ish word split of one logical command: backslash-newline joins lines, quotes group words.
-let shellWords (block: string) : string list =
-    let joined = block.Replace("\\\r\n", " ").Replace("\\\n", " ")
-    Regex.Matches(joined, "'([^']*)'|\"([^\"]*)\"|(\\S+)")
-    |> Seq.map (fun m ->
-        if m.Groups[1].Success then m.Groups[1].Value
-        elif m.Groups[2].Success then m.Groups[2].Value
-        else m.Groups[3].Value)
-    |> Seq.toList
+open Molecule.Tests.Support.TestData
 
 let private substitute (platform: Platform) (ws: Workspace) (s: string) =
     s.Replace("https://<your-tenant>.moleculesai.app", platform.Url)
+        .Replace("https://<tenant>.moleculesai.app", platform.Url)
         .Replace("<your-workspace-uuid>", ws.Id)
+        .Replace("<uuid>", ws.Id)
         .Replace("<your-token>", ws.Token)
+        .Replace("<token>", ws.Token)
 
 let private pathGate = obj ()
 
@@ -74,17 +44,9 @@ let private exercise (agent: AgentProcess) (ws: Workspace) =
     }
 
 [<Fact>]
-let ``the Claude Code snippet from the seed doc starts molecule-mcp unchanged`` () =
+let ``the reference's Claude Code line starts molecule-mcp unchanged`` () =
     task {
-        let doc = File.ReadAllText(seedDoc ())
-
-        let block =
-            codeBlocks "bash" doc
-            |> List.tryFind (fun b -> b.Contains "claude mcp add molecule -s user -- env" && b.Contains "<your-token>")
-
-        Assert.True(block.IsSome, "the Claude Code `claude mcp add molecule -s user -- env …` snippet is missing from the seed doc")
-        let words = shellWords block.Value
-        let afterDashes = words |> List.skipWhile (fun w -> w <> "--") |> List.tail
+        let afterDashes = Snippets.claudeCode ()
         Assert.Equal("env", afterDashes.Head)
         Assert.Equal("molecule-mcp", List.last afterDashes)
 
@@ -98,13 +60,39 @@ let ``the Claude Code snippet from the seed doc starts molecule-mcp unchanged`` 
         Assert.True(platform.Requests "/registry/register" >= 1, "the snippet-started process did not register")
     }
 
+/// `--command C --env K=V …` of `hermes mcp add`: the command and the environment.
+let private hermesArgs (words: string list) =
+    let rec read (ws: string list) (command: string option) (env: (string * string) list) =
+        match ws with
+        | "--command" :: c :: rest -> read rest (Some c) env
+        | "--env" :: kv :: rest ->
+            let i = kv.IndexOf '='
+            read rest command (env @ [ kv.Substring(0, i), kv.Substring(i + 1) ])
+        | _ :: rest -> read rest command env
+        | [] -> command, env
+    read words None []
+
 [<Fact>]
-let ``the JSON mcpServers config from the seed doc starts molecule-mcp unchanged`` () =
+let ``the reference's Hermes Agent line starts molecule-mcp unchanged`` () =
     task {
-        let doc = File.ReadAllText(seedDoc ())
-        let block = codeBlocks "json" doc |> List.tryFind (fun b -> b.Contains "mcpServers")
-        Assert.True(block.IsSome, "the JSON `mcpServers` snippet is missing from the seed doc")
-        let config = parseJson block.Value
+        let words = shellWords (Snippets.bash [ "hermes mcp add molecule"; "--command" ])
+        Assert.Equal<string list>([ "hermes"; "mcp"; "add"; "molecule" ], List.take 4 words)
+        let command, env = hermesArgs (List.skip 4 words)
+        Assert.Equal(Some "molecule-mcp", command)
+        Assert.Equal<string list>([ "WORKSPACE_ID"; "PLATFORM_URL"; "MOLECULE_WORKSPACE_TOKEN" ], env |> List.map fst)
+
+        use! platform = Platform.StartAsync()
+        let! ws = platform.CreateWorkspace "from-hermes-snippet"
+        // as Hermes starts a stdio server: the command on PATH, the --env pairs in its environment
+        let vars = env |> List.map (fun (k, v) -> k, substitute platform ws v)
+        use! agent = AgentProcess.StartAsync(vars, command = command.Value, baseVars = clientEnv ())
+        do! exercise agent ws
+    }
+
+[<Fact>]
+let ``the reference's JSON mcpServers config starts molecule-mcp unchanged`` () =
+    task {
+        let config = parseJson (Snippets.json ())
         let server = config["mcpServers"]["molecule"]
         Assert.NotNull(server)
         let command = strOf server "command"
@@ -122,4 +110,29 @@ let ``the JSON mcpServers config from the seed doc starts molecule-mcp unchanged
         Assert.DoesNotContain(env, fun (_, v) -> v.Contains "<")
         use! agent = AgentProcess.StartAsync(env, command = command, baseVars = clientEnv ())
         do! exercise agent ws
+    }
+
+[<Fact>]
+let ``the reference's identity example starts molecule-mcp with its name, description and skills`` () =
+    task {
+        let words = shellWords (Snippets.bash [ "MOLECULE_AGENT_SKILLS="; "<token>" ])
+        let afterDashes = words |> List.skipWhile (fun w -> w <> "--") |> List.tail
+        Assert.Equal("env", afterDashes.Head)
+        Assert.Equal("molecule-mcp", List.last afterDashes)
+
+        use! platform = Platform.StartAsync()
+        let! lead = platform.CreateWorkspace "lead"
+        let! ws = platform.CreateWorkspace("researcher", parent = lead)
+        let! asker = platform.CreateWorkspace("asker", parent = lead)
+        let args = afterDashes.Tail |> List.map (substitute platform ws)
+        Assert.DoesNotContain(args, fun a -> a.Contains "<" || a.Contains ">")
+        use! agent = AgentProcess.StartAsync([], command = "env", args = args, baseVars = clientEnv ())
+        do! exercise agent ws
+        use! peer = AgentProcess.StartAsync(agentEnv platform asker)
+        let! peers = peer.CallOk("list_peers", [])
+        // the documentation's promise: the skills reach a peer's list_peers, the name and description the agent card
+        Assert.True(peers.Contains "skills: [research, summarisation, citations]", $"{peers}\n{agent.Describe()}")
+        let! info = agent.CallOk("get_workspace_info", [])
+        Assert.Contains("Research Assistant", info)
+        Assert.Contains("Reads, summarises, cites.", info)
     }

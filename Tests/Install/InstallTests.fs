@@ -12,17 +12,12 @@ open System.Text.Json.Nodes
 open System.Text.RegularExpressions
 open System.Threading.Tasks
 open Xunit
+open Molecule.Tests.Support
 open Molecule.Tests.Host.Harness
 
 // ------------------------------------------------------------------------------------------------ packages
 
-let private repoRoot () =
-    let rec up (d: DirectoryInfo) =
-        if isNull d then failwith "repository root (Molecule.Functional.sln) not found above the test assembly"
-        elif File.Exists(Path.Combine(d.FullName, "Molecule.Functional.sln")) then d.FullName
-        else up d.Parent
-
-    up (DirectoryInfo AppContext.BaseDirectory)
+let private repoRoot () = TestData.repoRoot ()
 
 /// `$MOLECULE_PACKAGES_DIR` (set by `build.fsx test`), else artifacts/packages of this repository.
 let packagesDir () =
@@ -148,19 +143,10 @@ let ``dotnet tool install puts the native linux-x64 molecule-mcp on the tool pat
     }
 
 [<Fact>]
-let ``the installed command runs the seed doc's claude mcp add line unchanged`` () =
+let ``the installed command runs the reference's claude mcp add line unchanged`` () =
     task {
         let! toolPath = installed.Force()
-        let doc = File.ReadAllText(Molecule.Tests.Host.SeedDocTests.seedDoc ())
-
-        let block =
-            Regex.Matches(doc, "```bash\\s*\\n(.*?)```", RegexOptions.Singleline)
-            |> Seq.map (fun m -> m.Groups[1].Value)
-            |> Seq.tryFind (fun b -> b.Contains "claude mcp add molecule -s user -- env" && b.Contains "<your-token>")
-
-        Assert.True(block.IsSome, "the `claude mcp add molecule -s user -- env …` snippet is missing from the seed doc")
-        let words = Molecule.Tests.Host.SeedDocTests.shellWords block.Value
-        let afterDashes = words |> List.skipWhile (fun w -> w <> "--") |> List.tail
+        let afterDashes = Molecule.Tests.Support.TestData.Snippets.claudeCode ()
         Assert.Equal("molecule-mcp", List.last afterDashes)
 
         use! platform = Platform.StartAsync()
@@ -177,6 +163,42 @@ let ``the installed command runs the seed doc's claude mcp add line unchanged`` 
         use! agent = AgentProcess.StartAsync([], command = "env", args = args, baseVars = clientEnv toolPath)
         do! exercise agent ws
         Assert.True(platform.Requests "/registry/register" >= 1, "the installed molecule-mcp did not register")
+    }
+
+[<Fact>]
+let ``installed: doctor sees itself on PATH and config --write writes the tool's command, never the versioned store path`` () =
+    task {
+        let! toolPath = installed.Force()
+        let shim = Path.Combine(toolPath, "molecule-mcp")
+        use! platform = Platform.StartAsync()
+        let! ws = platform.CreateWorkspace "installed-paths"
+        let home = tempDir "home"
+        let path = toolPath + string Path.PathSeparator + (Environment.GetEnvironmentVariable "PATH")
+        let env =
+            [ "PATH", path; "HOME", home; "CONFIGS_DIR", tempDir "configs"
+              "WORKSPACE_ID", ws.Id; "PLATFORM_URL", platform.Url; "MOLECULE_WORKSPACE_TOKEN", ws.Token ]
+        let store =
+            Directory.GetFiles(Path.Combine(toolPath, ".store"), "molecule-mcp", SearchOption.AllDirectories)
+            |> Array.filter (fun f -> Path.GetDirectoryName f |> Path.GetFileName = "linux-x64")
+            |> Array.exactlyOne
+        // started as a client starts it (the command on PATH), and straight from the store
+        for command in [ shim; store ] do
+            let! code, report = runTool command [ "doctor"; "--json" ] env
+            Assert.True((code = 0), $"doctor through {command} failed:\n{report}")
+            let doc = parseJson (report.Substring(report.IndexOf '{'))
+            let checks = doc["checks"].AsArray() |> Seq.map (fun c -> c.AsObject()) |> List.ofSeq
+            let check (label: string) = checks |> List.find (fun c -> strOf c "label" = label)
+            Assert.Equal("ok", strOf (check "PATH") "status")
+            Assert.Contains(shim, strOf (check "molecule-mcp") "message")
+            Assert.DoesNotContain(".store", report)
+            Assert.DoesNotContain(ws.Token, report)
+            let! code, out = runTool command [ "config"; "claude-code"; "--write" ] env
+            Assert.True((code = 0), $"config --write through {command} failed:\n{out}")
+            let written = parseJson (File.ReadAllText(Path.Combine(home, ".claude.json")))
+            Assert.Equal(shim, strOf (written["mcpServers"]["molecule"]) "command")
+            let! _, printed = runTool command [ "config"; "json" ] env
+            Assert.Contains(shim, printed)
+            Assert.DoesNotContain(".store", printed)
     }
 
 [<Fact>]
@@ -263,6 +285,16 @@ let ``library packages ship their XML docs, and molecule-platform is a framework
         Assert.Contains($"lib/net10.0/{id}.xml", files)
 
     let platform = package "molecule-platform"
+    // SQLite's native library only for the systems the tool targets (no iOS, Android, WebAssembly, …)
+    let natives =
+        entries platform
+        |> List.choose (fun e ->
+            let m = Regex.Match(e, "/runtimes/([^/]+)/native/")
+            if m.Success then Some m.Groups[1].Value else None)
+        |> List.distinct
+        |> List.sort
+    Assert.Equal<string list>([ "linux-arm64"; "linux-musl-arm64"; "linux-musl-x64"; "linux-x64"; "osx-arm64"; "osx-x64"; "win-arm64"; "win-x64" ], natives)
+    Assert.True(FileInfo(platform).Length < 30L * 1024L * 1024L, $"molecule-platform's package is {FileInfo(platform).Length} bytes")
     let nuspec = entryText platform "molecule-platform.nuspec"
     Assert.Contains("<packageType name=\"DotnetTool\" />", nuspec)
     let settings = entryText platform "tools/net10.0/any/DotnetToolSettings.xml"

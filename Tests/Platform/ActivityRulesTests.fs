@@ -13,6 +13,11 @@ module Json = Molecule.Protocol.Json
 
 let private cfg n = FsCheck.Config.QuickThrowOnFailure.WithMaxTest n
 let private t0 = DateTimeOffset(2026, 1, 1, 12, 0, 0, TimeSpan.Zero)
+let private wid () = WorkspaceId(Guid.NewGuid())
+let private aid () = ActivityId(Guid.NewGuid())
+
+/// The created_at of a workspace's newest row in the model (what the stores admit a new row after).
+let private lastAt (index: ActivityIndex) (ws: WorkspaceId) = index.Last ws |> Option.map (fun r -> r.CreatedAt)
 
 let private query (pairs: (string * string) list) =
     Activity.parseQuery (fun k -> pairs |> List.tryFind (fun (a, _) -> a = k) |> Option.map snd)
@@ -53,22 +58,22 @@ let ``rule: since_id paging never skips or repeats a row under any interleaving 
     Check.One(
         cfg 400,
         Prop.forAll opsGen (fun (ops, limit) ->
-            let me = Guid.NewGuid()
-            let other = Guid.NewGuid()
+            let me = wid ()
+            let other = wid ()
             let index = ActivityIndex()
             let mutable clock = t0
             let mutable seq = 0L
 
-            let insert (ws: Guid) (kind: string) =
+            let insert (ws: WorkspaceId) (kind: string) =
                 seq <- seq + 2L // the sequence is shared and gappy
-                let r = Activity.admit (index.Last ws) { Activity.row (Guid.NewGuid()) clock ws kind with Seq = seq }
+                let r = Activity.admit (lastAt index ws) { Activity.row (aid ()) clock ws kind with Seq = seq }
                 index.Add r
                 r
 
             let cursor0 = insert me "a2a_receive"
             let mutable cursor = cursor0
-            let expected = ResizeArray<Guid>()
-            let seen = ResizeArray<Guid>()
+            let expected = ResizeArray<ActivityId>()
+            let seen = ResizeArray<ActivityId>()
 
             let poll () =
                 let query = { q [ "type", "a2a_receive"; "limit", string limit ] with SinceId = Some(string cursor.Id) }
@@ -112,7 +117,7 @@ let ``rule: before_ts paging (oldest created_at + 1 µs, dedupe by id) walks a b
     Check.One(
         cfg 300,
         Prop.forAll backlogGen (fun (limit, groups) ->
-            let me = Guid.NewGuid()
+            let me = wid ()
             let index = ActivityIndex()
             let mutable clock = t0
             let mutable seq = 0L
@@ -122,10 +127,10 @@ let ``rule: before_ts paging (oldest created_at + 1 µs, dedupe by id) walks a b
 
                 for _ in 1..size do
                     seq <- seq + 1L
-                    index.Add(Activity.admit (index.Last me) { Activity.row (Guid.NewGuid()) clock me "a2a_receive" with Seq = seq })
+                    index.Add(Activity.admit (lastAt index me) { Activity.row (aid ()) clock me "a2a_receive" with Seq = seq })
 
             let now = clock.AddDays 1.0
-            let got = HashSet<Guid>()
+            let got = HashSet<ActivityId>()
             let mutable before: DateTimeOffset option = None
             let mutable go = true
             let mutable pages = 0
@@ -182,7 +187,7 @@ let ``activity query parsing follows the spec's texts, limits and order`` () =
     let exact = (q [ "before_ts", "2026-05-01T10:00:00.123456789+02:00" ]).BeforeTs.Value
     Assert.Equal(DateTimeOffset(2026, 5, 1, 8, 0, 0, TimeSpan.Zero).AddTicks(1234567L), exact.ToUniversalTime())
     // a bad source is reported after the cursor: an unknown cursor's 410 wins
-    let me = Guid.NewGuid()
+    let me = wid ()
     let bad = q [ "source", "robot"; "since_id", string (Guid.NewGuid()) ]
 
     match Activity.select t0 me (ResizeArray()) (fun _ -> None) bad with
@@ -194,7 +199,7 @@ let ``activity query parsing follows the spec's texts, limits and order`` () =
     | Ok _ -> failwith "expected 400"
 
     // another workspace's row is not a cursor here
-    let foreign = { Activity.row (Guid.NewGuid()) t0 (Guid.NewGuid()) "a2a_receive" with Seq = 1L }
+    let foreign = { Activity.row (aid ()) t0 (wid ()) "a2a_receive" with Seq = 1L }
 
     match Activity.select t0 me (ResizeArray()) (fun _ -> Some foreign) { bad with SinceId = Some(string foreign.Id); Source = Ok None } with
     | Error e ->
@@ -214,20 +219,20 @@ let ``rule: without since_id rows come newest first, with it oldest first; peer_
         }
         |> Arb.fromGen
 
-    let pool = [| Guid.NewGuid(); Guid.NewGuid(); Guid.NewGuid() |]
+    let pool = [| wid (); wid (); wid () |]
 
     Check.One(
         cfg 300,
         Prop.forAll gen (fun (peers, steps, cut) ->
-            let me = Guid.NewGuid()
+            let me = wid ()
             let index = ActivityIndex()
             let mutable clock = t0
 
             List.zip peers steps
             |> List.iteri (fun i (p, step) ->
                 clock <- clock.AddSeconds(float step)
-                let r = { Activity.row (Guid.NewGuid()) clock me "a2a_receive" with Seq = int64 (i + 1); SourceId = (if p = 0 then None else Some pool[p]); TargetId = Some me }
-                index.Add(Activity.admit (index.Last me) r))
+                let r = { Activity.row (aid ()) clock me "a2a_receive" with Seq = int64 (i + 1); SourceId = (if p = 0 then None else Some pool[p]); TargetId = Some me }
+                index.Add(Activity.admit (lastAt index me) r))
 
             let rows = List.ofSeq (index.Rows me)
             let bound = t0.AddSeconds(float cut)
@@ -296,14 +301,14 @@ let ``rule: retention never deletes an unacked row younger than hardDays, and de
     Check.One(
         cfg 500,
         Prop.forAll retentionGen (fun (soft, hard, floor, rows) ->
-            let me = Guid.NewGuid()
+            let me = wid ()
             let now = t0.AddDays 90.0
             let retention = { Inbox.Retention.SoftDays = soft; Inbox.Retention.HardDays = hard }
             let p = Inbox.Retention.normalise retention
 
             rows
             |> List.forall (fun (ageHours, seq) ->
-                let r = { Activity.row (Guid.NewGuid()) (now.AddHours(-(float ageHours))) me "a2a_receive" with Seq = seq }
+                let r = { Activity.row (aid ()) (now.AddHours(-(float ageHours))) me "a2a_receive" with Seq = seq }
                 let pruned = Inbox.prunable now retention (fun ws -> if ws = me then floor else None) r
                 let f = defaultArg floor 0L
                 let age = now - r.CreatedAt
@@ -317,7 +322,7 @@ let ``rule: retention never deletes an unacked row younger than hardDays, and de
 
 [<Fact>]
 let ``retention and since_secs bounds are total at the edges of time`` () =
-    let r = { Activity.row (Guid.NewGuid()) DateTimeOffset.MinValue (Guid.NewGuid()) "a2a_receive" with Seq = 1L }
+    let r = { Activity.row (aid ()) DateTimeOffset.MinValue (wid ()) "a2a_receive" with Seq = 1L }
     let huge = { Inbox.Retention.SoftDays = Int32.MaxValue; Inbox.Retention.HardDays = Int32.MaxValue }
     Assert.False(Inbox.prunable DateTimeOffset.MinValue huge (fun _ -> Some 5L) r)
     Assert.True(Inbox.prunable DateTimeOffset.MaxValue Inbox.Retention.defaults (fun _ -> None) r)
@@ -329,12 +334,12 @@ let ``retention and since_secs bounds are total at the edges of time`` () =
 
 [<Fact>]
 let ``mail summary counts unread a2a_receive rows above the floor, newest first, capped at 25`` () =
-    let me = Guid.NewGuid()
-    let sender = Guid.NewGuid()
+    let me = wid ()
+    let sender = wid ()
 
     let rows =
         [ for i in 1..40 ->
-              { Activity.row (Guid.NewGuid()) (t0.AddSeconds(float i)) me (if i % 10 = 0 then "agent_log" else "a2a_receive") with
+              { Activity.row (aid ()) (t0.AddSeconds(float i)) me (if i % 10 = 0 then "agent_log" else "a2a_receive") with
                   Seq = int64 i
                   SourceId = (if i % 2 = 0 then Some sender else None)
                   Method = Some(if i % 7 = 0 then "delegate_result" else "message/send")
@@ -361,7 +366,7 @@ let ``mail summary counts unread a2a_receive rows above the floor, newest first,
 [<Fact>]
 let ``the stream's ACTIVITY_LOGGED payload never carries id, seq, created_at or workspace_id`` () =
     let row =
-        { Activity.row (Guid.NewGuid()) t0 (Guid.NewGuid()) "a2a_receive" with
+        { Activity.row (aid ()) t0 (wid ()) "a2a_receive" with
             Seq = 9L
             Method = Some "message/send"
             Summary = Some "message/send → W (ingest)"

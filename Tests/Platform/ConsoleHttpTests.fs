@@ -9,6 +9,7 @@ open System.Threading.Tasks
 open Xunit
 open Molecule.Platform
 open Molecule.Platform.Server
+open Molecule.Tests.Platform.Engines
 open Molecule.Tests.Platform.HttpTests
 open Molecule.Tests.Platform.DeliveryHttpTests
 
@@ -21,11 +22,11 @@ let private overviewOf (c: Client) (admin: string) (id: string) =
 
 let private num (n: JsonNode) (path: string) = (node n path).GetValue<int>()
 
-[<Fact>]
-let ``console: /admin/workspaces shows last seen, silence after 45 s, live tokens and delivery (queued, then acknowledged)`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``console: /admin/workspaces shows last seen, silence after 45 s, live tokens and delivery (queued, then acknowledged)`` (engine: string) =
     task {
         let mutable now = DateTimeOffset(2026, 5, 1, 10, 0, 0, TimeSpan.Zero)
-        use fx = new Own(fun o -> { o with Clock = Some(fun () -> now) })
+        use fx = new Own(engine, fun o -> { o with Clock = Some(fun () -> now) })
         let c, admin = fx.C, fx.P.AdminToken
         let! ws = createWs c admin "Researcher" None []
         let! before = overviewOf c admin ws.Id
@@ -55,10 +56,10 @@ let ``console: /admin/workspaces shows last seen, silence after 45 s, live token
         Assert.Equal(401, noAdmin.Code)
     }
 
-[<Fact>]
-let ``console: PATCH /workspaces/:id edits name, role, skills and description; bad input names the field; removed → 410`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``console: PATCH /workspaces/:id edits name, role, skills and description; bad input names the field; removed → 410`` (engine: string) =
     task {
-        use fx = new Own(id)
+        use fx = new Own(engine, id)
         let c, admin = fx.C, fx.P.AdminToken
         let events = fx.P.Events.Subscribe()
         let! ws = createWs c admin "Draft" None [ "a" ]
@@ -96,10 +97,10 @@ let ``console: PATCH /workspaces/:id edits name, role, skills and description; b
         fx.P.Events.Unsubscribe events
     }
 
-[<Fact>]
-let ``console: create and mint answers carry one connection line per client, for the address the canvas was opened at`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``console: create and mint answers carry one connection line per client, for the address the canvas was opened at`` (engine: string) =
     task {
-        use fx = new Own(fun o -> { o with McpBinary = "/opt/molecule/molecule-mcp" })
+        use fx = new Own(engine, fun o -> { o with McpBinary = "/opt/molecule/molecule-mcp" })
         let c, admin = fx.C, fx.P.AdminToken
         let! created = c.Send("POST", "/workspaces", """{"name":"Docs Writer"}""", admin)
         let lines = node created.Json "connection_lines"
@@ -146,10 +147,10 @@ let private team (c: Client) (admin: string) =
         return lead, res, writer
     }
 
-[<Fact>]
-let ``console: /admin/feed labels events with names, lists a delegation once, attributes messages to the sender, and filters`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``console: /admin/feed labels events with names, lists a delegation once, attributes messages to the sender, and filters`` (engine: string) =
     task {
-        use fx = new Own(id)
+        use fx = new Own(engine, id)
         let c, admin = fx.C, fx.P.AdminToken
         let! lead, res, writer = team c admin
         let! _ = c.Send("POST", $"/workspaces/{lead.Id}/delegate", $$"""{"target_id":"{{res.Id}}","task":"find three sources"}""", lead.Token)
@@ -194,10 +195,10 @@ let ``console: /admin/feed labels events with names, lists a delegation once, at
         Assert.Equal(2, limited.Json["entries"].AsArray().Count)
     }
 
-[<Fact>]
-let ``console: /admin/delegations shows who asked whom, the status and the result, once per delegation`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``console: /admin/delegations shows who asked whom, the status and the result, once per delegation`` (engine: string) =
     task {
-        use fx = new Own(id)
+        use fx = new Own(engine, id)
         let c, admin = fx.C, fx.P.AdminToken
         let! lead, res, writer = team c admin
         let! _ = c.Send("POST", $"/workspaces/{lead.Id}/delegate", $$"""{"target_id":"{{res.Id}}","task":"find three sources"}""", lead.Token)
@@ -221,10 +222,10 @@ let ``console: /admin/delegations shows who asked whom, the status and the resul
         Assert.Equal(401, noAdmin.Code)
     }
 
-[<Fact>]
-let ``console: canvas events carry their feed entry (names, one key per delegation)`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``console: canvas events carry their feed entry (names, one key per delegation)`` (engine: string) =
     task {
-        use fx = new Own(id)
+        use fx = new Own(engine, id)
         let c, admin = fx.C, fx.P.AdminToken
         let! lead, res, _ = team c admin
         let events = fx.P.Events.Subscribe()

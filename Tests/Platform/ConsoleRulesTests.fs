@@ -13,6 +13,8 @@ module Json = Molecule.Protocol.Json
 let private cfg n = FsCheck.Config.QuickThrowOnFailure.WithMaxTest n
 let private t0 = DateTimeOffset(2026, 3, 1, 9, 0, 0, TimeSpan.Zero)
 let private inv (n: int) = n.ToString(Globalization.CultureInfo.InvariantCulture)
+let private wid () = WorkspaceId(Guid.NewGuid())
+let private aid () = ActivityId(Guid.NewGuid())
 
 // ---------------------------------------------------------------- guards
 
@@ -171,6 +173,69 @@ let ``rule: rate limits are total: no limit means always allowed, a clock runnin
                 | _ -> false))
     )
 
+[<Fact>]
+let ``rule: a byte budget never lets more than its limit plus the refill through, an undeclared upload's debt is waited off, and Retry-After is honest`` () =
+    let gen' =
+        gen {
+            let! perMinute = Gen.choose (1000, 100000)
+            let! steps = Gen.listOf (Gen.zip3 (Gen.choose (0, 20000)) (Gen.choose (1, 150000)) (Gen.elements [ true; false ])) // ms, bytes, declared
+            return perMinute, steps
+        }
+
+    Check.One(
+        cfg 300,
+        Prop.forAll (Arb.fromGen gen') (fun (perMinute, steps) ->
+            let policy: RateLimit.Policy = { PerMinute = perMinute }
+            let rate = float perMinute / 60.0
+
+            let _, _, taken, honest =
+                steps
+                |> List.fold
+                    (fun (bucket, clock: DateTimeOffset, taken, honest) (gap, bytes, declared) ->
+                        let now = clock.AddMilliseconds(float gap)
+
+                        if declared then
+                            match RateLimit.takeCost policy (float bytes) now bucket with
+                            | RateLimit.Allowed b -> Some b, now, (now, min bytes perMinute) :: taken, honest
+                            | RateLimit.Limited s ->
+                                let later = RateLimit.takeCost policy (float bytes) (now.AddSeconds(float s)) bucket
+                                bucket, now, taken, honest && s >= 1 && (match later with RateLimit.Allowed _ -> true | _ -> false)
+                        else
+                            Some(RateLimit.charge policy (float bytes) now bucket), now, taken, honest)
+                    (None, t0, [], true)
+
+            // what declared uploads take in any window [a, b] is at most the burst plus the refill (undeclared uploads,
+            // charged after the fact, only leave less)
+            let times = List.rev taken
+
+            let declaredOk =
+                times
+                |> List.forall (fun (a, _) ->
+                    times
+                    |> List.filter (fun (t, _) -> t >= a)
+                    |> List.forall (fun (b, _) ->
+                        let total = times |> List.filter (fun (t, _) -> t >= a && t <= b) |> List.sumBy (fun (_, n) -> float n)
+                        total <= float perMinute + (b - a).TotalSeconds * rate + 1e-3))
+
+            honest && declaredOk && rate > 0.0)
+    )
+
+[<Fact>]
+let ``rule: a charged debt makes the next request wait until it is paid off`` () =
+    let policy: RateLimit.Policy = { PerMinute = 600 } // 10 a second
+    let debt = RateLimit.charge policy 1200.0 t0 None // a whole budget overdrawn: -600
+
+    match RateLimit.takeCost policy 1.0 t0 (Some debt) with
+    | RateLimit.Limited s ->
+        Assert.InRange(s, 60, 61) // 601 tokens to refill at 10 a second
+        Assert.True(match RateLimit.takeCost policy 1.0 (t0.AddSeconds(float s)) (Some debt) with RateLimit.Allowed _ -> true | _ -> false)
+    | RateLimit.Allowed _ -> failwith "a debt was ignored"
+
+    Assert.True(RateLimit.streamAllowed 2 1)
+    Assert.False(RateLimit.streamAllowed 2 2)
+    Assert.True(RateLimit.streamAllowed 0 1000)
+    Assert.Equal("rate limit exceeded: at most 100 MiB of uploads a minute per token; retry in 3 s", RateLimit.uploadMessage RateLimit.Limits.defaults.UploadBytes 3)
+
 // ---------------------------------------------------------------- registration
 
 [<Fact>]
@@ -186,8 +251,9 @@ let ``rule: an unknown workspace id never passes the registry gate unless regist
     Check.One(
         cfg 300,
         Prop.forAll (Arb.fromGen gen') (fun (openReg, bearer, known) ->
-            let tokens = List.init known (fun i -> Tokens.create (Guid.NewGuid()) (Guid.NewGuid()) t0 (Tokens.format (Array.create 32 (byte i))))
-            let r = Auth.registryGate openReg Auth.missingToken Auth.invalidToken tokens None (Guid.NewGuid()) bearer
+            let tokens = List.init known (fun i -> Tokens.create (TokenId(Guid.NewGuid())) (wid ()) t0 (Tokens.format (Array.create 32 (byte i))))
+            let unknown = wid ()
+            let r = Auth.registryGate openReg Auth.missingToken Auth.invalidToken None unknown (Auth.credentialsIn tokens unknown bearer)
 
             match r with
             | Ok Auth.Grandfathered -> openReg && bearer.IsNone
@@ -203,17 +269,17 @@ let private named = [ "Lead"; "Researcher"; "Writer"; "Ops <b>"; "Zoë & co" ]
 let private teamGen =
     gen {
         let! n = Gen.choose (2, 5)
-        let ids = List.init n (fun _ -> Guid.NewGuid())
+        let ids = List.init n (fun _ -> wid ())
         return ids |> List.mapi (fun i id -> id, { Workspace.fresh id t0 with Name = named[i] }) |> Map.ofList, ids
     }
 
 type private Event =
-    | AsyncDelegation of Guid * Guid * Delegations.Outcome
-    | SyncDelegation of Guid * Guid * failed: bool
-    | CanvasMessage of Guid
-    | Notify of Guid
-    | GlobalMemory of Guid
-    | PeerMessage of Guid * Guid
+    | AsyncDelegation of WorkspaceId * WorkspaceId * Delegations.Outcome
+    | SyncDelegation of WorkspaceId * WorkspaceId * failed: bool
+    | CanvasMessage of WorkspaceId
+    | Notify of WorkspaceId
+    | GlobalMemory of WorkspaceId
+    | PeerMessage of WorkspaceId * WorkspaceId
 
 let private envelopeText (text: string) =
     Json.obj
@@ -222,42 +288,42 @@ let private envelopeText (text: string) =
           "method", Json.str "message/send"
           "params", Json.obj [ "message", Json.obj [ "role", Json.str "user"; "messageId", Json.str (string (Guid.NewGuid())); "parts", Json.arr [ Json.obj [ "kind", Json.str "text"; "text", Json.str text ] ] ] ] ]
 
-let private report (ws: Guid) (fields: (string * JsonNode) list) =
-    match Activity.report (Guid.NewGuid()) t0 ws (Json.obj fields) with
+let private report (ws: WorkspaceId) (fields: (string * JsonNode) list) =
+    match Activity.report (aid ()) t0 ws (Json.obj fields) with
     | Ok r -> r
     | Error e -> failwith e.Body
 
 /// The rows an event leaves, in order (the platform's and the agent's own constructors).
-let private rowsOf (team: Map<Guid, Workspace>) (e: Event) : ActivityRow list =
+let private rowsOf (team: Map<WorkspaceId, Workspace>) (e: Event) : ActivityRow list =
     let wsOf id = team[id]
 
     match e with
     | AsyncDelegation(l, r, outcome) ->
-        let d = Guid.NewGuid()
+        let d = aid ()
         let req: Delegations.Request = { TargetId = r; Task = "summarise the notes"; IdempotencyKey = None }
 
         [ Delegations.trackingRow d t0 l req
           if outcome <> Delegations.Failed "unreachable" then
-              A2a.queuedRow (Guid.NewGuid()) t0 (Some l) (wsOf r) (Delegations.envelope (Guid.NewGuid()) d req.Task)
-          Delegations.resultRow (Guid.NewGuid()) t0 l r d outcome
+              A2a.queuedRow (aid ()) t0 (Some l) (wsOf r) (Delegations.envelope (Guid.NewGuid()) d req.Task)
+          Delegations.resultRow (aid ()) t0 l r d outcome
           match outcome with
-          | Delegations.Completed text -> Delegations.replyRow (Guid.NewGuid()) t0 l r d text
+          | Delegations.Completed text -> Delegations.replyRow (aid ()) t0 l r d text
           | _ -> () ]
     | SyncDelegation(l, r, failed) ->
         let common () = [ "source_id", Json.str (string l); "target_id", Json.str (string r); "method", Json.str "message/send" ]
 
         [ report l (common () @ [ "activity_type", Json.str "a2a_send"; "summary", Json.str "Delegating to the peer"; "request_body", Json.obj [ "task", Json.str "check the build" ] ])
           if not failed then
-              A2a.queuedRow (Guid.NewGuid()) t0 (Some l) (wsOf r) (envelopeText "check the build")
+              A2a.queuedRow (aid ()) t0 (Some l) (wsOf r) (envelopeText "check the build")
           if failed then
               report l (common () @ [ "activity_type", Json.str "a2a_receive"; "summary", Json.str "the peer failed"; "status", Json.str "error"; "error_detail", Json.str "HTTP 403: access denied" ])
           else
               report l (common () @ [ "activity_type", Json.str "a2a_receive"; "summary", Json.str "the peer responded"; "response_body", Json.obj [ "result", Json.str "green" ] ]) ]
-    | CanvasMessage w -> [ A2a.queuedRow (Guid.NewGuid()) t0 None (wsOf w) (envelopeText "hello agent") ]
-    | Notify w -> [ A2a.notifyRow (Guid.NewGuid()) t0 (wsOf w) "done, see the report" [] ]
+    | CanvasMessage w -> [ A2a.queuedRow (aid ()) t0 None (wsOf w) (envelopeText "hello agent") ]
+    | Notify w -> [ A2a.notifyRow (aid ()) t0 (wsOf w) "done, see the report" [] ]
     | GlobalMemory w ->
-        [ { Activity.row (Guid.NewGuid()) t0 w "memory_write_global" with SourceId = Some w; Summary = Some "g" } ]
-    | PeerMessage(a, b) -> [ A2a.queuedRow (Guid.NewGuid()) t0 (Some a) (wsOf b) (envelopeText "ping") ]
+        [ { Activity.row (aid ()) t0 w "memory_write_global" with SourceId = Some w; Summary = Some "g" } ]
+    | PeerMessage(a, b) -> [ A2a.queuedRow (aid ()) t0 (Some a) (wsOf b) (envelopeText "ping") ]
 
 /// A team, some events and a random interleaving of their rows (each event's own rows keep their order), with
 /// increasing seq and time.
@@ -367,11 +433,11 @@ let ``rule: every delegation appears exactly once in the delegations view, with 
 
 [<Fact>]
 let ``feed examples: the issue's texts (no raw UUIDs, a GLOBAL write labelled, one line per delegation)`` () =
-    let lead, res = Guid.NewGuid(), Guid.NewGuid()
+    let lead, res = wid (), wid ()
     let team = Map.ofList [ lead, { Workspace.fresh lead t0 with Name = "Lead" }; res, { Workspace.fresh res t0 with Name = "Researcher" } ]
-    let d = Guid.NewGuid()
+    let d = aid ()
     let req: Delegations.Request = { TargetId = res; Task = "find sources"; IdempotencyKey = None }
-    let queued = Delegations.resultRow (Guid.NewGuid()) t0 lead res d Delegations.Queued
+    let queued = Delegations.resultRow (aid ()) t0 lead res d Delegations.Queued
     let name = Feed.nameIn team
     let merged = [ Delegations.trackingRow d t0 lead req; queued ] |> List.choose (Feed.ofRow name) |> Feed.merge
     Assert.Equal(1, merged.Length)
@@ -379,8 +445,8 @@ let ``feed examples: the issue's texts (no raw UUIDs, a GLOBAL write labelled, o
     Assert.Equal("queued", merged.Head.Status)
     Assert.Equal("find sources", merged.Head.Detail)
     Assert.Equal("Delegation queued for poll-mode workspace Researcher", Feed.withNames name queued.Summary.Value)
-    Assert.Equal("workspace " + res.ToString("N").Substring(0, 8), Feed.nameIn Map.empty res)
-    Assert.Equal("Researcher (" + res.ToString("N").Substring(0, 8) + ")", Feed.nameWithId team res)
+    Assert.Equal("workspace " + res.Guid.ToString("N").Substring(0, 8), Feed.nameIn Map.empty res)
+    Assert.Equal("Researcher (" + res.Guid.ToString("N").Substring(0, 8) + ")", Feed.nameWithId team res)
 
 // ---------------------------------------------------------------- connection lines and edits
 
@@ -451,7 +517,7 @@ let ``rule: an edit changes exactly the fields it names`` () =
     Check.One(
         cfg 300,
         Prop.forAll (Arb.fromGen gen') (fun e ->
-            let id = Guid.NewGuid()
+            let id = wid ()
             let before = { Workspace.fresh id t0 with Name = "Old"; Role = Some "lead"; AgentCard = Some(Views.cardOf "Old" [ "x" ] (Some "old text")) }
             let after = AdminViews.applyEdit (t0.AddMinutes 1.0) e before
             let card = JsonNode.Parse(after.AgentCard.Value)

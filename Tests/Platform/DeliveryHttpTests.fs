@@ -12,6 +12,7 @@ open Microsoft.Data.Sqlite
 open Xunit
 open Molecule.Platform
 open Molecule.Platform.Server
+open Molecule.Tests.Platform.Engines
 open Molecule.Tests.Platform.HttpTests
 module Json = Molecule.Protocol.Json
 
@@ -30,10 +31,10 @@ let messageWithId (text: string) (messageId: string) (extraParts: string) =
 let rows (a: Answer) = a.Json.AsArray() |> List.ofSeq
 let idsOf (a: Answer) = rows a |> List.map (fun r -> str r "id")
 
-/// A platform of its own (clock, options) in a fresh data dir, with a client.
-type Own(opts: PlatformOptions -> PlatformOptions) =
+/// A platform of its own on an engine (clock, options) in a fresh data dir, with a client.
+type Own(engine: string, opts: PlatformOptions -> PlatformOptions) =
     let dir = tempDir ()
-    let p = (Server.start (opts (PlatformOptions.defaults dir))).Result
+    let p = (Server.start (options (named engine) dir opts)).Result
     let c = new Client(p.Url)
     member _.P = p
     member _.C = c
@@ -48,12 +49,13 @@ type Own(opts: PlatformOptions -> PlatformOptions) =
 
                     try
                         Directory.Delete(dir, true)
-                    with _ ->
+                    with :? IOException ->
                         ()
                 }
             )
 
-type Delivery(fx: PlatformFixture) =
+[<AbstractClass>]
+type Delivery<'E when 'E :> IEngine and 'E: (new: unit -> 'E)>(fx: PlatformFixture<'E>) =
     let c = fx.Client
     let admin = fx.Admin
 
@@ -65,7 +67,7 @@ type Delivery(fx: PlatformFixture) =
             return lead, a, b
         }
 
-    interface IClassFixture<PlatformFixture>
+    interface IClassFixture<PlatformFixture<'E>>
 
     [<Fact>]
     member _.``activity: parameter errors carry the spec's texts; a bad cursor's 410 wins over a bad source``() =
@@ -283,19 +285,23 @@ type Delivery(fx: PlatformFixture) =
             Assert.Equal(2, (node counted.Json "count").GetValue<int>())
         }
 
+type DeliveryOnSqlite(fx) =
+    inherit Delivery<OnSqlite>(fx)
+
 type DeliveryLifecycle() =
-    [<Fact>]
-    member _.``the ack floor survives a restart``() =
+    [<Theory; ClassData(typeof<EngineCases>)>]
+    member _.``the ack floor survives a restart``(engine: string) =
         task {
             let dir = tempDir ()
-            let! p1 = Server.start (PlatformOptions.defaults dir)
+            let opts = options (named engine) dir id
+            let! p1 = Server.start opts
             let c1 = new Client(p1.Url)
             let! w = createWs c1 p1.AdminToken "durable-acks" None []
             let! r = c1.Send("POST", $"/workspaces/{w.Id}/activity/ack", """{"acked_seq":41}""", w.Token)
             Assert.Equal("""{"last_acked_seq":41}""", r.Text)
             (c1 :> IDisposable).Dispose()
             do! p1.StopAsync()
-            let! p2 = Server.start (PlatformOptions.defaults dir)
+            let! p2 = Server.start opts
             use c2 = new Client(p2.Url)
             let! floor = c2.Send("POST", $"/workspaces/{w.Id}/activity/ack", """{"acked_seq":0}""", w.Token)
             Assert.Equal("""{"last_acked_seq":41}""", floor.Text)
@@ -305,8 +311,9 @@ type DeliveryLifecycle() =
             Directory.Delete(dir, true)
         }
 
+    // SQLite only: the databases of platforms from before schema version 3 were all SQLite
     [<Fact>]
-    member _.``a version-1 database is upgraded in place: rows kept, message ids and acks work``() =
+    member _.``a version-1 SQLite database is upgraded in place: rows kept, message ids and acks work``() =
         task {
             let dir = tempDir ()
             let ws = Guid.NewGuid()
@@ -321,12 +328,16 @@ type DeliveryLifecycle() =
                     cmd.CommandText <- sql
                     cmd.ExecuteNonQuery() |> ignore
 
-                for statement in Schema.schema do
-                    exec statement
+                exec "CREATE TABLE schema_version (version INTEGER NOT NULL)"
+
+                for step in (Schema.migrations |> List.find (fun m -> m.Version = 1)).Steps do
+                    match step with
+                    | Schema.Sql template -> exec (Schema.Dialect.render Schema.Dialect.sqlite template)
+                    | other -> failwith $"version 1 has only SQL steps, not {other}"
 
                 exec "INSERT INTO schema_version (version) VALUES (1)"
                 let t = DateTimeOffset.UtcNow.UtcTicks
-                exec $"INSERT INTO workspaces (id,name,status,delivery_mode,created_at,updated_at) VALUES ('{ws}','old','online','poll',{t},{t})"
+                exec $"INSERT INTO workspaces (id,name,status,delivery_mode,created_at,updated_at,platform_inbound_secret) VALUES ('{ws}','old','online','poll',{t},{t},'clear-secret')"
                 exec $"INSERT INTO activity_logs (id,workspace_id,activity_type,status,created_at) VALUES ('{row}','{ws}','agent_log','ok',{t})"
 
             let! p = Server.start (PlatformOptions.defaults dir)
@@ -347,39 +358,18 @@ type DeliveryLifecycle() =
                 conn.Open()
                 use cmd = conn.CreateCommand()
                 cmd.CommandText <- "SELECT MAX(version) FROM schema_version"
-                Assert.Equal(int64 Store.SchemaVersion, cmd.ExecuteScalar() :?> int64)
+                Assert.Equal(int64 Schema.latest, cmd.ExecuteScalar() :?> int64)
+                // the inbound secret kept in clear by version 1 is sealed now
+                cmd.CommandText <- $"SELECT platform_inbound_secret FROM workspaces WHERE id = '{ws}'"
+                let stored = cmd.ExecuteScalar() :?> string
+                Assert.StartsWith("v1:", stored)
+                Assert.DoesNotContain("clear-secret", stored)
 
             Directory.Delete(dir, true)
         }
 
-    [<Fact>]
-    member _.``the store's index keeps rows without their JSON bodies; Hydrate reads them back``() =
-        let dir = tempDir ()
-        let ws = Guid.NewGuid()
-        let now = DateTimeOffset.UtcNow
-
-        do
-            use s = new Store.Store(dir)
-
-            let saved =
-                s.Atomically(fun () -> s.InsertActivity { Activity.row (Guid.NewGuid()) now ws "a2a_receive" with RequestBody = Some """{"big":"body"}""" })
-
-            Assert.Equal(Some """{"big":"body"}""", saved.RequestBody) // the writer gets the whole row
-            let held = s.Activity ws |> Seq.exactlyOne
-            Assert.Equal(None, held.RequestBody)
-            Assert.Equal(Some """{"big":"body"}""", (s.Hydrate [ held ]).Head.RequestBody)
-            Assert.Equal(saved.CreatedAt, held.CreatedAt)
-
-        do
-            use s = new Store.Store(dir)
-            let held = s.Activity ws |> Seq.exactlyOne
-            Assert.Equal(None, held.RequestBody)
-            Assert.Equal(Some """{"big":"body"}""", (s.Hydrate [ held ]).Head.RequestBody)
-
-        Directory.Delete(dir, true)
-
-    [<Fact>]
-    member _.``retention: acked rows go after softDays, every row after hardDays, unacked young rows stay``() =
+    [<Theory; ClassData(typeof<EngineCases>)>]
+    member _.``retention: acked rows go after softDays, every row after hardDays, unacked young rows stay``(engine: string) =
         task {
             let mutable now = DateTimeOffset.UtcNow
 
@@ -390,7 +380,7 @@ type DeliveryLifecycle() =
                     RetentionHardDays = 5
                     SweepInterval = TimeSpan.FromHours 1.0 }
 
-            use! own = task { return new Own(opts) }
+            use! own = task { return new Own(engine, opts) }
             let c = own.C
             let admin = own.P.AdminToken
             let! w = createWs c admin "retained" None []
@@ -421,13 +411,13 @@ type DeliveryLifecycle() =
             Assert.Equal("[]", empty.Text)
         }
 
-    [<Fact>]
-    member _.``retention runs by itself one interval after start``() =
+    [<Theory; ClassData(typeof<EngineCases>)>]
+    member _.``retention runs by itself one interval after start``(engine: string) =
         task {
             let mutable now = DateTimeOffset.UtcNow
 
             use! own =
-                task { return new Own(fun o -> { o with Clock = Some(fun () -> now); RetentionInterval = TimeSpan.FromMilliseconds 100.0 }) }
+                task { return new Own(engine, fun o -> { o with Clock = Some(fun () -> now); RetentionInterval = TimeSpan.FromMilliseconds 100.0 }) }
 
             let! w = createWs own.C own.P.AdminToken "swept" None []
             let! _ = own.C.Send("POST", $"/workspaces/{w.Id}/a2a", messageBody "ancient", own.P.AdminToken)
@@ -443,10 +433,10 @@ type DeliveryLifecycle() =
             Assert.Equal("[]", remaining)
         }
 
-    [<Fact>]
-    member _.``fault routes answer 404 unless EnableFaults; the in-process injector works either way``() =
+    [<Theory; ClassData(typeof<EngineCases>)>]
+    member _.``fault routes answer 404 unless EnableFaults; the in-process injector works either way``(engine: string) =
         task {
-            use! own = task { return new Own(id) }
+            use! own = task { return new Own(engine, id) }
             let c = own.C
             let admin = own.P.AdminToken
 

@@ -15,8 +15,10 @@ open System.Threading.Tasks
 open Xunit
 open Molecule.Platform
 open Molecule.Platform.Server
+open Molecule.Tests.Platform.Engines
 open Molecule.Tests.Platform.HttpTests
 open Molecule.Tests.Platform.DeliveryHttpTests
+open Molecule.Tests.Platform.StreamHttpTests
 
 /// One request with exactly these headers (Host, Origin, Content-Type may be anything).
 let raw (c: Client) (meth: string) (path: string) (headers: (string * string) list) (body: HttpContent option) : Task<Answer * HttpResponseMessage> =
@@ -39,9 +41,9 @@ let json (text: string) = new StringContent(text, Encoding.UTF8, "application/js
 let bearer (t: string) = "Authorization", "Bearer " + t
 
 /// A platform of its own whose log lines are collected.
-type Logged(opts: PlatformOptions -> PlatformOptions) =
+type Logged(engine: string, opts: PlatformOptions -> PlatformOptions) =
     let lines = ConcurrentQueue<string>()
-    let own = new Own(fun o -> opts { o with Log = Some lines.Enqueue })
+    let own = new Own(engine, fun o -> opts { o with Log = Some lines.Enqueue })
     member _.P = own.P
     member _.C = own.C
     member _.Dir = own.Dir
@@ -53,10 +55,10 @@ type Logged(opts: PlatformOptions -> PlatformOptions) =
 
 let port (url: string) = Uri(url).Port.ToString(Globalization.CultureInfo.InvariantCulture)
 
-[<Fact>]
-let ``doors: a foreign Host is refused on every route (DNS rebinding); loopback names and --allowed-host names pass`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: a foreign Host is refused on every route (DNS rebinding); loopback names and --allowed-host names pass`` (engine: string) =
     task {
-        use fx = new Logged(fun o -> { o with AllowedHosts = [ "team.example.com" ] })
+        use fx = new Logged(engine, fun o -> { o with AllowedHosts = [ "team.example.com" ] })
         let c, admin = fx.C, fx.P.AdminToken
         let p = port fx.P.Url
 
@@ -75,10 +77,10 @@ let ``doors: a foreign Host is refused on every route (DNS rebinding); loopback 
         Assert.Contains("refused GET /health", fx.Log)
     }
 
-[<Fact>]
-let ``doors: a state change with a foreign Origin is refused; the platform's own origin (what molecule-mcp sends) passes`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: a state change with a foreign Origin is refused; the platform's own origin (what molecule-mcp sends) passes`` (engine: string) =
     task {
-        use fx = new Logged(fun o -> { o with AllowedHosts = [ "team.example.com" ] })
+        use fx = new Logged(engine, fun o -> { o with AllowedHosts = [ "team.example.com" ] })
         let c, admin = fx.C, fx.P.AdminToken
         let own = fx.P.Url // http://127.0.0.1:PORT, exactly molecule-mcp's Origin for PLATFORM_URL=<that>
 
@@ -99,10 +101,10 @@ let ``doors: a state change with a foreign Origin is refused; the platform's own
         Assert.Equal(401, read.Code)
     }
 
-[<Fact>]
-let ``doors: JSON routes refuse text/plain, form posts and bodies without a content type; JSON with a charset passes`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: JSON routes refuse text/plain, form posts and bodies without a content type; JSON with a charset passes`` (engine: string) =
     task {
-        use fx = new Logged(id)
+        use fx = new Logged(engine, id)
         let c, admin = fx.C, fx.P.AdminToken
         let! ws = createWs c admin "typed" None []
 
@@ -134,10 +136,10 @@ let ``doors: JSON routes refuse text/plain, form posts and bodies without a cont
         Assert.Equal(200, sweep.Code)
     }
 
-[<Fact>]
-let ``doors: registration of an unknown id is refused naming workspace create, and logged; --open-registration restores it with a warning`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: registration of an unknown id is refused naming workspace create, and logged; --open-registration restores it with a warning`` (engine: string) =
     task {
-        use closed = new Logged(id)
+        use closed = new Logged(engine, id)
         let unknown = Guid.NewGuid().ToString()
         let! a = closed.C.Send("POST", "/registry/register", registerBody unknown)
         Assert.Equal(401, a.Code)
@@ -153,7 +155,7 @@ let ``doors: registration of an unknown id is refused naming workspace create, a
         let! ok = closed.C.Send("POST", "/registry/register", registerBody ws.Id, ws.Token)
         Assert.Equal(200, ok.Code)
 
-        use openReg = new Logged(fun o -> { o with OpenRegistration = true })
+        use openReg = new Logged(engine, fun o -> { o with OpenRegistration = true })
         Assert.Contains(Notices.openRegistration, openReg.Lines)
         let! first = openReg.C.Send("POST", "/registry/register", registerBody unknown)
         Assert.Equal(200, first.Code)
@@ -162,10 +164,10 @@ let ``doors: registration of an unknown id is refused naming workspace create, a
         Assert.Equal(401, again.Code)
     }
 
-[<Fact>]
-let ``doors: a revoked token is refused on register, heartbeat, activity, a2a and the event stream`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: a revoked token is refused on register, heartbeat, activity, a2a and the event stream`` (engine: string) =
     task {
-        use fx = new Logged(id)
+        use fx = new Logged(engine, id)
         let c, admin = fx.C, fx.P.AdminToken
         let! lead = createWs c admin "lead" None []
         let! ws = createWs c admin "revoked" (Some lead.Id) []
@@ -196,10 +198,10 @@ let ``doors: a revoked token is refused on register, heartbeat, activity, a2a an
 /// The body of a memory of `n` bytes.
 let memoryOf (n: int) = "{\"content\":\"" + String('m', n) + "\",\"scope\":\"LOCAL\"}"
 
-[<Fact>]
-let ``doors: a body over the limit gets the platform's 413 JSON even while the client is still sending (10 MB memory, 2 MB notify, chunked, 30 MB upload)`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: a body over the limit gets the platform's 413 JSON even while the client is still sending (10 MB memory, 2 MB notify, chunked, 30 MB upload)`` (engine: string) =
     task {
-        use fx = new Logged(id)
+        use fx = new Logged(engine, id)
         let c, admin = fx.C, fx.P.AdminToken
         let! ws = createWs c admin "big" None []
 
@@ -235,15 +237,16 @@ let ``doors: a body over the limit gets the platform's 413 JSON even while the c
         Assert.Equal(201, small.Code)
     }
 
-[<Fact>]
-let ``doors: per-token rate limits on registration, A2A sends and notify answer 429 with Retry-After`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: per-token rate limits on registration, A2A sends and notify answer 429 with Retry-After`` (engine: string) =
     task {
         let limits: RateLimit.Limits =
-            { Register = { PerMinute = 2 }
-              A2a = { PerMinute = 3 }
-              Notify = { PerMinute = 2 } }
+            { RateLimit.Limits.defaults with
+                Register = { PerMinute = 2 }
+                A2a = { PerMinute = 3 }
+                Notify = { PerMinute = 2 } }
 
-        use fx = new Logged(fun o -> { o with RateLimits = limits })
+        use fx = new Logged(engine, fun o -> { o with RateLimits = limits })
         let c, admin = fx.C, fx.P.AdminToken
         let! lead = createWs c admin "lead" None []
         let! ws = createWs c admin "chatty" (Some lead.Id) []
@@ -274,10 +277,164 @@ let ``doors: per-token rate limits on registration, A2A sends and notify answer 
         Assert.Contains("rate limit: registrations from 127.0.0.1 refused", fx.Log)
     }
 
-[<Fact>]
-let ``doors: without a token an attacker reads only /health, the canvas assets and public cards, and changes nothing (every route)`` () =
+/// The routes only the admin token drives, and the routes anyone may read. Every other route is an agent's.
+let private adminRoutes =
+    set
+        [ "POST /workspaces"; "GET /workspaces"; "PATCH /workspaces/{id}"; "DELETE /workspaces/{id}"
+          "POST /workspaces/{id}/tokens"; "GET /workspaces/{id}/tokens"; "DELETE /workspaces/{id}/tokens/{tokenId}"
+          "PATCH /workspaces/{id}/abilities"; "GET /admin/workspaces"; "GET /admin/feed"; "GET /admin/delegations"
+          "GET /admin/memories"; "POST /admin/faults"; "DELETE /admin/faults"; "POST /admin/faults/cut-streams"
+          "GET /admin/requests"; "POST /admin/sweep"; "POST /admin/retention"; "GET /events"; "POST /admin/stream-ticket" ]
+
+let private openRoutes = set [ "GET /health"; "GET /"; "HEAD /"; "GET /canvas/{file}"; "HEAD /canvas/{file}"; "* {*path:nonfile}" ]
+
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``rule: every route an agent token can drive is limited (a bucket per group, or the streams cap); the rest refuse it`` (engine: string) =
     task {
-        use fx = new Logged(fun o -> { o with EnableFaults = true })
+        use fx = new Logged(engine, fun o -> { o with EnableFaults = true })
+        let c, admin = fx.C, fx.P.AdminToken
+        let! ws = createWs c admin "agent" None []
+
+        for (m, pattern) in fx.P.Routes do
+            let route = $"{m} {pattern}"
+
+            if adminRoutes.Contains route then
+                // the admin's routes refuse the workspace token
+                let path = pattern.Replace("{id}", ws.Id).Replace("{tokenId}", string (Guid.NewGuid()))
+                let! a, _ = raw c m path [ bearer ws.Token ] (if m = "GET" then None else Some(json "{}"))
+                Assert.True((a.Code = 401), $"{route} with a workspace token gave {a.Code}: {a.Text}")
+            elif not (openRoutes.Contains route) && pattern <> RateLimit.streamRoute then
+                Assert.True((RateLimit.groupOf m pattern).IsSome, $"{route} is an agent's route without a rate limit")
+    }
+
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: delegate shares the A2A budget; memories, activity, registry, broadcast, files, upload bytes and open streams are limited per token, with Retry-After`` (engine: string) =
+    task {
+        let limits: RateLimit.Limits =
+            { RateLimit.Limits.defaults with
+                Registry = { PerMinute = 2 }
+                A2a = { PerMinute = 3 }
+                Activity = { PerMinute = 2 }
+                Memories = { PerMinute = 2 }
+                Broadcast = { PerMinute = 1 }
+                Files = { PerMinute = 2 }
+                UploadBytes = { PerMinute = 2000 }
+                Streams = 2 }
+
+        use fx = new Logged(engine, fun o -> { o with RateLimits = limits })
+        let c, admin = fx.C, fx.P.AdminToken
+        let! lead = createWs c admin "lead" None []
+        let! ws = createWs c admin "busy" (Some lead.Id) []
+        let! peer = createWs c admin "peer" (Some lead.Id) []
+        let auth = [ bearer ws.Token ]
+
+        let refused (what: string) (a: Answer, resp: HttpResponseMessage) (text: string) =
+            Assert.True((a.Code = 429), $"{what}: {a.Code} {a.Text}")
+            Assert.Contains(text, a.Error)
+            Assert.InRange(int resp.Headers.RetryAfter.Delta.Value.TotalSeconds, 1, 60)
+
+        let fine (what: string) (a: Answer, _: HttpResponseMessage) = Assert.True((a.Code < 400), $"{what}: {a.Code} {a.Text}")
+
+        // A2A sends and delegations: one budget (both deliver to a target's inbox)
+        let send () = raw c "POST" $"/workspaces/{peer.Id}/a2a" (auth @ [ "X-Workspace-ID", ws.Id ]) (Some(json (messageBody "hi")))
+        let delegation () = raw c "POST" $"/workspaces/{ws.Id}/delegate" auth (Some(json ("{\"target_id\":\"" + peer.Id + "\",\"task\":\"t\"}")))
+        let! r = send () in fine "a2a 1" r
+        let! r = send () in fine "a2a 2" r
+        let! r = delegation () in fine "delegate 1" r
+        let! r = delegation () in refused "delegate 2" r "at most 3 A2A sends a minute per token"
+        do! fx.P.IdleAsync()
+        // memories: writes and recalls
+        let! r = raw c "POST" $"/workspaces/{ws.Id}/memories" auth (Some(json """{"content":"c","scope":"LOCAL"}""")) in fine "memory write" r
+        let! r = raw c "GET" $"/workspaces/{ws.Id}/memories" auth None in fine "recall" r
+        let! r = raw c "GET" $"/workspaces/{ws.Id}/memories" auth None in refused "recall 2" r "memory calls"
+        // activity: reads, acks, the mail summary
+        let! r = raw c "GET" $"/workspaces/{ws.Id}/activity" auth None in fine "activity" r
+        let! r = raw c "POST" $"/workspaces/{ws.Id}/activity/ack" auth (Some(json """{"acked_seq":0}""")) in fine "ack" r
+        let! r = raw c "GET" $"/workspaces/{ws.Id}/mail/summary" auth None in refused "mail summary" r "activity calls"
+        // registry calls
+        let! r = raw c "POST" "/registry/heartbeat" auth (Some(json (heartbeatBody ws.Id))) in fine "heartbeat" r
+        let! r = raw c "GET" $"/workspaces/{ws.Id}" auth None in fine "workspace" r
+        let! r = raw c "GET" $"/registry/{ws.Id}/peers" (auth @ [ "X-Workspace-ID", ws.Id ]) None in refused "peers" r "registry calls"
+        // broadcasts
+        let! _ = c.Send("PATCH", $"/workspaces/{ws.Id}/abilities", """{"broadcast_enabled":true}""", admin)
+        let! r = raw c "POST" $"/workspaces/{ws.Id}/broadcast" auth (Some(json """{"message":"all hands"}""")) in fine "broadcast" r
+        let! r = raw c "POST" $"/workspaces/{ws.Id}/broadcast" auth (Some(json """{"message":"again"}""")) in refused "broadcast 2" r "broadcasts"
+
+        // uploads: their bytes from a budget of their own, the requests from the files budget
+        let upload (n: int) =
+            let form = new MultipartFormDataContent()
+            form.Add(new ByteArrayContent(Array.zeroCreate n), "files", "blob.bin")
+            raw c "POST" $"/workspaces/{ws.Id}/chat/uploads" auth (Some(form :> HttpContent))
+
+        let! r = upload 1200 in fine "upload 1" r
+        let! r = upload 1200 in refused "upload 2" r "2000 bytes of uploads a minute per token"
+        let! r = raw c "GET" $"/workspaces/{ws.Id}/chat/uploads/nothing.txt" auth None in refused "download" r "file requests"
+
+        // open event streams per token
+        let url = fx.P.Url
+        let! first = openStream url ws.Id ws.Token
+        let! second = openStream url ws.Id ws.Token
+
+        match! openStreamWhen url ws.Id (Some ws.Token) Task.CompletedTask with
+        | Ok _ -> failwith "a third stream was let in"
+        | Error a ->
+            Assert.Equal(429, a.Code)
+            Assert.Contains("too many open event streams: at most 2 per token", a.Error)
+
+        // another token has its own streams; a closed stream frees its place
+        use! _other = openStream url lead.Id lead.Token
+        (first :> IDisposable).Dispose()
+        let mutable reopened = None
+        let deadline = DateTime.UtcNow.AddSeconds 5.0
+
+        while reopened.IsNone && DateTime.UtcNow < deadline do
+            match! openStreamWhen url ws.Id (Some ws.Token) Task.CompletedTask with
+            | Ok s -> reopened <- Some s
+            | Error _ -> do! Task.Delay 50
+
+        Assert.True(reopened.IsSome, "a closed stream did not free its place")
+        reopened |> Option.iter (fun s -> (s :> IDisposable).Dispose())
+        (second :> IDisposable).Dispose()
+
+        // the operator (canvas, CLI) is never limited
+        for _ in 1..4 do
+            let! a = c.Send("GET", $"/workspaces/{ws.Id}/activity", token = admin)
+            Assert.Equal(200, a.Code)
+
+        for what in [ "A2A sends"; "memory calls"; "activity calls"; "registry calls"; "broadcasts"; "upload bytes"; "file requests"; "event streams" ] do
+            Assert.Contains($"rate limit: {what} from 127.0.0.1 refused", fx.Log)
+    }
+
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: secrets at rest — no workspace token and no inbound secret in any file of the data directory`` (engine: string) =
+    task {
+        use fx = new Logged(engine, id)
+        let c, admin = fx.C, fx.P.AdminToken
+        let! ws = createWs c admin "keeper" None []
+        let! reg = c.Send("POST", "/registry/register", registerBody ws.Id, ws.Token)
+        let secret = str reg.Json "platform_inbound_secret"
+        let! hb = c.Send("POST", "/registry/heartbeat", heartbeatBody ws.Id, ws.Token)
+        Assert.Equal(secret, str hb.Json "platform_inbound_secret") // the same secret on every heartbeat
+        let! minted = c.Send("POST", $"/workspaces/{ws.Id}/tokens", "{}", admin)
+        let second = str minted.Json "auth_token"
+
+        let scan () =
+            for f in Directory.EnumerateFiles(fx.Dir, "*", SearchOption.AllDirectories) do
+                if Path.GetFileName f <> "platform.lock" then
+                    let text = Encoding.Latin1.GetString(File.ReadAllBytes f)
+
+                    for (what, value) in [ "the inbound secret", secret; "a workspace token", ws.Token; "a minted token", second ] do
+                        Assert.False(text.Contains value, $"{Path.GetFileName f} holds {what}")
+
+        scan ()
+        do! fx.P.StopAsync()
+        scan ()
+    }
+
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: without a token an attacker reads only /health, the canvas assets and public cards, and changes nothing (every route)`` (engine: string) =
+    task {
+        use fx = new Logged(engine, fun o -> { o with EnableFaults = true })
         let c, admin = fx.C, fx.P.AdminToken
         let! lead = createWs c admin "lead" None []
         let! ws = createWs c admin "target" (Some lead.Id) []
@@ -322,12 +479,12 @@ let modes (dir: string) =
     [ yield dir, DataDir.modeOf dir
       for f in Directory.EnumerateFileSystemEntries(dir, "*", SearchOption.AllDirectories) -> f, DataDir.modeOf f ]
 
-[<Fact>]
-let ``doors: the data directory is 0700 and every file in it 0600 (database, WAL, SHM, token, uploads), also an old open one`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: the data directory is 0700 and every file in it 0600 (database, WAL, SHM, tokens, key), also an old open one; uploads are in the store`` (engine: string) =
     task {
         if not (OperatingSystem.IsWindows()) then
             let dir = tempDir ()
-            let start () = Server.start (PlatformOptions.defaults dir)
+            let start () = Server.start (options (named engine) dir id)
             let! p = start ()
             use c = new Client(p.Url)
             let! ws = createWs c p.AdminToken "files" None []
@@ -342,8 +499,12 @@ let ``doors: the data directory is 0700 and every file in it 0600 (database, WAL
                 let all = modes dir
                 let names = all |> List.map (fun (f, _) -> Path.GetFileName f)
 
-                for expected in [ "platform.db"; "platform.db-wal"; "platform.db-shm"; "admin_token"; "uploads" ] do
+                let database = if engine = "sqlite" then [ "platform.db"; "platform.db-wal"; "platform.db-shm" ] else []
+
+                for expected in database @ [ "admin_token"; "secret_key" ] do
                     Assert.True(List.contains expected names, $"{label}: no {expected} in {names}")
+
+                Assert.False(List.contains "uploads" names, $"{label}: uploads on disk: {names}")
 
                 for (f, m) in all do
                     let want = if Directory.Exists f then "700" else "600"
@@ -359,14 +520,15 @@ let ``doors: the data directory is 0700 and every file in it 0600 (database, WAL
             let! again = start ()
             check "after upgrade"
             do! again.StopAsync()
+            Directory.Delete(dir, true)
     }
 
-[<Fact>]
-let ``doors: start warnings for a non-loopback address, open registration and fault routes; loopback says nothing`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: start warnings for a non-loopback address, open registration and fault routes; loopback says nothing`` (engine: string) =
     task {
-        use quiet = new Logged(id)
+        use quiet = new Logged(engine, id)
         Assert.Empty(quiet.Lines |> List.filter (fun l -> l.StartsWith "warning:"))
-        use loud = new Logged(fun o -> { o with Host = "0.0.0.0"; OpenRegistration = true; EnableFaults = true })
+        use loud = new Logged(engine, fun o -> { o with Host = "0.0.0.0"; OpenRegistration = true; EnableFaults = true })
         let warnings = loud.Lines |> List.filter (fun l -> l.StartsWith "warning:")
         Assert.Equal(3, warnings.Length)
         Assert.Contains("0.0.0.0", warnings[0])
@@ -375,10 +537,10 @@ let ``doors: start warnings for a non-loopback address, open registration and fa
         Assert.Equal(Notices.faults, warnings[2])
     }
 
-[<Fact>]
-let ``doors: the platform log names workspaces (name and short id) and never shows a token`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: the platform log names workspaces (name and short id) and never shows a token`` (engine: string) =
     task {
-        use fx = new Logged(id)
+        use fx = new Logged(engine, id)
         let c, admin = fx.C, fx.P.AdminToken
         let! lead = createWs c admin "Lead" None []
         let! res = createWs c admin "Researcher" (Some lead.Id) []
@@ -402,10 +564,10 @@ let ``doors: the platform log names workspaces (name and short id) and never sho
         Assert.Contains("Evil?registration refused for nobody", fx.Log)
     }
 
-[<Fact>]
-let ``doors: the newer routes — abilities only for the admin; cards, broadcasts, notify and pending uploads only with the workspace's own token`` () =
+[<Theory; ClassData(typeof<EngineCases>)>]
+let ``doors: the newer routes — abilities only for the admin; cards, broadcasts, notify and pending uploads only with the workspace's own token`` (engine: string) =
     task {
-        use fx = new Logged(id)
+        use fx = new Logged(engine, id)
         let c, admin = fx.C, fx.P.AdminToken
         let! lead = createWs c admin "lead" None []
         let! a = createWs c admin "a" (Some lead.Id) []

@@ -14,12 +14,8 @@ open Microsoft.Extensions.Logging
 open Xunit
 open Molecule.Platform
 open Molecule.Platform.Server
+open Molecule.Tests.Platform.Engines
 module Json = Molecule.Protocol.Json
-
-let tempDir () =
-    let d = Path.Combine(Path.GetTempPath(), "molecule-platform-tests", Guid.NewGuid().ToString("N"))
-    Directory.CreateDirectory d |> ignore
-    d
 
 type Answer =
     { Code: int
@@ -136,20 +132,25 @@ type FakeAgent() =
     interface IAsyncDisposable with
         member _.DisposeAsync() = app.DisposeAsync()
 
-type PlatformFixture() =
+/// One platform on engine 'E shared by a test class (its tests make their own workspaces).
+type PlatformFixture<'E when 'E :> IEngine and 'E: (new: unit -> 'E)>() =
+    let engine = (new 'E() :> IEngine).Engine
     let dir = tempDir ()
 
     let platform =
         // many tests share this platform and its per-address bucket of token-less registrations: no rate limits here
         // (DoorTests cover them)
-        (Server.start
-            { PlatformOptions.defaults dir with
-                SweepInterval = TimeSpan.FromHours 1.0
-                EnableFaults = true
-                RateLimits = RateLimit.Limits.off })
+        (Server.start (
+            options engine dir (fun o ->
+                { o with
+                    SweepInterval = TimeSpan.FromHours 1.0
+                    EnableFaults = true
+                    RateLimits = RateLimit.Limits.off })
+        ))
             .Result
 
     let client = new Client(platform.Url)
+    member _.Engine = engine
     member _.Platform = platform
     member _.Client = client
     member _.Admin = platform.AdminToken
@@ -162,10 +163,11 @@ type PlatformFixture() =
 
             try
                 Directory.Delete(dir, true)
-            with _ ->
+            with :? IOException ->
                 ()
 
-type Routes(fx: PlatformFixture) =
+[<AbstractClass>]
+type Routes<'E when 'E :> IEngine and 'E: (new: unit -> 'E)>(fx: PlatformFixture<'E>) =
     let c = fx.Client
     let admin = fx.Admin
     let team () =
@@ -176,7 +178,7 @@ type Routes(fx: PlatformFixture) =
             return lead, a, b
         }
 
-    interface IClassFixture<PlatformFixture>
+    interface IClassFixture<PlatformFixture<'E>>
 
     [<Fact>]
     member _.``admin: create workspace returns 201 with a token, bad input names the field``() =
@@ -886,12 +888,15 @@ type Routes(fx: PlatformFixture) =
             Assert.Equal(401, noAdmin.Code)
         }
 
+type RoutesOnSqlite(fx) =
+    inherit Routes<OnSqlite>(fx)
+
 type Lifecycle() =
-    [<Fact>]
-    member _.``restart: workspaces, tokens, activity and memories survive; admin token reused with mode 0600``() =
+    [<Theory; ClassData(typeof<EngineCases>)>]
+    member _.``restart: workspaces, tokens, activity and memories survive; admin token reused with mode 0600``(engine: string) =
         task {
             let dir = tempDir ()
-            let opts = PlatformOptions.defaults dir
+            let opts = options (named engine) dir id
             let! p1 = Server.start opts
             let c1 = new Client(p1.Url)
             let! w = createWs c1 p1.AdminToken "durable" None [ "x" ]
@@ -907,7 +912,7 @@ type Lifecycle() =
             Assert.Contains("in use", second.Message)
             let port = Uri(p1.Url).Port
             let otherDir = tempDir ()
-            let! busy = Assert.ThrowsAnyAsync<InvalidOperationException>(fun () -> Server.start { PlatformOptions.defaults otherDir with Port = port } :> Task)
+            let! busy = Assert.ThrowsAnyAsync<InvalidOperationException>(fun () -> Server.start (options (named engine) otherDir (fun o -> { o with Port = port })) :> Task)
             Assert.Contains("could not listen", busy.Message)
             Directory.Delete(otherDir, true)
             (c1 :> IDisposable).Dispose()
@@ -937,19 +942,19 @@ type Lifecycle() =
             Directory.Delete(dir, true)
         }
 
-    [<Fact>]
-    member _.``liveness sweep: stale workspaces become awaiting_agent, heartbeat brings them back``() =
+    [<Theory; ClassData(typeof<EngineCases>)>]
+    member _.``liveness sweep: stale workspaces become awaiting_agent, heartbeat brings them back``(engine: string) =
         task {
             let dir = tempDir ()
             let mutable now = DateTimeOffset.UtcNow
-            let! p = Server.start { PlatformOptions.defaults dir with Clock = Some(fun () -> now); SweepInterval = TimeSpan.FromHours 1.0 }
+            let! p = Server.start (options (named engine) dir (fun o -> { o with Clock = Some(fun () -> now); SweepInterval = TimeSpan.FromHours 1.0 }))
             use c = new Client(p.Url)
             let! w = createWs c p.AdminToken "sleepy" None []
             let! _ = c.Send("POST", "/registry/register", (registerBody w.Id), w.Token)
             now <- now.AddSeconds 60.0
             Assert.Empty(p.SweepNow())
             now <- now.AddSeconds 31.0
-            Assert.Equal<Guid list>([ Guid.Parse w.Id ], p.SweepNow())
+            Assert.Equal<WorkspaceId list>([ WorkspaceId(Guid.Parse w.Id) ], p.SweepNow())
             let! info = c.Send("GET", $"/workspaces/{w.Id}")
             Assert.Equal("awaiting_agent", str info.Json "status")
             let! _ = c.Send("POST", "/registry/heartbeat", (heartbeatBody w.Id), w.Token)
@@ -957,7 +962,7 @@ type Lifecycle() =
             Assert.Equal("online", str back.Json "status")
             do! p.StopAsync()
             // the background loop does the same on its own
-            let! p2 = Server.start { PlatformOptions.defaults dir with Clock = Some(fun () -> now); SweepInterval = TimeSpan.FromMilliseconds 50.0 }
+            let! p2 = Server.start (options (named engine) dir (fun o -> { o with Clock = Some(fun () -> now); SweepInterval = TimeSpan.FromMilliseconds 50.0 }))
             use c2 = new Client(p2.Url)
             now <- now.AddSeconds 120.0
             let mutable status = ""
@@ -973,12 +978,12 @@ type Lifecycle() =
             Directory.Delete(dir, true)
         }
 
-    [<Fact>]
-    member _.``since_id paging is exactly-once even when the clock steps back between two rows``() =
+    [<Theory; ClassData(typeof<EngineCases>)>]
+    member _.``since_id paging is exactly-once even when the clock steps back between two rows``(engine: string) =
         task {
             let dir = tempDir ()
             let mutable now = DateTimeOffset.UtcNow
-            let! p = Server.start { PlatformOptions.defaults dir with Clock = Some(fun () -> now); SweepInterval = TimeSpan.FromHours 1.0 }
+            let! p = Server.start (options (named engine) dir (fun o -> { o with Clock = Some(fun () -> now); SweepInterval = TimeSpan.FromHours 1.0 }))
             use c = new Client(p.Url)
             let! w = createWs c p.AdminToken "poller" None []
             let! first = c.Send("POST", $"/workspaces/{w.Id}/notify", """{"message":"one"}""", w.Token)
@@ -999,11 +1004,11 @@ type Lifecycle() =
         }
 
 type Durability() =
-    [<Fact>]
-    member _.``rule: an acknowledged write is never lost (concurrent writes survive a restart)``() =
+    [<Theory; ClassData(typeof<EngineCases>)>]
+    member _.``rule: an acknowledged write is never lost (concurrent writes survive a restart)``(engine: string) =
         task {
             let dir = tempDir ()
-            let opts = PlatformOptions.defaults dir
+            let opts = options (named engine) dir id
             let! p1 = Server.start opts
             let c1 = new Client(p1.Url)
             let! lead = createWs c1 p1.AdminToken "lead" None []
@@ -1033,62 +1038,3 @@ type Durability() =
             Directory.Delete(dir, true)
         }
 
-    [<Fact>]
-    member _.``rule: a rolled-back store transaction leaves the in-memory state as SQLite has it``() =
-        let dir = tempDir ()
-        let now = DateTimeOffset.UtcNow
-        let id = Guid.NewGuid()
-
-        let w: Workspace =
-            { Id = id; Name = "ghost"; Role = None; Tier = 1; Status = Status.Online; AgentCard = None; Url = None
-              ParentId = None; DeliveryMode = "poll"; Runtime = "external"; LastHeartbeatAt = Some now
-              LastErrorRate = 0.0; ActiveTasks = 0; UptimeSeconds = 0; CurrentTask = ""; MaxConcurrentTasks = 1
-              InboundSecret = None; LastOutboundAt = None; CreatedAt = now; UpdatedAt = now }
-
-        let token = Tokens.create (Guid.NewGuid()) id now "ghost-token"
-        let memory: Memory = { Id = Guid.NewGuid(); WorkspaceId = id; Content = "m"; Scope = "LOCAL"; Namespace = "general"; CreatedAt = now }
-
-        let snapshot (s: Store.Store) =
-            s.Workspace id, s.TokensOf id, List.ofSeq (s.Activity id), s.Memories |> Seq.filter (fun m -> m.WorkspaceId = id) |> List.ofSeq
-
-        do
-            use s = new Store.Store(dir)
-            // a committed baseline: the workspace and one row exist
-            s.Transaction(fun () ->
-                s.SaveWorkspace w
-                s.InsertActivity(Activity.row (Guid.NewGuid()) now id "agent_log") |> ignore)
-
-            let before = snapshot s
-
-            let failed =
-                try
-                    s.Transaction(fun () ->
-                        s.SaveWorkspace { w with Status = Status.Removed; Name = "changed" }
-                        s.SaveToken token
-                        let r = s.InsertActivity(Activity.row (Guid.NewGuid()) now id "agent_log")
-                        s.UpdateActivityStatus(id, r.Id, "error")
-                        s.InsertMemory memory
-                        failwith "disk full")
-                    false
-                with _ ->
-                    true
-
-            Assert.True failed
-            let wsA, tokA, rowsA, memA = snapshot s
-            let wsB, tokB, rowsB, memB = before
-            Assert.Equal(wsB, wsA)
-            Assert.Equal<Token list>(tokB, tokA)
-            Assert.Equal<ActivityRow list>(rowsB, rowsA)
-            Assert.Equal<Memory list>(memB, memA)
-            // and it agrees with what SQLite holds
-            Assert.False(Auth.ownerOf s.Tokens "ghost-token" |> Option.isSome)
-
-        do
-            use s = new Store.Store(dir)
-            let ws, toks, rows, mems = snapshot s
-            Assert.Equal(Some "ghost", ws |> Option.map (fun x -> x.Name))
-            Assert.Empty toks
-            Assert.Equal(1, rows.Length)
-            Assert.Empty mems
-
-        Directory.Delete(dir, true)

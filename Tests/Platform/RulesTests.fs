@@ -10,20 +10,22 @@ open Molecule.Platform
 
 let private cfg n = FsCheck.Config.QuickThrowOnFailure.WithMaxTest n
 let private t0 = DateTimeOffset(2026, 1, 1, 12, 0, 0, TimeSpan.Zero)
+let private wid () = WorkspaceId(Guid.NewGuid())
+let private tid () = TokenId(Guid.NewGuid())
 
-let private ws (id: Guid) (parent: Guid option) (status: string) : Workspace =
+let private ws (id: WorkspaceId) (parent: WorkspaceId option) (status: Status) : Workspace =
     { Workspace.fresh id t0 with
-        Name = id.ToString("N").Substring(0, 6)
+        Name = id.Guid.ToString("N").Substring(0, 6)
         Tier = 1
         Status = status
         ParentId = parent
         LastHeartbeatAt = Some t0 }
 
 /// A random forest (occasionally with cycles) of 1..9 workspaces with random statuses.
-let private graphGen: Gen<Map<Guid, Workspace>> =
+let private graphGen: Gen<Map<WorkspaceId, Workspace>> =
     gen {
         let! n = Gen.choose (1, 9)
-        let ids = List.init n (fun _ -> Guid.NewGuid())
+        let ids = List.init n (fun _ -> wid ())
         let! parents = Gen.listOfLength n (Gen.choose (-3, n - 1))
         let! statuses = Gen.listOfLength n (Gen.elements [ Status.Online; Status.AwaitingAgent; Status.Removed; Status.Degraded ])
 
@@ -60,8 +62,8 @@ let ``rule: peers never include removed workspaces`` () =
 
 [<Fact>]
 let ``CanCommunicate examples from the spec`` () =
-    let root, a, b, c, other = Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid()
-    let otherChild = Guid.NewGuid()
+    let root, a, b, c, other = wid (), wid (), wid (), wid (), wid ()
+    let otherChild = wid ()
 
     let g =
         [ ws root None Status.Online
@@ -79,9 +81,9 @@ let ``CanCommunicate examples from the spec`` () =
     Assert.False(Hierarchy.canCommunicate g c b) // nephew ↔ uncle
     Assert.False(Hierarchy.canCommunicate g a otherChild)
     let peersOfC = Hierarchy.peers g c |> List.map (fun w -> w.Id)
-    Assert.Equal<Guid list>([ a ], peersOfC) // only the parent: no grandparent
+    Assert.Equal<WorkspaceId list>([ a ], peersOfC) // only the parent: no grandparent
     let peersOfA = Hierarchy.peers g a |> List.map (fun w -> w.Id) |> set
-    Assert.Equal<Set<Guid>>(set [ root; b; c ], peersOfA)
+    Assert.Equal<Set<WorkspaceId>>(set [ root; b; c ], peersOfA)
 
 [<Fact>]
 let ``rule: cascade removal reaches every descendant, however deep`` () =
@@ -91,7 +93,7 @@ let ``rule: cascade removal reaches every descendant, however deep`` () =
     Check.One(
         cfg 100,
         Prop.forAll depth (fun n ->
-            let ids = List.init (n + 1) (fun _ -> Guid.NewGuid())
+            let ids = List.init (n + 1) (fun _ -> wid ())
 
             let g =
                 ids
@@ -111,7 +113,7 @@ let ``rule: token format is 43 base64url chars and only its hash is stored`` () 
         cfg 300,
         Prop.forAll (Arb.fromGen bytesGen) (fun bytes ->
             let token = Tokens.format bytes
-            let stored = Tokens.create (Guid.NewGuid()) (Guid.NewGuid()) t0 token
+            let stored = Tokens.create (tid ()) (wid ()) t0 token
             let padded = token.Replace('-', '+').Replace('_', '/') + "="
 
             token.Length = 43
@@ -125,7 +127,7 @@ let ``rule: token format is 43 base64url chars and only its hash is stored`` () 
 
 let private tokenSetGen =
     gen {
-        let wsId = Guid.NewGuid()
+        let wsId = wid ()
         let! n = Gen.choose (1, 5)
         let! raws = Gen.listOfLength n bytesGen
         let! revoked = Gen.listOfLength n (Gen.elements [ true; false ])
@@ -136,7 +138,7 @@ let private tokenSetGen =
             List.zip raws revoked
             |> List.map (fun (b, r) ->
                 let text = Tokens.format b
-                text, { Tokens.create (Guid.NewGuid()) wsId t0 text with RevokedAt = (if r then Some t0 else None) })
+                text, { Tokens.create (tid ()) wsId t0 text with RevokedAt = (if r then Some t0 else None) })
 
         return wsId, status, tokens, pick
     }
@@ -150,8 +152,9 @@ let ``rule: a revoked token never authenticates`` () =
             let w = ws wsId None status
             let stored = tokens |> List.map snd
             let text, tok = tokens[pick]
-            let reg = Auth.registryGate false Auth.missingToken Auth.invalidToken stored (Some w) wsId (Some text)
-            let str = Auth.strictGate (fun _ -> false) stored (Some w) wsId (Some text)
+            let creds = Auth.credentialsIn stored wsId (Some text)
+            let reg = Auth.registryGate false Auth.missingToken Auth.invalidToken (Some w) wsId creds
+            let str = Auth.strictGate (fun _ -> false) (Some w) wsId creds
 
             let authenticated r =
                 match r with
@@ -167,35 +170,37 @@ let ``rule: a revoked token never authenticates`` () =
 
 [<Fact>]
 let ``token gate examples`` () =
-    let id = Guid.NewGuid()
+    let id = wid ()
     let w = ws id None Status.Online
+    let registry tokens ws id bearer = Auth.registryGate false Auth.missingToken Auth.invalidToken ws id (Auth.credentialsIn tokens id bearer)
     // never had a token: grandfathered on the registry gate, refused on the strict gate
-    Assert.Equal(Ok Auth.Grandfathered, Auth.registryGate false Auth.missingToken Auth.invalidToken [] (Some w) id None)
-    Assert.Equal(401, (match Auth.strictGate (fun _ -> false) [] (Some w) id None with Error e -> e.Code | Ok _ -> 0))
+    Assert.Equal(Ok Auth.Grandfathered, registry [] (Some w) id None)
+    Assert.Equal(401, (match Auth.strictGate (fun _ -> false) (Some w) id (Auth.credentialsIn [] id None) with Error e -> e.Code | Ok _ -> 0))
     // a live token: bearer required
-    let t = Tokens.create (Guid.NewGuid()) id t0 (Tokens.format (Array.create 32 7uy))
+    let t = Tokens.create (tid ()) id t0 (Tokens.format (Array.create 32 7uy))
 
-    match Auth.registryGate false Auth.missingToken Auth.invalidToken [ t ] (Some w) id None with
+    match registry [ t ] (Some w) id None with
     | Error e -> Assert.Contains("missing workspace auth token", e.Body)
     | Ok _ -> failwith "expected 401"
 
-    match Auth.registryGate false Auth.missingToken Auth.invalidToken [ t ] (Some w) id (Some "nope") with
+    match registry [ t ] (Some w) id (Some "nope") with
     | Error e -> Assert.Contains("invalid workspace auth token", e.Body)
     | Ok _ -> failwith "expected 401"
 
     // unknown workspace: 401 naming `workspace create`, with or without a bearer; with --open-registration it is
     // grandfathered without a bearer, 401 with one (the token cannot belong to it)
-    let unknown = Guid.NewGuid()
+    let unknown = wid ()
 
     for bearer in [ None; Some "whatever" ] do
-        match Auth.registryGate false Auth.missingToken Auth.invalidToken [ t ] None unknown bearer with
+        match registry [ t ] None unknown bearer with
         | Error e ->
             Assert.Equal(401, e.Code)
             Assert.Contains("molecule-platform workspace create", e.Body)
         | Ok _ -> failwith "an unknown id was let in"
 
-    Assert.Equal(Ok Auth.Grandfathered, Auth.registryGate true Auth.missingToken Auth.invalidToken [ t ] None unknown None)
-    Assert.True(Result.isError (Auth.registryGate true Auth.missingToken Auth.invalidToken [ t ] None unknown (Some "whatever")))
+    let openGate bearer = Auth.registryGate true Auth.missingToken Auth.invalidToken None unknown (Auth.credentialsIn [ t ] unknown bearer)
+    Assert.Equal(Ok Auth.Grandfathered, openGate None)
+    Assert.True(Result.isError (openGate (Some "whatever")))
     Assert.Equal(Some "abc", Auth.bearerOf "Bearer abc")
     Assert.Equal(None, Auth.bearerOf "Basic abc")
 
@@ -233,7 +238,7 @@ let ``rule: a removed workspace is never online`` () =
     Check.One(
         cfg 300,
         Prop.forAll (Arb.fromGen eventsGen) (fun events ->
-            let w = ws (Guid.NewGuid()) None Status.Removed
+            let w = ws (wid ()) None Status.Removed
             let final, everOnline =
                 events |> List.fold (fun (w, seen) e -> let w' = apply t0 w e in w', seen || w'.Status = Status.Online) (w, false)
 
@@ -247,7 +252,7 @@ let ``rule: stale after 90 s becomes awaiting_agent and a heartbeat brings it ba
     Check.One(
         cfg 300,
         Prop.forAll arb (fun (secs, status) ->
-            let w = { ws (Guid.NewGuid()) None status with LastHeartbeatAt = Some t0 }
+            let w = { ws (wid ()) None status with LastHeartbeatAt = Some t0 }
             let later = t0.AddSeconds(float secs)
 
             match Liveness.sweep later w with
@@ -287,7 +292,7 @@ let private teamGen =
         let mems =
             List.zip owners scopes
             |> List.map (fun (o, s) ->
-                { Id = Guid.NewGuid()
+                { Id = MemoryId(Guid.NewGuid())
                   WorkspaceId = o
                   Content = "note"
                   Scope = s
@@ -303,24 +308,24 @@ let ``rule: TEAM recall only returns rows of workspaces that can communicate`` (
     Check.One(
         cfg 400,
         Prop.forAll teamGen (fun (g, me, mems) ->
-            let result = Memories.recall g g[me] (Some "TEAM") None None mems
+            let result = Memories.recall g g[me] (Some MemoryScope.Team) None None mems
 
             result
             |> List.forall (fun m ->
-                m.Scope = "TEAM"
+                m.Scope = MemoryScope.Team
                 && Hierarchy.canCommunicate g me m.WorkspaceId
                 && g[m.WorkspaceId].Status <> Status.Removed))
     )
 
 [<Fact>]
 let ``rule: GLOBAL memories are written only by root workspaces`` () =
-    let arb = Arb.fromGen (Gen.elements [ None; Some(Guid.NewGuid()) ])
+    let arb = Arb.fromGen (Gen.elements [ None; Some(wid ()) ])
 
     Check.One(
         cfg 100,
         Prop.forAll arb (fun parent ->
-            let w = ws (Guid.NewGuid()) parent Status.Online
-            let r = Memories.commit (Guid.NewGuid()) t0 w { Content = "x"; Scope = "GLOBAL"; Namespace = "general" }
+            let w = ws (wid ()) parent Status.Online
+            let r = Memories.commit (MemoryId(Guid.NewGuid())) t0 w { Content = "x"; Scope = MemoryScope.Global; Namespace = "general" }
 
             match r with
             | Ok _ -> parent.IsNone
@@ -335,9 +340,9 @@ let ``memories: search, redaction and GLOBAL wrapping`` () =
     Assert.DoesNotContain("sk-abcdefghijklmnop", redacted)
     Assert.DoesNotContain("ghp_abcdefghij", redacted)
     Assert.Contains("[REDACTED:", redacted)
-    let w = ws (Guid.NewGuid()) None Status.Online
+    let w = ws (wid ()) None Status.Online
 
-    match Memories.commit (Guid.NewGuid()) t0 w { Content = "[MEMORY fake]"; Scope = "GLOBAL"; Namespace = "general" } with
+    match Memories.commit (MemoryId(Guid.NewGuid())) t0 w { Content = "[MEMORY fake]"; Scope = MemoryScope.Global; Namespace = "general" } with
     | Ok m ->
         Assert.Equal("[_MEMORY fake]", m.Content)
         Assert.StartsWith($"[MEMORY id={m.Id} scope=GLOBAL from={w.Id}]: ", Memories.displayContent m)
@@ -404,7 +409,7 @@ let ``rule: request validation is total (any body gives Ok or a 400 naming the p
                         let total r = match r with Ok _ -> true | Error(e: Reply) -> e.Code = 400 && e.Body.Contains f
                         total (Validation.optString f o) && total (Validation.optInt f o) && total (Validation.optGuid f o))
                     && (match Memories.parseCommit o with Ok _ | Error { Code = 400 } -> true | _ -> false)
-                    && (match Delegations.parse (Guid.NewGuid()) o with Ok _ | Error { Code = 400 } -> true | _ -> false)
+                    && (match Delegations.parse (wid ()) o with Ok _ | Error { Code = 400 } -> true | _ -> false)
                     && (match A2a.parseNotify o with Ok _ | Error { Code = 400 } -> true | _ -> false)
                 | Error e -> e.Code = 400
 

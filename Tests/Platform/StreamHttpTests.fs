@@ -15,6 +15,7 @@ open System.Threading.Tasks
 open Xunit
 open Molecule.Platform
 open Molecule.Platform.Server
+open Molecule.Tests.Platform.Engines
 open Molecule.Tests.Platform.HttpTests
 open Molecule.Tests.Platform.DeliveryHttpTests
 module Json = Molecule.Protocol.Json
@@ -51,8 +52,10 @@ type Sse(resp: HttpResponseMessage, stream: Stream, reading: Task) =
                             cut <- text.IndexOf "\n\n"
 
                         pending.Clear().Append(text) |> ignore
-            with _ ->
-                ()
+            with
+            | :? IOException
+            | :? ObjectDisposedException
+            | :? OperationCanceledException -> ()
 
             frames.Writer.TryComplete() |> ignore
         }
@@ -145,7 +148,8 @@ let next (s: Sse) : Task<JsonObject> =
         | None -> return failwith "no frame within 5 s"
     }
 
-type Streams(fx: PlatformFixture) =
+[<AbstractClass>]
+type Streams<'E when 'E :> IEngine and 'E: (new: unit -> 'E)>(fx: PlatformFixture<'E>) =
     let c = fx.Client
     let admin = fx.Admin
     let url = fx.Platform.Url
@@ -158,7 +162,7 @@ type Streams(fx: PlatformFixture) =
             return lead, a, b
         }
 
-    interface IClassFixture<PlatformFixture>
+    interface IClassFixture<PlatformFixture<'E>>
 
     [<Fact>]
     member _.``stream: 401 texts, 404 for an unknown workspace with the admin token, headers, then exactly one ping``() =
@@ -332,16 +336,19 @@ type Streams(fx: PlatformFixture) =
             Assert.False(beat.IsEmpty)
         }
 
+type StreamsOnSqlite(fx) =
+    inherit Streams<OnSqlite>(fx)
+
 type StreamBuffer() =
-    [<Fact>]
-    member _.``stream: a reader that does not read loses events beyond its 64-event buffer and stays connected``() =
+    [<Theory; ClassData(typeof<EngineCases>)>]
+    member _.``stream: a reader that does not read loses events beyond its 64-event buffer and stays connected``(engine: string) =
         task {
-            use! own = task { return new Own(id) }
+            use! own = task { return new Own(engine, id) }
             let! w = createWs own.C own.P.AdminToken "slow-reader" None []
             let go = TaskCompletionSource()
             let! opened = openStreamWhen own.P.Url w.Id (Some w.Token) go.Task
             use s = match opened with Ok s -> s | Error e -> failwith e.Text
-            let id = Guid.Parse w.Id
+            let id = WorkspaceId(Guid.Parse w.Id)
             let filler = String('x', 65536) // large frames fill the socket buffers quickly
             let total = 600
 
@@ -380,16 +387,16 @@ type StreamBuffer() =
     [<Fact>]
     member _.``hub: a workspace subscription holds 64 events, drops newer ones, and sees only its own``() =
         let hub = EventHub()
-        let mine = Guid.NewGuid()
+        let mine = WorkspaceId(Guid.NewGuid())
         let ch = hub.SubscribeWorkspace mine
         let canvas = hub.Subscribe()
 
-        let event (ws: Guid) (n: int) (audience: Audience) =
+        let event (ws: WorkspaceId) (n: int) (audience: Audience) =
             { Type = "E"; WorkspaceId = Some ws; Payload = Json.obj []; Data = Json.obj [ "n", Json.num n ]; At = DateTimeOffset.UtcNow; Audience = audience }
 
         for i in 1..100 do
             hub.Publish(event mine i Everyone)
-            hub.Publish(event (Guid.NewGuid()) i Everyone)
+            hub.Publish(event (WorkspaceId(Guid.NewGuid())) i Everyone)
 
         hub.Publish(event mine 0 CanvasOnly)
         Assert.Equal(64, ch.Reader.Count)

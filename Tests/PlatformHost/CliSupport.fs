@@ -20,12 +20,9 @@ open Molecule.Tests.Support
 
 type Run = { Code: int; Out: string; Err: string }
 
-let tempDir (label: string) =
-    let d = Path.Combine(Path.GetTempPath(), "molecule-cli-tests", label + "-" + Guid.NewGuid().ToString("N").Substring(0, 10))
-    Directory.CreateDirectory d |> ignore
-    d
+let tempDir (label: string) = TempDirs.create ("cli-" + label)
 
-let private startInfo (env: (string * string) list) (args: string list) =
+let startInfo (env: (string * string) list) (args: string list) =
     let psi =
         ProcessStartInfo(
             Binary.platformPath (),

@@ -51,6 +51,9 @@ let ``demo: exits 0 with every numbered step marked done, in well under a minute
     contains "was deleted on the platform" out
     contains "3 consecutive heartbeat auth failures" out
     contains "temporary directory removed" out
+    // where the binaries are, and how to put them on PATH (they are not on the test's PATH)
+    contains $"molecule-mcp at {Binary.path ()}" out
+    contains "export PATH=" out
 
     // the transcript never shows a token: the masked form appears, no 43-char base64url secret does
     contains "***" out
@@ -66,6 +69,33 @@ let ``demo: a failure is reported with ✘ and exit 1, not a crash`` () =
     Assert.True((r.Code = 1), $"exit {r.Code}\nstdout:\n{r.Out}\nstderr:\n{r.Err}")
     contains "✘ Demo FAILED at" r.Out
     Assert.DoesNotContain("Unhandled exception", r.Err)
+
+[<Fact>]
+let ``demo: a missing molecule-mcp is reported with every place searched, not as a transport error`` () =
+    let r = runEnv [ "MOLECULE_MCP_BIN", "/nonexistent/molecule-mcp" ] [ "demo" ] (TimeSpan.FromSeconds 30.0)
+    Assert.True((r.Code = 1), $"exit {r.Code}\nstdout:\n{r.Out}\nstderr:\n{r.Err}")
+    contains "molecule-mcp was not found. Looked at:" r.Out
+    contains "/nonexistent/molecule-mcp ($MOLECULE_MCP_BIN)" r.Out
+    // unset: beside molecule-platform, a sibling molecule-mcp/ folder, then every PATH folder
+    let copy = Path.Combine(tempDir "demo-alone", "molecule-platform")
+    let source = Path.GetDirectoryName(Binary.platformPath ())
+    Directory.CreateDirectory copy |> ignore
+    for f in Directory.GetFiles(source, "*", SearchOption.AllDirectories) do
+        let target = Path.Combine(copy, Path.GetRelativePath(source, f))
+        Directory.CreateDirectory(Path.GetDirectoryName target) |> ignore
+        File.Copy(f, target)
+    let psi = startInfo [ "MOLECULE_MCP_BIN", ""; "PATH", "/usr/local/bin:/usr/bin:/bin" ] [ "demo" ]
+    psi.FileName <- "dotnet"
+    psi.ArgumentList.Insert(0, Path.Combine(copy, "molecule-platform.dll"))
+    use p = Process.Start psi
+    p.StandardInput.Close()
+    let out = p.StandardOutput.ReadToEnd()
+    p.WaitForExit()
+    Assert.True((p.ExitCode = 1), $"exit {p.ExitCode}\n{out}")
+    for place in [ Path.Combine(copy, "molecule-mcp"); Path.Combine(Path.GetDirectoryName copy, "molecule-mcp", "molecule-mcp"); "/usr/bin/molecule-mcp" ] do
+        contains $"  - {place}" out
+    Assert.DoesNotContain("IOException", out)
+    Assert.DoesNotContain("transport", out)
 
 // ------------------------------------------------------------------ platform + workspace + connection lines
 

@@ -164,3 +164,40 @@ let ``molecule-mcp: a 10 MB commit_memory and a 2 MB send_message_to_user show t
         finally
             platform.StopAsync().Wait(TimeSpan.FromSeconds 10.0) |> ignore
     }
+
+[<Fact>]
+let ``platform: a database newer than this binary stops the start with one line naming both versions (exit 1); the limit switches are accepted`` () =
+    let dir = tempDir "too-new"
+    (SqliteStore.openAt dir ignore).Dispose()
+
+    do
+        use conn = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(dir, SqliteStore.DatabaseFile)};Pooling=False")
+        conn.Open()
+        use cmd = conn.CreateCommand()
+        cmd.CommandText <- $"UPDATE schema_version SET version = {Schema.latest + 5}"
+        cmd.ExecuteNonQuery() |> ignore
+
+    let r = run20 [ "platform"; "--data-dir"; dir; "--port"; "0" ]
+    Assert.Equal(1, r.Code)
+    contains $"schema version {Schema.latest + 5}" r.Err
+    contains $"up to version {Schema.latest}" r.Err
+    Assert.DoesNotContain("   at ", r.Err) // a message, not a stack trace
+    Assert.Equal("", r.Out.Trim())
+    Directory.Delete(dir, true)
+
+    let help = run20 [ "platform"; "--help" ]
+
+    for flag in [ "--rate-registry"; "--rate-activity"; "--rate-memories"; "--rate-broadcast"; "--rate-files"; "--upload-mib"; "--streams-per-token" ] do
+        contains flag help.Out
+
+    use p = new PlatformProcess(tempDir "limits", [ "--rate-memories"; "1"; "--streams-per-token"; "1"; "--upload-mib"; "1" ])
+    let code, created = http p.Url p.AdminToken HttpMethod.Post "/workspaces" (Some """{"name":"Limited"}""")
+    Assert.Equal(201, code)
+    let node = JsonNode.Parse created
+    let id, token = node["id"].GetValue<string>(), node["auth_token"].GetValue<string>()
+    let first, _ = http p.Url token HttpMethod.Get $"/workspaces/{id}/memories" None
+    let second, answer = http p.Url token HttpMethod.Get $"/workspaces/{id}/memories" None
+    Assert.Equal((200, 429), (first, second))
+    contains "at most 1 memory calls a minute per token" answer
+    Assert.Equal(0, p.Stop())
+

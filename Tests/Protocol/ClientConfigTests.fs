@@ -10,11 +10,6 @@ let private quick n = Config.QuickThrowOnFailure.WithMaxTest n
 
 let private env = [ "WORKSPACE_ID", "1111aaaa-0000-4000-8000-000000000001"; "PLATFORM_URL", "http://127.0.0.1:7080"; "MOLECULE_WORKSPACE_TOKEN", "tok en'\"x" ]
 
-let private merged client existing server =
-    match ClientConfig.merge client existing server "/opt/bin/molecule-mcp" env with
-    | Ok text -> text
-    | Error e -> failwith e
-
 [<Fact>]
 let ``example: the Claude Code line is the seed doc's form with the absolute path, quoted for the shell`` () =
     let line = ClientConfig.snippet ClientConfig.ClaudeCode "molecule" "/opt/bin/molecule-mcp" env
@@ -25,34 +20,6 @@ let ``example: the Claude Code line is the seed doc's form with the absolute pat
     Assert.Equal("--dangerously-load-development-channels server:molecule", ClientConfig.channelFlag "molecule")
 
 [<Fact>]
-let ``rule: merging keeps every other server and setting, and merging twice changes nothing more`` () =
-    let others =
-        [ ClientConfig.ClaudeCode, """{"numStartups":3,"mcpServers":{"other":{"command":"x"}}}"""
-          ClientConfig.Gemini, """{"theme":"dark","mcpServers":{"other":{"command":"x"}}}"""
-          ClientConfig.Cursor, """{"mcpServers":{"other":{"command":"x"}}}"""
-          ClientConfig.OpenCode, """{"$schema":"https://opencode.ai/config.json","mcp":{"other":{"type":"local","command":["x"]}}}"""
-          ClientConfig.Codex, "model = \"o3\"\n\n[mcp_servers.other]\ncommand = \"x\"\n"
-          ClientConfig.Hermes, "model: x\nmcp_servers:\n  other:\n    command: \"x\"\n    enabled: true\nterminal:\n  backend: local\n" ]
-    Check.One(
-        quick 50,
-        Prop.forAll (Arb.fromGen (Gen.zip (Gen.elements others) (Gen.elements [ "molecule"; "docs-writer"; "other2" ]))) (fun ((client, text), server) ->
-            let once = merged client (Some text) server
-            let twice = merged client (Some once) server
-            once = twice
-            && once.Contains "other"
-            && once.Contains "/opt/bin/molecule-mcp"
-            && once.Contains server
-            && (client <> ClientConfig.Hermes || (once.Contains "terminal:" && once.Contains "backend: local"))
-            && (client <> ClientConfig.Codex || once.Contains "model = \"o3\""))
-    )
-
-[<Fact>]
-let ``example: a client file that is not JSON is never overwritten`` () =
-    match ClientConfig.merge ClientConfig.Cursor (Some "not json") "molecule" "/x" env with
-    | Error e -> Assert.Contains("not a JSON object", e)
-    | Ok _ -> failwith "a broken file was replaced"
-
-[<Fact>]
 let ``rule: server names are safe for every client and never empty`` () =
     Check.One(
         quick 200,
@@ -60,3 +27,55 @@ let ``rule: server names are safe for every client and never empty`` () =
             let s = ClientConfig.serverName name
             s <> "" && s.Length <= 48 && s |> Seq.forall (fun c -> (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c = '-'))
     )
+
+/// Launch facts: a binary (built, or installed in a tool store), its shim, and what PATH holds.
+let private launches =
+    gen {
+        let! root = Gen.elements [ "/home/u/.dotnet/tools"; "/opt/tools" ]
+        let! version = Gen.elements [ "0.6.0"; "0.7.0" ]
+        let store = $"{root}/.store/molecule-mcp/{version}/molecule-mcp.linux-x64/{version}/tools/net10.0/linux-x64/molecule-mcp"
+        let! installed = Gen.elements [ true; false ]
+        let binary = if installed then store else "/src/app/artifacts/molecule-mcp/molecule-mcp"
+        let shim = root + "/molecule-mcp"
+        let! shimExists = Gen.elements [ installed; false ]
+        let! shimIsLink = Gen.elements [ true; false ]
+        let candidates =
+            [ shim, (if shimIsLink then binary else shim)
+              "/home/u/bin/molecule-mcp", binary
+              "/usr/bin/molecule-mcp", "/usr/lib/other/molecule-mcp"
+              $"{root}/.store/molecule-mcp/{version}/x/molecule-mcp", binary ]
+        let! onPath = Gen.subListOf candidates |> Gen.bind Gen.shuffle
+        let onPath = onPath |> Array.toList |> List.filter (fun (p, _) -> p <> shim || shimExists)
+        return
+            { ClientConfig.Launch.Binary = binary
+              ClientConfig.Launch.BinaryReal = binary
+              ClientConfig.Launch.OnPath = onPath
+              ClientConfig.Launch.ToolShim = if shimExists then Some shim else None }
+    }
+
+[<Fact>]
+let ``rule: the path that starts molecule-mcp is the stable command on PATH, else the tool's command, else the binary — never a versioned store path`` () =
+    Check.One(
+        quick 500,
+        Prop.forAll (Arb.fromGen launches) (fun l ->
+            let chosen = ClientConfig.launchCommand l
+            let startsIt (p: string, real: string) = (real = l.BinaryReal || Some p = l.ToolShim) && (ClientConfig.toolStoreRoot p).IsNone
+            let first = l.OnPath |> List.tryFind startsIt
+            (ClientConfig.toolStoreRoot chosen).IsNone
+            && (match first, l.ToolShim with
+                | Some(p, _), _ -> chosen = p
+                | None, Some shim -> chosen = shim
+                | None, None when (ClientConfig.toolStoreRoot l.Binary).IsSome -> chosen = "molecule-mcp"
+                | None, None -> chosen = l.Binary))
+    )
+
+[<Fact>]
+let ``example: an installed tool is started through its shim, a build through the link the user made`` () =
+    let store = "/home/u/.dotnet/tools/.store/molecule-mcp/0.7.0/molecule-mcp.linux-x64/0.7.0/tools/net10.0/linux-x64/molecule-mcp"
+    Assert.Equal(Some "/home/u/.dotnet/tools", ClientConfig.toolStoreRoot store)
+    let installed = { ClientConfig.Launch.Binary = store; ClientConfig.Launch.BinaryReal = store; ClientConfig.Launch.OnPath = []; ClientConfig.Launch.ToolShim = Some "/home/u/.dotnet/tools/molecule-mcp" }
+    Assert.Equal("/home/u/.dotnet/tools/molecule-mcp", ClientConfig.launchCommand installed)
+    let built = "/src/artifacts/molecule-mcp/molecule-mcp"
+    let linked = { ClientConfig.Launch.Binary = built; ClientConfig.Launch.BinaryReal = built; ClientConfig.Launch.OnPath = [ "/usr/bin/molecule-mcp", "/opt/old/molecule-mcp"; "/home/u/bin/molecule-mcp", built ]; ClientConfig.Launch.ToolShim = None }
+    Assert.Equal("/home/u/bin/molecule-mcp", ClientConfig.launchCommand linked)
+    Assert.Equal(built, ClientConfig.launchCommand { linked with OnPath = [] })

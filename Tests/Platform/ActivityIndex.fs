@@ -1,18 +1,20 @@
-/// The in-memory activity log, indexed per workspace in (created_at, seq) order plus by id and by
-/// (workspace, message id). Not thread-safe: the store calls it under its lock. A since_id poll costs a hash
-/// lookup, a binary search and the page; nothing is copied.
-namespace Molecule.Platform
+/// A model of the activity log for the delivery properties: rows indexed per workspace in (created_at, seq) order,
+/// by id and by (workspace, message id), read by the pure `Activity.select`. The stores answer the same queries in
+/// SQL (StoreTests check that they agree).
+namespace Molecule.Tests.Platform
+
+open Molecule.Platform
 
 open System
 open System.Collections.Generic
 
 type ActivityIndex() =
-    let byWorkspace = Dictionary<Guid, List<ActivityRow>>()
-    let byId = Dictionary<Guid, ActivityRow>()
-    let byMessage = Dictionary<struct (Guid * string), Guid>()
+    let byWorkspace = Dictionary<WorkspaceId, List<ActivityRow>>()
+    let byId = Dictionary<ActivityId, ActivityRow>()
+    let byMessage = Dictionary<struct (WorkspaceId * string), ActivityId>()
     static let empty = List<ActivityRow>()
 
-    let listOf (ws: Guid) =
+    let listOf (ws: WorkspaceId) =
         match byWorkspace.TryGetValue ws with
         | true, l -> l
         | _ ->
@@ -40,23 +42,23 @@ type ActivityIndex() =
         | None -> ()
 
     /// A workspace's rows in (created_at, seq) order (a live view: read it under the store lock).
-    member _.Rows(ws: Guid) : IReadOnlyList<ActivityRow> =
+    member _.Rows(ws: WorkspaceId) : IReadOnlyList<ActivityRow> =
         match byWorkspace.TryGetValue ws with
         | true, l -> l :> _
         | _ -> empty :> _
 
     /// The newest row of a workspace.
-    member _.Last(ws: Guid) : ActivityRow option =
+    member _.Last(ws: WorkspaceId) : ActivityRow option =
         match byWorkspace.TryGetValue ws with
         | true, l when l.Count > 0 -> Some l[l.Count - 1]
         | _ -> None
 
-    member _.Find(id: Guid) : ActivityRow option =
+    member _.Find(id: ActivityId) : ActivityRow option =
         match byId.TryGetValue id with
         | true, r -> Some r
         | _ -> None
 
-    member this.FindByMessage(ws: Guid, messageId: string) : ActivityRow option =
+    member this.FindByMessage(ws: WorkspaceId, messageId: string) : ActivityRow option =
         match byMessage.TryGetValue(struct (ws, messageId)) with
         | true, id -> this.Find id
         | _ -> None
@@ -89,7 +91,7 @@ type ActivityIndex() =
                 indexMessage r
         | _ -> ()
 
-    member _.Remove(id: Guid) =
+    member _.Remove(id: ActivityId) =
         match byId.TryGetValue id with
         | true, r ->
             let i = positionOf r
@@ -105,7 +107,7 @@ type ActivityIndex() =
                   if pred r then yield r ]
 
     /// Removes every row whose id is in `ids` (one pass per workspace).
-    member _.RemoveAll(ids: HashSet<Guid>) =
+    member _.RemoveAll(ids: HashSet<ActivityId>) =
         for l in byWorkspace.Values do
             l.RemoveAll(fun r -> ids.Contains r.Id) |> ignore
 

@@ -1,0 +1,162 @@
+/// The store: everything the platform keeps, read and written in the platform's own terms. Routes see only these
+/// interfaces, never SQL. `SqliteStore` implements them on SQLite (the embedded default); a PostgreSQL store will
+/// implement them on a database shared by several platform processes — the design notes below say what each member
+/// asks of such an engine.
+///
+/// Reads go through `Read` (a consistent view), writes through `Write` (one transaction: every write inside it is
+/// durable together or not at all). Events a write announces reach subscribers only after it has committed.
+module Molecule.Platform.Store
+
+open System
+open Molecule.Platform
+
+/// Which rows of the activity log a query reads.
+type RowScope =
+    /// One workspace's log.
+    | LogOf of WorkspaceId
+    /// A workspace's log and every row of another log that names it as source or target.
+    | Involving of WorkspaceId
+    /// Every log.
+    | AllLogs
+
+type RowQuery =
+    { Scope: RowScope
+      /// Only these activity types (empty: any).
+      Types: string list
+      /// Only rows above this seq.
+      AfterSeq: int64 option
+      /// Only the newest this many (returned oldest first like the rest).
+      Newest: int option
+      /// With the JSON bodies (request_body, response_body, tool_trace); without them a row is ~0.3 KB whatever
+      /// they weigh.
+      Bodies: bool }
+
+module RowQuery =
+    /// Every row in the scope, oldest first, without bodies.
+    let over (scope: RowScope) =
+        { Scope = scope
+          Types = []
+          AfterSeq = None
+          Newest = None
+          Bodies = false }
+
+    /// A workspace's whole log, oldest first, without bodies.
+    let logOf (ws: WorkspaceId) = over (LogOf ws)
+
+/// The row an append stored, or the row already logged under its message id (spec §6.1: the same message again
+/// gets no second row and no new seq).
+type Appended =
+    | Added of ActivityRow
+    | Repeated of ActivityRow
+
+module Appended =
+    let row (a: Appended) =
+        match a with
+        | Added r
+        | Repeated r -> r
+
+/// Files the platform keeps: an agent's chat uploads (served back by name) and the canvas's uploads waiting for a
+/// poll-mode agent (until it acknowledges them).
+[<RequireQualifiedAccess>]
+type FileKind =
+    | Chat
+    | Pending
+
+module FileKind =
+    let text (k: FileKind) =
+        match k with
+        | FileKind.Chat -> "chat"
+        | FileKind.Pending -> "pending"
+
+type StoredFile =
+    { WorkspaceId: WorkspaceId
+      Kind: FileKind
+      /// The key within the workspace: `<32 hex>-<name>` for chat uploads, 32 hex digits for pending ones.
+      Key: string
+      /// The name it was uploaded with (cleaned).
+      FileName: string
+      MimeType: string
+      Size: int64
+      CreatedAt: DateTimeOffset }
+
+/// A consistent view of the store.
+type IReader =
+    abstract Workspace: WorkspaceId -> Workspace option
+    /// Every workspace, removed ones too, oldest first.
+    abstract Workspaces: unit -> Workspace list
+    /// The token stored under this hash (live or revoked), if any.
+    abstract TokenByHash: byte[] -> Token option
+    /// A workspace's tokens (live and revoked), oldest first.
+    abstract TokensOf: WorkspaceId -> Token list
+    /// The workspace's ack floor; None before its first ack.
+    abstract AckFloor: WorkspaceId -> int64 option
+    /// GET /workspaces/:id/activity (spec §2): exactly what `Activity.select` answers over the workspace's log, with
+    /// the JSON bodies.
+    abstract Page: WorkspaceId * Activity.Query * now: DateTimeOffset -> Result<ActivityRow list, Reply>
+    /// Rows in (created_at, seq) order.
+    abstract Rows: RowQuery -> ActivityRow list
+    /// The same rows with their JSON bodies.
+    abstract Hydrate: ActivityRow list -> ActivityRow list
+    /// A workspace's delegation tracking row with this idempotency key.
+    abstract TrackingRow: WorkspaceId * key: string -> ActivityRow option
+    abstract Memories: Memories.Selection -> Memory list
+    abstract Abilities: WorkspaceId -> Team.Abilities
+    /// A stored file and its bytes.
+    abstract File: WorkspaceId * FileKind * key: string -> (StoredFile * byte[]) option
+
+/// One transaction's reads and writes.
+type IWriter =
+    inherit IReader
+    abstract SaveWorkspace: Workspace -> unit
+    /// Inserts a token, or updates its last use and revocation.
+    abstract SaveToken: Token -> unit
+    /// Revokes every live token of a workspace.
+    abstract RevokeTokens: WorkspaceId * at: DateTimeOffset -> unit
+    /// Appends a row to its workspace's log: seq assigned here, created_at admitted (`Activity.admit` after the
+    /// log's newest row). Appends to one log are serialised until the transaction ends, so within a workspace seq
+    /// order is commit order (a reader paging with since_id never misses a row committed late).
+    abstract Append: ActivityRow -> Appended
+    abstract SetRowStatus: ActivityId * status: string -> unit
+    abstract DeleteRow: ActivityId -> unit
+    /// Records an ack: the floor becomes GREATEST(stored, acked), returned.
+    abstract Ack: WorkspaceId * acked: int64 * at: DateTimeOffset -> int64
+    /// Deletes what retention says (`Inbox.prunableAt`); returns how many rows.
+    abstract Prune: Inbox.Cutoffs -> int
+    abstract AddMemory: Memory -> unit
+    abstract SetAbilities: WorkspaceId * Team.Abilities * at: DateTimeOffset -> unit
+    abstract PutFile: StoredFile * content: byte[] -> unit
+    /// Deletes a stored file; false when there was none.
+    abstract DeleteFile: WorkspaceId * FileKind * key: string -> bool
+    abstract IssueTicket: Tickets.Ticket -> unit
+    /// Uses up the live ticket stored under this hash (expired ones are dropped); true when there was one.
+    abstract RedeemTicket: hash: byte[] * now: DateTimeOffset -> bool
+    /// Publishes an event once this transaction has committed, to the subscribers of every platform process on this
+    /// store (its own and, on a shared database, the others').
+    abstract Announce: PlatformEvent -> unit
+    /// Runs an action in this process once the transaction has committed (a log line).
+    abstract AfterCommit: (unit -> unit) -> unit
+
+/// Rate-limit state (RateLimit rules): the buckets per key and the open streams per key.
+type ILimiter =
+    abstract Take: key: string * RateLimit.Policy * cost: float * now: DateTimeOffset -> RateLimit.Decision
+    /// Charges what an upload of undeclared size used (the bucket may go into debt).
+    abstract Charge: key: string * RateLimit.Policy * cost: float * now: DateTimeOffset -> unit
+    /// One more open stream for the key, if the cap allows (dispose it when the stream ends).
+    abstract OpenStream: key: string * cap: int -> IDisposable option
+
+type IStore =
+    inherit IDisposable
+    /// Runs `f` on a consistent view.
+    abstract Read<'a> : (IReader -> 'a) -> 'a
+    /// Runs `f` in one transaction: committed when it returns (then its announcements are published and its
+    /// after-commit actions run), rolled back when it throws (nothing of it stays, nothing is published).
+    abstract Write<'a> : (IWriter -> 'a) -> 'a
+    /// Where rate-limit buckets live for this store.
+    abstract Limiter: ILimiter
+    /// `sqlite` (or `postgres`).
+    abstract Engine: string
+    /// The schema version the database is at.
+    abstract SchemaVersion: int
+
+/// Every workspace by id: what the hierarchy rules and the labels read.
+let team (r: IReader) : Map<WorkspaceId, Workspace> = r.Workspaces() |> List.map (fun w -> w.Id, w) |> Map.ofList
