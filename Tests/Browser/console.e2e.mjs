@@ -139,6 +139,7 @@ try {
   await older.getByRole('button').click();
   await older.getByRole('button', { name: /Confirm/ }).click();
   await expectShown('the revocation notice', page.locator('#tokens-status').filter({ hasText: 'revoked' }));
+  await expectShown('the token list without the revoked token', older, { state: 'detached' });
   if ((await page.locator('#token-list tr').count()) !== 1) fail('the revoked token is still listed');
   console.log('COPIED ' + Buffer.from(copied, 'utf8').toString('base64'));
   step('Tokens tab: minted a token (shown once, three lines), copied the JSON line, revoked the first token');
