@@ -46,6 +46,15 @@ type private Sample(dll: string, env: (string * string) list) =
             if not proc.HasExited then proc.Kill true
             proc.Dispose()
 
+/// Ctrl+C's signal — unless this process was started with SIGINT ignored (a background job of a script, `nohup`):
+/// a child inherits that, and .NET keeps a signal ignored that it was started with, so SIGTERM stops it instead.
+let private interrupt =
+    let ignored =
+        File.ReadAllLines "/proc/self/status"
+        |> Array.tryFind (fun l -> l.StartsWith "SigIgn:")
+        |> Option.map (fun l -> (Convert.ToUInt64(l.Substring(7).Trim(), 16) &&& 2UL) <> 0UL)
+    if ignored = Some true then "TERM" else "INT"
+
 let private count (pattern: string) (text: string) = Regex.Matches(text, Regex.Escape pattern).Count
 
 let private runSample (folder: string) (name: string) =
@@ -71,15 +80,15 @@ let private runSample (folder: string) (name: string) =
                     if not found then do! Task.Delay 200
                 if not found then failwith $"timed out waiting for {what}\n{sample.Describe()}"
             }
-        let first = new Sample(dll, env)
+        use first = new Sample(dll, env)
         let! _ = platform.CanvasMessage(ws.Id, "hello")
         let! _ = platform.PeerMessage(peer, ws.Id, "ping")
         do! waitFor "the answer to the user" first ws.Id "Agent message: Done: hello"
         do! waitFor "the answer to the peer" first peer.Id "Done: ping"
-        let! code = first.StopWith "INT"
-        Assert.True((code = 0), $"exit code {code} after SIGINT\n{first.Describe()}")
+        let! code = first.StopWith interrupt
+        Assert.True((code = 0), $"exit code {code} after SIG{interrupt}\n{first.Describe()}")
         // the next start answers what is new, and nothing twice
-        let second = new Sample(dll, env)
+        use second = new Sample(dll, env)
         let! _ = platform.CanvasMessage(ws.Id, "again")
         do! waitFor "the answer after a restart" second ws.Id "Agent message: Done: again"
         let! code = second.StopWith "TERM"
@@ -91,8 +100,6 @@ let private runSample (folder: string) (name: string) =
             let n = count text rows
             Assert.True((n = 1), $"'{text}' {n} times\n{runs}")
         assertNoSecrets [ ws.Token ] "the sample's output" (first.Lines @ second.Lines)
-        (first :> IDisposable).Dispose()
-        (second :> IDisposable).Dispose()
     }
 
 [<Fact>]
