@@ -277,6 +277,13 @@ let private rowFilter (q: RowQuery) =
 
 /// The store's reads and writes on one session. Inside a write it also collects what the transaction announces
 /// and what runs after it commits (the engine runs them).
+/// The version in `schema_version` (0: none).
+let private schemaVersion (s: Session) : int =
+    match scalar s "SELECT MAX(version) FROM schema_version" [] with
+    | :? int64 as n -> int n
+    | :? int32 as n -> n
+    | _ -> 0
+
 type SqlSession(s: Session, secrets: SecretBox) =
     let announced = ResizeArray<PlatformEvent>()
     let afterCommit = ResizeArray<unit -> unit>()
@@ -573,6 +580,8 @@ type SqlSession(s: Session, secrets: SecretBox) =
         member _.Abilities ws = abilities ws
         member _.File(ws, kind, key) = file ws kind key
 
+        member _.StoredSchemaVersion() = schemaVersion s
+
         member _.SaveWorkspace w =
             savedWorkspace <- true
             saveWorkspace w
@@ -632,11 +641,7 @@ type SqlSession(s: Session, secrets: SecretBox) =
 /// The version a database is at (0: empty), creating the version table when missing.
 let storedVersion (s: Session) : int =
     exec s "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)" [] |> ignore
-
-    match scalar s "SELECT MAX(version) FROM schema_version" [] with
-    | :? int64 as n -> int n
-    | :? int32 as n -> n
-    | _ -> 0
+    schemaVersion s
 
 let private sealSecrets (s: Session) (secrets: SecretBox) =
     let clear =

@@ -103,6 +103,9 @@ type IReader =
     abstract Abilities: WorkspaceId -> Team.Abilities
     /// A stored file and its bytes.
     abstract File: WorkspaceId * FileKind * key: string -> (StoredFile * byte[]) option
+    /// The schema version the database is at now (a newer platform sharing it may have migrated it since this one
+    /// started): what GET /ready compares with this binary's.
+    abstract StoredSchemaVersion: unit -> int
 
 /// One transaction's reads and writes.
 type IWriter =
