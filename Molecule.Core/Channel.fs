@@ -124,9 +124,29 @@ let private identity (s: Sender) =
     | Some n, None -> n
     | _ -> "peer-agent"
 
+/// A request's title as a header may show it: one line, at most 120 characters.
+let private titleOf (u: RequestUpdate.Update) =
+    let line = String.Join(" ", (singleLine u.Title).Split(' ', StringSplitOptions.RemoveEmptyEntries))
+    if line.Length > 120 then line.Substring(0, 119) + "…" else line
+
+/// Who acted on a request, as a header says it.
+let private actor (s: Sender) (u: RequestUpdate.Update) =
+    if u.ActorType = "user" || s.PeerId = "" then "the user" else identity s
+
+/// What happened to a request, in a few words.
+let private happened (s: Sender) (u: RequestUpdate.Update) =
+    let kind = if u.Kind = "approval" then "approval" else "task"
+    match u.Event with
+    | "created" -> $"new {kind} request for you from {actor s u}"
+    | "message" -> $"{actor s u} asks about your request"
+    | "cancelled" -> $"cancelled by {actor s u}"
+    | _ -> $"{singleLine u.Status} by {actor s u}"
+
 /// The first line of the content: who sent it.
 let header (s: Sender) (msg: InboxMessage) : string =
     match msg.Kind with
+    | RequestUpdate u ->
+        $"[request \"{titleOf u}\" \u00b7 {happened s u} \u00b7 status={singleLine u.Status} \u00b7 request_id={singleLine u.RequestId}]"
     | CanvasUser -> "[from canvas user]"
     | PeerAgent -> $"[from {identity s} \u00b7 peer_id={s.PeerId}]"
     | DelegationResult ->
@@ -145,6 +165,16 @@ let replyHint (s: Sender) (arrival: WorkspaceId option) (msg: InboxMessage) : st
     | PeerAgent, Some ws ->
         $"\u21a9 Reply: delegate_task({{workspace_id: \"{s.PeerId}\", task: \"...\", source_workspace_id: \"{ws.Value}\"}})"
     | DelegationResult, _ -> $"\u21a9 No reply needed: use the result, then {pop}"
+    | RequestUpdate u, _ ->
+        let rid = $"request_id: {quotable u.RequestId}"
+        let via = match arrival with Some ws -> $", source_workspace_id: \"{ws.Value}\"" | None -> ""
+        match u.Event with
+        | "created" when u.Kind = "approval" ->
+            $"\u21a9 Reply: respond_to_request({{{rid}, action: \"approved\" or \"rejected\"{via}}}), or ask first: add_request_message({{{rid}, body: \"...\"{via}}})"
+        | "created" ->
+            $"\u21a9 Reply: respond_to_request({{{rid}, action: \"done\" or \"rejected\"{via}}}) once it is done, or ask first: add_request_message({{{rid}, body: \"...\"{via}}})"
+        | "message" -> $"\u21a9 Reply: add_request_message({{{rid}, body: \"...\"{via}}}), then {pop}"
+        | _ -> $"\u21a9 No reply needed: act on the outcome, then {pop}"
 
 /// The channel event for one inbox message. content = header, the message text (verbatim), the reply hint; meta =
 /// kind, peer_id ("" for the canvas user), method, activity_id, ts, then when known peer_name, peer_role,
@@ -166,6 +196,10 @@ let eventFor (platformUrl: string) (arrival: WorkspaceId option) (msg: InboxMess
           @ optional "method" msg.Method
           @ optional "activity_id" msg.ActivityId
           @ optional "ts" msg.CreatedAt
+          @ (match msg.Kind with
+             | RequestUpdate u ->
+                 [ "request_id", u.RequestId; "request_event", u.Event; "request_status", u.Status; "request_kind", u.Kind ]
+             | _ -> [])
           @ known "peer_name" s.Name
           @ known "peer_role" s.Role
           @ known "agent_card_url" s.AgentCardUrl

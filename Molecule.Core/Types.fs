@@ -132,6 +132,9 @@ type MessageKind =
     | PeerAgent
     /// The answer (or failure) of a task this workspace delegated (`method: delegate_result`).
     | DelegationResult
+    /// A request of this workspace was answered, asked about or cancelled, or one was addressed to it
+    /// (`method: request_update`).
+    | RequestUpdate of Molecule.Protocol.RequestUpdate.Update
 
 type InboxMessage =
     { ActivityId: string
@@ -177,6 +180,35 @@ type Observation =
 // Tools
 // ---------------------------------------------------------------------------------------------
 
+/// What a request asks for: a task to do, or an approval (a yes or no).
+type RequestKind =
+    | TaskRequest
+    | ApprovalRequest
+
+/// Whom a request is for.
+type Recipient =
+    | ToUser
+    | ToAgent of Molecule.Protocol.WorkspaceId
+
+/// A request as create_request takes it (validated).
+type NewRequest =
+    { Kind: RequestKind
+      Recipient: Recipient
+      Title: string
+      Detail: string option
+      Priority: string option }
+
+/// The requests list_requests shows: those this workspace raised, or those addressed to it.
+type RequestBox =
+    | Mine
+    | AddressedToMe
+
+/// How a recipient answers a request: an approval is approved or rejected, a task done or rejected.
+type RequestAction =
+    | Approve
+    | Reject
+    | MarkDone
+
 type MemoryScope =
     | Local
     | Team
@@ -203,6 +235,13 @@ type ToolCall =
     | UpdateAgentCard of card: string option
     | BroadcastMessage of message: string
     | ChatHistory of peer: Molecule.Protocol.PeerId * limit: int * beforeTs: string option
+    | CreateRequest of NewRequest
+    /// The box and the status asked for (None: every status).
+    | ListRequests of RequestBox * status: string option
+    | GetRequest of Molecule.Protocol.RequestId
+    | RespondToRequest of Molecule.Protocol.RequestId * RequestAction
+    | AddRequestMessage of Molecule.Protocol.RequestId * body: string
+    | CancelRequest of Molecule.Protocol.RequestId
 
 /// The workspace a tool call names for itself, when one process serves several (MOLECULE_WORKSPACES).
 type Route =

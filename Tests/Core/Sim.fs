@@ -42,6 +42,8 @@ type RowKind =
     | Garbled
     /// A file the user uploaded (`chat_upload_receive`): fetched, then announced (never a message of its own).
     | Upload
+    /// The user answered a request of this workspace (`request_update`): a message of its own kind.
+    | Update
 
 type Row =
     { Id: string
@@ -57,8 +59,13 @@ let stamp (ms: int64) = Activity.formatTime (epoch.AddMilliseconds(float ms))
 
 let rowJson (r: Row) : string =
     let parts (text: string) = $"[{{\"kind\":\"text\",\"text\":{Json.quote text}}}]"
+    let summary = if r.Kind = Update then $"\"Request \\\"{r.Seq}\\\" approved by the user\"" else "null"
     let source, meth, body =
         match r.Kind with
+        | Update ->
+            "null",
+            "\"request_update\"",
+            $"{{\"request_id\":\"r{r.Seq}\",\"event\":\"responded\",\"status\":\"approved\",\"kind\":\"approval\",\"title\":{Json.quote r.Text},\"actor_type\":\"user\",\"source\":\"agent\"}}"
         | Canvas -> "null", "\"message/send\"", $"{{\"params\":{{\"message\":{{\"parts\":{parts r.Text}}}}}}}"
         | Peer -> $"\"{peerId}\"", "\"message/send\"", $"{{\"params\":{{\"message\":{{\"parts\":{parts r.Text}}}}}}}"
         | NotifyEcho -> "null", "\"notify\"", "null"
@@ -67,9 +74,9 @@ let rowJson (r: Row) : string =
             "null",
             "\"chat_upload_receive\"",
             $"{{\"file_id\":\"f{r.Seq}\",\"name\":\"file{r.Seq}.txt\",\"mimeType\":\"text/plain\",\"size\":3,\"uri\":\"platform-pending:{selfId}/f{r.Seq}\"}}"
-    $"{{\"id\":\"{r.Id}\",\"seq\":{r.Seq},\"workspace_id\":\"{selfId}\",\"activity_type\":\"a2a_receive\",\"source_id\":{source},\"method\":{meth},\"summary\":null,\"created_at\":\"{stamp r.At}\",\"request_body\":{body}}}"
+    $"{{\"id\":\"{r.Id}\",\"seq\":{r.Seq},\"workspace_id\":\"{selfId}\",\"activity_type\":\"a2a_receive\",\"source_id\":{source},\"method\":{meth},\"summary\":{summary},\"created_at\":\"{stamp r.At}\",\"request_body\":{body}}}"
 
-let delivers (r: Row) = r.Kind = Canvas || r.Kind = Peer
+let delivers (r: Row) = r.Kind = Canvas || r.Kind = Peer || r.Kind = Update
 
 /// Which route a request is for (what a lying platform answers per route, what the pacing bound counts).
 type Route =
@@ -402,5 +409,5 @@ let takeAll (items: Ledger.Item list) (s: Ledger.State) =
     | Some t, _ -> Ledger.evolve s (Ledger.Took t)
     | None, _ -> s
 
-let kindGen = Gen.frequency [ 4, Gen.constant Peer; 2, Gen.constant Canvas; 1, Gen.constant NotifyEcho; 1, Gen.constant Garbled ]
+let kindGen = Gen.frequency [ 4, Gen.constant Peer; 2, Gen.constant Canvas; 1, Gen.constant Update; 1, Gen.constant NotifyEcho; 1, Gen.constant Garbled ]
 
