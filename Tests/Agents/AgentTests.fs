@@ -38,10 +38,10 @@ let options (platform: Platform) (ws: Workspace) (stateDir: string) =
     o["MOLECULE_MCP_POLL_INTERVAL_SECS"] <- "0.3"
     o
 
-/// Reads messages with `handle` until `count` iterations completed (or the time is up).
-let readUntil (agent: MoleculeAgent) (count: int) (handle: MoleculeMessage -> Task) : Task<MoleculeMessage list> =
+/// Reads messages with `handle` until `count` iterations completed (or `within` is up).
+let readWithin (within: TimeSpan) (agent: MoleculeAgent) (count: int) (handle: MoleculeMessage -> Task) : Task<MoleculeMessage list> =
     task {
-        use cts = new CancellationTokenSource(TimeSpan.FromSeconds 30.0)
+        use cts = new CancellationTokenSource(within)
         let seen = List<MoleculeMessage>()
         try
             use messages = agent.ReadMessagesAsync(cts.Token).GetAsyncEnumerator(cts.Token)
@@ -55,9 +55,12 @@ let readUntil (agent: MoleculeAgent) (count: int) (handle: MoleculeMessage -> Ta
                     // the next MoveNextAsync marks this one handled, then stops on the cancelled token
                     if seen.Count >= count then cts.Cancel()
         with :? OperationCanceledException when seen.Count >= count -> ()
-        if seen.Count < count then failwith $"only {seen.Count} of {count} messages within 30 s"
+        if seen.Count < count then failwith $"only {seen.Count} of {count} messages within {within}"
         return List.ofSeq seen
     }
+
+/// Reads messages with `handle` until `count` iterations completed (or 30 s are up).
+let readUntil (agent: MoleculeAgent) (count: int) (handle: MoleculeMessage -> Task) = readWithin (TimeSpan.FromSeconds 30.0) agent count handle
 
 let texts (ms: MoleculeMessage list) = ms |> List.map (fun m -> m.Text)
 

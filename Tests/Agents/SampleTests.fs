@@ -12,13 +12,17 @@ open Xunit
 open Molecule.Tests.Host.Harness
 open Molecule.Tests.Agents.PublicApiTests
 
-/// A sample's build output (Release, as `dotnet fsi build.fsx test` builds the solution).
-let private sampleDll (folder: string) (name: string) =
-    let path = Path.Combine(repoRoot (), "samples", folder, "bin", "Release", "net10.0", name + ".dll")
+/// A program's build output, by its project folder under the repository (Release, as `dotnet fsi build.fsx test`
+/// builds the solution).
+let programDll (folder: string) (name: string) =
+    let path = Path.Combine(repoRoot (), folder, "bin", "Release", "net10.0", name + ".dll")
     if not (File.Exists path) then failwith $"{path} is missing: build the solution first (dotnet build Molecule.Functional.sln -c Release)"
     path
 
-type private Sample(dll: string, env: (string * string) list) =
+let private sampleDll (folder: string) (name: string) = programDll (Path.Combine("samples", folder)) name
+
+/// A .NET program run with only the base environment and `env`; its output lines collected.
+type Sample(dll: string, env: (string * string) list) =
     let lines = ConcurrentQueue<string>()
     let psi = ProcessStartInfo("dotnet", $"\"{dll}\"", UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true)
     do
@@ -41,6 +45,13 @@ type private Sample(dll: string, env: (string * string) list) =
             let! _ = proc.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds 15.0)
             return proc.ExitCode
         }
+    /// kill -9, and waits for the process to be gone.
+    member _.Kill() : Task =
+        task {
+            proc.Kill()
+            do! proc.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds 15.0)
+        }
+    member _.HasExited = proc.HasExited
     interface IDisposable with
         member _.Dispose() =
             if not proc.HasExited then proc.Kill true
