@@ -54,7 +54,9 @@ public sealed record AgentSettings(
     TimeSpan HeartbeatInterval,
     TimeSpan PollInterval,
     int PollTimeoutSeconds,
-    int MaxLineBytes);
+    int MaxLineBytes,
+    bool PermissionRelay,
+    TimeSpan PermissionTimeout);
 
 /// <summary>What a request asks for: a task (answered done or rejected) or an approval (approved or rejected).</summary>
 public enum RequestKind
@@ -100,3 +102,10 @@ public sealed record RequestThread(RequestRecord Request, IReadOnlyList<RequestM
 /// </summary>
 public sealed record RequestChange(string RequestId, string Event, string Status, string Kind, string Title,
     string ActorType, string? ActorId, string? Body, string Source);
+
+/// <summary>A permission prompt of the MCP client (Claude Code's <c>notifications/claude/channel/permission_request</c>):
+/// its id (five lower-case letters), the tool, what it does and a preview of its input.</summary>
+public sealed record PermissionPrompt(string RequestId, string ToolName, string Description, string InputPreview);
+
+/// <summary>The user's decision on a relayed permission prompt: <c>allow</c> or <c>deny</c>, for the prompt's id.</summary>
+public sealed record PermissionAnswer(string RequestId, string Behavior);

@@ -44,6 +44,9 @@ type RowKind =
     | Upload
     /// The user answered a request of this workspace (`request_update`): a message of its own kind.
     | Update
+    /// The user decided a request the agent raised itself (`source`: permission_relay or loop_guard): answered by the
+    /// agent, never a message for it.
+    | Decided of requestId: string * status: string * source: string * title: string
 
 type Row =
     { Id: string
@@ -62,6 +65,10 @@ let rowJson (r: Row) : string =
     let summary = if r.Kind = Update then $"\"Request \\\"{r.Seq}\\\" approved by the user\"" else "null"
     let source, meth, body =
         match r.Kind with
+        | Decided(rid, status, src, title) ->
+            "null",
+            "\"request_update\"",
+            $"{{\"request_id\":{Json.quote rid},\"event\":\"responded\",\"status\":{Json.quote status},\"kind\":\"approval\",\"title\":{Json.quote title},\"actor_type\":\"user\",\"source\":{Json.quote src}}}"
         | Update ->
             "null",
             "\"request_update\"",
@@ -107,7 +114,9 @@ type Platform =
       /// truth again) …
       Lies: Map<Route, Response list>
       /// … or every time.
-      Always: Map<Route, Response> }
+      Always: Map<Route, Response>
+      /// The requests the agent raised (`POST /workspaces/:id/requests`): id → its body.
+      Raised: (string * JsonNode) list }
 
 let platform (ackSupported: bool) =
     { Rows = []
@@ -118,7 +127,8 @@ let platform (ackSupported: bool) =
       AckSupported = ackSupported
       Pruned = Set.empty
       Lies = Map.empty
-      Always = Map.empty }
+      Always = Map.empty
+      Raised = [] }
 
 /// A message arrives for the workspace (`sameMs`: with the timestamp of the previous row).
 let append (kind: RowKind) (sameMs: bool) (p: Platform) : Platform * Row =
@@ -130,8 +140,21 @@ let append (kind: RowKind) (sameMs: bool) (p: Platform) : Platform * Row =
           Seq = n
           At = at
           Kind = kind
-          Text = $"message {i}" }
+          // distinct in letters, not only in digits (the loop guard takes messages differing in numbers for repeats)
+          Text = $"message {i} " + String(Array.init 4 (fun k -> char (int 'a' + (i / pown 26 k) % 26))) }
     { p with Rows = p.Rows @ [ r ]; NextSeq = n + 1L; NextId = i + 1; Now = at }, r
+
+/// A message with this text arrives.
+let appendText (kind: RowKind) (text: string) (p: Platform) : Platform * Row =
+    let p, r = append kind false p
+    let r = { r with Text = text }
+    { p with Rows = (p.Rows |> List.take (p.Rows.Length - 1)) @ [ r ] }, r
+
+/// The user decides a request the agent raised: the platform writes its request_update row.
+let decide (requestId: string) (status: string) (p: Platform) : Platform * Row =
+    let body = p.Raised |> List.tryFind (fun (id, _) -> id = requestId) |> Option.map snd
+    let field name = body |> Option.bind (Json.stringProp name) |> Option.defaultValue ""
+    append (Decided(requestId, status, field "source", field "title")) false p
 
 /// The platform is restored from a backup taken when it had its first `kept` rows: the later rows, their numbers and
 /// the acknowledged floor of then are gone; time goes on, and new rows reuse the numbers.
@@ -211,6 +234,10 @@ and private truth (r: Request) (p: Platform) : Platform * Response =
                 let floor = max p.Floor (int64 n)
                 { p with Floor = floor }, Reply(200, $"{{\"last_acked_seq\":{floor}}}")
             | None -> p, Reply(400, "{\"error\":\"acked_seq is required\"}")
+    | Post when path.EndsWith "/requests" ->
+        let id = $"rq{p.Raised.Length + 1}"
+        let body = jsonBody r |> Option.defaultValue (Json.obj [] :> JsonNode)
+        { p with Raised = p.Raised @ [ id, body ] }, Reply(201, $"{{\"request_id\":\"{id}\",\"status\":\"pending\"}}")
     | Get when path.Contains "/registry/discover/" ->
         let id = path.Substring(path.LastIndexOf '/' + 1)
         p, Reply(200, $"{{\"id\":\"{id}\",\"name\":\"Sim Peer\",\"url\":\"\"}}")
@@ -249,6 +276,8 @@ type World =
       /// Samples drawn for the jitter so far (the next one is derived from the count).
       Draws: int
       Notified: string list
+      /// The permission answers sent to the client, oldest first.
+      Relayed: (string * string) list
       Answers: Map<int64, ToolOutput>
       NextCall: int64
       Uptime: float
@@ -283,6 +312,7 @@ let private perform (w: World) (effects: Effect list) : World =
                 let id = ev.Meta |> List.tryFind (fun (k, _) -> k = "activity_id") |> Option.map snd |> Option.defaultValue "?"
                 { w with Notified = w.Notified @ [ id ]; Envelopes = ev :: w.Envelopes }
             | Answer(call, output, _) -> { w with Answers = w.Answers.Add(call, output) }
+            | AnswerPermission(id, behavior) -> { w with Relayed = w.Relayed @ [ id, behavior ] }
             | Download(purpose, _, path) -> { w with Downloads = w.Downloads @ [ purpose, path ] }
             | Log(_, text) -> { w with Logs = text :: w.Logs }
             | _ -> w)
@@ -306,6 +336,7 @@ let world (ackSupported: bool) : World =
       Inflight = []
       Timers = []
       Notified = []
+      Relayed = []
       Answers = Map.empty
       NextCall = 0L
       Uptime = 0.0
