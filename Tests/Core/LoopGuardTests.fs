@@ -99,7 +99,7 @@ let ``example: the defaults never trip on a working pair — 60 different messag
 /// The reference's incident of 2026-06-29: a peer re-posts the same stale delegation result over and over.
 [<Fact>]
 let ``example: a peer re-posting one result is paused after the bound, held in the inbox, told once, raised to the user, and resumed by an approval`` () =
-    let mutable w = world true
+    let mutable w = worldWith { config with LoopGuard = Config.defaultLoopBounds }
     for i in 1..20 do
         w <- { w with Platform = fst (appendText Peer $"Delegation result (attempt {i}): the build is green" w.Platform) }
     w <- settle (tick w) |> settle
@@ -135,12 +135,7 @@ let ``example: a peer re-posting one result is paused after the bound, held in t
 [<Fact>]
 let ``example: a human turn lets a working pair go on`` () =
     let bounds = { Config.defaultLoopBounds with MaxExchanges = 5 }
-    let w0 = world true
-    let mutable w =
-        { w0 with Model = Agent.init { config with LoopGuard = bounds } (boot []); Inflight = []; Timers = []; File = [] }
-        |> dispatch Agent.Start
-        |> dispatch Agent.ClientInitialized
-        |> settle
+    let mutable w = worldWith { config with LoopGuard = bounds } |> settle
     for round in 1..3 do
         for i in 1..5 do
             w <- { w with Platform = fst (appendText Peer $"round {String('r', round)} part {String('p', i)}" w.Platform) }

@@ -45,12 +45,7 @@ let ``example: a prompt becomes an approval with its tool, a redacted one-line p
 
 [<Fact>]
 let ``example: the relay switched off declares nothing and relays nothing`` () =
-    let w0 = world true
-    let mutable w =
-        { w0 with Model = Agent.init { config with PermissionRelay = false } (boot []); Inflight = []; Timers = []; File = [] }
-        |> dispatch Agent.Start
-        |> dispatch Agent.ClientInitialized
-        |> settle
+    let mutable w = worldWith { config with PermissionRelay = false } |> settle
     w <- dispatch (Agent.PermissionRequested(prompt "abcde" w)) w |> settle
     Assert.Empty(raisedFor w)
     Assert.DoesNotContain("PERMISSION PROMPTS", Channel.instructionsWith 2 false)

@@ -27,7 +27,9 @@ let config: Config =
         TokenSource = FromEnv
         AgentCard = { Name = "sim"; Description = None; Skills = [] }
         StateDir = "/state"
-        PollTimeoutSecs = 2 }
+        PollTimeoutSecs = 2
+        // the simulated traffic (hundreds of peer messages a second) would trip the loop guard: its tests turn it on
+        LoopGuard = { MaxExchanges = 0; MaxPerMinute = 0; MaxRepeats = 0 } }
 
 // ---------------------------------------------------------------------------------------------
 // The platform
@@ -348,6 +350,12 @@ let world (ackSupported: bool) : World =
       Logs = []
       Draws = 0 }
     |> start
+
+/// A world whose agent runs with another configuration (from its first start).
+let worldWith (cfg: Config) : World =
+    { world true with Model = Agent.init cfg (boot []); Inflight = []; Timers = []; File = [] }
+    |> dispatch Agent.Start
+    |> dispatch Agent.ClientInitialized
 
 /// The next jitter sample (deterministic: the golden-ratio sequence).
 let sample (w: World) : World * float =

@@ -20,7 +20,9 @@ let ``requests routes absent, failing or slow: the tools say so in one line and 
             task {
                 let text = $"{label} {Guid.NewGuid():N}"
                 let! _ = platform.CanvasMessage(ws.Id, text)
-                let! _ = agent.WaitNotification(fun n -> pushedText n = text)
+                let! n = agent.WaitNotification(fun n -> pushedText n = text)
+                // handled, so that no unread-messages notice follows the next answers
+                let! _ = agent.CallOk("inbox_pop", [ "activity_id", box (n.["meta"].["activity_id"].GetValue<string>()) ])
                 return ()
             }
 
