@@ -1,0 +1,171 @@
+// The Requests view in headless Chromium (Debian's /usr/bin/chromium via playwright-core), driven by the keyboard
+// where a user would. Started by Tests/Browser/RequestsBrowserTests.fs, which runs the platform with a team (Alpha,
+// Beta) whose agents raised requests over HTTP with their workspace tokens:
+//
+//   node requests.e2e.mjs <config.json>
+//   config: {url, token, alpha: {id, token}, beta: {id, token}, approvalId, taskId, relayId, loopId, screenshots}
+//
+// Lines on stdout: `STEP …` per check, then `OK`, or `FAIL: <reason>`.
+import { chromium } from 'playwright-core';
+import { mkdtempSync, rmSync, existsSync, readFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const { url, token, alpha, beta, approvalId, taskId, relayId, loopId } = cfg;
+const shots = cfg.screenshots;
+
+function step(s) { console.log('STEP ' + s); }
+function fail(reason) { const e = new Error(reason); e.expected = true; throw e; }
+async function expectShown(what, locator, options) {
+  try { await locator.waitFor(options); } catch (e) { fail(`${what} (${e.message.split('\n')[0]})`); }
+}
+async function expectText(what, locator, pattern, timeout = 15000) {
+  const until = Date.now() + timeout;
+  let last = '';
+  while (Date.now() < until) {
+    last = (await locator.count()) ? await locator.first().textContent() : '';
+    if (pattern.test(last || '')) return last;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  fail(`${what}: ${JSON.stringify(last)} does not match ${pattern}`);
+}
+
+if (!existsSync(CHROMIUM)) {
+  console.log(`FAIL: ${CHROMIUM} not found; install it with: apt-get update && apt-get install -y chromium`);
+  process.exit(3);
+}
+mkdirSync(shots, { recursive: true });
+
+/** A request an agent raises with its own workspace token. */
+async function raise(ws, body) {
+  const resp = await fetch(`${url}/workspaces/${ws.id}/requests`, {
+    method: 'POST',
+    headers: { Authorization: 'Bearer ' + ws.token, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const text = await resp.text();
+  if (resp.status !== 201) fail(`POST requests → HTTP ${resp.status}: ${text}`);
+  return JSON.parse(text).request_id;
+}
+
+const profile = mkdtempSync(join(tmpdir(), 'requests-chromium-'));
+let browser;
+let page;
+const problems = [];
+let code = 0;
+const item = (id) => page.locator(`#request-list [role="option"][data-id="${id}"]`);
+
+try {
+  browser = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1360, height: 860 },
+  });
+  page = browser.pages()[0] || await browser.newPage();
+  page.setDefaultTimeout(15000);
+  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+  page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push('console error: ' + m.text()); });
+  page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.request().method()} ${new URL(r.url()).pathname}`); });
+
+  await page.goto(`${url}/#token=${encodeURIComponent(token)}`);
+  await expectShown('the live event stream', page.locator('#connection[data-state="live"]'));
+  // three of the four wait for the user (the permission prompt has expired)
+  await expectText('the count in the top bar', page.locator('#requests-badge'), /^3$/);
+  step('the top bar counts the requests waiting for the user');
+
+  // 1. Alt+R opens the view; the open ones are listed, the expired permission prompt only under its filter
+  await page.keyboard.press('Alt+r');
+  await expectShown('the Requests view', page.locator('#requests-view:not([hidden])'));
+  for (const id of [approvalId, taskId, loopId]) await expectShown('an open request ' + id, item(id));
+  if (await item(relayId).count()) fail('an expired request is listed among the open ones');
+  await expectText('the counts in the header', page.locator('#requests-counts'), /3 pending · 1 expired/);
+  step('Alt+R opens the Requests view: the open requests, counts by status in its header');
+
+  // 2. by keyboard: focus the list, move to the approval, Enter opens its thread; Tab to Approve, Enter
+  await item(approvalId).click();
+  await expectText('the approval\'s thread', page.locator('#thread-title'), /Deploy v2\?/);
+  await expectText('its detail', page.locator('#thread-detail'), /blue-green/);
+  await page.screenshot({ path: join(shots, 'requests-thread.png') });
+  await item(approvalId).focus();
+  await page.keyboard.press('Enter');
+  try {
+    await page.waitForFunction(() => document.activeElement && document.activeElement.id === 'request-thread', null, { timeout: 5000 });
+  } catch (_) { fail('Enter on a request did not move into its thread'); }
+  await page.locator('#thread-actions button[data-action="approved"]').focus();
+  await page.keyboard.press('Enter');
+  await expectText('the answer confirmed', page.locator('#thread-status-text'), /Approve: answered/);
+  // the open filter drops it; "all" shows it approved
+  await expectShown('the approval gone from the open list', item(approvalId), { state: 'detached' });
+  await page.locator('#requests-status').selectOption('');
+  await expectText('the approval, approved', item(approvalId).locator('.badge'), /approved/);
+  await page.locator('#requests-status').selectOption('open');
+  step('keyboard: Enter opens a thread, Approve answered the approval; it leaves the open list');
+
+  // 3. ask for details on the task: arrow keys to it, Enter, type, Enter sends
+  await item(taskId).click();
+  await expectText('the task\'s thread', page.locator('#thread-title'), /Rotate the keys/);
+  await page.locator('#thread-input').focus();
+  await page.keyboard.type('Which keys, and by when?');
+  await page.keyboard.press('Enter');
+  await expectText('the question in the thread', page.locator('#thread-messages .bubble-user .bubble-text'), /Which keys, and by when\?/);
+  await expectText('the task now asks for details', item(taskId).locator('.badge'), /asking for details/);
+  step('ask for details: the question is in the thread, the task reads "asking for details"');
+
+  // 4. live: an agent raises a request while the view is open; it appears without a reload
+  const live = await raise(beta, { kind: 'approval', recipient_type: 'user', title: 'Merge the hotfix?' });
+  await expectShown('the new request, live', item(live));
+  await expectText('the top bar count, live', page.locator('#requests-badge'), /^3$/);
+  // arrow keys move through the list
+  await item(live).focus();
+  await page.keyboard.press('End');
+  await page.keyboard.press('Home');
+  const first = await page.evaluate(() => document.activeElement && document.activeElement.dataset.id);
+  if (!first) fail('Home did not focus a request');
+  step('live: a request raised over HTTP appears at once; Home/End move through the list');
+
+  // 5. the loop guard's paused pair: Resume
+  await item(loopId).click();
+  await expectText('the paused pair', item(loopId).locator('.chip'), /paused pair/);
+  await expectShown('Keep paused', page.locator('#thread-actions button[data-action="rejected"]', { hasText: 'Keep paused' }));
+  await page.screenshot({ path: join(shots, 'requests-loop-guard.png') });
+  await page.locator('#thread-actions button[data-action="approved"]', { hasText: 'Resume' }).click();
+  await expectText('resumed', page.locator('#thread-status-text'), /Resume: answered/);
+  step('loop guard: listed as a paused pair with Resume / Keep paused; Resume answered it');
+
+  // 6. the expired permission prompt: tool and preview, "expired", no answer offered
+  await page.locator('#requests-status').selectOption('expired');
+  await item(relayId).click();
+  await expectText('the tool', page.locator('#thread-title'), /Tool permission: Bash/);
+  await expectText('the preview', page.locator('#thread-detail'), /rm -rf build/);
+  await expectText('expired', page.locator('#thread-status .badge'), /expired/);
+  if (await page.locator('#thread-actions:not([hidden])').count()) fail('an expired permission prompt offers answers');
+  await expectText('why', page.locator('#thread-note'), /Expired/);
+  await page.screenshot({ path: join(shots, 'requests-expired.png') });
+  step('permission relay: tool and preview shown, "expired", no answer offered');
+
+  // 7. filter by workspace: only Beta's
+  await page.locator('#requests-status').selectOption('');
+  await page.locator('#requests-workspace').selectOption(beta.id);
+  await expectShown('Beta\'s task', item(taskId));
+  if (await item(approvalId).count()) fail('the workspace filter kept Alpha\'s request');
+  await page.screenshot({ path: join(shots, 'requests-filtered.png') });
+  step('the workspace filter keeps one workspace\'s requests');
+
+  if (problems.length) fail(problems.join('; '));
+  console.log('OK');
+} catch (e) {
+  code = 1;
+  console.log('FAIL: ' + (e && e.message ? e.message.split('\n')[0] : String(e)));
+  if (problems.length) console.log('page problems: ' + problems.join('; '));
+  if (page) {
+    try { await page.screenshot({ path: join(shots, 'requests-failed.png'), fullPage: true }); } catch (_) { /* ignore */ }
+  }
+} finally {
+  if (browser) await browser.close().catch(() => {});
+  rmSync(profile, { recursive: true, force: true });
+}
+process.exit(code);
