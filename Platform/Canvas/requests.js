@@ -88,7 +88,7 @@ function sourceChip(r) {
 
 function who(r) {
   const from = partyName(r.requester_type, r.requester_id);
-  if (r.source === 'loop_guard') return `${from} ⇄ its peer, paused`;
+  if (r.source === 'loop_guard') return `paused: ${from} and its peer`;
   return `${from} → ${partyName(r.recipient_type, r.recipient_id)}`;
 }
 
@@ -203,6 +203,8 @@ function renderActions(r) {
     : 'Expired: it can no longer be answered.';
   else if (!forUser(r)) note.textContent = `Addressed to ${partyName(r.recipient_type, r.recipient_id)}: only that agent answers it.`;
   else if (!answerable) note.textContent = `This request is ${STATUS_LABELS[statusNow(r)] || statusNow(r)}.`;
+  else if (r.source === 'loop_guard') note.textContent = 'Resume lets the pair exchange messages again; Keep paused leaves their messages waiting in the inbox.';
+  else if (r.source === 'permission_relay') note.textContent = 'Approve allows this tool call once; Reject denies it.';
   else note.textContent = '';
 }
 

@@ -145,7 +145,16 @@ try {
   if (await page.locator('#thread-actions:not([hidden])').count()) fail('an expired permission prompt offers answers');
   await expectText('why', page.locator('#thread-note'), /Expired/);
   await page.screenshot({ path: join(shots, 'requests-expired.png') });
-  step('permission relay: tool and preview shown, "expired", no answer offered');
+  // one that expires while it is on screen turns "expired" without a reload, its answers withdrawn
+  await page.locator('#requests-status').selectOption('open');
+  const soon = new Date(Date.now() + 4000).toISOString().replace(/\.\d+Z$/, 'Z');
+  const expiring = await raise(alpha, { kind: 'approval', recipient_type: 'user', title: 'Edit', detail: 'src/app.ts: +3 -1',
+    source: 'permission_relay', expires_at: soon });
+  await item(expiring).click();
+  await expectShown('its answers while open', page.locator('#thread-actions:not([hidden]) button[data-action="approved"]'));
+  await expectText('expired on screen', page.locator('#thread-status .badge'), /expired/, 12000);
+  await expectShown('its answers withdrawn', page.locator('#thread-actions'), { state: 'hidden' });
+  step('permission relay: tool and preview shown, "expired" (also turning so on screen), no answer offered');
 
   // 7. filter by workspace: only Beta's
   await page.locator('#requests-status').selectOption('');
