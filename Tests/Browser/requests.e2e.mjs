@@ -6,37 +6,13 @@
 //   config: {url, token, alpha: {id, token}, beta: {id, token}, approvalId, taskId, relayId, loopId, screenshots}
 //
 // Lines on stdout: `STEP …` per check, then `OK`, or `FAIL: <reason>`.
-import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync, existsSync, readFileSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { step, fail, expectShown, expectText, runInChromium } from './e2e.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const { url, token, alpha, beta, approvalId, taskId, relayId, loopId } = cfg;
 const shots = cfg.screenshots;
-
-function step(s) { console.log('STEP ' + s); }
-function fail(reason) { const e = new Error(reason); e.expected = true; throw e; }
-async function expectShown(what, locator, options) {
-  try { await locator.waitFor(options); } catch (e) { fail(`${what} (${e.message.split('\n')[0]})`); }
-}
-async function expectText(what, locator, pattern, timeout = 15000) {
-  const until = Date.now() + timeout;
-  let last = '';
-  while (Date.now() < until) {
-    last = (await locator.count()) ? await locator.first().textContent() : '';
-    if (pattern.test(last || '')) return last;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  fail(`${what}: ${JSON.stringify(last)} does not match ${pattern}`);
-}
-
-if (!existsSync(CHROMIUM)) {
-  console.log(`FAIL: ${CHROMIUM} not found; install it with: apt-get update && apt-get install -y chromium`);
-  process.exit(3);
-}
-mkdirSync(shots, { recursive: true });
 
 /** A request an agent raises with its own workspace token. */
 async function raise(ws, body) {
@@ -50,26 +26,8 @@ async function raise(ws, body) {
   return JSON.parse(text).request_id;
 }
 
-const profile = mkdtempSync(join(tmpdir(), 'requests-chromium-'));
-let browser;
-let page;
-const problems = [];
-let code = 0;
-const item = (id) => page.locator(`#request-list [role="option"][data-id="${id}"]`);
-
-try {
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1360, height: 860 },
-  });
-  page = browser.pages()[0] || await browser.newPage();
-  page.setDefaultTimeout(15000);
-  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
-  page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push('console error: ' + m.text()); });
-  page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.request().method()} ${new URL(r.url()).pathname}`); });
+await runInChromium('requests', shots, async ({ page }) => {
+  const item = (id) => page.locator(`#request-list [role="option"][data-id="${id}"]`);
 
   await page.goto(`${url}/#token=${encodeURIComponent(token)}`);
   await expectShown('the live event stream', page.locator('#connection[data-state="live"]'));
@@ -163,18 +121,4 @@ try {
   if (await item(approvalId).count()) fail('the workspace filter kept Alpha\'s request');
   await page.screenshot({ path: join(shots, 'requests-filtered.png') });
   step('the workspace filter keeps one workspace\'s requests');
-
-  if (problems.length) fail(problems.join('; '));
-  console.log('OK');
-} catch (e) {
-  code = 1;
-  console.log('FAIL: ' + (e && e.message ? e.message.split('\n')[0] : String(e)));
-  if (problems.length) console.log('page problems: ' + problems.join('; '));
-  if (page) {
-    try { await page.screenshot({ path: join(shots, 'requests-failed.png'), fullPage: true }); } catch (_) { /* ignore */ }
-  }
-} finally {
-  if (browser) await browser.close().catch(() => {});
-  rmSync(profile, { recursive: true, force: true });
-}
-process.exit(code);
+});
