@@ -134,7 +134,7 @@ type RequestsBrowserTests(output: ITestOutputHelper) =
                 output.WriteLine out
                 Assert.True((code = 0), $"requests.e2e.mjs exited with {code}:\n{out}")
                 Assert.Contains("OK", lines)
-                Assert.Equal(8, lines |> List.filter (fun l -> l.StartsWith "STEP ") |> List.length)
+                Assert.Equal(9, lines |> List.filter (fun l -> l.StartsWith "STEP ") |> List.length)
 
                 // what the agents read: the user's answers as request_update rows in their own activity
                 let! forAlpha = updates platform.Url alphaId alphaToken
@@ -146,7 +146,7 @@ type RequestsBrowserTests(output: ITestOutputHelper) =
                 let! forBeta = updates platform.Url betaId betaToken
                 Assert.Equal<(string * string * string * string * string) list>([ task', "message", "info_requested", "user", "Which keys, and by when?" ], forBeta)
 
-                for name in [ "thread"; "loop-guard"; "expired"; "filtered" ] do
+                for name in [ "thread"; "loop-guard"; "expired"; "filtered"; "420" ] do
                     let f = Path.Combine(shots, $"requests-{name}.png")
                     Assert.True(File.Exists f && FileInfo(f).Length > 10000L, "no screenshot " + f)
             finally

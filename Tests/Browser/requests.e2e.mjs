@@ -121,4 +121,13 @@ await runInChromium('requests', shots, async ({ page }) => {
   if (await item(approvalId).count()) fail('the workspace filter kept Alpha\'s request');
   await page.screenshot({ path: join(shots, 'requests-filtered.png') });
   step('the workspace filter keeps one workspace\'s requests');
+
+  // 8. 420 px wide: one column, nothing wider than the screen
+  await page.setViewportSize({ width: 420, height: 900 });
+  await item(taskId).click();
+  await expectText('the thread at 420 px', page.locator('#thread-title'), /Rotate the keys/);
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  if (wide > 420) fail('the Requests view is ' + wide + ' px wide at 420 px');
+  await page.screenshot({ path: join(shots, 'requests-420.png'), fullPage: true });
+  step('420 px: the Requests view in one column, no horizontal scrolling');
 });
