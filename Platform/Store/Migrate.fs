@@ -21,8 +21,9 @@ type Target =
       Connect: unit -> DbConnection
       /// Brings engine state in line with copied values (e.g. an identity sequence past the copied seq numbers).
       Finish: DbConnection -> unit
-      /// Released when the copy ends (the target's store, holding its schema migrated and its locks).
-      Hold: IDisposable }
+      /// Opens the target's store once the source is open (its schema migrated, its locks taken), released when the
+      /// copy ends.
+      Hold: unit -> IDisposable }
 
 /// The outcome of a run: how it started and what each side holds.
 type Report =
@@ -121,12 +122,11 @@ let private openSource (dataDir: string) : Result<SqliteConnection, string> =
 /// not a copy of this source holds; `batch` rows go per target transaction; `log` hears progress; `copied` hears
 /// each batch committed (table, rows of it done). Error: nothing was copied, and why.
 let run (fromDir: string) (target: Target) (force: bool) (batch: int) (log: string -> unit) (copied: string -> int64 -> unit) : Result<Report, string> =
-    use _hold = target.Hold
-
     match openSource fromDir with
     | Error e -> Error e
     | Ok src ->
         use src = src
+        use _hold = target.Hold()
         use dst = target.Connect()
         let dialect = target.Dialect
         let source = summaries src Schema.Dialect.sqlite
@@ -166,7 +166,6 @@ let run (fromDir: string) (target: Target) (force: bool) (batch: int) (log: stri
 
 /// A SQLite data directory as a target (another machine's embedded platform, and the tests of the copy itself).
 let sqliteTarget (dataDir: string) : Target =
-    let store = SqliteStore.openAt dataDir ignore
     let db = Path.Combine(dataDir, SqliteStore.DatabaseFile)
 
     { Describe = db
@@ -177,4 +176,59 @@ let sqliteTarget (dataDir: string) : Target =
             c.Open()
             c :> DbConnection
       Finish = ignore
-      Hold = store }
+      Hold = fun () -> SqliteStore.openAt dataDir ignore :> IDisposable }
+
+// ---------------------------------------------------------------- the command
+
+let private count (n: int64) = n.ToString(Globalization.CultureInfo.InvariantCulture)
+
+/// `molecule-platform migrate`: the copy with its report on `out` (per table: rows on each side, checksum, match)
+/// and its progress and errors on `err`. Exit code 0 when every table matches, 1 otherwise (refused, failed, or a
+/// table that differs).
+let command (fromDir: string) (target: Target) (force: bool) (batch: int) (out: Action<string>) (err: Action<string>) : int =
+    err.Invoke $"copying the team of {fromDir} into {target.Describe}"
+
+    let outcome =
+        try
+            run fromDir target force batch err.Invoke (fun table rows -> err.Invoke $"{table}: {count rows} rows copied")
+        with
+        | :? DbException
+        | :? IOException
+        | :? InvalidDataException as e -> Error $"the copy stopped: {e.Message} (run the same command again to complete it)"
+
+    match outcome with
+    | Error e ->
+        err.Invoke("error: " + e)
+        1
+    | Ok report ->
+        for line in reportLines report.Source report.Target do
+            out.Invoke line
+
+        if report.Differences.IsEmpty then
+            out.Invoke(
+                $"every table matches: the team is in {target.Describe}. Give each platform instance serving it this data "
+                + "directory's admin_token and secret_key (mode 0600)."
+            )
+
+            0
+        else
+            err.Invoke(
+                "error: after the copy these tables differ from the source: "
+                + String.Join(", ", report.Differences)
+                + " (the target holds rows the source does not: pass --force to replace what it holds)"
+            )
+
+            1
+
+/// The target `--to` names: another data directory (SQLite). Error: what it takes.
+let targetOf (spec: string) : Result<Target, string> =
+    if String.IsNullOrWhiteSpace spec then Error "--to names the target: another data directory"
+    else Ok(sqliteTarget (Path.GetFullPath spec))
+
+/// For C# hosts: the command with `--to` as given; exit code 2 when it names no target.
+let commandTo (fromDir: string) (spec: string) (force: bool) (batch: int) (out: Action<string>) (err: Action<string>) : int =
+    match targetOf spec with
+    | Error e ->
+        err.Invoke("error: " + e)
+        2
+    | Ok target -> command (Path.GetFullPath fromDir) target force batch out err
