@@ -69,7 +69,8 @@ let publishFd () =
     must (run [] "dotnet" $"publish \"{hostProject}\" -c Release -p:PublishAot=false -o \"{out}\"" ignore) "publish molecule-mcp-fd"
     log $"published {fdBinary}"
 
-/// Every package into artifacts/packages/: Molecule.Protocol, Molecule.Core, Molecule.Agents (libraries),
+/// Every package into artifacts/packages/: Molecule.Protocol, Molecule.Core, Molecule.Agents, Molecule.Agents.Hosting,
+/// Molecule.Agents.AI (libraries: every packable project of the solution),
 /// molecule-platform (tool, framework-dependent) and molecule-mcp (tool: the pointer package, the native
 /// linux-x64 package and the framework-dependent "any" fallback). The osx-arm64, osx-x64 and win-x64 native
 /// packages are declared by the pointer package and packed on those systems (`dotnet pack Host.CSharp -r <rid>`):

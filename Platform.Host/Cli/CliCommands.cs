@@ -75,6 +75,7 @@ public static class CliCommands
         var rateMemories = RateOption("--rate-memories", "memory writes and recalls", defaults.Memories.PerMinute);
         var rateBroadcast = RateOption("--rate-broadcast", "broadcasts", defaults.Broadcast.PerMinute);
         var rateFiles = RateOption("--rate-files", "file requests (uploads, downloads, pending-upload acknowledgements)", defaults.Files.PerMinute);
+        var rateRequests = RateOption("--rate-requests", "requests-inbox calls (requests and approvals: raise, read, respond, message, cancel)", defaults.Requests.PerMinute);
         var uploadMib = new Option<int>("--upload-mib")
         {
             Description = "Per-token MiB of uploads a minute (0 = no limit).",
@@ -102,14 +103,14 @@ public static class CliCommands
         var cmd = new Command("platform", "Run a local Molecule platform in the foreground (Ctrl+C stops it).")
         {
             dataDir, host, port, allowedHost, openRegistration, enableFaults, rateRegister, rateRegistry, rateA2a, rateNotify,
-            rateActivity, rateMemories, rateBroadcast, rateFiles, uploadMib, streams, instance, logFormat,
+            rateActivity, rateMemories, rateBroadcast, rateFiles, rateRequests, uploadMib, streams, instance, logFormat,
         };
         RateLimit.Policy Per(ParseResult pr, Option<int> o) => new(pr.GetValue(o));
         cmd.SetAction((pr, ct) => Guarded(() => PlatformCommand.RunAsync(new PlatformCommand.Settings(
             pr.GetValue(dataDir), pr.GetValue(host) ?? "127.0.0.1", pr.GetValue(port),
             pr.GetValue(allowedHost) ?? [], pr.GetValue(openRegistration), pr.GetValue(enableFaults),
             new RateLimit.Limits(Per(pr, rateRegister), Per(pr, rateRegistry), Per(pr, rateA2a), Per(pr, rateNotify),
-                Per(pr, rateActivity), Per(pr, rateMemories), Per(pr, rateBroadcast), Per(pr, rateFiles),
+                Per(pr, rateActivity), Per(pr, rateMemories), Per(pr, rateBroadcast), Per(pr, rateFiles), Per(pr, rateRequests),
                 new RateLimit.Policy((int)Math.Min(int.MaxValue, (long)pr.GetValue(uploadMib) * 1024 * 1024)), pr.GetValue(streams)),
             pr.GetValue(instance), pr.GetValue(logFormat) == "json"), ct)));
         return cmd;

@@ -23,12 +23,19 @@ type OfToken = interface end
 /// An activity row; a delegation's id is the id of its tracking row.
 type OfActivity = interface end
 type OfMemory = interface end
+/// A request of the requests inbox (tasks and approvals, spec §7.1), a message of its thread, an approval (§7.2).
+type OfRequest = interface end
+type OfRequestMessage = interface end
+type OfApproval = interface end
 
 type WorkspaceId = Id<OfWorkspace>
 /// A token's id (the row's; never the token's text).
 type TokenId = Id<OfToken>
 type ActivityId = Id<OfActivity>
 type MemoryId = Id<OfMemory>
+type RequestId = Id<OfRequest>
+type RequestMessageId = Id<OfRequestMessage>
+type ApprovalId = Id<OfApproval>
 
 /// The ids' constructors, by the names of their kinds.
 [<AutoOpen>]
@@ -37,6 +44,9 @@ module Ids =
     let TokenId (g: Guid) : TokenId = Id g
     let ActivityId (g: Guid) : ActivityId = Id g
     let MemoryId (g: Guid) : MemoryId = Id g
+    let RequestId (g: Guid) : RequestId = Id g
+    let RequestMessageId (g: Guid) : RequestMessageId = Id g
+    let ApprovalId (g: Guid) : ApprovalId = Id g
 
 /// A workspace's status; `Status.text` is its wire and column form.
 [<RequireQualifiedAccess>]

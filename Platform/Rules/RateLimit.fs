@@ -29,6 +29,8 @@ type Group =
     /// Uploads, downloads of stored files and acknowledgements of pending uploads (requests; the bytes of uploads
     /// have their own budget, `Limits.UploadBytes`).
     | Files
+    /// Requests and approvals (raise, list, read, respond, message, cancel, decide, withdraw).
+    | Requests
 
 /// The limits of every group, the bytes of uploads a minute and the event streams open at once, per token.
 type Limits =
@@ -40,6 +42,7 @@ type Limits =
       Memories: Policy
       Broadcast: Policy
       Files: Policy
+      Requests: Policy
       /// Bytes of uploads a minute.
       UploadBytes: Policy
       /// Event streams (GET /workspaces/:id/events/stream) one token may hold open at once; 0 or less = no cap.
@@ -48,7 +51,7 @@ type Limits =
 module Limits =
     /// Generous, so that a working agent never meets them; they stop a runaway loop: 60 registrations, 600
     /// registry calls, 600 A2A sends, 300 notifications, 12,000 activity calls, 600 memory calls, 60 broadcasts,
-    /// 600 file requests and 100 MiB of uploads a minute, 8 open streams.
+    /// 600 file requests, 600 requests-inbox calls and 100 MiB of uploads a minute, 8 open streams.
     let defaults =
         { Register = { PerMinute = 60 }
           Registry = { PerMinute = 600 }
@@ -58,6 +61,7 @@ module Limits =
           Memories = { PerMinute = 600 }
           Broadcast = { PerMinute = 60 }
           Files = { PerMinute = 600 }
+          Requests = { PerMinute = 600 }
           UploadBytes = { PerMinute = 100 * 1024 * 1024 }
           Streams = 8 }
 
@@ -70,6 +74,7 @@ module Limits =
           Memories = { PerMinute = 0 }
           Broadcast = { PerMinute = 0 }
           Files = { PerMinute = 0 }
+          Requests = { PerMinute = 0 }
           UploadBytes = { PerMinute = 0 }
           Streams = 0 }
 
@@ -83,6 +88,7 @@ module Limits =
         | Memories -> l.Memories
         | Broadcast -> l.Broadcast
         | Files -> l.Files
+        | Requests -> l.Requests
 
 /// Each group once: its name in bucket keys, and what its requests are called in the 429 text and the log.
 let private names =
@@ -93,7 +99,8 @@ let private names =
       Activity, ("activity", "activity calls")
       Memories, ("memories", "memory calls")
       Broadcast, ("broadcast", "broadcasts")
-      Files, ("files", "file requests") ]
+      Files, ("files", "file requests")
+      Requests, ("requests", "requests-inbox calls") ]
     |> Map.ofList
 
 /// What the requests of a group are called in the 429 text and the log.
@@ -127,6 +134,17 @@ let groupOf (httpMethod: string) (pattern: string) : Group option =
     | "GET", "/workspaces/{id}/chat/uploads/{file}"
     | "GET", "/workspaces/{id}/pending-uploads/{file}/content"
     | "POST", "/workspaces/{id}/pending-uploads/{file}/ack" -> Some Files
+    | "POST", "/workspaces/{id}/requests"
+    | "GET", "/workspaces/{id}/requests"
+    | "GET", "/workspaces/{id}/requests/inbox"
+    | "GET", "/workspaces/{id}/requests/{requestId}"
+    | "POST", "/workspaces/{id}/requests/{requestId}/respond"
+    | "POST", "/workspaces/{id}/requests/{requestId}/messages"
+    | "POST", "/workspaces/{id}/requests/{requestId}/cancel"
+    | "POST", "/workspaces/{id}/approvals"
+    | "GET", "/workspaces/{id}/approvals"
+    | "POST", "/workspaces/{id}/approvals/{approvalId}/decide"
+    | "POST", "/workspaces/{id}/approvals/{approvalId}/withdraw" -> Some Requests
     | _ -> None
 
 /// The event stream route (capped by open streams, not by a bucket).

@@ -105,7 +105,28 @@ let migrations: Migration list =
             Sql """CREATE INDEX IF NOT EXISTS memories_ws ON agent_memories (workspace_id, scope)"""
             Sql
                 """CREATE INDEX IF NOT EXISTS activity_key ON activity_logs (workspace_id, idempotency_key) WHERE idempotency_key IS NOT NULL"""
-            SealInboundSecrets ] } ]
+            SealInboundSecrets ] }
+      { Version = 4
+        Name = "requests, their threads and approvals"
+        Steps =
+          [ Sql
+                """CREATE TABLE IF NOT EXISTS requests (
+                     id TEXT PRIMARY KEY, kind TEXT NOT NULL, requester_type TEXT NOT NULL, requester_id TEXT,
+                     recipient_type TEXT NOT NULL, recipient_id TEXT, title TEXT NOT NULL, detail TEXT, status TEXT NOT NULL,
+                     responder_type TEXT, responder_id TEXT, priority TEXT NOT NULL, source TEXT NOT NULL, expires_at {bigint},
+                     created_at {bigint} NOT NULL, updated_at {bigint} NOT NULL, responded_at {bigint})"""
+            Sql """CREATE INDEX IF NOT EXISTS requests_requester ON requests (requester_id, created_at)"""
+            Sql """CREATE INDEX IF NOT EXISTS requests_recipient ON requests (recipient_id, created_at)"""
+            Sql
+                """CREATE TABLE IF NOT EXISTS request_messages (
+                     id TEXT PRIMARY KEY, request_id TEXT NOT NULL, author_type TEXT NOT NULL, author_id TEXT, body TEXT NOT NULL,
+                     created_at {bigint} NOT NULL)"""
+            Sql """CREATE INDEX IF NOT EXISTS request_messages_request ON request_messages (request_id, created_at)"""
+            Sql
+                """CREATE TABLE IF NOT EXISTS approvals (
+                     id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, task_id TEXT, action TEXT NOT NULL, reason TEXT, context TEXT,
+                     status TEXT NOT NULL, decided_by TEXT, decided_at {bigint}, created_at {bigint} NOT NULL)"""
+            Sql """CREATE INDEX IF NOT EXISTS approvals_ws ON approvals (workspace_id, created_at)""" ] } ]
 
 /// The version this binary's schema is at.
 let latest = migrations |> List.map (fun m -> m.Version) |> List.max

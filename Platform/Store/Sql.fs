@@ -226,6 +226,56 @@ let readMemory (r: DbDataReader) : Memory =
       Namespace = r.GetString 4
       CreatedAt = ofTicks (r.GetInt64 5) }
 
+let requestColumns =
+    "id,kind,requester_type,requester_id,recipient_type,recipient_id,title,detail,status,responder_type,responder_id,priority,source,expires_at,created_at,updated_at,responded_at"
+
+let private party (r: DbDataReader) (i: int) : Requests.Party =
+    let typ = r.GetString i
+    Requests.Party.ofColumns typ (text r (i + 1)) |> Option.defaultWith (fun () -> corrupt "request party" typ)
+
+let private parsed (column: string) (parse: string -> 'a option) (r: DbDataReader) (i: int) : 'a =
+    let s = r.GetString i
+    parse s |> Option.defaultWith (fun () -> corrupt column s)
+
+let readRequest (r: DbDataReader) : Requests.Request =
+    { Id = RequestId(guid r 0)
+      Kind = parsed "request kind" Requests.Kind.tryParse r 1
+      Requester = party r 2
+      Recipient = party r 4
+      Title = r.GetString 6
+      Detail = text r 7
+      Status = parsed "request status" Requests.RequestStatus.tryParse r 8
+      Responder = (if r.IsDBNull 9 then None else Some(party r 9))
+      Priority = r.GetString 11
+      Source = parsed "request source" Requests.Source.tryParse r 12
+      ExpiresAt = instant r 13
+      CreatedAt = ofTicks (r.GetInt64 14)
+      UpdatedAt = ofTicks (r.GetInt64 15)
+      RespondedAt = instant r 16 }
+
+let requestMessageColumns = "id,request_id,author_type,author_id,body,created_at"
+
+let readRequestMessage (r: DbDataReader) : Requests.Message =
+    { Id = RequestMessageId(guid r 0)
+      RequestId = RequestId(guid r 1)
+      Author = party r 2
+      Body = r.GetString 4
+      CreatedAt = ofTicks (r.GetInt64 5) }
+
+let approvalColumns = "id,workspace_id,task_id,action,reason,context,status,decided_by,decided_at,created_at"
+
+let readApproval (r: DbDataReader) : Approvals.Approval =
+    { Id = ApprovalId(guid r 0)
+      WorkspaceId = WorkspaceId(guid r 1)
+      TaskId = text r 2
+      Action = r.GetString 3
+      Reason = text r 4
+      Context = text r 5
+      Status = parsed "approval status" Approvals.ApprovalStatus.tryParse r 6
+      DecidedBy = text r 7
+      DecidedAt = instant r 8
+      CreatedAt = ofTicks (r.GetInt64 9) }
+
 // ---------------------------------------------------------------- activity queries
 
 /// `@p0, @p1, …` for a list of values, with their parameters.
@@ -534,6 +584,60 @@ type SqlSession(s: Session, secrets: SecretBox) =
               "@ua", ticks at ]
         |> ignore
 
+    let partyParams (prefix: string) (p: Requests.Party option) =
+        [ $"@{prefix}t", (p |> Option.map (Requests.Party.typeText >> box) |> Option.toObj)
+          $"@{prefix}i", (p |> Option.bind Requests.Party.idText |> optText) ]
+
+    let saveRequest (q: Requests.Request) =
+        exec
+            s
+            """INSERT INTO requests (id,kind,requester_type,requester_id,recipient_type,recipient_id,title,detail,status,responder_type,responder_id,priority,source,expires_at,created_at,updated_at,responded_at)
+               VALUES (@id,@k,@qt,@qi,@ct,@ci,@ti,@d,@st,@rt,@ri,@p,@src,@ex,@ca,@ua,@ra)
+               ON CONFLICT(id) DO UPDATE SET status=excluded.status, responder_type=excluded.responder_type,
+               responder_id=excluded.responder_id, updated_at=excluded.updated_at, responded_at=excluded.responded_at"""
+            ([ "@id", idText q.Id
+               "@k", box (Requests.Kind.text q.Kind)
+               "@ti", box q.Title
+               "@d", optText q.Detail
+               "@st", box (Requests.RequestStatus.text q.Status)
+               "@p", box q.Priority
+               "@src", box (Requests.Source.text q.Source)
+               "@ex", optTicks q.ExpiresAt
+               "@ca", ticks q.CreatedAt
+               "@ua", ticks q.UpdatedAt
+               "@ra", optTicks q.RespondedAt ]
+             @ partyParams "q" (Some q.Requester)
+             @ partyParams "c" (Some q.Recipient)
+             @ partyParams "r" q.Responder)
+        |> ignore
+
+    let requests (scope: RequestScope) =
+        let where, ps =
+            match scope with
+            | RaisedBy ws -> "requester_type = 'agent' AND requester_id = @ws", [ "@ws", idText ws ]
+            | AddressedTo ws -> "recipient_type = 'agent' AND recipient_id = @ws", [ "@ws", idText ws ]
+            | EveryRequest -> "1 = 1", []
+
+        query s $"SELECT {requestColumns} FROM requests WHERE {where} ORDER BY created_at, id" ps readRequest
+
+    let saveApproval (a: Approvals.Approval) =
+        exec
+            s
+            """INSERT INTO approvals (id,workspace_id,task_id,action,reason,context,status,decided_by,decided_at,created_at)
+               VALUES (@id,@ws,@t,@a,@r,@c,@st,@by,@at,@ca)
+               ON CONFLICT(id) DO UPDATE SET status=excluded.status, decided_by=excluded.decided_by, decided_at=excluded.decided_at"""
+            [ "@id", idText a.Id
+              "@ws", idText a.WorkspaceId
+              "@t", optText a.TaskId
+              "@a", box a.Action
+              "@r", optText a.Reason
+              "@c", optText a.Context
+              "@st", box (Approvals.ApprovalStatus.text a.Status)
+              "@by", optText a.DecidedBy
+              "@at", optTicks a.DecidedAt
+              "@ca", ticks a.CreatedAt ]
+        |> ignore
+
     /// Whether the transaction saved a workspace (the engine then drops its cached team once it has committed).
     member _.SavedWorkspace = savedWorkspace
 
@@ -580,6 +684,43 @@ type SqlSession(s: Session, secrets: SecretBox) =
         member _.Abilities ws = abilities ws
         member _.File(ws, kind, key) = file ws kind key
 
+        member _.Request id =
+            query s $"SELECT {requestColumns} FROM requests WHERE id = @id" [ "@id", idText id ] readRequest |> List.tryHead
+
+        member _.Requests scope = requests scope
+
+        member _.RequestMessages id =
+            query
+                s
+                $"SELECT {requestMessageColumns} FROM request_messages WHERE request_id = @id ORDER BY created_at, id"
+                [ "@id", idText id ]
+                readRequestMessage
+
+        member _.Approval id =
+            query s $"SELECT {approvalColumns} FROM approvals WHERE id = @id" [ "@id", idText id ] readApproval |> List.tryHead
+
+        member _.Approvals ws =
+            query
+                s
+                $"SELECT {approvalColumns} FROM approvals WHERE workspace_id = @ws ORDER BY created_at DESC, id DESC LIMIT {Approvals.ListSize}"
+                [ "@ws", idText ws ]
+                readApproval
+
+        member _.SaveRequest q = saveRequest q
+
+        member _.AddRequestMessage m =
+            exec
+                s
+                $"INSERT INTO request_messages ({requestMessageColumns}) VALUES (@id,@rq,@at,@ai,@b,@ca)"
+                [ "@id", idText m.Id
+                  "@rq", idText m.RequestId
+                  "@at", box (Requests.Party.typeText m.Author)
+                  "@ai", optText (Requests.Party.idText m.Author)
+                  "@b", box m.Body
+                  "@ca", ticks m.CreatedAt ]
+            |> ignore
+
+        member _.SaveApproval a = saveApproval a
         member _.StoredSchemaVersion() = schemaVersion s
 
         member _.SaveWorkspace w =

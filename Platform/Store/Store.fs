@@ -79,6 +79,15 @@ type StoredFile =
       Size: int64
       CreatedAt: DateTimeOffset }
 
+/// Which requests (spec §7.1) a query reads.
+type RequestScope =
+    /// Raised by this workspace.
+    | RaisedBy of WorkspaceId
+    /// Addressed to this workspace (an agent recipient).
+    | AddressedTo of WorkspaceId
+    /// Every request of the team.
+    | EveryRequest
+
 /// A consistent view of the store.
 type IReader =
     abstract Workspace: WorkspaceId -> Workspace option
@@ -103,6 +112,14 @@ type IReader =
     abstract Abilities: WorkspaceId -> Team.Abilities
     /// A stored file and its bytes.
     abstract File: WorkspaceId * FileKind * key: string -> (StoredFile * byte[]) option
+    abstract Request: RequestId -> Requests.Request option
+    /// The requests in the scope, oldest first.
+    abstract Requests: RequestScope -> Requests.Request list
+    /// A request's thread, oldest first.
+    abstract RequestMessages: RequestId -> Requests.Message list
+    abstract Approval: ApprovalId -> Approvals.Approval option
+    /// A workspace's newest approvals (at most `Approvals.ListSize`), newest first.
+    abstract Approvals: WorkspaceId -> Approvals.Approval list
     /// The schema version the database is at now (a newer platform sharing it may have migrated it since this one
     /// started): what GET /ready compares with this binary's.
     abstract StoredSchemaVersion: unit -> int
@@ -130,6 +147,11 @@ type IWriter =
     abstract PutFile: StoredFile * content: byte[] -> unit
     /// Deletes a stored file; false when there was none.
     abstract DeleteFile: WorkspaceId * FileKind * key: string -> bool
+    /// Inserts a request, or updates its status, responder and times.
+    abstract SaveRequest: Requests.Request -> unit
+    abstract AddRequestMessage: Requests.Message -> unit
+    /// Inserts an approval, or updates its status and decision.
+    abstract SaveApproval: Approvals.Approval -> unit
     abstract IssueTicket: Tickets.Ticket -> unit
     /// Uses up the live ticket stored under this hash (expired ones are dropped); true when there was one.
     abstract RedeemTicket: hash: byte[] * now: DateTimeOffset -> bool

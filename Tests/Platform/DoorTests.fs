@@ -284,7 +284,8 @@ let private adminRoutes =
           "POST /workspaces/{id}/tokens"; "GET /workspaces/{id}/tokens"; "DELETE /workspaces/{id}/tokens/{tokenId}"
           "PATCH /workspaces/{id}/abilities"; "GET /admin/workspaces"; "GET /admin/feed"; "GET /admin/delegations"
           "GET /admin/memories"; "POST /admin/faults"; "DELETE /admin/faults"; "POST /admin/faults/cut-streams"
-          "GET /admin/requests"; "POST /admin/sweep"; "POST /admin/retention"; "GET /events"; "POST /admin/stream-ticket"
+          "GET /admin/requests"; "GET /admin/inbox"; "GET /admin/inbox/{requestId}"; "POST /admin/inbox/{requestId}/respond"
+          "POST /admin/inbox/{requestId}/messages"; "POST /admin/sweep"; "POST /admin/retention"; "GET /events"; "POST /admin/stream-ticket"
           "GET /metrics" ]
 
 let private openRoutes = set [ "GET /health"; "GET /ready"; "GET /"; "HEAD /"; "GET /canvas/{file}"; "HEAD /canvas/{file}"; "* {*path:nonfile}" ]
@@ -319,6 +320,7 @@ let ``doors: delegate shares the A2A budget; memories, activity, registry, broad
                 Memories = { PerMinute = 2 }
                 Broadcast = { PerMinute = 1 }
                 Files = { PerMinute = 2 }
+                Requests = { PerMinute = 2 }
                 UploadBytes = { PerMinute = 2000 }
                 Streams = 2 }
 
@@ -361,6 +363,11 @@ let ``doors: delegate shares the A2A budget; memories, activity, registry, broad
         let! r = raw c "POST" $"/workspaces/{ws.Id}/broadcast" auth (Some(json """{"message":"all hands"}""")) in fine "broadcast" r
         let! r = raw c "POST" $"/workspaces/{ws.Id}/broadcast" auth (Some(json """{"message":"again"}""")) in refused "broadcast 2" r "broadcasts"
 
+        // requests and approvals: one budget
+        let! r = raw c "POST" $"/workspaces/{ws.Id}/requests" auth (Some(json """{"kind":"task","recipient_type":"user","title":"t"}""")) in fine "request" r
+        let! r = raw c "GET" $"/workspaces/{ws.Id}/approvals" auth None in fine "approvals" r
+        let! r = raw c "GET" $"/workspaces/{ws.Id}/requests/inbox" auth None in refused "inbox" r "requests-inbox calls"
+
         // uploads: their bytes from a budget of their own, the requests from the files budget
         let upload (n: int) =
             let form = new MultipartFormDataContent()
@@ -402,7 +409,7 @@ let ``doors: delegate shares the A2A budget; memories, activity, registry, broad
             let! a = c.Send("GET", $"/workspaces/{ws.Id}/activity", token = admin)
             Assert.Equal(200, a.Code)
 
-        for what in [ "A2A sends"; "memory calls"; "activity calls"; "registry calls"; "broadcasts"; "upload bytes"; "file requests"; "event streams" ] do
+        for what in [ "A2A sends"; "memory calls"; "activity calls"; "registry calls"; "broadcasts"; "upload bytes"; "file requests"; "requests-inbox calls"; "event streams" ] do
             Assert.Contains($"rate limit: {what} from 127.0.0.1 refused", fx.Log)
     }
 

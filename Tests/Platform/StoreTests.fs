@@ -414,6 +414,66 @@ let ``files and abilities are kept in the store`` (engine: string) =
     Assert.Equal(({ BroadcastEnabled = true; TalkToUserEnabled = false }: Team.Abilities), s.Read(fun r -> r.Abilities ws))
 
 [<Theory; ClassData(typeof<EngineCases>)>]
+let ``requests, their threads and approvals come back as saved; an update changes only status, responder and times`` (engine: string) =
+    use o = new Opened(engine)
+    let a, b = wid (), wid ()
+
+    let request (recipient: Requests.Party) (at: DateTimeOffset) : Requests.Request =
+        { Id = RequestId(Guid.NewGuid())
+          Kind = Requests.Kind.Approval
+          Requester = Requests.Party.Agent a
+          Recipient = recipient
+          Title = "Deploy?"
+          Detail = Some "to prod"
+          Priority = "high"
+          Source = Requests.Source.PermissionRelay
+          ExpiresAt = Some(at.AddMinutes 10.0)
+          Status = Requests.RequestStatus.Pending
+          Responder = None
+          CreatedAt = at
+          UpdatedAt = at
+          RespondedAt = None }
+
+    let forUser = request (Requests.Party.User(Some "ops")) t0
+    let forB = request (Requests.Party.Agent b) (t0.AddSeconds 1.0)
+    o.Store.Write(fun w -> w.SaveRequest forUser; w.SaveRequest forB)
+    let answered = { forB with Status = Requests.RequestStatus.Approved; Responder = Some(Requests.Party.Agent b); Title = "changed"; UpdatedAt = t0.AddMinutes 1.0; RespondedAt = Some(t0.AddMinutes 1.0) }
+
+    let m: Requests.Message =
+        { Id = RequestMessageId(Guid.NewGuid()); RequestId = forB.Id; Author = Requests.Party.User None; Body = "why?"; CreatedAt = t0.AddSeconds 5.0 }
+
+    o.Store.Write(fun w -> w.SaveRequest answered; w.AddRequestMessage m)
+    o.Reopen()
+
+    o.Store.Read(fun r ->
+        Assert.Equal(Some forUser, r.Request forUser.Id)
+        Assert.Equal(Some { answered with Title = "Deploy?" }, r.Request forB.Id)
+        Assert.Equal<Requests.Request list>([ forUser; { answered with Title = "Deploy?" } ], r.Requests(RaisedBy a))
+        Assert.Equal<RequestId list>([ forB.Id ], r.Requests(AddressedTo b) |> List.map (fun q -> q.Id))
+        Assert.Empty(r.Requests(RaisedBy b))
+        Assert.Equal(2, r.Requests EveryRequest |> List.length)
+        Assert.Equal<Requests.Message list>([ m ], r.RequestMessages forB.Id)
+        Assert.Empty(r.RequestMessages forUser.Id))
+
+    let approvals =
+        [ for i in 0..Approvals.ListSize ->
+              ({ Id = ApprovalId(Guid.NewGuid()); WorkspaceId = a; TaskId = Some "t"; Action = $"act {i}"; Reason = None
+                 Context = Some """{"k":1}"""; Status = Approvals.ApprovalStatus.Pending; DecidedBy = None; DecidedAt = None
+                 CreatedAt = t0.AddSeconds(float i) }
+              : Approvals.Approval) ]
+
+    o.Store.Write(fun w -> approvals |> List.iter w.SaveApproval)
+    let decided = { approvals[0] with Status = Approvals.ApprovalStatus.Denied; DecidedBy = Some "ops"; DecidedAt = Some t0 }
+    o.Store.Write(fun w -> w.SaveApproval decided)
+
+    o.Store.Read(fun r ->
+        Assert.Equal(Some decided, r.Approval decided.Id)
+        let newest = r.Approvals a
+        Assert.Equal(Approvals.ListSize, newest.Length)
+        Assert.Equal(approvals |> List.last, List.head newest)
+        Assert.Empty(r.Approvals b))
+
+[<Theory; ClassData(typeof<EngineCases>)>]
 let ``tokens are found by their hash only; revoking a workspace's tokens revokes them all`` (engine: string) =
     use o = new Opened(engine)
     let s = o.Store
@@ -575,4 +635,4 @@ let ``every migration renders in every dialect, with no placeholder left`` () =
 
     Assert.Equal<int list>([ 1..Schema.latest ], Schema.migrations |> List.map (fun m -> m.Version))
     Assert.True(Schema.pending (Schema.latest + 1) |> Result.isError)
-    Assert.Equal<int list>([ 3 ], (match Schema.pending 2 with Ok ms -> ms |> List.map (fun m -> m.Version) | Error e -> failwith e))
+    Assert.Equal<int list>([ 3..Schema.latest ], (match Schema.pending 2 with Ok ms -> ms |> List.map (fun m -> m.Version) | Error e -> failwith e))

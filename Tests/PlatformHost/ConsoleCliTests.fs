@@ -187,7 +187,7 @@ let ``platform: a database newer than this binary stops the start with one line 
 
     let help = run20 [ "platform"; "--help" ]
 
-    for flag in [ "--rate-registry"; "--rate-activity"; "--rate-memories"; "--rate-broadcast"; "--rate-files"; "--upload-mib"; "--streams-per-token" ] do
+    for flag in [ "--rate-registry"; "--rate-activity"; "--rate-memories"; "--rate-broadcast"; "--rate-files"; "--rate-requests"; "--upload-mib"; "--streams-per-token" ] do
         contains flag help.Out
 
     use p = new PlatformProcess(tempDir "limits", [ "--rate-memories"; "1"; "--streams-per-token"; "1"; "--upload-mib"; "1" ])

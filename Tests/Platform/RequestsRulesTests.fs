@@ -1,0 +1,302 @@
+/// Properties of the requests inbox's decider (Rules/Requests.fs) and of approvals (Rules/Approvals.fs): who may
+/// answer, what each kind takes, what a message does, that a resolved request stays resolved, expiry, and to whom a
+/// change is delivered.
+module Molecule.Tests.Platform.RequestsRulesTests
+
+open System
+open Xunit
+open FsCheck
+open FsCheck.FSharp
+open Molecule.Platform
+open Molecule.Platform.Requests
+module Json = Molecule.Protocol.Json
+
+let private cfg n = FsCheck.Config.QuickThrowOnFailure.WithMaxTest n
+let private t0 = DateTimeOffset(2026, 6, 1, 10, 0, 0, TimeSpan.Zero)
+let private a = WorkspaceId(Guid.Parse "aaaaaaaa-0000-4000-8000-000000000001")
+let private b = WorkspaceId(Guid.Parse "bbbbbbbb-0000-4000-8000-000000000002")
+let private c = WorkspaceId(Guid.Parse "cccccccc-0000-4000-8000-000000000003")
+let private parties = [ Party.User None; Party.User(Some "someone"); Party.Agent a; Party.Agent b; Party.Agent c ]
+let private partyGen = Gen.elements parties
+let private stored = RequestStatus.all |> List.filter (fun s -> s <> RequestStatus.Expired)
+let private actions = [ RequestStatus.Done; RequestStatus.Rejected; RequestStatus.Approved ]
+
+let private requestGen =
+    gen {
+        let! requester = Gen.elements [ a; b ]
+        let! recipient = partyGen
+        let! kind = Gen.elements [ Kind.Task; Kind.Approval ]
+        let! status = Gen.elements stored
+        let! expires = Gen.elements [ None; Some(t0.AddMinutes -1.0); Some(t0.AddMinutes 10.0) ]
+        let! source = Gen.elements Source.all
+
+        return
+            { Id = RequestId(Guid.NewGuid())
+              Kind = kind
+              Requester = Party.Agent requester
+              Recipient = recipient
+              Title = "Deploy v2?"
+              Detail = None
+              Priority = "normal"
+              Source = source
+              ExpiresAt = expires
+              Status = status
+              Responder = None
+              CreatedAt = t0.AddMinutes -5.0
+              UpdatedAt = t0.AddMinutes -5.0
+              RespondedAt = None }
+    }
+
+let private message (text: string) : Message =
+    { Id = RequestMessageId(Guid.NewGuid())
+      RequestId = RequestId Guid.Empty
+      Author = Party.User None
+      Body = text
+      CreatedAt = t0 }
+
+let private commandGen =
+    gen {
+        let! actor = partyGen
+        let! action = Gen.elements actions
+        return! Gen.elements [ Respond(actor, action); Say(actor, message "which host?"); Cancel actor ]
+    }
+
+let private isOk r =
+    match r with
+    | Ok _ -> true
+    | Error _ -> false
+
+let private code (r: Result<Change, Reply>) =
+    match r with
+    | Ok _ -> 0
+    | Error e -> e.Code
+
+[<Fact>]
+let ``rule: only the recipient responds`` () =
+    Check.One(
+        cfg 500,
+        Prop.forAll (Arb.fromGen (Gen.zip3 requestGen partyGen (Gen.elements actions))) (fun (r, actor, action) ->
+            match decide t0 (Some r) (Respond(actor, action)) with
+            | Ok ch -> Party.same actor r.Recipient && ch.Request.Responder = Some actor && ch.Request.Status = action
+            | Error _ -> true)
+    )
+
+[<Fact>]
+let ``rule: a requester cannot respond`` () =
+    Check.One(
+        cfg 500,
+        Prop.forAll (Arb.fromGen (Gen.zip requestGen (Gen.elements actions))) (fun (r, action) ->
+            let refused = decide t0 (Some r) (Respond(r.Requester, action))
+            not (isOk refused) && (Party.same r.Requester r.Recipient |> not || code refused <> 403))
+    )
+
+[<Fact>]
+let ``rule: an approval takes approved or rejected, a task done or rejected`` () =
+    Check.One(
+        cfg 500,
+        Prop.forAll (Arb.fromGen (Gen.zip requestGen (Gen.elements actions))) (fun (r, action) ->
+            let answerable = RequestStatus.isOpen (statusAt t0 r) && not (Party.same r.Recipient r.Requester)
+
+            let allowed =
+                match r.Kind, action with
+                | Kind.Approval, (RequestStatus.Approved | RequestStatus.Rejected)
+                | Kind.Task, (RequestStatus.Done | RequestStatus.Rejected) -> true
+                | _ -> false
+
+            let result = decide t0 (Some r) (Respond(r.Recipient, action))
+
+            if answerable then
+                isOk result = allowed && (allowed || code result = 400)
+            else
+                not (isOk result))
+    )
+
+[<Fact>]
+let ``rule: a message from anyone but the requester flips an open request to info_requested; the requester's keeps its status`` () =
+    Check.One(
+        cfg 500,
+        Prop.forAll (Arb.fromGen (Gen.zip requestGen partyGen)) (fun (r, actor) ->
+            match decide t0 (Some r) (Say(actor, message "which host?")) with
+            | Ok ch ->
+                let expected = if Party.same actor r.Requester then r.Status else RequestStatus.InfoRequested
+
+                isParticipant actor r
+                && RequestStatus.isOpen (statusAt t0 r)
+                && ch.Request.Status = expected
+                && (match ch.Event with
+                    | MessageAdded m -> m.Author = actor && m.RequestId = r.Id && m.Body = "which host?"
+                    | _ -> false)
+            | Error e -> (not (isParticipant actor r) && e.Code = 403) || not (RequestStatus.isOpen (statusAt t0 r)))
+    )
+
+[<Fact>]
+let ``rule: only the requester cancels, and only an open request`` () =
+    Check.One(
+        cfg 500,
+        Prop.forAll (Arb.fromGen (Gen.zip requestGen partyGen)) (fun (r, actor) ->
+            match decide t0 (Some r) (Cancel actor) with
+            | Ok ch -> Party.same actor r.Requester && RequestStatus.isOpen (statusAt t0 r) && ch.Request.Status = RequestStatus.Cancelled
+            | Error e -> not (Party.same actor r.Requester) && e.Code = 403 || not (RequestStatus.isOpen (statusAt t0 r)))
+    )
+
+[<Fact>]
+let ``rule: a resolved request stays resolved under any commands`` () =
+    Check.One(
+        cfg 300,
+        Prop.forAll (Arb.fromGen (Gen.zip requestGen (Gen.listOf commandGen))) (fun (r, commands) ->
+            let step (cur: Request, ok: bool) (cmd: Command) =
+                let before = statusAt t0 cur
+
+                match decide t0 (Some cur) cmd with
+                | Ok ch -> ch.Request, ok && RequestStatus.isOpen before
+                | Error _ -> cur, ok
+
+            snd (List.fold step (r, true) commands))
+    )
+
+[<Fact>]
+let ``rule: past expires_at an open request reads expired and takes no answer, message or cancellation`` () =
+    Check.One(
+        cfg 500,
+        Prop.forAll (Arb.fromGen (Gen.zip requestGen commandGen)) (fun (r, cmd) ->
+            let late = { r with ExpiresAt = Some(t0.AddSeconds -1.0) }
+            let result = decide t0 (Some late) cmd
+
+            if RequestStatus.isOpen r.Status then
+                statusAt t0 late = RequestStatus.Expired
+                && not (isOk result)
+                && (code result = 409 || code result = 403 || code result = 400)
+                && (statusAt (t0.AddSeconds -2.0) late = r.Status)
+            else
+                statusAt t0 late = r.Status)
+    )
+
+[<Fact>]
+let ``rule: a change is delivered to every agent taking part except the one who acted`` () =
+    Check.One(
+        cfg 500,
+        Prop.forAll (Arb.fromGen (Gen.zip requestGen commandGen)) (fun (r, cmd) ->
+            match decide t0 (Some r) cmd with
+            | Ok ch ->
+                let targets = deliveredTo ch
+                let agents = [ r.Requester; r.Recipient ] |> List.choose Party.agent |> List.distinct
+
+                targets = (agents |> List.filter (fun w -> not (Party.same (Party.Agent w) ch.Actor)))
+                && targets
+                   |> List.forall (fun w ->
+                       let row = updateRow (ActivityId(Guid.NewGuid())) t0 (fun _ -> "Beta") w ch
+                       let body = (Json.tryParseObject row.RequestBody.Value).Value
+
+                       row.ActivityType = "a2a_receive"
+                       && row.Method = Some "request_update"
+                       && row.WorkspaceId = w
+                       && row.SourceId = Party.agent ch.Actor
+                       && Json.stringProp "request_id" body = Some r.Id.Text
+                       && Json.stringProp "status" body = Some(RequestStatus.text (statusAt t0 ch.Request)))
+            | Error _ -> true)
+    )
+
+[<Fact>]
+let ``rule: a new request is pending, delivered to its recipient agent and rung on it (or on the requester for the user)`` () =
+    Check.One(
+        cfg 300,
+        Prop.forAll (Arb.fromGen (Gen.zip partyGen (Gen.elements [ Kind.Task; Kind.Approval ]))) (fun (recipient, kind) ->
+            let n =
+                { Kind = kind
+                  Recipient = recipient
+                  Title = "t"
+                  Detail = Some "why"
+                  Priority = "normal"
+                  Source = Source.Agent
+                  ExpiresAt = None }
+
+            let ws = Party.agent recipient |> Option.map (fun w -> { Workspace.fresh w t0 with Name = "peer" })
+
+            match create (RequestId(Guid.NewGuid())) t0 a ws n with
+            | Ok ch ->
+                let bell = announcement t0 ch
+                let anchor = Party.agent recipient |> Option.defaultValue a
+
+                ch.Request.Status = RequestStatus.Pending
+                && deliveredTo ch = (Party.agent recipient |> Option.filter (fun w -> w <> a) |> Option.toList)
+                && bell.Kind = "REQUEST_CREATED"
+                && bell.Anchor = Some anchor
+            | Error _ -> false)
+    )
+
+[<Fact>]
+let ``requests: a recipient agent that is not a workspace of the team is refused`` () =
+    let n =
+        { Kind = Kind.Task
+          Recipient = Party.Agent c
+          Title = "t"
+          Detail = None
+          Priority = "normal"
+          Source = Source.Agent
+          ExpiresAt = None }
+
+    match create (RequestId(Guid.NewGuid())) t0 a None n with
+    | Error e -> Assert.Equal((404, unknownRecipient), (e.Code, Wire.errorText e))
+    | Ok _ -> failwith "created"
+
+[<Fact>]
+let ``requests: bodies parse as the reference binds them, expires_at needs an offset`` () =
+    let parse (text: string) =
+        match parseCreate (Json.tryParseObject text).Value with
+        | Ok n -> Ok n
+        | Error e -> Error(Wire.errorText e)
+
+    Assert.Equal(Error invalidBody, parse """{"kind":"task","recipient_type":"user"}""")
+    Assert.Equal(Error badKind, parse """{"kind":"chore","recipient_type":"user","title":"t"}""")
+    Assert.Equal(Error badType, parse """{"kind":"task","recipient_type":"bot","title":"t"}""")
+    Assert.Equal(Error badRecipient, parse """{"kind":"task","recipient_type":"agent","title":"t"}""")
+    Assert.Equal(Error badExpiry, parse """{"kind":"task","recipient_type":"user","title":"t","expires_at":"2026-06-01T10:00:00"}""")
+    Assert.Equal(Error Source.invalid, parse """{"kind":"task","recipient_type":"user","title":"t","source":"cron"}""")
+
+    match parse """{"kind":"approval","recipient_type":"user","title":" t ","expires_at":"2026-06-01T12:00:00.123456789+02:00","source":"permission_relay"}""" with
+    | Ok n ->
+        Assert.Equal(Some(DateTimeOffset(2026, 6, 1, 10, 0, 0, TimeSpan.Zero).AddTicks 1234567L), n.ExpiresAt)
+        Assert.Equal(("t", "normal", Source.PermissionRelay), (n.Title, n.Priority, n.Source))
+    | Error e -> failwith e
+
+// ---------------------------------------------------------------- approvals
+
+let private approvalGen =
+    gen {
+        let! status = Gen.elements Approvals.ApprovalStatus.all
+        let! owner = Gen.elements [ a; b ]
+
+        return
+            ({ Id = ApprovalId(Guid.NewGuid())
+               WorkspaceId = owner
+               TaskId = None
+               Action = "deploy"
+               Reason = None
+               Context = None
+               Status = status
+               DecidedBy = None
+               DecidedAt = None
+               CreatedAt = t0 }
+            : Approvals.Approval)
+    }
+
+[<Fact>]
+let ``rule: an approval is decided once, by its own workspace's route, and withdrawn only by its creator while pending`` () =
+    Check.One(
+        cfg 400,
+        Prop.forAll (Arb.fromGen (Gen.zip3 approvalGen (Gen.elements [ a; b ]) (Gen.elements [ "approved"; "denied"; "maybe" ]))) (fun (ap, ws, d) ->
+            let body = Json.obj [ "decision", Json.str d ]
+            let pending = ap.Status = Approvals.ApprovalStatus.Pending
+
+            let decided =
+                match Approvals.decide t0 ws ws.Text (Some ap) body with
+                | Ok x -> pending && ap.WorkspaceId = ws && Approvals.ApprovalStatus.text x.Status = d && x.DecidedBy = Some ws.Text
+                | Error e -> (d = "maybe" && e.Code = 400) || (d <> "maybe" && e.Code = 404 && (not pending || ap.WorkspaceId <> ws))
+
+            let withdrawn =
+                match Approvals.withdraw t0 ws (Some ap) with
+                | Ok x -> pending && ap.WorkspaceId = ws && x.Status = Approvals.ApprovalStatus.Withdrawn
+                | Error e -> (ap.WorkspaceId <> ws && e.Code = 403) || (ap.WorkspaceId = ws && not pending && e.Code = 409)
+
+            decided && withdrawn)
+    )
