@@ -66,7 +66,15 @@ let tables: Table list =
       { Name = "workspace_abilities"
         Columns = [ "workspace_id"; "broadcast_enabled"; "talk_to_user_enabled"; "updated_at" ] }
       { Name = "stored_files"
-        Columns = [ "workspace_id"; "kind"; "file_key"; "file_name"; "mime_type"; "size"; "content"; "created_at" ] } ]
+        Columns = [ "workspace_id"; "kind"; "file_key"; "file_name"; "mime_type"; "size"; "content"; "created_at" ] }
+      { Name = "requests"
+        Columns =
+          [ "id"; "kind"; "requester_type"; "requester_id"; "recipient_type"; "recipient_id"; "title"; "detail"; "status"
+            "responder_type"; "responder_id"; "priority"; "source"; "expires_at"; "created_at"; "updated_at"; "responded_at" ] }
+      { Name = "request_messages"
+        Columns = [ "id"; "request_id"; "author_type"; "author_id"; "body"; "created_at" ] }
+      { Name = "approvals"
+        Columns = [ "id"; "workspace_id"; "task_id"; "action"; "reason"; "context"; "status"; "decided_by"; "decided_at"; "created_at" ] } ]
 
 // ---------------------------------------------------------------- checksums
 

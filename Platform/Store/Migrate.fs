@@ -220,14 +220,38 @@ let command (fromDir: string) (target: Target) (force: bool) (batch: int) (out: 
 
             1
 
-/// The target `--to` names: another data directory (SQLite). Error: what it takes.
-let targetOf (spec: string) : Result<Target, string> =
-    if String.IsNullOrWhiteSpace spec then Error "--to names the target: another data directory"
+/// The target of a PostgreSQL database (a `postgres://` URL): its store opened on `dataDir` (whose `secret_key` the
+/// team's sealed secrets need; the copy holds that directory's lock, so no platform starts on it meanwhile).
+let postgresTarget (database: string) (dataDir: string) : Target =
+    let connection = PostgresStore.connectionString database
+
+    { Describe = PostgresStore.describe database
+      Dialect = Schema.Dialect.postgres
+      Connect =
+        fun () ->
+            let c = new Npgsql.NpgsqlConnection(connection)
+            c.Open()
+            c :> DbConnection
+      // the identity of activity_logs.seq continues after the copied numbers
+      Finish =
+        fun conn ->
+            Sql.exec
+                (session conn null Schema.Dialect.postgres)
+                "SELECT setval(pg_get_serial_sequence('activity_logs', 'seq'), COALESCE((SELECT MAX(seq) FROM activity_logs), 0) + 1, false)"
+                []
+            |> ignore
+      Hold = fun () -> PostgresStore.openAt database dataDir ignore ignore ignore :> IDisposable }
+
+/// The target `--to` names: a `postgres://` URL, else another data directory (SQLite). Error: what it takes.
+let targetOf (spec: string) (fromDir: string) : Result<Target, string> =
+    if String.IsNullOrWhiteSpace spec then Error "--to names the target: a postgres:// URL or another data directory"
+    elif PostgresStore.isUrl spec then Ok(postgresTarget spec fromDir)
+    elif Path.GetFullPath spec = Path.GetFullPath fromDir then Error "--to names the --from directory itself"
     else Ok(sqliteTarget (Path.GetFullPath spec))
 
 /// For C# hosts: the command with `--to` as given; exit code 2 when it names no target.
 let commandTo (fromDir: string) (spec: string) (force: bool) (batch: int) (out: Action<string>) (err: Action<string>) : int =
-    match targetOf spec with
+    match targetOf spec fromDir with
     | Error e ->
         err.Invoke("error: " + e)
         2

@@ -23,6 +23,7 @@ open Molecule.Tests.Platform.DeliveryHttpTests
 let targetFor (engine: string) (dir: string) : Migrate.Target =
     match engine with
     | "sqlite" -> Migrate.sqliteTarget dir
+    | "postgres" -> Migrate.postgresTarget (Molecule.Tests.Support.Postgres.urlFor dir) dir
     | other -> failwith $"no migration target for {other}"
 
 /// A team as an operator and its agents see it: per workspace, everything its routes answer.
