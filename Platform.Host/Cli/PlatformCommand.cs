@@ -13,7 +13,7 @@ public static class PlatformCommand
 
     /// <summary>The options of `molecule-platform platform`.</summary>
     public sealed record Settings(string? DataDir, string Host, int Port, string[] AllowedHosts, bool OpenRegistration,
-        bool EnableFaults, string? Database, RateLimit.Limits Limits, string? Instance = null, bool JsonLog = false);
+        bool EnableFaults, RateLimit.Limits Limits, string? Instance = null, bool JsonLog = false, string? Database = null);
 
     public static async Task<int> RunAsync(Settings settings, CancellationToken ct)
     {
@@ -51,7 +51,7 @@ public static class PlatformCommand
             throw new CliException($"${PlatformLocation.DatabaseVariable} is not a postgres:// (or postgresql://) URL");
         var options = Server.PlatformOptionsModule.named(instanceGiven!, Server.PlatformOptionsModule.create(dataDir, host, port,
             settings.EnableFaults, settings.OpenRegistration, settings.AllowedHosts, settings.Limits, Log, ConnectionLines.BinaryPath()));
-        options = Server.PlatformOptionsModule.onDatabase(database!, options);
+        options = Server.PlatformOptionsModule.onDatabase(database, options);
         sink.Instance = Server.instanceOf(options);
         Log(database is null
             ? $"instance {sink.Instance} starting on {host}:{port} with data dir {dataDir}"
