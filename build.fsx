@@ -237,6 +237,10 @@ match fsi.CommandLineArgs |> Array.tail |> Array.toList with
     let floor = Path.Combine(root, "artifacts", "floor")
     let floorProject = Path.Combine(root, "bench", "floor", "Floor.csproj")
     must (run [] "dotnet" $"publish \"{floorProject}\" -c Release -r linux-x64 -o \"{floor}\"" ignore) "publish bench/floor"
+    // the library agent (part C): samples/CSharp as a NativeAOT executable, and framework-dependent beside it
+    let sample = Path.Combine("samples", "CSharp", "Molecule.Sample.CSharp.csproj")
+    publishProject sample "molecule-sample-csharp" "-p:PublishAot=true"
+    publishProject sample "molecule-sample-csharp-fd" frameworkDependent
     let script = Path.Combine(root, "bench", "bench.fsx")
     exit (run [] "dotnet" $"fsi \"{script}\"" ignore)
 | _ -> log "usage: dotnet fsi build.fsx build|test|publish|publish-fd|pack|run|bench|chaos|browser-deps|setup"; exit 2

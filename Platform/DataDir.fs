@@ -114,3 +114,20 @@ let adminToken (dataDir: string) (fileName: string) (create: unit -> string) : s
             File.SetUnixFileMode(path, fileMode)
 
         t
+
+/// The file a platform process holds open, unshared, for as long as it serves a data directory.
+[<Literal>]
+let LockFile = "platform.lock"
+
+/// Takes the data directory for this process (one platform process per directory, whatever its database); dispose
+/// to let it go. A directory another process holds is an InvalidOperationException.
+let lock (dataDir: string) : IDisposable =
+    Directory.CreateDirectory dataDir |> ignore
+
+    try
+        let options = privateFile FileMode.OpenOrCreate
+        options.Access <- FileAccess.ReadWrite
+        options.Share <- FileShare.None
+        new FileStream(Path.Combine(dataDir, LockFile), options) :> IDisposable
+    with :? IOException ->
+        raise (InvalidOperationException($"data directory {dataDir} is in use by another platform process"))

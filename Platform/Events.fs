@@ -37,6 +37,9 @@ type EventHub() =
         for s in own do
             s.Writer.TryWrite e |> ignore
 
+    /// The workspaces with an open stream in this process.
+    member _.ListeningWorkspaces: WorkspaceId list = lock gate (fun () -> List.ofSeq workspaceSubscribers.Keys)
+
     /// True while at least one canvas stream (GET /events) is open.
     member _.CanvasListening = lock gate (fun () -> subscribers.Count > 0)
 

@@ -61,6 +61,16 @@ public static class CliCommands
             HelpName = "NAME",
             AllowMultipleArgumentsPerToken = false,
         };
+        var database = new Option<string>("--database")
+        {
+            Description = $"A PostgreSQL database (postgres://user:password@host:port/name) shared by every platform process of a team; default ${PlatformLocation.DatabaseVariable}, else SQLite in the data directory.",
+            HelpName = "URL",
+        };
+        database.Validators.Add(r =>
+        {
+            if (r.Tokens.Count == 1 && !PostgresStore.isUrl(r.Tokens[0].Value))
+                r.AddError("--database takes a postgres:// (or postgresql://) URL");
+        });
         var openRegistration = new Option<bool>("--open-registration")
             { Description = "Let unknown workspace ids register and get a token (the reference's behaviour; prints a warning)." };
         var enableFaults = new Option<bool>("--enable-faults")
@@ -101,13 +111,13 @@ public static class CliCommands
         logFormat.AcceptOnlyFromAmong("text", "json");
         var cmd = new Command("platform", "Run a local Molecule platform in the foreground (Ctrl+C stops it).")
         {
-            dataDir, host, port, allowedHost, openRegistration, enableFaults, rateRegister, rateRegistry, rateA2a, rateNotify,
+            dataDir, database, host, port, allowedHost, openRegistration, enableFaults, rateRegister, rateRegistry, rateA2a, rateNotify,
             rateActivity, rateMemories, rateBroadcast, rateFiles, rateRequests, uploadMib, streams, instance, logFormat,
         };
         RateLimit.Policy Per(ParseResult pr, Option<int> o) => new(pr.GetValue(o));
         cmd.SetAction((pr, ct) => Guarded(() => PlatformCommand.RunAsync(new PlatformCommand.Settings(
             pr.GetValue(dataDir), pr.GetValue(host) ?? "127.0.0.1", pr.GetValue(port),
-            pr.GetValue(allowedHost) ?? [], pr.GetValue(openRegistration), pr.GetValue(enableFaults),
+            pr.GetValue(allowedHost) ?? [], pr.GetValue(openRegistration), pr.GetValue(enableFaults), pr.GetValue(database),
             new RateLimit.Limits(Per(pr, rateRegister), Per(pr, rateRegistry), Per(pr, rateA2a), Per(pr, rateNotify),
                 Per(pr, rateActivity), Per(pr, rateMemories), Per(pr, rateBroadcast), Per(pr, rateFiles), Per(pr, rateRequests),
                 new RateLimit.Policy((int)Math.Min(int.MaxValue, (long)pr.GetValue(uploadMib) * 1024 * 1024)), pr.GetValue(streams)),

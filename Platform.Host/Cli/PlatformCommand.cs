@@ -13,7 +13,7 @@ public static class PlatformCommand
 
     /// <summary>The options of `molecule-platform platform`.</summary>
     public sealed record Settings(string? DataDir, string Host, int Port, string[] AllowedHosts, bool OpenRegistration,
-        bool EnableFaults, RateLimit.Limits Limits, string? Instance = null, bool JsonLog = false);
+        bool EnableFaults, string? Database, RateLimit.Limits Limits, string? Instance = null, bool JsonLog = false);
 
     public static async Task<int> RunAsync(Settings settings, CancellationToken ct)
     {
@@ -46,10 +46,16 @@ public static class PlatformCommand
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx => { ctx.Cancel = true; stop.Cancel(); });
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; stop.Cancel(); });
 
-        var options = Server.PlatformOptionsModule.named(instanceGiven!, Server.PlatformOptionsModule.create(dataDir, host, port,
-            settings.EnableFaults, settings.OpenRegistration, settings.AllowedHosts, settings.Limits, Log, ConnectionLines.BinaryPath()));
+        var database = PlatformLocation.Database(settings.Database);
+        if (database is not null && !PostgresStore.isUrl(database))
+            throw new CliException($"${PlatformLocation.DatabaseVariable} is not a postgres:// (or postgresql://) URL");
+        var options = Server.PlatformOptionsModule.named(instanceGiven!, Server.PlatformOptionsModule.onDatabase(database!,
+            Server.PlatformOptionsModule.create(dataDir, host, port, settings.EnableFaults, settings.OpenRegistration,
+                settings.AllowedHosts, settings.Limits, Log, ConnectionLines.BinaryPath())));
         sink.Instance = Server.instanceOf(options);
-        Log($"instance {sink.Instance} starting on {host}:{port} with data dir {dataDir}");
+        Log(database is null
+            ? $"instance {sink.Instance} starting on {host}:{port} with data dir {dataDir}"
+            : $"instance {sink.Instance} starting on {host}:{port} with data dir {dataDir} and database {PostgresStore.describe(database)}");
         Server.RunningPlatform platform;
         try
         {
@@ -71,6 +77,7 @@ public static class PlatformCommand
             Console.Out.WriteLine($"Canvas:      {platform.Url}/  (sign in with the admin token)");
             Console.Out.WriteLine($"Admin token: stored in {tokenFile}  (cat it to sign in; open {platform.Url}/#token=<token> to skip the form)");
             Console.Out.WriteLine($"Data dir:    {dataDir}");
+            if (database is not null) Console.Out.WriteLine($"Database:    {PostgresStore.describe(database)}");
             Console.Out.WriteLine("Create a workspace:  molecule-platform workspace create --name NAME" +
                                   (dataDirOption is null ? "" : $" --data-dir {ConnectionLines.ShellQuote(dataDir)}"));
             Console.Out.WriteLine("Press Ctrl+C to stop.");

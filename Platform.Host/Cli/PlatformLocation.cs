@@ -25,6 +25,7 @@ public sealed class CliException(string message, int exitCode = ExitCodes.Platfo
 public static class PlatformLocation
 {
     public const string DataDirVariable = "MOLECULE_PLATFORM_DIR";
+    public const string DatabaseVariable = "MOLECULE_PLATFORM_DATABASE";
     public const string InfoFileName = "platform.json";
     public const string AdminTokenFileName = "admin_token";
 
@@ -35,6 +36,14 @@ public static class PlatformLocation
         var env = Environment.GetEnvironmentVariable(DataDirVariable);
         if (!string.IsNullOrWhiteSpace(env)) return Path.GetFullPath(ExpandHome(env.Trim()));
         return Path.Combine(Home(), ".molecule-platform");
+    }
+
+    /// <summary>--database, else $MOLECULE_PLATFORM_DATABASE, else null (SQLite in the data directory).</summary>
+    public static string? Database(string? option)
+    {
+        if (!string.IsNullOrWhiteSpace(option)) return option.Trim();
+        var env = Environment.GetEnvironmentVariable(DatabaseVariable);
+        return string.IsNullOrWhiteSpace(env) ? null : env.Trim();
     }
 
     public static string Home() =>

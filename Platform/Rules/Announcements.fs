@@ -20,3 +20,8 @@ let plain (kind: string) (anchor: WorkspaceId option) (canvas: (string * JsonNod
 /// `WORKSPACE_<STATUS>` with `{status}`: a status change.
 let statusChanged (id: WorkspaceId) (status: Status) : Announcement =
     plain ("WORKSPACE_" + (Status.text status).ToUpperInvariant()) (Some id) [ "status", Json.str (Status.text status) ]
+
+/// `ACTIVITY_LOGGED` on a workspace's own stream saying "look at your inbox" without a row: what the agents of a
+/// platform process get when it may have missed other processes' events (its listener was reconnected).
+let catchUp (id: WorkspaceId) : Announcement =
+    event WorkspaceOnly "ACTIVITY_LOGGED" (Some id) [] (Json.sorted [ "activity_type", Json.str "a2a_receive"; "method", Json.str "catch_up" ])

@@ -23,11 +23,15 @@ open Molecule.Platform
 open Molecule.Platform.Routes
 open Molecule.Platform.Routes.Env
 open Molecule.Platform.Routes.Http
+module Json = Molecule.Protocol.Json
 
 /// Where the platform keeps its team.
 type Database =
     /// SQLite in the data directory (`platform.db`): the zero-set-up default, one platform process per directory.
     | Embedded
+    /// A PostgreSQL database (a `postgres://` URL or an Npgsql connection string) that any number of platform
+    /// processes share; the data directory keeps the admin token and the inbound-secret key (the same in each).
+    | Postgres of string
 
 type PlatformOptions =
     { DataDir: string
@@ -106,6 +110,13 @@ module PlatformOptions =
     /// For C# hosts: these options with an instance name (null or blank: the default, `<host name>-<pid>`).
     let named (instance: string) (options: PlatformOptions) : PlatformOptions =
         { options with Instance = (if String.IsNullOrWhiteSpace instance then None else Some instance) }
+
+    /// For C# hosts: on the database `database` names (a `postgres://` URL), or SQLite in the data directory when
+    /// it is null or empty.
+    let onDatabase (database: string) (o: PlatformOptions) : PlatformOptions =
+        if String.IsNullOrWhiteSpace database then { o with Database = Embedded }
+        elif PostgresStore.isUrl database then { o with Database = Postgres database }
+        else invalidArg "database" "the database is given as a postgres:// (or postgresql://) URL"
 
 /// Request bodies are capped at 1 MiB (uploads: 25 MiB).
 [<Literal>]
@@ -239,6 +250,24 @@ let private openStore (options: PlatformOptions) (dataDir: string) (hub: EventHu
         let store = SqliteStore.openAt dataDir hub.Publish
         DataDir.secure dataDir |> ignore
         store
+    | Postgres database ->
+        DataDir.secure dataDir |> ignore
+        let now = defaultArg options.Clock (fun () -> DateTimeOffset.UtcNow)
+
+        // events other processes sent while the listener was away are lost: every open workspace stream rings once
+        let catchUp () =
+            for ws in hub.ListeningWorkspaces do
+                let a = Announcements.catchUp ws
+
+                hub.Publish
+                    { Type = a.Kind
+                      WorkspaceId = a.Anchor
+                      Payload = Json.obj a.Canvas
+                      Data = a.Stream
+                      At = now ()
+                      Audience = a.Audience }
+
+        PostgresStore.openAt database dataDir hub.Publish catchUp (defaultArg options.Log ignore)
 
 /// The routes: (method, pattern, handler).
 let private routeTable (env: Env) (enableFaults: bool) : (string * string * RequestDelegate) list =
@@ -423,8 +452,10 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
 
         let sweeper =
             Task.WhenAll(
-                Middleware.every env options.SweepInterval "liveness sweep" (fun () -> AdminRoutes.sweepOnce env |> ignore),
-                Middleware.every env options.RetentionInterval "activity retention" (fun () -> AdminRoutes.pruneOnce env |> ignore)
+                Middleware.every env options.SweepInterval "liveness sweep" (fun () ->
+                    store.Exclusively("liveness sweep", fun () -> AdminRoutes.sweepOnce env |> ignore) |> ignore),
+                Middleware.every env options.RetentionInterval "activity retention" (fun () ->
+                    store.Exclusively("activity retention", fun () -> AdminRoutes.pruneOnce env |> ignore) |> ignore)
             )
 
         return

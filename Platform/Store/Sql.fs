@@ -325,6 +325,10 @@ let private rowFilter (q: RowQuery) =
 
 // ---------------------------------------------------------------- the session
 
+/// A transaction holding one log's lock found another log's taken (Schema.LogLock): waiting there could deadlock
+/// with a transaction appending to the two logs the other way round, so the engine rolls it back and runs it again.
+exception LogContended of WorkspaceId
+
 /// The store's reads and writes on one session. Inside a write it also collects what the transaction announces
 /// and what runs after it commits (the engine runs them).
 /// The version in `schema_version` (0: none).
@@ -422,7 +426,22 @@ type SqlSession(s: Session, secrets: SecretBox) =
 
         query s $"SELECT {memoryColumns} FROM agent_memories WHERE {where} ORDER BY created_at" ps readMemory
 
+    /// The logs this transaction has locked (engines with a LogLock).
+    let lockedLogs = HashSet<WorkspaceId>()
+
+    /// Takes the log's lock for the rest of the transaction: waiting for the first, trying the others.
+    let lockLog (ws: WorkspaceId) =
+        match s.Dialect.LogLock with
+        | Some l when lockedLogs.Add ws ->
+            if lockedLogs.Count = 1 then
+                exec s l.Wait [ "@ws", idText ws ] |> ignore
+            elif not (Convert.ToBoolean(scalar s l.Try [ "@ws", idText ws ])) then
+                raise (LogContended ws)
+        | _ -> ()
+
     let append (row: ActivityRow) =
+        lockLog row.WorkspaceId
+
         let earlier =
             row.MessageId
             |> Option.bind (fun m ->

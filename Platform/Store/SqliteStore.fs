@@ -14,7 +14,7 @@ open Molecule.Platform.Store
 let DatabaseFile = "platform.db"
 
 [<Literal>]
-let LockFile = "platform.lock"
+let LockFile = DataDir.LockFile
 
 let private dialect = Schema.Dialect.sqlite
 
@@ -110,13 +110,7 @@ module private Legacy =
 
 type private Engine(dataDir: string, fanout: PlatformEvent -> unit) =
     /// Held for the store's lifetime: one platform process per data directory.
-    let lockFile =
-        Directory.CreateDirectory dataDir |> ignore
-
-        try
-            new FileStream(Path.Combine(dataDir, LockFile), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None)
-        with :? IOException ->
-            raise (InvalidOperationException($"data directory {dataDir} is in use by another platform process"))
+    let lockFile = DataDir.lock dataDir
 
     let conn = new SqliteConnection($"Data Source={Path.Combine(dataDir, DatabaseFile)};Pooling=False")
 
@@ -184,6 +178,10 @@ type private Engine(dataDir: string, fanout: PlatformEvent -> unit) =
                     v
                 finally
                     writing <- false)
+
+        member _.Exclusively(_, action) =
+            action () // the only process on this data directory
+            true
 
         member _.Limiter = limiter :> ILimiter
         member _.Engine = "sqlite"

@@ -1,7 +1,7 @@
 /// The store: everything the platform keeps, read and written in the platform's own terms. Routes see only these
-/// interfaces, never SQL. `SqliteStore` implements them on SQLite (the embedded default); a PostgreSQL store will
-/// implement them on a database shared by several platform processes — the design notes below say what each member
-/// asks of such an engine.
+/// interfaces, never SQL. `SqliteStore` implements them on SQLite (the embedded default), `PostgresStore` on a
+/// PostgreSQL database shared by several platform processes — the notes below say what each member asks of an
+/// engine.
 ///
 /// Reads go through `Read` (a consistent view), writes through `Write` (one transaction: every write inside it is
 /// durable together or not at all). Events a write announces reach subscribers only after it has committed.
@@ -176,6 +176,9 @@ type IStore =
     /// Runs `f` in one transaction: committed when it returns (then its announcements are published and its
     /// after-commit actions run), rolled back when it throws (nothing of it stays, nothing is published).
     abstract Write<'a> : (IWriter -> 'a) -> 'a
+    /// Runs `action` unless another platform process on this store is running one under the same name (sweepers
+    /// run on one process at a time); true when it ran.
+    abstract Exclusively: name: string * action: (unit -> unit) -> bool
     /// Where rate-limit buckets live for this store.
     abstract Limiter: ILimiter
     /// `sqlite` (or `postgres`).

@@ -288,6 +288,9 @@ type Delivery<'E when 'E :> IEngine and 'E: (new: unit -> 'E)>(fx: PlatformFixtu
 type DeliveryOnSqlite(fx) =
     inherit Delivery<OnSqlite>(fx)
 
+type DeliveryOnPostgres(fx) =
+    inherit Delivery<OnPostgres>(fx)
+
 type DeliveryLifecycle() =
     [<Theory; ClassData(typeof<EngineCases>)>]
     member _.``the ack floor survives a restart``(engine: string) =

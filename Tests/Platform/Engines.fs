@@ -29,8 +29,14 @@ let sqlite: Engine =
       Configure = fun _ o -> { o with Database = Embedded }
       OpenStore = SqliteStore.openAt }
 
+/// PostgreSQL: the test process's own cluster (Support/Postgres), a database per data directory.
+let postgres: Engine =
+    { Name = "postgres"
+      Configure = fun dir o -> { o with Database = Postgres(Molecule.Tests.Support.Postgres.urlFor dir) }
+      OpenStore = fun dir fanout -> PostgresStore.openAt (Molecule.Tests.Support.Postgres.urlFor dir) dir fanout ignore ignore }
+
 /// Every engine the suite runs on.
-let all: Engine list = [ sqlite ]
+let all: Engine list = [ sqlite; postgres ]
 
 let named (name: string) : Engine =
     all
@@ -56,3 +62,7 @@ type IEngine =
 type OnSqlite() =
     interface IEngine with
         member _.Engine = sqlite
+
+type OnPostgres() =
+    interface IEngine with
+        member _.Engine = postgres

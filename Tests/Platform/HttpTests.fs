@@ -891,6 +891,9 @@ type Routes<'E when 'E :> IEngine and 'E: (new: unit -> 'E)>(fx: PlatformFixture
 type RoutesOnSqlite(fx) =
     inherit Routes<OnSqlite>(fx)
 
+type RoutesOnPostgres(fx) =
+    inherit Routes<OnPostgres>(fx)
+
 type Lifecycle() =
     [<Theory; ClassData(typeof<EngineCases>)>]
     member _.``restart: workspaces, tokens, activity and memories survive; admin token reused with mode 0600``(engine: string) =

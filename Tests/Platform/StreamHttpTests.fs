@@ -339,6 +339,9 @@ type Streams<'E when 'E :> IEngine and 'E: (new: unit -> 'E)>(fx: PlatformFixtur
 type StreamsOnSqlite(fx) =
     inherit Streams<OnSqlite>(fx)
 
+type StreamsOnPostgres(fx) =
+    inherit Streams<OnPostgres>(fx)
+
 type StreamBuffer() =
     [<Theory; ClassData(typeof<EngineCases>)>]
     member _.``stream: a reader that does not read loses events beyond its 64-event buffer and stays connected``(engine: string) =

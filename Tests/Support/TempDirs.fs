@@ -23,6 +23,9 @@ module TempDirs =
             with _ ->
                 Threading.Thread.Sleep 200
 
+    /// What runs at exit before the run's folder is removed (e.g. stopping a server whose files are in it).
+    let private beforeRemoval = Collections.Concurrent.ConcurrentStack<unit -> unit>()
+
     let private runName = Text.RegularExpressions.Regex(@"^mt(\d+)-[0-9a-f]{8}$")
 
     /// The folders of earlier test processes that are gone (killed, or ended before their exit handler ran).
@@ -46,8 +49,14 @@ module TempDirs =
              let r = Path.Combine(outer, $"mt{Environment.ProcessId}-{id}")
              Directory.CreateDirectory r |> ignore
              Environment.SetEnvironmentVariable("TMPDIR", r)
-             AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> removeQuietly r)
+             AppDomain.CurrentDomain.ProcessExit.Add(fun _ ->
+                 for f in beforeRemoval do
+                     f ()
+                 removeQuietly r)
              r)
+
+    /// Runs `f` at exit before the run's folder goes (the last registered first).
+    let atExit (f: unit -> unit) = beforeRemoval.Push f
 
     /// The run's folder (created on first use).
     let runRoot () = root.Force()

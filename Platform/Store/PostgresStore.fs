@@ -1,0 +1,311 @@
+/// The shared store: PostgreSQL, any number of platform processes on one database. Reads run in a repeatable-read
+/// transaction (a consistent view); writes in read-committed transactions that run side by side, appends to one log
+/// taking turns under the log's advisory lock (seq order is commit order within a workspace). A committed write's
+/// events reach this process's subscribers at once and the other processes' through NOTIFY (sent inside the
+/// transaction, so delivered only if it commits, in commit order); each process LISTENs on a connection of its own,
+/// re-established when it drops.
+module Molecule.Platform.PostgresStore
+
+open System
+open System.Data
+open System.IO
+open System.Net.Sockets
+open System.Threading
+open System.Threading.Tasks
+open Npgsql
+open Molecule.Platform
+open Molecule.Platform.Store
+
+let private dialect = Schema.Dialect.postgres
+
+/// The channel the platform processes of one database notify each other on.
+[<Literal>]
+let Channel = "molecule_platform_events"
+
+/// Advisory lock classes (the first key of the two-key form; class 1 is the log lock, Schema.Dialect.postgres).
+module private LockClass =
+    let Sweep = 2
+    let Migration = 3
+
+/// Whether a text names a PostgreSQL database (a `postgres://` or `postgresql://` URL) rather than a directory.
+let isUrl (text: string) =
+    not (isNull text)
+    && (text.StartsWith("postgres://", StringComparison.OrdinalIgnoreCase)
+        || text.StartsWith("postgresql://", StringComparison.OrdinalIgnoreCase))
+
+/// The Npgsql connection string of `postgres://user:password@host:port/database?key=value…` (query keys are
+/// Npgsql's: `sslmode`, `host` for a socket directory, …); any other text is taken as a connection string already.
+let connectionString (database: string) : string =
+    if not (isUrl database) then
+        database
+    else
+        let u = Uri database
+        let b = NpgsqlConnectionStringBuilder()
+
+        if u.Host <> "" then b.Host <- Uri.UnescapeDataString u.Host
+        if u.Port > 0 then b.Port <- u.Port
+
+        match u.UserInfo.Split(':', 2) with
+        | [| user; password |] ->
+            b.Username <- Uri.UnescapeDataString user
+            b.Password <- Uri.UnescapeDataString password
+        | [| user |] when user <> "" -> b.Username <- Uri.UnescapeDataString user
+        | _ -> ()
+
+        let db = u.AbsolutePath.TrimStart('/')
+        if db <> "" then b.Database <- Uri.UnescapeDataString db
+
+        for pair in u.Query.TrimStart('?').Split('&', StringSplitOptions.RemoveEmptyEntries) do
+            match pair.Split('=', 2) with
+            | [| k; v |] -> b[Uri.UnescapeDataString k] <- Uri.UnescapeDataString v
+            | _ -> invalidArg "database" $"the database URL's parameter '{pair}' has no value"
+
+        b.ConnectionString
+
+/// A database URL as it may be printed: `postgres://user@host:port/database`, without the password or parameters.
+let describe (database: string) : string =
+    let b = NpgsqlConnectionStringBuilder(connectionString database)
+    let user = if String.IsNullOrEmpty b.Username then "" else b.Username + "@"
+    let port = b.Port.ToString(Globalization.CultureInfo.InvariantCulture)
+    $"postgres://{user}{b.Host}:{port}/{b.Database}"
+
+/// The connection string with the platform's settings: its name in pg_stat_activity, statements prepared after
+/// their second use.
+let private tuned (connection: string) (role: string) =
+    let b = NpgsqlConnectionStringBuilder(connection)
+    b.ApplicationName <- $"molecule-platform {role}"
+    b.MaxAutoPrepare <- 100
+    b.AutoPrepareMinUsages <- 2
+    b.ConnectionString
+
+/// A write that lost a race it may win when run again: a serialization failure, a deadlock, a log held elsewhere.
+let private retryable (e: exn) =
+    match e with
+    | :? PostgresException as p -> p.SqlState = PostgresErrorCodes.SerializationFailure || p.SqlState = PostgresErrorCodes.DeadlockDetected
+    | Sql.LogContended _ -> true
+    | _ -> false
+
+/// How many times a write is tried before its race is reported.
+[<Literal>]
+let private Attempts = 50
+
+/// Listens on the channel on a connection of its own and hands other processes' events to `fanout`. A dropped
+/// connection is opened again (after 0.2 s, then up to 2 s between tries); once it listens again `reconnected` runs
+/// (what was notified meanwhile is lost: the instance's agents get a catch-up ring).
+type private Listener(connection: string, self: string, fanout: PlatformEvent -> unit, reconnected: unit -> unit, log: string -> unit) =
+    let stop = new CancellationTokenSource()
+    let listening = TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)
+    let mutable assembly: Relay.Assembly = Map.empty
+
+    let onNotification (n: NpgsqlNotificationEventArgs) =
+        match Relay.parse n.Payload with
+        | Some p when p.Sender <> self ->
+            let a, e = Relay.receive assembly p
+            assembly <- a
+            e |> Option.iter fanout
+        | _ -> ()
+
+    let listenOnce (first: bool) : Task =
+        task {
+            use conn = new NpgsqlConnection(connection)
+            conn.Notification.Add onNotification
+            do! conn.OpenAsync(stop.Token)
+            use cmd = new NpgsqlCommand($"LISTEN {Channel}", conn)
+            do! cmd.ExecuteNonQueryAsync(stop.Token) :> Task
+            assembly <- Map.empty
+            listening.TrySetResult() |> ignore
+
+            if not first then
+                log "the event listener is back: this instance's agents get a catch-up ring"
+                reconnected ()
+
+            while true do
+                do! conn.WaitAsync(stop.Token)
+        }
+
+    let run () : Task =
+        task {
+            let mutable first = true
+            let mutable failures = 0
+
+            while not stop.IsCancellationRequested do
+                try
+                    let started = listenOnce first
+                    first <- false
+                    do! started
+                with
+                | :? OperationCanceledException -> ()
+                | :? NpgsqlException
+                | :? IOException
+                | :? SocketException
+                | :? TimeoutException
+                | :? InvalidOperationException as e ->
+                    if not stop.IsCancellationRequested then
+                        failures <- failures + 1
+                        log $"the event listener lost its connection ({e.Message}); listening again"
+
+                        try
+                            do! Task.Delay(TimeSpan.FromMilliseconds(float (min 2000 (200 * failures))), stop.Token)
+                        with :? OperationCanceledException ->
+                            ()
+        }
+
+    let loop = Task.Run(fun () -> run ())
+
+    /// Waits until it listens (a store opened returns only then: nothing committed after it is missed).
+    member _.Started(timeout: TimeSpan) =
+        if not (listening.Task.Wait timeout) then
+            raise (InvalidOperationException $"the event listener did not connect to the database within {timeout.TotalSeconds} s")
+
+    interface IDisposable with
+        member _.Dispose() =
+            stop.Cancel()
+
+            try
+                loop.Wait(TimeSpan.FromSeconds 5.0) |> ignore
+            with :? AggregateException ->
+                ()
+
+            stop.Dispose()
+
+type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> unit, reconnected: unit -> unit, log: string -> unit) =
+    /// One platform process per data directory (it keeps this process's admin token and key) on any engine.
+    let dirLock = DataDir.lock dataDir
+    let connection = connectionString database
+    let self = Guid.NewGuid().ToString("N")
+    let source = NpgsqlDataSource.Create(tuned connection "store")
+    let writing = new ThreadLocal<bool>()
+    let limiter = LocalLimiter()
+
+    let secrets, version =
+        let mutable ready = false
+
+        try
+            let secrets = SecretBox.load (Path.Combine(dataDir, SecretBox.KeyFile))
+            use conn = source.OpenConnection()
+            let s: Sql.Session = { Conn = conn; Tx = null; Dialect = dialect; Prepared = None; Team = None }
+            // one process migrates at a time; the others then find the schema at its version
+            Sql.exec s "SELECT pg_advisory_lock(@c, 0)" [ "@c", box LockClass.Migration ] |> ignore
+
+            let v =
+                try
+                    Sql.migrate conn dialect secrets
+                finally
+                    Sql.exec s "SELECT pg_advisory_unlock(@c, 0)" [ "@c", box LockClass.Migration ] |> ignore
+
+            ready <- true
+            secrets, v
+        finally
+            if not ready then
+                source.Dispose()
+                dirLock.Dispose()
+
+    let listener =
+        let l = new Listener(tuned connection "listener", self, fanout, reconnected, log)
+
+        try
+            l.Started(TimeSpan.FromSeconds 30.0)
+            l
+        with :? InvalidOperationException ->
+            (l :> IDisposable).Dispose()
+            source.Dispose()
+            dirLock.Dispose()
+            reraise ()
+    let mutable sent = 0L
+
+    let session (conn: NpgsqlConnection) (tx: NpgsqlTransaction) : Sql.Session =
+        { Conn = conn; Tx = tx; Dialect = dialect; Prepared = None; Team = None }
+
+    let notNested () =
+        if writing.Value then
+            raise (InvalidOperationException "a store Read or Write inside a Write: use the writer the Write gave")
+
+    /// The committed events for the other processes: NOTIFY inside the transaction.
+    let notify (s: Sql.Session) (events: PlatformEvent list) =
+        for e in events do
+            let id = $"{self}-{Interlocked.Increment(&sent)}"
+
+            for text in Relay.notifications self id e do
+                Sql.exec s "SELECT pg_notify(@ch, @p)" [ "@ch", box Channel; "@p", box text ] |> ignore
+
+    let attempt (f: IWriter -> 'a) =
+        use conn = source.OpenConnection()
+
+        Sql.transact conn (fun tx ->
+            let s = session conn (tx :?> NpgsqlTransaction)
+            let w = Sql.SqlSession(s, secrets)
+            let v = f (w :> IWriter)
+            notify s w.Announced
+            w, v)
+
+    let rec write (f: IWriter -> 'a) (tries: int) =
+        let outcome =
+            try
+                Ok(attempt f)
+            with e when retryable e && tries < Attempts ->
+                Error()
+
+        match outcome with
+        | Ok v -> v
+        | Error() ->
+            Thread.Sleep(Random.Shared.Next(1, 2 + 3 * tries))
+            write f (tries + 1)
+
+    interface IStore with
+        member _.Read f =
+            notNested ()
+            use conn = source.OpenConnection()
+            use tx = conn.BeginTransaction(IsolationLevel.RepeatableRead)
+            let v = f (Sql.SqlSession(session conn tx, secrets) :> IReader)
+            tx.Commit()
+            v
+
+        member _.Write f =
+            notNested ()
+            writing.Value <- true
+
+            let w, v =
+                try
+                    write f 1
+                finally
+                    writing.Value <- false
+
+            for e in w.Announced do
+                fanout e
+
+            for action in w.AfterCommitActions do
+                action ()
+
+            v
+
+        member _.Exclusively(name, action) =
+            use conn = source.OpenConnection()
+            let s = session conn null
+            let ps = [ "@c", box LockClass.Sweep; "@n", box name ]
+
+            if Convert.ToBoolean(Sql.scalar s "SELECT pg_try_advisory_lock(@c, hashtext(@n))" ps) then
+                try
+                    action ()
+                    true
+                finally
+                    Sql.exec s "SELECT pg_advisory_unlock(@c, hashtext(@n))" ps |> ignore
+            else
+                false
+
+        member _.Limiter = limiter :> ILimiter
+        member _.Engine = "postgres"
+        member _.SchemaVersion = version
+
+    interface IDisposable with
+        member _.Dispose() =
+            (listener :> IDisposable).Dispose()
+            source.Dispose()
+            writing.Dispose()
+            dirLock.Dispose()
+
+/// Opens (migrating as needed) the store on the database `database` names (a `postgres://` URL or an Npgsql
+/// connection string). Committed events go to `fanout` — this process's at once, the other processes' as they are
+/// notified; `reconnected` runs when the listener has listened again after a drop. The inbound-secret key is
+/// `<dataDir>/secret_key` (SecretBox.KeyFile): every process of a team needs the same one.
+let openAt (database: string) (dataDir: string) (fanout: PlatformEvent -> unit) (reconnected: unit -> unit) (log: string -> unit) : IStore =
+    new Engine(database, dataDir, fanout, reconnected, log) :> IStore
