@@ -70,6 +70,20 @@ let private restartAndSee (platform: Platform) (env: (string * string) list) (ws
     }
 
 [<Fact>]
+let ``rule: a failed message is handed over again after 1 s, doubling with each failure in a row, at most a minute`` () =
+    FsCheck.Check.One(
+        FsCheck.Config.QuickThrowOnFailure.WithMaxTest 200,
+        FsCheck.FSharp.Prop.forAll (FsCheck.FSharp.Arb.fromGen (FsCheck.FSharp.Gen.choose (1, 10_000))) (fun failures ->
+            let pause = MoleculeAgentService.Pause failures
+            let previous = if failures = 1 then TimeSpan.Zero else MoleculeAgentService.Pause(failures - 1)
+            pause >= TimeSpan.FromSeconds 1.0
+            && pause <= TimeSpan.FromSeconds 60.0
+            && (failures > 1 || pause = TimeSpan.FromSeconds 1.0)
+            && (failures = 1 || pause = TimeSpan.FromSeconds 60.0 || pause = previous + previous)
+            && pause >= previous)
+    )
+
+[<Fact>]
 let ``bad options fail the host's start with every problem at once, in the words of ConnectAsync`` () =
     task {
         let env = [ "WORKSPACE_ID", "not-a-uuid"; "CONFIGS_DIR", tempDir "configs" ]
