@@ -48,19 +48,8 @@ let private nugetConfig () =
 /// Runs a command to its end in `dir`; fails with its output unless it exits 0.
 let private must (dir: string) (env: (string * string) list) (file: string) (args: string list) : Task<string> =
     task {
-        let psi = ProcessStartInfo(file, WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false)
-        for a in args do
-            psi.ArgumentList.Add a
-        for (k, v) in env do
-            psi.Environment[k] <- v
-        use p = Process.Start psi
-        let out = p.StandardOutput.ReadToEndAsync()
-        let err = p.StandardError.ReadToEndAsync()
-        do! p.WaitForExitAsync()
-        let! o = out
-        let! e = err
-        let said = o + e
-        if p.ExitCode <> 0 then failwith $"""{file} {String.Join(" ", args)} exited {p.ExitCode}:\n{said}"""
+        let code, said = Molecule.Tests.Install.SelfContainedTests.run dir env file args
+        if code <> 0 then failwith $"""{file} {String.Join(" ", args)} exited {code}:\n{said}"""
         return said
     }
 

@@ -14,7 +14,7 @@ open Molecule.Tests.Support
 let private repoRoot () = TestData.repoRoot ()
 
 /// Runs a program to its end; (exit code, stdout + stderr).
-let private run (dir: string) (env: (string * string) list) (file: string) (args: string list) =
+let run (dir: string) (env: (string * string) list) (file: string) (args: string list) =
     let psi = ProcessStartInfo(file, WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false)
     for a in args do
         psi.ArgumentList.Add a
