@@ -1,8 +1,9 @@
 /// `migrate` end to end (Store/Migrate.fs): a team built on a SQLite platform through its own API — workspaces,
-/// tokens (one revoked), messages and acks, a delegation, memories, an upload, abilities — copied into each target
-/// engine, then served from there: every workspace's log, ack floor, memories, delegations, tokens and file read
-/// back identical over HTTP, and the tokens still work. A copy interrupted after any batch completes when run again;
-/// a target holding another team is refused unless told to replace it.
+/// tokens (one revoked), messages and acks, a delegation, memories, an upload, abilities, a request with its thread
+/// and an approval — copied into each target engine, then served from there: every workspace's log, ack floor,
+/// memories, delegations, tokens, requests and approvals read back identical over HTTP, and the tokens still work. A
+/// copy interrupted after any batch completes when run again; a target holding another team is refused unless told
+/// to replace it.
 module Molecule.Tests.Platform.MigrateTests
 
 open System
@@ -45,7 +46,8 @@ let views (p: RunningPlatform) (c: Client) (team: Ws list) : Task<(string * stri
         for ws in team do
             for path in
                 [ $"/workspaces/{ws.Id}"; $"/workspaces/{ws.Id}/activity?limit=500"; $"/workspaces/{ws.Id}/memories"
-                  $"/workspaces/{ws.Id}/delegations"; $"/workspaces/{ws.Id}/tokens" ] do
+                  $"/workspaces/{ws.Id}/delegations"; $"/workspaces/{ws.Id}/tokens"; $"/workspaces/{ws.Id}/requests"
+                  $"/workspaces/{ws.Id}/approvals" ] do
                 let! r = c.Send("GET", path, token = admin)
                 Assert.True((r.Code = 200), $"{path}: {r.Code} {r.Text}")
                 acc.Add(path.Replace(ws.Id, "W"), r.Text)
@@ -104,6 +106,13 @@ let buildTeam (dir: string) (messages: int) : Task<Team> =
         let! m2 = c.Send("POST", $"/workspaces/{lead.Id}/memories", """{"content":"team plan","scope":"TEAM"}""", lead.Token)
         Assert.True((m2.Code < 300), m2.Text)
         let! _ = upload c a "notes.txt" "the file's bytes"
+        let! request = c.Send("POST", $"/workspaces/{a.Id}/requests", $$"""{"kind":"approval","recipient_type":"agent","recipient_id":"{{b.Id}}","title":"Merge?"}""", a.Token)
+        Assert.Equal(201, request.Code)
+        let rid = str request.Json "request_id"
+        let! said = c.Send("POST", $"/workspaces/{b.Id}/requests/{rid}/messages", """{"body":"which branch?","author_type":"user"}""", b.Token)
+        Assert.Equal(201, said.Code)
+        let! approval = c.Send("POST", $"/workspaces/{a.Id}/approvals", """{"action":"deploy","reason":"release","task_id":"t-1"}""", a.Token)
+        Assert.Equal(201, approval.Code)
         let! minted = c.Send("POST", $"/workspaces/{a.Id}/tokens", "{}", admin)
         Assert.True((minted.Code < 300), minted.Text)
         let! abilities = c.Send("PATCH", $"/workspaces/{lead.Id}/abilities", """{"broadcast_enabled":true}""", admin)
@@ -173,6 +182,7 @@ let ``migrate: a team built on SQLite, copied, is served from the target with ev
             let rows (t: string) = (report.Source |> List.find (fun s -> s.Table = t)).Rows
             Assert.Equal(3L, rows "workspaces")
             Assert.Equal(1L, rows "stored_files")
+            Assert.Equal((1L, 1L, 1L), (rows "requests", rows "request_messages", rows "approvals"))
             Assert.True(rows "activity_logs" >= 5L)
 
         // run again: a finished copy of this source is resumed, copies nothing and still matches
