@@ -69,7 +69,8 @@ let publishFd () =
     must (run [] "dotnet" $"publish \"{hostProject}\" -c Release -p:PublishAot=false -o \"{out}\"" ignore) "publish molecule-mcp-fd"
     log $"published {fdBinary}"
 
-/// Every package into artifacts/packages/: Molecule.Protocol, Molecule.Core, Molecule.Agents (libraries),
+/// Every package into artifacts/packages/: Molecule.Protocol, Molecule.Core, Molecule.Agents, Molecule.Agents.Hosting,
+/// Molecule.Agents.AI (libraries: every packable project of the solution),
 /// molecule-platform (tool, framework-dependent) and molecule-mcp (tool: the pointer package, the native
 /// linux-x64 package and the framework-dependent "any" fallback). The osx-arm64, osx-x64 and win-x64 native
 /// packages are declared by the pointer package and packed on those systems (`dotnet pack Host.CSharp -r <rid>`):
@@ -236,6 +237,10 @@ match fsi.CommandLineArgs |> Array.tail |> Array.toList with
     let floor = Path.Combine(root, "artifacts", "floor")
     let floorProject = Path.Combine(root, "bench", "floor", "Floor.csproj")
     must (run [] "dotnet" $"publish \"{floorProject}\" -c Release -r linux-x64 -o \"{floor}\"" ignore) "publish bench/floor"
+    // the library agent (part C): samples/CSharp as a NativeAOT executable, and framework-dependent beside it
+    let sample = Path.Combine("samples", "CSharp", "Molecule.Sample.CSharp.csproj")
+    publishProject sample "molecule-sample-csharp" "-p:PublishAot=true"
+    publishProject sample "molecule-sample-csharp-fd" frameworkDependent
     let script = Path.Combine(root, "bench", "bench.fsx")
     exit (run [] "dotnet" $"fsi \"{script}\"" ignore)
 | _ -> log "usage: dotnet fsi build.fsx build|test|publish|publish-fd|pack|run|bench|chaos|browser-deps|setup"; exit 2

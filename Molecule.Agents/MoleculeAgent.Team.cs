@@ -26,8 +26,10 @@ public sealed partial class MoleculeAgent
     }
 
     /// <summary>
-    /// Hands a task to a peer through the platform without waiting (<c>delegate_task_async</c>): the result arrives as
-    /// a <see cref="MessageKind.DelegationResult"/> message; <see cref="GetDelegationAsync"/> tells how it stands.
+    /// Hands a task to a peer through the platform without waiting (<c>delegate_task_async</c>): a peer that answers
+    /// at once (push mode) has its result arrive as a <see cref="MessageKind.DelegationResult"/> message; a poll-mode
+    /// peer (<c>molecule-mcp</c>, another library agent) gets the task as a message and answers with a
+    /// <see cref="MessageKind.PeerAgent"/> message of its own. <see cref="GetDelegationAsync"/> tells how it stands.
     /// </summary>
     public async Task<DelegationTicket> DelegateInBackgroundAsync(string peerId, string task, string? fromWorkspace = null,
         CancellationToken cancellationToken = default)

@@ -21,7 +21,8 @@ public sealed record Peer(string Id, string Name, string Status, string? Role, I
 public sealed record DelegationReply(bool Answered, string Text);
 
 /// <summary>A delegation the platform runs in the background (<c>delegate_task_async</c>); its result arrives as a
-/// <see cref="MessageKind.DelegationResult"/> message, and <see cref="MoleculeAgent.GetDelegationAsync"/> tells how it stands.</summary>
+/// <see cref="MessageKind.DelegationResult"/> message (a poll-mode peer answers with a message of its own instead), and
+/// <see cref="MoleculeAgent.GetDelegationAsync"/> tells how it stands.</summary>
 public sealed record DelegationTicket(string DelegationId, string PeerId, string Note);
 
 /// <summary>How a delegation stands (<c>check_task_status</c>): pending, completed, failed, queued, not_found, …</summary>

@@ -2,7 +2,8 @@
 // `dotnet fsi build.fsx bench` runs). Every number is compared with a baseline measured in the same run, as a ratio.
 // Part A compares three MCP stdio servers: molecule-mcp native (NativeAOT), molecule-mcp framework-dependent (the
 // "any" tool package: `dotnet molecule-mcp.dll`) and @modelcontextprotocol/server-memory on Node.js (bench/node).
-// Part B keeps the earlier in-process measurements.
+// Part B keeps the earlier in-process measurements. Part C starts a library agent (samples/CSharp, native and
+// framework-dependent) beside molecule-mcp native, each with a message waiting for it (BENCH_ONLY=library: only C).
 #r "../artifacts/molecule-mcp-fd/Molecule.Protocol.dll"
 #r "../artifacts/molecule-mcp-fd/Molecule.Core.dll"
 
@@ -31,11 +32,17 @@ let platformBin = Path.Combine(root, "artifacts", "molecule-platform", "molecule
 let floorBin = Path.Combine(root, "artifacts", "floor", "floor")
 let nodeDir = Path.Combine(__SOURCE_DIRECTORY__, "node")
 let nodeServer = Path.Combine(nodeDir, "node_modules", "@modelcontextprotocol", "server-memory", "dist", "index.js")
+/// samples/CSharp (the README's loop with a console logger) published NativeAOT and framework-dependent (part C).
+let sampleNative = Path.Combine(root, "artifacts", "molecule-sample-csharp", "molecule-sample-csharp")
+let sampleFdDll = Path.Combine(root, "artifacts", "molecule-sample-csharp-fd", "molecule-sample-csharp.dll")
+/// BENCH_ONLY=load: only the load measurement (A2); BENCH_ONLY=library: only the library agent (C).
+let onlyLoad = Environment.GetEnvironmentVariable "BENCH_ONLY" = "load"
+let onlyLibrary = Environment.GetEnvironmentVariable "BENCH_ONLY" = "library"
 
-for f in [ native; fdDll; platformBin; floorBin ] do
+for f in (if onlyLibrary then [ native; platformBin; sampleNative; sampleFdDll ] else [ native; fdDll; platformBin; floorBin; sampleNative; sampleFdDll ]) do
     if not (File.Exists f) then (eprintfn "missing %s: run `dotnet fsi build.fsx bench`" f; exit 2)
 
-if not (File.Exists nodeServer) then
+if not onlyLibrary && not (File.Exists nodeServer) then
     eprintfn "[bench] npm ci --prefix bench/node (the Node.js baseline)"
     let p = Process.Start(ProcessStartInfo("npm", $"ci --prefix \"{nodeDir}\" --no-audit --no-fund", UseShellExecute = false))
     p.WaitForExit()
@@ -43,6 +50,9 @@ if not (File.Exists nodeServer) then
 
 let inv = Globalization.CultureInfo.InvariantCulture
 let median (xs: float list) = let s = List.sort xs in s.[s.Length / 2]
+let ratio (a: float) (b: float) = (a / b).ToString("0.000", inv)
+/// Spawns of each server (A1) and starts of each agent (C), after one warm-up.
+let runs = 15
 let ms (t: TimeSpan) = t.TotalMilliseconds
 let fmt (x: float) = x.ToString("0.00", inv)
 let fmt1 (x: float) = x.ToString("0.0", inv)
@@ -89,6 +99,10 @@ let post (path: string) (body: string) (token: string) (caller: string option) =
     caller |> Option.iter (fun c -> req.Headers.Add("X-Workspace-ID", c))
     use resp = http.Send req
     int resp.StatusCode, resp.Content.ReadAsStringAsync().Result
+
+/// An A2A `message/send` body carrying one text.
+let a2aBody (id: string) (text: string) =
+    $"{{\"jsonrpc\":\"2.0\",\"id\":\"{id}\",\"method\":\"message/send\",\"params\":{{\"message\":{{\"role\":\"user\",\"messageId\":\"{Guid.NewGuid()}\",\"parts\":[{{\"kind\":\"text\",\"text\":\"{text}\"}}]}}}}}}"
 
 let createWorkspace (name: string) =
     let code, body = post "/workspaces" $"{{\"name\":\"{name}\"}}" adminToken None
@@ -165,6 +179,16 @@ type Server(file: string, args: string list, env: (string * string) list) =
         File.ReadAllLines($"/proc/{proc.Id}/status")
         |> Array.find (fun l -> l.StartsWith "VmHWM:")
         |> fun l -> float (l.Split(' ', StringSplitOptions.RemoveEmptyEntries).[1]) / 1024.0
+    /// Waits for a stdout line that `pred` accepts (a program that logs rather than serves); its time since spawn.
+    member _.WaitLine(pred: string -> bool) =
+        let rec wait () =
+            let mutable item = Unchecked.defaultof<TimeSpan * string>
+            if lines.TryTake(&item, TimeSpan.FromSeconds 30.0) then
+                let t, l = item
+                if pred l then t else wait ()
+            else failwith $"no such line from {file}"
+        wait ()
+    member _.Kill() = proc.Kill true
     member _.Spawned = spawned
     /// CPU time so far (ms): the sum over the process's live threads of /proc/<pid>/task/<tid>/schedstat (ns on CPU).
     /// Independent of how busy the machine is, unlike the wall-clock times.
@@ -190,8 +214,6 @@ let benchAgentEnv =
     match Environment.GetEnvironmentVariable "BENCH_AGENT_ENV" with
     | null | "" -> []
     | s -> s.Split(' ', StringSplitOptions.RemoveEmptyEntries) |> Array.map (fun kv -> let i = kv.IndexOf '=' in kv.Substring(0, i), kv.Substring(i + 1)) |> Array.toList
-/// BENCH_ONLY=load: only the load measurement (A2).
-let onlyLoad = Environment.GetEnvironmentVariable "BENCH_ONLY" = "load"
 
 let agentEnv (id: string, token: string) extra =
     benchAgentEnv @
@@ -214,9 +236,98 @@ let kinds =
         Start = fun env -> new Server(floorBin, [], env)
         Tool = "get_workspace_info", "{}", "GET /workspaces/:id through the local platform" } ]
 
+// ------------------------------------------------------------------------------------------------ C: a library agent
+
+/// Whether a workspace's activity (the admin's view: the chat and the messages) holds `text`.
+let activityHas (id: string) (text: string) =
+    use req = new HttpRequestMessage(System.Net.Http.HttpMethod.Get, $"/workspaces/{id}/activity?limit=50")
+    req.Headers.Authorization <- Headers.AuthenticationHeaderValue("Bearer", adminToken)
+    use resp = http.Send req
+    resp.Content.ReadAsStringAsync().Result.Contains text
+
+/// Proportional set size (MiB): the resident pages, each shared page divided among the processes that map it.
+let pssMiB (pid: int) =
+    File.ReadAllLines($"/proc/{pid}/smaps_rollup")
+    |> Array.find (fun l -> l.StartsWith "Pss:")
+    |> fun l -> float (l.Split(' ', StringSplitOptions.RemoveEmptyEntries).[1]) / 1024.0
+
+type AgentRun = { InHand: float; Answered: float; Rss: float; Pss: float; Cpu: float }
+
+/// One start of an agent with a canvas message waiting for it: spawn → the message in hand (`inHand`, which also
+/// has it answered) and spawn → the answer in the workspace's chat; then its peak RSS, PSS and CPU time.
+let agentOnce (start: (string * string) list -> Server) (inHand: Server -> string -> TimeSpan) =
+    let workspace = createWorkspace "bench-library"
+    let text = "bench message " + Guid.NewGuid().ToString("N")
+    let code, body = post $"/workspaces/{fst workspace}/a2a" (a2aBody "1" text) adminToken None
+    if code <> 200 then failwith $"canvas message: HTTP {code} {body}"
+    use s = start (agentEnv workspace [])
+    let hand = inHand s text
+    let limit = Stopwatch.StartNew()
+    while not (activityHas (fst workspace) ("Agent message: Done: " + text)) do
+        if limit.Elapsed > TimeSpan.FromSeconds 30.0 then failwith "no answer in the chat within 30 s"
+        Thread.Sleep 2
+    let run = { InHand = ms hand; Answered = ms s.SinceSpawn; Rss = s.PeakRssMiB; Pss = pssMiB s.Pid; Cpu = s.CpuMs }
+    s.Kill()
+    run
+
+/// samples/CSharp logs "Handling <message>" when its loop body starts, then answers.
+let sampleInHand (s: Server) (_: string) = s.WaitLine(fun l -> l.Contains "Handling")
+
+/// molecule-mcp pushes the message after the handshake; its client answers as an agent would (send_message_to_user,
+/// inbox_pop).
+let mcpInHand (s: Server) (text: string) =
+    let pushed = new BlockingCollection<TimeSpan * JsonNode>()
+    s.OnNotification <- fun n -> if string n["method"] = "notifications/claude/channel" then pushed.Add((s.SinceSpawn, n))
+    s.Initialize() |> ignore
+    let mutable item = Unchecked.defaultof<TimeSpan * JsonNode>
+    if not (pushed.TryTake(&item, TimeSpan.FromSeconds 30.0)) then failwith "molecule-mcp pushed nothing within 30 s"
+    let at, n = item
+    s.Call("send_message_to_user", $"{{\"message\":\"Done: {text}\"}}") |> ignore
+    let id = n["params"].["meta"].["activity_id"].GetValue<string>()
+    s.Call("inbox_pop", $"{{\"activity_id\":\"{id}\"}}") |> ignore
+    at
+
+let libraryKinds =
+    [ "samples/CSharp native (NativeAOT)", (fun env -> new Server(sampleNative, [], env)), sampleInHand
+      "samples/CSharp framework-dependent", (fun env -> new Server("dotnet", [ sampleFdDll ], env)), sampleInHand
+      "molecule-mcp native (NativeAOT)", (fun env -> new Server(native, [], env)), mcpInHand ]
+
+/// Every kind once a round, interleaved (so the machine's load is shared alike); the first round is a warm-up.
+let measureLibrary () =
+    eprintfn "[bench] C: %d rounds of a library agent and molecule-mcp, each with a message waiting" (runs + 1)
+    let rounds = [ for _ in 0..runs -> [ for (_, start, inHand) in libraryKinds -> agentOnce start inHand ] ]
+    List.tail rounds |> List.transpose
+
+let printLibrary (measured: AgentRun list list) =
+    let med f (xs: AgentRun list) = xs |> List.map f |> median
+    let size (f: string) = float (FileInfo(f).Length) / 1048576.0
+    printfn ""
+    printfn "C. A library agent: samples/CSharp (the README's loop with a console logger) beside molecule-mcp, %d starts each" runs
+    printfn "after a warm-up round, interleaved; each start finds one canvas message waiting and answers it in the chat"
+    printfn "(molecule-mcp as its client tells it: send_message_to_user, inbox_pop). Medians."
+    printfn ""
+    printfn "| measurement | %s | sample native / molecule-mcp | sample native / framework-dependent |" (String.Join(" | ", libraryKinds |> List.map (fun (n, _, _) -> n)))
+    printfn "|---|---|---|---|---|---|"
+    let row name unit' (f: AgentRun -> float) =
+        match measured |> List.map (med f) with
+        | [ n; d; m ] -> printfn "| %s (%s) | %s | %s | %s | %s | %s |" name unit' (fmt n) (fmt d) (fmt m) (ratio n m) (ratio n d)
+        | _ -> ()
+    row "spawn → the waiting message in hand" "ms" (fun r -> r.InHand)
+    row "spawn → its answer in the chat" "ms" (fun r -> r.Answered)
+    row "CPU time to the answer" "ms" (fun r -> r.Cpu)
+    row "max RSS (VmHWM) at the answer" "MiB" (fun r -> r.Rss)
+    row "PSS at the answer" "MiB" (fun r -> r.Pss)
+    printfn "| executable (MiB) | %s | (dll + the shared runtime) | %s | %s | |" (fmt (size sampleNative)) (fmt (size native)) (ratio (size sampleNative) (size native))
+
+let library = if onlyLoad then [] else measureLibrary ()
+if onlyLibrary then
+    printLibrary library
+    platformProc.Kill true
+    try Directory.Delete(tmp, true) with _ -> ()
+    exit 0
+
 // ------------------------------------------------------------------------------------------------ A1: start, list, call, RSS
 
-let runs = 15
 let ws = createWorkspace "bench-agent"
 
 type Sample = { Init: float; List: float; FirstCall: float; Rss: float; Cpu: float }
@@ -270,8 +381,7 @@ let load (k: Kind) (rate: int) (secs: int) =
                 s.Call("inbox_pop", $"{{\"activity_id\":\"{id}\"}}") |> ignore
                 Interlocked.Increment popped |> ignore), IsBackground = true)
     popper.Start()
-    let body i =
-        $"{{\"jsonrpc\":\"2.0\",\"id\":\"{i}\",\"method\":\"message/send\",\"params\":{{\"message\":{{\"role\":\"user\",\"messageId\":\"{Guid.NewGuid()}\",\"parts\":[{{\"kind\":\"text\",\"text\":\"load message {i}: please look at item {i} of the backlog\"}}]}}}}}}"
+    let body i = a2aBody (string i) $"load message {i}: please look at item {i} of the backlog"
     let sw = Stopwatch.StartNew()
     for i in 0 .. total - 1 do
         let due = float i * 1000.0 / float rate
@@ -390,7 +500,7 @@ let timeIt n (f: unit -> unit) =
     ms sw.Elapsed * 1000.0 / float n
 let pollUs =
     timeIt 500 (fun () ->
-        let o = Intake.onResponse config (Reply(200, page)) ledger following
+        let o = Intake.onResponse config 0.0 0.5 (Reply(200, page)) ledger following
         o.Events |> List.fold Ledger.evolve ledger |> ignore)
 let parseUs = timeIt 500 (fun () -> Json.tryParse page |> ignore)
 rows.Add("Intake.onResponse + Ledger.evolve, 100-row page (µs per poll)", fmt pollUs, $"JSON parse of the page: {fmt parseUs}", fmt (pollUs / parseUs))
@@ -398,7 +508,6 @@ rows.Add("Intake.onResponse + Ledger.evolve, 100-row page (µs per poll)", fmt p
 // ------------------------------------------------------------------------------------------------ report
 
 let med f (samples: Sample list) = samples |> List.map f |> median
-let ratio (a: float) (b: float) = (a / b).ToString("0.000", inv)
 let (_, nat, natSteady) = results.[0]
 let (_, fd, fdSteady) = results.[1]
 let (_, node, nodeSteady) = results.[2]
@@ -423,6 +532,7 @@ printfn ""
 printfn "Tool calls: molecule-mcp `get_workspace_info` (GET /workspaces/:id through the local platform on 127.0.0.1);"
 printfn "server-memory `read_graph` (its own JSON file); floor: the same GET as get_workspace_info."
 printLoads ()
+printLibrary library
 printfn ""
 printfn "B. In-process and single-server measurements."
 printfn ""

@@ -97,18 +97,31 @@ public static class CliCommands
             HelpName = "N",
             DefaultValueFactory = _ => defaults.Streams,
         };
+        var instance = new Option<string>("--instance-name")
+        {
+            Description = $"This instance's name in /health, /ready, /metrics and the log (default: ${PlatformCommand.InstanceVariable}, else <host name>-<pid>).",
+            HelpName = "NAME",
+        };
+        var logFormat = new Option<string>("--log-format")
+        {
+            Description = "The log on stderr: text ('[molecule-platform] …' lines) or json (one {time, instance, message} object a line).",
+            HelpName = "text|json",
+            DefaultValueFactory = _ => "text",
+        };
+        logFormat.AcceptOnlyFromAmong("text", "json");
         var cmd = new Command("platform", "Run a local Molecule platform in the foreground (Ctrl+C stops it).")
         {
             dataDir, database, host, port, allowedHost, openRegistration, enableFaults, rateRegister, rateRegistry, rateA2a, rateNotify,
-            rateActivity, rateMemories, rateBroadcast, rateFiles, rateRequests, uploadMib, streams,
+            rateActivity, rateMemories, rateBroadcast, rateFiles, rateRequests, uploadMib, streams, instance, logFormat,
         };
         RateLimit.Policy Per(ParseResult pr, Option<int> o) => new(pr.GetValue(o));
         cmd.SetAction((pr, ct) => Guarded(() => PlatformCommand.RunAsync(new PlatformCommand.Settings(
             pr.GetValue(dataDir), pr.GetValue(host) ?? "127.0.0.1", pr.GetValue(port),
-            pr.GetValue(allowedHost) ?? [], pr.GetValue(openRegistration), pr.GetValue(enableFaults), pr.GetValue(database),
+            pr.GetValue(allowedHost) ?? [], pr.GetValue(openRegistration), pr.GetValue(enableFaults),
             new RateLimit.Limits(Per(pr, rateRegister), Per(pr, rateRegistry), Per(pr, rateA2a), Per(pr, rateNotify),
                 Per(pr, rateActivity), Per(pr, rateMemories), Per(pr, rateBroadcast), Per(pr, rateFiles), Per(pr, rateRequests),
-                new RateLimit.Policy((int)Math.Min(int.MaxValue, (long)pr.GetValue(uploadMib) * 1024 * 1024)), pr.GetValue(streams))), ct)));
+                new RateLimit.Policy((int)Math.Min(int.MaxValue, (long)pr.GetValue(uploadMib) * 1024 * 1024)), pr.GetValue(streams)),
+            pr.GetValue(instance), pr.GetValue(logFormat) == "json", pr.GetValue(database)), ct)));
         return cmd;
     }
 

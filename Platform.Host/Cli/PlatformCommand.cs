@@ -8,22 +8,24 @@ public static class PlatformCommand
 {
     public const string LogPrefix = "[molecule-platform] ";
 
-    private static readonly PlatformLog Sink = new(LogPrefix);
-
-    private static void Log(string text) => Sink.Write(text);
+    /// <summary>The environment variable naming this instance when `--instance-name` is not given.</summary>
+    public const string InstanceVariable = "MOLECULE_PLATFORM_INSTANCE";
 
     /// <summary>The options of `molecule-platform platform`.</summary>
     public sealed record Settings(string? DataDir, string Host, int Port, string[] AllowedHosts, bool OpenRegistration,
-        bool EnableFaults, string? Database, RateLimit.Limits Limits);
+        bool EnableFaults, RateLimit.Limits Limits, string? Instance = null, bool JsonLog = false, string? Database = null);
 
     public static async Task<int> RunAsync(Settings settings, CancellationToken ct)
     {
-        try { return await RunCoreAsync(settings, ct).ConfigureAwait(false); }
-        finally { await Sink.FlushAndStopAsync().ConfigureAwait(false); } // every queued line out, also on a failed start
+        var sink = new PlatformLog(LogPrefix, settings.JsonLog);
+        try { return await RunCoreAsync(settings, sink, ct).ConfigureAwait(false); }
+        finally { await sink.FlushAndStopAsync().ConfigureAwait(false); } // every queued line out, also on a failed start
     }
 
-    private static async Task<int> RunCoreAsync(Settings settings, CancellationToken ct)
+    private static async Task<int> RunCoreAsync(Settings settings, PlatformLog sink, CancellationToken ct)
     {
+        void Log(string text) => sink.Write(text);
+        var instanceGiven = settings.Instance ?? Environment.GetEnvironmentVariable(InstanceVariable);
         var (dataDirOption, host, port) = (settings.DataDir, settings.Host, settings.Port);
         var dataDir = PlatformLocation.DataDir(dataDirOption);
         try
@@ -47,15 +49,16 @@ public static class PlatformCommand
         var database = PlatformLocation.Database(settings.Database);
         if (database is not null && !PostgresStore.isUrl(database))
             throw new CliException($"${PlatformLocation.DatabaseVariable} is not a postgres:// (or postgresql://) URL");
+        var options = Server.PlatformOptionsModule.named(instanceGiven!, Server.PlatformOptionsModule.create(dataDir, host, port,
+            settings.EnableFaults, settings.OpenRegistration, settings.AllowedHosts, settings.Limits, Log, ConnectionLines.BinaryPath()));
+        options = Server.PlatformOptionsModule.onDatabase(database, options);
+        sink.Instance = Server.instanceOf(options);
         Log(database is null
-            ? $"starting on {host}:{port} with data dir {dataDir}"
-            : $"starting on {host}:{port} with data dir {dataDir} and database {PostgresStore.describe(database)}");
+            ? $"instance {sink.Instance} starting on {host}:{port} with data dir {dataDir}"
+            : $"instance {sink.Instance} starting on {host}:{port} with data dir {dataDir} and database {PostgresStore.describe(database)}");
         Server.RunningPlatform platform;
         try
         {
-            var options = Server.PlatformOptionsModule.create(dataDir, host, port, settings.EnableFaults, settings.OpenRegistration,
-                settings.AllowedHosts, settings.Limits, Log, ConnectionLines.BinaryPath());
-            options = Server.PlatformOptionsModule.onDatabase(database, options);
             platform = await Canvas.start(options).ConfigureAwait(false);
         }
         catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException

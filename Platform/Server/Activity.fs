@@ -43,6 +43,19 @@ let postActivity (env: Env) (ctx: HttpContext) : Task<Reply> =
                 env.Store.Write(fun tx -> insertRow env tx row |> ignore)
                 okStatus "logged"))
 
+/// Records an ack in this transaction; the inbox rows it newly covers count as delivered once it commits.
+let private ack (env: Env) (w: IWriter) (id: WorkspaceId) (acked: int64) : int64 =
+    let before = w.AckFloor id
+    let now = env.Now()
+    let floor = w.Ack(id, acked, now)
+
+    if Some floor <> before then
+        let covered = w.Rows { RowQuery.logOf id with Types = [ "a2a_receive" ]; AfterSeq = before }
+        let lags = Operations.delivered before floor now covered
+        w.AfterCommit(fun () -> env.Metrics.Delivered lags)
+
+    floor
+
 /// POST /workspaces/:id/activity/ack {"acked_seq": N} → {"last_acked_seq": GREATEST(stored, N)} (spec §3).
 let ackActivity (env: Env) (ctx: HttpContext) : Task<Reply> =
     gatedAsync strict env ctx (fun (id, ws) ->
@@ -56,7 +69,7 @@ let ackActivity (env: Env) (ctx: HttpContext) : Task<Reply> =
                 | Ok _, None -> return Wire.errorReply 500 Inbox.ackFailed
                 | Ok acked, Some _ ->
                     try
-                        return env.Store.Write(fun w -> Inbox.ackReply (w.Ack(id, acked, env.Now())))
+                        return env.Store.Write(fun w -> Inbox.ackReply (ack env w id acked))
                     with :? DbException ->
                         return Wire.errorReply 500 Inbox.ackFailed
         })

@@ -27,7 +27,11 @@ type Env =
       /// A log was given (event lines are labelled only then).
       Logging: bool
       /// The molecule-mcp command the connection lines start.
-      McpBinary: string }
+      McpBinary: string
+      /// This instance's name (GET /health, /ready, /metrics and the log).
+      Instance: string
+      /// What GET /metrics exposes.
+      Metrics: Metrics.Registry }
 
 let newGuid () = Guid.NewGuid()
 let newActivityId () = ActivityId(Guid.NewGuid())

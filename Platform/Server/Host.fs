@@ -59,7 +59,9 @@ type PlatformOptions =
       /// The platform log: start warnings, refused requests and registrations, events with names (default: none).
       Log: (string -> unit) option
       /// The molecule-mcp command printed in connection lines (default `molecule-mcp`).
-      McpBinary: string }
+      McpBinary: string
+      /// This instance's name in GET /health, /ready, /metrics and the log (default: `<host name>-<pid>`).
+      Instance: string option }
 
 module PlatformOptions =
     /// 127.0.0.1, ephemeral port, SQLite in the data directory, system clock, liveness sweep every 15 s, no fault
@@ -79,7 +81,8 @@ module PlatformOptions =
           AllowedHosts = []
           RateLimits = RateLimit.Limits.defaults
           Log = None
-          McpBinary = "molecule-mcp" }
+          McpBinary = "molecule-mcp"
+          Instance = None }
 
     /// For C# hosts: the defaults with a listen address, switches, extra names, limits, a log and the molecule-mcp
     /// command.
@@ -110,6 +113,10 @@ module PlatformOptions =
         if String.IsNullOrWhiteSpace database then { o with Database = Embedded }
         elif PostgresStore.isUrl database then { o with Database = Postgres database }
         else invalidArg "database" "the database is given as a postgres:// (or postgresql://) URL"
+
+    /// For C# hosts: these options with an instance name (null or blank: the default, `<host name>-<pid>`).
+    let named (instance: string) (options: PlatformOptions) : PlatformOptions =
+        { options with Instance = (if String.IsNullOrWhiteSpace instance then None else Some instance) }
 
 /// Request bodies are capped at 1 MiB (uploads: 25 MiB).
 [<Literal>]
@@ -146,7 +153,9 @@ type RunningPlatform
         http: HttpClient,
         sweep: unit -> WorkspaceId list,
         prune: unit -> int,
-        routes: (string * string) list
+        routes: (string * string) list,
+        instance: string,
+        metrics: Metrics.Registry
     ) =
     let mutable stopped = false
 
@@ -156,6 +165,8 @@ type RunningPlatform
     member _.Faults = faults
     member _.Events = hub
     member _.DataDir = dataDir
+    /// The name this instance goes by (PlatformOptions.Instance).
+    member _.Instance = instance
     /// The store this platform serves (tests).
     member _.Store = store
 
@@ -197,6 +208,7 @@ type RunningPlatform
                 do! app.DisposeAsync()
                 http.Dispose()
                 store.Dispose()
+                (metrics :> IDisposable).Dispose()
         }
 
     interface IAsyncDisposable with
@@ -261,7 +273,9 @@ let private openStore (options: PlatformOptions) (dataDir: string) (hub: EventHu
 let private routeTable (env: Env) (enableFaults: bool) : (string * string * RequestDelegate) list =
     let json (f: HttpContext -> Task<Reply>) = handle f
 
-    [ "GET", "/health", json (fun _ -> Task.FromResult(okStatus "ok"))
+    [ "GET", "/health", json (OperationsRoutes.health env)
+      "GET", "/ready", json (OperationsRoutes.ready env)
+      "GET", "/metrics", RequestDelegate(OperationsRoutes.metrics env)
       "POST", "/registry/register", json (RegistryRoutes.register env)
       "POST", "/registry/heartbeat", json (RegistryRoutes.heartbeat env)
       "POST", "/registry/update-card", json (TeamRoutes.updateCard env)
@@ -358,6 +372,10 @@ let private build (options: PlatformOptions) (dataDir: string) : WebApplication 
 
     builder.Build()
 
+/// The name this instance goes by (Operations.instanceName).
+let instanceOf (options: PlatformOptions) : string =
+    Operations.instanceName options.Instance Environment.MachineName Environment.ProcessId
+
 /// The handler environment of a platform starting with these options.
 let private environment (options: PlatformOptions) (store: Store.IStore) (admin: string) (hub: EventHub) (stopping: CancellationToken) : Env =
     { Store = store
@@ -376,12 +394,15 @@ let private environment (options: PlatformOptions) (store: Store.IStore) (admin:
       Limits = options.RateLimits
       Log = defaultArg options.Log ignore
       Logging = options.Log.IsSome
-      McpBinary = options.McpBinary }
+      McpBinary = options.McpBinary
+      Instance = instanceOf options
+      Metrics = new Metrics.Registry() }
 
 /// The pipeline (errors, the doors, faults, limits) and the routes, then whatever `configure` adds.
 let private mapApp (app: WebApplication) (env: Env) (options: PlatformOptions) (configure: WebApplication -> unit) =
     let names = Guard.Names.create (ownNames options.Host) options.AllowedHosts
     let step (f: HttpContext -> RequestDelegate -> Task) = app.Use(Func<HttpContext, RequestDelegate, Task>(f)) |> ignore
+    step (OperationsRoutes.countRequests env)
     step (Middleware.errorMiddleware env.Log)
     step (Middleware.guardMiddleware names env.Log)
     step (fun ctx next -> Middleware.faultMiddleware env.Faults env.Stopping ctx next)
@@ -426,6 +447,7 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
             (app :> IDisposable).Dispose()
             env.Http.Dispose()
             store.Dispose()
+            (env.Metrics :> IDisposable).Dispose()
             raise (InvalidOperationException($"the platform could not listen on {options.Host}:{options.Port}: {e.Message}", e))
 
         let sweeper =
@@ -451,7 +473,9 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
                 env.Http,
                 (fun () -> AdminRoutes.sweepOnce env),
                 (fun () -> AdminRoutes.pruneOnce env),
-                servedRoutes app
+                servedRoutes app,
+                env.Instance,
+                env.Metrics
             )
     }
 

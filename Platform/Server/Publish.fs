@@ -55,6 +55,9 @@ let private logRow (env: Env) (w: IWriter) (audience: Audience) (row: ActivityRo
         | Added r -> r, false
         | Repeated r -> r, true // the same message id again: no new row, the stream still rings
 
+    if not repeated && saved.ActivityType = "a2a_receive" then
+        w.AfterCommit env.Metrics.Accepted
+
     let audience =
         match audience with
         | _ when not repeated -> Some audience

@@ -81,6 +81,7 @@ let events (env: Env) (ctx: HttpContext) : Task =
         | Error message -> do! send ctx (Wire.errorReply 401 message)
         | Ok() ->
             startStream ctx
+            use _open = env.Metrics.Open Metrics.Stream.Canvas
             let ch = env.Events.Subscribe()
             use linked = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, env.Stopping)
 
@@ -102,6 +103,7 @@ let workspaceStream (env: Env) (ctx: HttpContext) : Task =
             use _grant = grant
             // subscribed before the ping: whatever a client fetches after seeing it is either in that fetch or rings
             let ch = env.Events.SubscribeWorkspace w.Id
+            use _open = env.Metrics.Open(Metrics.Stream.Workspace w.Id)
             startStream ctx
             ctx.Response.Headers["Connection"] <- "keep-alive"
             ctx.Response.Headers["X-Accel-Buffering"] <- "no"

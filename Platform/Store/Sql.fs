@@ -331,6 +331,13 @@ exception LogContended of WorkspaceId
 
 /// The store's reads and writes on one session. Inside a write it also collects what the transaction announces
 /// and what runs after it commits (the engine runs them).
+/// The version in `schema_version` (0: none).
+let private schemaVersion (s: Session) : int =
+    match scalar s "SELECT MAX(version) FROM schema_version" [] with
+    | :? int64 as n -> int n
+    | :? int32 as n -> n
+    | _ -> 0
+
 type SqlSession(s: Session, secrets: SecretBox) =
     let announced = ResizeArray<PlatformEvent>()
     let afterCommit = ResizeArray<unit -> unit>()
@@ -733,6 +740,7 @@ type SqlSession(s: Session, secrets: SecretBox) =
             |> ignore
 
         member _.SaveApproval a = saveApproval a
+        member _.StoredSchemaVersion() = schemaVersion s
 
         member _.SaveWorkspace w =
             savedWorkspace <- true
@@ -793,11 +801,7 @@ type SqlSession(s: Session, secrets: SecretBox) =
 /// The version a database is at (0: empty), creating the version table when missing.
 let storedVersion (s: Session) : int =
     exec s "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)" [] |> ignore
-
-    match scalar s "SELECT MAX(version) FROM schema_version" [] with
-    | :? int64 as n -> int n
-    | :? int32 as n -> n
-    | _ -> 0
+    schemaVersion s
 
 let private sealSecrets (s: Session) (secrets: SecretBox) =
     let clear =

@@ -120,6 +120,9 @@ type IReader =
     abstract Approval: ApprovalId -> Approvals.Approval option
     /// A workspace's newest approvals (at most `Approvals.ListSize`), newest first.
     abstract Approvals: WorkspaceId -> Approvals.Approval list
+    /// The schema version the database is at now (a newer platform sharing it may have migrated it since this one
+    /// started): what GET /ready compares with this binary's.
+    abstract StoredSchemaVersion: unit -> int
 
 /// One transaction's reads and writes.
 type IWriter =

@@ -10,8 +10,10 @@ open System.Reflection
 open Xunit
 open Molecule.Agents
 
-/// The assemblies of the library packages for C# (phase 2 adds its hosting and AI packages here).
-let libraries = [ typeof<MoleculeAgent>.Assembly ]
+/// The assemblies of the library packages for C#: the agent, its hosting and its AI integration.
+let libraries =
+    [ typeof<MoleculeAgent>.Assembly
+      typeof<Molecule.Agents.Hosting.IMoleculeMessageHandler>.Assembly ]
 
 let private fsharpAssemblies = set [ "FSharp.Core"; "Molecule.Core"; "Molecule.Protocol" ]
 
@@ -81,10 +83,21 @@ let repoRoot () =
     up (DirectoryInfo AppContext.BaseDirectory)
 
 [<Fact>]
-let ``the API listing names every public type of Molecule.Agents`` () =
-    let listing =
-        [ "PublicAPI.Shipped.txt"; "PublicAPI.Unshipped.txt" ]
-        |> List.collect (fun f -> List.ofArray (File.ReadAllLines(Path.Combine(repoRoot (), "Molecule.Agents", f))))
-        |> set
-    for t in typeof<MoleculeAgent>.Assembly.GetExportedTypes() do
-        Assert.True(listing.Contains t.FullName, $"{t.FullName} is public but not in PublicAPI.*.txt")
+let ``the API listing of each library package names every public type`` () =
+    for library in libraries do
+        let project = library.GetName().Name
+        let listing =
+            [ "PublicAPI.Shipped.txt"; "PublicAPI.Unshipped.txt" ]
+            |> List.collect (fun f -> List.ofArray (File.ReadAllLines(Path.Combine(repoRoot (), project, f))))
+            |> set
+        for t in library.GetExportedTypes() do
+            Assert.True(listing.Contains t.FullName, $"{t.FullName} is public but not in {project}/PublicAPI.*.txt")
+
+[<Fact>]
+let ``every public member of the hosting and AI packages has an XML doc comment`` () =
+    for library in libraries |> List.filter (fun a -> a <> typeof<MoleculeAgent>.Assembly) do
+        let xml = Path.ChangeExtension(library.Location, ".xml")
+        Assert.True(File.Exists xml, $"{xml} is missing: the package ships no docs")
+        let documented = System.Xml.Linq.XDocument.Load(xml).Descendants(System.Xml.Linq.XName.Get "member") |> Seq.map (fun m -> m.Attribute(System.Xml.Linq.XName.Get "name").Value) |> set
+        for t in library.GetExportedTypes() do
+            Assert.True(documented.Contains $"T:{t.FullName}", $"{t.FullName} has no doc comment")

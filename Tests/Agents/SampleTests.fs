@@ -1,5 +1,5 @@
-/// The samples (samples/CSharp, samples/FSharp), as built with the solution, run against the real local platform:
-/// they answer the user and a peer, stop cleanly on SIGINT and SIGTERM, and a restart answers nothing twice.
+/// The samples (samples/CSharp, samples/FSharp, samples/Hosted), as built with the solution, run against the real local
+/// platform: they answer the user and a peer, stop cleanly on SIGINT and SIGTERM, and a restart answers nothing twice.
 module Molecule.Tests.Agents.SampleTests
 
 open System
@@ -37,6 +37,12 @@ type Sample(dll: string, env: (string * string) list) =
         proc.BeginErrorReadLine()
     member _.Lines = List.ofSeq lines
     member this.Describe() = "sample output:\n" + String.Join("\n", this.Lines)
+    /// Waits for the process to end on its own; its exit code.
+    member _.WaitExit() : Task<int> =
+        task {
+            do! proc.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds 60.0)
+            return proc.ExitCode
+        }
     /// Sends a signal (INT, TERM) and waits for the exit code.
     member _.StopWith(signal: string) : Task<int> =
         task {
@@ -68,14 +74,16 @@ let private interrupt =
 
 let private count (pattern: string) (text: string) = Regex.Matches(text, Regex.Escape pattern).Count
 
-let private runSample (folder: string) (name: string) =
+/// Runs a sample twice against the local platform; <paramref name="configure"/> turns the agent's variables into the
+/// sample's environment (the hosted sample reads them from its "Molecule" configuration section).
+let private runSampleWith (configure: (string * string) list -> (string * string) list) (folder: string) (name: string) =
     task {
         let dll = sampleDll folder name
         use! platform = Platform.StartAsync()
         let! ws = platform.CreateWorkspace "sample-agent"
         let! peer = platform.CreateWorkspace "sample-peer"
         do! platform.RegisterPoll peer
-        let env = agentEnv platform ws
+        let env = configure (agentEnv platform ws)
         let activity id =
             task {
                 let! rows = platform.Activity id
@@ -113,6 +121,11 @@ let private runSample (folder: string) (name: string) =
         assertNoSecrets [ ws.Token ] "the sample's output" (first.Lines @ second.Lines)
     }
 
+let private runSample = runSampleWith id
+
+/// The agent's variables as keys of the "Molecule" configuration section (Molecule__WORKSPACE_ID=…).
+let private asMoleculeSection (env: (string * string) list) = env |> List.map (fun (k, v) -> $"Molecule__{k}", v)
+
 [<Fact>]
 let ``samples/CSharp answers the user and a peer, stops cleanly, and answers nothing twice after a restart`` () =
     runSample "CSharp" "molecule-sample-csharp"
@@ -129,3 +142,19 @@ let ``samples/CSharp is the 30-line loop: no polling, no Thread.Sleep, no F# typ
     for banned in [ "Thread.Sleep"; "while (true)"; "Microsoft.FSharp"; "FSharp"; "Molecule.Core"; "Molecule.Protocol"; ".Item1"; "GetAwaiter().GetResult()"; "/activity" ] do
         Assert.False(source.Contains banned, $"samples/CSharp/Program.cs contains {banned}")
     Assert.Contains("ReadMessagesAsync", source)
+
+[<Fact>]
+let ``samples/Hosted (a worker service) answers the user and a peer, stops cleanly, and answers nothing twice after a restart`` () =
+    runSampleWith asMoleculeSection "Hosted" "molecule-sample-hosted"
+
+[<Fact>]
+let ``samples/Hosted without its settings names every missing one, as molecule-mcp does, and exits 2`` () =
+    task {
+        use sample = new Sample(sampleDll "Hosted" "molecule-sample-hosted", [ "CONFIGS_DIR", tempDir "configs" ])
+        let! code = sample.WaitExit()
+        let out = String.Join("
+", sample.Lines)
+        Assert.True((code = 2), $"exit code {code}\n{sample.Describe()}")
+        for variable in [ "WORKSPACE_ID"; "PLATFORM_URL"; "MOLECULE_WORKSPACE_TOKEN" ] do
+            Assert.True(out.Contains variable, $"{variable} not named\n{sample.Describe()}")
+    }

@@ -285,9 +285,10 @@ let private adminRoutes =
           "PATCH /workspaces/{id}/abilities"; "GET /admin/workspaces"; "GET /admin/feed"; "GET /admin/delegations"
           "GET /admin/memories"; "POST /admin/faults"; "DELETE /admin/faults"; "POST /admin/faults/cut-streams"
           "GET /admin/requests"; "GET /admin/inbox"; "GET /admin/inbox/{requestId}"; "POST /admin/inbox/{requestId}/respond"
-          "POST /admin/inbox/{requestId}/messages"; "POST /admin/sweep"; "POST /admin/retention"; "GET /events"; "POST /admin/stream-ticket" ]
+          "POST /admin/inbox/{requestId}/messages"; "POST /admin/sweep"; "POST /admin/retention"; "GET /events"; "POST /admin/stream-ticket"
+          "GET /metrics" ]
 
-let private openRoutes = set [ "GET /health"; "GET /"; "HEAD /"; "GET /canvas/{file}"; "HEAD /canvas/{file}"; "* {*path:nonfile}" ]
+let private openRoutes = set [ "GET /health"; "GET /ready"; "GET /"; "HEAD /"; "GET /canvas/{file}"; "HEAD /canvas/{file}"; "* {*path:nonfile}" ]
 
 [<Theory; ClassData(typeof<EngineCases>)>]
 let ``rule: every route an agent token can drive is limited (a bucket per group, or the streams cap); the rest refuse it`` (engine: string) =
@@ -452,7 +453,7 @@ let ``doors: without a token an attacker reads only /health, the canvas assets a
         let fill (pattern: string) =
             pattern.Replace("{id}", ws.Id).Replace("{tokenId}", string (Guid.NewGuid())).Replace("{file}", "x.txt").Replace("{*path:nonfile}", "anything")
 
-        let publicReads = set [ "/health"; "/workspaces/{id}"; "/"; "/canvas/{file}"; "{*path:nonfile}" ]
+        let publicReads = set [ "/health"; "/ready"; "/workspaces/{id}"; "/"; "/canvas/{file}"; "{*path:nonfile}" ]
 
         for (m, pattern) in routes do
             let path = fill pattern

@@ -97,6 +97,32 @@ let ``demo: a missing molecule-mcp is reported with every place searched, not as
     Assert.DoesNotContain("IOException", out)
     Assert.DoesNotContain("transport", out)
 
+// ------------------------------------------------------------------ operators: instance name, JSON log
+
+[<Fact>]
+let ``platform --instance-name --log-format json: every stderr line is one {time, instance, message} object; /health and /ready name the instance`` () =
+    let dir = tempDir "jsonlog"
+    use platform = new PlatformProcess(dir, [ "--instance-name"; "green-2"; "--log-format"; "json" ])
+    let code, health = http platform.Url "" HttpMethod.Get "/health" None
+    Assert.Equal((200, """{"status":"ok","instance":"green-2"}"""), (code, health))
+    let readyCode, ready = http platform.Url "" HttpMethod.Get "/ready" None
+    Assert.Equal(200, readyCode)
+    contains "\"instance\":\"green-2\"" ready
+    let token = platform.AdminToken
+    Assert.Equal(0, platform.Stop())
+    let lines = platform.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+    Assert.True(lines.Length >= 2, platform.Stderr)
+
+    for line in lines do
+        let o = JsonNode.Parse(line).AsObject()
+        Assert.Equal<string list>([ "time"; "instance"; "message" ], [ for kv in o -> kv.Key ])
+        Assert.Equal("green-2", o["instance"].GetValue<string>())
+        Assert.True(DateTimeOffset.TryParse(o["time"].GetValue<string>()) |> fst, line)
+
+    contains "instance green-2 starting on" platform.Stderr
+    contains "listening on" platform.Stderr
+    Assert.DoesNotContain(token, platform.Stderr)
+
 // ------------------------------------------------------------------ platform + workspace + connection lines
 
 [<Fact>]
