@@ -57,6 +57,18 @@ type private InProcessBackend(p: Platform) =
         // Not the harness's DisposeAsync: that deletes the data dir, which a failed schedule keeps as evidence.
         member _.Stop() = p.Running.StopAsync()
 
+/// One request on a client whose base address is the platform (or its proxy).
+let private sendOn (http: HttpClient) (meth: string) (path: string) (body: string option) (token: string option) (caller: string option) =
+    task {
+        use req = new HttpRequestMessage(HttpMethod meth, path)
+        body |> Option.iter (fun b -> req.Content <- new StringContent(b, Encoding.UTF8, "application/json"))
+        token |> Option.iter (fun t -> req.Headers.Authorization <- Headers.AuthenticationHeaderValue("Bearer", t))
+        caller |> Option.iter (fun c -> req.Headers.Add("X-Workspace-ID", c))
+        use! resp = http.SendAsync req
+        let! text = resp.Content.ReadAsStringAsync()
+        return { Code = int resp.StatusCode; Body = text }
+    }
+
 type private ProcessBackend(binary: string, dataDir: string, port: int, extraArgs: string list) =
     let url = $"http://127.0.0.1:{port}"
     let output = ConcurrentQueue<string>()
@@ -106,16 +118,7 @@ type private ProcessBackend(binary: string, dataDir: string, port: int, extraArg
     interface Backend with
         member _.Url = url
         member _.AdminToken = admin
-        member _.Send(meth, path, body, token, caller) =
-            task {
-                use req = new HttpRequestMessage(HttpMethod meth, path)
-                body |> Option.iter (fun b -> req.Content <- new StringContent(b, Encoding.UTF8, "application/json"))
-                token |> Option.iter (fun t -> req.Headers.Authorization <- Headers.AuthenticationHeaderValue("Bearer", t))
-                caller |> Option.iter (fun c -> req.Headers.Add("X-Workspace-ID", c))
-                use! resp = http.SendAsync req
-                let! text = resp.Content.ReadAsStringAsync()
-                return { Code = int resp.StatusCode; Body = text }
-            }
+        member _.Send(meth, path, body, token, caller) = sendOn http meth path body token caller
         member _.Faults = None
         member _.Kill() =
             try
@@ -266,16 +269,7 @@ and private ClusterBackend(proxy: Proxy, instances: ProcessBackend list, admin: 
     interface Backend with
         member _.Url = proxy.Url
         member _.AdminToken = admin
-        member _.Send(meth, path, body, token, caller) =
-            task {
-                use req = new HttpRequestMessage(HttpMethod meth, path)
-                body |> Option.iter (fun b -> req.Content <- new StringContent(b, Encoding.UTF8, "application/json"))
-                token |> Option.iter (fun t -> req.Headers.Authorization <- Headers.AuthenticationHeaderValue("Bearer", t))
-                caller |> Option.iter (fun c -> req.Headers.Add("X-Workspace-ID", c))
-                use! resp = http.SendAsync req
-                let! text = resp.Content.ReadAsStringAsync()
-                return { Code = int resp.StatusCode; Body = text }
-            }
+        member _.Send(meth, path, body, token, caller) = sendOn http meth path body token caller
         member _.Faults = None
         member _.Kill() =
             let victim = instances[kills % instances.Length]
