@@ -16,8 +16,9 @@ var client = new Argument<string>("client") { Description = "claude-code, codex,
 var name = new Option<string?>("--name") { Description = "Server name in the client's config (default: molecule, or MOLECULE_AGENT_NAME's slug)." };
 var write = new Option<bool>("--write") { Description = "Merge the entry into the client's config file (the old one kept as .bak)." };
 var showToken = new Option<bool>("--show-token") { Description = "Print the token in the entry (it is replaced by a placeholder otherwise)." };
-var config = new Command("config", "Print (or --write) the MCP config entry that starts this binary for a client, from this environment.") { client, name, write, showToken };
-config.SetAction(r => ConfigCommand.Run(r.GetValue(client)!, r.GetValue(name), r.GetValue(write), r.GetValue(showToken)));
+var noRelay = new Option<bool>("--no-permission-relay") { Description = "Switch the permission relay off in the entry (MOLECULE_MCP_PERMISSION_RELAY=0): Claude Code's permission prompts stay in the terminal only." };
+var config = new Command("config", "Print (or --write) the MCP config entry that starts this binary for a client, from this environment.") { client, name, write, showToken, noRelay };
+config.SetAction(r => ConfigCommand.Run(r.GetValue(client)!, r.GetValue(name), r.GetValue(write), r.GetValue(showToken), r.GetValue(noRelay)));
 root.Add(config);
 
 var parsed = root.Parse(args);

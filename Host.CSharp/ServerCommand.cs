@@ -40,8 +40,10 @@ public static class ServerCommand
         AppDomain.CurrentDomain.ProcessExit += (_, _) => agent.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(3));
 
         var tools = MoleculeAgent.Tools.Select(tool => new DataTool(tool, agent.CallToolAsync)).ToList();
-        var host = new McpHost(agent.Instructions, tools, loggerFactory, log, agent.Settings.MaxLineBytes);
+        var host = new McpHost(agent.Instructions, tools, loggerFactory, log, agent.Settings.MaxLineBytes, agent.Settings.PermissionRelay);
         host.ClientInitialized += () => _ = PushAsync(agent, host, log);
+        host.PermissionRequested += agent.RelayPermissionPrompt;
+        if (agent.Settings.PermissionRelay) _ = AnswerAsync(agent, host, log);
 
         var serving = host.RunAsync(ct);
         var first = await Task.WhenAny(serving, agent.Completion).ConfigureAwait(false);
@@ -55,6 +57,20 @@ public static class ServerCommand
         await agent.DisposeAsync().ConfigureAwait(false);
         log.Flush();
         return exitCode;
+    }
+
+    /// <summary>The user's decisions on relayed permission prompts, as <c>notifications/claude/channel/permission</c>.</summary>
+    private static async Task AnswerAsync(MoleculeAgent agent, McpHost host, StderrLog log)
+    {
+        try
+        {
+            await foreach (var answer in agent.ReadPermissionAnswersAsync().ConfigureAwait(false))
+                await host.SendPermissionAsync(answer).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            log.Error($"permission answers stopped: {ex.GetType().Name}: {ex.Message}");
+        }
     }
 
     /// <summary>Once the client is ready: every message the agent pushes, as a channel notification, in order.</summary>

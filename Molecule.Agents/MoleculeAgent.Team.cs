@@ -116,6 +116,57 @@ public sealed partial class MoleculeAgent
     public async Task<RuntimeIdentity> GetRuntimeIdentityAsync(CancellationToken cancellationToken = default) =>
         ToolAnswers.Identity(await CallOrThrowAsync("get_runtime_identity", new JsonObject(), cancellationToken).ConfigureAwait(false));
 
+    /// <summary>
+    /// Raises a request in the team's requests inbox (<c>create_request</c>): a task or an approval, for the user (the
+    /// console's Requests view) or, with <paramref name="recipientAgentId"/>, for another agent. The answer arrives
+    /// later as a <see cref="MessageKind.RequestUpdate"/> message. A platform without the requests inbox throws
+    /// <see cref="MoleculeToolException"/> saying so.
+    /// </summary>
+    public async Task<RequestTicket> CreateRequestAsync(string title, RequestKind kind = RequestKind.Approval, string? detail = null,
+        string? recipientAgentId = null, string? priority = null, string? fromWorkspace = null, CancellationToken cancellationToken = default)
+    {
+        var args = new JsonObject { ["kind"] = kind == RequestKind.Task ? "task" : "approval", ["title"] = title };
+        if (detail is not null) args["detail"] = detail;
+        if (recipientAgentId is not null) { args["recipient_type"] = "agent"; args["recipient_id"] = recipientAgentId; }
+        if (priority is not null) args["priority"] = priority;
+        return ToolAnswers.RequestCreated(await CallOrThrowAsync("create_request", Routed("create_request", args, fromWorkspace), cancellationToken).ConfigureAwait(false));
+    }
+
+    /// <summary>The requests this workspace raised (<see cref="RequestBox.Mine"/>) or that are addressed to it
+    /// (<c>list_requests</c>), optionally of one status (pending, info_requested, approved, rejected, done, cancelled, expired).</summary>
+    public async Task<IReadOnlyList<RequestRecord>> ListRequestsAsync(RequestBox box = RequestBox.Mine, string? status = null,
+        string? fromWorkspace = null, CancellationToken cancellationToken = default)
+    {
+        var args = new JsonObject { ["box"] = box == RequestBox.Inbox ? "inbox" : "mine" };
+        if (status is not null) args["status"] = status;
+        return ToolAnswers.Requests(await CallOrThrowAsync("list_requests", Routed("list_requests", args, fromWorkspace), cancellationToken).ConfigureAwait(false));
+    }
+
+    /// <summary>One request with its thread (<c>get_request</c>).</summary>
+    public async Task<RequestThread> GetRequestAsync(string requestId, string? fromWorkspace = null, CancellationToken cancellationToken = default) =>
+        ToolAnswers.Thread(await CallOrThrowAsync("get_request", Routed("get_request", new JsonObject { ["request_id"] = requestId }, fromWorkspace), cancellationToken).ConfigureAwait(false));
+
+    /// <summary>Answers a request addressed to this workspace (<c>respond_to_request</c>); returns its status now.</summary>
+    public async Task<string> RespondToRequestAsync(string requestId, RequestAnswer answer, string? fromWorkspace = null,
+        CancellationToken cancellationToken = default)
+    {
+        var action = answer switch { RequestAnswer.Approved => "approved", RequestAnswer.Rejected => "rejected", _ => "done" };
+        var args = new JsonObject { ["request_id"] = requestId, ["action"] = action };
+        return ToolAnswers.Field(await CallOrThrowAsync("respond_to_request", Routed("respond_to_request", args, fromWorkspace), cancellationToken).ConfigureAwait(false), "status");
+    }
+
+    /// <summary>Adds a message to a request's thread (<c>add_request_message</c>); returns the message's id.</summary>
+    public async Task<string> AddRequestMessageAsync(string requestId, string body, string? fromWorkspace = null,
+        CancellationToken cancellationToken = default)
+    {
+        var args = new JsonObject { ["request_id"] = requestId, ["body"] = body };
+        return ToolAnswers.Field(await CallOrThrowAsync("add_request_message", Routed("add_request_message", args, fromWorkspace), cancellationToken).ConfigureAwait(false), "message_id");
+    }
+
+    /// <summary>Cancels a request this workspace raised (<c>cancel_request</c>).</summary>
+    public async Task CancelRequestAsync(string requestId, string? fromWorkspace = null, CancellationToken cancellationToken = default) =>
+        await CallOrThrowAsync("cancel_request", Routed("cancel_request", new JsonObject { ["request_id"] = requestId }, fromWorkspace), cancellationToken).ConfigureAwait(false);
+
     /// <summary>The arguments with the tool's routing argument (the core names it) set to <paramref name="workspace"/>.</summary>
     private static JsonObject Routed(string tool, JsonObject args, string? workspace)
     {

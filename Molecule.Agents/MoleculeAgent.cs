@@ -30,6 +30,7 @@ public sealed partial class MoleculeAgent : IAsyncDisposable
     private readonly Config _primary;
     private int _reading;
     private int _notifying;
+    private int _answering;
 
     private MoleculeAgent(AgentLoop loop, AgentLog log, IReadOnlyList<Config> configs)
     {
@@ -39,7 +40,8 @@ public sealed partial class MoleculeAgent : IAsyncDisposable
         WorkspaceIds = configs.Select(c => c.WorkspaceId.Value).ToList();
         Settings = new AgentSettings(_primary.AgentCard.Name, _primary.StateDir, _primary.Verbose, _primary.HeartbeatEnabled,
             _primary.InboxEnabled, _primary.StreamEnabled, TimeSpan.FromSeconds(_primary.HeartbeatIntervalSecs),
-            TimeSpan.FromSeconds(_primary.PollIntervalSecs), _primary.PollTimeoutSecs, _primary.MaxLineBytes);
+            TimeSpan.FromSeconds(_primary.PollIntervalSecs), _primary.PollTimeoutSecs, _primary.MaxLineBytes,
+            _primary.PermissionRelay, TimeSpan.FromSeconds(_primary.PermissionTimeoutSecs));
     }
 
     /// <summary>
@@ -81,7 +83,7 @@ public sealed partial class MoleculeAgent : IAsyncDisposable
     public static IReadOnlyList<ToolInfo> Tools => ToolInfo.All;
 
     /// <summary>What the MCP server tells its client about receiving and answering messages (its instructions).</summary>
-    public string Instructions => CoreChannel.instructions(_primary.PollTimeoutSecs);
+    public string Instructions => CoreChannel.instructionsWith(_primary.PollTimeoutSecs, _primary.PermissionRelay);
 
     /// <summary>
     /// Ends when the agent stops: completed once it is disposed, faulted with <see cref="MoleculeAgentStoppedException"/>
@@ -185,6 +187,33 @@ public sealed partial class MoleculeAgent : IAsyncDisposable
         _loop.Post(Agent.Msg.ClientInitialized);
         await foreach (var notification in _loop.Notifications.ReadAllAsync(cancellationToken).ConfigureAwait(false))
             yield return notification;
+    }
+
+    // -----------------------------------------------------------------------------------------------------
+    // Permission prompts (Claude Code's channel permission relay)
+    // -----------------------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Relays a permission prompt of the MCP client (<c>notifications/claude/channel/permission_request</c>) as an
+    /// approval for the user of the primary workspace (its preview sanitised and secrets redacted), open for
+    /// <see cref="AgentSettings.PermissionTimeout"/>. Its decision arrives through <see cref="ReadPermissionAnswersAsync"/>
+    /// — once, and never after the timeout. Ignored when the relay is off (<see cref="AgentSettings.PermissionRelay"/>)
+    /// or the prompt's id is not one a client makes.
+    /// </summary>
+    public void RelayPermissionPrompt(PermissionPrompt prompt)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        _loop.Post(Agent.Msg.NewPermissionRequested(new Permissions.Prompt(prompt.RequestId ?? "", prompt.ToolName ?? "",
+            prompt.Description ?? "", prompt.InputPreview ?? "", DateTimeOffset.UtcNow)));
+    }
+
+    /// <summary>The user's decisions on relayed permission prompts, in order (allow or deny). One reader, once.</summary>
+    public async IAsyncEnumerable<PermissionAnswer> ReadPermissionAnswersAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _answering, 1) == 1)
+            throw new InvalidOperationException("Permission answers can be read once, by one reader.");
+        await foreach (var answer in _loop.PermissionAnswers.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            yield return answer;
     }
 
     // -----------------------------------------------------------------------------------------------------

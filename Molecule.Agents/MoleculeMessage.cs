@@ -17,6 +17,10 @@ public enum MessageKind
 
     /// <summary>The answer (or failure) of a task this workspace delegated; its text is the answer.</summary>
     DelegationResult,
+
+    /// <summary>A request of this workspace was answered, asked about or cancelled, or one was addressed to it; see
+    /// <see cref="MoleculeMessage.Request"/>.</summary>
+    RequestUpdate,
 }
 
 /// <summary>
@@ -28,8 +32,10 @@ public sealed class MoleculeMessage
     private readonly MoleculeAgent _agent;
 
     internal MoleculeMessage(MoleculeAgent agent, string id, string text, MessageKind kind, string peerId, string? peerName,
-        string? peerRole, string? agentCardUrl, string method, DateTimeOffset? createdAt, string workspaceId)
+        string? peerRole, string? agentCardUrl, string method, DateTimeOffset? createdAt, string workspaceId,
+        RequestChange? request = null)
     {
+        Request = request;
         _agent = agent;
         Id = id;
         Text = text;
@@ -73,6 +79,9 @@ public sealed class MoleculeMessage
     /// <summary>The workspace it arrived in (one of <see cref="MoleculeAgent.WorkspaceIds"/>); replies go from there.</summary>
     public string WorkspaceId { get; }
 
+    /// <summary>For a <see cref="MessageKind.RequestUpdate"/>: what happened to which request; null otherwise.</summary>
+    public RequestChange? Request { get; }
+
     /// <summary>Whether <see cref="ReplyAsync"/> can answer it: a canvas message, or a peer's with a peer id.</summary>
     public bool CanReply => Kind == MessageKind.CanvasUser || (Kind == MessageKind.PeerAgent && PeerId.Length > 0);
 
@@ -94,6 +103,8 @@ public sealed class MoleculeMessage
                 break;
             case MessageKind.PeerAgent:
                 throw new InvalidOperationException("This message cannot be answered: its sender has no workspace id.");
+            case MessageKind.RequestUpdate:
+                throw new InvalidOperationException("A request update is answered with the request methods (RespondToRequestAsync, AddRequestMessageAsync).");
             default:
                 throw new InvalidOperationException("A delegation result needs no reply: use it.");
         }
@@ -116,12 +127,13 @@ public sealed class MoleculeMessage
         var kindName = Field(o, "kind");
         var kind = kindName == Ledger.kindName(CoreKind.CanvasUser) ? MessageKind.CanvasUser
             : kindName == Ledger.kindName(CoreKind.DelegationResult) ? MessageKind.DelegationResult
+            : kindName == Molecule.Protocol.RequestUpdate.method ? MessageKind.RequestUpdate
             : MessageKind.PeerAgent;
         DateTimeOffset? created = DateTimeOffset.TryParse(Field(o, "created_at"), CultureInfo.InvariantCulture,
             DateTimeStyles.AssumeUniversal, out var at) ? at : null;
         return new MoleculeMessage(agent, id, Field(o, "text") ?? "", kind, Field(o, "peer_id") ?? "", Field(o, "peer_name"),
             Field(o, "peer_role"), Field(o, "agent_card_url"), Field(o, "method") ?? "", created,
-            Field(o, "arrival_workspace_id") ?? primary);
+            Field(o, "arrival_workspace_id") ?? primary, kind == MessageKind.RequestUpdate ? ToolAnswers.Change(o["request"]) : null);
     }
 
     private static string? Field(JsonObject o, string name) =>

@@ -55,4 +55,58 @@ public sealed record AgentSettings(
     TimeSpan HeartbeatInterval,
     TimeSpan PollInterval,
     int PollTimeoutSeconds,
-    int MaxLineBytes);
+    int MaxLineBytes,
+    bool PermissionRelay,
+    TimeSpan PermissionTimeout);
+
+/// <summary>What a request asks for: a task (answered done or rejected) or an approval (approved or rejected).</summary>
+public enum RequestKind
+{
+    Task,
+    Approval,
+}
+
+/// <summary>Which requests <see cref="MoleculeAgent.ListRequestsAsync"/> lists: raised by this workspace, or addressed to it.</summary>
+public enum RequestBox
+{
+    Mine,
+    Inbox,
+}
+
+/// <summary>How a recipient answers a request (<see cref="MoleculeAgent.RespondToRequestAsync"/>).</summary>
+public enum RequestAnswer
+{
+    Approved,
+    Rejected,
+    Done,
+}
+
+/// <summary>A request just raised (<c>create_request</c>): its id and status; the answer arrives later as a
+/// <see cref="MessageKind.RequestUpdate"/> message.</summary>
+public sealed record RequestTicket(string RequestId, string Status);
+
+/// <summary>A request as the platform shows it (<c>list_requests</c>, <c>get_request</c>): the usual fields, and all of
+/// it as JSON.</summary>
+public sealed record RequestRecord(string Id, string Kind, string Title, string? Detail, string Status, string? Priority,
+    string RequesterType, string? RequesterId, string RecipientType, string? RecipientId, JsonElement Details);
+
+/// <summary>One message of a request's thread.</summary>
+public sealed record RequestMessage(string Id, string AuthorType, string? AuthorId, string Body, string? CreatedAt);
+
+/// <summary>A request with its thread (<c>get_request</c>).</summary>
+public sealed record RequestThread(RequestRecord Request, IReadOnlyList<RequestMessage> Messages);
+
+/// <summary>
+/// What a <see cref="MessageKind.RequestUpdate"/> message says: the request, what happened (created, responded, message,
+/// cancelled), its status now, its kind and title, who acted (user or agent, and which), the clarification or detail,
+/// and who raised it (agent, permission_relay, loop_guard).
+/// </summary>
+public sealed record RequestChange(string RequestId, string Event, string Status, string Kind, string Title,
+    string ActorType, string? ActorId, string? Body, string Source);
+
+/// <summary>A permission prompt of the MCP client (Claude Code's <c>notifications/claude/channel/permission_request</c>):
+/// its id (five lower-case letters), the tool, what it does and a preview of its input.</summary>
+public sealed record PermissionPrompt(string RequestId, string ToolName, string Description, string InputPreview);
+
+/// <summary>The user's decision on a relayed permission prompt: <c>allow</c> or <c>deny</c>, for the prompt's id.</summary>
+public sealed record PermissionAnswer(string RequestId, string Behavior);

@@ -46,7 +46,13 @@ type Model =
       /// Peers being looked up, with the letters whose push waits for the name.
       Lookups: Map<string, Mailbox.Letter list>
       /// Lookups that failed, and the uptime until which they are not tried again.
-      Misses: Map<string, float> }
+      Misses: Map<string, float>
+      /// The loop guard over peers' messages, and the messages it kept from being pushed (still in the inbox).
+      Guard: LoopGuard.State
+      /// Held message id → its peer.
+      Held: Map<string, string>
+      /// Claude Code's permission prompts relayed and not answered yet, by the prompt's id.
+      Prompts: Map<string, Permissions.Waiting> }
 
 /// Names kept from registry lookups (the oldest forgotten first).
 let discoveredCapacity = 500
@@ -86,6 +92,8 @@ type Msg =
     | Stream of workspace: WorkspaceId * news: Doorbell.News * sample: float
     /// MOLECULE_WORKSPACE_TOKEN_FILE of a workspace changed on disk: what is there now.
     | TokenFileChanged of workspace: WorkspaceId * Config.FileRead
+    /// The client relayed a permission prompt (`notifications/claude/channel/permission_request`).
+    | PermissionRequested of Permissions.Prompt
 
 /// The agent for several workspaces (the first is the primary).
 let initMany (workspaces: (Config * Workspace.Boot) list) : Model =
@@ -103,7 +111,10 @@ let initMany (workspaces: (Config * Workspace.Boot) list) : Model =
       Discovered = Map.empty
       DiscoveredOrder = []
       Lookups = Map.empty
-      Misses = Map.empty }
+      Misses = Map.empty
+      Guard = LoopGuard.empty
+      Held = Map.empty
+      Prompts = Map.empty }
 
 /// The agent for one workspace.
 let init (config: Config) (boot: Workspace.Boot) : Model = initMany [ config, boot ]
@@ -204,13 +215,90 @@ let private wake (model: Model) : Model * Effect list =
         { model with Calls = waiting |> Map.fold (fun (calls: Map<int64, Pending>) call _ -> calls.Remove call) model.Calls },
         waiting |> Map.toList |> List.map (fun (call, _) -> Answer(call, answer, None))
 
-/// New messages of a workspace: pushed (after the effects that made them durable) and handed to waiting calls.
+// ---------------------------------------------------------------------------------------------
+// Updates the agent answers itself: permission prompts and the loop guard's pauses
+// ---------------------------------------------------------------------------------------------
+
+/// A one-line channel event of the agent's own (the loop guard's words).
+let private notice (kind: string) (peer: string) (text: string) : ChannelEvent =
+    { Content = text; Meta = [ "kind", kind; "peer_id", peer ] }
+
+/// A request update of the agent's own making (a relayed permission prompt, a loop-guard pause) is answered here and
+/// handled at once: never pushed, never waiting in the inbox.
+let private ownUpdate (m: InboxMessage) : RequestUpdate.Update option =
+    match m.Kind with
+    | RequestUpdate u when u.Source <> RequestUpdate.FromAgent -> Some u
+    | _ -> None
+
+/// What an own update does: a decided prompt is answered (once, in time); an approved pause resumes its pair.
+let private consume (m: InboxMessage) (u: RequestUpdate.Update) (model: Model) : Model * Effect list =
+    match u.Source with
+    | RequestUpdate.PermissionRelay ->
+        let prompt = model.Prompts |> Map.tryFindKey (fun _ w -> w.Request = Some u.RequestId)
+        match prompt with
+        | Some id ->
+            match Permissions.behavior model.Prompts[id] u (Activity.parseTime m.CreatedAt) with
+            | Some behavior -> { model with Prompts = model.Prompts.Remove id }, [ AnswerPermission(id, behavior) ]
+            | None -> model, []
+        | None -> model, []
+    | RequestUpdate.LoopGuard when u.Event = "responded" && u.Status = "approved" ->
+        match LoopGuard.peerOfTitle u.Title with
+        | Some peer ->
+            { model with Guard = LoopGuard.resume peer model.Guard; Held = model.Held |> Map.filter (fun _ p -> p <> peer) },
+            [ Log(Info, LoopGuard.resumedLine peer) ] @ (if model.Initialized then [ Notify(notice "loop_guard" peer (LoopGuard.resumedLine peer)) ] else [])
+        | None -> model, []
+    | _ -> model, []
+
+/// The loop guard's look at one new message: a user's message is a human turn; a peer's is judged — a suppressed one
+/// is held, and the one that pauses its pair tells the agent and asks the user.
+let private guard (ws: WorkspaceId) (l: Mailbox.Letter) (model: Model) : Model * Effect list * bool =
+    match l.Message.Kind with
+    | CanvasUser -> { model with Guard = LoopGuard.humanTurn model.Guard }, [], true
+    | PeerAgent when l.Message.PeerId <> "" ->
+        let config = model.Workspaces[ws].Config
+        let peer = l.Message.PeerId
+        match LoopGuard.judge config.LoopGuard peer l.Message.Text (Activity.parseTime l.Message.CreatedAt) model.Guard with
+        | LoopGuard.Pass, g -> { model with Guard = g }, [], true
+        | LoopGuard.Suppress(_, false), g -> { model with Guard = g; Held = model.Held.Add(l.Message.ActivityId, peer) }, [], false
+        | LoopGuard.Suppress(trip, true), g ->
+            let who = Channel.sender l.PlatformUrl (Mailbox.named (names model) l).Message |> fun s -> defaultArg s.Name "a peer agent"
+            let line = LoopGuard.pausedLine who peer trip
+            let ask =
+                Api.createRequest config
+                    { Kind = ApprovalRequest; Recipient = ToUser; Title = LoopGuard.requestTitle who peer trip; Detail = Some LoopGuard.requestDetail; Priority = Some "high" }
+                    [ "source", RequestUpdate.sourceName RequestUpdate.LoopGuard ]
+            { model with Guard = g; Held = model.Held.Add(l.Message.ActivityId, peer) },
+            [ Log(Warning, line); Send(Background(ws, RaiseGuard peer), ask) ]
+            @ (if model.Initialized then [ Notify(notice "loop_guard" peer line) ] else []),
+            false
+    | _ -> model, [], true
+
+/// New messages of a workspace: the agent's own updates answered and handled, the rest judged by the loop guard,
+/// pushed (after the effects that made them durable) and handed to waiting calls.
 let private arrived (ws: WorkspaceId) (messages: InboxMessage list) (model: Model) : Model * Effect list =
     let platformUrl = model.Workspaces.TryFind ws |> Option.map (fun w -> w.Config.PlatformUrl) |> Option.defaultValue ""
-    let letters = messages |> List.map (fun m -> { Mailbox.Message = m; Mailbox.Arrival = ws; Mailbox.PlatformUrl = platformUrl })
-    let model, pushed = push letters model
-    let model, woken = if messages.IsEmpty then model, [] else wake model
-    model, pushed @ woken
+    let model, handled, kept =
+        messages
+        |> List.fold
+            (fun (model: Model, effects, kept) m ->
+                match ownUpdate m, model.Workspaces.TryFind ws with
+                | Some u, Some w ->
+                    let w, popped, _ = Workspace.pop m.ActivityId w
+                    let model, answered = consume m u { model with Workspaces = model.Workspaces.Add(ws, w) }
+                    model, effects @ popped @ answered, kept
+                | _ -> model, effects, kept @ [ m ])
+            (model, [], [])
+    let letters = kept |> List.map (fun m -> { Mailbox.Message = m; Mailbox.Arrival = ws; Mailbox.PlatformUrl = platformUrl })
+    let model, guarded, pass =
+        letters
+        |> List.fold
+            (fun (model, effects, pass) l ->
+                let model, more, ok = guard ws l model
+                model, effects @ more, (if ok then pass @ [ l ] else pass))
+            (model, [], [])
+    let model, pushed = push pass model
+    let model, woken = if kept.IsEmpty then model, [] else wake model
+    model, handled @ guarded @ pushed @ woken
 
 /// Pushes once more, after `RenotifySecs`, every message still waiting that was pushed only once.
 let private renotify (model: Model) : Model * Effect list =
@@ -301,7 +389,8 @@ let private inboxTool (call: int64) (toolCall: ToolCall) (model: Model) : Model 
             let model =
                 { withWorkspace ws model with
                     Notified = model.Notified.Remove activityId.Value
-                    Renotified = model.Renotified.Remove activityId.Value }
+                    Renotified = model.Renotified.Remove activityId.Value
+                    Held = model.Held.Remove activityId.Value }
             // effects begin with the durable write: the answer leaves after it.
             model, effects @ answer call (InboxTools.popped removed activityId)
     | WaitForMessage timeout ->
@@ -384,6 +473,43 @@ let private stage (ws: Workspace.State, effects: Effect list, fresh: InboxMessag
     ws, effects @ files, fresh @ announced
 
 // ---------------------------------------------------------------------------------------------
+// Permission prompts
+// ---------------------------------------------------------------------------------------------
+
+/// What came of a request the agent raised itself (a line for the log): its id, or why not.
+let private raised (what: string) (subject: string) (response: Response) : string =
+    match response with
+    | Reply(status, body) when status >= 200 && status < 300 ->
+        let rid = Json.tryParse body |> Option.bind (Json.stringProp "request_id") |> Option.defaultValue "?"
+        $"{what} for {subject} raised as request {rid}"
+    | Reply(status, body) when RequestTools.isRouteMissing status body -> $"{what} for {subject} not raised: this platform has no requests inbox"
+    | Reply(status, body) -> $"{what} for {subject} not raised: {ToolKit.httpDetail status body}"
+    | TransportError m -> $"{what} for {subject} not raised: {m}"
+    | TimedOut _ -> $"{what} for {subject} not raised: the platform did not answer"
+
+/// A prompt from the client: relayed as an approval of the primary workspace's user, until it expires.
+let private permissionRequested (p: Permissions.Prompt) (model: Model) : Model * Effect list =
+    let ws = primary model
+    if not ws.Config.PermissionRelay || not (Permissions.isPromptId p.RequestId) || model.Prompts.ContainsKey p.RequestId then
+        model, []
+    else
+        let expires = Permissions.expiresAt ws.Config.PermissionTimeoutSecs p.Now
+        let ask = Api.createRequest ws.Config (Permissions.request p) (Permissions.extras expires)
+        { model with Prompts = model.Prompts.Add(p.RequestId, { Workspace = model.Primary; Request = None; ExpiresAt = expires }) },
+        [ Send(Background(model.Primary, RaisePermission p.RequestId), ask)
+          After(float ws.Config.PermissionTimeoutSecs, PermissionDeadline p.RequestId) ]
+
+/// The platform's answer to a relayed prompt's request: its id is kept to match the decision; a failure forgets it.
+let private relayed (id: string) (response: Response) (model: Model) : Model * Effect list =
+    match model.Prompts.TryFind id, response with
+    | Some w, Reply(status, body) when status >= 200 && status < 300 ->
+        match Json.tryParse body |> Option.bind (Json.stringProp "request_id") with
+        | Some rid -> { model with Prompts = model.Prompts.Add(id, { w with Request = Some rid }) }, [ Log(Info, Permissions.relayedLine id rid) ]
+        | None -> { model with Prompts = model.Prompts.Remove id }, [ Log(Warning, Permissions.failedLine id "the platform's answer has no request_id") ]
+    | Some _, _ -> { model with Prompts = model.Prompts.Remove id }, [ Log(Warning, raised "permission prompt" id response) ]
+    | None, _ -> model, []
+
+// ---------------------------------------------------------------------------------------------
 // Update
 // ---------------------------------------------------------------------------------------------
 
@@ -420,6 +546,13 @@ let private handle (msg: Msg) (model: Model) : Model * Effect list =
     | Responded(Background(ws, AckUpload fileId), response, _) -> onWorkspace ws model (Staging.onUploadAck fileId response)
     | Responded(Background(_, FetchUpload _), _, _) -> model, []
     | Responded(Background(_, Discover peer), response, _) -> discovered peer response model
+    | Responded(Background(_, RaiseGuard peer), response, _) -> model, [ Log(Info, raised "loop guard approval" peer response) ]
+    | Responded(Background(_, RaisePermission id), response, _) -> relayed id response model
+    | TimerFired(PermissionDeadline id, uptime) ->
+        let model = { model with Uptime = uptime }
+        if model.Prompts.ContainsKey id then { model with Prompts = model.Prompts.Remove id }, [ Log(Info, Permissions.expiredLine id) ]
+        else model, []
+    | PermissionRequested prompt -> permissionRequested prompt model
     | Downloaded(Background(ws, FetchUpload fileId), result, sample) -> withArrivals ws model (Staging.onDownload model.Uptime sample fileId result)
     | Downloaded _ -> model, []
     | Responded(Background(ws, Ack), response, sample) -> onWorkspace ws model (Workspace.onAck model.Uptime sample response)
@@ -456,7 +589,8 @@ let private handle (msg: Msg) (model: Model) : Model * Effect list =
     | ClientInitialized when model.Initialized -> model, []
     | ClientInitialized ->
         // Messages that arrived before the handshake, or are still unpopped from an earlier run, are announced now.
-        push (Mailbox.all model.Workspaces) { model with Initialized = true }
+        let waiting = Mailbox.all model.Workspaces |> List.filter (fun l -> not (model.Held.ContainsKey l.Message.ActivityId))
+        push waiting { model with Initialized = true }
     | ToolCalled(call, nonce, parsed) -> toolCalled call nonce parsed model
     | ToolCancelled call -> cancelled call model
     | ProgressRequested(call, tool) -> progressRequested call tool model

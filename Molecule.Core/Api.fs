@@ -312,3 +312,62 @@ let uploadContent (cfg: Config) (fileId: string) : Request =
 /// POST /workspaces/:own/pending-uploads/:file_id/ack — the file is on disk here.
 let ackUpload (cfg: Config) (fileId: string) : Request =
     request Post cfg $"/workspaces/{own cfg}/pending-uploads/{esc fileId}/ack" [] (baseHeaders cfg) NoBody 10.0
+
+// ---------------------------------------------------------------------------------------------
+// Requests (tasks and approvals, delivery spec §7.1)
+// ---------------------------------------------------------------------------------------------
+
+let requestKindName (kind: RequestKind) =
+    match kind with
+    | TaskRequest -> "task"
+    | ApprovalRequest -> "approval"
+
+let requestActionName (action: RequestAction) =
+    match action with
+    | Approve -> "approved"
+    | Reject -> "rejected"
+    | MarkDone -> "done"
+
+/// POST /workspaces/:own/requests. `extra`: the local platform's extensions (expires_at, source).
+let createRequest (cfg: Config) (r: NewRequest) (extra: (string * string) list) : Request =
+    let body =
+        Json.obj
+            [ yield "kind", Json.str (requestKindName r.Kind)
+              match r.Recipient with
+              | ToUser -> yield "recipient_type", Json.str "user"
+              | ToAgent ws ->
+                  yield "recipient_type", Json.str "agent"
+                  yield "recipient_id", Json.str ws.Value
+              yield "title", Json.str r.Title
+              match r.Detail with
+              | Some d -> yield "detail", Json.str d
+              | None -> ()
+              match r.Priority with
+              | Some p -> yield "priority", Json.str p
+              | None -> ()
+              for (k, v) in extra -> k, Json.str v ]
+    request Post cfg $"/workspaces/{own cfg}/requests" [] (baseHeaders cfg) (json body) 10.0
+
+/// GET /workspaces/:own/requests (raised here) or …/requests/inbox (addressed here), optionally by status.
+let listRequests (cfg: Config) (box: RequestBox) (status: string option) : Request =
+    let path = match box with Mine -> "requests" | AddressedToMe -> "requests/inbox"
+    let q = match status with Some s -> [ "status", s ] | None -> []
+    request Get cfg $"/workspaces/{own cfg}/{path}" q (baseHeaders cfg) NoBody 10.0
+
+/// GET /workspaces/:own/requests/:rid — the request and its thread.
+let getRequest (cfg: Config) (rid: RequestId) : Request =
+    request Get cfg $"/workspaces/{own cfg}/requests/{esc rid.Value}" [] (baseHeaders cfg) NoBody 10.0
+
+/// POST /workspaces/:own/requests/:rid/respond {"action"}.
+let respondToRequest (cfg: Config) (rid: RequestId) (action: RequestAction) : Request =
+    let body = Json.obj [ "action", Json.str (requestActionName action) ]
+    request Post cfg $"/workspaces/{own cfg}/requests/{esc rid.Value}/respond" [] (baseHeaders cfg) (json body) 10.0
+
+/// POST /workspaces/:own/requests/:rid/messages {"body","author_type":"agent"}.
+let addRequestMessage (cfg: Config) (rid: RequestId) (text: string) : Request =
+    let body = Json.obj [ "body", Json.str text; "author_type", Json.str "agent" ]
+    request Post cfg $"/workspaces/{own cfg}/requests/{esc rid.Value}/messages" [] (baseHeaders cfg) (json body) 10.0
+
+/// POST /workspaces/:own/requests/:rid/cancel.
+let cancelRequest (cfg: Config) (rid: RequestId) : Request =
+    request Post cfg $"/workspaces/{own cfg}/requests/{esc rid.Value}/cancel" [] (baseHeaders cfg) NoBody 10.0

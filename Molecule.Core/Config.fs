@@ -177,6 +177,19 @@ let maxRenotifySecs = 86_400
 /// stdin line cap: default 4 MiB, at least 64 KiB, at most 256 MiB.
 let defaultMaxLineBytes = 4 * 1024 * 1024
 
+/// The loop guard's default bounds: far above what a working pair of agents sends with no human turn between.
+let defaultLoopBounds: LoopBounds = { MaxExchanges = 100; MaxPerMinute = 30; MaxRepeats = 8 }
+
+let private loopBounds (env: Map<string, string>) : LoopBounds =
+    let bound name fallback = whole fallback 0 1_000_000 (var env name)
+    { MaxExchanges = bound "MOLECULE_MCP_LOOP_MAX_EXCHANGES" defaultLoopBounds.MaxExchanges
+      MaxPerMinute = bound "MOLECULE_MCP_LOOP_MAX_PER_MINUTE" defaultLoopBounds.MaxPerMinute
+      MaxRepeats = bound "MOLECULE_MCP_LOOP_MAX_REPEATS" defaultLoopBounds.MaxRepeats }
+
+/// The permission relay's switch and how long a relayed prompt may be answered (default 10 minutes, at most a day).
+let permissionRelayVar = "MOLECULE_MCP_PERMISSION_RELAY"
+let defaultPermissionTimeoutSecs = 600
+
 /// WORKSPACE_TIER: a non-negative integer, else 1.
 let private tier (v: string) =
     match Int32.TryParse(v, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture) with
@@ -343,7 +356,10 @@ let build (env: Map<string, string>) (stateDir: string) (id: WorkspaceId) (baseU
       // Checked by sharedErrors before a Config is built; the defaults only stand in for a value already refused.
       DelegationSyncViaInbox = (match syncViaInbox env with Ok on -> on | Result.Error _ -> false)
       DelegationTimeoutSecs = (match delegationTimeout env with Ok t -> t | Result.Error _ -> defaultDelegationTimeoutSecs)
-      Identity = identity env }
+      Identity = identity env
+      LoopGuard = loopBounds env
+      PermissionRelay = (var env permissionRelayVar = "" || flag env permissionRelayVar)
+      PermissionTimeoutSecs = whole defaultPermissionTimeoutSecs 10 86_400 (var env "MOLECULE_MCP_PERMISSION_TIMEOUT_SECS") }
 
 /// The platform URL of the environment (base, origin).
 let platformOf (env: Map<string, string>) = platformUrl env

@@ -34,6 +34,12 @@ let run (ctx: ToolContext) (toolCall: ToolCall) : Program<ToolOutput> option =
         | UpdateAgentCard card -> Some(TeamTools.updateAgentCard ctx card)
         | BroadcastMessage message -> Some(TeamTools.broadcastMessage ctx message)
         | ChatHistory(peer, limit, before) -> Some(TeamTools.chatHistory ctx peer limit before)
+        | CreateRequest r -> Some(RequestTools.createRequest ctx r)
+        | ListRequests(box, status) -> Some(RequestTools.listRequests ctx box status)
+        | GetRequest rid -> Some(RequestTools.getRequest ctx rid)
+        | RespondToRequest(rid, action) -> Some(RequestTools.respondToRequest ctx rid action)
+        | AddRequestMessage(rid, body) -> Some(RequestTools.addRequestMessage ctx rid body)
+        | CancelRequest rid -> Some(RequestTools.cancelRequest ctx rid)
         | WaitForMessage _
         | InboxPeek _
         | InboxPop _ -> None

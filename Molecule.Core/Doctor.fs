@@ -180,7 +180,12 @@ let checks (f: Facts) : Check list =
                 | Some r ->
                     let poll = c.PollIntervalSecs.ToString("0.#", CultureInfo.InvariantCulture)
                     [ check "Event stream" Warn $"unavailable ({describe r}); new messages arrive by polling every {poll} s" (Some "messages still arrive; for sub-second delivery the platform must serve GET /workspaces/:id/events/stream") ]
-            [ state; health ] @ clock @ stream
+            let relay =
+                if c.PermissionRelay then
+                    let minutes = (float c.PermissionTimeoutSecs / 60.0).ToString("0.#", CultureInfo.InvariantCulture)
+                    check "Permission relay" Pass $"on: Claude Code's permission prompts become approvals in the console (answered within {minutes} min); {Config.permissionRelayVar}=0 turns it off" None
+                else check "Permission relay" Pass $"off ({Config.permissionRelayVar}=0): permission prompts are answered in the terminal only" None
+            [ state; health ] @ clock @ stream @ [ relay ]
             @ (configs |> List.collect (fun cfg ->
                 [ match f.Token |> List.tryFind (fun (id, _) -> id = cfg.WorkspaceId) with
                   | Some(_, r) -> tokenCheck cfg r

@@ -54,6 +54,9 @@ let messageJson (m: InboxMessage) : JsonObject =
         match value with
         | Some v -> o[key] <- Json.str v
         | None -> ()
+    match m.Kind with
+    | RequestUpdate u -> o["request"] <- RequestUpdate.json u
+    | _ -> ()
     o
 
 /// Line 1: whose file this is.
@@ -107,11 +110,13 @@ let private int64Of (node: JsonNode) : int64 option =
         | _ -> None
     | _ -> None
 
-let private kindOf (name: string) (peer: string) =
-    match name with
-    | "canvas_user" -> CanvasUser
-    | "peer_agent" -> PeerAgent
-    | "delegation_result" -> DelegationResult
+/// A request update without its request (a file damaged by hand) reads as the message it shows.
+let private kindOf (name: string) (peer: string) (node: JsonNode) =
+    match name, Json.prop "request" node |> Option.bind RequestUpdate.ofBody with
+    | "canvas_user", _ -> CanvasUser
+    | "peer_agent", _ -> PeerAgent
+    | "delegation_result", _ -> DelegationResult
+    | "request_update", Some u -> RequestUpdate u
     | _ -> if peer <> "" then PeerAgent else CanvasUser
 
 let messageOfJson (node: JsonNode) : InboxMessage option =
@@ -123,7 +128,7 @@ let messageOfJson (node: JsonNode) : InboxMessage option =
               Seq = Json.prop "seq" node |> Option.bind int64Of
               Text = text
               PeerId = peer
-              Kind = kindOf (defaultArg (field "kind") "") peer
+              Kind = kindOf (defaultArg (field "kind") "") peer node
               Method = meth
               CreatedAt = at
               PeerName = field "peer_name"

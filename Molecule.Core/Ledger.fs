@@ -164,6 +164,7 @@ let kindName (kind: MessageKind) =
     | CanvasUser -> "canvas_user"
     | PeerAgent -> "peer_agent"
     | DelegationResult -> "delegation_result"
+    | RequestUpdate _ -> "request_update"
 
 /// Our own echoes: the notify row written by send_message_to_user (no source) and the a2a_receive row that
 /// delegate_task reports about ourselves (source = own id, not a delegate_result).
@@ -183,11 +184,15 @@ let messageOf (self: WorkspaceId) (row: Activity.Row) : InboxMessage =
     | _ ->
         let result = isMethod Activity.delegationResultMethod row
         let peer = if result && WorkspaceId.names self row.SourceId then row.TargetId else row.SourceId
+        let update = if isMethod RequestUpdate.method row then row.Update else None
         { ActivityId = row.Id
           Seq = row.Seq
           Text = row.Text
           PeerId = peer
-          Kind = (if result then DelegationResult elif peer <> "" then PeerAgent else CanvasUser)
+          Kind =
+            match update with
+            | Some u -> RequestUpdate u
+            | None -> if result then DelegationResult elif peer <> "" then PeerAgent else CanvasUser
           Method = row.Method
           CreatedAt = row.CreatedAt
           PeerName = row.PeerName

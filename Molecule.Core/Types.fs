@@ -40,6 +40,17 @@ type RuntimeIdentity =
       /// ADAPTER_MODULE
       Runtime: string }
 
+/// When the loop guard pauses a peer (LoopGuard.fs): the bounds on what one peer may send with no human turn in
+/// between (0 turns a bound off).
+type LoopBounds =
+    { /// Messages from one peer (MOLECULE_MCP_LOOP_MAX_EXCHANGES, default 100).
+      MaxExchanges: int
+      /// Messages from one peer within any 60 s (MOLECULE_MCP_LOOP_MAX_PER_MINUTE, default 30).
+      MaxPerMinute: int
+      /// Copies of one payload (normalised: whitespace, digits, ids) from one peer (MOLECULE_MCP_LOOP_MAX_REPEATS,
+      /// default 8).
+      MaxRepeats: int }
+
 /// Validated, normalised configuration (see Config.fs).
 type Config =
     { WorkspaceId: Molecule.Protocol.WorkspaceId
@@ -77,7 +88,13 @@ type Config =
       /// DELEGATION_TIMEOUT: how long that polling waits for the answer (seconds, default 300).
       DelegationTimeoutSecs: float
       /// The env values get_runtime_identity reports.
-      Identity: RuntimeIdentity }
+      Identity: RuntimeIdentity
+      /// The loop guard's bounds.
+      LoopGuard: LoopBounds
+      /// Relay Claude Code's permission prompts as approvals (MOLECULE_MCP_PERMISSION_RELAY, default on).
+      PermissionRelay: bool
+      /// How long a relayed permission prompt may be answered (MOLECULE_MCP_PERMISSION_TIMEOUT_SECS, default 600).
+      PermissionTimeoutSecs: int }
 
 // ---------------------------------------------------------------------------------------------
 // HTTP effects as data
@@ -132,6 +149,9 @@ type MessageKind =
     | PeerAgent
     /// The answer (or failure) of a task this workspace delegated (`method: delegate_result`).
     | DelegationResult
+    /// A request of this workspace was answered, asked about or cancelled, or one was addressed to it
+    /// (`method: request_update`).
+    | RequestUpdate of Molecule.Protocol.RequestUpdate.Update
 
 type InboxMessage =
     { ActivityId: string
@@ -177,6 +197,35 @@ type Observation =
 // Tools
 // ---------------------------------------------------------------------------------------------
 
+/// What a request asks for: a task to do, or an approval (a yes or no).
+type RequestKind =
+    | TaskRequest
+    | ApprovalRequest
+
+/// Whom a request is for.
+type Recipient =
+    | ToUser
+    | ToAgent of Molecule.Protocol.WorkspaceId
+
+/// A request as create_request takes it (validated).
+type NewRequest =
+    { Kind: RequestKind
+      Recipient: Recipient
+      Title: string
+      Detail: string option
+      Priority: string option }
+
+/// The requests list_requests shows: those this workspace raised, or those addressed to it.
+type RequestBox =
+    | Mine
+    | AddressedToMe
+
+/// How a recipient answers a request: an approval is approved or rejected, a task done or rejected.
+type RequestAction =
+    | Approve
+    | Reject
+    | MarkDone
+
 type MemoryScope =
     | Local
     | Team
@@ -203,6 +252,13 @@ type ToolCall =
     | UpdateAgentCard of card: string option
     | BroadcastMessage of message: string
     | ChatHistory of peer: Molecule.Protocol.PeerId * limit: int * beforeTs: string option
+    | CreateRequest of NewRequest
+    /// The box and the status asked for (None: every status).
+    | ListRequests of RequestBox * status: string option
+    | GetRequest of Molecule.Protocol.RequestId
+    | RespondToRequest of Molecule.Protocol.RequestId * RequestAction
+    | AddRequestMessage of Molecule.Protocol.RequestId * body: string
+    | CancelRequest of Molecule.Protocol.RequestId
 
 /// The workspace a tool call names for itself, when one process serves several (MOLECULE_WORKSPACES).
 type Route =
@@ -285,6 +341,10 @@ type Job =
     | AckUpload of fileId: string
     /// Asks the registry for the name of a peer whose message came without one (`include=peer_info` unsupported).
     | Discover of peerId: string
+    /// Asks the user whether to resume a pair the loop guard paused (a `loop_guard` approval).
+    | RaiseGuard of peerId: string
+    /// Relays a Claude Code permission prompt as a `permission_relay` approval.
+    | RaisePermission of promptId: string
 
 /// Whom the answer to a request belongs to.
 type Purpose =
@@ -305,6 +365,8 @@ type Timer =
     /// A failed background route of a workspace may be asked again (Pacing): the fetch (`Poll`), the
     /// acknowledgement (`Ack`) or an uploaded file (`FetchUpload`).
     | RetryTimer of workspace: Molecule.Protocol.WorkspaceId * Job
+    /// A relayed permission prompt may no longer be answered.
+    | PermissionDeadline of promptId: string
 
 /// The channel notification `notifications/claude/channel` params: content + string-only meta.
 type ChannelEvent =
@@ -360,4 +422,6 @@ type Effect =
     | Download of Purpose * Request * path: string
     /// Report progress of a tool call to the client.
     | Progress of call: int64 * ToolProgress
+    /// Answer a relayed permission prompt (`notifications/claude/channel/permission`): behavior "allow" or "deny".
+    | AnswerPermission of promptId: string * behavior: string
     | Exit of code: int

@@ -44,7 +44,9 @@ type Row =
       PeerRole: string option
       AgentCardUrl: string option
       /// A `chat_upload_receive` row's file.
-      Upload: Upload option }
+      Upload: Upload option
+      /// A `request_update` row's change of a request.
+      Update: RequestUpdate.Update option }
 
 /// Why a row was skipped, with its id, seq and time when they could be read (so it still orders and moves the cursor).
 type Skipped =
@@ -144,6 +146,11 @@ let private uploadOf (row: JsonNode) : Upload option =
             | _ -> None
         | None -> None
 
+/// The change of a request a `request_update` row reports.
+let private updateOf (row: JsonNode) : RequestUpdate.Update option =
+    if Json.stringProp "method" row <> Some RequestUpdate.method then None
+    else requestBody row |> Option.bind RequestUpdate.ofBody
+
 let private seqOf (row: JsonNode) : int64 option =
     match Json.prop "seq" row with
     | Some(:? JsonValue as v) ->
@@ -209,7 +216,8 @@ let private readRow (row: JsonNode) : Result<Row, Skipped> =
                       PeerName = optionalText "peer_name" row
                       PeerRole = optionalText "peer_role" row
                       AgentCardUrl = optionalText "agent_card_url" row
-                      Upload = uploadOf row }
+                      Upload = uploadOf row
+                      Update = updateOf row }
     | _ -> Error { Id = None; Seq = None; At = None; Reason = "the row is not a JSON object" }
 
 /// One row of an activity page. Never throws.

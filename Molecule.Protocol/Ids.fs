@@ -65,6 +65,10 @@ type OfActivity = class end
 [<AbstractClass; Sealed>]
 type OfUpload = class end
 
+/// What a RequestId names: a request (a task or an approval) of the platform's requests inbox.
+[<AbstractClass; Sealed>]
+type OfRequest = class end
+
 /// A peer as a tool call names it (chat_history's peer_id, a peer list_peers showed): a workspace UUID in WorkspaceId's
 /// normal form, any other text trimmed as given — the platform judges it, as the reference leaves it to.
 type PeerId = TextId<OfPeer>
@@ -74,6 +78,9 @@ type ActivityId = TextId<OfActivity>
 
 /// The id of a file uploaded to the platform (a pending upload's `file_id`), trimmed.
 type FileId = TextId<OfUpload>
+
+/// A request's id as the platform gave it (`request_id`), trimmed.
+type RequestId = TextId<OfRequest>
 
 module private TextId =
     /// The id of a text, trimmed; None for a blank text.
@@ -97,3 +104,7 @@ module ActivityId =
 module FileId =
     /// The id a text names (surrounding whitespace ignored); None for a blank text.
     let tryParse (text: string) : FileId option = TextId.tryParse text
+
+module RequestId =
+    /// The id a text names (surrounding whitespace ignored); None for a blank text.
+    let tryParse (text: string) : RequestId option = TextId.tryParse text

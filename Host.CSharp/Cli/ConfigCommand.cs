@@ -8,7 +8,7 @@ using Molecule.Agents.Effects;
 namespace Molecule.Host.Cli;
 
 /// <summary>
-/// <c>molecule-mcp config &lt;client&gt; [--name N] [--write] [--show-token]</c>: the entry that starts this binary
+/// <c>molecule-mcp config &lt;client&gt; [--name N] [--write] [--show-token] [--no-permission-relay]</c>: the entry that starts this binary
 /// (the stable path, see <see cref="Launching.LaunchPath"/>) with this environment's workspace settings, for one MCP
 /// client — printed, or merged into the client's own config file by a real parser of its format
 /// (<see cref="ConfigFileWriter"/>; a backup <c>.bak</c> kept). The token is printed only with <c>--show-token</c>.
@@ -19,11 +19,13 @@ public static class ConfigCommand
     [
         "MOLECULE_AGENT_NAME", "MOLECULE_AGENT_DESCRIPTION", "MOLECULE_AGENT_SKILLS", "CONFIGS_DIR", "MOLECULE_MCP_POLL_TIMEOUT_SECS",
         "MOLECULE_MCP_REPLAY_SECS", "MOLECULE_MCP_RENOTIFY_SECS", "MOLECULE_MCP_DISABLE_STREAM",
+        "MOLECULE_MCP_PERMISSION_TIMEOUT_SECS", "MOLECULE_MCP_LOOP_MAX_EXCHANGES", "MOLECULE_MCP_LOOP_MAX_PER_MINUTE",
+        "MOLECULE_MCP_LOOP_MAX_REPEATS",
     ];
 
     public const string TokenPlaceholder = "<your-token>";
 
-    public static int Run(string clientName, string? name, bool write, bool showToken)
+    public static int Run(string clientName, string? name, bool write, bool showToken, bool noPermissionRelay = false)
     {
         if (ClientConfig.parseClient(clientName) is not { } found)
         {
@@ -43,7 +45,7 @@ public static class ConfigCommand
         var configs = parsed.ResultValue.ToList();
         var server = ClientConfig.serverName(name ?? (configs.Count == 1 && environment.ContainsKey("MOLECULE_AGENT_NAME") ? configs[0].AgentCard.Name : "molecule"));
         var command = Launching.LaunchPath.For(Environment.ProcessPath ?? Launching.LaunchPath.Exe);
-        var env = EnvFor(environment, configs, reveal: write || showToken);
+        var env = EnvFor(environment, configs, reveal: write || showToken, relayOff: noPermissionRelay || !configs[0].PermissionRelay);
 
         if (!write)
         {
@@ -95,7 +97,7 @@ public static class ConfigCommand
 
     /// <summary>The variables the server needs, in a stable order; secrets replaced unless revealed.</summary>
     private static Microsoft.FSharp.Collections.FSharpList<Tuple<string, string>> EnvFor(
-        IReadOnlyDictionary<string, string> environment, List<Config> configs, bool reveal)
+        IReadOnlyDictionary<string, string> environment, List<Config> configs, bool reveal, bool relayOff)
     {
         var env = new List<Tuple<string, string>>();
         void Add(string key, string value) => env.Add(Tuple.Create(key, value));
@@ -116,6 +118,7 @@ public static class ConfigCommand
         foreach (var key in Carried)
             if (environment.TryGetValue(key, out var value) && value.Trim().Length > 0)
                 Add(key, value.Trim());
+        if (relayOff) Add(Molecule.Core.ConfigModule.permissionRelayVar, "0");
         return Microsoft.FSharp.Collections.ListModule.OfSeq(env);
     }
 }

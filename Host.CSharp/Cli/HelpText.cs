@@ -19,5 +19,8 @@ public static class HelpText
         "  MOLECULE_MCP_MAX_LINE_BYTES   longest JSON-RPC line accepted (default 4 MiB)\n" +
         "  MOLECULE_MCP_DISABLE_STREAM / _HEARTBEAT / _INBOX   switch parts off\n" +
         "  DELEGATION_SYNC_VIA_INBOX, DELEGATION_TIMEOUT        sync delegate_task via /delegate polling\n" +
+        "  MOLECULE_MCP_PERMISSION_RELAY   0 = do not relay Claude Code's permission prompts to the console (default on)\n" +
+        "  MOLECULE_MCP_PERMISSION_TIMEOUT_SECS   how long a relayed prompt may be answered (default 600)\n" +
+        "  MOLECULE_MCP_LOOP_MAX_EXCHANGES / _PER_MINUTE / _REPEATS   loop guard bounds per peer (100 / 30 / 8; 0 = off)\n" +
         "Logs go to stderr; stdout carries only JSON-RPC.";
 }

@@ -16,6 +16,12 @@ public sealed class McpHost
     public const string ChannelCapability = "claude/channel";
     public const string ChannelMethod = "notifications/claude/channel";
 
+    /// <summary>The permission relay (Claude Code's channel permission prompts): the capability, the prompt a client
+    /// sends and the answer the server sends back — the core's names.</summary>
+    public static readonly string PermissionCapability = Molecule.Core.Permissions.capability;
+    public static readonly string PermissionRequestMethod = Molecule.Core.Permissions.requestMethod;
+    public static readonly string PermissionAnswerMethod = Molecule.Core.Permissions.answerMethod;
+
     /// <summary>Versions the SDK (2.3.1) negotiates through <c>initialize</c>, oldest first.</summary>
     public static readonly IReadOnlyList<string> InitializeVersions = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 
@@ -27,12 +33,14 @@ public sealed class McpHost
     private readonly ILoggerFactory _loggerFactory;
     private readonly StderrLog _log;
     private readonly int _maxLineBytes;
+    private readonly bool _permissionRelay;
     private McpServer? _server;
     private int _initialized;
 
     public McpHost(string instructions, IEnumerable<McpServerTool> tools, ILoggerFactory loggerFactory, StderrLog log,
-        int maxLineBytes = 4 * 1024 * 1024)
+        int maxLineBytes = 4 * 1024 * 1024, bool permissionRelay = false)
     {
+        _permissionRelay = permissionRelay;
         _maxLineBytes = maxLineBytes;
         _instructions = instructions;
         _tools = tools.ToList();
@@ -44,6 +52,9 @@ public sealed class McpHost
     public event Action? ClientInitialized;
 
     public bool IsClientInitialized => Volatile.Read(ref _initialized) == 1;
+
+    /// <summary>Raised for each permission prompt the client sends (only when the relay is declared).</summary>
+    public event Action<PermissionPrompt>? PermissionRequested;
 
     /// <summary>The SDK options for this server (exposed for tests and diagnostics).</summary>
     public McpServerOptions BuildOptions()
@@ -58,7 +69,7 @@ public sealed class McpHost
             Capabilities = new ServerCapabilities
             {
                 Tools = new ToolsCapability(),
-                Experimental = new Dictionary<string, object> { [ChannelCapability] = new JsonObject() },
+                Experimental = Experimental(),
             },
             ToolCollection = tools,
             // ProtocolVersion stays null: the client's version is honoured when the SDK supports it.
@@ -67,6 +78,13 @@ public sealed class McpHost
         {
             if (context.JsonRpcMessage is JsonRpcRequest { Method: RequestMethods.Initialize } init)
                 NormaliseInitializeVersion(init);
+
+            if (_permissionRelay && context.JsonRpcMessage is JsonRpcNotification { Method: var method } prompt
+                && method == PermissionRequestMethod)
+            {
+                RaisePermission(prompt.Params as JsonObject);
+                return; // the SDK has no handler for it: it ends here
+            }
 
             await next(context, ct).ConfigureAwait(false);
 
@@ -92,6 +110,34 @@ public sealed class McpHost
             p["protocolVersion"] = InitializeVersions[^1];
     }
 
+    /// <summary>The experimental capabilities: the channel, and the permission relay when it is on.</summary>
+    private Dictionary<string, object> Experimental()
+    {
+        var experimental = new Dictionary<string, object> { [ChannelCapability] = new JsonObject() };
+        if (_permissionRelay) experimental[PermissionCapability] = new JsonObject();
+        return experimental;
+    }
+
+    private void RaisePermission(JsonObject? p)
+    {
+        static string Field(JsonObject? o, string name) =>
+            o?[name] is JsonValue v && v.TryGetValue<string>(out var s) ? s : "";
+        try
+        {
+            PermissionRequested?.Invoke(new PermissionPrompt(Field(p, "request_id"), Field(p, "tool_name"), Field(p, "description"),
+                Field(p, "input_preview")));
+        }
+        catch (Exception ex)
+        {
+            _log.Error($"handling a permission prompt failed: {ex.GetType().Name}: {ex.Message}");
+        }
+    }
+
+    /// <summary>Sends <c>notifications/claude/channel/permission {request_id, behavior}</c> (dropped like a channel
+    /// notification before the client is initialized or after it left).</summary>
+    public Task SendPermissionAsync(PermissionAnswer answer, CancellationToken ct = default) =>
+        SendAsync(PermissionAnswerMethod, new JsonObject { ["request_id"] = answer.RequestId, ["behavior"] = answer.Behavior }, ct);
+
     private void RaiseInitialized()
     {
         try
@@ -108,7 +154,9 @@ public sealed class McpHost
     /// Sends <c>notifications/claude/channel</c>. Dropped silently before the client is initialized or after it
     /// disconnected.
     /// </summary>
-    public async Task SendChannelAsync(JsonObject parameters, CancellationToken ct = default)
+    public Task SendChannelAsync(JsonObject parameters, CancellationToken ct = default) => SendAsync(ChannelMethod, parameters, ct);
+
+    private async Task SendAsync(string method, JsonObject parameters, CancellationToken ct)
     {
         var server = _server;
         if (server is null || !IsClientInitialized) return;
@@ -116,13 +164,13 @@ public sealed class McpHost
         {
             await server.SendMessageAsync(new JsonRpcNotification
             {
-                Method = ChannelMethod,
+                Method = method,
                 Params = parameters.Parent is null ? parameters : parameters.DeepClone(),
             }, ct).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            _log.Debug($"channel notification dropped: {ex.GetType().Name}: {ex.Message}");
+            _log.Debug($"{method} dropped: {ex.GetType().Name}: {ex.Message}");
         }
     }
 

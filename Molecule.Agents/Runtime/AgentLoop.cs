@@ -26,6 +26,8 @@ internal sealed class AgentLoop : IAsyncDisposable
         Channel.CreateUnbounded<LoopInput>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Channel<ChannelNotification> _notifications =
         Channel.CreateUnbounded<ChannelNotification>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    private readonly Channel<PermissionAnswer> _permissionAnswers =
+        Channel.CreateUnbounded<PermissionAnswer>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
     private readonly CancellationTokenSource _shutdown = new();
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly PendingCalls _calls = new();
@@ -45,11 +47,14 @@ internal sealed class AgentLoop : IAsyncDisposable
         _http = http;
         _committer = new Committer(workspaces, log);
         _effects = new EffectInterpreter(log, http, workspaces[0].Config.StateDir, _committer, _calls,
-            _notifications.Writer, Post, _shutdown.Token);
+            _notifications.Writer, _permissionAnswers.Writer, Post, _shutdown.Token);
     }
 
     /// <summary>The channel notifications the core pushes, in order (after the consumer said it is ready).</summary>
     public ChannelReader<ChannelNotification> Notifications => _notifications.Reader;
+
+    /// <summary>The answers to relayed permission prompts, in order.</summary>
+    public ChannelReader<PermissionAnswer> PermissionAnswers => _permissionAnswers.Reader;
 
     /// <summary>Ends when the agent stops: faulted with <see cref="MoleculeAgentStoppedException"/> when the
     /// platform stopped it, completed when it was disposed.</summary>
@@ -148,6 +153,7 @@ internal sealed class AgentLoop : IAsyncDisposable
         Volatile.Write(ref _stopped, 1);
         _inputs.Writer.TryComplete();
         _notifications.Writer.TryComplete();
+        _permissionAnswers.Writer.TryComplete();
         _shutdown.Cancel();
         if (reason is MoleculeAgentStoppedException) _completion.TrySetException(reason);
     }

@@ -22,6 +22,7 @@ internal sealed class EffectInterpreter : IDisposable
     private readonly Committer _committer;
     private readonly PendingCalls _calls;
     private readonly ChannelWriter<ChannelNotification> _notifications;
+    private readonly ChannelWriter<PermissionAnswer> _permissionAnswers;
     private readonly Action<LoopInput> _post;
     private readonly CancellationToken _shutdown;
     private readonly Stopwatch _uptime = Stopwatch.StartNew();
@@ -29,8 +30,10 @@ internal sealed class EffectInterpreter : IDisposable
     private long _nextStream;
 
     public EffectInterpreter(AgentLog log, HttpExecutor http, string stateDir, Committer committer, PendingCalls calls,
-        ChannelWriter<ChannelNotification> notifications, Action<LoopInput> post, CancellationToken shutdown)
+        ChannelWriter<ChannelNotification> notifications, ChannelWriter<PermissionAnswer> permissionAnswers,
+        Action<LoopInput> post, CancellationToken shutdown)
     {
+        _permissionAnswers = permissionAnswers;
         _log = log;
         _http = http;
         _stateDir = stateDir;
@@ -101,6 +104,9 @@ internal sealed class EffectInterpreter : IDisposable
                 break;
             case Effect.Notify notify:
                 _notifications.TryWrite(new ChannelNotification(notify.Item));
+                break;
+            case Effect.AnswerPermission relay:
+                _permissionAnswers.TryWrite(new PermissionAnswer(relay.promptId, relay.behavior));
                 break;
             case Effect.Answer answer:
                 _calls.Complete(answer.call, new ToolResult(answer.Item2.Text ?? "", answer.Item2.IsError, OrNull(answer.notice)));

@@ -138,6 +138,53 @@ internal static class ToolAnswers
     public static bool Removed(string text) =>
         Object(text)["removed"] is JsonValue v && v.TryGetValue<bool>(out var removed) && removed;
 
+    /// <summary>create_request: <c>{"request_id", "status", …}</c>.</summary>
+    public static RequestTicket RequestCreated(string text)
+    {
+        var o = Object(text);
+        return new RequestTicket(Str(o, "request_id") ?? "", Str(o, "status") ?? "");
+    }
+
+    /// <summary>list_requests: the platform's request objects.</summary>
+    public static IReadOnlyList<RequestRecord> Requests(string text)
+    {
+        using var doc = JsonDocument.Parse(text);
+        return doc.RootElement.ValueKind == JsonValueKind.Array
+            ? doc.RootElement.EnumerateArray().Where(e => e.ValueKind == JsonValueKind.Object).Select(Request).ToList()
+            : [];
+    }
+
+    /// <summary>get_request: <c>{"request": …, "messages": […]}</c>.</summary>
+    public static RequestThread Thread(string text)
+    {
+        using var doc = JsonDocument.Parse(text);
+        var root = doc.RootElement;
+        var request = Request(root.ValueKind == JsonValueKind.Object && root.TryGetProperty("request", out var r) ? r : root);
+        var messages = Object(text)["messages"] is JsonArray items
+            ? items.OfType<JsonObject>().Select(m => new RequestMessage(Str(m, "id") ?? "", Str(m, "author_type") ?? "",
+                Str(m, "author_id"), Str(m, "body") ?? "", Str(m, "created_at"))).ToList()
+            : [];
+        return new RequestThread(request, messages);
+    }
+
+    /// <summary>respond_to_request, add_request_message, cancel_request: the <c>status</c> the platform answered.</summary>
+    public static string Field(string text, string name) => Str(Object(text), name) ?? "";
+
+    /// <summary>The <c>request</c> of a request_update message (the inbox tools' JSON).</summary>
+    public static RequestChange? Change(JsonNode? node) =>
+        node is JsonObject o && Str(o, "request_id") is { Length: > 0 } id
+            ? new RequestChange(id, Str(o, "event") ?? "", Str(o, "status") ?? "", Str(o, "kind") ?? "", Str(o, "title") ?? "",
+                Str(o, "actor_type") ?? "", Str(o, "actor_id"), Str(o, "body"), Str(o, "source") ?? "")
+            : null;
+
+    private static RequestRecord Request(JsonElement e)
+    {
+        var o = Object(e.GetRawText());
+        return new RequestRecord(Str(o, "id") ?? "", Str(o, "kind") ?? "", Str(o, "title") ?? "", Str(o, "detail"),
+            Str(o, "status") ?? "", Str(o, "priority"), Str(o, "requester_type") ?? "", Str(o, "requester_id"),
+            Str(o, "recipient_type") ?? "", Str(o, "recipient_id"), e.Clone());
+    }
+
     private static IEnumerable<string> Lines(string text) => text.Split('\n');
 
     private static JsonObject Object(string text)

@@ -161,6 +161,7 @@ let private optionalScope (args: JsonObject) : Result<MemoryScope option, string
 type private ResultBuilder() =
     member _.Bind(r: Result<'a, string>, f: 'a -> Result<'b, string>) = Result.bind f r
     member _.Return(x: 'a) : Result<'a, string> = Ok x
+    member _.ReturnFrom(r: Result<'a, string>) = r
 
 let private result = ResultBuilder()
 
@@ -191,6 +192,109 @@ let private chatHistory (args: JsonObject) : Result<ToolCall, string> =
             return ChatHistory(peer, limitWith defaultHistoryLimit maxHistoryLimit args, (if before = "" then None else Some before))
         }
     | None -> Result.Error "peer_id is required"
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------------------------
+
+let private maxTitleChars = ToolSpecs.maxTitleChars
+let private maxDetailChars = ToolSpecs.maxDetailChars
+let private maxPriorityChars = ToolSpecs.maxPriorityChars
+
+/// An optional text that must be one of `choices` (any letter case, trimmed): missing/null/"" → None.
+let private optionalChoice (name: string) (choices: string list) (args: JsonObject) : Result<string option, string> =
+    match optionalText name args with
+    | Result.Error e -> Result.Error e
+    | Ok "" -> Ok None
+    | Ok given ->
+        match choices |> List.tryFind (fun c -> String.Equals(c, given, StringComparison.OrdinalIgnoreCase)) with
+        | Some c -> Ok(Some c)
+        | None -> Result.Error $"""{name} must be one of {String.Join(", ", choices)}"""
+
+/// A required text of at most `max` characters, trimmed.
+let private boundedText (name: string) (max: int) (args: JsonObject) : Result<string, string> =
+    requiredText name args
+    |> Result.bind (fun s ->
+        let s = s.Trim()
+        if s.Length > max then Result.Error $"{name} is longer than {max} characters" else Ok s)
+
+let private optionalBounded (name: string) (max: int) (args: JsonObject) : Result<string option, string> =
+    optionalText name args
+    |> Result.bind (fun s ->
+        if s = "" then Ok None
+        elif s.Length > max then Result.Error $"{name} is longer than {max} characters"
+        else Ok(Some s))
+
+let private recipient (args: JsonObject) : Result<Recipient, string> =
+    result {
+        let! kind = optionalChoice "recipient_type" [ "user"; "agent" ] args
+        let! id = optionalText "recipient_id" args
+        match kind, id with
+        | (None | Some "user"), "" -> return ToUser
+        | (None | Some "user"), _ -> return! Result.Error "recipient_id is only for recipient_type agent"
+        | _, "" -> return! Result.Error "recipient_id is required for recipient_type agent (a workspace UUID from list_peers)"
+        | _, id ->
+            match WorkspaceId.tryParse id with
+            | Some ws -> return ToAgent ws
+            | None -> return! Result.Error "recipient_id must be a workspace UUID (from list_peers)"
+    }
+
+/// create_request, or create_approval (`approval`: kind and recipient fixed: an approval for the user).
+let private newRequest (approval: bool) (args: JsonObject) : Result<ToolCall, string> =
+    result {
+        let! kind =
+            if approval then Ok(Some "approval")
+            else optionalChoice "kind" [ "task"; "approval" ] args |> Result.bind (function Some k -> Ok(Some k) | None -> Result.Error "kind is required (task or approval)")
+        let! recipient = if approval then Ok ToUser else recipient args
+        let! title = boundedText "title" maxTitleChars args
+        let! detail = optionalBounded "detail" maxDetailChars args
+        let! priority = optionalBounded "priority" maxPriorityChars args
+        return
+            CreateRequest
+                { Kind = (if kind = Some "task" then TaskRequest else ApprovalRequest)
+                  Recipient = recipient
+                  Title = title
+                  Detail = detail
+                  Priority = priority }
+    }
+
+let private requestId (args: JsonObject) = requiredId "request_id" RequestId.tryParse args
+
+let private respond (args: JsonObject) : Result<ToolCall, string> =
+    result {
+        let! rid = requestId args
+        let! action = optionalChoice "action" [ "approved"; "rejected"; "done" ] args
+        match action with
+        | Some "approved" -> return RespondToRequest(rid, Approve)
+        | Some "rejected" -> return RespondToRequest(rid, Reject)
+        | Some _ -> return RespondToRequest(rid, MarkDone)
+        | None -> return! Result.Error "action is required (approved, rejected or done)"
+    }
+
+let private parseRequests (name: string) (args: JsonObject) : Result<ToolCall, string> option =
+    match name with
+    | "create_request" -> Some(newRequest false args)
+    | "create_approval" -> Some(newRequest true args)
+    | "list_requests" ->
+        Some(
+            result {
+                let! box = optionalChoice "box" [ "mine"; "inbox" ] args
+                let! status = optionalChoice "status" ToolSpecs.requestStatuses args
+                return ListRequests((if box = Some "inbox" then AddressedToMe else Mine), status)
+            }
+        )
+    | "get_request" -> Some(requestId args |> Result.map GetRequest)
+    | "respond_to_request" -> Some(respond args)
+    | "add_request_message" ->
+        Some(
+            result {
+                let! rid = requestId args
+                let! body = boundedText "body" maxDetailChars args
+                return AddRequestMessage(rid, body)
+            }
+        )
+    | "cancel_request" -> Some(requestId args |> Result.map CancelRequest)
+    | _ -> None
 
 let private parseKnown (name: string) (args: JsonObject) : Result<ToolCall, string> option =
     match name with
@@ -249,7 +353,7 @@ let private parseKnown (name: string) (args: JsonObject) : Result<ToolCall, stri
             }
         )
     | "chat_history" -> Some(chatHistory args)
-    | _ -> None
+    | _ -> parseRequests name args
 
 /// The workspace the call names by its routing argument (ToolSpecs.routingArg), read here once.
 let private route (name: string) (args: JsonObject) : Route =

@@ -14,7 +14,8 @@ let private ok (text: string) : ToolOutput = { Text = text; IsError = false }
 
 /// A message as the inbox tools show it (the JSON consumers parse), in the reference's key order: activity_id, text,
 /// peer_id, kind, method, created_at, [arrival_workspace_id — several workspaces], then for a peer [peer_name],
-/// [peer_role], [agent_card_url]. The sender is shown as the channel shows it: sanitised names (P26), a peer_id only
+/// [peer_role], [agent_card_url], and for a request_update its `request` (request_id, event, status, kind, title,
+/// actor_type, [actor_id], [body], source). The sender is shown as the channel shows it: sanitised names (P26), a peer_id only
 /// when it is a workspace UUID. `platformUrl` is the base URL of the workspace the message arrived in.
 let messageJson (platformUrl: string) (arrival: WorkspaceId option) (m: InboxMessage) : JsonObject =
     let sender = Channel.sender platformUrl m
@@ -31,7 +32,10 @@ let messageJson (platformUrl: string) (arrival: WorkspaceId option) (m: InboxMes
           for (key, value) in [ "peer_name", sender.Name; "peer_role", sender.Role; "agent_card_url", sender.AgentCardUrl ] do
               match value with
               | Some v -> yield key, Json.str v
-              | None -> () ]
+              | None -> ()
+          match m.Kind with
+          | RequestUpdate u -> yield "request", (RequestUpdate.json u :> JsonNode)
+          | _ -> () ]
 
 /// wait_for_message's timeout: NaN → 60, clamped to 0..300 s.
 let waitTimeout (timeout: float) = if Double.IsNaN timeout then 60.0 else Math.Clamp(timeout, 0.0, 300.0)

@@ -1,4 +1,4 @@
-/// The 15 MCP tools as data: names, titles, descriptions, input schemas (reference-compatible property names,
+/// The MCP tools as data: names, titles, descriptions, input schemas (reference-compatible property names,
 /// types and required lists — addendum §2) and annotations, in the reference's `tools/list` order.
 module Molecule.Core.ToolSpecs
 
@@ -47,6 +47,24 @@ let private delegateSchema =
 
 let private emptySchema = objectSchema [] []
 
+/// The longest title, detail (and thread message) and priority a request may have (characters).
+let maxTitleChars = 200
+let maxDetailChars = 10_000
+let maxPriorityChars = 32
+
+/// The statuses a request may have (delivery spec §7.1, and the local platform's `expired`).
+let requestStatuses = [ "pending"; "info_requested"; "approved"; "rejected"; "done"; "cancelled"; "expired" ]
+
+let private requestIdProp () = stringProp "The request's ID (request_id, from create_request, list_requests or a request_update message)."
+
+let private titleProp () =
+    stringProp $"One line saying what you ask for (at most {maxTitleChars} characters), e.g. \"Deploy v2 to production?\"."
+
+let private detailProp () =
+    stringProp "Optional: the context the person needs to decide (plain text). Never put secrets in it: well-known secret shapes are redacted."
+
+let private priorityProp () = stringProp "Optional: how urgent it is, e.g. low, normal, high."
+
 // ---------------------------------------------------------------------------------------------
 // Annotations
 // ---------------------------------------------------------------------------------------------
@@ -72,6 +90,14 @@ let private replaces: ToolAnnotations =
       Destructive = Some true
       Idempotent = Some true
       OpenWorld = false }
+
+/// Ends or decides something for good (a request answered, cancelled); the same call twice has the effect of one;
+/// another party learns of it.
+let private decides: ToolAnnotations =
+    { ReadOnly = false
+      Destructive = Some true
+      Idempotent = Some true
+      OpenWorld = true }
 
 let private spec name title annotations description schema : ToolSpec =
     { Name = name
@@ -118,7 +144,7 @@ let private withRouting (s: ToolSpec) : ToolSpec =
 // ---------------------------------------------------------------------------------------------
 
 let private messageFields =
-    "activity_id, text, peer_id, kind (canvas_user, peer_agent or delegation_result), method, created_at, and when known peer_name, peer_role and agent_card_url (arrival_workspace_id too when this server serves several workspaces)"
+    "activity_id, text, peer_id, kind (canvas_user, peer_agent, delegation_result or request_update), method, created_at, and when known peer_name, peer_role and agent_card_url (arrival_workspace_id too when this server serves several workspaces); a request_update also has request {request_id, event, status, kind, title, actor_type, body, source}"
 
 /// The tools in the reference's `tools/list` order.
 let specs: ToolSpec list =
@@ -265,4 +291,66 @@ let specs: ToolSpec list =
           (objectSchema
               [ "query", stringProp "Words to search for. Empty = no filter."
                 "scope", enumProp [ "LOCAL"; "TEAM"; "GLOBAL"; "" ] "Which memories to search; empty = your own of every scope." ]
-              []) ]
+              [])
+
+      spec
+          "create_request"
+          "Ask the user or an agent"
+          (adds true)
+          "Raise a request in the team's requests inbox: a task (something to do) or an approval (a yes or no), for the user (shown in the Molecule console's Requests view) or for another agent. Returns its request_id at once; do not wait in a loop: the answer, or a question about it, arrives later in your inbox as a request_update message. Use it when you need a decision or an action from someone before you go on; for a plain message use send_message_to_user."
+          (objectSchema
+              [ "kind", enumProp [ "task"; "approval" ] "task: something to do (answered done or rejected); approval: a yes or no (answered approved or rejected)."
+                "title", titleProp ()
+                "detail", detailProp ()
+                "recipient_type", enumProp [ "user"; "agent" ] "Who answers: user (default) or agent."
+                "recipient_id", stringProp "Only for recipient_type agent: the workspace UUID of the agent (from list_peers)."
+                "priority", priorityProp () ]
+              [ "kind"; "title" ])
+
+      spec
+          "create_approval"
+          "Ask the user for an approval"
+          (adds true)
+          "Ask the user for a yes or no: the same as create_request with kind approval and recipient_type user. Returns its request_id at once; the decision arrives later in your inbox as a request_update message."
+          (objectSchema [ "title", titleProp (); "detail", detailProp (); "priority", priorityProp () ] [ "title" ])
+
+      spec
+          "list_requests"
+          "List requests"
+          reads
+          "List requests as the platform's JSON objects (id, kind, title, detail, status, requester, recipient, times), newest first: box mine (default) = the ones you raised; box inbox = the ones addressed to you. Optionally only those of one status."
+          (objectSchema
+              [ "box", enumProp [ "mine"; "inbox" ] "mine (default): raised by you; inbox: addressed to you."
+                "status", enumProp requestStatuses "Only requests with this status. Empty: every status." ]
+              [])
+
+      spec
+          "get_request"
+          "Read a request"
+          reads
+          "Read one request you raised or that is addressed to you, with its thread of messages, as the platform's JSON ({request, messages})."
+          (objectSchema [ "request_id", requestIdProp () ] [ "request_id" ])
+
+      spec
+          "respond_to_request"
+          "Answer a request"
+          decides
+          "Answer a request addressed to you: an approval with approved or rejected, a task with done (once it is done) or rejected. The requester is told. To ask a question first, use add_request_message."
+          (objectSchema
+              [ "request_id", requestIdProp ()
+                "action", enumProp [ "approved"; "rejected"; "done" ] "approved or rejected (an approval); done or rejected (a task)." ]
+              [ "request_id"; "action" ])
+
+      spec
+          "add_request_message"
+          "Add to a request's thread"
+          (adds true)
+          "Add a message to a request's thread: a clarification of your own request, or a question about one addressed to you (which marks it info_requested). The other party is told."
+          (objectSchema [ "request_id", requestIdProp (); "body", stringProp "The message, plain text." ] [ "request_id"; "body" ])
+
+      spec
+          "cancel_request"
+          "Cancel a request"
+          decides
+          "Cancel a request you raised and no longer need (only the requester may). The recipient is told."
+          (objectSchema [ "request_id", requestIdProp () ] [ "request_id" ]) ]

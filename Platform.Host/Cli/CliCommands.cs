@@ -117,11 +117,11 @@ public static class CliCommands
         RateLimit.Policy Per(ParseResult pr, Option<int> o) => new(pr.GetValue(o));
         cmd.SetAction((pr, ct) => Guarded(() => PlatformCommand.RunAsync(new PlatformCommand.Settings(
             pr.GetValue(dataDir), pr.GetValue(host) ?? "127.0.0.1", pr.GetValue(port),
-            pr.GetValue(allowedHost) ?? [], pr.GetValue(openRegistration), pr.GetValue(enableFaults),
+            pr.GetValue(allowedHost) ?? [], pr.GetValue(openRegistration), pr.GetValue(enableFaults), pr.GetValue(database),
             new RateLimit.Limits(Per(pr, rateRegister), Per(pr, rateRegistry), Per(pr, rateA2a), Per(pr, rateNotify),
                 Per(pr, rateActivity), Per(pr, rateMemories), Per(pr, rateBroadcast), Per(pr, rateFiles), Per(pr, rateRequests),
                 new RateLimit.Policy((int)Math.Min(int.MaxValue, (long)pr.GetValue(uploadMib) * 1024 * 1024)), pr.GetValue(streams)),
-            pr.GetValue(instance), pr.GetValue(logFormat) == "json", pr.GetValue(database)), ct)));
+            pr.GetValue(instance), pr.GetValue(logFormat) == "json"), ct)));
         return cmd;
     }
 

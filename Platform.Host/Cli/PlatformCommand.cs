@@ -13,7 +13,7 @@ public static class PlatformCommand
 
     /// <summary>The options of `molecule-platform platform`.</summary>
     public sealed record Settings(string? DataDir, string Host, int Port, string[] AllowedHosts, bool OpenRegistration,
-        bool EnableFaults, RateLimit.Limits Limits, string? Instance = null, bool JsonLog = false, string? Database = null);
+        bool EnableFaults, string? Database, RateLimit.Limits Limits, string? Instance = null, bool JsonLog = false);
 
     public static async Task<int> RunAsync(Settings settings, CancellationToken ct)
     {
@@ -49,9 +49,9 @@ public static class PlatformCommand
         var database = PlatformLocation.Database(settings.Database);
         if (database is not null && !PostgresStore.isUrl(database))
             throw new CliException($"${PlatformLocation.DatabaseVariable} is not a postgres:// (or postgresql://) URL");
-        var options = Server.PlatformOptionsModule.named(instanceGiven!, Server.PlatformOptionsModule.create(dataDir, host, port,
-            settings.EnableFaults, settings.OpenRegistration, settings.AllowedHosts, settings.Limits, Log, ConnectionLines.BinaryPath()));
-        options = Server.PlatformOptionsModule.onDatabase(database, options);
+        var options = Server.PlatformOptionsModule.named(instanceGiven!, Server.PlatformOptionsModule.onDatabase(database!,
+            Server.PlatformOptionsModule.create(dataDir, host, port, settings.EnableFaults, settings.OpenRegistration,
+                settings.AllowedHosts, settings.Limits, Log, ConnectionLines.BinaryPath())));
         sink.Instance = Server.instanceOf(options);
         Log(database is null
             ? $"instance {sink.Instance} starting on {host}:{port} with data dir {dataDir}"

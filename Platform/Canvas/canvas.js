@@ -9,6 +9,7 @@ import { initTokens } from './tokens.js';
 import { initMemories } from './memories.js';
 import { initFeed, loadFeed, renderFeedFilters } from './feed.js';
 import { initDelegations } from './delegations.js';
+import { initRequests, openRequests, reload as reloadRequests, tickRequests } from './requests.js';
 import { startEvents, stopEvents, setConnection, refreshOverview } from './live.js';
 
 const TOKEN_KEY = 'molecule.canvas.adminToken';
@@ -42,6 +43,7 @@ function showLogin(message) {
   $('app').hidden = true;
   $('forget-token').hidden = true;
   $('new-workspace').hidden = true;
+  $('requests-open').hidden = true;
   $('login').hidden = false;
   $('login-error').textContent = message || '';
   setConnection('idle', 'Not connected');
@@ -67,8 +69,10 @@ async function reload(restartEvents) {
   if (target && state.workspaces.has(target)) {
     state.selected = null; // force a fresh history load
     await select(target);
+  } else if (window.location.hash === '#requests') {
+    openRequests();
   }
-  await loadFeed();
+  await Promise.all([loadFeed(), reloadRequests()]);
 }
 
 async function connect() {
@@ -76,6 +80,7 @@ async function connect() {
   $('app').hidden = false;
   $('forget-token').hidden = false;
   $('new-workspace').hidden = false;
+  $('requests-open').hidden = false;
   setConnection('retry', 'Connecting…');
   try {
     await reload(true);
@@ -92,6 +97,7 @@ function init() {
   initMemories();
   initFeed();
   initDelegations();
+  initRequests();
 
   on('unauthorized', (msg) => {
     storeToken(null);
@@ -122,7 +128,14 @@ function init() {
   });
 
   // "last seen" ages move every second; the overview (delivery, tokens, acks) every 15 s
-  setInterval(() => { if (state.token && !$('app').hidden) { tickLiveness(); tickHeader(); } }, 1000);
+  setInterval(() => { if (state.token && !$('app').hidden) { tickLiveness(); tickHeader(); tickRequests(); } }, 1000);
+  // Alt+R opens the Requests view from anywhere
+  document.addEventListener('keydown', (ev) => {
+    if (ev.altKey && !ev.ctrlKey && !ev.metaKey && (ev.key === 'r' || ev.key === 'R') && !$('app').hidden) {
+      ev.preventDefault();
+      openRequests();
+    }
+  });
   setInterval(() => { if (state.token && !$('app').hidden) refreshOverview(0); }, 15000);
 
   const t = readToken();

@@ -4,6 +4,7 @@ import { state, $, api, emit, upsertWorkspace } from './core.js';
 import { addEntry } from './feed.js';
 import { onActivity } from './chat.js';
 import { delegationsChanged } from './delegations.js';
+import { requestsChanged } from './requests.js';
 
 const STATUS_EVENTS = ['WORKSPACE_ONLINE', 'WORKSPACE_DEGRADED', 'WORKSPACE_AWAITING_AGENT', 'WORKSPACE_OFFLINE',
   'WORKSPACE_PROVISIONING', 'WORKSPACE_FAILED', 'WORKSPACE_REMOVED'];
@@ -119,4 +120,5 @@ export async function startEvents(onReconnect, restart) {
   });
 
   ['DELEGATION_SENT', 'DELEGATION_STATUS', 'DELEGATION_COMPLETE', 'DELEGATION_FAILED'].forEach((t) => handle(t, delegationsChanged));
+  ['REQUEST_CREATED', 'REQUEST_RESPONDED', 'REQUEST_MESSAGE', 'REQUEST_CANCELLED'].forEach((t) => handle(t, requestsChanged));
 }

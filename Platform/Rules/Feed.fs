@@ -159,6 +159,10 @@ let ofRow (name: WorkspaceId -> string) (r: ActivityRow) : Entry option =
                 Key = delegationIn b |> Option.defaultValue r.Id.Text
                 Result = preview (messageText b)
                 Status = "completed" }
+    | "a2a_receive", Some "request_update" ->
+        // a request's news for an agent (Requests.updateRow): its summary already names who did what
+        Some { entry r (if r.SourceId.IsNone then "chat" else "message") r.SourceId (Some ws) (withNames name (defaultArg r.Summary "")) with
+                Detail = $"for {name ws}" }
     | "a2a_receive", _ when r.SourceId = Some ws ->
         // the agent's own report of a send it made: the receiver's row shows the message; only a failure is news
         if failed = "" then

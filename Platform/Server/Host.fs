@@ -107,16 +107,16 @@ module PlatformOptions =
             Log = (if isNull log then None else Some log.Invoke)
             McpBinary = (if String.IsNullOrWhiteSpace mcpBinary then "molecule-mcp" else mcpBinary) }
 
+    /// For C# hosts: these options with an instance name (null or blank: the default, `<host name>-<pid>`).
+    let named (instance: string) (options: PlatformOptions) : PlatformOptions =
+        { options with Instance = (if String.IsNullOrWhiteSpace instance then None else Some instance) }
+
     /// For C# hosts: on the database `database` names (a `postgres://` URL), or SQLite in the data directory when
     /// it is null or empty.
     let onDatabase (database: string) (o: PlatformOptions) : PlatformOptions =
         if String.IsNullOrWhiteSpace database then { o with Database = Embedded }
         elif PostgresStore.isUrl database then { o with Database = Postgres database }
         else invalidArg "database" "the database is given as a postgres:// (or postgresql://) URL"
-
-    /// For C# hosts: these options with an instance name (null or blank: the default, `<host name>-<pid>`).
-    let named (instance: string) (options: PlatformOptions) : PlatformOptions =
-        { options with Instance = (if String.IsNullOrWhiteSpace instance then None else Some instance) }
 
 /// Request bodies are capped at 1 MiB (uploads: 25 MiB).
 [<Literal>]

@@ -185,3 +185,45 @@ let ``example: the inbox tools' answers read back (a message, a timeout, a pop)`
     Assert.True(ToolAnswers.Removed((InboxTools.popped true id).Text))
     Assert.False(ToolAnswers.Removed((InboxTools.popped false id).Text))
     Assert.Single(ToolAnswers.Peeked((InboxTools.peeked [ letter ]).Text)) |> ignore
+
+// ------------------------------------------------------------------------------------------------ requests
+
+[<Fact>]
+let ``rule: the request records are read from the requests tools' own answers`` () =
+    let genRequest =
+        gen {
+            let! id = genUuid
+            let! title = genShown
+            let! status = Gen.elements [ "pending"; "approved"; "done" ]
+            let! detail = Gen.optionOf genShown
+            return id, title, status, detail
+        }
+    check 100 (Prop.forAll (Arb.fromGen (Gen.listOf genRequest |> Gen.resize 5)) (fun requests ->
+        let objects =
+            requests
+            |> List.map (fun (id, title, status, detail) ->
+                let o = Json.obj [ "id", Json.str id; "kind", Json.str "approval"; "title", Json.str title; "status", Json.str status; "recipient_type", Json.str "user"; "requester_type", Json.str "agent" ]
+                detail |> Option.iter (fun d -> o["detail"] <- Json.str d)
+                o :> JsonNode)
+        let body = Json.compact (Json.arr objects)
+        let read = ToolAnswers.Requests(answer "list_requests" "{}" Get (own + "/requests") 200 body)
+        let threadOk =
+            match objects, requests with
+            | first :: _, (id, _, _, _) :: _ ->
+                let thread =
+                    ToolAnswers.Thread(
+                        answer "get_request" "{\"request_id\":\"r1\"}" Get (own + "/requests/r1") 200
+                            ($"{{\"request\":{Json.compact (Json.clone first)},\"messages\":[{{\"id\":\"m1\",\"author_type\":\"user\",\"body\":\"why?\"}}]}}")
+                    )
+                thread.Request.Id = id && thread.Messages.Count = 1 && thread.Messages[0].Body = "why?"
+            | _ -> true
+        (read |> List.ofSeq |> List.map (fun r -> r.Id, r.Title, r.Status, Option.ofObj r.Detail)) = requests && threadOk))
+
+[<Fact>]
+let ``example: create_request's ticket and the request of a RequestUpdate message`` () =
+    let created = ToolAnswers.RequestCreated(answer "create_request" "{\"kind\":\"task\",\"title\":\"t\"}" Post (own + "/requests") 201 "{\"request_id\":\"r9\",\"status\":\"pending\"}")
+    Assert.Equal(RequestTicket("r9", "pending"), created)
+    let u: Molecule.Protocol.RequestUpdate.Update =
+        { RequestId = "r9"; Event = "responded"; Status = "approved"; Kind = "approval"; Title = "Deploy?"; ActorType = "user"; ActorId = None; Body = None; Source = Molecule.Protocol.RequestUpdate.PermissionRelay }
+    let change = ToolAnswers.Change(Molecule.Protocol.RequestUpdate.json u)
+    Assert.Equal(RequestChange("r9", "responded", "approved", "approval", "Deploy?", "user", null, null, "permission_relay"), change)

@@ -9,6 +9,7 @@ open System
 open System.IO
 open System.Threading.Tasks
 open Xunit
+open Xunit.Abstractions
 open Molecule.Protocol
 open Molecule.Core
 open Molecule.Tests.Host.Harness
@@ -64,79 +65,83 @@ let ledgerOf (stateDir: string) (ws: Workspace) : Ledger.State =
 let handledIn (ledger: Ledger.State) : Set<string> =
     ledger.Seen |> Set.filter (fun id -> not (ledger.Keys.ContainsKey id) && not (id.StartsWith "file:"))
 
-[<Fact>]
-let ``kill -9 of the library agent at random points of its handler, 24 times: every message handled exactly once, none lost`` () =
-    task {
-        use! platform = Platform.StartAsync()
-        let! ws = platform.CreateWorkspace "crashing"
-        let handlerLog = Path.Combine(tempDir "handler", "steps.tsv")
-        let env = testAgentEnv platform ws handlerLog 40
-        let stateDir = env |> List.find (fun (k, _) -> k = "CONFIGS_DIR") |> snd
-        let dll = testAgentDll ()
-        let seed = Random.Shared.Next()
-        let rng = Random seed
-        let sent = [ for i in 1..60 -> $"crash #{i:D2}" ]
-        do! sendCanvas platform ws.Id (List.take 40 sent)
-        let kills = 24
-        let mutable handled = Set.empty
-        let mutable midHandler = 0
-        for kill in 1..kills do
-            let before = (handlerSteps handlerLog).Length
-            let ran () = handlerSteps handlerLog |> List.skip before
-            let agent = new Sample(dll, env)
-            try
-                // a random point: after the 1st to 3rd handler entry of this run, 0–60 ms on
-                let enters = rng.Next(1, 4)
-                let context () = $"seed {seed}, kill {kill}\n{agent.Describe()}"
-                do! waitUntil (secs 60.0) $"{enters} handler entries" context (fun () -> (entries (ran ())).Length >= enters || agent.HasExited)
-                do! Task.Delay(rng.Next(0, 61))
-                do! agent.Kill()
-                Assert.True((entries (ran ())).Length >= enters, $"the agent ended before it was killed\n{context ()}")
-            finally
-                (agent :> IDisposable).Dispose()
-            // the rest of the messages arrive while the agent is down
-            if kill = 8 then do! sendCanvas platform ws.Id (List.skip 40 sent)
-            let steps = ran ()
-            let now = handledIn (ledgerOf stateDir ws)
-            let named (ids: Set<string>) = String.Join(", ", ids |> Seq.map (fun id -> id.Substring(0, 8)))
-            let stepsText = String.Join(", ", steps |> List.map (fun s -> $"{s.Step} {s.Text} ({s.Id.Substring(0, 8)})"))
-            let context = $"seed {seed}, kill {kill}: this run's steps: {stepsText}\nhandled before: {named handled}\nhandled now: {named now}"
-            // exactly once: a message the library counted handled never reaches the handler again
-            Assert.True(entries steps |> List.forall (fun s -> not (handled.Contains s.Id)), $"a handled message came again\n{context}")
-            // handled means its loop body completed; nothing handled is ever unhandled again
-            let completed = completions (handlerSteps handlerLog) |> List.map (fun s -> s.Id) |> set
-            Assert.True(Set.isSubset now completed, $"counted handled before its handler completed\n{context}")
-            Assert.True(Set.isSubset handled now, $"a handled message is waiting again\n{context}")
-            // oldest first within a run (the texts are numbered in sending order)
-            let order = entries steps |> List.map (fun s -> s.Text)
-            Assert.True((order = List.sort order && List.distinct order = order), $"not oldest first\n{context}")
-            match List.tryLast steps with
-            | Some last when last.Step = "enter" -> midHandler <- midHandler + 1
-            | _ -> ()
-            handled <- now
-        // the last start runs until everything is handled, then stops cleanly
-        use last = new Sample(dll, env)
-        do! waitUntil (secs 120.0) "every message handled" last.Describe (fun () -> (handledIn (ledgerOf stateDir ws)).Count >= sent.Length)
-        let! code = last.StopWith "TERM"
-        Assert.True((code = 0), $"exit code {code}\n{last.Describe()}")
-        let steps = handlerSteps handlerLog
-        let ledger = ledgerOf stateDir ws
-        let final = handledIn ledger
-        let textOf = steps |> List.map (fun s -> s.Id, s.Text) |> Map.ofList
-        let context = $"seed {seed}: handled {final.Count}, entries {(entries steps).Length}, {midHandler} kills mid-handler\n{last.Describe()}"
-        // none lost, none twice: the handled ids are the sent messages, one each; nothing waits
-        Assert.Equal<string list>(sent, final |> Seq.map (fun id -> textOf[id]) |> Seq.sort |> List.ofSeq)
-        Assert.True(ledger.Queue.IsEmpty, context)
-        Assert.Equal(sent.Length, final.Count)
-        Assert.True(entries steps |> List.forall (fun s -> s.Workspace = ws.Id), context)
-        // at least once into the handler: every message entered, some more than once (the kills cut handlers short)
-        let entered = entries steps |> List.countBy (fun s -> s.Text) |> Map.ofList
-        Assert.True(sent |> List.forall entered.ContainsKey, context)
-        Assert.True((entries steps).Length >= final.Count, context)
-        Assert.True(midHandler >= 1 && (entries steps).Length > final.Count, $"no kill landed inside a handler\n{context}")
-        // every message was answered (at least once: an answer sent just before a kill is sent again)
-        let! own = activityText platform ws.Id
-        for text in sent do
-            Assert.Contains($"Agent message: Done: {text}", own)
-        assertNoSecrets [ ws.Token ] "the agent's output" last.Lines
-    }
+/// The seed and what the kills hit are written to the test's output (`dotnet test --logger "console;verbosity=detailed"`).
+type KillTests(output: ITestOutputHelper) =
+
+    [<Fact>]
+    member _.``kill -9 of the library agent at random points of its handler, 24 times: every message handled exactly once, none lost``() : Task =
+        task {
+            use! platform = Platform.StartAsync()
+            let! ws = platform.CreateWorkspace "crashing"
+            let handlerLog = Path.Combine(tempDir "handler", "steps.tsv")
+            let env = testAgentEnv platform ws handlerLog 40
+            let stateDir = env |> List.find (fun (k, _) -> k = "CONFIGS_DIR") |> snd
+            let dll = testAgentDll ()
+            let seed = Random.Shared.Next()
+            let rng = Random seed
+            let sent = [ for i in 1..60 -> $"crash #{i:D2}" ]
+            do! sendCanvas platform ws.Id (List.take 40 sent)
+            let kills = 24
+            let mutable handled = Set.empty
+            let mutable midHandler = 0
+            for kill in 1..kills do
+                let before = (handlerSteps handlerLog).Length
+                let ran () = handlerSteps handlerLog |> List.skip before
+                let agent = new Sample(dll, env)
+                try
+                    // a random point: after the 1st to 3rd handler entry of this run, 0–60 ms on
+                    let enters = rng.Next(1, 4)
+                    let context () = $"seed {seed}, kill {kill}\n{agent.Describe()}"
+                    do! waitUntil (secs 60.0) $"{enters} handler entries" context (fun () -> (entries (ran ())).Length >= enters || agent.HasExited)
+                    do! Task.Delay(rng.Next(0, 61))
+                    do! agent.Kill()
+                    Assert.True((entries (ran ())).Length >= enters, $"the agent ended before it was killed\n{context ()}")
+                finally
+                    (agent :> IDisposable).Dispose()
+                // the rest of the messages arrive while the agent is down
+                if kill = 8 then do! sendCanvas platform ws.Id (List.skip 40 sent)
+                let steps = ran ()
+                let now = handledIn (ledgerOf stateDir ws)
+                let named (ids: Set<string>) = String.Join(", ", ids |> Seq.map (fun id -> id.Substring(0, 8)))
+                let stepsText = String.Join(", ", steps |> List.map (fun s -> $"{s.Step} {s.Text} ({s.Id.Substring(0, 8)})"))
+                let context = $"seed {seed}, kill {kill}: this run's steps: {stepsText}\nhandled before: {named handled}\nhandled now: {named now}"
+                // exactly once: a message the library counted handled never reaches the handler again
+                Assert.True(entries steps |> List.forall (fun s -> not (handled.Contains s.Id)), $"a handled message came again\n{context}")
+                // handled means its loop body completed; nothing handled is ever unhandled again
+                let completed = completions (handlerSteps handlerLog) |> List.map (fun s -> s.Id) |> set
+                Assert.True(Set.isSubset now completed, $"counted handled before its handler completed\n{context}")
+                Assert.True(Set.isSubset handled now, $"a handled message is waiting again\n{context}")
+                // oldest first within a run (the texts are numbered in sending order)
+                let order = entries steps |> List.map (fun s -> s.Text)
+                Assert.True((order = List.sort order && List.distinct order = order), $"not oldest first\n{context}")
+                match List.tryLast steps with
+                | Some last when last.Step = "enter" -> midHandler <- midHandler + 1
+                | _ -> ()
+                handled <- now
+            // the last start runs until everything is handled, then stops cleanly
+            use last = new Sample(dll, env)
+            do! waitUntil (secs 120.0) "every message handled" last.Describe (fun () -> (handledIn (ledgerOf stateDir ws)).Count >= sent.Length)
+            let! code = last.StopWith "TERM"
+            Assert.True((code = 0), $"exit code {code}\n{last.Describe()}")
+            let steps = handlerSteps handlerLog
+            let ledger = ledgerOf stateDir ws
+            let final = handledIn ledger
+            let textOf = steps |> List.map (fun s -> s.Id, s.Text) |> Map.ofList
+            let context = $"seed {seed}: handled {final.Count}, entries {(entries steps).Length}, {midHandler} kills mid-handler\n{last.Describe()}"
+            // none lost, none twice: the handled ids are the sent messages, one each; nothing waits
+            Assert.Equal<string list>(sent, final |> Seq.map (fun id -> textOf[id]) |> Seq.sort |> List.ofSeq)
+            Assert.True(ledger.Queue.IsEmpty, context)
+            Assert.Equal(sent.Length, final.Count)
+            Assert.True(entries steps |> List.forall (fun s -> s.Workspace = ws.Id), context)
+            // at least once into the handler: every message entered, some more than once (the kills cut handlers short)
+            let entered = entries steps |> List.countBy (fun s -> s.Text) |> Map.ofList
+            Assert.True(sent |> List.forall entered.ContainsKey, context)
+            Assert.True((entries steps).Length >= final.Count, context)
+            Assert.True(midHandler >= 1 && (entries steps).Length > final.Count, $"no kill landed inside a handler\n{context}")
+            // every message was answered (at least once: an answer sent just before a kill is sent again)
+            let! own = activityText platform ws.Id
+            for text in sent do
+                Assert.Contains($"Agent message: Done: {text}", own)
+            assertNoSecrets [ ws.Token ] "the agent's output" last.Lines
+            output.WriteLine $"seed {seed}: {kills} kills, {midHandler} inside a handler; {final.Count} messages handled once each, {(entries steps).Length} handler entries"
+        }

@@ -6,38 +6,14 @@
 //
 // Lines on stdout: `STEP …` per screen, `COPIED <base64 of the copied JSON config>` (the test starts molecule-mcp
 // with it), `DELETED <workspace id>` (the test asks that agent for its 410 message), then `OK`, or `FAIL: <reason>`.
-import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync, existsSync, readFileSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { step, fail, expectShown, expectText, runInChromium } from './e2e.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const { url, token, leadId, researcherId } = cfg;
 const shots = cfg.screenshots;
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i;
-
-function step(s) { console.log('STEP ' + s); }
-function fail(reason) { const e = new Error(reason); e.expected = true; throw e; }
-async function expectShown(what, locator, options) {
-  try { await locator.waitFor(options); } catch (e) { fail(`${what} (${e.message.split('\n')[0]})`); }
-}
-async function expectText(what, locator, pattern, timeout = 15000) {
-  const until = Date.now() + timeout;
-  let last = '';
-  while (Date.now() < until) {
-    last = (await locator.count()) ? await locator.first().textContent() : '';
-    if (pattern.test(last || '')) return last;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  fail(`${what}: ${JSON.stringify(last)} does not match ${pattern}`);
-}
-
-if (!existsSync(CHROMIUM)) {
-  console.log(`FAIL: ${CHROMIUM} not found; install it with: apt-get update && apt-get install -y chromium`);
-  process.exit(3);
-}
-mkdirSync(shots, { recursive: true });
 
 async function admin(method, path, body) {
   const resp = await fetch(url + path, {
@@ -50,26 +26,8 @@ async function admin(method, path, body) {
   return text ? JSON.parse(text) : null;
 }
 
-const profile = mkdtempSync(join(tmpdir(), 'console-chromium-'));
-let browser;
-let page;
-const problems = [];
-let code = 0;
-
-try {
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1360, height: 860 },
-  });
+await runInChromium('console', shots, async ({ browser, page }) => {
   await browser.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: url });
-  page = browser.pages()[0] || await browser.newPage();
-  page.setDefaultTimeout(15000);
-  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
-  page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push('console error: ' + m.text()); });
-  page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.request().method()} ${new URL(r.url()).pathname}`); });
 
   await page.goto(`${url}/#token=${encodeURIComponent(token)}`);
   const lead = page.locator(`[role="treeitem"][data-id="${leadId}"]`);
@@ -235,18 +193,4 @@ try {
   if (narrow > 420) fail('the Tokens tab is ' + narrow + ' px wide at 420 px');
   await page.screenshot({ path: join(shots, 'console-420-tokens.png'), fullPage: false });
   step('420 px: one column, no horizontal scrolling (Details and a minted token)');
-
-  if (problems.length) fail(problems.join('; '));
-  console.log('OK');
-} catch (e) {
-  code = 1;
-  console.log('FAIL: ' + (e && e.message ? e.message.split('\n')[0] : String(e)));
-  if (problems.length) console.log('page problems: ' + problems.join('; '));
-  if (page) {
-    try { await page.screenshot({ path: join(shots, 'console-failed.png'), fullPage: true }); } catch (_) { /* ignore */ }
-  }
-} finally {
-  if (browser) await browser.close().catch(() => {});
-  rmSync(profile, { recursive: true, force: true });
-}
-process.exit(code);
+});

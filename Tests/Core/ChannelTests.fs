@@ -46,12 +46,35 @@ let private genPeer: Gen<string> =
           3, Gen.constant "0B7E7A2C-1111-4222-8333-944445555666"
           2, ArbMap.defaults |> ArbMap.generate<Guid> |> Gen.map (fun g -> g.ToString("D")) ]
 
+/// A request update with hostile titles, ids and statuses.
+let private genUpdate: Gen<RequestUpdate.Update> =
+    gen {
+        let! rid = nastyString
+        let! event = Gen.elements [ "created"; "responded"; "message"; "cancelled"; "x\ny" ]
+        let! status = Gen.oneof [ Gen.elements [ "approved"; "rejected"; "done"; "pending" ]; nastyString ]
+        let! kind = Gen.elements [ "task"; "approval" ]
+        let! title = nastyString
+        let! actor = Gen.elements [ "user"; "agent" ]
+        let! body = nastyName
+        let! source = Gen.elements [ RequestUpdate.FromAgent; RequestUpdate.PermissionRelay; RequestUpdate.LoopGuard ]
+        return
+            { RequestUpdate.Update.RequestId = (if isNull rid then "" else rid)
+              Event = event
+              Status = (if isNull status then "" else status)
+              Kind = kind
+              Title = (if isNull title then "" else title)
+              ActorType = actor
+              ActorId = None
+              Body = body
+              Source = source }
+    }
+
 let private genMessage: Gen<InboxMessage> =
     gen {
         let! id = nastyString
         let! text = nastyString
         let! peer = genPeer
-        let! kind = Gen.elements [ CanvasUser; PeerAgent; DelegationResult ]
+        let! kind = Gen.frequency [ 3, Gen.elements [ CanvasUser; PeerAgent; DelegationResult ]; 1, genUpdate |> Gen.map RequestUpdate ]
         let! meth = nastyString
         let! ts = nastyString
         let! name = nastyName
@@ -184,7 +207,8 @@ let ``rule: any peer name or role yields safe content and attributes, on the pus
                     (match meta.TryFind k with Some v -> safe v | None -> true)
                     && (match Json.stringProp k json with Some v -> safe v | None -> true))
             // the header: the fixed frame around the sanitised identity and a UUID (or empty) peer id
-            let frame = Regex("^\\[(from canvas user|from (.*) \u00b7 peer_id=([0-9a-f-]*)|result of your delegation( to (.*))? \u00b7 peer_id=([0-9a-f-]*))\\]$")
+            // (a request update names its request, and whoever acted by the same sanitised identity)
+            let frame = Regex("^\\[(from canvas user|from (.*) \u00b7 peer_id=([0-9a-f-]*)|result of your delegation( to (.*))? \u00b7 peer_id=([0-9a-f-]*)|request \".*\" \u00b7 [^\\u00b7]* \u00b7 status=.* \u00b7 request_id=.*)\\]$")
             let framed = frame.Match header
             let identity = if framed.Groups[2].Success then framed.Groups[2].Value else framed.Groups[5].Value
             let peer = meta.TryFind "peer_id" |> Option.defaultValue "missing"
@@ -219,6 +243,7 @@ let ``rule: channel meta carries the message fields`` () =
                 | CanvasUser -> "canvas_user"
                 | PeerAgent -> "peer_agent"
                 | DelegationResult -> "delegation_result"
+                | RequestUpdate _ -> "request_update"
             let peer = WorkspaceId.tryParse m.PeerId |> Option.map (fun w -> w.Value) |> Option.defaultValue ""
 
             meta.TryFind "kind" = Some kind

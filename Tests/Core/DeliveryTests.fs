@@ -70,14 +70,14 @@ let private opGen (backlog: bool) : Gen<Op> =
         else Gen.choose (1, 5)
     let arrive =
         gen {
-            let! kind = Gen.frequency [ 5, Gen.constant Peer; 3, Gen.constant Canvas; 1, Gen.constant NotifyEcho; 1, Gen.constant Garbled ]
+            let! kind = Gen.frequency [ 5, Gen.constant Peer; 3, Gen.constant Canvas; 1, Gen.constant Update; 1, Gen.constant NotifyEcho; 1, Gen.constant Garbled ]
             let! n = count
             // Rows sharing one timestamp come in small groups (a transaction's rows); a page-sized group is not real.
             let! same = if n > 5 then Gen.constant false else Gen.frequency [ 3, Gen.constant false; 1, Gen.constant true ]
             return Arrive(kind, same, n)
         }
     let late =
-        Gen.zip (Gen.elements [ Peer; Canvas ]) (Gen.choose (1, 1900)) |> Gen.map (fun (k, ms) -> ArriveLate(k, int64 ms))
+        Gen.zip (Gen.elements [ Peer; Canvas; Update ]) (Gen.choose (1, 1900)) |> Gen.map (fun (k, ms) -> ArriveLate(k, int64 ms))
     Gen.frequency
         [ 4, arrive
           1, late
@@ -97,7 +97,9 @@ type Outcome =
       Popped: string list
       /// Ids pushed after they were popped.
       PushedAfterPop: string list
-      Left: string list }
+      Left: string list
+      /// Pushed request updates whose header or meta does not name their request.
+      Unnamed: ChannelEvent list }
 
 /// Runs a schedule, then lets the agent work until everything is handled.
 let run (ackSupported: bool) (ops: Op list) : Outcome =
@@ -176,7 +178,14 @@ let run (ackSupported: bool) (ops: Op list) : Outcome =
     { Rows = (List.ofSeq kept) @ w.Platform.Rows |> List.distinctBy (fun r -> r.Id)
       Popped = List.ofSeq popped
       PushedAfterPop = List.ofSeq pushedAfterPop
-      Left = waiting w }
+      Left = waiting w
+      Unnamed =
+        w.Envelopes
+        |> List.filter (fun ev -> ev.Meta |> List.contains ("kind", "request_update"))
+        |> List.filter (fun ev ->
+            match ev.Meta |> List.tryFind (fun (k, _) -> k = "request_id") with
+            | Some(_, rid) -> not ((ev.Content.Split('\n')).[0].Contains $"request_id={rid}") || not (ev.Content.Contains "inbox_pop")
+            | None -> true) }
 
 let private checkWith (ackSupported: bool) (backlog: bool) (lying: bool) (maxTest: int) =
     let op = if lying then Gen.frequency [ 4, opGen backlog; 1, lieGen ] else opGen backlog
@@ -193,13 +202,14 @@ let private checkWith (ackSupported: bool) (backlog: bool) (lying: bool) (maxTes
             .&. (missing.IsEmpty |> Prop.label $"never handled ({missing.Count}): {Seq.truncate 5 missing |> List.ofSeq}")
             .&. (foreign.IsEmpty |> Prop.label $"delivered but not a message: {foreign}")
             .&. (o.PushedAfterPop.IsEmpty |> Prop.label $"pushed again after pop: {o.PushedAfterPop}")
-            .&. (o.Left.IsEmpty |> Prop.label $"left waiting: {o.Left.Length}"))
+            .&. (o.Left.IsEmpty |> Prop.label $"left waiting: {o.Left.Length}")
+            .&. (o.Unnamed.IsEmpty |> Prop.label $"request updates pushed without naming their request: {o.Unnamed}"))
     )
 
 let private check (ackSupported: bool) (backlog: bool) (maxTest: int) = checkWith ackSupported backlog false maxTest
 
 [<Fact>]
-let ``rule: every accepted message is handled exactly once, whatever the interleaving (platform with acknowledgements)`` () =
+let ``rule: every accepted message — request updates too — is handled exactly once, whatever the interleaving (platform with acknowledgements)`` () =
     check true false 150
 
 [<Fact>]

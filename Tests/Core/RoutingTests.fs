@@ -29,7 +29,9 @@ let private toolGen =
           "get_workspace_info", []
           "send_message_to_user", [ "message", "hi" ]
           "commit_memory", [ "content", "fact" ]
-          "recall_memory", [] ]
+          "recall_memory", []
+          "create_request", [ "kind", "approval"; "title", "ok?" ]
+          "list_requests", [] ]
 
 type private Routing =
     | Omitted

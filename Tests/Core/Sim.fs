@@ -27,7 +27,9 @@ let config: Config =
         TokenSource = FromEnv
         AgentCard = { Name = "sim"; Description = None; Skills = [] }
         StateDir = "/state"
-        PollTimeoutSecs = 2 }
+        PollTimeoutSecs = 2
+        // the simulated traffic (hundreds of peer messages a second) would trip the loop guard: its tests turn it on
+        LoopGuard = { MaxExchanges = 0; MaxPerMinute = 0; MaxRepeats = 0 } }
 
 // ---------------------------------------------------------------------------------------------
 // The platform
@@ -42,6 +44,11 @@ type RowKind =
     | Garbled
     /// A file the user uploaded (`chat_upload_receive`): fetched, then announced (never a message of its own).
     | Upload
+    /// The user answered a request of this workspace (`request_update`): a message of its own kind.
+    | Update
+    /// The user decided a request the agent raised itself (`source`: permission_relay or loop_guard): answered by the
+    /// agent, never a message for it.
+    | Decided of requestId: string * status: string * source: string * title: string
 
 type Row =
     { Id: string
@@ -57,8 +64,17 @@ let stamp (ms: int64) = Activity.formatTime (epoch.AddMilliseconds(float ms))
 
 let rowJson (r: Row) : string =
     let parts (text: string) = $"[{{\"kind\":\"text\",\"text\":{Json.quote text}}}]"
+    let summary = if r.Kind = Update then $"\"Request \\\"{r.Seq}\\\" approved by the user\"" else "null"
     let source, meth, body =
         match r.Kind with
+        | Decided(rid, status, src, title) ->
+            "null",
+            "\"request_update\"",
+            $"{{\"request_id\":{Json.quote rid},\"event\":\"responded\",\"status\":{Json.quote status},\"kind\":\"approval\",\"title\":{Json.quote title},\"actor_type\":\"user\",\"source\":{Json.quote src}}}"
+        | Update ->
+            "null",
+            "\"request_update\"",
+            $"{{\"request_id\":\"r{r.Seq}\",\"event\":\"responded\",\"status\":\"approved\",\"kind\":\"approval\",\"title\":{Json.quote r.Text},\"actor_type\":\"user\",\"source\":\"agent\"}}"
         | Canvas -> "null", "\"message/send\"", $"{{\"params\":{{\"message\":{{\"parts\":{parts r.Text}}}}}}}"
         | Peer -> $"\"{peerId}\"", "\"message/send\"", $"{{\"params\":{{\"message\":{{\"parts\":{parts r.Text}}}}}}}"
         | NotifyEcho -> "null", "\"notify\"", "null"
@@ -67,9 +83,9 @@ let rowJson (r: Row) : string =
             "null",
             "\"chat_upload_receive\"",
             $"{{\"file_id\":\"f{r.Seq}\",\"name\":\"file{r.Seq}.txt\",\"mimeType\":\"text/plain\",\"size\":3,\"uri\":\"platform-pending:{selfId}/f{r.Seq}\"}}"
-    $"{{\"id\":\"{r.Id}\",\"seq\":{r.Seq},\"workspace_id\":\"{selfId}\",\"activity_type\":\"a2a_receive\",\"source_id\":{source},\"method\":{meth},\"summary\":null,\"created_at\":\"{stamp r.At}\",\"request_body\":{body}}}"
+    $"{{\"id\":\"{r.Id}\",\"seq\":{r.Seq},\"workspace_id\":\"{selfId}\",\"activity_type\":\"a2a_receive\",\"source_id\":{source},\"method\":{meth},\"summary\":{summary},\"created_at\":\"{stamp r.At}\",\"request_body\":{body}}}"
 
-let delivers (r: Row) = r.Kind = Canvas || r.Kind = Peer
+let delivers (r: Row) = r.Kind = Canvas || r.Kind = Peer || r.Kind = Update
 
 /// Which route a request is for (what a lying platform answers per route, what the pacing bound counts).
 type Route =
@@ -100,7 +116,9 @@ type Platform =
       /// truth again) …
       Lies: Map<Route, Response list>
       /// … or every time.
-      Always: Map<Route, Response> }
+      Always: Map<Route, Response>
+      /// The requests the agent raised (`POST /workspaces/:id/requests`): id → its body.
+      Raised: (string * JsonNode) list }
 
 let platform (ackSupported: bool) =
     { Rows = []
@@ -111,7 +129,8 @@ let platform (ackSupported: bool) =
       AckSupported = ackSupported
       Pruned = Set.empty
       Lies = Map.empty
-      Always = Map.empty }
+      Always = Map.empty
+      Raised = [] }
 
 /// A message arrives for the workspace (`sameMs`: with the timestamp of the previous row).
 let append (kind: RowKind) (sameMs: bool) (p: Platform) : Platform * Row =
@@ -123,8 +142,21 @@ let append (kind: RowKind) (sameMs: bool) (p: Platform) : Platform * Row =
           Seq = n
           At = at
           Kind = kind
-          Text = $"message {i}" }
+          // distinct in letters, not only in digits (the loop guard takes messages differing in numbers for repeats)
+          Text = $"message {i} " + String(Array.init 4 (fun k -> char (int 'a' + (i / pown 26 k) % 26))) }
     { p with Rows = p.Rows @ [ r ]; NextSeq = n + 1L; NextId = i + 1; Now = at }, r
+
+/// A message with this text arrives.
+let appendText (kind: RowKind) (text: string) (p: Platform) : Platform * Row =
+    let p, r = append kind false p
+    let r = { r with Text = text }
+    { p with Rows = (p.Rows |> List.take (p.Rows.Length - 1)) @ [ r ] }, r
+
+/// The user decides a request the agent raised: the platform writes its request_update row.
+let decide (requestId: string) (status: string) (p: Platform) : Platform * Row =
+    let body = p.Raised |> List.tryFind (fun (id, _) -> id = requestId) |> Option.map snd
+    let field name = body |> Option.bind (Json.stringProp name) |> Option.defaultValue ""
+    append (Decided(requestId, status, field "source", field "title")) false p
 
 /// The platform is restored from a backup taken when it had its first `kept` rows: the later rows, their numbers and
 /// the acknowledged floor of then are gone; time goes on, and new rows reuse the numbers.
@@ -204,6 +236,10 @@ and private truth (r: Request) (p: Platform) : Platform * Response =
                 let floor = max p.Floor (int64 n)
                 { p with Floor = floor }, Reply(200, $"{{\"last_acked_seq\":{floor}}}")
             | None -> p, Reply(400, "{\"error\":\"acked_seq is required\"}")
+    | Post when path.EndsWith "/requests" ->
+        let id = $"rq{p.Raised.Length + 1}"
+        let body = jsonBody r |> Option.defaultValue (Json.obj [] :> JsonNode)
+        { p with Raised = p.Raised @ [ id, body ] }, Reply(201, $"{{\"request_id\":\"{id}\",\"status\":\"pending\"}}")
     | Get when path.Contains "/registry/discover/" ->
         let id = path.Substring(path.LastIndexOf '/' + 1)
         p, Reply(200, $"{{\"id\":\"{id}\",\"name\":\"Sim Peer\",\"url\":\"\"}}")
@@ -242,6 +278,8 @@ type World =
       /// Samples drawn for the jitter so far (the next one is derived from the count).
       Draws: int
       Notified: string list
+      /// The permission answers sent to the client, oldest first.
+      Relayed: (string * string) list
       Answers: Map<int64, ToolOutput>
       NextCall: int64
       Uptime: float
@@ -276,6 +314,7 @@ let private perform (w: World) (effects: Effect list) : World =
                 let id = ev.Meta |> List.tryFind (fun (k, _) -> k = "activity_id") |> Option.map snd |> Option.defaultValue "?"
                 { w with Notified = w.Notified @ [ id ]; Envelopes = ev :: w.Envelopes }
             | Answer(call, output, _) -> { w with Answers = w.Answers.Add(call, output) }
+            | AnswerPermission(id, behavior) -> { w with Relayed = w.Relayed @ [ id, behavior ] }
             | Download(purpose, _, path) -> { w with Downloads = w.Downloads @ [ purpose, path ] }
             | Log(_, text) -> { w with Logs = text :: w.Logs }
             | _ -> w)
@@ -299,6 +338,7 @@ let world (ackSupported: bool) : World =
       Inflight = []
       Timers = []
       Notified = []
+      Relayed = []
       Answers = Map.empty
       NextCall = 0L
       Uptime = 0.0
@@ -310,6 +350,12 @@ let world (ackSupported: bool) : World =
       Logs = []
       Draws = 0 }
     |> start
+
+/// A world whose agent runs with another configuration (from its first start).
+let worldWith (cfg: Config) : World =
+    { world true with Model = Agent.init cfg (boot []); Inflight = []; Timers = []; File = [] }
+    |> dispatch Agent.Start
+    |> dispatch Agent.ClientInitialized
 
 /// The next jitter sample (deterministic: the golden-ratio sequence).
 let sample (w: World) : World * float =
@@ -402,5 +448,5 @@ let takeAll (items: Ledger.Item list) (s: Ledger.State) =
     | Some t, _ -> Ledger.evolve s (Ledger.Took t)
     | None, _ -> s
 
-let kindGen = Gen.frequency [ 4, Gen.constant Peer; 2, Gen.constant Canvas; 1, Gen.constant NotifyEcho; 1, Gen.constant Garbled ]
+let kindGen = Gen.frequency [ 4, Gen.constant Peer; 2, Gen.constant Canvas; 1, Gen.constant Update; 1, Gen.constant NotifyEcho; 1, Gen.constant Garbled ]
 

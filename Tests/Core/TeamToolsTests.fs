@@ -281,7 +281,7 @@ let ``example: read tools are annotated read-only, every tool has a title and it
     let readOnly = Tools.specs |> List.filter (fun s -> s.Annotations.ReadOnly) |> List.map (fun s -> s.Name) |> Set.ofList
     Assert.Equal<Set<string>>(
         Set.ofList
-            [ "list_peers"; "get_workspace_info"; "check_task_status"; "get_runtime_identity"; "chat_history"; "inbox_peek"; "wait_for_message"; "recall_memory" ],
+            [ "list_peers"; "get_workspace_info"; "check_task_status"; "get_runtime_identity"; "chat_history"; "inbox_peek"; "wait_for_message"; "recall_memory"; "list_requests"; "get_request" ],
         readOnly
     )
     for s in Tools.specs do

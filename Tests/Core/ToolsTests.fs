@@ -371,7 +371,7 @@ let private ws = "0b7e7a2c-1111-4222-8333-944445555666"
 let private wsId = (WorkspaceId.tryParse ws).Value
 
 [<Fact>]
-let ``example: specs are the 15 reference tools in order (addendum §1)`` () =
+let ``example: specs are the 15 reference tools in order (addendum §1), then the requests tools`` () =
     Assert.Equal<string list>(
         [ "delegate_task"
           "delegate_task_async"
@@ -387,7 +387,14 @@ let ``example: specs are the 15 reference tools in order (addendum §1)`` () =
           "inbox_pop"
           "chat_history"
           "commit_memory"
-          "recall_memory" ],
+          "recall_memory"
+          "create_request"
+          "create_approval"
+          "list_requests"
+          "get_request"
+          "respond_to_request"
+          "add_request_message"
+          "cancel_request" ],
         names
     )
 

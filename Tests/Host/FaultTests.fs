@@ -88,7 +88,7 @@ let ``register 5xx is logged and the server keeps running`` () =
         do! waitUntil (secs 15.0) "heartbeats after the failed register" agent.Describe (fun () -> platform.Requests "/registry/heartbeat" >= 2)
         Assert.Contains(agent.StderrLines, fun l -> l.Contains "register" && l.Contains "503")
         let! tools = agent.Client.ListToolsAsync()
-        Assert.Equal(15, tools.Count)
+        Assert.Equal(22, tools.Count)
         let! info = agent.CallOk("get_workspace_info", [])
         Assert.Contains(ws.Id, info)
         agent.AssertNoTokenLeak()

@@ -75,5 +75,5 @@ let ``a cancelled wait_for_message gets no answer and the server keeps answering
             |> List.exists (fun m -> not (isNull m["id"]) && m["id"].ToJsonString() = "\"w1\"")
         Assert.False(answered, $"the cancelled request was answered\n{p.Describe()}")
         let! tools = p.Request "tools/list"
-        Assert.Equal(15, (tools["result"]["tools"]).AsArray().Count)
+        Assert.Equal(22, (tools["result"]["tools"]).AsArray().Count)
     }

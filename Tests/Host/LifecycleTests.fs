@@ -46,7 +46,7 @@ let ``three consecutive heartbeat 401s log exactly one ERROR and the server keep
         Assert.Contains("Tokens tab", err)
         // still serving
         let! tools = agent.Client.ListToolsAsync()
-        Assert.Equal(15, tools.Count)
+        Assert.Equal(22, tools.Count)
         let! _ = agent.Client.PingAsync()
         agent.AssertNoTokenLeak()
     }

@@ -49,7 +49,7 @@ let ``raw garbage on stdin does not stop the server and every stdout line is JSO
         let! ping = p.Request "ping"
         Assert.NotNull(ping["result"])
         let! tools = p.Request "tools/list"
-        Assert.Equal(15, (tools["result"]["tools"]).AsArray().Count)
+        Assert.Equal(22, (tools["result"]["tools"]).AsArray().Count)
         let! info = p.CallTool("get_workspace_info", "{}")
         Assert.Contains(ws.Id, info.ToJsonString())
 

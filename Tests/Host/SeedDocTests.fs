@@ -37,7 +37,7 @@ let private clientEnv () =
 let private exercise (agent: AgentProcess) (ws: Workspace) =
     task {
         let! tools = agent.Client.ListToolsAsync()
-        Assert.Equal(15, tools.Count)
+        Assert.Equal(22, tools.Count)
         let! info = agent.CallOk("get_workspace_info", [])
         Assert.True(info.Contains ws.Id, $"{info}\n{agent.Describe()}")
         agent.AssertNoTokenLeak [ ws.Token ]

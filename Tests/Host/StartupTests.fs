@@ -99,14 +99,14 @@ let ``initialize asking 2025-06-18 is answered with 2025-06-18, tools and claude
     }
 
 [<Fact>]
-let ``the SDK client pinned to 2024-11-05 connects and lists the 15 tools`` () =
+let ``the SDK client pinned to 2024-11-05 connects and lists the 22 tools`` () =
     task {
         use! platform = Platform.StartAsync()
         let! ws = platform.CreateWorkspace "old-client"
         use! agent = AgentProcess.StartAsync(agentEnv platform ws, protocolVersion = "2024-11-05")
         Assert.Equal("2024-11-05", agent.Client.NegotiatedProtocolVersion)
         let! tools = agent.Client.ListToolsAsync()
-        Assert.Equal(15, tools.Count)
+        Assert.Equal(22, tools.Count)
         Assert.True(agent.Client.ServerCapabilities.Experimental.ContainsKey "claude/channel", agent.Describe())
         agent.AssertNoTokenLeak()
     }
@@ -138,7 +138,7 @@ let ``the SDK client with default options connects via the initialize fallback``
         let! ws = platform.CreateWorkspace "default-client"
         use! agent = AgentProcess.StartAsync(agentEnv platform ws, protocolVersion = null)
         let! tools = agent.Client.ListToolsAsync()
-        Assert.Equal(15, tools.Count)
+        Assert.Equal(22, tools.Count)
         let text = "default client " + Guid.NewGuid().ToString("N")
         let! _ = platform.CanvasMessage(ws.Id, text)
         let! _ = agent.WaitNotification(fun n -> pushedText n = text)

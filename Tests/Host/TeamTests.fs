@@ -33,7 +33,7 @@ let private finish (p: RawProcess) (secrets: string list) =
     assertNoSecrets secrets "stdout" [ p.StdoutText ]
 
 [<Fact>]
-let ``tools/list: the reference's 15 tools in its order, each with a title and annotations (read tools read-only)`` () =
+let ``tools/list: the reference's 15 tools in its order, then the requests tools, each with a title and annotations (read tools read-only)`` () =
     task {
         use! platform = Platform.StartAsync()
         let! ws = platform.CreateWorkspace "lister"
@@ -44,12 +44,14 @@ let ``tools/list: the reference's 15 tools in its order, each with a title and a
         Assert.Equal<string list>(
             [ "delegate_task"; "delegate_task_async"; "check_task_status"; "list_peers"; "get_workspace_info"
               "get_runtime_identity"; "update_agent_card"; "broadcast_message"; "send_message_to_user"
-              "wait_for_message"; "inbox_peek"; "inbox_pop"; "chat_history"; "commit_memory"; "recall_memory" ],
+              "wait_for_message"; "inbox_peek"; "inbox_pop"; "chat_history"; "commit_memory"; "recall_memory"
+              "create_request"; "create_approval"; "list_requests"; "get_request"; "respond_to_request"
+              "add_request_message"; "cancel_request" ],
             tools |> List.map (fun t -> strOf t "name")
         )
         let reads =
             set [ "check_task_status"; "list_peers"; "get_workspace_info"; "get_runtime_identity"; "wait_for_message"
-                  "inbox_peek"; "chat_history"; "recall_memory" ]
+                  "inbox_peek"; "chat_history"; "recall_memory"; "list_requests"; "get_request" ]
         for t in tools do
             let name = strOf t "name"
             Assert.False(String.IsNullOrWhiteSpace(strOf t "title"), $"{name} has no title")
@@ -64,6 +66,8 @@ let ``tools/list: the reference's 15 tools in its order, each with a title and a
         Assert.True(hint "update_agent_card" "destructiveHint")
         Assert.True(hint "delegate_task" "openWorldHint")
         Assert.False(hint "commit_memory" "destructiveHint")
+        Assert.True(hint "create_request" "openWorldHint")
+        Assert.True(hint "respond_to_request" "idempotentHint")
         finish p [ ws.Token ]
     }
 

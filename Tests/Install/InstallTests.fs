@@ -115,7 +115,7 @@ let private clientEnv (toolPath: string) =
 let private exercise (agent: AgentProcess) (ws: Workspace) =
     task {
         let! tools = agent.Client.ListToolsAsync()
-        Assert.Equal(15, tools.Count)
+        Assert.Equal(22, tools.Count)
         Assert.Contains(tools, fun t -> t.Name = "delegate_task")
         let! info = agent.CallOk("get_workspace_info", [])
         Assert.True(info.Contains ws.Id, $"{info}\n{agent.Describe()}")

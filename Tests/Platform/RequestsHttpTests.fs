@@ -223,7 +223,7 @@ type RequestRoutes<'E when 'E :> IEngine and 'E: (new: unit -> 'E)>(fx: Platform
     [<Fact>]
     member _.``requests: the user answers through the console's routes; the requester gets one request_update per answer``() =
         task {
-            let! _, a, b = team ()
+            let! lead, a, b = team ()
             let! rid = raise a """{"kind":"approval","recipient_type":"user","title":"Deploy v2?"}"""
             let! ask = raise b """{"kind":"task","recipient_type":"user","title":"Rotate keys"}"""
             let! inbox = c.Send("GET", "/admin/inbox", token = admin)
@@ -244,6 +244,16 @@ type RequestRoutes<'E when 'E :> IEngine and 'E: (new: unit -> 'E)>(fx: Platform
             Assert.Equal("approved", str approve.Json "status")
             let! again = c.Send("POST", $"/admin/inbox/{rid}/respond", """{"action":"rejected"}""", admin)
             Assert.Equal((404, Requests.notFoundOrResolved), (again.Code, again.Error))
+            let! noBody = c.Send("POST", $"/admin/inbox/{ask}/messages", "{}", admin)
+            Assert.Equal((400, Requests.invalidBody), (noBody.Code, noBody.Error))
+            let! unknown = c.Send("GET", $"/admin/inbox/{Guid.NewGuid()}", token = admin)
+            Assert.Equal((404, Requests.notFound), (unknown.Code, unknown.Error))
+            // a request between agents (here: the lead's note to itself) is not the user's to answer or join
+            let! betweenAgents = raise lead $$"""{"kind":"task","recipient_type":"agent","recipient_id":"{{lead.Id}}","title":"theirs"}"""
+            let! notTheUsers = c.Send("POST", $"/admin/inbox/{betweenAgents}/respond", """{"action":"done"}""", admin)
+            Assert.Equal((403, Requests.notRecipient), (notTheUsers.Code, notTheUsers.Error))
+            let! notAParticipant = c.Send("POST", $"/admin/inbox/{betweenAgents}/messages", """{"body":"hello"}""", admin)
+            Assert.Equal((403, Requests.notParticipant), (notAParticipant.Code, notAParticipant.Error))
             let! thread = c.Send("GET", $"/admin/inbox/{ask}", token = admin)
             Assert.Equal(("info_requested", "user"), (at thread.Json "request.status", at thread.Json "messages.0.author_type"))
             Assert.Null(node thread.Json "messages.0.author_id")

@@ -225,6 +225,20 @@ let ``rule: a new request is pending, delivered to its recipient agent and rung 
     )
 
 [<Fact>]
+let ``requests: the feed shows a request_update row by its summary, for the agent it reached`` () =
+    let r =
+        { Id = RequestId(Guid.NewGuid()); Kind = Kind.Approval; Requester = Party.Agent a; Recipient = Party.User None
+          Title = "Deploy v2?"; Detail = None; Priority = "normal"; Source = Source.Agent; ExpiresAt = None
+          Status = RequestStatus.Approved; Responder = Some(Party.User None); CreatedAt = t0; UpdatedAt = t0; RespondedAt = Some t0 }
+
+    let ch = { Request = r; Event = Responded; Actor = Party.User None }
+    let row = updateRow (ActivityId(Guid.NewGuid())) t0 (fun _ -> "Alpha") a ch
+
+    match Feed.ofRow (fun _ -> "Alpha") row with
+    | Some e -> Assert.Equal(("chat", "Request \"Deploy v2?\" approved by the user", "for Alpha"), (e.Kind, e.Text, e.Detail))
+    | None -> failwith "no feed entry"
+
+[<Fact>]
 let ``requests: a recipient agent that is not a workspace of the team is refused`` () =
     let n =
         { Kind = Kind.Task

@@ -1,0 +1,162 @@
+/// The loop guard: a decider over the messages peers send this workspace. Agent teams loop — a pair re-posting the same
+/// stale result, or answering each other for ever with no person in between. Per peer it counts the messages since the
+/// last human turn (a message of the user, or the user resuming the pair), how many came within any 60 s, and how
+/// often the same payload came (normalised: whitespace, digits and ids do not make two payloads differ). Past a bound
+/// the pair is paused: the guard suppresses the push of every further message of that peer (the message stays in the
+/// inbox, readable with inbox_peek) until the user resumes the pair. Pure: the agent performs what a trip asks for.
+module Molecule.Core.LoopGuard
+
+open System
+open System.Text
+open Molecule.Protocol
+
+/// Why a pair was paused.
+type Trip =
+    /// The same (normalised) payload arrived this many times.
+    | Repeated of copies: int
+    /// This many messages arrived with no human turn in between.
+    | Exchanged of count: int
+    /// This many messages arrived within 60 s.
+    | Flooded of perMinute: int
+
+/// One peer's messages since the last human turn.
+type Pair =
+    { Count: int
+      /// Arrival times (UTC ticks, the platform's clock) of the messages of the last minute, newest first.
+      Recent: int64 list
+      /// How often each normalised payload came.
+      Copies: Map<string, int>
+      /// Paused since this trip (and its messages suppressed) until the user resumes the pair.
+      Paused: Trip option }
+
+type State = { Pairs: Map<string, Pair> }
+
+let empty: State = { Pairs = Map.empty }
+
+let private fresh = { Count = 0; Recent = []; Copies = Map.empty; Paused = None }
+
+let private window = TimeSpan.TicksPerMinute
+
+/// What the guard does with one message of a peer.
+type Verdict =
+    | Pass
+    /// Suppressed: the pair is paused; `tripped` is true for the message that paused it (tell the agent and the user).
+    | Suppress of Trip * tripped: bool
+
+// ---------------------------------------------------------------------------------------------
+// Normalising
+// ---------------------------------------------------------------------------------------------
+
+let private isHex (c: char) = Char.IsAsciiDigit c || (c >= 'a' && c <= 'f')
+
+/// A payload as the guard compares it: lower case, every run of whitespace one space, every id (a UUID or a long run of
+/// hex digits and dashes) "#", every run of digits "0", trimmed.
+let normalise (text: string) : string =
+    let s = (if isNull text then "" else text).ToLowerInvariant()
+    let sb = StringBuilder(s.Length)
+    let mutable i = 0
+    while i < s.Length do
+        let c = s[i]
+        if Char.IsWhiteSpace c then
+            while i < s.Length && Char.IsWhiteSpace s[i] do
+                i <- i + 1
+            sb.Append ' ' |> ignore
+        elif isHex c || c = '-' then
+            let start = i
+            while i < s.Length && (isHex s[i] || s[i] = '-') do
+                i <- i + 1
+            let run = s.Substring(start, i - start)
+            let digits = run |> Seq.filter Char.IsAsciiDigit |> Seq.length
+            if run.Length >= 8 && digits > 0 && run |> Seq.exists (fun ch -> ch <> '-') then sb.Append '#' |> ignore
+            else
+                // letters a–f inside a word stay; each run of digits is one 0
+                let mutable inDigits = false
+                for ch in run do
+                    if Char.IsAsciiDigit ch then
+                        if not inDigits then sb.Append '0' |> ignore
+                        inDigits <- true
+                    else
+                        sb.Append ch |> ignore
+                        inDigits <- false
+        else
+            sb.Append c |> ignore
+            i <- i + 1
+    sb.ToString().Trim()
+
+// ---------------------------------------------------------------------------------------------
+// Deciding
+// ---------------------------------------------------------------------------------------------
+
+let private over (bound: int) (n: int) = bound > 0 && n > bound
+
+/// The trip a message past a bound causes (repeats first: the clearest reason), or None.
+let private tripOf (bounds: LoopBounds) (p: Pair) (copies: int) : Trip option =
+    if over bounds.MaxRepeats copies then Some(Repeated copies)
+    elif over bounds.MaxPerMinute p.Recent.Length then Some(Flooded p.Recent.Length)
+    elif over bounds.MaxExchanges p.Count then Some(Exchanged p.Count)
+    else None
+
+/// Judges one message of `peer` sent at `at` (None: a time that cannot be read counts as no time — the rate bound
+/// does not see it) and records it.
+let judge (bounds: LoopBounds) (peer: string) (text: string) (at: DateTimeOffset option) (s: State) : Verdict * State =
+    let p = defaultArg (s.Pairs.TryFind peer) fresh
+    let key = normalise text
+    let copies = 1 + defaultArg (p.Copies.TryFind key) 0
+    let recent =
+        match at with
+        | Some t -> t.UtcTicks :: (p.Recent |> List.filter (fun r -> r > t.UtcTicks - window && r <= t.UtcTicks))
+        | None -> p.Recent
+    let p = { p with Count = p.Count + 1; Recent = recent; Copies = p.Copies.Add(key, copies) }
+    let verdict, p =
+        match p.Paused with
+        | Some trip -> Suppress(trip, false), p
+        | None ->
+            match tripOf bounds p copies with
+            | Some trip -> Suppress(trip, true), { p with Paused = Some trip }
+            | None -> Pass, p
+    verdict, { s with Pairs = s.Pairs.Add(peer, p) }
+
+/// A human turn (a message of the user): every running pair starts again; paused pairs stay paused.
+let humanTurn (s: State) : State =
+    { s with Pairs = s.Pairs |> Map.filter (fun _ p -> p.Paused.IsSome) }
+
+/// The user resumed a pair: it starts again.
+let resume (peer: string) (s: State) : State = { s with Pairs = s.Pairs.Remove peer }
+
+let isPaused (peer: string) (s: State) = s.Pairs.TryFind peer |> Option.exists (fun p -> p.Paused.IsSome)
+
+// ---------------------------------------------------------------------------------------------
+// Texts
+// ---------------------------------------------------------------------------------------------
+
+let private inv (n: int) = n.ToString(Globalization.CultureInfo.InvariantCulture)
+
+/// Why, in a few words.
+let reason (trip: Trip) =
+    match trip with
+    | Repeated n -> $"the same message {inv n} times"
+    | Exchanged n -> $"{inv n} messages"
+    | Flooded n -> $"{inv n} messages within a minute"
+
+/// The one line that tells the agent (`who`: the peer as the channel names it).
+let pausedLine (who: string) (peer: string) (trip: Trip) =
+    $"[loop guard] {who} (peer_id={peer}) sent {reason trip} with no human turn in between: its messages are no longer pushed to you. They stay in your inbox (inbox_peek); the user was asked whether to resume the pair."
+
+/// The line that tells the agent the user resumed a pair.
+let resumedLine (peer: string) =
+    $"[loop guard] The user resumed the pair with peer_id={peer}: its messages are pushed again; the ones held meanwhile are in your inbox (inbox_peek)."
+
+/// The approval the user gets (its title names the peer's workspace id: the resume finds the pair by it).
+let requestTitle (who: string) (peer: string) (trip: Trip) =
+    let who = if who.Length > 64 then who.Substring(0, 63) + "\u2026" else who
+    $"Loop guard: {who} ({peer}) sent {reason trip} with no human turn. Resume the pair?"
+
+let requestDetail =
+    "The loop guard paused this pair of agents: the peer's messages stay in the agent's inbox and are no longer pushed. Approve to resume the pair; reject to keep it paused."
+
+/// The peer a loop_guard request names (the workspace id in the last parentheses of its title: a name may hold some).
+let peerOfTitle (title: string) : string option =
+    let t = if isNull title then "" else title
+    let c = t.LastIndexOf ')'
+    let o = if c > 0 then t.LastIndexOf('(', c) else -1
+    if o >= 0 then WorkspaceId.tryParse (t.Substring(o + 1, c - o - 1)) |> Option.map (fun w -> w.Value) else None

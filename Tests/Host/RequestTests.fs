@@ -1,0 +1,62 @@
+/// The requests tools of molecule-mcp on the real binary against the local platform with faults injected: the routes
+/// absent (404), failing (5xx) or slow — each call says so in one line, and the inbox keeps delivering.
+module Molecule.Tests.Host.RequestTests
+
+open System
+open Xunit
+open Molecule.Platform
+open Molecule.Tests.Host.Harness
+
+let private createArgs : (string * obj) list = [ "kind", box "approval"; "title", box "Deploy v2?"; "detail", box "all green" ]
+
+[<Fact>]
+let ``requests routes absent, failing or slow: the tools say so in one line and the inbox keeps delivering`` () =
+    task {
+        use! platform = Platform.StartAsync()
+        let! ws = platform.CreateWorkspace "requests-faults"
+        use! agent = AgentProcess.StartAsync(agentEnv platform ws)
+        let requests = $"/workspaces/{ws.Id}/requests"
+        let delivered (label: string) =
+            task {
+                let text = $"{label} {Guid.NewGuid():N}"
+                let! _ = platform.CanvasMessage(ws.Id, text)
+                let! n = agent.WaitNotification(fun n -> pushedText n = text)
+                // handled, so that no unread-messages notice follows the next answers
+                let! _ = agent.CallOk("inbox_pop", [ "activity_id", box (n.["meta"].["activity_id"].GetValue<string>()) ])
+                return ()
+            }
+
+        // absent: a platform older than the requests inbox
+        platform.Fault { FaultRule.make requests 404 with Body = "404 page not found" }
+        for tool, args in [ "create_request", createArgs; "list_requests", []; "get_request", [ "request_id", box "r-1" ]; "cancel_request", [ "request_id", box "r-1" ] ] do
+            let! r = agent.Call(tool, args)
+            let text = textOf r
+            Assert.True(isError r, $"{tool}: {text}")
+            Assert.StartsWith("Error: this platform has no requests inbox (HTTP 404 on ", text)
+            Assert.DoesNotContain("\n", text)
+        do! delivered "after 404"
+
+        // failing
+        platform.ClearFaults()
+        platform.Fault { FaultRule.make requests 503 with Body = """{"error":"maintenance"}""" }
+        let! failed = agent.Call("create_request", createArgs)
+        Assert.True(isError failed, textOf failed)
+        Assert.Equal("Error: create_request failed: platform answered HTTP 503: maintenance", textOf failed)
+        do! delivered "after 503"
+
+        // slow (then absent): the answer still comes, in one line
+        platform.ClearFaults()
+        platform.Fault { FaultRule.make requests 404 with DelayMs = 2500; Times = Some 1; Body = "{\"error\":\"not found\"}" }
+        let! slow = agent.Call("list_requests", [ "box", box "inbox" ])
+        Assert.True(isError slow, textOf slow)
+        Assert.StartsWith("Error: this platform has no requests inbox", textOf slow)
+        do! delivered "after slow"
+
+        // refused arguments never reach the platform
+        let before = platform.Requests requests
+        let! bad = agent.Call("create_request", [ "kind", box "wish"; "title", box "x" ])
+        Assert.True(isError bad)
+        Assert.Equal("Error: kind must be one of task, approval", textOf bad)
+        Assert.Equal(before, platform.Requests requests)
+        agent.AssertNoTokenLeak [ platform.AdminToken ]
+    }
