@@ -49,7 +49,9 @@ let start (dir: string) (extra: string list) =
     while not (File.Exists info) && sw.Elapsed.TotalSeconds < 120.0 do
         Thread.Sleep 10
     Thread.Sleep 50
-    p, JsonNode.Parse(File.ReadAllText info)["url"].GetValue<string>()
+    let node = JsonNode.Parse(File.ReadAllText info)
+    let url = node["url"].GetValue<string>()
+    p, url
 
 let call (url: string) (meth: HttpMethod) (path: string) (body: string option) (token: string) =
     task {
@@ -120,7 +122,8 @@ let measure (label: string) (urls: string list) (admin: string) =
                     if isNull line then cts.Cancel()
                     elif line.StartsWith ":" then streamed.TrySetResult() |> ignore
                     elif line.StartsWith "data: " then
-                        match JsonNode.Parse(line.Substring 6)["data"]["message_id"] with
+                        let frame = JsonNode.Parse(line.Substring 6)
+                        match frame["data"]["message_id"] with
                         | null -> ()
                         | m -> arrived.TryAdd(m.GetValue<string>(), clock.Elapsed.TotalMilliseconds) |> ignore
             with :? OperationCanceledException -> ()
@@ -187,4 +190,5 @@ let _, baseline, _, _ = results[0]
 printfn "| configuration | accepted/s | × SQLite | send→push p50 (ms) | p99 (ms) |"
 printfn "|---|---|---|---|---|"
 for (label, a, p50, p99) in results do
-    printfn $"| {label} | {f a} | {(a / baseline).ToString("0.00", Globalization.CultureInfo.InvariantCulture)}× | {f p50} | {f p99} |"
+    let ratio = (a / baseline).ToString("0.00", Globalization.CultureInfo.InvariantCulture)
+    printfn $"| {label} | {f a} | {ratio}× | {f p50} | {f p99} |"
