@@ -192,7 +192,9 @@ type Registry() =
             Help = "Workspaces of the team by status."
             Kind = Kind.Gauge
             Samples = [ for (status, n) in scrape.WorkspacesByStatus -> sample [ "status", status ] (float n) ] } ]
-        @ pool.Families()
+        // Npgsql reports the pools of the whole process: only a platform on a pooled engine shows them (the CLI runs
+        // one platform per process, so they are its own)
+        @ (if scrape.Engine = "sqlite" then [] else pool.Families())
 
     interface IDisposable with
         member _.Dispose() = (pool :> IDisposable).Dispose()

@@ -12,6 +12,7 @@ public static class CliCommands
         root.Add(Workspace());
         root.Add(Token());
         root.Add(DemoCommand());
+        root.Add(MigrateCommand());
     }
 
     /// <summary>Runs an action; a <see cref="CliException"/> becomes "error: …" on stderr and its exit code.</summary>
@@ -203,6 +204,41 @@ public static class CliCommands
         token.Add(list);
         token.Add(revoke);
         return token;
+    }
+
+    private static Command MigrateCommand()
+    {
+        var from = new Option<string>("--from")
+        {
+            Description = "The data directory of the team to copy (SQLite; stop the platform serving it first).",
+            HelpName = "DIR",
+            Required = true,
+        };
+        var to = new Option<string>("--to")
+        {
+            Description = "Where the team goes: a postgres:// URL (or another data directory, SQLite).",
+            HelpName = "URL",
+            Required = true,
+        };
+        var force = new Option<bool>("--force") { Description = "Delete what the target holds when it is not a copy of this team, then copy." };
+        var batch = new Option<int>("--batch-size")
+        {
+            Description = "Rows per target transaction (an interrupted copy keeps the batches it committed; run it again to complete it).",
+            HelpName = "N",
+            DefaultValueFactory = _ => 500,
+        };
+        batch.Validators.Add(r =>
+        {
+            if (r.Tokens.Count == 1 && int.TryParse(r.Tokens[0].Value, out var v) && v < 1) r.AddError("--batch-size must be at least 1");
+        });
+        var cmd = new Command("migrate",
+            "Copy a team from its SQLite data directory into another database: every table, with its row count and checksum compared on both sides. Refuses a target holding another team unless --force; run again after an interruption to complete the copy.")
+        {
+            from, to, force, batch,
+        };
+        cmd.SetAction((pr, _) => Task.FromResult(Migrate.commandTo(pr.GetValue(from)!, pr.GetValue(to)!, pr.GetValue(force), pr.GetValue(batch),
+            line => Console.Out.WriteLine(line), line => Console.Error.WriteLine(line))));
+        return cmd;
     }
 
     private static Command DemoCommand()

@@ -1,7 +1,8 @@
 /// A library agent (MoleculeAgent, in this process) and the published `molecule-mcp` (MOLECULE_MCP_BIN, driven over
 /// stdio) in one team on the real local platform on 127.0.0.1: they delegate to each other — delegate_task both
 /// ways, delegate_task_async both ways with the answer coming back as a message — and both write to the user's canvas
-/// chat. Both are poll-mode agents, so a delegation is queued for the other and its answer is the other's reply.
+/// chat. Both are poll-mode agents, so a delegation is queued for the other and its answer is the other's reply; a
+/// push-mode peer (a scripted A2A endpoint) answers at once, and its background result is a DelegationResult message.
 module Molecule.Tests.Agents.McpPeerTests
 
 open System
@@ -110,4 +111,30 @@ let ``a library agent and molecule-mcp delegate to each other, sync and async, a
         do! agent.DisposeAsync()
         assertNoSecrets [ lib.Token; mcpWs.Token ] "the library's log" log.Lines
         mcp.AssertNoTokenLeak [ lib.Token ]
+    }
+
+[<Fact>]
+let ``a push-mode peer answers at once: delegate_task returns its answer, a background delegation's result arrives as a DelegationResult message`` () =
+    task {
+        use! platform = Platform.StartAsync()
+        let! lead = platform.CreateWorkspace "lead"
+        let! lib = platform.CreateWorkspace("library-agent", parent = lead)
+        let! pushed = platform.CreateWorkspace("push-agent", parent = lead)
+        use echo = new Molecule.Tests.Platform.HttpTests.FakeAgent()
+        let! registered =
+            platform.Send("POST", "/registry/register", $$"""{"id":"{{pushed.Id}}","url":"{{echo.Url}}/","agent_card":{"name":"push-agent"},"delivery_mode":"push"}""", pushed.Token)
+        Assert.Equal(200, registered.Code)
+        let! agent = MoleculeAgent.ConnectAsync(options platform lib (tempDir "lib"))
+        let! reply = agent.DelegateAsync(pushed.Id, "sync task")
+        Assert.True(reply.Answered, reply.Text)
+        Assert.Equal("echo: sync task", reply.Text)
+        let! ticket = agent.DelegateInBackgroundAsync(pushed.Id, "background task")
+        let! result = nextMessage agent (fun _ -> Task.CompletedTask)
+        Assert.Equal(MessageKind.DelegationResult, result.Kind)
+        Assert.Equal("echo: background task", result.Text)
+        Assert.Equal(pushed.Id, result.PeerId)
+        Assert.False(result.CanReply)
+        let! status = agent.GetDelegationAsync ticket.DelegationId
+        Assert.Equal("completed", status.Status)
+        do! agent.DisposeAsync()
     }

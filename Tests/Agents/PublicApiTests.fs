@@ -13,7 +13,8 @@ open Molecule.Agents
 /// The assemblies of the library packages for C#: the agent, its hosting and its AI integration.
 let libraries =
     [ typeof<MoleculeAgent>.Assembly
-      typeof<Molecule.Agents.Hosting.IMoleculeMessageHandler>.Assembly ]
+      typeof<Molecule.Agents.Hosting.IMoleculeMessageHandler>.Assembly
+      typeof<Molecule.Agents.AI.MoleculeAIFunctions>.Assembly ]
 
 let private fsharpAssemblies = set [ "FSharp.Core"; "Molecule.Core"; "Molecule.Protocol" ]
 

@@ -74,6 +74,25 @@ let private interrupt =
 
 let private count (pattern: string) (text: string) = Regex.Matches(text, Regex.Escape pattern).Count
 
+/// A workspace's activity rows as one text.
+let private activityOf (platform: Platform) (id: string) =
+    task {
+        let! rows = platform.Activity id
+        return String.Join("\n", rows |> List.map (fun r -> r.ToJsonString()))
+    }
+
+/// Waits (60 s at most) until the workspace's activity shows the text; the sample's output in the failure.
+let private waitForActivity (platform: Platform) (what: string) (sample: Sample) (id: string) (text: string) =
+    task {
+        let sw = Stopwatch.StartNew()
+        let mutable found = false
+        while not found && sw.Elapsed < TimeSpan.FromSeconds 60.0 do
+            let! all = activityOf platform id
+            found <- all.Contains text
+            if not found then do! Task.Delay 200
+        if not found then failwith $"timed out waiting for {what}\n{sample.Describe()}"
+    }
+
 /// Runs a sample twice against the local platform; <paramref name="configure"/> turns the agent's variables into the
 /// sample's environment (the hosted sample reads them from its "Molecule" configuration section).
 let private runSampleWith (configure: (string * string) list -> (string * string) list) (folder: string) (name: string) =
@@ -84,21 +103,8 @@ let private runSampleWith (configure: (string * string) list -> (string * string
         let! peer = platform.CreateWorkspace "sample-peer"
         do! platform.RegisterPoll peer
         let env = configure (agentEnv platform ws)
-        let activity id =
-            task {
-                let! rows = platform.Activity id
-                return String.Join("\n", rows |> List.map (fun r -> r.ToJsonString()))
-            }
-        let waitFor (what: string) (sample: Sample) (id: string) (text: string) =
-            task {
-                let sw = Stopwatch.StartNew()
-                let mutable found = false
-                while not found && sw.Elapsed < TimeSpan.FromSeconds 60.0 do
-                    let! all = activity id
-                    found <- all.Contains text
-                    if not found then do! Task.Delay 200
-                if not found then failwith $"timed out waiting for {what}\n{sample.Describe()}"
-            }
+        let activity = activityOf platform
+        let waitFor = waitForActivity platform
         use first = new Sample(dll, env)
         let! _ = platform.CanvasMessage(ws.Id, "hello")
         let! _ = platform.PeerMessage(peer, ws.Id, "ping")
@@ -156,5 +162,62 @@ let ``samples/Hosted without its settings names every missing one, as molecule-m
 ", sample.Lines)
         Assert.True((code = 2), $"exit code {code}\n{sample.Describe()}")
         for variable in [ "WORKSPACE_ID"; "PLATFORM_URL"; "MOLECULE_WORKSPACE_TOKEN" ] do
+            Assert.True(out.Contains variable, $"{variable} not named\n{sample.Describe()}")
+    }
+
+/// The model's settings for samples/AgentFramework: the scripted endpoint, any key.
+let private modelEnv (model: ModelEndpoint.ScriptedModel) =
+    [ "OPENAI_API_KEY", "sk-scripted-not-a-key"; "OPENAI_MODEL", "scripted"; "OPENAI_BASE_URL", model.BaseUrl ]
+
+[<Fact>]
+let ``samples/AgentFramework: the model's delegate_task reaches the peer, its answer is the reply, and it stops cleanly`` () =
+    task {
+        let dll = sampleDll "AgentFramework" "molecule-sample-agentframework"
+        use! platform = Platform.StartAsync()
+        let! ws = platform.CreateWorkspace "sample-llm-agent"
+        let! peer = platform.CreateWorkspace "sample-llm-peer"
+        do! platform.RegisterPoll peer
+        let task' = $"Summarise the report ({Guid.NewGuid():N})"
+        use! model =
+            ModelEndpoint.ScriptedModel.StartAsync(fun request ->
+                match ModelEndpoint.toolResults request with
+                | [] ->
+                    let args = Text.Json.Nodes.JsonObject()
+                    args["workspace_id"] <- Text.Json.Nodes.JsonValue.Create peer.Id
+                    args["task"] <- Text.Json.Nodes.JsonValue.Create task'
+                    ModelEndpoint.CallTool("delegate_task", args)
+                | result :: _ ->
+                    let queued = result.Contains "queued"
+                    ModelEndpoint.Answer $"Done: the peer has it (queued: {queued})")
+        use sample = new Sample(dll, agentEnv platform ws @ modelEnv model)
+        let! _ = platform.CanvasMessage(ws.Id, "Please have the report summarised.")
+        let reply = "Agent message: Done: the peer has it (queued: True)"
+        do! waitForActivity platform "the model's answer as the reply" sample ws.Id reply
+        let! code = sample.StopWith interrupt
+        Assert.True((code = 0), $"exit code {code} after SIG{interrupt}\n{sample.Describe()}")
+        // the tool call reached the platform as an A2A send to the peer
+        Assert.True(platform.Faults.Requests("POST", $"/workspaces/{peer.Id}/a2a") >= 1, "no POST /workspaces/<peer>/a2a")
+        let! theirs = activityOf platform peer.Id
+        Assert.Contains(task', theirs)
+        let! own = activityOf platform ws.Id
+        Assert.Equal(1, count reply own)
+        // the model was offered the team tools (the MCP server's, without the inbox's) and given the message
+        let first = model.Requests.Head
+        let team = Molecule.Agents.MoleculeAgent.Tools |> Seq.map (fun t -> t.Name) |> Seq.filter (fun n -> not (Seq.contains n Molecule.Agents.AI.MoleculeAIFunctions.InboxToolNames)) |> List.ofSeq
+        Assert.Equal<string list>(team, ModelEndpoint.offeredTools first)
+        Assert.Contains("Please have the report summarised.", first.ToJsonString())
+        assertNoSecrets [ ws.Token; peer.Token; "sk-scripted-not-a-key" ] "the sample's output" sample.Lines
+    }
+
+[<Fact>]
+let ``samples/AgentFramework without a model says what to set and exits 2`` () =
+    task {
+        use! platform = Platform.StartAsync()
+        let! ws = platform.CreateWorkspace "sample-llm-agent"
+        use sample = new Sample(sampleDll "AgentFramework" "molecule-sample-agentframework", agentEnv platform ws)
+        let! code = sample.WaitExit()
+        let out = String.Join("\n", sample.Lines)
+        Assert.True((code = 2), $"exit code {code}\n{sample.Describe()}")
+        for variable in [ "OPENAI_API_KEY"; "OPENAI_MODEL"; "OPENAI_BASE_URL" ] do
             Assert.True(out.Contains variable, $"{variable} not named\n{sample.Describe()}")
     }

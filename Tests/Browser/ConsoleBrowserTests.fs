@@ -23,7 +23,8 @@ open Molecule.Platform
 
 let private http = new HttpClient(Timeout = TimeSpan.FromSeconds 20.0)
 
-let private call (meth: string) (url: string) (token: string) (caller: string option) (body: string option) : Task<JsonNode> =
+/// One JSON call with a bearer (and X-Workspace-ID when `caller` is given); fails the test on a non-2xx answer.
+let call (meth: string) (url: string) (token: string) (caller: string option) (body: string option) : Task<JsonNode> =
     task {
         use req = new HttpRequestMessage(HttpMethod meth, url)
         body |> Option.iter (fun b -> req.Content <- new StringContent(b, Encoding.UTF8, "application/json"))

@@ -8,7 +8,6 @@ module Molecule.Tests.Browser.RequestsBrowserTests
 open System
 open System.Diagnostics
 open System.IO
-open System.Net.Http
 open System.Text
 open System.Text.Json.Nodes
 open System.Threading.Tasks
@@ -16,18 +15,8 @@ open Xunit
 open Xunit.Abstractions
 open Molecule.Platform
 
-let private http = new HttpClient(Timeout = TimeSpan.FromSeconds 20.0)
-
 let private call (meth: string) (url: string) (token: string) (body: string option) : Task<JsonNode> =
-    task {
-        use req = new HttpRequestMessage(HttpMethod meth, url)
-        body |> Option.iter (fun b -> req.Content <- new StringContent(b, Encoding.UTF8, "application/json"))
-        req.Headers.Authorization <- Headers.AuthenticationHeaderValue("Bearer", token)
-        use! resp = http.SendAsync req
-        let! text = resp.Content.ReadAsStringAsync()
-        Assert.True(resp.IsSuccessStatusCode, $"{meth} {url}: {int resp.StatusCode} {text}")
-        return (if text = "" then null else JsonNode.Parse text)
-    }
+    ConsoleBrowserTests.call meth url token None body
 
 let private str (n: JsonNode) (name: string) = n[name].GetValue<string>()
 

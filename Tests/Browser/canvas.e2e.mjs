@@ -17,6 +17,7 @@ import { chromium } from 'playwright-core';
 import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CHROMIUM_ARGS } from './e2e.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const [url, token, wsId, userText, replyText, attachmentName, screenshot] = process.argv.slice(2);
@@ -60,8 +61,7 @@ try {
   browser = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: CHROMIUM_ARGS,
     // CANVAS_VIEWPORT=WxH and CANVAS_COLOR_SCHEME=dark are for looking at other layouts by hand
     viewport: (() => {
       const m = /^(\d+)x(\d+)$/.exec(process.env.CANVAS_VIEWPORT || '');

@@ -8,6 +8,10 @@ import { join } from 'node:path';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 
+/** Headless Chromium's switches for a test run (no sandbox, GPU, QUIC, first-run or background traffic). */
+export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
 export function step(s) { console.log('STEP ' + s); }
 export function fail(reason) { const e = new Error(reason); e.expected = true; throw e; }
 
@@ -48,8 +52,7 @@ export async function runInChromium(name, shots, body) {
     browser = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: CHROMIUM_ARGS,
       viewport: { width: 1360, height: 860 },
     });
     page = browser.pages()[0] || await browser.newPage();

@@ -279,10 +279,13 @@ let ``server.json declares the package, stdio and README's environment variables
 
 [<Fact>]
 let ``library packages ship their XML docs, and molecule-platform is a framework-dependent tool`` () =
-    for id in [ "Molecule.Protocol"; "Molecule.Core"; "Molecule.Agents" ] do
+    for id in [ "Molecule.Protocol"; "Molecule.Core"; "Molecule.Agents"; "Molecule.Agents.Hosting"; "Molecule.Agents.AI" ] do
         let files = entries (package id)
         Assert.Contains($"lib/net10.0/{id}.dll", files)
         Assert.Contains($"lib/net10.0/{id}.xml", files)
+        // each with its package README
+        Assert.Contains("PACKAGE.md", files)
+        Assert.Contains("<readme>PACKAGE.md</readme>", entryText (package id) $"{id}.nuspec")
 
     let platform = package "molecule-platform"
     // SQLite's native library only for the systems the tool targets (no iOS, Android, WebAssembly, …)

@@ -115,6 +115,9 @@ let ``operators: /metrics needs the admin token, also from loopback; a workspace
         let! text = resp.Content.ReadAsStringAsync()
         let families = P.parse text
         Assert.Equal(1.0, P.value families "molecule_instance_info" [ "instance", fx.P.Instance; "engine", engine ])
+        // the database pool where the engine has one (Npgsql's), and no pool family on SQLite
+        let pool = families |> List.filter (fun f -> f.Name.StartsWith "molecule_db_client_connection")
+        Assert.Equal((engine = "postgres"), not pool.IsEmpty)
         // no secret in the text
         Assert.DoesNotContain(fx.P.AdminToken, text)
         Assert.DoesNotContain(ws.Token, text)

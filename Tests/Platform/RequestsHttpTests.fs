@@ -350,3 +350,6 @@ type RequestRoutes<'E when 'E :> IEngine and 'E: (new: unit -> 'E)>(fx: Platform
 
 type RequestRoutesOnSqlite(fx) =
     inherit RequestRoutes<OnSqlite>(fx)
+
+type RequestRoutesOnPostgres(fx) =
+    inherit RequestRoutes<OnPostgres>(fx)
