@@ -1,6 +1,8 @@
-/// The platform of one schedule: in-process (the harness's `Platform` over `Server.start` with faults enabled), or
-/// the published `molecule-platform platform` as its own process on a fixed port, which can be kill -9'd and
-/// restarted on the same data dir and port. Both are driven over HTTP the same way.
+/// The platform of one schedule: in-process (the harness's `Platform` over `Server.start` with faults enabled), the
+/// published `molecule-platform platform` as its own process on a fixed port, which can be kill -9'd and restarted
+/// on the same data dir and port, or two such processes on one PostgreSQL database (the test process's cluster)
+/// behind Debian's nginx as a round-robin proxy, one of them kill -9'd at a time. All are driven over HTTP the same
+/// way (the cluster through the proxy).
 module Molecule.Tests.Chaos.Backend
 
 open System
@@ -55,7 +57,19 @@ type private InProcessBackend(p: Platform) =
         // Not the harness's DisposeAsync: that deletes the data dir, which a failed schedule keeps as evidence.
         member _.Stop() = p.Running.StopAsync()
 
-type private ProcessBackend(binary: string, dataDir: string, port: int) =
+/// One request on a client whose base address is the platform (or its proxy).
+let private sendOn (http: HttpClient) (meth: string) (path: string) (body: string option) (token: string option) (caller: string option) =
+    task {
+        use req = new HttpRequestMessage(HttpMethod meth, path)
+        body |> Option.iter (fun b -> req.Content <- new StringContent(b, Encoding.UTF8, "application/json"))
+        token |> Option.iter (fun t -> req.Headers.Authorization <- Headers.AuthenticationHeaderValue("Bearer", t))
+        caller |> Option.iter (fun c -> req.Headers.Add("X-Workspace-ID", c))
+        use! resp = http.SendAsync req
+        let! text = resp.Content.ReadAsStringAsync()
+        return { Code = int resp.StatusCode; Body = text }
+    }
+
+type private ProcessBackend(binary: string, dataDir: string, port: int, extraArgs: string list) =
     let url = $"http://127.0.0.1:{port}"
     let output = ConcurrentQueue<string>()
     let http = new HttpClient(BaseAddress = Uri url, Timeout = TimeSpan.FromSeconds 15.0)
@@ -65,7 +79,7 @@ type private ProcessBackend(binary: string, dataDir: string, port: int) =
     let launch () =
         task {
             let psi = ProcessStartInfo(binary, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false)
-            for a in [ "platform"; "--data-dir"; dataDir; "--port"; string port ] do
+            for a in [ "platform"; "--data-dir"; dataDir; "--port"; string port ] @ extraArgs do
                 psi.ArgumentList.Add a
             psi.Environment.Clear()
             for kv in baseEnv () do
@@ -104,16 +118,7 @@ type private ProcessBackend(binary: string, dataDir: string, port: int) =
     interface Backend with
         member _.Url = url
         member _.AdminToken = admin
-        member _.Send(meth, path, body, token, caller) =
-            task {
-                use req = new HttpRequestMessage(HttpMethod meth, path)
-                body |> Option.iter (fun b -> req.Content <- new StringContent(b, Encoding.UTF8, "application/json"))
-                token |> Option.iter (fun t -> req.Headers.Authorization <- Headers.AuthenticationHeaderValue("Bearer", t))
-                caller |> Option.iter (fun c -> req.Headers.Add("X-Workspace-ID", c))
-                use! resp = http.SendAsync req
-                let! text = resp.Content.ReadAsStringAsync()
-                return { Code = int resp.StatusCode; Body = text }
-            }
+        member _.Send(meth, path, body, token, caller) = sendOn http meth path body token caller
         member _.Faults = None
         member _.Kill() =
             try
@@ -152,6 +157,142 @@ type private ProcessBackend(binary: string, dataDir: string, port: int) =
                 http.Dispose()
             }
 
+/// nginx in the foreground, one process (no master, no workers), everything it writes in `dir`: a round-robin proxy
+/// on 127.0.0.1:`port` to the `upstreams` ports, streams unbuffered, a server that refuses connections skipped.
+type private Proxy(dir: string, port: int, upstreams: int list) =
+    let conf = Path.Combine(dir, "nginx.conf")
+    let output = ConcurrentQueue<string>()
+
+    do
+        Directory.CreateDirectory dir |> ignore
+        let servers = upstreams |> List.map (fun p -> $"    server 127.0.0.1:{p} max_fails=1 fail_timeout=1s;") |> String.concat "\n"
+        let temp (name: string) = Path.Combine(dir, name)
+        File.WriteAllText(
+            conf,
+            String.concat
+                "\n"
+                [ "daemon off;"
+                  "master_process off;"
+                  "worker_processes 1;"
+                  "pid " + temp "nginx.pid" + ";"
+                  "error_log " + temp "error.log" + " warn;"
+                  "events { worker_connections 1024; }"
+                  "http {"
+                  "  access_log off;"
+                  "  client_body_temp_path " + temp "body" + ";"
+                  "  proxy_temp_path " + temp "proxy" + ";"
+                  "  fastcgi_temp_path " + temp "fastcgi" + ";"
+                  "  uwsgi_temp_path " + temp "uwsgi" + ";"
+                  "  scgi_temp_path " + temp "scgi" + ";"
+                  "  client_max_body_size 30m;"
+                  "  upstream platform {"
+                  servers
+                  "  }"
+                  "  server {"
+                  $"    listen 127.0.0.1:{port};"
+                  "    location / {"
+                  "      proxy_pass http://platform;"
+                  "      proxy_http_version 1.1;"
+                  "      proxy_set_header Connection \"\";"
+                  "      proxy_set_header Host $http_host;"
+                  "      proxy_buffering off;"
+                  "      proxy_request_buffering off;"
+                  "      proxy_read_timeout 1h;"
+                  "      proxy_connect_timeout 2s;"
+                  "      proxy_next_upstream error timeout;"
+                  "    }"
+                  "  }"
+                  "}"
+                  "" ]
+        )
+
+    let proc =
+        let psi = ProcessStartInfo("nginx", RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false)
+        for a in [ "-p"; dir; "-c"; conf; "-e"; Path.Combine(dir, "error.log") ] do
+            psi.ArgumentList.Add a
+        let p = Process.Start psi
+        p.OutputDataReceived.Add(fun e -> if not (isNull e.Data) then output.Enqueue e.Data)
+        p.ErrorDataReceived.Add(fun e -> if not (isNull e.Data) then output.Enqueue e.Data)
+        p.BeginOutputReadLine()
+        p.BeginErrorReadLine()
+        p
+
+    member _.Url = $"http://127.0.0.1:{port}"
+    member _.Exited = proc.HasExited
+    member _.Output = List.ofSeq output
+
+    member _.Stop() =
+        task {
+            try
+                if not proc.HasExited then
+                    proc.Kill()
+                    do! proc.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds 5.0)
+            with
+            | :? InvalidOperationException
+            | :? TimeoutException -> ()
+        }
+
+/// Two platform processes on one database behind the proxy; Kill takes down one at a time (the first, then the
+/// second, …), Restart brings it back on its data dir and port.
+and private ClusterBackend(proxy: Proxy, instances: ProcessBackend list, admin: string, http: HttpClient) =
+    let mutable kills = 0
+    let mutable down: ProcessBackend option = None
+
+    static member Start(binary: string, dataDir: string) : Task<ClusterBackend> =
+        task {
+            let url = Molecule.Tests.Support.Postgres.urlFor dataDir
+            let dirs = [ Path.Combine(dataDir, "instance-1"); Path.Combine(dataDir, "instance-2") ]
+            let ports = [ freePort (); freePort () ]
+            let instances = [ for d, p in List.zip dirs ports -> ProcessBackend(binary, d, p, [ "--database"; url ]) ]
+            do! instances[0].Launch()
+            // the team's admin token and inbound-secret key: the same on every instance
+            Directory.CreateDirectory dirs[1] |> ignore
+            for f in [ "admin_token"; SecretBox.KeyFile ] do
+                File.Copy(Path.Combine(dirs[0], f), Path.Combine(dirs[1], f))
+            do! instances[1].Launch()
+            let proxy = Proxy(Path.Combine(dataDir, "proxy"), freePort (), ports)
+            let http = new HttpClient(BaseAddress = Uri proxy.Url, Timeout = TimeSpan.FromSeconds 15.0)
+            let sw = Stopwatch.StartNew()
+            let mutable up = false
+            while not up do
+                if proxy.Exited || sw.Elapsed > TimeSpan.FromSeconds 30.0 then
+                    failwith $"""nginx did not start: {String.Join("\n", proxy.Output)}"""
+                try
+                    use! r = http.GetAsync "/health"
+                    up <- r.IsSuccessStatusCode
+                with :? HttpRequestException ->
+                    do! Task.Delay 50
+            let admin = File.ReadAllText(Path.Combine(dirs[0], "admin_token")).Trim()
+            return new ClusterBackend(proxy, instances, admin, http)
+        }
+
+    interface Backend with
+        member _.Url = proxy.Url
+        member _.AdminToken = admin
+        member _.Send(meth, path, body, token, caller) = sendOn http meth path body token caller
+        member _.Faults = None
+        member _.Kill() =
+            let victim = instances[kills % instances.Length]
+            kills <- kills + 1
+            down <- Some victim
+            (victim :> Backend).Kill()
+        member _.Restart() =
+            match down with
+            | Some b ->
+                down <- None
+                b.Launch()
+            | None -> Task.CompletedTask
+        member _.Output = (instances |> List.collect (fun b -> (b :> Backend).Output)) @ proxy.Output
+        member _.Backup() = Task.FromResult false
+        member _.Restore() = Task.FromResult false
+        member _.Stop() =
+            task {
+                do! proxy.Stop()
+                for b in instances do
+                    do! (b :> Backend).Stop()
+                http.Dispose()
+            }
+
 /// Starts the platform of a schedule with its data in `dataDir`.
 let start (kind: Schedule.PlatformKind) (platformBinary: string) (dataDir: string) : Task<Backend> =
     task {
@@ -160,8 +301,11 @@ let start (kind: Schedule.PlatformKind) (platformBinary: string) (dataDir: strin
             let! p = Server.start { PlatformOptions.defaults dataDir with EnableFaults = true }
             return InProcessBackend(new Platform(p)) :> Backend
         | Schedule.OwnProcess ->
-            let b = ProcessBackend(platformBinary, dataDir, freePort ())
+            let b = ProcessBackend(platformBinary, dataDir, freePort (), [])
             do! b.Launch()
+            return b :> Backend
+        | Schedule.Cluster ->
+            let! b = ClusterBackend.Start(platformBinary, dataDir)
             return b :> Backend
     }
 

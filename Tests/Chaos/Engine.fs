@@ -39,7 +39,9 @@ type Outcome =
       Dir: string
       /// The highest request rate any agent reached per route (route with `:id`, requests in one second; in-process
       /// platforms only: the process platform counts nothing).
-      Rates: (string * int) list }
+      Rates: (string * int) list
+      /// Messages a process was handed by push (a channel notification), each counted once.
+      Pushed: int }
 
     member o.Failed = Verdict.failures o.Counts > 0 || not o.Hygiene.IsEmpty || o.Error.IsSome
 
@@ -328,7 +330,8 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
               Processes = procs.Length
               Secs = sw.Elapsed.TotalSeconds
               Dir = dir
-              Rates = rates }
+              Rates = rates
+              Pushed = rec'.All |> List.filter (fun o -> o.Kind = Pushed) |> List.map (fun o -> o.Text) |> List.distinct |> List.length }
         if outcome.Failed then
             let lines = [ describe s ] @ evidence @ hygiene @ (outcome.Error |> Option.toList)
             saveLogs dir procs platformOutput lines
@@ -342,7 +345,7 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
 
 /// The per-schedule line the runner prints.
 let summaryLine (o: Outcome) =
-    let kind = match o.Schedule.Platform with InProcess -> "in-process" | OwnProcess -> "process"
+    let kind = kindText o.Schedule.Platform
     let status = if o.Failed then "FAIL" else "ok"
     let secs = o.Secs.ToString("0.0", Globalization.CultureInfo.InvariantCulture)
     $"#{o.Schedule.Index} {status} {kind} ws={o.Schedule.Workspaces} processes={o.Processes}: {Verdict.line o.Counts} ({secs} s)"

@@ -10,6 +10,9 @@ type PlatformKind =
     | InProcess
     /// `molecule-platform platform --data-dir D --port P`: kill -9 and restart on the same data dir and port.
     | OwnProcess
+    /// Two `molecule-platform platform --database postgres://…` processes on one database behind nginx (round
+    /// robin): a platform kill -9s one of them (in turn) and restarts it; the agents go through the proxy.
+    | Cluster
 
 /// Faults on one workspace's delivery routes (`GET /workspaces/<id>/activity`, `POST …/activity/ack`).
 type Fault =
@@ -155,7 +158,8 @@ let generate (options: Options) (runSeed: int) (index: int) : Schedule =
             (fun () ->
                 match kind with
                 | InProcess -> Inject(rng.Next workspaces, PollGone, 1)
-                | OwnProcess -> KillPlatform(rng.Next(100, 2500), None))
+                | OwnProcess
+                | Cluster -> KillPlatform(rng.Next(100, 2500), None))
     let steps = if budget > 0 then List.insertAt (rng.Next(steps.Length + 1)) (burst rng workspaces budget) steps else steps
     let big = options.BigBurstEvery > 0 && rng.Next options.BigBurstEvery = 0
     let steps = if big then List.insertAt (rng.Next(steps.Length + 1)) (burst rng workspaces (rng.Next(501, 601))) steps else steps
@@ -180,7 +184,8 @@ let generate (options: Options) (runSeed: int) (index: int) : Schedule =
                     | _ -> AckMode modes[r3.Next modes.Length], r3.Next(5, 200)
                 let faults = [ for _ in 1 .. r3.Next(2, 5) -> let f, t = pick () in Inject(r3.Next workspaces, f, t) ]
                 faults |> List.fold (fun acc f -> List.insertAt (r3.Next(acc.Length + 1)) f acc) steps
-            | OwnProcess ->
+            | OwnProcess
+            | Cluster ->
                 // the backup first; the restore after at least one step
                 let at = 1 + r3.Next(max 1 steps.Length)
                 Backup :: List.insertAt (min at steps.Length) Restore steps
@@ -192,6 +197,13 @@ let generate (options: Options) (runSeed: int) (index: int) : Schedule =
       Workspaces = workspaces
       Slots = slots
       Steps = steps }
+
+/// A platform-process schedule on two instances behind a proxy instead (its kills take down one instance at a
+/// time; a backup and restore of one data directory mean nothing there, so they are left out).
+let onCluster (s: Schedule) : Schedule =
+    { s with
+        Platform = Cluster
+        Steps = s.Steps |> List.filter (fun st -> st <> Backup && st <> Restore) }
 
 let private faultText (f: Fault) =
     match f with
@@ -220,9 +232,14 @@ let stepText (step: Step) =
     | Backup -> "backup"
     | Restore -> "restore"
 
+let kindText (k: PlatformKind) =
+    match k with
+    | InProcess -> "in-process"
+    | OwnProcess -> "process"
+    | Cluster -> "cluster"
+
 /// One line: platform, slots (workspace:state dir, h = shared HOME), steps.
 let describe (s: Schedule) =
-    let kind = match s.Platform with InProcess -> "in-process" | OwnProcess -> "process"
     let slots = s.Slots |> List.map (fun sl -> $"""{sl.Ws}:{(if sl.Home then "h" else string sl.Dir)}""") |> String.concat ","
     let steps = s.Steps |> List.map stepText |> String.concat " "
-    $"{kind} ws={s.Workspaces} slots=[{slots}] | {steps}"
+    $"{kindText s.Platform} ws={s.Workspaces} slots=[{slots}] | {steps}"
