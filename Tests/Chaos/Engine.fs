@@ -45,7 +45,9 @@ type Outcome =
 
     member o.Failed = Verdict.failures o.Counts > 0 || not o.Hygiene.IsEmpty || o.Error.IsSome
 
-/// The env of one slot: the printed config (three variables), fast loops, and its state dir.
+/// The env of one slot: the printed config (three variables), fast loops, no loop guard, and its state dir. The
+/// schedules' bursts (dozens of numbered messages a second between two agents, no human turn) are what the loop
+/// guard exists to stop; here they measure delivery, so the guard's bounds are off (its own tests turn them on).
 let private slotEnv (b: Backend.Backend) (ws: Workspace) (slot: Slot) (dir: string) =
     let state =
         if slot.Home then [ "HOME", Path.Combine(dir, "home-shared") ]
@@ -56,7 +58,10 @@ let private slotEnv (b: Backend.Backend) (ws: Workspace) (slot: Slot) (dir: stri
       "MOLECULE_AGENT_NAME", ws.Name
       "MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS", "0.3"
       "MOLECULE_MCP_POLL_INTERVAL_SECS", "0.3"
-      "MOLECULE_MCP_VERBOSE", "1" ]
+      "MOLECULE_MCP_VERBOSE", "1"
+      "MOLECULE_MCP_LOOP_MAX_EXCHANGES", "0"
+      "MOLECULE_MCP_LOOP_MAX_PER_MINUTE", "0"
+      "MOLECULE_MCP_LOOP_MAX_REPEATS", "0" ]
     @ state
 
 let private tracing = Environment.GetEnvironmentVariable "CHAOS_TRACE" = "1"
