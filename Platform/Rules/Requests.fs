@@ -269,6 +269,9 @@ let parseMessage (body: JsonObject) : Result<string, Reply> =
         return text
     }
 
+/// `{"body"}` of the console's user: the text only (the author is the user).
+let parseUserMessage (body: JsonObject) : Result<string, Reply> = required "body" body
+
 /// `?status=` of the lists.
 let parseStatusFilter (q: string option) : Result<RequestStatus option, Reply> =
     match q |> Option.filter (String.IsNullOrWhiteSpace >> not) with

@@ -26,6 +26,13 @@ let private withBody (ctx: HttpContext) (body: JsonObject -> Reply) : Task<Reply
         | Ok o -> return body o
     }
 
+/// The body read by `parse` (its refusal is the reply), then `next` on what it gave.
+let private withParsed (ctx: HttpContext) (parse: JsonObject -> Result<'a, Reply>) (next: 'a -> Reply) : Task<Reply> =
+    withBody ctx (fun body ->
+        match parse body with
+        | Error e -> e
+        | Ok v -> next v)
+
 /// The `{requestId}` route value (an id that is not a UUID names no request).
 let private routeRequest (ctx: HttpContext) : RequestId option =
     routeGuid ctx "requestId" |> Option.map RequestId
@@ -77,16 +84,13 @@ let private list (env: Env) (ctx: HttpContext) (scope: WorkspaceId -> RequestSco
 /// POST /workspaces/:id/requests → 201 {request_id, status:"pending"}.
 let create (env: Env) (ctx: HttpContext) : Task<Reply> =
     gatedAsync strictLive env ctx (fun ws ->
-        withBody ctx (fun body ->
-            match parseCreate body with
-            | Error e -> e
-            | Ok n ->
-                env.Store.Write(fun w ->
-                    let recipient = Party.agent n.Recipient |> Option.bind w.Workspace
+        withParsed ctx parseCreate (fun n ->
+            env.Store.Write(fun w ->
+                let recipient = Party.agent n.Recipient |> Option.bind w.Workspace
 
-                    match Requests.create (RequestId(newGuid ())) (env.Now()) ws.Id recipient n with
-                    | Error e -> e
-                    | Ok c -> commit env w c)))
+                match Requests.create (RequestId(newGuid ())) (env.Now()) ws.Id recipient n with
+                | Error e -> e
+                | Ok c -> commit env w c)))
 
 /// GET /workspaces/:id/requests?status= — raised by the workspace, newest first.
 let raised (env: Env) (ctx: HttpContext) : Task<Reply> = list env ctx RaisedBy
@@ -106,21 +110,15 @@ let thread (env: Env) (ctx: HttpContext) : Task<Reply> =
 /// POST /workspaces/:id/requests/:requestId/respond {action}.
 let respond (env: Env) (ctx: HttpContext) : Task<Reply> =
     gatedAsync strictLive env ctx (fun ws ->
-        withBody ctx (fun body ->
-            match parseAction body with
-            | Error e -> e
-            | Ok action -> decideOn env (routeRequest ctx) (Respond(Party.Agent ws.Id, action))))
+        withParsed ctx parseAction (fun action -> decideOn env (routeRequest ctx) (Respond(Party.Agent ws.Id, action))))
 
 /// POST /workspaces/:id/requests/:requestId/messages {body, author_type} → 201.
 let message (env: Env) (ctx: HttpContext) : Task<Reply> =
     gatedAsync strictLive env ctx (fun ws ->
-        withBody ctx (fun body ->
-            match parseMessage body with
-            | Error e -> e
-            | Ok text ->
-                let actor = Party.Agent ws.Id
-                let rid = routeRequest ctx
-                decideOn env rid (Say(actor, newMessage env actor rid text))))
+        withParsed ctx parseMessage (fun text ->
+            let actor = Party.Agent ws.Id
+            let rid = routeRequest ctx
+            decideOn env rid (Say(actor, newMessage env actor rid text))))
 
 /// POST /workspaces/:id/requests/:requestId/cancel (the requester only).
 let cancel (env: Env) (ctx: HttpContext) : Task<Reply> =
@@ -163,20 +161,14 @@ let teamThread (env: Env) (ctx: HttpContext) : Task<Reply> =
 /// POST /admin/inbox/:requestId/respond {action}: the user answers a request addressed to the user.
 let userRespond (env: Env) (ctx: HttpContext) : Task<Reply> =
     gatedAsync adminGate env ctx (fun () ->
-        withBody ctx (fun body ->
-            match parseAction body with
-            | Error e -> e
-            | Ok action -> decideOn env (routeRequest ctx) (Respond(user, action))))
+        withParsed ctx parseAction (fun action -> decideOn env (routeRequest ctx) (Respond(user, action))))
 
 /// POST /admin/inbox/:requestId/messages {body}: the user asks for details (or adds to the thread).
 let userMessage (env: Env) (ctx: HttpContext) : Task<Reply> =
     gatedAsync adminGate env ctx (fun () ->
-        withBody ctx (fun body ->
-            match Json.prop "body" body |> Option.bind Json.asString |> Option.filter (String.IsNullOrWhiteSpace >> not) with
-            | None -> bad invalidBody
-            | Some text ->
-                let rid = routeRequest ctx
-                decideOn env rid (Say(user, newMessage env user rid text))))
+        withParsed ctx parseUserMessage (fun text ->
+            let rid = routeRequest ctx
+            decideOn env rid (Say(user, newMessage env user rid text))))
 
 // ---------------------------------------------------------------- approvals (spec §7.2)
 
