@@ -243,8 +243,13 @@ public static class CliCommands
 
     private static Command DemoCommand()
     {
-        var cmd = new Command("demo", "End-to-end demo: a temporary local platform and three real molecule-mcp agents, driven over MCP.");
-        cmd.SetAction((_, ct) => Guarded(() => Demo.RunAsync(Console.Out, ct)));
+        var keep = new Option<string>("--data-dir")
+        {
+            Description = $"Keep the platform's data here after the demo (a new or empty directory): its team, with the agents' tokens in {Demo.TeamFile}, for `platform --data-dir` or `migrate --from`.",
+            HelpName = "DIR",
+        };
+        var cmd = new Command("demo", "End-to-end demo: a temporary local platform and three real molecule-mcp agents, driven over MCP.") { keep };
+        cmd.SetAction((pr, ct) => Guarded(() => Demo.RunAsync(Console.Out, pr.GetValue(keep), ct)));
         return cmd;
     }
 }

@@ -7,6 +7,9 @@ namespace Molecule.PlatformHost.Cli;
 /// <summary>The demo's steps of the newer reference surface: chat_history, and one process serving two workspaces.</summary>
 internal sealed partial class DemoRun
 {
+    /// <summary>The two workspaces of the one-process step (name, id, token).</summary>
+    private readonly List<(string Name, string Id, string Token)> _desks = [];
+
     private async Task ChatHistoryAsync(CancellationToken ct)
     {
         Step($"chat_history: what {_lead.Name} and {_researcher.Name} exchanged, oldest first");
@@ -28,7 +31,7 @@ internal sealed partial class DemoRun
     private async Task MultiWorkspaceAsync(CancellationToken ct)
     {
         Step("One molecule-mcp process serves two workspaces (MOLECULE_WORKSPACES)");
-        var desks = new List<(string Name, string Id, string Token)>();
+        var desks = _desks;
         foreach (var name in new[] { "Docs", "Ops" })
         {
             var created = await _admin!.PostAsync("/workspaces", new JsonObject { ["name"] = name, ["parent_id"] = _lead.Id }, ct).ConfigureAwait(false);

@@ -12,15 +12,24 @@ namespace Molecule.PlatformHost.Cli;
 
 /// <summary>
 /// `molecule-platform demo`: an embedded platform in a temp dir, a team of three real molecule-mcp processes driven by the
-/// MCP client SDK, and a numbered transcript of what happened. Exit 0 only when every step succeeded.
+/// MCP client SDK, and a numbered transcript of what happened. Exit 0 only when every step succeeded. With a data
+/// directory (`--data-dir`) the platform keeps its data there, and the directory stays after the demo with the team it
+/// built: SQLite's `platform.db`, `admin_token`, `secret_key` and the agents' tokens in <see cref="TeamFile"/> (mode
+/// 0600), ready for `molecule-platform platform --data-dir` or `molecule-platform migrate --from`.
 /// </summary>
 public static class Demo
 {
     public const string ChannelMethod = "notifications/claude/channel";
 
-    public static async Task<int> RunAsync(TextWriter output, CancellationToken ct)
+    /// <summary>The file a kept data directory lists the demo's workspaces in: <c>{"workspaces": [{"name", "id", "token"}]}</c>.</summary>
+    public const string TeamFile = "demo-team.json";
+
+    public static Task<int> RunAsync(TextWriter output, CancellationToken ct) => RunAsync(output, null, ct);
+
+    /// <summary>The demo; with <paramref name="dataDir"/> (absent or empty) the platform's data is kept there.</summary>
+    public static async Task<int> RunAsync(TextWriter output, string? dataDir, CancellationToken ct)
     {
-        await using var run = new DemoRun(output);
+        await using var run = new DemoRun(output, dataDir is null ? null : Path.GetFullPath(dataDir));
         return await run.RunAsync(ct).ConfigureAwait(false);
     }
 }
@@ -41,13 +50,14 @@ internal sealed class DemoAgent(string name, string role, string[] skills)
     public string Short => Id.Length >= 8 ? Id[..8] : Id;
 }
 
-internal sealed partial class DemoRun(TextWriter output) : IAsyncDisposable
+internal sealed partial class DemoRun(TextWriter output, string? keptDir) : IAsyncDisposable
 {
     private static readonly TimeSpan WaitLimit = TimeSpan.FromSeconds(20);
 
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private readonly List<string> _secrets = [];
     private readonly string _tempDir = Path.Combine(Path.GetTempPath(), "molecule-demo-" + Guid.NewGuid().ToString("N")[..12]);
+    private string DataDir => keptDir ?? Path.Combine(_tempDir, "platform");
     private Server.RunningPlatform? _platform;
     private AdminClient? _admin;
     private int _step;
@@ -132,7 +142,10 @@ internal sealed partial class DemoRun(TextWriter output) : IAsyncDisposable
             await DeletionAsync(ct).ConfigureAwait(false);
             Step("Cleanup");
             await CleanupAsync().ConfigureAwait(false);
-            Ok("clients closed, agent processes ended, platform stopped, temporary directory removed");
+            Ok(keptDir is null
+                ? "clients closed, agent processes ended, platform stopped, temporary directory removed"
+                : $"clients closed, agent processes ended, platform stopped; its data is kept in {keptDir} (the agents' tokens in {Demo.TeamFile}): " +
+                  $"`molecule-platform platform --data-dir {ConnectionLines.ShellQuote(keptDir)}` serves the team again");
         }
         catch (Exception e) // any failure ends the demo with ✘, cleanup and exit 1 (never an unhandled crash)
         {
@@ -191,10 +204,12 @@ internal sealed partial class DemoRun(TextWriter output) : IAsyncDisposable
     private async Task SetUpAsync(CancellationToken ct)
     {
         Directory.CreateDirectory(_tempDir);
-        _platform = await Canvas.startAt(Path.Combine(_tempDir, "platform"), "127.0.0.1", 0).ConfigureAwait(false);
+        if (keptDir is not null && Directory.Exists(keptDir) && Directory.EnumerateFileSystemEntries(keptDir).Any())
+            throw new StepFailed($"--data-dir {keptDir} is not empty: the demo builds its team in a new data directory");
+        _platform = await Canvas.startAt(DataDir, "127.0.0.1", 0).ConfigureAwait(false);
         _secrets.Add(_platform.AdminToken);
         _admin = new AdminClient(_platform.Url, _platform.AdminToken, "the embedded platform stopped");
-        Line($"   platform: {_platform.Url} (embedded, data in {_tempDir})");
+        Line($"   platform: {_platform.Url} (embedded, data in {DataDir}{(keptDir is null ? "" : ", kept after the demo")})");
 
         foreach (var a in Agents)
         {
@@ -305,6 +320,7 @@ internal sealed partial class DemoRun(TextWriter output) : IAsyncDisposable
             catch (Exception) { }
             _platform = null;
         }
+        if (keptDir is not null && Directory.Exists(keptDir)) WriteTeamFile(keptDir);
         for (var i = 0; i < 5 && Directory.Exists(_tempDir); i++)
         {
             try { Directory.Delete(_tempDir, recursive: true); }
@@ -312,6 +328,17 @@ internal sealed partial class DemoRun(TextWriter output) : IAsyncDisposable
             catch (UnauthorizedAccessException) { await Task.Delay(200).ConfigureAwait(false); }
         }
         if (Directory.Exists(_tempDir)) throw new StepFailed($"could not remove {_tempDir}");
+    }
+
+    /// <summary>The team's workspaces with their tokens, readable by the owner only (like admin_token).</summary>
+    private void WriteTeamFile(string dir)
+    {
+        var workspaces = Agents.Select(a => (a.Name, a.Id, a.Token)).Concat(_desks).Where(w => w.Id != "")
+            .Select(w => (JsonNode?)new JsonObject { ["name"] = w.Name, ["id"] = w.Id, ["token"] = w.Token });
+        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        using var file = new StreamWriter(Path.Combine(dir, Demo.TeamFile), new System.Text.UTF8Encoding(false), options);
+        file.Write(new JsonObject { ["workspaces"] = new JsonArray(workspaces.ToArray()) }.ToJsonString());
     }
 
     public async ValueTask DisposeAsync()
