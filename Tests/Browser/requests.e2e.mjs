@@ -14,29 +14,21 @@ const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const { url, token, alpha, beta, approvalId, taskId, relayId, loopId, gateId } = cfg;
 const shots = cfg.screenshots;
 
-/** A request an agent raises with its own workspace token. */
-async function raise(ws, body) {
-  const resp = await fetch(`${url}/workspaces/${ws.id}/requests`, {
+/** POST /workspaces/:id/<what> with the agent's own workspace token → the new id (`field` of the 201 answer). */
+async function post(ws, what, body, field) {
+  const resp = await fetch(`${url}/workspaces/${ws.id}/${what}`, {
     method: 'POST',
     headers: { Authorization: 'Bearer ' + ws.token, 'Content-Type': 'application/json' },
     body: JSON.stringify(body),
   });
   const text = await resp.text();
-  if (resp.status !== 201) fail(`POST requests → HTTP ${resp.status}: ${text}`);
-  return JSON.parse(text).request_id;
+  if (resp.status !== 201) fail(`POST ${what} → HTTP ${resp.status}: ${text}`);
+  return JSON.parse(text)[field];
 }
 
-/** An approval (spec §7.2) an agent asks for with its own workspace token. */
-async function askApproval(ws, body) {
-  const resp = await fetch(`${url}/workspaces/${ws.id}/approvals`, {
-    method: 'POST',
-    headers: { Authorization: 'Bearer ' + ws.token, 'Content-Type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  const text = await resp.text();
-  if (resp.status !== 201) fail(`POST approvals → HTTP ${resp.status}: ${text}`);
-  return JSON.parse(text).approval_id;
-}
+/** A request an agent raises; an approval (spec §7.2) an agent asks for. */
+const raise = (ws, body) => post(ws, 'requests', body, 'request_id');
+const askApproval = (ws, body) => post(ws, 'approvals', body, 'approval_id');
 
 await runInChromium('requests', shots, async ({ page }) => {
   const item = (id) => page.locator(`#request-list [role="option"][data-id="${id}"]`);

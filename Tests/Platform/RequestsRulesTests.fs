@@ -352,49 +352,43 @@ let private sweeps (team: Map<WorkspaceId, Workspace>) (requests: Request list) 
 
 let private stepsGen = Gen.listOf (Gen.choose (1, 40))
 
-[<Fact>]
-let ``rule: a request is nudged at most once an hour`` () =
+/// Over any team, requests and sweep times: `holds` of every nudge made (the team, then each request and time).
+let private everyNudge (holds: Map<WorkspaceId, Workspace> -> (Request * DateTimeOffset) list -> bool) =
     Check.One(
         cfg 300,
         Prop.forAll (Arb.fromGen (Gen.zip nudgeWorldGen stepsGen)) (fun ((team, requests), steps) ->
-            sweeps team requests steps
-            |> List.groupBy (fun (r, _) -> r.Id)
-            |> List.forall (fun (_, times) ->
-                times |> List.map snd |> List.pairwise |> List.forall (fun (x, y) -> y - x >= nudgeSettings.Every)))
+            holds team (sweeps team requests steps))
     )
+
+[<Fact>]
+let ``rule: a request is nudged at most once an hour`` () =
+    everyNudge (fun _ nudges ->
+        nudges
+        |> List.groupBy (fun (r, _) -> r.Id)
+        |> List.forall (fun (_, times) ->
+            times |> List.map snd |> List.pairwise |> List.forall (fun (x, y) -> y - x >= nudgeSettings.Every)))
 
 [<Fact>]
 let ``rule: a resolved request is never nudged`` () =
-    Check.One(
-        cfg 300,
-        Prop.forAll (Arb.fromGen (Gen.zip nudgeWorldGen stepsGen)) (fun ((team, requests), steps) ->
-            sweeps team requests steps
-            |> List.forall (fun (r, at) -> RequestStatus.isOpen (statusAt at r)))
-    )
+    everyNudge (fun _ nudges -> nudges |> List.forall (fun (r, at) -> RequestStatus.isOpen (statusAt at r)))
 
 [<Fact>]
 let ``rule: a user recipient is never nudged`` () =
-    Check.One(
-        cfg 300,
-        Prop.forAll (Arb.fromGen (Gen.zip nudgeWorldGen stepsGen)) (fun ((team, requests), steps) ->
-            sweeps team requests steps
-            |> List.forall (fun (r, _) ->
-                match r.Recipient with
-                | Party.Agent _ -> true
-                | Party.User _ -> false))
-    )
+    everyNudge (fun _ nudges ->
+        nudges
+        |> List.forall (fun (r, _) ->
+            match r.Recipient with
+            | Party.Agent _ -> true
+            | Party.User _ -> false))
 
 [<Fact>]
 let ``rule: a busy recipient is not nudged`` () =
-    Check.One(
-        cfg 300,
-        Prop.forAll (Arb.fromGen (Gen.zip nudgeWorldGen stepsGen)) (fun ((team, requests), steps) ->
-            sweeps team requests steps
-            |> List.forall (fun (r, _) ->
-                match Party.agent r.Recipient |> Option.bind team.TryFind with
-                | Some w -> w.Status = Status.Online && w.ActiveTasks = 0 && w.CurrentTask = ""
-                | None -> false))
-    )
+    everyNudge (fun team nudges ->
+        nudges
+        |> List.forall (fun (r, _) ->
+            match Party.agent r.Recipient |> Option.bind team.TryFind with
+            | Some w -> w.Status = Status.Online && w.ActiveTasks = 0 && w.CurrentTask = ""
+            | None -> false))
 
 [<Fact>]
 let ``rule: an open request on an idle agent, unchanged past the threshold and not nudged within the hour, is nudged`` () =
