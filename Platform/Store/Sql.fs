@@ -725,6 +725,14 @@ type SqlSession(s: Session, secrets: SecretBox) =
                 [ "@ws", idText ws ]
                 readApproval
 
+        member _.LastNudges() =
+            query s "SELECT id, last_nudged_at FROM requests WHERE last_nudged_at IS NOT NULL" [] (fun r -> RequestId(guid r 0), instant r 1)
+            |> List.choose (fun (id, at) -> at |> Option.map (fun t -> id, t))
+            |> Map.ofList
+
+        member _.MarkNudged(id, at) =
+            exec s "UPDATE requests SET last_nudged_at = @at WHERE id = @id" [ "@at", ticks at; "@id", idText id ] |> ignore
+
         member _.SaveRequest q = saveRequest q
 
         member _.AddRequestMessage m =

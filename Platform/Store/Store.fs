@@ -120,6 +120,8 @@ type IReader =
     abstract Approval: ApprovalId -> Approvals.Approval option
     /// A workspace's newest approvals (at most `Approvals.ListSize`), newest first.
     abstract Approvals: WorkspaceId -> Approvals.Approval list
+    /// When each request nudged so far was last nudged (Nudges).
+    abstract LastNudges: unit -> Map<RequestId, DateTimeOffset>
     /// The schema version the database is at now (a newer platform sharing it may have migrated it since this one
     /// started): what GET /ready compares with this binary's.
     abstract StoredSchemaVersion: unit -> int
@@ -152,6 +154,8 @@ type IWriter =
     abstract AddRequestMessage: Requests.Message -> unit
     /// Inserts an approval, or updates its status and decision.
     abstract SaveApproval: Approvals.Approval -> unit
+    /// Records that a request was nudged at this time.
+    abstract MarkNudged: RequestId * at: DateTimeOffset -> unit
     abstract IssueTicket: Tickets.Ticket -> unit
     /// Uses up the live ticket stored under this hash (expired ones are dropped); true when there was one.
     abstract RedeemTicket: hash: byte[] * now: DateTimeOffset -> bool
