@@ -73,17 +73,45 @@ let ``rule: the loop guard never suppresses a message that is not a repeat or pa
             got = expected |> Prop.label $"guard {got}\noracle {expected}")
     )
 
+let private two (g: Gen<'a>) = Gen.zip g g
+
+let private timeGen =
+    Gen.map3 (fun h m s -> $"{h:D2}:{m:D2}:{s:D2}") (Gen.choose (0, 23)) (Gen.choose (0, 59)) (Gen.choose (0, 59))
+
+let private dateGen =
+    Gen.map3 (fun y m d -> $"{y}-{m:D2}-{d:D2}") (Gen.choose (2000, 2099)) (Gen.choose (1, 12)) (Gen.choose (1, 28))
+
 [<Fact>]
-let ``rule: normalising ignores whitespace, letter case, digits and ids, and nothing else`` () =
+let ``rule: a re-post differing only in ids, times, dates, long numbers, whitespace and letter case is a repeat`` () =
     let ids = Gen.constant () |> Gen.map (fun () -> Guid.NewGuid().ToString("D"))
+    let parts = Gen.zip (Gen.zip3 (two ids) (two timeGen) (two dateGen)) (two (Gen.choose (1000, 9_999_999)))
     Check.One(
-        quick 200,
-        Prop.forAll (Arb.fromGen (Gen.zip3 ids ids (Gen.zip (Gen.choose (0, 99999)) (Gen.choose (0, 99999))))) (fun (a, b, (n, m)) ->
-            let one = $"Delegation {a} finished:\n  {n} files"
-            let other = $"delegation   {b.ToUpperInvariant()} finished: {m} FILES "
+        quick 300,
+        Prop.forAll (Arb.fromGen parts) (fun (((a, b), (t, u), (d, e)), (n, m)) ->
+            let one = $"Delegation {a} finished at {t} on {d}:\n  {n} files"
+            let other = $"delegation   {b.ToUpperInvariant()} finished at {u} on {e}: {m} FILES "
             LoopGuard.normalise one = LoopGuard.normalise other
-            && LoopGuard.normalise "deploy the staging stack" <> LoopGuard.normalise "deploy the prod stack")
+            && LoopGuard.normalise $"posted {d}T{t}.123Z" = LoopGuard.normalise $"posted {e}T{u}.9Z")
     )
+
+[<Fact>]
+let ``rule: a counter that changes is not a repeat`` () =
+    let templates: (int -> string) list =
+        [ (fun i -> $"batch {i} done"); (fun i -> $"batch {i} of 12 done"); (fun i -> $"step {i}")
+          (fun i -> $"#{i} processed"); (fun i -> $"part {i}/12 uploaded"); (fun i -> $"(attempt {i}) the build is green") ]
+    let counters = two (Gen.choose (0, 999)) |> Gen.filter (fun (i, j) -> i <> j)
+    Check.One(
+        quick 300,
+        Prop.forAll (Arb.fromGen (Gen.zip3 (Gen.elements templates) counters (two timeGen))) (fun (text, (i, j), (t, u)) ->
+            // a new time alone does not make it new; a new counter does
+            LoopGuard.normalise $"{text i} at {t}" = LoopGuard.normalise $"{text i} at {u}"
+            && LoopGuard.normalise $"{text i} at {t}" <> LoopGuard.normalise $"{text j} at {t}")
+    )
+
+[<Fact>]
+let ``rule: normalising keeps every word: payloads that differ in a word differ`` () =
+    Assert.NotEqual<string>(LoopGuard.normalise "deploy the staging stack", LoopGuard.normalise "deploy the prod stack")
+    Assert.NotEqual<string>(LoopGuard.normalise "the build is green", LoopGuard.normalise "the build is red")
 
 [<Fact>]
 let ``example: the defaults never trip on a working pair — 60 different messages at 2 a minute, or 20 in a burst`` () =
@@ -91,6 +119,9 @@ let ``example: the defaults never trip on a working pair — 60 different messag
     Assert.DoesNotContain(true, run Config.defaultLoopBounds steady)
     let burst = [ for i in 1..20 -> Message("p1", $"part {String('y', i)}", 1) ]
     Assert.DoesNotContain(true, run Config.defaultLoopBounds burst)
+    // numbered progress reports of a worker are not repeats
+    let progress = [ for i in 1..60 -> Message("p1", $"batch {i} of 60 done", 30) ]
+    Assert.DoesNotContain(true, run Config.defaultLoopBounds progress)
 
 // ---------------------------------------------------------------------------------------------
 // The agent
@@ -101,7 +132,7 @@ let ``example: the defaults never trip on a working pair — 60 different messag
 let ``example: a peer re-posting one result is paused after the bound, held in the inbox, told once, raised to the user, and resumed by an approval`` () =
     let mutable w = worldWith { config with LoopGuard = Config.defaultLoopBounds }
     for i in 1..20 do
-        w <- { w with Platform = fst (appendText Peer $"Delegation result (attempt {i}): the build is green" w.Platform) }
+        w <- { w with Platform = fst (appendText Peer $"Delegation result (posted 2026-06-29T10:{i:D2}:00Z): the build is green" w.Platform) }
     w <- settle (tick w) |> settle
     let bound = Config.defaultLoopBounds.MaxRepeats
     let pushed = w.Envelopes |> List.filter (fun ev -> ev.Meta |> List.contains ("kind", "peer_agent"))
@@ -119,7 +150,7 @@ let ``example: a peer re-posting one result is paused after the bound, held in t
     Assert.Contains(peerId, (Json.stringProp "title" body).Value)
     // the user keeps it paused: nothing changes
     w <- { w with Platform = fst (decide rid "rejected" w.Platform) }
-    w <- { w with Platform = fst (appendText Peer "Delegation result (attempt 21): the build is green" w.Platform) }
+    w <- { w with Platform = fst (appendText Peer "Delegation result (posted 2026-06-29T10:21:00Z): the build is green" w.Platform) }
     w <- settle (tick w) |> settle
     Assert.Equal(bound, (w.Envelopes |> List.filter (fun ev -> ev.Meta |> List.contains ("kind", "peer_agent"))).Length)
     // the user resumes the pair: a new message of the peer is pushed again; the update itself is handled, never shown

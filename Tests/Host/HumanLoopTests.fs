@@ -126,8 +126,8 @@ let ``two agents ping-ponging through the platform are paused by the loop guard 
         use! bob = AgentProcess.StartAsync(agentEnv platform b @ guard)
         // each answers the other with the same stale result, as the reference's incident did
         for i in 1..6 do
-            let! _ = bob.CallOk("delegate_task", [ "workspace_id", box a.Id; "task", box $"Result of run {i}: the build is green" ])
-            let! _ = alice.CallOk("delegate_task", [ "workspace_id", box b.Id; "task", box $"Noted (run {i}), the build is green" ])
+            let! _ = bob.CallOk("delegate_task", [ "workspace_id", box a.Id; "task", box $"Result posted at 10:{i:D2}:00: the build is green" ])
+            let! _ = alice.CallOk("delegate_task", [ "workspace_id", box b.Id; "task", box $"Noted at 10:{i:D2}:30, the build is green" ])
             ()
         let pushed (agent: AgentProcess) = agent.Notifications |> List.filter (fun n -> strOf n.["meta"] "kind" = "peer_agent")
         let guardLines (agent: AgentProcess) = agent.Notifications |> List.filter (fun n -> strOf n.["meta"] "kind" = "loop_guard")
