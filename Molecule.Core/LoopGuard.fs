@@ -9,6 +9,7 @@ module Molecule.Core.LoopGuard
 
 open System
 open System.Text
+open System.Text.Json.Nodes
 open Molecule.Protocol
 
 /// Why a pair was paused.
@@ -19,6 +20,8 @@ type Trip =
     | Exchanged of count: int
     /// This many messages arrived within 60 s.
     | Flooded of perMinute: int
+    /// Paused before this process started: the pair's loop_guard request is still open on the platform.
+    | StillOpen
 
 /// One peer's messages since the last human turn.
 type Pair =
@@ -122,6 +125,9 @@ let normalise (text: string) : string =
 
 let private over (bound: int) (n: int) = bound > 0 && n > bound
 
+/// The guard is on: some bound is set.
+let isOn (bounds: LoopBounds) = bounds.MaxExchanges > 0 || bounds.MaxPerMinute > 0 || bounds.MaxRepeats > 0
+
 /// The trip a message past a bound causes (repeats first: the clearest reason), or None.
 let private tripOf (bounds: LoopBounds) (p: Pair) (copies: int) : Trip option =
     if over bounds.MaxRepeats copies then Some(Repeated copies)
@@ -170,6 +176,7 @@ let reason (trip: Trip) =
     | Repeated n -> $"the same message {inv n} times"
     | Exchanged n -> $"{inv n} messages"
     | Flooded n -> $"{inv n} messages within a minute"
+    | StillOpen -> "messages that paused the pair before a restart"
 
 /// The one line that tells the agent (`who`: the peer as the channel names it).
 let pausedLine (who: string) (peer: string) (trip: Trip) =
@@ -193,3 +200,35 @@ let peerOfTitle (title: string) : string option =
     let c = t.LastIndexOf ')'
     let o = if c > 0 then t.LastIndexOf('(', c) else -1
     if o >= 0 then WorkspaceId.tryParse (t.Substring(o + 1, c - o - 1)) |> Option.map (fun w -> w.Value) else None
+
+// ---------------------------------------------------------------------------------------------
+// Restoring the pauses after a restart
+// ---------------------------------------------------------------------------------------------
+
+/// The statuses of a loop_guard request that keep its pair paused: the user has not resumed it yet.
+let openStatuses = [ "pending"; "info_requested" ]
+
+/// The peers named by the open loop_guard requests in a list of the workspace's own requests (GET …/requests: a JSON
+/// array, or an object with a `requests` array); None when the answer has another shape.
+let pausedPeers (body: string) : string list option =
+    let isOpen (r: JsonNode) =
+        Json.stringProp "source" r = Some(RequestUpdate.sourceName RequestUpdate.LoopGuard)
+        && (Json.stringProp "status" r |> Option.exists (fun st -> List.contains st openStatuses))
+    Json.tryParse body
+    |> Option.bind (fun n -> Json.asArray n |> Option.orElse (Json.prop "requests" n |> Option.bind Json.asArray))
+    |> Option.map (fun rs -> rs |> List.filter isOpen |> List.choose (Json.stringProp "title" >> Option.bind peerOfTitle) |> List.distinct)
+
+/// Pairs still paused on the platform: paused again (a pair that paused meanwhile keeps its own trip).
+let restore (peers: string list) (s: State) : State =
+    let pause (s: State) (peer: string) =
+        let p = defaultArg (s.Pairs.TryFind peer) fresh
+        { s with Pairs = s.Pairs.Add(peer, { p with Paused = Some(defaultArg p.Paused StillOpen) }) }
+    peers |> List.fold pause s
+
+/// The log line of a pair paused again at start.
+let stillPausedLine (peer: string) =
+    $"[loop guard] the pair with peer_id={peer} stays paused: its loop_guard request is still open (its messages stay in the inbox, not pushed)"
+
+/// The log line of a start-up read that gave nothing (`why`: what the platform answered).
+let notRestoredLine (why: string) =
+    $"[loop guard] pairs paused before this start not read from the platform ({why}): none restored"

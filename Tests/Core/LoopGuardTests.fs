@@ -174,3 +174,96 @@ let ``example: a human turn lets a working pair go on`` () =
     w <- settle (tick w) |> settle
     Assert.Empty(w.Envelopes |> List.filter (fun ev -> ev.Meta |> List.contains ("kind", "loop_guard")))
     Assert.Equal(18, (w.Envelopes |> List.filter (fun ev -> not (ev.Meta |> List.contains ("kind", "loop_guard")))).Length)
+
+// ---------------------------------------------------------------------------------------------
+// A restart: the platform holds the pauses
+// ---------------------------------------------------------------------------------------------
+
+/// The process is killed (-9) and started again on the same ledger file and platform, with `cfg`.
+let private restartWith (cfg: Config) (w: World) : World =
+    { w with Model = Agent.init cfg (boot w.File); Inflight = []; Timers = []; Downloads = []; Listening = false }
+    |> dispatch Agent.Start
+    |> dispatch Agent.ClientInitialized
+
+let private peerPushes (envelopes: ChannelEvent list) =
+    envelopes |> List.filter (fun ev -> ev.Meta |> List.contains ("kind", "peer_agent"))
+
+/// Envelopes pushed since there were `before` (Envelopes are newest first).
+let private since (before: int) (w: World) = w.Envelopes |> List.take (w.Envelopes.Length - before)
+
+let private repeatsOf3 = { config with LoopGuard = { Config.defaultLoopBounds with MaxRepeats = 3 } }
+
+/// A peer re-posts one stale result six times (new timestamps): three pushed, the pair paused, three held.
+let private pausedWorld () =
+    let mutable w = worldWith repeatsOf3 |> settle
+    for i in 1..6 do
+        w <- { w with Platform = fst (appendText Peer $"Delegation result (posted 2026-06-29T10:{i:D2}:00Z): the build is green" w.Platform) }
+    w <- settle (tick w) |> settle
+    Assert.Equal(3, (peerPushes w.Envelopes).Length)
+    Assert.Equal(1, w.Platform.Raised.Length)
+    w
+
+[<Fact>]
+let ``example: a pair paused before a kill -9 stays paused after the restart — nothing of its peer pushed, all in the inbox — until the user resumes it`` () =
+    let mutable w = pausedWorld ()
+    let before = w.Envelopes.Length
+    w <- restartWith repeatsOf3 w |> settle
+    w <- settle (tick w) |> settle
+    Assert.Empty(peerPushes (since before w))
+    Assert.Equal(6, (waiting w).Length)
+    Assert.Contains(w.Logs, fun l -> l.Contains "stays paused")
+    // a new message of the peer is held too
+    w <- { w with Platform = fst (appendText Peer "a new question" w.Platform) }
+    w <- settle (tick w) |> settle
+    Assert.Empty(peerPushes (since before w))
+    // the user resumes the pair: the agent is told; the peer's next message is pushed
+    w <- { w with Platform = fst (decide (fst w.Platform.Raised.Head) "approved" w.Platform) }
+    w <- settle (tick w) |> settle
+    Assert.Contains(since before w, fun ev -> ev.Content.StartsWith "[loop guard] The user resumed")
+    w <- { w with Platform = fst (appendText Peer "another question" w.Platform) }
+    w <- settle (tick w) |> settle
+    let pushed = peerPushes (since before w)
+    Assert.Equal(1, pushed.Length)
+    Assert.Contains("another question", pushed.Head.Content)
+    Assert.Equal(8, (waiting w).Length)
+
+[<Fact>]
+let ``rule: after a restart a pair stays paused exactly when the platform holds its loop_guard request open; an unreadable answer changes nothing else and is not asked again`` () =
+    let decisions = Gen.elements [ None; Some "approved"; Some "rejected"; Some "info_requested" ]
+    let answers =
+        Gen.elements
+            [ None
+              Some(Reply(404, "{\"error\":\"not found\"}"))
+              Some(Reply(500, "{\"error\":\"boom\"}"))
+              Some(Reply(503, "<html>bad gateway</html>"))
+              Some(TimedOut 5.0)
+              Some(TransportError "connection refused")
+              Some(Reply(200, "{\"status\":\"ok\"}"))
+              Some(Reply(200, "[1, \"two\", null]")) ]
+    Check.One(
+        quick 40,
+        Prop.forAll (Arb.fromGen (Gen.zip decisions answers)) (fun (decision, answer) ->
+            let mutable w = pausedWorld ()
+            match decision with
+            | Some status ->
+                w <- { w with Platform = fst (decide (fst w.Platform.Raised.Head) status w.Platform) }
+                w <- settle (tick w) |> settle
+            | None -> ()
+            match answer with
+            | Some a -> w <- { w with Platform = { w.Platform with Always = w.Platform.Always.Add(RequestsRoute, a) } }
+            | None -> ()
+            let before = w.Envelopes.Length
+            let asked = w.Sent |> List.filter (fun (_, r) -> r = RequestsRoute) |> List.length
+            w <- restartWith repeatsOf3 w
+            // nothing is pushed before the reads are answered
+            let early = peerPushes (since before w)
+            w <- settle w
+            for _ in 1..3 do
+                w <- settle (tick w) |> settle
+            let pushed = peerPushes (since before w)
+            let paused = answer.IsNone && (decision.IsNone || decision = Some "info_requested")
+            let reads = (w.Sent |> List.filter (fun (_, r) -> r = RequestsRoute) |> List.length) - asked
+            let expected = if paused then 0 else 6
+            (early.IsEmpty && pushed.Length = expected && (waiting w).Length = 6 && reads = LoopGuard.openStatuses.Length)
+            |> Prop.label $"decision {decision}, answer {answer}: pushed {pushed.Length} (expected {expected}) early {early.Length}, waiting {(waiting w).Length}, reads {reads}")
+    )
