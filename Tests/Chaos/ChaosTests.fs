@@ -69,6 +69,26 @@ let ``chaos: two platform instances on PostgreSQL behind nginx, one kill -9'd at
         Assert.True(o.Pushed > 0, $"no message arrived by push\n{report}")
     }
 
+/// Issue 18: every schedule runs the agents with the loop guard at its defaults; here a burst that is a loop — 45
+/// numbered messages within a second or two from one agent to another, no human turn — pauses the pair (the rate
+/// bound: 30 a minute), the target's process is kill -9'd and restarted while the pair is paused (the pause comes
+/// back from the platform's open loop_guard request), more of the peer's messages and the user's follow: every
+/// message is still handled exactly once (the held ones through inbox_peek / inbox_pop).
+[<Fact>]
+let ``chaos: a burst from one agent to another pauses the pair at the loop guard's defaults; across a kill -9 nothing is lost while paused`` () =
+    task {
+        let s: Schedule.Schedule =
+            { RunSeed = seed
+              Index = 100
+              Platform = Schedule.InProcess
+              Workspaces = 2
+              Slots = [ { Ws = 0; Dir = 0; Home = false }; { Ws = 1; Dir = 1; Home = false } ]
+              Steps = [ Schedule.Burst(0, 45, Some 1); Schedule.KillAgent(0, false, 500); Schedule.Burst(0, 5, Some 1); Schedule.Burst(0, 3, None) ] }
+        let! o, report = checkSchedule s
+        Assert.True(o.Peaks.PerMinute > Molecule.Core.Config.defaultLoopBounds.MaxPerMinute, report)
+        Assert.True(o.Trips |> List.exists (fun r -> r.EndsWith "within a minute"), report)
+    }
+
 /// The verdict itself, on made-up observations: each kind of failure is counted, and what is not a failure is not.
 [<Fact>]
 let ``chaos verdict: lost, duplicated, leaked, raced and in-flight pops are told apart`` () =

@@ -48,6 +48,8 @@ let main argv =
         let sw = Stopwatch.StartNew()
         let mutable total = Verdict.zero
         let mutable rates = []
+        let mutable peaks = Verdict.noPeaks
+        let mutable trips = 0
         let mutable failed = 0
         let mutable other = 0
         for i in first .. first + count - 1 do
@@ -55,6 +57,8 @@ let main argv =
             let o = (Engine.run settings s).GetAwaiter().GetResult()
             total <- Verdict.add total o.Counts
             rates <- Verdict.mergeRates rates o.Rates
+            peaks <- Verdict.maxPeaks peaks o.Peaks
+            trips <- trips + o.Trips.Length
             printfn "%s" (Engine.summaryLine o)
             if o.Failed then
                 failed <- failed + 1
@@ -71,4 +75,5 @@ let main argv =
         printfn $"also: {Verdict.extra total}; failed schedules {failed} (output checks or runner errors in {other}); {mins} min"
         let shown = rates |> List.map (fun (r, n) -> $"{r} {n}/s") |> String.concat ", "
         printfn $"highest request rate per route (any agent, in-process schedules): {shown}"
+        printfn $"loop guard (defaults): {trips} pauses; peaks: {Verdict.peaksText peaks}"
         if Verdict.failures total > 0 || other > 0 then 1 else 0
