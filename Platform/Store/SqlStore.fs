@@ -159,6 +159,28 @@ type SqlSession(s: Session, secrets: SecretBox) =
 
             Added { r with Seq = Convert.ToInt64 seq }
 
+    let workspaceParams (w: Workspace) =
+        [ "@id", idText w.Id
+          "@name", box w.Name
+          "@role", optText w.Role
+          "@tier", box w.Tier
+          "@status", box (Status.text w.Status)
+          "@card", optText w.AgentCard
+          "@url", optText w.Url
+          "@parent", optId w.ParentId
+          "@dm", box (DeliveryMode.text w.DeliveryMode)
+          "@rt", box w.Runtime
+          "@hb", optTicks w.LastHeartbeatAt
+          "@er", box w.LastErrorRate
+          "@at", box w.ActiveTasks
+          "@up", box w.UptimeSeconds
+          "@ct", box w.CurrentTask
+          "@mct", box w.MaxConcurrentTasks
+          "@sec", (w.InboundSecret |> Option.map (fun x -> secrets.Seal(w.Id.Text, x)) |> optText)
+          "@out", optTicks w.LastOutboundAt
+          "@ca", ticks w.CreatedAt
+          "@ua", ticks w.UpdatedAt ]
+
     let saveWorkspace (w: Workspace) =
         exec
             s
@@ -170,27 +192,27 @@ type SqlSession(s: Session, secrets: SecretBox) =
                active_tasks=excluded.active_tasks,uptime_seconds=excluded.uptime_seconds,current_task=excluded.current_task,
                max_concurrent_tasks=excluded.max_concurrent_tasks,platform_inbound_secret=excluded.platform_inbound_secret,
                last_outbound_at=excluded.last_outbound_at,updated_at=excluded.updated_at"""
-            [ "@id", idText w.Id
-              "@name", box w.Name
-              "@role", optText w.Role
-              "@tier", box w.Tier
-              "@status", box (Status.text w.Status)
-              "@card", optText w.AgentCard
-              "@url", optText w.Url
-              "@parent", optId w.ParentId
-              "@dm", box (DeliveryMode.text w.DeliveryMode)
-              "@rt", box w.Runtime
-              "@hb", optTicks w.LastHeartbeatAt
-              "@er", box w.LastErrorRate
-              "@at", box w.ActiveTasks
-              "@up", box w.UptimeSeconds
-              "@ct", box w.CurrentTask
-              "@mct", box w.MaxConcurrentTasks
-              "@sec", (w.InboundSecret |> Option.map (fun x -> secrets.Seal(w.Id.Text, x)) |> optText)
-              "@out", optTicks w.LastOutboundAt
-              "@ca", ticks w.CreatedAt
-              "@ua", ticks w.UpdatedAt ]
+            (workspaceParams w)
         |> ignore
+
+    /// Saves `w` only if the stored row's status, last heartbeat and update time are still `seen`'s (no heartbeat,
+    /// register or edit committed since `seen` was read, on any process).
+    let saveWorkspaceIf (w: Workspace) (seen: Workspace) =
+        let heartbeat, hbParam =
+            match seen.LastHeartbeatAt with
+            | Some t -> "last_heartbeat_at = @seenhb", [ "@seenhb", ticks t ]
+            | None -> "last_heartbeat_at IS NULL", []
+
+        exec
+            s
+            $"""UPDATE workspaces SET name=@name,role=@role,tier=@tier,status=@status,agent_card=@card,url=@url,parent_id=@parent,
+               delivery_mode=@dm,runtime=@rt,last_heartbeat_at=@hb,last_error_rate=@er,active_tasks=@at,uptime_seconds=@up,
+               current_task=@ct,max_concurrent_tasks=@mct,platform_inbound_secret=@sec,last_outbound_at=@out,updated_at=@ua
+               WHERE id=@id AND status=@seenst AND updated_at=@seenua AND {heartbeat}"""
+            (List.filter (fun (k, _) -> k <> "@ca") (workspaceParams w)
+             @ [ "@seenst", box (Status.text seen.Status); "@seenua", ticks seen.UpdatedAt ]
+             @ hbParam)
+        > 0
 
     let saveToken (t: Token) =
         exec
@@ -422,6 +444,11 @@ type SqlSession(s: Session, secrets: SecretBox) =
         member _.SaveWorkspace w =
             savedWorkspace <- true
             saveWorkspace w
+
+        member _.SaveWorkspaceIf(w, seen) =
+            savedWorkspace <- true
+            saveWorkspaceIf w seen
+
         member _.SaveToken t = saveToken t
 
         member _.RevokeTokens(ws, at) =
