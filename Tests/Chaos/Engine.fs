@@ -41,7 +41,9 @@ type Outcome =
       /// platforms only: the process platform counts nothing).
       Rates: (string * int) list
       /// Messages a process was handed by push (a channel notification), each counted once.
-      Pushed: int }
+      Pushed: int
+      /// Per message pushed: ms from its send to its first push.
+      PushMs: float list }
 
     member o.Failed = Verdict.failures o.Counts > 0 || not o.Hygiene.IsEmpty || o.Error.IsSome
 
@@ -133,6 +135,7 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
         let rec' = Recorder()
         let sw = Diagnostics.Stopwatch.StartNew()
         let sent = ConcurrentQueue<Verdict.Sent>()
+        let sentAt = ConcurrentDictionary<string, float>()
         let agents = ResizeArray<Agent>()
         let errors = ConcurrentQueue<string>()
         let mutable backend: Backend.Backend option = None
@@ -157,6 +160,7 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
                         while Interlocked.Decrement &quota.contents >= 0 do
                             let n = Interlocked.Increment &counter
                             let text = $"chaos {s.RunSeed}/{s.Index} #{n} to ws{target}"
+                            sentAt[text] <- rec'.Now
                             let! ok = Backend.sendMessage b t f text
                             sent.Enqueue { Text = text; Target = target; Accepted = ok }
                             // A refused send: the platform is down; this worker stops.
@@ -220,6 +224,29 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
                         do! Task.Delay downMs
                         do! b.Restart()
                     do! sending
+                | KillDuringBacklog(ws, count) ->
+                    let down = agents |> Seq.filter (fun a -> a.Ws = ws) |> List.ofSeq
+                    for a in down do
+                        match a.Current with
+                        | Some p ->
+                            p.Kill()
+                            do! within 5000 p.Exited
+                        | None -> ()
+                    do! burst ws count None
+                    // the processes come back to the backlog and page through it; an instance dies meanwhile
+                    let starting = Task.WhenAll [ for a in down -> a.Start() ]
+                    do! Task.Delay 200
+                    if b.Kill() then
+                        do! Task.Delay 500
+                        do! b.Restart()
+                    do! starting
+                | RestartInstances(during, everyMs) ->
+                    let rolling = b.Roll()
+                    while not rolling.IsCompleted do
+                        do! Task.WhenAll [ for (t, f) in during -> burst t 1 f ]
+                        do! Task.Delay everyMs
+                    let! _ = rolling
+                    ()
                 | Pause ms -> do! Task.Delay ms
                 | Stall(ws, _) ->
                     for a in agents do
@@ -336,7 +363,12 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
               Secs = sw.Elapsed.TotalSeconds
               Dir = dir
               Rates = rates
-              Pushed = rec'.All |> List.filter (fun o -> o.Kind = Pushed) |> List.map (fun o -> o.Text) |> List.distinct |> List.length }
+              Pushed = rec'.All |> List.filter (fun o -> o.Kind = Pushed) |> List.map (fun o -> o.Text) |> List.distinct |> List.length
+              PushMs =
+                rec'.All
+                |> List.filter (fun o -> o.Kind = Pushed && sentAt.ContainsKey o.Text)
+                |> List.groupBy (fun o -> o.Text)
+                |> List.map (fun (t, os) -> (os |> List.map (fun o -> o.At) |> List.min) - sentAt[t]) }
         if outcome.Failed then
             let lines = [ describe s ] @ evidence @ hygiene @ (outcome.Error |> Option.toList)
             saveLogs dir procs platformOutput lines
