@@ -455,7 +455,7 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
         let dataDir = Path.GetFullPath options.DataDir
         Notices.atStart options.Host options.Port options.OpenRegistration options.EnableFaults |> List.iter (defaultArg options.Log ignore)
         let admin = loadAdminToken dataDir
-        let hub = EventHub()
+        let hub = EventHub(options.Database <> Embedded) // a shared database's events reach other instances' canvases
         let store = openStore options dataDir hub
         let stopping = new CancellationTokenSource()
         let env = environment options store admin hub stopping.Token

@@ -130,6 +130,10 @@ type IReader =
 type IWriter =
     inherit IReader
     abstract SaveWorkspace: Workspace -> unit
+    /// Saves a workspace only if its stored status, last heartbeat and update time are still those of `seen` (read
+    /// earlier): a compare-and-set, so a change read before a heartbeat committed (on any process) never overwrites
+    /// it. True when saved.
+    abstract SaveWorkspaceIf: Workspace * seen: Workspace -> bool
     /// Inserts a token, or updates its last use and revocation.
     abstract SaveToken: Token -> unit
     /// Revokes every live token of a workspace.

@@ -46,7 +46,9 @@ type Outcome =
       /// verdict counts them like any other).
       Trips: string list
       /// What the loop guard saw of the schedule's messages.
-      Peaks: Verdict.Peaks }
+      Peaks: Verdict.Peaks
+      /// Per message pushed: ms from its send to its first push.
+      PushMs: float list }
 
     member o.Failed = Verdict.failures o.Counts > 0 || not o.Hygiene.IsEmpty || o.Error.IsSome
 
@@ -138,6 +140,7 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
         let sent = ConcurrentQueue<Verdict.Sent>()
         // what the loop guard sees: (sender, target, text, sent at)
         let seen = ConcurrentQueue<int option * int * string * float>()
+        let sentAt = ConcurrentDictionary<string, float>()
         let agents = ResizeArray<Agent>()
         let errors = ConcurrentQueue<string>()
         let mutable backend: Backend.Backend option = None
@@ -163,6 +166,7 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
                             let n = Interlocked.Increment &counter
                             let text = $"chaos {s.RunSeed}/{s.Index} #{n} to ws{target}"
                             let at = rec'.Now
+                            sentAt[text] <- at
                             let! ok = Backend.sendMessage b t f text
                             sent.Enqueue { Text = text; Target = target; Accepted = ok }
                             if ok then seen.Enqueue((from, target, text, at))
@@ -227,6 +231,29 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
                         do! Task.Delay downMs
                         do! b.Restart()
                     do! sending
+                | KillDuringBacklog(ws, count) ->
+                    let down = agents |> Seq.filter (fun a -> a.Ws = ws) |> List.ofSeq
+                    for a in down do
+                        match a.Current with
+                        | Some p ->
+                            p.Kill()
+                            do! within 5000 p.Exited
+                        | None -> ()
+                    do! burst ws count None
+                    // the processes come back to the backlog and page through it; an instance dies meanwhile
+                    let starting = Task.WhenAll [ for a in down -> a.Start() ]
+                    do! Task.Delay 200
+                    if b.Kill() then
+                        do! Task.Delay 500
+                        do! b.Restart()
+                    do! starting
+                | RestartInstances(during, everyMs) ->
+                    let rolling = b.Roll()
+                    while not rolling.IsCompleted do
+                        do! Task.WhenAll [ for (t, f) in during -> burst t 1 f ]
+                        do! Task.Delay everyMs
+                    let! _ = rolling
+                    ()
                 | Pause ms -> do! Task.Delay ms
                 | Stall(ws, _) ->
                     for a in agents do
@@ -345,7 +372,12 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
               Rates = rates
               Pushed = rec'.All |> List.filter (fun o -> o.Kind = Pushed) |> List.map (fun o -> o.Text) |> List.distinct |> List.length
               Trips = rec'.Trips |> List.choose (fun t -> Verdict.tripReason t.Line)
-              Peaks = Verdict.peaks (seen |> List.ofSeq |> List.sortBy (fun (_, _, _, at) -> at)) }
+              Peaks = Verdict.peaks (seen |> List.ofSeq |> List.sortBy (fun (_, _, _, at) -> at))
+              PushMs =
+                rec'.All
+                |> List.filter (fun o -> o.Kind = Pushed && sentAt.ContainsKey o.Text)
+                |> List.groupBy (fun o -> o.Text)
+                |> List.map (fun (t, os) -> (os |> List.map (fun o -> o.At) |> List.min) - sentAt[t]) }
         if outcome.Failed then
             let lines = [ describe s ] @ evidence @ hygiene @ (outcome.Error |> Option.toList)
             saveLogs dir procs platformOutput lines
