@@ -1,7 +1,9 @@
 /// The human in the loop on the real binaries: molecule-mcp against the local platform's requests inbox, the user
 /// acting through the console's routes (/admin/inbox) — an agent's approval decided and delivered back as a channel
 /// event; Claude Code's permission prompt (sent by a raw stdio client) relayed, denied and answered with its
-/// request_id, an expired one never answered; two agents ping-ponging paused by the loop guard and resumed by the user.
+/// request_id, an expired one never answered; two agents ping-ponging paused by the loop guard and resumed by the user;
+/// a pause that survives a kill -9 (the platform's open loop_guard request), and the start-up read of the pauses
+/// against a requests route absent, failing or slow.
 module Molecule.Tests.Host.HumanLoopTests
 
 open System
