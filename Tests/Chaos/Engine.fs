@@ -394,4 +394,4 @@ let summaryLine (o: Outcome) =
     let kind = kindText o.Schedule.Platform
     let status = if o.Failed then "FAIL" else "ok"
     let secs = o.Secs.ToString("0.0", Globalization.CultureInfo.InvariantCulture)
-    $"#{o.Schedule.Index} {status} {kind} ws={o.Schedule.Workspaces} processes={o.Processes}: {Verdict.line o.Counts}; loop guard pauses {Verdict.tripsText o.Trips} ({secs} s)"
+    $"#{o.Schedule.Index} {status} {kind} ws={o.Schedule.Workspaces} processes={o.Processes}: {Verdict.line o.Counts}; loop guard pauses {Verdict.tripsText o.Trips}, peaks {o.Peaks.Exchanges}/{o.Peaks.PerMinute}/{o.Peaks.Copies} ({secs} s)"

@@ -1,7 +1,9 @@
 /// The human in the loop on the real binaries: molecule-mcp against the local platform's requests inbox, the user
 /// acting through the console's routes (/admin/inbox) — an agent's approval decided and delivered back as a channel
 /// event; Claude Code's permission prompt (sent by a raw stdio client) relayed, denied and answered with its
-/// request_id, an expired one never answered; two agents ping-ponging paused by the loop guard and resumed by the user.
+/// request_id, an expired one never answered; two agents ping-ponging paused by the loop guard and resumed by the user;
+/// a pause that survives a kill -9 (the platform's open loop_guard request), and the start-up read of the pauses
+/// against a requests route absent, failing or slow.
 module Molecule.Tests.Host.HumanLoopTests
 
 open System
@@ -211,4 +213,26 @@ let ``a pair paused before molecule-mcp is killed -9 stays paused after the rest
         let! _ = third.Initialize()
         do! waitUntil (secs 20.0) "the backlog pushed" third.Describe (fun () -> (rawOfKind third "peer_agent").Length = 7)
         assertNoSecrets [ a.Token; b.Token; platform.AdminToken ] "stdout/stderr" [ first.StdoutText; first.Stderr; second.StdoutText; second.Stderr; third.StdoutText; third.Stderr ]
+    }
+
+/// The start-up read of the paused pairs against a platform whose requests routes are absent (404), failing (503) or
+/// slower than the read's 5 s bound: the start is not stalled (a message waiting before the start is pushed), the read
+/// is made once per open status and not repeated, and nothing is dropped.
+[<Fact>]
+let ``the start-up read of paused pairs against a requests route absent, failing or slow changes nothing else: the backlog is pushed, the read is not repeated`` () =
+    task {
+        use! platform = Platform.StartAsync()
+        for status, delayMs in [ 404, 0; 503, 0; 404, 8000 ] do
+            platform.ClearFaults()
+            let! ws = platform.CreateWorkspace $"read-{status}-{delayMs}"
+            let requests = $"/workspaces/{ws.Id}/requests"
+            platform.Fault { Molecule.Platform.FaultRule.make requests status with Method = Some "GET"; DelayMs = delayMs; Body = "{\"error\":\"not found\"}" }
+            let text = $"waiting before the start ({status}, {delayMs} ms)"
+            let! _ = platform.CanvasMessage(ws.Id, text)
+            use! agent = AgentProcess.StartAsync(agentEnv platform ws)
+            let! _ = agent.WaitNotification((fun n -> pushedText n = text), 20.0)
+            let! peek = agent.CallOk("inbox_peek", [ "limit", box 10 ])
+            Assert.Equal(1, (parseJson peek).AsArray().Count)
+            do! Threading.Tasks.Task.Delay(TimeSpan.FromSeconds 2.0)
+            Assert.Equal(2, platform.Faults.Requests("GET", requests))
     }
