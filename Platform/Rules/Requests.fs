@@ -318,6 +318,18 @@ let create (id: RequestId) (now: DateTimeOffset) (requester: WorkspaceId) (recip
 
         Ok { Request = r; Event = Created; Actor = Party.Agent requester }
 
+/// Two molecule-mcp processes serving one workspace judge the same messages, so both raise the loop guard's pause: a
+/// loop_guard request of `requester` is the open one it already raised with the same title, if there is one (the
+/// route answers that one instead of creating a second). Other requests are never merged.
+let twinOf (now: DateTimeOffset) (requester: WorkspaceId) (n: NewRequest) (raised: Request list) : Request option =
+    let twin (r: Request) =
+        r.Source = Source.LoopGuard
+        && r.Requester = Party.Agent requester
+        && r.Title = n.Title
+        && RequestStatus.isOpen (statusAt now r)
+
+    if n.Source = Source.LoopGuard then raised |> List.tryFind twin else None
+
 let private allowedFor (k: Kind) (s: RequestStatus) =
     match k, s with
     | Kind.Approval, (RequestStatus.Approved | RequestStatus.Rejected) -> true
@@ -429,6 +441,10 @@ let answer (now: DateTimeOffset) (c: Change) : Reply =
     | Responded
     | Cancelled -> Wire.reply 200 (Json.obj [ rid; status () ])
     | MessageAdded m -> Wire.reply 201 (Json.obj [ "message_id", Wire.idNode m.Id; rid; "status", Json.str "created" ])
+
+/// The answer of a create that found its twin (`twinOf`): 200 `{request_id, status}` of the request raised before.
+let answerTwin (now: DateTimeOffset) (r: Request) : Reply =
+    Wire.reply 200 (Json.obj [ "request_id", Wire.idNode r.Id; "status", Json.str (RequestStatus.text (statusAt now r)) ])
 
 /// The newest first, only those reading `filter` at `now`.
 let listed (now: DateTimeOffset) (filter: RequestStatus option) (rs: Request list) : Request list =

@@ -81,16 +81,21 @@ let private list (env: Env) (ctx: HttpContext) (scope: WorkspaceId -> RequestSco
 
 // ---------------------------------------------------------------- the workspace routes (an agent, spec §7.1)
 
-/// POST /workspaces/:id/requests → 201 {request_id, status:"pending"}.
+/// POST /workspaces/:id/requests → 201 {request_id, status:"pending"} (a loop-guard pause raised again while open: 200
+/// with the one raised before).
 let create (env: Env) (ctx: HttpContext) : Task<Reply> =
     gatedAsync strictLive env ctx (fun ws ->
         withParsed ctx parseCreate (fun n ->
             env.Store.Write(fun w ->
+                let now = env.Now()
                 let recipient = Party.agent n.Recipient |> Option.bind w.Workspace
 
-                match Requests.create (RequestId(newGuid ())) (env.Now()) ws.Id recipient n with
-                | Error e -> e
-                | Ok c -> commit env w c)))
+                match Requests.twinOf now ws.Id n (w.Requests(RaisedBy ws.Id)) with
+                | Some twin -> Requests.answerTwin now twin
+                | None ->
+                    match Requests.create (RequestId(newGuid ())) now ws.Id recipient n with
+                    | Error e -> e
+                    | Ok c -> commit env w c)))
 
 /// GET /workspaces/:id/requests?status= — raised by the workspace, newest first.
 let raised (env: Env) (ctx: HttpContext) : Task<Reply> = list env ctx RaisedBy

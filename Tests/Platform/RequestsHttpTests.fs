@@ -221,6 +221,27 @@ type RequestRoutes<'E when 'E :> IEngine and 'E: (new: unit -> 'E)>(fx: Platform
         }
 
     [<Fact>]
+    member _.``requests: a loop-guard pause raised twice while open (two processes of one workspace) is one request``() =
+        task {
+            let! _, a, _ = team ()
+            let body = """{"kind":"approval","recipient_type":"user","title":"Loop guard: Beta (b) sent 31 messages within a minute with no human turn. Resume the pair?","source":"loop_guard"}"""
+            let! first = c.Send("POST", $"/workspaces/{a.Id}/requests", body, a.Token)
+            let! second = c.Send("POST", $"/workspaces/{a.Id}/requests", body, a.Token)
+            Assert.Equal((201, 200), (first.Code, second.Code))
+            Assert.Equal(str first.Json "request_id", str second.Json "request_id")
+            let! other = c.Send("POST", $"/workspaces/{a.Id}/requests", body.Replace("loop_guard", "agent"), a.Token)
+            Assert.Equal(201, other.Code)
+            let! raised = c.Send("GET", $"/workspaces/{a.Id}/requests?status=pending", token = a.Token)
+            Assert.Equal(2, (idsOf raised).Length)
+            // once the user answered, a new pause is a new request
+            let firstId = str first.Json "request_id"
+            let! _ = c.Send("POST", $"/admin/inbox/{firstId}/respond", """{"action":"rejected"}""", admin)
+            let! again = c.Send("POST", $"/workspaces/{a.Id}/requests", body, a.Token)
+            Assert.Equal(201, again.Code)
+            Assert.NotEqual<string>(firstId, str again.Json "request_id")
+        }
+
+    [<Fact>]
     member _.``requests: the user answers through the console's routes; the requester gets one request_update per answer``() =
         task {
             let! lead, a, b = team ()

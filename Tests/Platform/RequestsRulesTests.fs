@@ -225,6 +225,29 @@ let ``rule: a new request is pending, delivered to its recipient agent and rung 
     )
 
 [<Fact>]
+let ``rule: a loop-guard pause raised again while its request is open is that request; nothing else is merged`` () =
+    let newGen =
+        gen {
+            let! source = Gen.elements Source.all
+            let! title = Gen.elements [ "Deploy v2?"; "Loop guard: Beta (b) sent 31 messages within a minute with no human turn. Resume the pair?" ]
+            return { Kind = Kind.Approval; Recipient = Party.User None; Title = title; Detail = None; Priority = "normal"; Source = source; ExpiresAt = None }
+        }
+
+    Check.One(
+        cfg 300,
+        Prop.forAll (Arb.fromGen (Gen.zip newGen (Gen.listOf (Gen.zip requestGen (Gen.elements [ true; false ]))))) (fun (n, raised) ->
+            let raised = raised |> List.map (fun (r, same) -> { r with Title = if same then n.Title else "other" })
+            let twins =
+                raised
+                |> List.filter (fun r ->
+                    r.Source = Source.LoopGuard && r.Requester = Party.Agent a && r.Title = n.Title && RequestStatus.isOpen (statusAt t0 r))
+
+            match twinOf t0 a n raised with
+            | Some r -> n.Source = Source.LoopGuard && List.contains r twins
+            | None -> n.Source <> Source.LoopGuard || twins.IsEmpty)
+    )
+
+[<Fact>]
 let ``requests: the feed shows a request_update row by its summary, for the agent it reached`` () =
     let r =
         { Id = RequestId(Guid.NewGuid()); Kind = Kind.Approval; Requester = Party.Agent a; Recipient = Party.User None
