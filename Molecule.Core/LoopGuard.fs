@@ -1,10 +1,11 @@
 /// The loop guard: a decider over the messages peers send this workspace. Agent teams loop — a pair re-posting the same
-/// stale result, or answering each other for ever with no person in between. Per peer it counts the messages since the
-/// last human turn (a message of the user, or the user resuming the pair), how many came within any 60 s, and how
-/// often the same payload came (normalised: whitespace, ids, times, dates and long numbers do not make two payloads
-/// differ; a short counter such as "batch 3 of 12" does). Past a bound the pair is paused: the guard suppresses the
-/// push of every further message of that peer (the message stays in the inbox, readable with inbox_peek) until the
-/// user resumes the pair. Pure: the agent performs what a trip asks for.
+/// stale result, or answering each other for ever with no person in between. Per peer it looks at the messages since
+/// the last human turn (a message of the user, or the user resuming the pair) that came within the last hour: how many,
+/// how many within the last minute, and how often the same payload came (normalised: whitespace, ids, times and long
+/// numbers do not make two payloads differ). Past a bound the pair is paused: the guard suppresses the push of every
+/// further message of that peer (the message stays in the inbox, readable with inbox_peek) until the user resumes the
+/// pair. The hour keeps a team that works on its own for days from tripping the count and the copies bounds by
+/// sheer length. Pure: the agent performs what a trip asks for.
 module Molecule.Core.LoopGuard
 
 open System
@@ -14,22 +15,28 @@ open Molecule.Protocol
 
 /// Why a pair was paused.
 type Trip =
-    /// The same (normalised) payload arrived this many times.
+    /// The same (normalised) payload arrived this many times within an hour.
     | Repeated of copies: int
-    /// This many messages arrived with no human turn in between.
+    /// This many messages arrived within an hour with no human turn in between.
     | Exchanged of count: int
     /// This many messages arrived within 60 s.
     | Flooded of perMinute: int
     /// Paused before this process started: the pair's loop_guard request is still open on the platform.
     | StillOpen
 
+/// One message of a peer as the guard remembers it.
+type Arrival =
+    { /// When it was sent (UTC ticks, the platform's clock; a time that cannot be read: the pair's newest).
+      At: int64
+      /// Its time could be read (only those count within the minute).
+      Timed: bool
+      /// Its normalised payload.
+      Key: string }
+
 /// One peer's messages since the last human turn.
 type Pair =
-    { Count: int
-      /// Arrival times (UTC ticks, the platform's clock) of the messages of the last minute, newest first.
-      Recent: int64 list
-      /// How often each normalised payload came.
-      Copies: Map<string, int>
+    { /// The messages of the last hour, newest first.
+      Arrivals: Arrival list
       /// Paused since this trip (and its messages suppressed) until the user resumes the pair.
       Paused: Trip option }
 
@@ -37,9 +44,7 @@ type State = { Pairs: Map<string, Pair> }
 
 let empty: State = { Pairs = Map.empty }
 
-let private fresh = { Count = 0; Recent = []; Copies = Map.empty; Paused = None }
-
-let private window = TimeSpan.TicksPerMinute
+let private fresh = { Arrivals = []; Paused = None }
 
 /// What the guard does with one message of a peer.
 type Verdict =
@@ -128,29 +133,32 @@ let private over (bound: int) (n: int) = bound > 0 && n > bound
 /// The guard is on: some bound is set.
 let isOn (bounds: LoopBounds) = bounds.MaxExchanges > 0 || bounds.MaxPerMinute > 0 || bounds.MaxRepeats > 0
 
-/// The trip a message past a bound causes (repeats first: the clearest reason), or None.
-let private tripOf (bounds: LoopBounds) (p: Pair) (copies: int) : Trip option =
+/// The trip the newest arrival causes (repeats first: the clearest reason), or None.
+let private tripOf (bounds: LoopBounds) (arrivals: Arrival list) : Trip option =
+    let newest = List.head arrivals
+    let copies = arrivals |> List.filter (fun a -> a.Key = newest.Key) |> List.length
+    let minute = arrivals |> List.filter (fun a -> a.Timed && a.At > newest.At - TimeSpan.TicksPerMinute) |> List.length
     if over bounds.MaxRepeats copies then Some(Repeated copies)
-    elif over bounds.MaxPerMinute p.Recent.Length then Some(Flooded p.Recent.Length)
-    elif over bounds.MaxExchanges p.Count then Some(Exchanged p.Count)
+    elif newest.Timed && over bounds.MaxPerMinute minute then Some(Flooded minute)
+    elif over bounds.MaxExchanges arrivals.Length then Some(Exchanged arrivals.Length)
     else None
 
-/// Judges one message of `peer` sent at `at` (None: a time that cannot be read counts as no time — the rate bound
-/// does not see it) and records it.
+/// A pair's arrivals with one more: what is older than an hour before it forgotten.
+let private arrive (text: string) (at: DateTimeOffset option) (arrivals: Arrival list) : Arrival list =
+    let newest = arrivals |> List.tryHead |> Option.map (fun a -> a.At) |> Option.defaultValue 0L
+    let a = { At = at |> Option.map (fun t -> t.UtcTicks) |> Option.defaultValue newest; Timed = at.IsSome; Key = normalise text }
+    a :: (arrivals |> List.filter (fun r -> r.At > a.At - TimeSpan.TicksPerHour && r.At <= a.At))
+
+/// Judges one message of `peer` sent at `at` (None: a time that cannot be read — counted with the pair's newest
+/// message, never within the minute) and records it.
 let judge (bounds: LoopBounds) (peer: string) (text: string) (at: DateTimeOffset option) (s: State) : Verdict * State =
     let p = defaultArg (s.Pairs.TryFind peer) fresh
-    let key = normalise text
-    let copies = 1 + defaultArg (p.Copies.TryFind key) 0
-    let recent =
-        match at with
-        | Some t -> t.UtcTicks :: (p.Recent |> List.filter (fun r -> r > t.UtcTicks - window && r <= t.UtcTicks))
-        | None -> p.Recent
-    let p = { p with Count = p.Count + 1; Recent = recent; Copies = p.Copies.Add(key, copies) }
+    let p = { p with Arrivals = arrive text at p.Arrivals }
     let verdict, p =
         match p.Paused with
         | Some trip -> Suppress(trip, false), p
         | None ->
-            match tripOf bounds p copies with
+            match tripOf bounds p.Arrivals with
             | Some trip -> Suppress(trip, true), { p with Paused = Some trip }
             | None -> Pass, p
     verdict, { s with Pairs = s.Pairs.Add(peer, p) }
@@ -173,8 +181,8 @@ let private inv (n: int) = n.ToString(Globalization.CultureInfo.InvariantCulture
 /// Why, in a few words.
 let reason (trip: Trip) =
     match trip with
-    | Repeated n -> $"the same message {inv n} times"
-    | Exchanged n -> $"{inv n} messages"
+    | Repeated n -> $"the same message {inv n} times within an hour"
+    | Exchanged n -> $"{inv n} messages within an hour"
     | Flooded n -> $"{inv n} messages within a minute"
     | StillOpen -> "messages that paused the pair before a restart"
 

@@ -43,11 +43,11 @@ type RuntimeIdentity =
 /// When the loop guard pauses a peer (LoopGuard.fs): the bounds on what one peer may send with no human turn in
 /// between (0 turns a bound off).
 type LoopBounds =
-    { /// Messages from one peer (MOLECULE_MCP_LOOP_MAX_EXCHANGES, default 100).
+    { /// Messages from one peer within an hour (MOLECULE_MCP_LOOP_MAX_EXCHANGES, default 100).
       MaxExchanges: int
       /// Messages from one peer within any 60 s (MOLECULE_MCP_LOOP_MAX_PER_MINUTE, default 30).
       MaxPerMinute: int
-      /// Copies of one payload (normalised: whitespace, digits, ids) from one peer (MOLECULE_MCP_LOOP_MAX_REPEATS,
+      /// Copies of one payload (LoopGuard.normalise) from one peer within an hour (MOLECULE_MCP_LOOP_MAX_REPEATS,
       /// default 8).
       MaxRepeats: int }
 

@@ -21,15 +21,18 @@ type private Event =
 
 let private peers = [ "p1"; "p2" ]
 
+/// Seconds between two messages: mostly a burst's, sometimes long enough to leave the last hour behind.
+let private gapGen = Gen.frequency [ 10, Gen.choose (0, 40); 1, Gen.choose (900, 4000) ]
+
 let private eventGen (texts: string list) =
     Gen.frequency
-        [ 12, Gen.map3 (fun p t a -> Message(p, t, a)) (Gen.elements peers) (Gen.elements texts) (Gen.choose (0, 40))
+        [ 12, Gen.map3 (fun p t a -> Message(p, t, a)) (Gen.elements peers) (Gen.elements texts) gapGen
           1, Gen.constant Human
           1, Gen.elements peers |> Gen.map Resume ]
 
 /// The oracle: for each message, whether it must be suppressed — its peer's pair was paused since a resume (or the
-/// start), or this message is past a bound among the peer's messages since the pair last started (the later of the
-/// last resume and the last human turn while the pair ran).
+/// start), or this message is past a bound among the peer's messages of the last hour since the pair last started (the
+/// later of the last resume and the last human turn while the pair ran).
 let private oracle (bounds: LoopBounds) (events: Event list) : bool list =
     let over bound n = bound > 0 && n > bound
     // per peer: (messages since the pair started: (normalised text, time) newest first, paused)
@@ -40,7 +43,7 @@ let private oracle (bounds: LoopBounds) (events: Event list) : bool list =
         | Message(p, text, secs) ->
             let at = clock + int64 secs * TimeSpan.TicksPerSecond
             let msgs, paused = defaultArg (state.TryFind p) ([], false)
-            let msgs = (LoopGuard.normalise text, at) :: msgs
+            let msgs = (LoopGuard.normalise text, at) :: msgs |> List.filter (fun (_, t) -> t > at - TimeSpan.TicksPerHour)
             let copies = msgs |> List.filter (fun (t, _) -> t = fst msgs.Head) |> List.length
             let inMinute = msgs |> List.filter (fun (_, t) -> t > at - TimeSpan.TicksPerMinute && t <= at) |> List.length
             let suppress =
@@ -162,6 +165,14 @@ let ``example: a peer re-posting one result is paused after the bound, held in t
     Assert.Contains(w.Envelopes, fun ev -> ev.Content.StartsWith "[loop guard] The user resumed")
     Assert.DoesNotContain(w.Envelopes, fun ev -> ev.Meta |> List.contains ("kind", "request_update"))
     Assert.Equal(22, (waiting w).Length)
+
+[<Fact>]
+let ``example: a pair working on its own for days never trips the defaults — 1,000 messages one every 2 minutes, "all tests pass" every tenth`` () =
+    let days = [ for i in 1..1000 -> Message("p1", (if i % 10 = 0 then "all tests pass" else $"result {i % 500} is ready"), 120) ]
+    Assert.DoesNotContain(true, run Config.defaultLoopBounds days)
+    // the same within one hour is a loop
+    let hour = [ for i in 1..200 -> Message("p1", $"result {i % 500} is ready", 15) ]
+    Assert.Contains(true, run Config.defaultLoopBounds hour)
 
 [<Fact>]
 let ``example: a human turn lets a working pair go on`` () =
