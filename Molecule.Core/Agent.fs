@@ -47,10 +47,9 @@ type Model =
       Lookups: Map<string, Mailbox.Letter list>
       /// Lookups that failed, and the uptime until which they are not tried again.
       Misses: Map<string, float>
-      /// The loop guard over peers' messages, and the messages it kept from being pushed (still in the inbox).
-      Guard: LoopGuard.State
-      /// Held message id → its peer.
-      Held: Map<string, string>
+      /// The loop guard over peers' messages, the messages it kept from being pushed (still in the inbox), and the
+      /// start-up reads of the pairs the platform holds paused.
+      Pairs: Pairs.State
       /// Claude Code's permission prompts relayed and not answered yet, by the prompt's id.
       Prompts: Map<string, Permissions.Waiting> }
 
@@ -112,8 +111,7 @@ let initMany (workspaces: (Config * Workspace.Boot) list) : Model =
       DiscoveredOrder = []
       Lookups = Map.empty
       Misses = Map.empty
-      Guard = LoopGuard.empty
-      Held = Map.empty
+      Pairs = Pairs.empty
       Prompts = Map.empty }
 
 /// The agent for one workspace.
@@ -159,7 +157,7 @@ let private notifyAll (letters: Mailbox.Letter list) (model: Model) : Model * Ef
 /// Pushes letters; one whose sender has no name yet waits for one registry lookup per peer (answered, failed or
 /// timed out within `lookupTimeoutSecs`), so that the first message of a peer is named too.
 let private push (letters: Mailbox.Letter list) (model: Model) : Model * Effect list =
-    if not model.Initialized || letters.IsEmpty then
+    if not model.Initialized || Pairs.reading model.Pairs || letters.IsEmpty then
         model, []
     else
         let known = names model
@@ -219,10 +217,6 @@ let private wake (model: Model) : Model * Effect list =
 // Updates the agent answers itself: permission prompts and the loop guard's pauses
 // ---------------------------------------------------------------------------------------------
 
-/// A one-line channel event of the agent's own (the loop guard's words).
-let private notice (kind: string) (peer: string) (text: string) : ChannelEvent =
-    { Content = text; Meta = [ "kind", kind; "peer_id", peer ] }
-
 /// A request update of the agent's own making (a relayed permission prompt, a loop-guard pause) is answered here and
 /// handled at once: never pushed, never waiting in the inbox.
 let private ownUpdate (m: InboxMessage) : RequestUpdate.Update option =
@@ -244,34 +238,29 @@ let private consume (m: InboxMessage) (u: RequestUpdate.Update) (model: Model) :
     | RequestUpdate.LoopGuard when u.Event = "responded" && u.Status = "approved" ->
         match LoopGuard.peerOfTitle u.Title with
         | Some peer ->
-            { model with Guard = LoopGuard.resume peer model.Guard; Held = model.Held |> Map.filter (fun _ p -> p <> peer) },
-            [ Log(Info, LoopGuard.resumedLine peer) ] @ (if model.Initialized then [ Notify(notice "loop_guard" peer (LoopGuard.resumedLine peer)) ] else [])
+            let pairs, effects = Pairs.resumed peer model.Initialized model.Pairs
+            { model with Pairs = pairs }, effects
         | None -> model, []
     | _ -> model, []
 
-/// The loop guard's look at one new message: a user's message is a human turn; a peer's is judged — a suppressed one
-/// is held, and the one that pauses its pair tells the agent and asks the user.
+/// The loop guard's look at one new message (Pairs.judge): true when it may be pushed.
 let private guard (ws: WorkspaceId) (l: Mailbox.Letter) (model: Model) : Model * Effect list * bool =
-    match l.Message.Kind with
-    | CanvasUser -> { model with Guard = LoopGuard.humanTurn model.Guard }, [], true
-    | PeerAgent when l.Message.PeerId <> "" ->
-        let config = model.Workspaces[ws].Config
-        let peer = l.Message.PeerId
-        match LoopGuard.judge config.LoopGuard peer l.Message.Text (Activity.parseTime l.Message.CreatedAt) model.Guard with
-        | LoopGuard.Pass, g -> { model with Guard = g }, [], true
-        | LoopGuard.Suppress(_, false), g -> { model with Guard = g; Held = model.Held.Add(l.Message.ActivityId, peer) }, [], false
-        | LoopGuard.Suppress(trip, true), g ->
-            let who = Channel.sender l.PlatformUrl (Mailbox.named (names model) l).Message |> fun s -> defaultArg s.Name "a peer agent"
-            let line = LoopGuard.pausedLine who peer trip
-            let ask =
-                Api.createRequest config
-                    { Kind = ApprovalRequest; Recipient = ToUser; Title = LoopGuard.requestTitle who peer trip; Detail = Some LoopGuard.requestDetail; Priority = Some "high" }
-                    [ "source", RequestUpdate.sourceName RequestUpdate.LoopGuard ]
-            { model with Guard = g; Held = model.Held.Add(l.Message.ActivityId, peer) },
-            [ Log(Warning, line); Send(Background(ws, RaiseGuard peer), ask) ]
-            @ (if model.Initialized then [ Notify(notice "loop_guard" peer line) ] else []),
-            false
-    | _ -> model, [], true
+    let who (l: Mailbox.Letter) = Channel.sender l.PlatformUrl (Mailbox.named (names model) l).Message |> fun s -> defaultArg s.Name "a peer agent"
+    let pairs, effects, ok = Pairs.judge model.Workspaces[ws].Config who model.Initialized l model.Pairs
+    { model with Pairs = pairs }, effects, ok
+
+/// The messages waiting to be announced: every one not held and not pushed yet in this run.
+let private backlog (model: Model) =
+    Mailbox.all model.Workspaces
+    |> List.filter (fun l -> not (Pairs.isHeld l.Message.ActivityId model.Pairs || model.Notified.ContainsKey l.Message.ActivityId))
+
+/// The answer to a start-up read of the pairs the platform holds paused: folded in; once every read is answered the
+/// backlog is announced (when the client is ready).
+let private pairsRead (ws: WorkspaceId) (status: string) (response: Response) (model: Model) : Model * Effect list =
+    let pairs, logs = Pairs.restored ws status response (Mailbox.all model.Workspaces) model.Pairs
+    let model = { model with Pairs = pairs }
+    let model, pushed = if Pairs.reading pairs then model, [] else push (backlog model) model
+    model, logs @ pushed
 
 /// New messages of a workspace: the agent's own updates answered and handled, the rest judged by the loop guard,
 /// pushed (after the effects that made them durable) and handed to waiting calls.
@@ -390,7 +379,7 @@ let private inboxTool (call: int64) (toolCall: ToolCall) (model: Model) : Model 
                 { withWorkspace ws model with
                     Notified = model.Notified.Remove activityId.Value
                     Renotified = model.Renotified.Remove activityId.Value
-                    Held = model.Held.Remove activityId.Value }
+                    Pairs = Pairs.handled activityId.Value model.Pairs }
             // effects begin with the durable write: the answer leaves after it.
             model, effects @ answer call (InboxTools.popped removed activityId)
     | WaitForMessage timeout ->
@@ -531,14 +520,18 @@ let private withArrivals (wsId: WorkspaceId) (model: Model) (f: Workspace.State 
 let private handle (msg: Msg) (model: Model) : Model * Effect list =
     match msg with
     | Start ->
-        model.Workspaces
-        |> Seq.fold
-            (fun (model, effects) kv ->
-                let ws, more = Workspace.start kv.Value
-                // files a restored ledger still waits for; announced with the rest once the client is ready
-                let ws, files, _ = Staging.uploads ws
-                withWorkspace ws model, effects @ more @ files)
-            (model, [])
+        let model, effects =
+            model.Workspaces
+            |> Seq.fold
+                (fun (model, effects) kv ->
+                    let ws, more = Workspace.start kv.Value
+                    // files a restored ledger still waits for; announced with the rest once the client is ready
+                    let ws, files, _ = Staging.uploads ws
+                    withWorkspace ws model, effects @ more @ files)
+                (model, [])
+        // the pairs paused before a restart are read before anything is pushed
+        let pairs, reads = Pairs.read (model.Workspaces |> Seq.map (fun kv -> kv.Value.Config) |> List.ofSeq) model.Pairs
+        { model with Pairs = pairs }, effects @ reads
     | Responded(Background(ws, Register), response, _) -> onWorkspace ws model (Workspace.onRegister response)
     | Responded(Background(ws, Heartbeat), response, sample) -> onWorkspace ws model (Workspace.onHeartbeat sample response)
     | Responded(Background(ws, WorkspaceProbe), response, _) -> onWorkspace ws model (Workspace.decide (Lifecycle.ProbeOutcome response))
@@ -547,6 +540,7 @@ let private handle (msg: Msg) (model: Model) : Model * Effect list =
     | Responded(Background(_, FetchUpload _), _, _) -> model, []
     | Responded(Background(_, Discover peer), response, _) -> discovered peer response model
     | Responded(Background(_, RaiseGuard peer), response, _) -> model, [ Log(Info, raised "loop guard approval" peer response) ]
+    | Responded(Background(ws, RestoreGuard status), response, _) -> pairsRead ws status response model
     | Responded(Background(_, RaisePermission id), response, _) -> relayed id response model
     | TimerFired(PermissionDeadline id, uptime) ->
         let model = { model with Uptime = uptime }
@@ -589,8 +583,8 @@ let private handle (msg: Msg) (model: Model) : Model * Effect list =
     | ClientInitialized when model.Initialized -> model, []
     | ClientInitialized ->
         // Messages that arrived before the handshake, or are still unpopped from an earlier run, are announced now.
-        let waiting = Mailbox.all model.Workspaces |> List.filter (fun l -> not (model.Held.ContainsKey l.Message.ActivityId))
-        push waiting { model with Initialized = true }
+        let model = { model with Initialized = true }
+        push (backlog model) model
     | ToolCalled(call, nonce, parsed) -> toolCalled call nonce parsed model
     | ToolCancelled call -> cancelled call model
     | ProgressRequested(call, tool) -> progressRequested call tool model

@@ -140,6 +140,7 @@ let private happened (s: Sender) (u: RequestUpdate.Update) =
     | "created" -> $"new {kind} request for you from {actor s u}"
     | "message" -> $"{actor s u} asks about your request"
     | "cancelled" -> $"cancelled by {actor s u}"
+    | "nudge" -> $"reminder: this {kind} request still waits for your answer"
     | _ -> $"{singleLine u.Status} by {actor s u}"
 
 /// The first line of the content: who sent it.
@@ -169,9 +170,11 @@ let replyHint (s: Sender) (arrival: WorkspaceId option) (msg: InboxMessage) : st
         let rid = $"request_id: {quotable u.RequestId}"
         let via = match arrival with Some ws -> $", source_workspace_id: \"{ws.Value}\"" | None -> ""
         match u.Event with
-        | "created" when u.Kind = "approval" ->
+        | "created"
+        | "nudge" when u.Kind = "approval" ->
             $"\u21a9 Reply: respond_to_request({{{rid}, action: \"approved\" or \"rejected\"{via}}}), or ask first: add_request_message({{{rid}, body: \"...\"{via}}})"
-        | "created" ->
+        | "created"
+        | "nudge" ->
             $"\u21a9 Reply: respond_to_request({{{rid}, action: \"done\" or \"rejected\"{via}}}) once it is done, or ask first: add_request_message({{{rid}, body: \"...\"{via}}})"
         | "message" -> $"\u21a9 Reply: add_request_message({{{rid}, body: \"...\"{via}}}), then {pop}"
         | _ -> $"\u21a9 No reply needed: act on the outcome, then {pop}"

@@ -26,7 +26,7 @@ let run (ctx: ToolContext) (toolCall: ToolCall) : Program<ToolOutput> option =
         | GetWorkspaceInfo -> Some(PeersTools.getWorkspaceInfo ctx)
         | DelegateTask(target, task) -> Some(DelegationTools.delegateTask ctx target task)
         | DelegateTaskAsync(target, task) -> Some(DelegationTools.delegateTaskAsync ctx target task)
-        | CheckTaskStatus taskId -> Some(DelegationTools.checkTaskStatus ctx taskId)
+        | CheckTaskStatus taskId -> Some(TaskStatusTools.checkTaskStatus ctx taskId)
         | SendMessageToUser(message, attachments) -> Some(MessagingTools.sendMessageToUser ctx message attachments)
         | CommitMemory(content, scope) -> Some(MemoryTools.commitMemory ctx content scope)
         | RecallMemory(query, scope) -> Some(MemoryTools.recallMemory ctx query scope)

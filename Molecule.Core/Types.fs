@@ -343,6 +343,8 @@ type Job =
     | Discover of peerId: string
     /// Asks the user whether to resume a pair the loop guard paused (a `loop_guard` approval).
     | RaiseGuard of peerId: string
+    /// Reads the workspace's own loop_guard requests of one open status at start (pairs paused before a restart).
+    | RestoreGuard of status: string
     /// Relays a Claude Code permission prompt as a `permission_relay` approval.
     | RaisePermission of promptId: string
 

@@ -91,7 +91,7 @@ let acknowledge (ws: State) : State * Effect list =
     if not (inboxActive ws) then
         ws, []
     else
-        let intake, request = Intake.ackRequest ws.Config ws.Ledger ws.Intake
+        let intake, request = Acks.next ws.Config ws.Ledger ws.Intake
         { ws with Intake = intake }, (request |> Option.map (send ws Ack) |> Option.toList)
 
 /// Starts the next fetch unless one is in flight (then it is coalesced into one more) or the route waits for its
@@ -119,7 +119,7 @@ let onPoll (uptime: float) (sample: float) (response: Response) (ws: State) : St
     ws, persisted @ o.Effects @ more @ acks, delivered o.Events |> List.filter (Uploads.isPending >> not)
 
 let onAck (uptime: float) (sample: float) (response: Response) (ws: State) : State * Effect list =
-    let o = Intake.onAck ws.Config uptime sample response ws.Ledger ws.Intake
+    let o = Acks.onAnswer ws.Config uptime sample response ws.Ledger ws.Intake
     let ws, persisted = apply o.Events { ws with Intake = o.State }
     let ws, more = if o.FetchNow then fetch ws else ws, []
     let ws, again = acknowledge ws
@@ -129,7 +129,7 @@ let onAck (uptime: float) (sample: float) (response: Response) (ws: State) : Sta
 let retry (job: Job) (ws: State) : State * Effect list =
     match job with
     | Poll -> fetch { ws with Intake = Intake.fetchDue ws.Intake }
-    | Ack -> acknowledge { ws with Intake = Intake.ackDue ws.Intake }
+    | Ack -> acknowledge { ws with Intake = Acks.due ws.Intake }
     | _ -> ws, []
 
 /// The agent handled a message: the pop is durable before anything reports it, then acknowledged, and a paused

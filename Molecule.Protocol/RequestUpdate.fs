@@ -1,6 +1,7 @@
 /// What a `request_update` activity row says about a request (tasks and approvals, delivery spec §7.1 and the
 /// issue-18 contract): the platform writes one on the agent's workspace when someone else responds to, asks about
-/// or cancels a request of the agent, or creates one for it. Read and written only here (the platform may write it
+/// or cancels a request of the agent, or creates one for it, and a `nudge` when a request addressed to the agent has
+/// waited (spec §7.1's sweeper). Read and written only here (the platform may write it
 /// with `json`, the agent reads it with `ofBody`). Total: never throws.
 module Molecule.Protocol.RequestUpdate
 
@@ -29,17 +30,17 @@ let sourceOf (name: string) =
 
 type Update =
     { RequestId: string
-      /// created | responded | message | cancelled
+      /// created | responded | message | cancelled | nudge (a reminder of a request still waiting for the agent's answer)
       Event: string
       /// The request's status after the change (pending, info_requested, approved, rejected, done, cancelled, expired).
       Status: string
       /// task | approval
       Kind: string
       Title: string
-      /// user | agent
+      /// user | agent | platform (a nudge)
       ActorType: string
       ActorId: string option
-      /// The clarification text (`message`) or the detail (`created`).
+      /// The clarification text (`message`) or the detail (`created`, `nudge`).
       Body: string option
       Source: Source }
 

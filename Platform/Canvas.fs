@@ -15,7 +15,7 @@ open Microsoft.AspNetCore.Routing
 /// File name → content type of every asset the page consists of (also the embedded resource names).
 let assets: (string * string) list =
     [ "index.html", "text/html; charset=utf-8"
-      for m in [ "canvas"; "core"; "tree"; "chat"; "workspace"; "dialogs"; "tokens"; "memories"; "feed"; "delegations"; "requests"; "live" ] do
+      for m in [ "canvas"; "core"; "tree"; "chat"; "workspace"; "dialogs"; "tokens"; "memories"; "feed"; "delegations"; "requests"; "approvals"; "live" ] do
           m + ".js", "text/javascript; charset=utf-8"
       "canvas.css", "text/css; charset=utf-8"
       "console.css", "text/css; charset=utf-8" ]

@@ -1,5 +1,6 @@
 /// In-process broadcast of platform events: the admin canvas stream (GET /events) and the per-workspace
-/// doorbell streams (GET /workspaces/:id/events/stream).
+/// doorbell streams (GET /workspaces/:id/events/stream). On a store shared with other platform processes
+/// (`relayed`), every event committed here also reaches their subscribers, whatever this process's are.
 namespace Molecule.Platform
 
 open System
@@ -7,7 +8,7 @@ open System.Collections.Generic
 open System.Threading.Channels
 module Json = Molecule.Protocol.Json
 
-type EventHub() =
+type EventHub(relayed: bool) =
     let gate = obj ()
     let subscribers = ResizeArray<Channel<PlatformEvent>>()
     let workspaceSubscribers = Dictionary<WorkspaceId, ResizeArray<Channel<PlatformEvent>>>()
@@ -40,8 +41,12 @@ type EventHub() =
     /// The workspaces with an open stream in this process.
     member _.ListeningWorkspaces: WorkspaceId list = lock gate (fun () -> List.ofSeq workspaceSubscribers.Keys)
 
-    /// True while at least one canvas stream (GET /events) is open.
-    member _.CanvasListening = lock gate (fun () -> subscribers.Count > 0)
+    /// The hub of a platform whose events stay in this process (one process on its store).
+    new() = EventHub(false)
+
+    /// True when a canvas stream (GET /events) may see this process's events: one is open here, or the events are
+    /// relayed (another process's canvases are not counted here, so they are always assumed).
+    member _.CanvasListening = relayed || lock gate (fun () -> subscribers.Count > 0)
 
     member _.Subscribe() : Channel<PlatformEvent> =
         let c =

@@ -141,6 +141,7 @@ internal sealed partial class DemoRun(TextWriter output, string? keptDir) : IAsy
             await MultiWorkspaceAsync(ct).ConfigureAwait(false);
             await DeletionAsync(ct).ConfigureAwait(false);
             Step("Cleanup");
+            await LoopGuardQuietAsync(ct).ConfigureAwait(false);
             await CleanupAsync().ConfigureAwait(false);
             Ok(keptDir is null
                 ? "clients closed, agent processes ended, platform stopped, temporary directory removed"
@@ -186,6 +187,21 @@ internal sealed partial class DemoRun(TextWriter output, string? keptDir) : IAsy
             yield return "  Put them on PATH for this shell: export PATH=\"" + string.Join(Path.PathSeparator, missing) + Path.PathSeparator + "$PATH\""
                          + " (or install both as .NET tools: README, Install).";
         yield return "  Run your own: `molecule-platform platform`, then `molecule-platform workspace create --name NAME` and paste the printed line.";
+    }
+
+    /// <summary>
+    /// The agents run with the loop guard at its defaults (or the caller's MOLECULE_MCP_LOOP_MAX_*): normal work pauses
+    /// no pair, so the platform holds no loop_guard request; one that does names the pair and why.
+    /// </summary>
+    private async Task LoopGuardQuietAsync(CancellationToken ct)
+    {
+        var inbox = await _admin!.GetAsync("/admin/inbox", ct).ConfigureAwait(false);
+        var paused = (inbox?["requests"] as JsonArray ?? [])
+            .Where(r => AdminClient.Str(r, "source") == "loop_guard")
+            .Select(r => AdminClient.Str(r, "title") ?? "?")
+            .ToList();
+        Require(paused.Count == 0, "the loop guard paused a pair of agents: " + string.Join("; ", paused));
+        Ok("loop guard: no pair of agents paused (no loop_guard request on the platform)");
     }
 
     private void DumpStderr()

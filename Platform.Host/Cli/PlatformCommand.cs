@@ -52,6 +52,14 @@ public static class PlatformCommand
         var options = Server.PlatformOptionsModule.named(instanceGiven!, Server.PlatformOptionsModule.onDatabase(database!,
             Server.PlatformOptionsModule.create(dataDir, host, port, settings.EnableFaults, settings.OpenRegistration,
                 settings.AllowedHosts, settings.Limits, Log, ConnectionLines.BinaryPath())));
+        try
+        {
+            options = Server.PlatformOptionsModule.withNudgeVariables(name => Environment.GetEnvironmentVariable(name) ?? "", options);
+        }
+        catch (ArgumentException e)
+        {
+            throw new CliException(e.Message.Split(" (Parameter")[0]);
+        }
         sink.Instance = Server.instanceOf(options);
         Log(database is null
             ? $"instance {sink.Instance} starting on {host}:{port} with data dir {dataDir}"

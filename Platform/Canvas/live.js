@@ -120,5 +120,6 @@ export async function startEvents(onReconnect, restart) {
   });
 
   ['DELEGATION_SENT', 'DELEGATION_STATUS', 'DELEGATION_COMPLETE', 'DELEGATION_FAILED'].forEach((t) => handle(t, delegationsChanged));
-  ['REQUEST_CREATED', 'REQUEST_RESPONDED', 'REQUEST_MESSAGE', 'REQUEST_CANCELLED'].forEach((t) => handle(t, requestsChanged));
+  ['REQUEST_CREATED', 'REQUEST_RESPONDED', 'REQUEST_MESSAGE', 'REQUEST_CANCELLED', 'APPROVAL_REQUESTED',
+    'APPROVAL_APPROVED', 'APPROVAL_DENIED', 'APPROVAL_WITHDRAWN'].forEach((t) => handle(t, requestsChanged));
 }

@@ -2,16 +2,20 @@
 // filters by status and workspace, a thread per request, and the user's answers — approve / reject / done, "ask for
 // details" (a message from the user) — through the console's own routes (/admin/inbox/…, actor "user"). Tool
 // permission prompts relayed from Claude Code (source permission_relay) show the tool and its preview and read
-// "expired" past expires_at; loop-guard requests are paused agent pairs with Resume / Keep paused. Kept live by the
-// REQUEST_* events (live.js calls requestsChanged).
+// "expired" past expires_at; loop-guard requests are paused agent pairs with Resume / Keep paused. Approvals (spec
+// §7.2, approvals.js) are items of the same list, decided with Approve / Deny. Kept live by the REQUEST_* and
+// APPROVAL_* events (live.js calls requestsChanged).
 import { state, $, el, clear, api, emit, on, nameOf, fmtTime } from './core.js';
+import {
+  APPROVAL_LABELS, isApproval, loadApprovals, approvalAnswers, decideApproval, approvalMeta, approvalNote,
+} from './approvals.js';
 
 const OPEN = ['pending', 'info_requested'];
 const STATUS_LABELS = {
   pending: 'pending', info_requested: 'asking for details', approved: 'approved', rejected: 'rejected',
-  done: 'done', cancelled: 'cancelled', expired: 'expired',
+  done: 'done', cancelled: 'cancelled', expired: 'expired', ...APPROVAL_LABELS,
 };
-const STATUS_ORDER = ['pending', 'info_requested', 'approved', 'done', 'rejected', 'cancelled', 'expired'];
+const STATUS_ORDER = ['pending', 'info_requested', 'approved', 'done', 'rejected', 'denied', 'cancelled', 'withdrawn', 'expired'];
 
 const view = { requests: [], selected: null, thread: null, open: false, timer: null, busy: false };
 
@@ -81,6 +85,7 @@ function statusBadge(status) {
 }
 
 function sourceChip(r) {
+  if (isApproval(r)) return el('span', 'chip chip-approval', 'approval');
   if (r.source === 'permission_relay') return el('span', 'chip chip-permission', 'tool permission');
   if (r.source === 'loop_guard') return el('span', 'chip chip-paused', 'paused pair');
   return el('span', 'chip', r.kind);
@@ -98,6 +103,7 @@ function listItem(r) {
   li.dataset.id = r.id;
   li.dataset.status = statusNow(r);
   li.dataset.source = r.source;
+  li.dataset.type = isApproval(r) ? 'approval' : 'request';
   li.setAttribute('aria-selected', String(r.id === view.selected));
   li.tabIndex = r.id === view.selected ? 0 : -1;
   const head = el('div', 'feed-head');
@@ -156,12 +162,14 @@ function listKeys(ev) {
 // ------------------------------------------------------------------ the thread
 
 function answers(r) {
+  if (isApproval(r)) return approvalAnswers();
   if (r.source === 'loop_guard') return [['approved', 'Resume'], ['rejected', 'Keep paused']];
   if (r.kind === 'approval') return [['approved', 'Approve'], ['rejected', 'Reject']];
   return [['done', 'Done'], ['rejected', 'Reject']];
 }
 
 function metaLine(r) {
+  if (isApproval(r)) return approvalMeta(r, fmtTime);
   const parts = [`${r.kind} from ${partyName(r.requester_type, r.requester_id)}`,
     `to ${partyName(r.recipient_type, r.recipient_id)}`, `asked ${fmtTime(r.created_at)}`];
   if (r.expires_at) parts.push((statusNow(r) === 'expired' ? 'expired ' : 'expires ') + fmtTime(r.expires_at));
@@ -189,20 +197,21 @@ function renderActions(r) {
   clear(box);
   const answerable = forUser(r) && isOpen(r);
   answers(r).forEach(([action, label]) => {
-    const b = el('button', action === 'rejected' ? 'danger small' : 'primary small', label);
+    const b = el('button', action === 'rejected' || action === 'denied' ? 'danger small' : 'primary small', label);
     b.type = 'button';
     b.dataset.action = action;
     b.addEventListener('click', () => respond(r.id, action, label));
     box.appendChild(b);
   });
   box.hidden = !answerable;
-  $('thread-ask').hidden = !answerable;
+  $('thread-ask').hidden = !answerable || isApproval(r);
   const note = $('thread-note');
   if (forUser(r) && statusNow(r) === 'expired') note.textContent = r.source === 'permission_relay'
     ? 'Expired: the agent\'s terminal has moved on; an answer now would not reach it.'
     : 'Expired: it can no longer be answered.';
   else if (!forUser(r)) note.textContent = `Addressed to ${partyName(r.recipient_type, r.recipient_id)}: only that agent answers it.`;
-  else if (!answerable) note.textContent = `This request is ${STATUS_LABELS[statusNow(r)] || statusNow(r)}.`;
+  else if (!answerable) note.textContent = `This ${isApproval(r) ? 'approval' : 'request'} is ${STATUS_LABELS[statusNow(r)] || statusNow(r)}.`;
+  else if (isApproval(r)) note.textContent = approvalNote(r);
   else if (r.source === 'loop_guard') note.textContent = 'Resume lets the pair exchange messages again; Keep paused leaves their messages waiting in the inbox.';
   else if (r.source === 'permission_relay') note.textContent = 'Approve allows this tool call once; Reject denies it.';
   else note.textContent = '';
@@ -215,7 +224,9 @@ function renderThread() {
   if (!r) return;
   box.dataset.id = r.id;
   box.dataset.status = statusNow(r);
-  $('thread-title').textContent = r.source === 'permission_relay' ? 'Tool permission: ' + r.title : r.title;
+  box.dataset.type = isApproval(r) ? 'approval' : 'request';
+  $('thread-title').textContent = r.source === 'permission_relay' ? 'Tool permission: ' + r.title
+    : (isApproval(r) ? 'Approval: ' + r.title : r.title);
   const status = $('thread-status');
   clear(status);
   status.appendChild(statusBadge(statusNow(r)));
@@ -231,6 +242,8 @@ function renderThread() {
 async function loadThread() {
   const id = view.selected;
   if (!id) { view.thread = null; renderThread(); return; }
+  const item = view.requests.find((r) => r.id === id);
+  if (item && isApproval(item)) { view.thread = { request: item, messages: [] }; renderThread(); return; }
   try {
     const t = await api('GET', '/admin/inbox/' + encodeURIComponent(id));
     if (view.selected === id) { view.thread = t; renderThread(); }
@@ -260,7 +273,9 @@ async function respond(id, action, label) {
   view.busy = true;
   $('thread-error').textContent = '';
   try {
-    await api('POST', '/admin/inbox/' + encodeURIComponent(id) + '/respond', { action });
+    const item = view.requests.find((r) => r.id === id);
+    if (item && isApproval(item)) await decideApproval(item, action);
+    else await api('POST', '/admin/inbox/' + encodeURIComponent(id) + '/respond', { action });
     $('thread-status-text').textContent = `${label}: answered.`;
   } catch (e) {
     $('thread-error').textContent = `Not answered: ${e.message}`;
@@ -293,7 +308,9 @@ async function ask(ev) {
 export async function reload() {
   try {
     const answer = await api('GET', '/admin/inbox');
-    view.requests = answer && Array.isArray(answer.requests) ? answer.requests : [];
+    const requests = answer && Array.isArray(answer.requests) ? answer.requests : [];
+    const approvals = await loadApprovals();
+    view.requests = requests.concat(approvals).sort((a, b) => Date.parse(b.created_at) - Date.parse(a.created_at));
   } catch (_) { return; /* a 401 signs out; the next event catches up */ }
   renderCounts();
   if (!view.open) return;

@@ -131,3 +131,30 @@ let announcements (parent: WorkspaceId option) (a: Approval) : Announcement list
         let kind = if a.Status = ApprovalStatus.Approved then "APPROVAL_APPROVED" else "APPROVAL_DENIED"
         [ on a.WorkspaceId kind [ aid (); "decision", Json.str (ApprovalStatus.text a.Status); "decided_by", Json.optStr a.DecidedBy ] ]
     | ApprovalStatus.Withdrawn -> [ on a.WorkspaceId "APPROVAL_WITHDRAWN" [ aid (); "decided_by", Json.optStr a.DecidedBy ] ]
+
+// ---------------------------------------------------------------- the console (the user decides)
+
+/// Who the console's decisions are by when the body names no one.
+[<Literal>]
+let UserDecider = "user"
+
+/// The user's decision from the console on a stored approval, whatever workspace asked: `decide` on that workspace
+/// with `decided_by` defaulting to "user".
+let decideByUser (now: DateTimeOffset) (stored: Approval option) (body: JsonObject) : Result<Approval, Reply> =
+    let ws = stored |> Option.map (fun a -> a.WorkspaceId) |> Option.defaultValue (WorkspaceId Guid.Empty)
+    decide now ws UserDecider stored body
+
+/// An approval as the console's team list shows it: `toJson` with the asking workspace and the context.
+let teamJson (a: Approval) : JsonObject =
+    let o = toJson a
+    o["workspace_id"] <- Wire.idNode a.WorkspaceId
+    o["context"] <- Json.optStr a.Context
+    o
+
+/// The newest first (ties by id).
+let newestFirst (approvals: Approval list) : Approval list =
+    approvals |> List.sortByDescending (fun a -> a.CreatedAt, a.Id.Text)
+
+/// How many approvals read each status (every status, zeros included).
+let counts (approvals: Approval list) : (ApprovalStatus * int) list =
+    [ for s in ApprovalStatus.all -> s, approvals |> List.filter (fun a -> a.Status = s) |> List.length ]

@@ -70,7 +70,8 @@ let tables: Table list =
       { Name = "requests"
         Columns =
           [ "id"; "kind"; "requester_type"; "requester_id"; "recipient_type"; "recipient_id"; "title"; "detail"; "status"
-            "responder_type"; "responder_id"; "priority"; "source"; "expires_at"; "created_at"; "updated_at"; "responded_at" ] }
+            "responder_type"; "responder_id"; "priority"; "source"; "expires_at"; "created_at"; "updated_at"; "responded_at"
+            "last_nudged_at" ] }
       { Name = "request_messages"
         Columns = [ "id"; "request_id"; "author_type"; "author_id"; "body"; "created_at" ] }
       { Name = "approvals"

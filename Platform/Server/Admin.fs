@@ -219,18 +219,19 @@ let cutStreams (env: Env) (ctx: HttpContext) : Task<Reply> =
 
 // ---------------------------------------------------------------- periodic passes
 
-/// One liveness sweep with the platform clock; publishes WORKSPACE_AWAITING_AGENT; returns the changed ids.
+/// One liveness sweep with the platform clock (each change a compare-and-set on what it read); publishes
+/// WORKSPACE_AWAITING_AGENT; returns the changed ids.
 let sweepOnce (env: Env) : WorkspaceId list =
     env.Store.Write(fun w ->
         let now = env.Now()
 
         [ for ws in w.Workspaces() do
               match Liveness.sweep now ws with
-              | Some updated ->
-                  w.SaveWorkspace updated
+              // a heartbeat that committed since the read (another instance's) wins: the workspace stays as it made it
+              | Some updated when w.SaveWorkspaceIf(updated, ws) ->
                   announce env w (Announcements.statusChanged ws.Id updated.Status)
                   yield ws.Id
-              | None -> () ])
+              | _ -> () ])
 
 /// One retention pass (spec §4.1) with the platform clock; returns how many rows were deleted.
 let pruneOnce (env: Env) : int =

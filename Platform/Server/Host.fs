@@ -56,6 +56,12 @@ type PlatformOptions =
       AllowedHosts: string list
       /// Per-token limits of every route an agent token can drive (RateLimit.Limits.defaults).
       RateLimits: RateLimit.Limits
+      /// A request open and unchanged this long on an idle agent recipient is nudged (default 10 min, spec §7.1).
+      NudgeAfter: TimeSpan
+      /// A request is nudged again only this long after its last nudge (default 1 h).
+      NudgeEvery: TimeSpan
+      /// How often the nudge sweeper runs; the first run is one interval after start (default 5 min).
+      NudgeInterval: TimeSpan
       /// The platform log: start warnings, refused requests and registrations, events with names (default: none).
       Log: (string -> unit) option
       /// The molecule-mcp command printed in connection lines (default `molecule-mcp`).
@@ -80,6 +86,9 @@ module PlatformOptions =
           OpenRegistration = false
           AllowedHosts = []
           RateLimits = RateLimit.Limits.defaults
+          NudgeAfter = Nudges.Settings.defaults.After
+          NudgeEvery = Nudges.Settings.defaults.Every
+          NudgeInterval = Nudges.Settings.defaultInterval
           Log = None
           McpBinary = "molecule-mcp"
           Instance = None }
@@ -110,6 +119,16 @@ module PlatformOptions =
     /// For C# hosts: these options with an instance name (null or blank: the default, `<host name>-<pid>`).
     let named (instance: string) (options: PlatformOptions) : PlatformOptions =
         { options with Instance = (if String.IsNullOrWhiteSpace instance then None else Some instance) }
+
+    /// For C# hosts: the nudge thresholds from the environment (`MOLECULE_PLATFORM_NUDGE_AFTER_SECS`,
+    /// `…_EVERY_SECS`, `…_INTERVAL_SECS`); an invalid value throws ArgumentException naming it.
+    let withNudgeVariables (variable: Func<string, string>) (o: PlatformOptions) : PlatformOptions =
+        let lookup name = Option.ofObj (variable.Invoke name)
+        let current = { Nudges.Settings.After = o.NudgeAfter; Nudges.Settings.Every = o.NudgeEvery }
+
+        match Nudges.ofVariables lookup current o.NudgeInterval with
+        | Ok(s, interval) -> { o with NudgeAfter = s.After; NudgeEvery = s.Every; NudgeInterval = interval }
+        | Error e -> invalidArg "variable" e
 
     /// For C# hosts: on the database `database` names (a `postgres://` URL), or SQLite in the data directory when
     /// it is null or empty.
@@ -153,6 +172,7 @@ type RunningPlatform
         http: HttpClient,
         sweep: unit -> WorkspaceId list,
         prune: unit -> int,
+        nudge: unit -> int,
         routes: (string * string) list,
         instance: string,
         metrics: Metrics.Registry
@@ -178,6 +198,9 @@ type RunningPlatform
 
     /// Runs one activity retention pass now with the platform clock; returns how many rows were deleted.
     member _.PruneNow() : int = prune ()
+
+    /// Runs one nudge pass now with the platform clock; returns how many requests were nudged.
+    member _.NudgeNow() : int = nudge ()
 
     /// Waits until every background delegation started so far has finished (tests).
     member _.IdleAsync() : Task =
@@ -339,6 +362,8 @@ let private routeTable (env: Env) (enableFaults: bool) : (string * string * Requ
       "GET", "/admin/inbox/{requestId}", json (RequestRoutes.teamThread env)
       "POST", "/admin/inbox/{requestId}/respond", json (RequestRoutes.userRespond env)
       "POST", "/admin/inbox/{requestId}/messages", json (RequestRoutes.userMessage env)
+      "GET", "/admin/approvals", json (RequestRoutes.teamApprovals env)
+      "POST", "/admin/approvals/{approvalId}/decide", json (RequestRoutes.userDecideApproval env)
       // fault injection over HTTP only when asked for (tests); otherwise these paths fall through to 404
       if enableFaults then
           "POST", "/admin/faults", json (AdminRoutes.addFault env)
@@ -444,7 +469,7 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
         let dataDir = Path.GetFullPath options.DataDir
         Notices.atStart options.Host options.Port options.OpenRegistration options.EnableFaults |> List.iter (defaultArg options.Log ignore)
         let admin = loadAdminToken dataDir
-        let hub = EventHub()
+        let hub = EventHub(options.Database <> Embedded) // a shared database's events reach other instances' canvases
         let store = openStore options dataDir hub
         let stopping = new CancellationTokenSource()
         let env = environment options store admin hub stopping.Token
@@ -464,12 +489,16 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
             (env.Metrics :> IDisposable).Dispose()
             raise (InvalidOperationException($"the platform could not listen on {options.Host}:{options.Port}: {e.Message}", e))
 
+        let nudges: Nudges.Settings = { After = options.NudgeAfter; Every = options.NudgeEvery }
+
         let sweeper =
             Task.WhenAll(
                 Middleware.every env options.SweepInterval "liveness sweep" (fun () ->
                     store.Exclusively("liveness sweep", fun () -> AdminRoutes.sweepOnce env |> ignore) |> ignore),
                 Middleware.every env options.RetentionInterval "activity retention" (fun () ->
-                    store.Exclusively("activity retention", fun () -> AdminRoutes.pruneOnce env |> ignore) |> ignore)
+                    store.Exclusively("activity retention", fun () -> AdminRoutes.pruneOnce env |> ignore) |> ignore),
+                Middleware.every env options.NudgeInterval "nudge sweep" (fun () ->
+                    store.Exclusively("nudge sweep", fun () -> RequestRoutes.nudgeOnce env nudges |> ignore) |> ignore)
             )
 
         return
@@ -487,6 +516,7 @@ let startWith (configure: WebApplication -> unit) (options: PlatformOptions) : T
                 env.Http,
                 (fun () -> AdminRoutes.sweepOnce env),
                 (fun () -> AdminRoutes.pruneOnce env),
+                (fun () -> RequestRoutes.nudgeOnce env nudges),
                 servedRoutes app,
                 env.Instance,
                 env.Metrics

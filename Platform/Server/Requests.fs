@@ -212,3 +212,56 @@ let decideApproval (env: Env) (ctx: HttpContext) : Task<Reply> =
 /// POST /workspaces/:id/approvals/:approvalId/withdraw (its creator only).
 let withdrawApproval (env: Env) (ctx: HttpContext) : Task<Reply> =
     gated strictLive env ctx (fun ws -> approvalChange env ctx (fun _ stored -> Approvals.withdraw (env.Now()) ws.Id stored))
+
+/// GET /admin/approvals?workspace_id= → {approvals, counts}: the newest approvals of every workspace of the team (or
+/// of one), newest first, each with its `workspace_id` and `context`, and how many read each status.
+let teamApprovals (env: Env) (ctx: HttpContext) : Task<Reply> =
+    adminHandler env ctx (fun () ->
+        match query ctx "workspace_id" |> Option.filter (String.IsNullOrWhiteSpace >> not) with
+        | Some text when (parseWorkspaceId text).IsNone -> bad "workspace_id must be a workspace UUID"
+        | wsText ->
+            let only = wsText |> Option.bind parseWorkspaceId
+
+            let all =
+                env.Store.Read(fun r ->
+                    [ for w in r.Workspaces() do
+                          if only |> Option.forall ((=) w.Id) then
+                              yield! r.Approvals w.Id ])
+
+            let shown = Approvals.newestFirst all
+
+            ok (
+                Json.obj
+                    [ "approvals", Json.arr [ for a in shown -> Approvals.teamJson a :> JsonNode ]
+                      "counts", Json.obj [ for (s, n) in Approvals.counts shown -> Approvals.ApprovalStatus.text s, Json.num n ] ]
+            ))
+
+/// POST /admin/approvals/:approvalId/decide {decision, decided_by?}: the user decides (decided_by defaults to "user").
+let userDecideApproval (env: Env) (ctx: HttpContext) : Task<Reply> =
+    gatedAsync adminGate env ctx (fun () ->
+        withBody ctx (fun body ->
+            approvalChange env ctx (fun _ stored -> Approvals.decideByUser (env.Now()) stored body)))
+
+// ---------------------------------------------------------------- the nudge sweeper (spec §7.1)
+
+/// One nudge pass at the platform's time: each request `Nudges.due` names gets its nudge row on its recipient agent
+/// and its last_nudged_at, in one transaction; returns how many were nudged.
+let nudgeOnce (env: Env) (settings: Nudges.Settings) : int =
+    env.Store.Write(fun w ->
+        let now = env.Now()
+        let team = Store.team w
+        let last = w.LastNudges()
+        let due = Nudges.due settings now team.TryFind last.TryFind (w.Requests EveryRequest)
+        let name = Feed.nameIn team
+
+        for q in due do
+            match Party.agent q.Recipient with
+            | Some ws ->
+                w.MarkNudged(q.Id, now)
+                insertRow env w (Nudges.row (newActivityId ()) now name ws q) |> ignore
+            | None -> ()
+
+        if not due.IsEmpty then
+            env.Log("nudged " + due.Length.ToString(Globalization.CultureInfo.InvariantCulture) + " open request(s)")
+
+        due.Length)

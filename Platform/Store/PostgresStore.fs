@@ -82,7 +82,7 @@ let private tuned (connection: string) (role: string) =
 let private retryable (e: exn) =
     match e with
     | :? PostgresException as p -> p.SqlState = PostgresErrorCodes.SerializationFailure || p.SqlState = PostgresErrorCodes.DeadlockDetected
-    | Sql.LogContended _ -> true
+    | SqlStore.LogContended _ -> true
     | _ -> false
 
 /// How many times a write is tried before its race is reported.
@@ -191,7 +191,7 @@ type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> 
 
             let v =
                 try
-                    Sql.migrate conn dialect secrets
+                    SqlMigrate.migrate conn dialect secrets
                 finally
                     Sql.exec s "SELECT pg_advisory_unlock(@c, 0)" [ "@c", box LockClass.Migration ] |> ignore
 
@@ -238,7 +238,7 @@ type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> 
 
         Sql.transact conn (fun tx ->
             let s = session conn (tx :?> NpgsqlTransaction)
-            let w = Sql.SqlSession(s, secrets)
+            let w = SqlStore.SqlSession(s, secrets)
             let v = f (w :> IWriter)
             notify s w.Announced
             w, v)
@@ -261,7 +261,7 @@ type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> 
             notNested ()
             use conn = source.OpenConnection()
             use tx = conn.BeginTransaction(IsolationLevel.RepeatableRead)
-            let v = f (Sql.SqlSession(session conn tx, secrets) :> IReader)
+            let v = f (SqlStore.SqlSession(session conn tx, secrets) :> IReader)
             tx.Commit()
             v
 

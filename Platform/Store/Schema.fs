@@ -139,7 +139,10 @@ let migrations: Migration list =
                 """CREATE TABLE IF NOT EXISTS approvals (
                      id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, task_id TEXT, action TEXT NOT NULL, reason TEXT, context TEXT,
                      status TEXT NOT NULL, decided_by TEXT, decided_at {bigint}, created_at {bigint} NOT NULL)"""
-            Sql """CREATE INDEX IF NOT EXISTS approvals_ws ON approvals (workspace_id, created_at)""" ] } ]
+            Sql """CREATE INDEX IF NOT EXISTS approvals_ws ON approvals (workspace_id, created_at)""" ] }
+      { Version = 5
+        Name = "when each request was last nudged"
+        Steps = [ Sql """ALTER TABLE requests ADD COLUMN last_nudged_at {bigint}""" ] } ]
 
 /// The version this binary's schema is at.
 let latest = migrations |> List.map (fun m -> m.Version) |> List.max

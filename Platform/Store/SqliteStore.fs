@@ -77,7 +77,7 @@ module private Legacy =
         if not files.IsEmpty || File.Exists abilitiesFile then
             Sql.transact conn (fun tx ->
                 let s: Sql.Session = { Conn = conn; Tx = tx; Dialect = dialect; Prepared = None; Team = None }
-                let w = Sql.SqlSession(s, secrets) :> IWriter
+                let w = SqlStore.SqlSession(s, secrets) :> IWriter
 
                 for (f, path) in files do
                     w.PutFile(f, File.ReadAllBytes path)
@@ -126,7 +126,7 @@ type private Engine(dataDir: string, fanout: PlatformEvent -> unit) =
             for pragma in [ "PRAGMA journal_mode=WAL"; "PRAGMA synchronous=FULL"; "PRAGMA busy_timeout=5000" ] do
                 Sql.exec { Conn = conn; Tx = null; Dialect = dialect; Prepared = None; Team = None } pragma [] |> ignore
 
-            let v = Sql.migrate conn dialect secrets
+            let v = SqlMigrate.migrate conn dialect secrets
             Legacy.import conn secrets dataDir
             ready <- true
             secrets, v
@@ -154,7 +154,7 @@ type private Engine(dataDir: string, fanout: PlatformEvent -> unit) =
         member _.Read f =
             lock gate (fun () ->
                 notNested ()
-                f (Sql.SqlSession(session null, secrets) :> IReader))
+                f (SqlStore.SqlSession(session null, secrets) :> IReader))
 
         member _.Write f =
             lock gate (fun () ->
@@ -164,7 +164,7 @@ type private Engine(dataDir: string, fanout: PlatformEvent -> unit) =
                 try
                     let s, v =
                         Sql.transact conn (fun tx ->
-                            let s = Sql.SqlSession(session (tx :?> SqliteTransaction), secrets)
+                            let s = SqlStore.SqlSession(session (tx :?> SqliteTransaction), secrets)
                             s, f (s :> IWriter))
 
                     if s.SavedWorkspace then team.Invalidate()

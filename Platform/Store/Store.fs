@@ -120,6 +120,8 @@ type IReader =
     abstract Approval: ApprovalId -> Approvals.Approval option
     /// A workspace's newest approvals (at most `Approvals.ListSize`), newest first.
     abstract Approvals: WorkspaceId -> Approvals.Approval list
+    /// When each request nudged so far was last nudged (Nudges).
+    abstract LastNudges: unit -> Map<RequestId, DateTimeOffset>
     /// The schema version the database is at now (a newer platform sharing it may have migrated it since this one
     /// started): what GET /ready compares with this binary's.
     abstract StoredSchemaVersion: unit -> int
@@ -128,6 +130,10 @@ type IReader =
 type IWriter =
     inherit IReader
     abstract SaveWorkspace: Workspace -> unit
+    /// Saves a workspace only if its stored status, last heartbeat and update time are still those of `seen` (read
+    /// earlier): a compare-and-set, so a change read before a heartbeat committed (on any process) never overwrites
+    /// it. True when saved.
+    abstract SaveWorkspaceIf: Workspace * seen: Workspace -> bool
     /// Inserts a token, or updates its last use and revocation.
     abstract SaveToken: Token -> unit
     /// Revokes every live token of a workspace.
@@ -152,6 +158,8 @@ type IWriter =
     abstract AddRequestMessage: Requests.Message -> unit
     /// Inserts an approval, or updates its status and decision.
     abstract SaveApproval: Approvals.Approval -> unit
+    /// Records that a request was nudged at this time.
+    abstract MarkNudged: RequestId * at: DateTimeOffset -> unit
     abstract IssueTicket: Tickets.Ticket -> unit
     /// Uses up the live ticket stored under this hash (expired ones are dropped); true when there was one.
     abstract RedeemTicket: hash: byte[] * now: DateTimeOffset -> bool

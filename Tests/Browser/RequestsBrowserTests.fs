@@ -1,8 +1,10 @@
 /// The Requests view in headless Chromium (`node Tests/Browser/requests.e2e.mjs`): agents raise requests over HTTP
 /// with their workspace tokens (an approval, a task, a loop guard's paused pair, an expired tool-permission prompt);
 /// the console lists them with counts, approves one, asks for details on another, resumes the pair, shows the expired
-/// prompt without answers, follows a new request live and filters by workspace — by keyboard where a user would.
-/// Then the agents' own activity holds the request_update rows the console's answers wrote.
+/// prompt without answers, follows a new request live and filters by workspace — by keyboard where a user would. An
+/// approval of spec §7.2 is listed in the same inbox, marked as one, and denied by keyboard; another, asked for while
+/// the view is open, appears live and is approved. Then the agents' own activity holds the request_update rows the
+/// console's answers wrote, and their approvals read decided by the user.
 module Molecule.Tests.Browser.RequestsBrowserTests
 
 open System
@@ -99,6 +101,10 @@ type RequestsBrowserTests(output: ITestOutputHelper) =
                 let! loop =
                     raise alphaId alphaToken """{"kind":"approval","recipient_type":"user","title":"Alpha and Beta exchanged 40 messages in 2 minutes — pause them?","source":"loop_guard"}"""
 
+                let! gate =
+                    call "POST" (u $"/workspaces/{alphaId}/approvals") alphaToken
+                        (Some """{"action":"Drop the staging database","reason":"a clean slate for the migration","context":{"migration":42}}""")
+
                 let shots =
                     match Environment.GetEnvironmentVariable "CONSOLE_SCREENSHOTS" with
                     | s when not (String.IsNullOrWhiteSpace s) -> Path.GetFullPath s
@@ -114,6 +120,7 @@ type RequestsBrowserTests(output: ITestOutputHelper) =
                 config["taskId"] <- JsonValue.Create task'
                 config["relayId"] <- JsonValue.Create relay
                 config["loopId"] <- JsonValue.Create loop
+                config["gateId"] <- JsonValue.Create(str gate "approval_id")
                 config["screenshots"] <- JsonValue.Create shots
                 let configFile = Path.Combine(work, "requests.json")
                 File.WriteAllText(configFile, config.ToJsonString())
@@ -123,7 +130,7 @@ type RequestsBrowserTests(output: ITestOutputHelper) =
                 output.WriteLine out
                 Assert.True((code = 0), $"requests.e2e.mjs exited with {code}:\n{out}")
                 Assert.Contains("OK", lines)
-                Assert.Equal(9, lines |> List.filter (fun l -> l.StartsWith "STEP ") |> List.length)
+                Assert.Equal(11, lines |> List.filter (fun l -> l.StartsWith "STEP ") |> List.length)
 
                 // what the agents read: the user's answers as request_update rows in their own activity
                 let! forAlpha = updates platform.Url alphaId alphaToken
@@ -135,7 +142,19 @@ type RequestsBrowserTests(output: ITestOutputHelper) =
                 let! forBeta = updates platform.Url betaId betaToken
                 Assert.Equal<(string * string * string * string * string) list>([ task', "message", "info_requested", "user", "Which keys, and by when?" ], forBeta)
 
-                for name in [ "thread"; "loop-guard"; "expired"; "filtered"; "420" ] do
+                // the approvals, decided by the user: Alpha's denied, Beta's (asked for live) approved
+                let decided (id: string) (token: string) =
+                    task {
+                        let! list = call "GET" (u $"/workspaces/{id}/approvals") token None
+                        return [ for a in list.AsArray() -> str a "action", str a "status", str a "decided_by" ]
+                    }
+
+                let! alphaGates = decided alphaId alphaToken
+                Assert.Equal<(string * string * string) list>([ "Drop the staging database", "denied", "user" ], alphaGates)
+                let! betaGates = decided betaId betaToken
+                Assert.Equal<(string * string * string) list>([ "Restart the worker pool", "approved", "user" ], betaGates)
+
+                for name in [ "thread"; "approval"; "loop-guard"; "expired"; "filtered"; "420" ] do
                     let f = Path.Combine(shots, $"requests-{name}.png")
                     Assert.True(File.Exists f && FileInfo(f).Length > 10000L, "no screenshot " + f)
             finally

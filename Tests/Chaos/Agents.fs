@@ -36,10 +36,14 @@ type Obs =
       /// Index of the line in the process's stdout.
       Pos: int }
 
+/// A pair the loop guard paused: the process, and its one `[loop guard] …` line.
+type Trip = { TripProc: int; Line: string }
+
 /// Everything observed in one schedule, on one clock.
 type Recorder() =
     let clock = Stopwatch.StartNew()
     let all = ConcurrentQueue<Obs>()
+    let trips = ConcurrentQueue<Trip>()
     let mutable last = 0.0
     member _.Now = clock.Elapsed.TotalMilliseconds
     member this.Add(o: Obs) =
@@ -47,6 +51,9 @@ type Recorder() =
         last <- this.Now
     member _.LastActivity = last
     member _.All = List.ofSeq all
+    member _.AddTrip(t: Trip) = trips.Enqueue t
+    /// The loop guard's lines (a pause; a resume), not messages: kept apart from the observations.
+    member _.Trips = List.ofSeq trips
 
 /// A response line: the message, when it arrived (runner clock, ms) and its index in stdout.
 type Answer = { Node: JsonObject; At: float; Pos: int }
@@ -61,6 +68,12 @@ let private textOfResult (r: JsonObject) =
             | null -> None
             | first -> Some(first["text"].GetValue<string>())
         | _ -> None
+
+/// A channel notification that is the loop guard's own line (meta kind loop_guard), not a message.
+let private isGuardLine (o: JsonObject) =
+    match o["params"] with
+    | :? JsonObject as p -> (match p["meta"] with :? JsonObject as m -> strOf m "kind" = "loop_guard" | _ -> false)
+    | _ -> false
 
 /// One run of the published molecule-mcp binary (a restart is a new AgentProc).
 type AgentProc(id: int, ws: int, env: (string * string) list, rec': Recorder) as self =
@@ -102,6 +115,8 @@ type AgentProc(id: int, ws: int, env: (string * string) list, rec': Recorder) as
         pos <- pos + 1
         let node = try JsonNode.Parse(Encoding.UTF8.GetString bytes) with _ -> null
         match node with
+        | :? JsonObject as o when strOf o "method" = "notifications/claude/channel" && isGuardLine o ->
+            rec'.AddTrip { TripProc = id; Line = strOf o["params"] "content" }
         | :? JsonObject as o when strOf o "method" = "notifications/claude/channel" ->
             let p = o["params"]
             let meta = p["meta"]

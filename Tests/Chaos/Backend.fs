@@ -35,6 +35,9 @@ type Backend =
     abstract Backup: unit -> Task<bool>
     /// kill -9, the data directory replaced by the backup, started again (process only; false otherwise).
     abstract Restore: unit -> Task<bool>
+    /// A rolling restart: each instance in turn stopped gracefully (SIGTERM, its exit awaited) and started again on
+    /// its data dir and port (cluster only; false otherwise).
+    abstract Roll: unit -> Task<bool>
     abstract Stop: unit -> Task
 
 type private InProcessBackend(p: Platform) =
@@ -54,6 +57,7 @@ type private InProcessBackend(p: Platform) =
         member _.Output = []
         member _.Backup() = Task.FromResult false
         member _.Restore() = Task.FromResult false
+        member _.Roll() = Task.FromResult false
         // Not the harness's DisposeAsync: that deletes the data dir, which a failed schedule keeps as evidence.
         member _.Stop() = p.Running.StopAsync()
 
@@ -108,6 +112,14 @@ type private ProcessBackend(binary: string, dataDir: string, port: int, extraArg
 
     member _.Launch() = launch ()
 
+    /// SIGTERM (a graceful stop: open streams end, requests in flight are answered), then waits for the exit.
+    member _.Terminate() : Task =
+        task {
+            use term = Process.Start(ProcessStartInfo("kill", $"-TERM {proc.Id}", UseShellExecute = false))
+            do! term.WaitForExitAsync()
+            do! proc.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds 30.0)
+        }
+
     member private _.KillNow() =
         try
             proc.Kill() // SIGKILL
@@ -146,6 +158,7 @@ type private ProcessBackend(binary: string, dataDir: string, port: int, extraArg
                 do! launch ()
                 return true
             }
+        member _.Roll() = Task.FromResult false
         member _.Stop() =
             task {
                 try
@@ -158,7 +171,8 @@ type private ProcessBackend(binary: string, dataDir: string, port: int, extraArg
             }
 
 /// nginx in the foreground, one process (no master, no workers), everything it writes in `dir`: a round-robin proxy
-/// on 127.0.0.1:`port` to the `upstreams` ports, streams unbuffered, a server that refuses connections skipped.
+/// on 127.0.0.1:`port` to the `upstreams` ports, streams unbuffered, a server that refuses or drops a connection
+/// skipped (the request, POST too, sent to the other).
 type private Proxy(dir: string, port: int, upstreams: int list) =
     let conf = Path.Combine(dir, "nginx.conf")
     let output = ConcurrentQueue<string>()
@@ -199,7 +213,10 @@ type private Proxy(dir: string, port: int, upstreams: int list) =
                   "      proxy_request_buffering off;"
                   "      proxy_read_timeout 1h;"
                   "      proxy_connect_timeout 2s;"
-                  "      proxy_next_upstream error timeout;"
+                  // a POST too goes to the other server when this one closed the connection without an answer (a
+                  // graceful stop closes connections whose request it had not begun): a message carries its id, so
+                  // one that was stored after all is not stored twice
+                  "      proxy_next_upstream error timeout non_idempotent;"
                   "    }"
                   "  }"
                   "}"
@@ -233,7 +250,7 @@ type private Proxy(dir: string, port: int, upstreams: int list) =
         }
 
 /// Two platform processes on one database behind the proxy; Kill takes down one at a time (the first, then the
-/// second, …), Restart brings it back on its data dir and port.
+/// second, …), Restart brings it back on its data dir and port; Roll restarts both gracefully, one after the other.
 and private ClusterBackend(proxy: Proxy, instances: ProcessBackend list, admin: string, http: HttpClient) =
     let mutable kills = 0
     let mutable down: ProcessBackend option = None
@@ -243,7 +260,8 @@ and private ClusterBackend(proxy: Proxy, instances: ProcessBackend list, admin: 
             let url = Molecule.Tests.Support.Postgres.urlFor dataDir
             let dirs = [ Path.Combine(dataDir, "instance-1"); Path.Combine(dataDir, "instance-2") ]
             let ports = [ freePort (); freePort () ]
-            let instances = [ for d, p in List.zip dirs ports -> ProcessBackend(binary, d, p, [ "--database"; url ]) ]
+            let instances =
+                [ for i, (d, p) in List.indexed (List.zip dirs ports) -> ProcessBackend(binary, d, p, [ "--database"; url; "--instance-name"; $"cluster-{i + 1}" ]) ]
             do! instances[0].Launch()
             // the team's admin token and inbound-secret key: the same on every instance
             Directory.CreateDirectory dirs[1] |> ignore
@@ -285,6 +303,25 @@ and private ClusterBackend(proxy: Proxy, instances: ProcessBackend list, admin: 
         member _.Output = (instances |> List.collect (fun b -> (b :> Backend).Output)) @ proxy.Output
         member _.Backup() = Task.FromResult false
         member _.Restore() = Task.FromResult false
+        member _.Roll() =
+            task {
+                for i, b in List.indexed instances do
+                    do! b.Terminate()
+                    do! b.Launch()
+                    // the next one stops only once the proxy sends requests here again (nginx keeps a server that
+                    // refused a connection out for fail_timeout; both out at once answers 502)
+                    let name = $"\"instance\":\"cluster-{i + 1}\""
+                    let sw = Stopwatch.StartNew()
+                    let mutable back = false
+                    while not back && sw.Elapsed < TimeSpan.FromSeconds 30.0 do
+                        try
+                            let! a = sendOn http "GET" "/health" None None None
+                            back <- a.Body.Contains name
+                        with :? HttpRequestException ->
+                            ()
+                        if not back then do! Task.Delay 50
+                return true
+            }
         member _.Stop() =
             task {
                 do! proxy.Stop()

@@ -69,6 +69,56 @@ let ``chaos: two platform instances on PostgreSQL behind nginx, one kill -9'd at
         Assert.True(o.Pushed > 0, $"no message arrived by push\n{report}")
     }
 
+/// Issue 18: every schedule runs the agents with the loop guard at its defaults; here a burst that is a loop — 45
+/// numbered messages within a second or two from one agent to another, no human turn — pauses the pair (the rate
+/// bound: 30 a minute), the target's process is kill -9'd and restarted while the pair is paused (the pause comes
+/// back from the platform's open loop_guard request), more of the peer's messages and the user's follow: every
+/// message is still handled exactly once (the held ones through inbox_peek / inbox_pop).
+[<Fact>]
+let ``chaos: a burst from one agent to another pauses the pair at the loop guard's defaults; across a kill -9 nothing is lost while paused`` () =
+    task {
+        let s: Schedule.Schedule =
+            { RunSeed = seed
+              Index = 100
+              Platform = Schedule.InProcess
+              Workspaces = 2
+              Slots = [ { Ws = 0; Dir = 0; Home = false }; { Ws = 1; Dir = 1; Home = false } ]
+              Steps = [ Schedule.Burst(0, 45, Some 1); Schedule.KillAgent(0, false, 500); Schedule.Burst(0, 5, Some 1); Schedule.Burst(0, 3, None) ] }
+        let! o, report = checkSchedule s
+        Assert.True(o.Peaks.PerMinute > Molecule.Core.Config.defaultLoopBounds.MaxPerMinute, report)
+        Assert.True(o.Trips |> List.exists (fun r -> r.EndsWith "within a minute"), report)
+    }
+
+/// Issue 17: two instances behind nginx, both kill -9'd in turn — the first while a workspace's agent, back from its
+/// own kill -9, pages through a backlog of 600 messages (the agent's page is 500), the second during a burst: nothing
+/// lost, duplicated or leaked. The runner's `--cluster 1` runs more of these (figures in bench/README.md).
+[<Fact>]
+let ``chaos: two instances behind nginx killed -9 in turn, one during a backlog of more than a page, lose, duplicate and leak nothing`` () =
+    task {
+        let! o, report = checkSchedule (Schedule.clusterKills seed 0 600)
+        Assert.True(o.Counts.Sent >= 600, report)
+    }
+
+/// Issue 17: a rolling restart of both instances behind nginx, molecule-mcp agents connected through it — each
+/// instance in turn stopped with SIGTERM and started again while messages flow from the canvas and from agent to
+/// agent. Every message is delivered by push, none lost or twice, no token in any output; the delivery gap (the
+/// longest send → push time) is printed, not asserted.
+type RollingRestartTests(output: Xunit.Abstractions.ITestOutputHelper) =
+    [<Fact>]
+    member _.``chaos: a rolling restart of two instances behind nginx (SIGTERM, start, one after the other) pushes every message once, loses nothing and leaks no token``() =
+        task {
+            let! o, report = checkSchedule (Schedule.rollingRestart seed)
+            let ms = List.sort o.PushMs
+            let at (q: float) = if ms.IsEmpty then 0.0 else ms[min (ms.Length - 1) (int (q * float ms.Length))]
+            let f (x: float) = x.ToString("0", Globalization.CultureInfo.InvariantCulture)
+            output.WriteLine(report)
+            output.WriteLine($"rolling restart: {o.Counts.Sent} messages accepted ({o.Counts.Unconfirmed} refused), {o.Pushed} pushed; send → push p50 {f (at 0.5)} ms, p99 {f (at 0.99)} ms, delivery gap (longest) {f (List.max (0.0 :: ms))} ms")
+            // every send answered 200 (the proxy sends a request the stopping instance dropped to the other one)
+            Assert.True((o.Counts.Unconfirmed = 0), $"sends refused during the restarts\n{report}")
+            Assert.Equal(o.Counts.Delivered, o.Pushed)
+            Assert.True(o.Counts.Sent >= 30, $"too few messages during the restarts\n{report}")
+        }
+
 /// The verdict itself, on made-up observations: each kind of failure is counted, and what is not a failure is not.
 [<Fact>]
 let ``chaos verdict: lost, duplicated, leaked, raced and in-flight pops are told apart`` () =

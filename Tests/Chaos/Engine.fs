@@ -41,13 +41,21 @@ type Outcome =
       /// platforms only: the process platform counts nothing).
       Rates: (string * int) list
       /// Messages a process was handed by push (a channel notification), each counted once.
-      Pushed: int }
+      Pushed: int
+      /// Why the loop guard paused a pair, once per pause and process (the pair's messages were still handled: the
+      /// verdict counts them like any other).
+      Trips: string list
+      /// What the loop guard saw of the schedule's messages.
+      Peaks: Verdict.Peaks
+      /// Per message pushed: ms from its send to its first push.
+      PushMs: float list }
 
     member o.Failed = Verdict.failures o.Counts > 0 || not o.Hygiene.IsEmpty || o.Error.IsSome
 
-/// The env of one slot: the printed config (three variables), fast loops, no loop guard, and its state dir. The
-/// schedules' bursts (dozens of numbered messages a second between two agents, no human turn) are what the loop
-/// guard exists to stop; here they measure delivery, so the guard's bounds are off (its own tests turn them on).
+/// The env of one slot: the printed config (three variables), fast loops, and its state dir; the loop guard at its
+/// defaults. A burst of dozens of numbered messages a second from one agent to another, with no human turn, pauses
+/// that pair (the rate bound): its messages are no longer pushed but still handled through inbox_peek/inbox_pop,
+/// and the verdict counts them like every other message; the summary reports each pause.
 let private slotEnv (b: Backend.Backend) (ws: Workspace) (slot: Slot) (dir: string) =
     let state =
         if slot.Home then [ "HOME", Path.Combine(dir, "home-shared") ]
@@ -58,10 +66,7 @@ let private slotEnv (b: Backend.Backend) (ws: Workspace) (slot: Slot) (dir: stri
       "MOLECULE_AGENT_NAME", ws.Name
       "MOLECULE_MCP_HEARTBEAT_INTERVAL_SECS", "0.3"
       "MOLECULE_MCP_POLL_INTERVAL_SECS", "0.3"
-      "MOLECULE_MCP_VERBOSE", "1"
-      "MOLECULE_MCP_LOOP_MAX_EXCHANGES", "0"
-      "MOLECULE_MCP_LOOP_MAX_PER_MINUTE", "0"
-      "MOLECULE_MCP_LOOP_MAX_REPEATS", "0" ]
+      "MOLECULE_MCP_VERBOSE", "1" ]
     @ state
 
 let private tracing = Environment.GetEnvironmentVariable "CHAOS_TRACE" = "1"
@@ -133,6 +138,9 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
         let rec' = Recorder()
         let sw = Diagnostics.Stopwatch.StartNew()
         let sent = ConcurrentQueue<Verdict.Sent>()
+        // what the loop guard sees: (sender, target, text, sent at)
+        let seen = ConcurrentQueue<int option * int * string * float>()
+        let sentAt = ConcurrentDictionary<string, float>()
         let agents = ResizeArray<Agent>()
         let errors = ConcurrentQueue<string>()
         let mutable backend: Backend.Backend option = None
@@ -157,8 +165,11 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
                         while Interlocked.Decrement &quota.contents >= 0 do
                             let n = Interlocked.Increment &counter
                             let text = $"chaos {s.RunSeed}/{s.Index} #{n} to ws{target}"
+                            let at = rec'.Now
+                            sentAt[text] <- at
                             let! ok = Backend.sendMessage b t f text
                             sent.Enqueue { Text = text; Target = target; Accepted = ok }
+                            if ok then seen.Enqueue((from, target, text, at))
                             // A refused send: the platform is down; this worker stops.
                             if not ok then quota.Value <- 0
                     }
@@ -220,6 +231,29 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
                         do! Task.Delay downMs
                         do! b.Restart()
                     do! sending
+                | KillDuringBacklog(ws, count) ->
+                    let down = agents |> Seq.filter (fun a -> a.Ws = ws) |> List.ofSeq
+                    for a in down do
+                        match a.Current with
+                        | Some p ->
+                            p.Kill()
+                            do! within 5000 p.Exited
+                        | None -> ()
+                    do! burst ws count None
+                    // the processes come back to the backlog and page through it; an instance dies meanwhile
+                    let starting = Task.WhenAll [ for a in down -> a.Start() ]
+                    do! Task.Delay 200
+                    if b.Kill() then
+                        do! Task.Delay 500
+                        do! b.Restart()
+                    do! starting
+                | RestartInstances(during, everyMs) ->
+                    let rolling = b.Roll()
+                    while not rolling.IsCompleted do
+                        do! Task.WhenAll [ for (t, f) in during -> burst t 1 f ]
+                        do! Task.Delay everyMs
+                    let! _ = rolling
+                    ()
                 | Pause ms -> do! Task.Delay ms
                 | Stall(ws, _) ->
                     for a in agents do
@@ -336,7 +370,14 @@ let run (settings: Settings) (s: Schedule) : Task<Outcome> =
               Secs = sw.Elapsed.TotalSeconds
               Dir = dir
               Rates = rates
-              Pushed = rec'.All |> List.filter (fun o -> o.Kind = Pushed) |> List.map (fun o -> o.Text) |> List.distinct |> List.length }
+              Pushed = rec'.All |> List.filter (fun o -> o.Kind = Pushed) |> List.map (fun o -> o.Text) |> List.distinct |> List.length
+              Trips = rec'.Trips |> List.choose (fun t -> Verdict.tripReason t.Line)
+              Peaks = Verdict.peaks (seen |> List.ofSeq |> List.sortBy (fun (_, _, _, at) -> at))
+              PushMs =
+                rec'.All
+                |> List.filter (fun o -> o.Kind = Pushed && sentAt.ContainsKey o.Text)
+                |> List.groupBy (fun o -> o.Text)
+                |> List.map (fun (t, os) -> (os |> List.map (fun o -> o.At) |> List.min) - sentAt[t]) }
         if outcome.Failed then
             let lines = [ describe s ] @ evidence @ hygiene @ (outcome.Error |> Option.toList)
             saveLogs dir procs platformOutput lines
@@ -353,4 +394,4 @@ let summaryLine (o: Outcome) =
     let kind = kindText o.Schedule.Platform
     let status = if o.Failed then "FAIL" else "ok"
     let secs = o.Secs.ToString("0.0", Globalization.CultureInfo.InvariantCulture)
-    $"#{o.Schedule.Index} {status} {kind} ws={o.Schedule.Workspaces} processes={o.Processes}: {Verdict.line o.Counts} ({secs} s)"
+    $"#{o.Schedule.Index} {status} {kind} ws={o.Schedule.Workspaces} processes={o.Processes}: {Verdict.line o.Counts}; loop guard pauses {Verdict.tripsText o.Trips} ({secs} s)"

@@ -43,6 +43,13 @@ type Step =
     | KillAgent of slot: int * afterPop: bool * restartMs: int
     /// kill -9 of the platform process, restarted `downMs` later; `during` = a burst still being sent meanwhile.
     | KillPlatform of downMs: int * during: (int * int) option
+    /// Each platform instance in turn stopped gracefully (SIGTERM, its exit awaited) and started again — a rolling
+    /// restart (cluster only); while it lasts, one message to each (target, from) of `during` every `everyMs`.
+    | RestartInstances of during: (int * int option) list * everyMs: int
+    /// The processes of workspace `ws` kill -9'd, `count` messages (more than a page of the agent's fetch) sent to it
+    /// from the canvas, the processes started again, and while they page through the backlog one platform instance
+    /// kill -9'd and started again 0.5 s later (cluster only).
+    | KillDuringBacklog of ws: int * count: int
     | Pause of ms: int
     /// The drivers of workspace `ws` handle nothing for `ms` (the steps go on), so unread messages pile up.
     | Stall of ws: int * ms: int
@@ -198,6 +205,40 @@ let generate (options: Options) (runSeed: int) (index: int) : Schedule =
       Slots = slots
       Steps = steps }
 
+/// The rolling restart of two instances behind the proxy (issue 17): three workspaces, one molecule-mcp process each;
+/// messages from the canvas and from agent to agent before, during and after each instance in turn is stopped with
+/// SIGTERM and started again.
+let rollingRestart (runSeed: int) : Schedule =
+    { RunSeed = runSeed
+      Index = 0
+      Platform = Cluster
+      Workspaces = 3
+      Slots = [ for ws in 0..2 -> { Ws = ws; Dir = ws; Home = false } ]
+      Steps =
+        [ Burst(0, 5, None)
+          Burst(1, 5, Some 0)
+          RestartInstances([ 0, None; 1, Some 2; 2, Some 0 ], 100)
+          Burst(2, 5, Some 1)
+          Burst(0, 5, Some 2) ] }
+
+/// Two instances behind the proxy, both kill -9'd in turn (issue 17): the first while a backlog of more than one page
+/// (`backlog` messages, the agent's page is 500) waits for a workspace whose processes are down, the second while a
+/// burst is being sent; two workspaces, one molecule-mcp process each, messages both ways around the kills.
+let clusterKills (runSeed: int) (index: int) (backlog: int) : Schedule =
+    let rng = Random(scheduleSeed runSeed index)
+    let target = rng.Next 2
+    { RunSeed = runSeed
+      Index = index
+      Platform = Cluster
+      Workspaces = 2
+      Slots = [ for ws in 0..1 -> { Ws = ws; Dir = ws; Home = false } ]
+      Steps =
+        [ Burst(target, rng.Next(3, 10), Some(1 - target))
+          KillDuringBacklog(target, backlog)
+          Burst(1 - target, rng.Next(3, 10), Some target)
+          KillPlatform(rng.Next(100, 2000), Some(rng.Next 2, rng.Next(20, 60)))
+          Burst(target, rng.Next(3, 10), None) ] }
+
 /// A platform-process schedule on two instances behind a proxy instead (its kills take down one instance at a
 /// time; a backup and restore of one data directory mean nothing there, so they are left out).
 let onCluster (s: Schedule) : Schedule =
@@ -218,7 +259,7 @@ let private faultText (f: Fault) =
     | NoStream -> "no-stream"
     | NoPeerInfo -> "no-peer-info"
 
-let stepText (step: Step) =
+let rec stepText (step: Step) =
     match step with
     | Burst(t, n, None) -> $"canvas>{t}x{n}"
     | Burst(t, n, Some f) -> $"{f}>{t}x{n}"
@@ -231,6 +272,10 @@ let stepText (step: Step) =
     | Stall(ws, ms) -> $"stall{ws}:{ms}ms"
     | Backup -> "backup"
     | Restore -> "restore"
+    | KillDuringBacklog(ws, n) -> $"kill9 ws{ws}-agents, canvas>{ws}x{n}, agents back, kill9 instance+500ms"
+    | RestartInstances(during, ms) ->
+        let bursts = during |> List.map (fun (t, f) -> stepText (Burst(t, 1, f))) |> String.concat ","
+        $"rolling-restart during {bursts} every {ms}ms"
 
 let kindText (k: PlatformKind) =
     match k with

@@ -145,3 +145,43 @@ let routeRates (workspaceIds: string list) (highest: (string * int) list) : (str
 /// Merges the highest rates of several schedules (the highest per route).
 let mergeRates (a: (string * int) list) (b: (string * int) list) =
     a @ b |> List.groupBy fst |> List.map (fun (r, xs) -> r, xs |> List.map snd |> List.max) |> List.sortByDescending snd
+
+// ---------------------------------------------------------------------------------------------
+// What the loop guard sees
+// ---------------------------------------------------------------------------------------------
+
+/// The loop guard's measures over a schedule's messages: per pair (sender workspace → target workspace), the most
+/// messages with no human turn in between (a message of the user to the target), the most within any 60 s, the most
+/// copies of one payload (normalised as the guard does).
+type Peaks = { Exchanges: int; PerMinute: int; Copies: int }
+
+let noPeaks = { Exchanges = 0; PerMinute = 0; Copies = 0 }
+
+let maxPeaks (a: Peaks) (b: Peaks) =
+    { Exchanges = max a.Exchanges b.Exchanges; PerMinute = max a.PerMinute b.PerMinute; Copies = max a.Copies b.Copies }
+
+/// The peaks of messages in the order they were sent: (sender workspace, None = the user; target; text; sent at ms).
+let peaks (messages: (int option * int * string * float) list) : Peaks =
+    let step (runs: Map<int * int, (string * float) list>, best: Peaks) (from: int option, target: int, text: string, at: float) =
+        match from with
+        | None -> runs |> Map.filter (fun (_, t) _ -> t <> target), best
+        | Some f ->
+            let key = Molecule.Core.LoopGuard.normalise text
+            let run = (key, at) :: defaultArg (runs.TryFind(f, target)) []
+            let inMinute = run |> List.filter (fun (_, t) -> t > at - 60000.0) |> List.length
+            let copies = run |> List.filter (fun (k, _) -> k = key) |> List.length
+            runs.Add((f, target), run), maxPeaks best { Exchanges = run.Length; PerMinute = inMinute; Copies = copies }
+    messages |> List.fold step (Map.empty, noPeaks) |> snd
+
+let peaksText (p: Peaks) =
+    $"{p.Exchanges} messages of one pair with no human turn, {p.PerMinute} within a minute, {p.Copies} copies of one payload"
+
+/// Why a `[loop guard] …` pause line paused its pair ("31 messages within a minute"); None for another line (a resume).
+let tripReason (line: string) : string option =
+    let a = line.IndexOf " sent "
+    let b = line.IndexOf " with no human turn"
+    if line.StartsWith "[loop guard] " && a > 0 && b > a then Some(line.Substring(a + 6, b - a - 6)) else None
+
+/// The pauses of a schedule in one phrase: "2 (31 messages within a minute; 9 copies of …)", or "none".
+let tripsText (reasons: string list) =
+    if reasons.IsEmpty then "none" else $"""{reasons.Length} ({String.Join("; ", reasons)})"""

@@ -66,10 +66,10 @@ let ``a fresh ledger learns the floor on the acknowledgement route, then replays
     // intake waits for the floor: no fetch, the acknowledgement route asks for it
     let s, fetch = Intake.next config (Ledger.empty selfId) s
     Assert.True(fetch.IsNone)
-    let s, ask = Intake.ackRequest config (Ledger.empty selfId) s
+    let s, ask = Acks.next config (Ledger.empty selfId) s
     Assert.EndsWith("/activity/ack", ask.Value.Url)
     Assert.Equal(Some "0", ApiTests.str [ "acked_seq" ] ask.Value)
-    let o = Intake.onAck config 0.0 0.5 (Reply(200, "{\"last_acked_seq\":41}")) (Ledger.empty selfId) s
+    let o = Acks.onAnswer config 0.0 0.5 (Reply(200, "{\"last_acked_seq\":41}")) (Ledger.empty selfId) s
     Assert.Equal<Ledger.Event list>([ Ledger.Acked 41L ], o.Events)
     Assert.True(o.FetchNow)
     let ledger = Ledger.evolve (Ledger.empty selfId) (Ledger.Acked 41L)
@@ -81,8 +81,8 @@ let ``a fresh ledger learns the floor on the acknowledgement route, then replays
 let ``without acknowledgements on the platform the replay window is MOLECULE_MCP_REPLAY_SECS`` () =
     let cfg = { config with ReplaySecs = 3600 }
     let s = Intake.start cfg.ReplaySecs (Ledger.empty selfId)
-    let s, _ = Intake.ackRequest cfg (Ledger.empty selfId) s
-    let o = Intake.onAck cfg 0.0 0.5 (Reply(404, "{\"error\":\"not found\"}")) (Ledger.empty selfId) s
+    let s, _ = Acks.next cfg (Ledger.empty selfId) s
+    let o = Acks.onAnswer cfg 0.0 0.5 (Reply(404, "{\"error\":\"not found\"}")) (Ledger.empty selfId) s
     Assert.Equal(Intake.Unsupported, o.State.Ack)
     let _, replay = Intake.next cfg (Ledger.empty selfId) o.State
     Assert.Contains("since_secs=3600", replay.Value.Url)

@@ -93,6 +93,8 @@ type Route =
     | AckRoute
     | StreamRoute
     | DiscoverRoute
+    /// GET …/requests: the agent reads its own requests (the loop guard's pauses, at start).
+    | RequestsRoute
     | OtherRoute
 
 let routeOf (r: Request) =
@@ -101,6 +103,7 @@ let routeOf (r: Request) =
     elif path.StartsWith "/registry/discover/" then DiscoverRoute
     elif path.EndsWith "/activity" && r.Method = Get then ActivityRoute
     elif path.EndsWith "/events/stream" then StreamRoute
+    elif path.EndsWith "/requests" && r.Method = Get then RequestsRoute
     else OtherRoute
 
 type Platform =
@@ -240,6 +243,16 @@ and private truth (r: Request) (p: Platform) : Platform * Response =
         let id = $"rq{p.Raised.Length + 1}"
         let body = jsonBody r |> Option.defaultValue (Json.obj [] :> JsonNode)
         { p with Raised = p.Raised @ [ id, body ] }, Reply(201, $"{{\"request_id\":\"{id}\",\"status\":\"pending\"}}")
+    | Get when path.EndsWith "/requests" ->
+        // the requests the agent raised, with the status of their last decision (pending until one), newest first
+        let statusOf id =
+            p.Rows |> List.choose (fun r -> match r.Kind with Decided(rid, st, _, _) when rid = id -> Some st | _ -> None) |> List.tryLast
+        let item (id, body: JsonNode) =
+            let status = defaultArg (statusOf id) "pending"
+            let field name = Json.stringProp name body |> Option.defaultValue ""
+            Json.obj [ "id", Json.str id; "status", Json.str status; "source", Json.str (field "source"); "title", Json.str (field "title") ] :> JsonNode
+        let listed = p.Raised |> List.rev |> List.map item |> List.filter (fun r -> q.TryFind "status" |> Option.forall (fun st -> Json.stringProp "status" r = Some st))
+        p, Reply(200, Json.compact (Json.arr listed))
     | Get when path.Contains "/registry/discover/" ->
         let id = path.Substring(path.LastIndexOf '/' + 1)
         p, Reply(200, $"{{\"id\":\"{id}\",\"name\":\"Sim Peer\",\"url\":\"\"}}")

@@ -126,8 +126,8 @@ let ``two agents ping-ponging through the platform are paused by the loop guard 
         use! bob = AgentProcess.StartAsync(agentEnv platform b @ guard)
         // each answers the other with the same stale result, as the reference's incident did
         for i in 1..6 do
-            let! _ = bob.CallOk("delegate_task", [ "workspace_id", box a.Id; "task", box $"Result of run {i}: the build is green" ])
-            let! _ = alice.CallOk("delegate_task", [ "workspace_id", box b.Id; "task", box $"Noted (run {i}), the build is green" ])
+            let! _ = bob.CallOk("delegate_task", [ "workspace_id", box a.Id; "task", box $"Result posted at 10:{i:D2}:00: the build is green" ])
+            let! _ = alice.CallOk("delegate_task", [ "workspace_id", box b.Id; "task", box $"Noted at 10:{i:D2}:30, the build is green" ])
             ()
         let pushed (agent: AgentProcess) = agent.Notifications |> List.filter (fun n -> strOf n.["meta"] "kind" = "peer_agent")
         let guardLines (agent: AgentProcess) = agent.Notifications |> List.filter (fun n -> strOf n.["meta"] "kind" = "loop_guard")
@@ -150,4 +150,65 @@ let ``two agents ping-ponging through the platform are paused by the loop guard 
         let! _ = alice.WaitNotification(fun n -> (strOf n "content").Contains "A different question now")
         alice.AssertNoTokenLeak [ platform.AdminToken ]
         bob.AssertNoTokenLeak [ platform.AdminToken ]
+    }
+
+/// The channel notifications of a raw process of one `kind` (peer_agent, loop_guard).
+let private rawOfKind (p: RawProcess) (kind: string) =
+    p.ChannelNotifications |> List.map (fun n -> n["params"]) |> List.filter (fun n -> strOf n.["meta"] "kind" = kind)
+
+let private peeked (p: RawProcess) : Threading.Tasks.Task<JsonNode list> =
+    task {
+        let! r = p.CallTool("inbox_peek", "{\"limit\":50}")
+        return (parseJson (resultText r)).AsArray() |> List.ofSeq
+    }
+
+[<Fact>]
+let ``a pair paused before molecule-mcp is killed -9 stays paused after the restart: nothing of it pushed, inbox_peek shows it, the user's resume releases it`` () =
+    task {
+        use! platform = Platform.StartAsync()
+        let! lead = platform.CreateWorkspace "lead"
+        let! a = platform.CreateWorkspace("held", parent = lead)
+        let! b = platform.CreateWorkspace("looper", parent = lead)
+        // the same CONFIGS_DIR for every run of a's process: its ledger survives the kill
+        let env = agentEnv platform a @ [ "MOLECULE_MCP_LOOP_MAX_REPEATS", "3"; "MOLECULE_MCP_VERBOSE", "1" ]
+        use! bob = AgentProcess.StartAsync(agentEnv platform b)
+        let stale (i: int) = bob.CallOk("delegate_task", [ "workspace_id", box a.Id; "task", box $"Result posted at 10:{i:D2}:00: the build is green" ])
+        use first = RawProcess.Start env
+        let! _ = first.Initialize()
+        for i in 1..5 do
+            let! _ = stale i
+            ()
+        do! waitUntil (secs 20.0) "the pair paused" first.Describe (fun () -> rawOfKind first "loop_guard" <> [])
+        let! request = awaitRequest platform "loop_guard" first.Describe
+        Assert.Contains(b.Id, strOf request "title")
+        Assert.Equal(3, (rawOfKind first "peer_agent").Length)
+        first.Process.Kill() // SIGKILL
+        first.Process.WaitForExit()
+
+        // the restart: the platform still holds the pause open; nothing of the peer is pushed, all of it waits
+        use second = RawProcess.Start env
+        let! _ = second.Initialize()
+        let! _ = stale 6
+        do! waitUntil (secs 20.0) "six messages waiting" second.Describe (fun () -> (peeked second).Result.Length = 6)
+        do! waitUntil (secs 10.0) "the pause restored" second.Describe (fun () ->
+            second.StderrLines |> List.exists (fun l -> l.Contains "stays paused"))
+        do! Threading.Tasks.Task.Delay(TimeSpan.FromSeconds 1.5)
+        Assert.Empty(rawOfKind second "peer_agent")
+
+        // the user resumes the pair: the agent is told, the peer's next message is pushed
+        let! resumed = userResponds platform (strOf request "id") "approved"
+        Assert.True((resumed.Code = 200), resumed.Body)
+        do! waitUntil (secs 15.0) "the pair resumed" second.Describe (fun () ->
+            rawOfKind second "loop_guard" |> List.exists (fun n -> (strOf n "content").StartsWith "[loop guard] The user resumed"))
+        let! _ = bob.CallOk("delegate_task", [ "workspace_id", box a.Id; "task", box "A different question now" ])
+        do! waitUntil (secs 15.0) "the next message pushed" second.Describe (fun () ->
+            rawOfKind second "peer_agent" |> List.exists (fun n -> (strOf n "content").Contains "A different question now"))
+        second.Process.Kill()
+        second.Process.WaitForExit()
+
+        // released for good: a later start holds nothing back (the backlog of seven is pushed)
+        use third = RawProcess.Start env
+        let! _ = third.Initialize()
+        do! waitUntil (secs 20.0) "the backlog pushed" third.Describe (fun () -> (rawOfKind third "peer_agent").Length = 7)
+        assertNoSecrets [ a.Token; b.Token; platform.AdminToken ] "stdout/stderr" [ first.StdoutText; first.Stderr; second.StdoutText; second.Stderr; third.StdoutText; third.Stderr ]
     }

@@ -60,3 +60,45 @@ let ``requests routes absent, failing or slow: the tools say so in one line and 
         Assert.Equal(before, platform.Requests requests)
         agent.AssertNoTokenLeak [ platform.AdminToken ]
     }
+
+let private metaOf (n: Text.Json.Nodes.JsonNode) (key: string) =
+    match n.["meta"].[key] with
+    | null -> ""
+    | v -> v.GetValue<string>()
+
+[<Fact>]
+let ``a nudge from the platform's sweeper reaches the recipient agent as one channel event with the request header and a reply hint`` () =
+    task {
+        // every open request is due at once; the sweeper itself never runs in this test (NudgeNow does)
+        let! running =
+            Server.start
+                { Server.PlatformOptions.defaults (tempDir "platform") with
+                    NudgeAfter = TimeSpan.Zero
+                    NudgeInterval = TimeSpan.FromHours 1.0 }
+
+        use! platform = task { return new Platform(running) }
+        let! asker = platform.CreateWorkspace "asker"
+        let! ws = platform.CreateWorkspace "nudged"
+        use! agent = AgentProcess.StartAsync(agentEnv platform ws)
+        let body = $$"""{"kind":"task","recipient_type":"agent","recipient_id":"{{ws.Id}}","title":"Rotate the keys","detail":"staging first"}"""
+        let! created = platform.Send("POST", $"/workspaces/{asker.Id}/requests", body, asker.Token)
+        Assert.Equal(201, created.Code)
+        let rid = strOf created.Json "request_id"
+        let! _ = agent.WaitNotification(fun n -> metaOf n "request_id" = rid && metaOf n "request_event" = "created")
+        // the agent is online and idle (molecule-mcp heartbeats no active task): one nudge, then none within the hour
+        Assert.Equal(1, running.NudgeNow())
+        Assert.Equal(0, running.NudgeNow())
+        let! nudge = agent.WaitNotification(fun n -> metaOf n "request_event" = "nudge")
+        let content = strOf nudge "content"
+        let lines = content.Split('\n')
+        Assert.Equal($"[request \"Rotate the keys\" \u00b7 reminder: this task request still waits for your answer \u00b7 status=pending \u00b7 request_id={rid}]", lines[0])
+        Assert.StartsWith("Reminder: the task request \"Rotate the keys\" from asker has waited ", lines[1])
+        Assert.StartsWith($"\u21a9 Reply: respond_to_request({{request_id: \"{rid}\", action: \"done\" or \"rejected\"}})", Array.last lines)
+        Assert.Equal(("request_update", rid, "pending", "task", ""), (metaOf nudge "kind", metaOf nudge "request_id", metaOf nudge "request_status", metaOf nudge "request_kind", metaOf nudge "peer_id"))
+        // once: a message sent after it arrives, and the nudge has not come again
+        let marker = $"after the nudge {Guid.NewGuid():N}"
+        let! _ = platform.CanvasMessage(ws.Id, marker)
+        let! _ = agent.WaitNotification(fun n -> pushedText n = marker)
+        Assert.Equal(1, agent.Notifications |> List.filter (fun n -> metaOf n "request_event" = "nudge") |> List.length)
+        agent.AssertNoTokenLeak [ platform.AdminToken ]
+    }

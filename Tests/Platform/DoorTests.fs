@@ -285,7 +285,8 @@ let private adminRoutes =
           "PATCH /workspaces/{id}/abilities"; "GET /admin/workspaces"; "GET /admin/feed"; "GET /admin/delegations"
           "GET /admin/memories"; "POST /admin/faults"; "DELETE /admin/faults"; "POST /admin/faults/cut-streams"
           "GET /admin/requests"; "GET /admin/inbox"; "GET /admin/inbox/{requestId}"; "POST /admin/inbox/{requestId}/respond"
-          "POST /admin/inbox/{requestId}/messages"; "POST /admin/sweep"; "POST /admin/retention"; "GET /events"; "POST /admin/stream-ticket"
+          "POST /admin/inbox/{requestId}/messages"; "GET /admin/approvals"; "POST /admin/approvals/{approvalId}/decide"
+          "POST /admin/sweep"; "POST /admin/retention"; "GET /events"; "POST /admin/stream-ticket"
           "GET /metrics" ]
 
 let private openRoutes = set [ "GET /health"; "GET /ready"; "GET /"; "HEAD /"; "GET /canvas/{file}"; "HEAD /canvas/{file}"; "* {*path:nonfile}" ]

@@ -348,8 +348,175 @@ type RequestRoutes<'E when 'E :> IEngine and 'E: (new: unit -> 'E)>(fx: Platform
             eq [ "withdrawn"; "denied" ] (rows after |> List.map (fun r -> str r "status"))
         }
 
+    [<Fact>]
+    member _.``approvals: the console lists the team's approvals with their workspace and counts, and the user decides them``() =
+        task {
+            let! lead, a, b = team ()
+            use! sa = openStream url a.Id a.Token
+            let! _ = sa.Next(TimeSpan.FromSeconds 5.0)
+            let ask (ws: Ws) body =
+                task {
+                    let! r = c.Send("POST", $"/workspaces/{ws.Id}/approvals", body, ws.Token)
+                    Assert.Equal(201, r.Code)
+                    return str r.Json "approval_id"
+                }
+
+            let! first = ask a """{"action":"deploy","reason":"release","context":{"env":"prod"}}"""
+            let! second = ask b """{"action":"rollback"}"""
+            let! agentToken = c.Send("GET", "/admin/approvals", token = a.Token)
+            Assert.Equal(401, agentToken.Code)
+            let! bad = c.Send("GET", "/admin/approvals?workspace_id=nope", token = admin)
+            Assert.Equal((400, "workspace_id must be a workspace UUID"), (bad.Code, bad.Error))
+            let! all = c.Send("GET", $"/admin/approvals?workspace_id={a.Id}", token = admin)
+            Assert.Equal(200, all.Code)
+            let listed = [ for r in all.Json["approvals"].AsArray() -> r.AsObject() ]
+            eq [ first ] [ for r in listed -> str r "id" ]
+            let one = List.head listed
+            Assert.Equal<string list>(
+                [ "id"; "task_id"; "action"; "reason"; "status"; "decided_by"; "decided_at"; "created_at"; "workspace_id"; "context" ],
+                [ for kv in one -> kv.Key ]
+            )
+            Assert.Equal((a.Id, "{\"env\":\"prod\"}", "pending"), (str one "workspace_id", str one "context", str one "status"))
+            Assert.Equal("""{"pending":1,"approved":0,"denied":0,"withdrawn":0}""", all.Json["counts"].ToJsonString())
+            let! team' = c.Send("GET", "/admin/approvals", token = admin)
+            let ids = [ for r in team'.Json["approvals"].AsArray() -> str r "id" ]
+            Assert.True(List.contains first ids && List.contains second ids, team'.Text)
+            let decide (id: string) body = c.Send("POST", $"/admin/approvals/{id}/decide", body, admin)
+            let! maybe = decide first """{"decision":"maybe"}"""
+            Assert.Equal((400, Approvals.badDecision), (maybe.Code, maybe.Error))
+            let! missing = decide (string (Guid.NewGuid())) """{"decision":"approved"}"""
+            Assert.Equal((404, Approvals.notFoundOrDecided), (missing.Code, missing.Error))
+            let! byAgent = c.Send("POST", $"/admin/approvals/{first}/decide", """{"decision":"approved"}""", a.Token)
+            Assert.Equal(401, byAgent.Code)
+            let! approved = decide first """{"decision":"approved"}"""
+            Assert.Equal(Json.compact (Json.obj [ "approval_id", Json.str first; "status", Json.str "approved" ]), approved.Text)
+            let! rung = framesUntil sa (fun e -> typeOf e = "APPROVAL_APPROVED")
+            Assert.Equal(("approved", "user"), (sv (dataOf (List.last rung)) "decision", sv (dataOf (List.last rung)) "decided_by"))
+            let! twice = decide first """{"decision":"denied"}"""
+            Assert.Equal((404, Approvals.notFoundOrDecided), (twice.Code, twice.Error))
+            let! named = decide second """{"decision":"denied","decided_by":"Ada"}"""
+            Assert.Equal("denied", str named.Json "status")
+            let! bList = c.Send("GET", $"/workspaces/{b.Id}/approvals", token = b.Token)
+            Assert.Equal(("denied", "Ada"), (str (List.head (rows bList)) "status", str (List.head (rows bList)) "decided_by"))
+            ignore lead
+        }
+
 type RequestRoutesOnSqlite(fx) =
     inherit RequestRoutes<OnSqlite>(fx)
 
 type RequestRoutesOnPostgres(fx) =
     inherit RequestRoutes<OnPostgres>(fx)
+
+/// The nudge sweeper (spec §7.1) on a platform of its own per engine, with short thresholds (2 min open, 5 min
+/// between nudges) on the platform clock the test moves, and the sweep every 100 ms.
+type RequestNudges() =
+    let nudges (c: Client) (ws: Ws) =
+        task {
+            let! rows = updates c ws
+            return rows |> List.filter (fun r -> str (bodyOf r) "event" = "nudge")
+        }
+
+    /// Waits (at most 10 s) until the background sweeper has left `count` nudges on `ws`.
+    let waitNudges (c: Client) (ws: Ws) (count: int) =
+        task {
+            let deadline = DateTime.UtcNow.AddSeconds 10.0
+            let! first = nudges c ws
+            let mutable seen = first
+
+            while seen.Length < count && DateTime.UtcNow < deadline do
+                do! Task.Delay 50
+                let! again = nudges c ws
+                seen <- again
+
+            Assert.True(seen.Length >= count, $"{count} nudge(s) expected on {ws.Id}, {seen.Length} seen")
+            return seen
+        }
+
+    [<Theory; ClassData(typeof<EngineCases>)>]
+    member _.``nudges: an idle agent recipient gets one nudge per open request past the threshold, again only after the interval; busy, user and resolved ones none``
+        (engine: string)
+        =
+        task {
+            let mutable now = DateTimeOffset.UtcNow
+
+            let opts (o: Server.PlatformOptions) : Server.PlatformOptions =
+                { o with
+                    Clock = Some(fun () -> now)
+                    SweepInterval = TimeSpan.FromHours 1.0
+                    NudgeAfter = TimeSpan.FromMinutes 2.0
+                    NudgeEvery = TimeSpan.FromMinutes 5.0
+                    NudgeInterval = TimeSpan.FromMilliseconds 100.0 }
+
+            use! own = task { return new Own(engine, opts) }
+            let c, admin = own.C, own.P.AdminToken
+            let! a = createWs c admin "asker" None []
+            let! b = createWs c admin "idle-one" None []
+            let! busy = createWs c admin "busy-one" None []
+
+            for w in [ b; busy ] do
+                let! r = c.Send("POST", "/registry/register", registerBody w.Id, w.Token)
+                Assert.Equal(200, r.Code)
+
+            let beat (w: Ws) (active: int) (current: string) =
+                task {
+                    let body = $$"""{"workspace_id":"{{w.Id}}","error_rate":0.0,"active_tasks":{{active}},"current_task":"{{current}}","uptime_seconds":5}"""
+                    let! r = c.Send("POST", "/registry/heartbeat", body, w.Token)
+                    Assert.Equal(200, r.Code)
+                }
+
+            do! beat busy 1 "deploying"
+
+            let raise (body: string) =
+                task {
+                    let! r = c.Send("POST", $"/workspaces/{a.Id}/requests", body, a.Token)
+                    Assert.True((r.Code = 201), r.Text)
+                    return str r.Json "request_id"
+                }
+
+            let! open' = raise $$"""{"kind":"task","recipient_type":"agent","recipient_id":"{{b.Id}}","title":"Rotate the keys","detail":"staging first"}"""
+            let! resolved = raise $$"""{"kind":"task","recipient_type":"agent","recipient_id":"{{b.Id}}","title":"Old one"}"""
+            let! forBusy = raise $$"""{"kind":"approval","recipient_type":"agent","recipient_id":"{{busy.Id}}","title":"Ship it?"}"""
+            let! _ = raise """{"kind":"task","recipient_type":"user","title":"For the user"}"""
+            let! doneIt = c.Send("POST", $"/workspaces/{b.Id}/requests/{resolved}/respond", """{"action":"done"}""", b.Token)
+            Assert.Equal(200, doneIt.Code)
+
+            // not yet past the threshold
+            Assert.Equal(0, own.P.NudgeNow())
+            now <- now.AddMinutes 3.0
+            // the sweeper nudges by itself; a pass right after finds nothing more to do
+            let! first = waitNudges c b 1
+            Assert.Equal(0, own.P.NudgeNow())
+            let! onB = nudges c b
+            Assert.Equal(1, onB.Length)
+            let row = List.head first
+            let body = bodyOf row
+            Assert.Equal((open', "nudge", "pending", "task"), (str body "request_id", str body "event", str body "status", str body "kind"))
+            Assert.Equal(("Rotate the keys", "platform", "agent", "staging first"), (str body "title", str body "actor_type", str body "source", str body "body"))
+            Assert.Null(row["source_id"])
+            Assert.StartsWith("Reminder: the task request \"Rotate the keys\" from asker has waited 3 min for your answer", str row "summary")
+            let! onBusy = nudges c busy
+            Assert.Empty(onBusy)
+            let! onA = nudges c a
+            Assert.Empty(onA)
+
+            // within the interval: nothing; past it: one more, for the same request only
+            now <- now.AddMinutes 4.0
+            Assert.Equal(0, own.P.NudgeNow())
+            now <- now.AddMinutes 2.0
+            let! twice = waitNudges c b 2
+            Assert.Equal<string list>([ open'; open' ], [ for r in twice -> str (bodyOf r) "request_id" ])
+
+            // the busy recipient, once idle, is nudged too
+            do! beat busy 0 ""
+            let! busyNow = waitNudges c busy 1
+            Assert.Equal(forBusy, str (bodyOf (List.head busyNow)) "request_id")
+
+            // answered: never again
+            let! answered = c.Send("POST", $"/workspaces/{b.Id}/requests/{open'}/respond", """{"action":"done"}""", b.Token)
+            Assert.Equal(200, answered.Code)
+            now <- now.AddHours 2.0
+            // a pass ran after the move (the busy one's approval, still open, is nudged again) and left b none
+            let! _ = waitNudges c busy 2
+            let! final = nudges c b
+            Assert.Equal(2, final.Length)
+        }

@@ -314,3 +314,127 @@ let ``rule: an approval is decided once, by its own workspace's route, and withd
 
             decided && withdrawn)
     )
+
+// ---------------------------------------------------------------- the nudge sweeper (Rules/Nudges.fs)
+
+let private nudgeSettings = Nudges.Settings.defaults
+
+/// A recipient workspace as the platform knows it: online or not, with or without work in hand.
+let private workspaceGen (id: WorkspaceId) =
+    gen {
+        let! status = Gen.elements [ Status.Online; Status.Online; Status.Offline; Status.AwaitingAgent; Status.Removed ]
+        let! active = Gen.elements [ 0; 0; 1; 3 ]
+        let! current = Gen.elements [ ""; ""; "deploying" ]
+        return { Workspace.fresh id t0 with Status = status; ActiveTasks = active; CurrentTask = current }
+    }
+
+/// A team (a, b, c) and requests among them, each changed up to an hour before t0.
+let private nudgeWorldGen =
+    gen {
+        let! team = Gen.sequenceToList [ for w in [ a; b; c ] -> workspaceGen w ]
+        let! requests = Gen.listOf requestGen
+        let! ages = Gen.listOfLength requests.Length (Gen.choose (0, 60))
+        let aged = List.map2 (fun (r: Request) (m: int) -> { r with UpdatedAt = t0.AddMinutes(float -m); CreatedAt = t0.AddMinutes(float -m) }) requests ages
+        return Map.ofList [ for w in team -> w.Id, w ], aged
+    }
+
+/// The sweeps at t0 and after each step (minutes): every nudge as (request, time).
+let private sweeps (team: Map<WorkspaceId, Workspace>) (requests: Request list) (steps: int list) =
+    let mutable last = Map.empty
+    let mutable now = t0
+
+    [ for step in 0 :: steps do
+          now <- now.AddMinutes(float step)
+
+          for r in Nudges.due nudgeSettings now team.TryFind last.TryFind requests do
+              last <- last.Add(r.Id, now)
+              yield r, now ]
+
+let private stepsGen = Gen.listOf (Gen.choose (1, 40))
+
+/// Over any team, requests and sweep times: `holds` of every nudge made (the team, then each request and time).
+let private everyNudge (holds: Map<WorkspaceId, Workspace> -> (Request * DateTimeOffset) list -> bool) =
+    Check.One(
+        cfg 300,
+        Prop.forAll (Arb.fromGen (Gen.zip nudgeWorldGen stepsGen)) (fun ((team, requests), steps) ->
+            holds team (sweeps team requests steps))
+    )
+
+[<Fact>]
+let ``rule: a request is nudged at most once an hour`` () =
+    everyNudge (fun _ nudges ->
+        nudges
+        |> List.groupBy (fun (r, _) -> r.Id)
+        |> List.forall (fun (_, times) ->
+            times |> List.map snd |> List.pairwise |> List.forall (fun (x, y) -> y - x >= nudgeSettings.Every)))
+
+[<Fact>]
+let ``rule: a resolved request is never nudged`` () =
+    everyNudge (fun _ nudges -> nudges |> List.forall (fun (r, at) -> RequestStatus.isOpen (statusAt at r)))
+
+[<Fact>]
+let ``rule: a user recipient is never nudged`` () =
+    everyNudge (fun _ nudges ->
+        nudges
+        |> List.forall (fun (r, _) ->
+            match r.Recipient with
+            | Party.Agent _ -> true
+            | Party.User _ -> false))
+
+[<Fact>]
+let ``rule: a busy recipient is not nudged`` () =
+    everyNudge (fun team nudges ->
+        nudges
+        |> List.forall (fun (r, _) ->
+            match Party.agent r.Recipient |> Option.bind team.TryFind with
+            | Some w -> w.Status = Status.Online && w.ActiveTasks = 0 && w.CurrentTask = ""
+            | None -> false))
+
+[<Fact>]
+let ``rule: an open request on an idle agent, unchanged past the threshold and not nudged within the hour, is nudged`` () =
+    Check.One(
+        cfg 300,
+        Prop.forAll (Arb.fromGen (Gen.zip nudgeWorldGen (Gen.choose (0, 120)))) (fun ((team, requests), lastAgo) ->
+            let last = t0.AddMinutes(float -lastAgo)
+            let due = Nudges.due nudgeSettings t0 team.TryFind (fun _ -> Some last) requests |> List.map (fun r -> r.Id)
+
+            requests
+            |> List.forall (fun r ->
+                let idle = Party.agent r.Recipient |> Option.bind team.TryFind |> Option.exists Nudges.isIdle
+
+                let expected =
+                    idle
+                    && RequestStatus.isOpen (statusAt t0 r)
+                    && t0 - r.UpdatedAt >= nudgeSettings.After
+                    && t0 - last >= nudgeSettings.Every
+
+                List.contains r.Id due = expected))
+    )
+
+[<Fact>]
+let ``nudges: the row is a request_update with event nudge, the request's header fields and a reminder summary`` () =
+    let r =
+        { Id = RequestId(Guid.NewGuid()); Kind = Kind.Approval; Requester = Party.Agent a; Recipient = Party.Agent b
+          Title = "Ship it?"; Detail = Some "v2 to prod"; Priority = "high"; Source = Source.Agent; ExpiresAt = None
+          Status = RequestStatus.InfoRequested; Responder = None; CreatedAt = t0; UpdatedAt = t0; RespondedAt = None }
+
+    let name (w: WorkspaceId) = if w = a then "Alpha" else "other"
+    let row = Nudges.row (ActivityId(Guid.NewGuid())) (t0.AddMinutes 75.0) name b r
+    Assert.Equal((Some "request_update", "a2a_receive", Some b, None), (row.Method, row.ActivityType, row.TargetId, row.SourceId))
+    Assert.Equal(Some "Reminder: the approval request \"Ship it?\" from Alpha has waited 1 h 15 min for your answer", row.Summary)
+    let u = Molecule.Protocol.RequestUpdate.ofBody (Json.tryParse row.RequestBody.Value |> Option.get) |> Option.get
+    Assert.Equal((r.Id.Text, "nudge", "info_requested", "approval", "Ship it?", "platform", Some "v2 to prod"), (u.RequestId, u.Event, u.Status, u.Kind, u.Title, u.ActorType, u.Body))
+    Assert.Equal<string list>([ "12 min"; "2 h"; "3 days" ], [ Nudges.waited (TimeSpan.FromMinutes 12.5); Nudges.waited (TimeSpan.FromHours 2.0); Nudges.waited (TimeSpan.FromDays 3.2) ])
+
+[<Fact>]
+let ``nudges: thresholds from the environment, seconds > 0; anything else names the variable`` () =
+    let env (pairs: (string * string) list) (name: string) = pairs |> List.tryFind (fst >> (=) name) |> Option.map snd
+    let d = Nudges.Settings.defaults
+    Assert.Equal(Ok(d, Nudges.Settings.defaultInterval), Nudges.ofVariables (env []) d Nudges.Settings.defaultInterval)
+
+    let given = env [ "MOLECULE_PLATFORM_NUDGE_AFTER_SECS", "1.5"; "MOLECULE_PLATFORM_NUDGE_EVERY_SECS", "30"; "MOLECULE_PLATFORM_NUDGE_INTERVAL_SECS", " 2 " ]
+    Assert.Equal(Ok(({ After = TimeSpan.FromSeconds 1.5; Every = TimeSpan.FromSeconds 30.0 }: Nudges.Settings), TimeSpan.FromSeconds 2.0), Nudges.ofVariables given d Nudges.Settings.defaultInterval)
+
+    match Nudges.ofVariables (env [ "MOLECULE_PLATFORM_NUDGE_EVERY_SECS", "hourly" ]) d Nudges.Settings.defaultInterval with
+    | Error e -> Assert.StartsWith("MOLECULE_PLATFORM_NUDGE_EVERY_SECS must be a number of seconds", e)
+    | Ok _ -> Assert.Fail "an invalid value was taken"

@@ -37,7 +37,8 @@ let startInfo (env: (string * string) list) (args: string list) =
     for a in args do
         psi.ArgumentList.Add a
     // A developer's own settings must not leak into the tests.
-    for k in [ "MOLECULE_PLATFORM_DIR"; "WORKSPACE_ID"; "PLATFORM_URL"; "MOLECULE_WORKSPACE_TOKEN" ] do
+    for k in [ "MOLECULE_PLATFORM_DIR"; "WORKSPACE_ID"; "PLATFORM_URL"; "MOLECULE_WORKSPACE_TOKEN"
+               "MOLECULE_MCP_LOOP_MAX_EXCHANGES"; "MOLECULE_MCP_LOOP_MAX_PER_MINUTE"; "MOLECULE_MCP_LOOP_MAX_REPEATS" ] do
         psi.Environment.Remove k |> ignore
 
     // The connection lines the platform prints start the published molecule-mcp.

@@ -60,6 +60,18 @@ let ``demo: exits 0 with every numbered step marked done, in well under a minute
     Assert.DoesNotMatch("[A-Za-z0-9_-]{43}", out)
     Assert.True(sw.Elapsed < TimeSpan.FromSeconds 60.0, $"demo took {sw.Elapsed}")
 
+/// Issue 18: the loop guard's defaults never trip in normal work. The demo's agents run with the guard at its defaults
+/// (the runner's own MOLECULE_MCP_LOOP_* are removed) and the demo checks the platform for loop_guard requests; its
+/// busiest pair sends one message with no human turn in between, so even every bound at 1 pauses nothing
+/// (bench/README.md, "Loop guard bounds, measured").
+[<Fact>]
+let ``demo: with the loop guard at its defaults, or every bound at 1, no pair of agents is paused`` () =
+    let bounds1 = [ "MOLECULE_MCP_LOOP_MAX_EXCHANGES", "1"; "MOLECULE_MCP_LOOP_MAX_PER_MINUTE", "1"; "MOLECULE_MCP_LOOP_MAX_REPEATS", "1" ]
+    for env in [ []; bounds1 ] do
+        let r = runEnv env [ "demo" ] (TimeSpan.FromSeconds 90.0)
+        Assert.True((r.Code = 0), $"demo {env} exit {r.Code}\nstdout:\n{r.Out}\nstderr:\n{r.Err}")
+        contains "✔ loop guard: no pair of agents paused (no loop_guard request on the platform)" r.Out
+
 [<Fact>]
 let ``demo: a failure is reported with ✘ and exit 1, not a crash`` () =
     // TMPDIR names a regular file, so the demo cannot create its temporary directory.
