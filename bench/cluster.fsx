@@ -1,12 +1,20 @@
 // The platform on one SQLite instance, one PostgreSQL instance and two PostgreSQL instances on one database
-// (issue 17), measured over HTTP against the published molecule-platform, all in the same run:
-// - messages accepted per second: A2A sends from 16 concurrent senders to 20 poll-mode workspaces (on two instances
-//   the senders alternate between them);
-// - send → push latency: the time from a send to its ring (ACTIVITY_LOGGED with its message id) on the workspace's
-//   event stream, the stream held on the first instance and the sends made to the last one (on two instances every
-//   ring crosses between them through NOTIFY/LISTEN); one send at a time, 20 ms apart.
-// PostgreSQL is a throwaway cluster from Debian's package (the tests' Support/Postgres.fs), in a temp folder.
-// Usage: dotnet fsi bench/cluster.fsx [--platform PATH] [--messages N] [--pings N]
+// (issue 17), measured over HTTP against the published molecule-platform, all in the same run. Per set-up:
+// - a team of N agents (default 20): workspaces at the root (each may talk to each), registered for poll delivery,
+//   each holding its event stream (the agent's doorbell) on the FIRST instance;
+// - accepted per second: S concurrent senders (default 16) send A2A messages flat out for a fixed time, each from an
+//   agent to another with the sender's own token and X-Workspace-ID (as molecule-mcp sends), the senders spread over
+//   the instances;
+// - the load: R messages per second (default 50) spread over the agents for L seconds (default 30), sent on a fixed
+//   schedule (open loop: a slow answer does not slow the sender) to the LAST instance; send → push is the time from
+//   the send to its ring (ACTIVITY_LOGGED with its message id) on the recipient's stream. On two instances every ring
+//   crosses between them (commit → NOTIFY → the other instance's LISTEN → its stream).
+// Ratios to SQLite are of this run. Settings are production-like and the same for every set-up: the platform's own
+// defaults (its log on, drained), `--rate-a2a 0` (the flat-out phase is above the default 600 a minute per token);
+// SQLite in WAL with synchronous=FULL (the platform's); PostgreSQL from Debian's package as a throwaway cluster on a
+// Unix socket with its durability defaults (fsync, synchronous_commit, full_page_writes on; shared_buffers 128MB).
+// Usage: dotnet fsi bench/cluster.fsx [--platform PATH] [--agents N] [--senders S] [--accept-secs A] [--rate R]
+//        [--load-secs L] [--only sqlite,pg1,pg2] [--pg-settings durable|tests] [--platform-env "K=V …"]
 #r "../artifacts/molecule-platform/Npgsql.dll"
 #load "../Tests/Support/TempDirs.fs" "../Tests/Support/Postgres.fs"
 
@@ -30,15 +38,36 @@ let argOr (name: string) (d: string) =
 
 let root = Path.GetFullPath(Path.Combine(__SOURCE_DIRECTORY__, ".."))
 let platformBin = argOr "--platform" (Path.Combine(root, "artifacts", "molecule-platform", "molecule-platform"))
-let messages = int (argOr "--messages" "4000")
-let pings = int (argOr "--pings" "300")
-let http = new HttpClient(Timeout = TimeSpan.FromMinutes 2.0)
+let agents = int (argOr "--agents" "20")
+let senders = int (argOr "--senders" "16")
+let acceptSecs = float (argOr "--accept-secs" "10")
+let rate = float (argOr "--rate" "50")
+let loadSecs = float (argOr "--load-secs" "30")
+let only = (argOr "--only" "sqlite,pg1,pg2").Split(',') |> Set.ofArray
+/// `--platform-env "K=V K2=V2"`: environment variables for the platform processes (runtime settings to compare).
+let platformEnv =
+    (argOr "--platform-env" "").Split(' ', StringSplitOptions.RemoveEmptyEntries)
+    |> Array.map (fun kv -> let i = kv.IndexOf '=' in kv.Substring(0, i), kv.Substring(i + 1))
+let inv = Globalization.CultureInfo.InvariantCulture
+let f1 (x: float) = x.ToString("0.0", inv)
+/// `--pg-settings tests`: the tests' cluster instead (fsync, synchronous_commit, full_page_writes off) — to see what
+/// the disk costs, not to compare with SQLite.
+Postgres.durable <- argOr "--pg-settings" "durable" <> "tests"
 
-/// A platform process on `dir` (extra arguments: its database), its URL once platform.json says it listens.
+let http =
+    new HttpClient(new SocketsHttpHandler(MaxConnectionsPerServer = 256, PooledConnectionLifetime = TimeSpan.FromMinutes 10.0), Timeout = TimeSpan.FromMinutes 2.0)
+
+/// A platform process on `dir` (extra arguments: its database), its URL once platform.json says it listens. Its
+/// output is drained (a platform that cannot write its log would stall).
 let start (dir: string) (extra: string list) =
     let psi = ProcessStartInfo(platformBin, RedirectStandardOutput = true, RedirectStandardError = true)
-    for a in [ "platform"; "--data-dir"; dir; "--port"; "0" ] @ extra do
+
+    for a in [ "platform"; "--data-dir"; dir; "--port"; "0"; "--rate-a2a"; "0" ] @ extra do
         psi.ArgumentList.Add a
+
+    for (k, v) in platformEnv do
+        psi.Environment[k] <- v
+
     let p = Process.Start psi
     p.OutputDataReceived.Add ignore
     p.ErrorDataReceived.Add ignore
@@ -46,18 +75,20 @@ let start (dir: string) (extra: string list) =
     p.BeginErrorReadLine()
     let info = Path.Combine(dir, "platform.json")
     let sw = Stopwatch.StartNew()
+
     while not (File.Exists info) && sw.Elapsed.TotalSeconds < 120.0 do
         Thread.Sleep 10
+
     Thread.Sleep 50
     let node = JsonNode.Parse(File.ReadAllText info)
-    let url = node["url"].GetValue<string>()
-    p, url
+    p, node["url"].GetValue<string>()
 
-let call (url: string) (meth: HttpMethod) (path: string) (body: string option) (token: string) =
+let call (url: string) (meth: HttpMethod) (path: string) (body: string option) (token: string) (caller: string option) =
     task {
         use req = new HttpRequestMessage(meth, url + path)
         body |> Option.iter (fun b -> req.Content <- new StringContent(b, Encoding.UTF8, "application/json"))
         req.Headers.Authorization <- Headers.AuthenticationHeaderValue("Bearer", token)
+        caller |> Option.iter (fun c -> req.Headers.Add("X-Workspace-ID", c))
         use! resp = http.SendAsync req
         let! text = resp.Content.ReadAsStringAsync()
         return int resp.StatusCode, text
@@ -67,128 +98,223 @@ let message (id: string) =
     $"{{\"jsonrpc\":\"2.0\",\"id\":\"1\",\"method\":\"message/send\",\"params\":{{\"message\":{{\"role\":\"user\",\"messageId\":\"{id}\",\"parts\":[{{\"kind\":\"text\",\"text\":\"{String('x', 200)}\"}}]}}}}}}"
 
 let percentile (p: float) (xs: float[]) =
-    let s = Array.sort xs
-    s[min (s.Length - 1) (int (Math.Ceiling(p * float s.Length)) - 1)]
+    if xs.Length = 0 then nan
+    else
+        let s = Array.sort xs
+        s[min (s.Length - 1) (max 0 (int (Math.Ceiling(p * float s.Length)) - 1))]
 
-/// One configuration: instances started by `launch` (URLs, admin token, processes), measured, stopped.
-let measure (label: string) (urls: string list) (admin: string) =
-    let create (i: int) =
-        let code, text = (call urls.Head HttpMethod.Post "/workspaces" (Some $"{{\"name\":\"bench {i}\"}}") admin).Result
-        if code <> 201 then failwith $"create: {code} {text}"
-        let j = JsonNode.Parse text
-        let id, token = j["id"].GetValue<string>(), j["auth_token"].GetValue<string>()
-        let body = $$"""{"id":"{{id}}","url":"","agent_card":{"name":"bench"},"delivery_mode":"poll"}"""
-        let code, text = (call urls.Head HttpMethod.Post "/registry/register" (Some body) token).Result
-        if code <> 200 then failwith $"register: {code} {text}"
-        id, token
+/// CPU time (ms) a process has used, from /proc (0 once it is gone).
+let cpuMs (pid: int) =
+    try
+        let stat = File.ReadAllText $"/proc/{pid}/stat"
+        let fields = stat.Substring(stat.LastIndexOf ')' + 2).Split(' ')
+        float (int64 fields[11] + int64 fields[12]) * 10.0 // utime + stime, in ticks of 10 ms
+    with :? IOException -> 0.0
 
-    let workspaces = [| for i in 1..20 -> create i |]
-    // accepted per second
-    let next = ref 0
-    let sw = Stopwatch.StartNew()
+/// The PostgreSQL cluster's processes: its postmaster and every process it started (the backends).
+let clusterPids () =
+    let pidFile = Path.Combine((Postgres.instance ()).Data, "postmaster.pid")
+    let master = int ((File.ReadAllLines pidFile)[0])
+
+    master
+    :: [ for d in Directory.GetDirectories "/proc" do
+             match Int32.TryParse(Path.GetFileName d) with
+             | true, pid ->
+                 try
+                     let stat = File.ReadAllText(Path.Combine(d, "stat"))
+                     if int (stat.Substring(stat.LastIndexOf ')' + 2).Split(' ')[1]) = master then yield pid
+                 with :? IOException -> ()
+             | _ -> () ]
+
+type Agent = { Id: string; Token: string }
+
+let createAgent (url: string) (admin: string) (i: int) =
+    let code, text = (call url HttpMethod.Post "/workspaces" (Some $"{{\"name\":\"agent {i}\"}}") admin None).Result
+    if code <> 201 then failwith $"create: {code} {text}"
+    let j = JsonNode.Parse text
+    let a = { Id = j["id"].GetValue<string>(); Token = j["auth_token"].GetValue<string>() }
+    let body = $$"""{"id":"{{a.Id}}","url":"","agent_card":{"name":"agent {{i}}"},"delivery_mode":"poll"}"""
+    let code, text = (call url HttpMethod.Post "/registry/register" (Some body) a.Token None).Result
+    if code <> 200 then failwith $"register: {code} {text}"
+    a
+
+/// The agent's event stream on `url`: each ring's message id with its arrival time (ms on `clock`); `ready` is set
+/// once the stream has answered.
+let listen (url: string) (a: Agent) (clock: Stopwatch) (arrived: ConcurrentDictionary<string, float>) (ready: CountdownEvent) (stop: CancellationToken) =
+    task {
+        use req = new HttpRequestMessage(HttpMethod.Get, url + $"/workspaces/{a.Id}/events/stream")
+        req.Headers.Authorization <- Headers.AuthenticationHeaderValue("Bearer", a.Token)
+        use! resp = http.SendAsync(req, HttpCompletionOption.ResponseHeadersRead, stop)
+        use! body = resp.Content.ReadAsStreamAsync(stop)
+        use lines = new StreamReader(body)
+        let mutable signalled = false
+
+        try
+            let mutable go = true
+
+            while go && not stop.IsCancellationRequested do
+                let! line = lines.ReadLineAsync(stop)
+
+                if isNull line then go <- false
+                elif line.StartsWith ":" && not signalled then
+                    signalled <- true
+                    ready.Signal() |> ignore
+                elif line.StartsWith "data: " && line.Contains "\"message_id\"" then
+                    let frame = JsonNode.Parse(line.Substring 6)
+
+                    match frame["data"]["message_id"] with
+                    | null -> ()
+                    | m -> arrived.TryAdd(m.GetValue<string>(), clock.Elapsed.TotalMilliseconds) |> ignore
+        with :? OperationCanceledException ->
+            ()
+    }
+
+type Measured =
+    { Label: string
+      Accepted: float
+      Sent: int
+      Lost: int
+      P50: float
+      P99: float
+      Max: float
+      PostP99: float
+      /// CPU ms per accepted message in the flat-out phase: the platform process(es), PostgreSQL's.
+      PlatformCpu: float
+      DatabaseCpu: float }
+
+/// One set-up: the team, its streams on the first instance, the flat-out phase, the load.
+let measure (label: string) (urls: string list) (pids: int list) (postgres: bool) (admin: string) : Measured =
+    let team = [| for i in 1..agents -> createAgent urls.Head admin i |]
+    let clock = Stopwatch.StartNew()
+    let arrived = ConcurrentDictionary<string, float>()
+    use stop = new CancellationTokenSource()
+    use ready = new CountdownEvent(team.Length)
+    let streams = [| for a in team -> listen urls.Head a clock arrived ready stop.Token |]
+
+    if not (ready.Wait(TimeSpan.FromSeconds 30.0)) then failwith "the agents' streams did not open"
+
+    let send (url: string) (from: int) (toward: int) (id: string) =
+        let a, b = team[from], team[toward]
+        call url HttpMethod.Post $"/workspaces/{b.Id}/a2a" (Some(message id)) a.Token (Some a.Id)
+
+    let peer (rnd: Random) (from: int) = (from + 1 + rnd.Next(team.Length - 1)) % team.Length
+    // accepted per second: flat out for acceptSecs
+    let count = ref 0
+    let dbPids = if postgres then clusterPids () else []
+    let cpu (ps: int list) = ps |> List.sumBy cpuMs
+    let platformBefore, dbBefore = cpu pids, cpu dbPids
+    let until = clock.Elapsed.TotalSeconds + acceptSecs
+    let began = clock.Elapsed.TotalSeconds
 
     let sender (n: int) =
         task {
-            let url = urls[n % urls.Length]
-            let mutable go = true
-            while go do
-                let i = Interlocked.Increment next
-                if i > messages then go <- false
-                else
-                    let ws, _ = workspaces[i % workspaces.Length]
-                    let! code, text = call url HttpMethod.Post $"/workspaces/{ws}/a2a" (Some(message $"{label}-{i}")) admin
-                    if code <> 200 then failwith $"send {i}: {code} {text}"
+            let rnd = Random(n)
+
+            while clock.Elapsed.TotalSeconds < until do
+                let from = rnd.Next team.Length
+                let i = Interlocked.Increment count
+                let! code, text = send urls[n % urls.Length] from (peer rnd from) $"{label}-a-{i}"
+                if code <> 200 then failwith $"send: {code} {text}"
         }
 
-    Task.WaitAll [| for n in 1..16 -> sender n :> Task |]
-    let accepted = float messages / sw.Elapsed.TotalSeconds
-    // send → push: the stream on the first instance, the sends to the last
-    let ws, token = workspaces[0]
-    let arrived = ConcurrentDictionary<string, float>()
-    let clock = Stopwatch.StartNew()
-    use cts = new CancellationTokenSource()
-    let streamed = TaskCompletionSource()
+    Task.WaitAll [| for n in 1..senders -> sender n :> Task |]
+    let accepted = float count.Value / (clock.Elapsed.TotalSeconds - began)
+    let perMessage (before: float) (ps: int list) = (cpu ps - before) / float count.Value
+    let platformCpu, dbCpu = perMessage platformBefore pids, perMessage dbBefore dbPids
+    Thread.Sleep 1000 // the rings of the flat-out phase drain
+    // the load: rate messages a second on a fixed schedule, to the last instance
+    let total = int (rate * loadSecs)
+    let sentAt = ConcurrentDictionary<string, float>()
+    let posts = ConcurrentBag<float>()
+    let rnd = Random(7)
+    let t0 = clock.Elapsed.TotalMilliseconds
 
-    let reader =
-        task {
-            use req = new HttpRequestMessage(HttpMethod.Get, urls.Head + $"/workspaces/{ws}/events/stream")
-            req.Headers.Authorization <- Headers.AuthenticationHeaderValue("Bearer", token)
-            use! resp = http.SendAsync(req, HttpCompletionOption.ResponseHeadersRead, cts.Token)
-            use! body = resp.Content.ReadAsStreamAsync(cts.Token)
-            use lines = new StreamReader(body)
-            try
-                while not cts.IsCancellationRequested do
-                    let! line = lines.ReadLineAsync(cts.Token)
-                    if isNull line then cts.Cancel()
-                    elif line.StartsWith ":" then streamed.TrySetResult() |> ignore
-                    elif line.StartsWith "data: " then
-                        let frame = JsonNode.Parse(line.Substring 6)
-                        match frame["data"]["message_id"] with
-                        | null -> ()
-                        | m -> arrived.TryAdd(m.GetValue<string>(), clock.Elapsed.TotalMilliseconds) |> ignore
-            with :? OperationCanceledException -> ()
-        }
+    let inflight =
+        [| for k in 0 .. total - 1 do
+               let due = t0 + float k * 1000.0 / rate
+               let wait = due - clock.Elapsed.TotalMilliseconds
+               if wait > 1.0 then Thread.Sleep(TimeSpan.FromMilliseconds wait)
+               let from = rnd.Next team.Length
+               let toward = peer rnd from
+               let id = $"{label}-load-{k}"
 
-    streamed.Task.Wait(TimeSpan.FromSeconds 30.0) |> ignore
+               yield
+                   task {
+                       let at = clock.Elapsed.TotalMilliseconds
+                       sentAt[id] <- at
+                       let! code, _ = send (List.last urls) from toward id
+                       posts.Add(clock.Elapsed.TotalMilliseconds - at)
+                       if code <> 200 then failwith $"load send {k}: {code}"
+                   }
+                   :> Task |]
+
+    Task.WaitAll inflight
+    let deadline = Stopwatch.StartNew()
+
+    while sentAt.Keys |> Seq.exists (fun id -> not (arrived.ContainsKey id)) && deadline.Elapsed.TotalSeconds < 10.0 do
+        Thread.Sleep 50
+
+    stop.Cancel()
+    (try Task.WaitAll(streams |> Array.map (fun t -> t :> Task), 5000) |> ignore with :? AggregateException -> ())
 
     let latencies =
-        [| for i in 1..pings do
-               let id = $"{label}-ping-{i}"
-               let sent = clock.Elapsed.TotalMilliseconds
-               let code, _ = (call (List.last urls) HttpMethod.Post $"/workspaces/{ws}/a2a" (Some(message id)) admin).Result
-               if code <> 200 then failwith $"ping {i}: {code}"
-               let deadline = Stopwatch.StartNew()
-               while not (arrived.ContainsKey id) && deadline.Elapsed.TotalSeconds < 10.0 do
-                   Thread.Sleep 1
+        [| for KeyValue(id, at) in sentAt do
                match arrived.TryGetValue id with
-               | true, at -> yield at - sent
-               | _ -> failwith $"ping {i} never rang"
-               Thread.Sleep 20 |]
+               | true, got -> yield got - at
+               | _ -> () |]
 
-    cts.Cancel()
-    (try reader.Wait(5000) |> ignore with :? AggregateException -> ())
-    let f (x: float) = x.ToString("0.0", Globalization.CultureInfo.InvariantCulture)
-    accepted, percentile 0.5 latencies, percentile 0.99 latencies, f
+    { Label = label
+      Accepted = accepted
+      Sent = total
+      Lost = total - latencies.Length
+      P50 = percentile 0.5 latencies
+      P99 = percentile 0.99 latencies
+      Max = (if latencies.Length = 0 then nan else Array.max latencies)
+      PostP99 = percentile 0.99 (posts.ToArray())
+      PlatformCpu = platformCpu
+      DatabaseCpu = dbCpu }
 
 let stop (ps: Process list) =
     for p in ps do
         p.Kill()
         p.WaitForExit()
 
-let dir (name: string) = TempDirs.create name
 let adminOf (d: string) = File.ReadAllText(Path.Combine(d, "admin_token")).Trim()
+let results = ResizeArray<Measured>()
+let sw = Stopwatch.StartNew()
+let load () = (File.ReadAllText "/proc/loadavg").Split(' ')[0]
+printfn $"load average at the start: {load ()}"
 
-let results = ResizeArray<string * float * float * float>()
-
-let sqlite =
-    let d = dir "sqlite"
+if only.Contains "sqlite" then
+    let d = TempDirs.create "sqlite"
     let p, url = start d []
-    let a, p50, p99, _ = measure "sqlite" [ url ] (adminOf d)
+    results.Add(measure "SQLite, 1 instance" [ url ] [ p.Id ] false (adminOf d))
     stop [ p ]
-    results.Add("SQLite, 1 instance", a, p50, p99)
 
-let pg1 =
-    let d = dir "pg1"
+if only.Contains "pg1" then
+    let d = TempDirs.create "pg1"
     let p, url = start d [ "--database"; Postgres.urlFor d ]
-    let a, p50, p99, _ = measure "pg1" [ url ] (adminOf d)
+    results.Add(measure "PostgreSQL, 1 instance" [ url ] [ p.Id ] true (adminOf d))
     stop [ p ]
-    results.Add("PostgreSQL, 1 instance", a, p50, p99)
 
-let pg2 =
-    let d1, d2 = dir "pg2a", dir "pg2b"
+if only.Contains "pg2" then
+    let d1, d2 = TempDirs.create "pg2a", TempDirs.create "pg2b"
     let db = Postgres.urlFor d1
     let p1, url1 = start d1 [ "--database"; db ]
+
     for f in [ "admin_token"; "secret_key" ] do
         File.Copy(Path.Combine(d1, f), Path.Combine(d2, f))
-    let p2, url2 = start d2 [ "--database"; db ]
-    let a, p50, p99, _ = measure "pg2" [ url1; url2 ] (adminOf d1)
-    stop [ p1; p2 ]
-    results.Add("PostgreSQL, 2 instances (rings cross instances)", a, p50, p99)
 
-let f (x: float) = x.ToString("0.0", Globalization.CultureInfo.InvariantCulture)
-let _, baseline, _, _ = results[0]
-printfn "| configuration | accepted/s | × SQLite | send→push p50 (ms) | p99 (ms) |"
-printfn "|---|---|---|---|---|"
-for (label, a, p50, p99) in results do
-    let ratio = (a / baseline).ToString("0.00", Globalization.CultureInfo.InvariantCulture)
-    printfn $"| {label} | {f a} | {ratio}× | {f p50} | {f p99} |"
+    let p2, url2 = start d2 [ "--database"; db ]
+    results.Add(measure "PostgreSQL, 2 instances (every ring crosses)" [ url1; url2 ] [ p1.Id; p2.Id ] true (adminOf d1))
+    stop [ p1; p2 ]
+
+let baseline = results |> Seq.tryFind (fun r -> r.Label.StartsWith "SQLite") |> Option.map (fun r -> r.Accepted)
+let ratio (a: float) = baseline |> Option.map (fun b -> (a / b).ToString("0.00", inv) + "×") |> Option.defaultValue "—"
+printfn $"{agents} agents, {senders} senders flat out for {f1 acceptSecs} s, then {f1 rate} msg/s for {f1 loadSecs} s; load average at the end: {load ()}; whole run {f1 sw.Elapsed.TotalSeconds} s"
+printfn "| set-up | accepted/s | × SQLite | CPU ms per accepted message: platform / database | load: sent | lost | send→push p50 (ms) | p99 (ms) | max (ms) | POST p99 (ms) |"
+printfn "|---|---|---|---|---|---|---|---|---|---|"
+let f2 (x: float) = x.ToString("0.00", inv)
+
+for r in results do
+    printfn $"| {r.Label} | {f1 r.Accepted} | {ratio r.Accepted} | {f2 r.PlatformCpu} / {f2 r.DatabaseCpu} | {r.Sent} | {r.Lost} | {f1 r.P50} | {f1 r.P99} | {f1 r.Max} | {f1 r.PostP99} |"

@@ -89,34 +89,53 @@ let deliver (env: Env) (caller: WorkspaceId option) (target: Workspace) (envelop
     | DeliveryMode.Push, (None | Some "") -> Task.FromResult(Unreachable(Wire.errorReply 503 "workspace url not registered yet"))
     | DeliveryMode.Push, Some url -> forward env caller target url envelope
 
-/// Who is calling /workspaces/:id/a2a: X-Workspace-ID checked with the registry gate, else the bearer's owner;
-/// the admin without X-Workspace-ID is the canvas user (None).
-let private caller (env: Env) (ctx: HttpContext) : Result<WorkspaceId option, Reply> =
+/// Who is calling /workspaces/:id/a2a, read in the write `w`: X-Workspace-ID checked with the registry gate, else
+/// the bearer's owner; the admin without X-Workspace-ID is the canvas user (None).
+let private callerIn (env: Env) (w: IWriter) (ctx: HttpContext) : Result<WorkspaceId option, Reply> =
     match A2a.parseCaller (header ctx "X-Workspace-ID") with
     | Error e -> Error e
-    | Ok(Some c) -> namedCaller env ctx "missing caller auth token" "invalid caller auth token" c
+    | Ok(Some c) -> namedCallerIn env w ctx "missing caller auth token" "invalid caller auth token" c
     | Ok None ->
         match bearer ctx with
         | None -> Error(Wire.errorReply 401 "missing caller auth token")
         | Some t when isAdmin env t -> Ok None
         | Some t ->
-            env.Store.Read(fun r ->
-                match Auth.ownerOf (Tokens.named r.TokenByHash t) with
-                | Some owner when r.Workspace owner |> Option.exists (fun w -> w.Status <> Status.Removed) -> Ok(Some owner)
-                | _ -> Error(Wire.errorReply 401 "invalid caller auth token"))
+            match Auth.ownerOf (Tokens.named w.TokenByHash t) with
+            | Some owner when w.Workspace owner |> Option.exists (fun ws -> ws.Status <> Status.Removed) -> Ok(Some owner)
+            | _ -> Error(Wire.errorReply 401 "invalid caller auth token")
 
 /// The target, if it exists, is not removed, and the caller may talk to it.
-let private reachable (env: Env) (caller: WorkspaceId option) (targetId: WorkspaceId) : Result<Workspace, Reply> =
-    env.Store.Read(fun r ->
-        let all = Store.team r
+let private reachable (r: IReader) (caller: WorkspaceId option) (targetId: WorkspaceId) : Result<Workspace, Reply> =
+    let all = Store.team r
 
-        match all.TryFind targetId with
-        | None -> Error notFound
-        | Some t when t.Status = Status.Removed -> Error(Views.removed t)
-        | Some t ->
-            match caller with
-            | Some c when c <> targetId && not (Hierarchy.canCommunicate all c targetId) -> Error(Wire.errorReply 403 A2a.accessDenied)
-            | _ -> Ok t)
+    match all.TryFind targetId with
+    | None -> Error notFound
+    | Some t when t.Status = Status.Removed -> Error(Views.removed t)
+    | Some t ->
+        match caller with
+        | Some c when c <> targetId && not (Hierarchy.canCommunicate all c targetId) -> Error(Wire.errorReply 403 A2a.accessDenied)
+        | _ -> Ok t
+
+/// What POST /workspaces/:id/a2a decided in its transaction: the message queued for a poll-mode target (in that
+/// transaction), or to be forwarded to a push-mode target after it.
+type private Accepted =
+    | Queued of methodName: string
+    | ToForward of caller: WorkspaceId option * target: Workspace * envelope: JsonObject
+
+/// The caller, the target and the message checked (in the reference's order: caller, target, body) and a poll-mode
+/// target's row written — one transaction for the whole accept path of a queued message.
+let private acceptMessage (env: Env) (ctx: HttpContext) (targetId: WorkspaceId) (body: Result<string, Reply>) (w: IWriter) =
+    callerIn env w ctx
+    |> Result.bind (fun caller -> reachable w caller targetId |> Result.map (fun t -> caller, t))
+    |> Result.bind (fun (caller, target) ->
+        body
+        |> Result.bind (A2a.normalise (newGuid ()) (newGuid ()))
+        |> Result.map (fun envelope ->
+            match target.DeliveryMode with
+            | DeliveryMode.Poll ->
+                queue env w caller target envelope
+                Queued(A2a.methodOf envelope)
+            | DeliveryMode.Push -> ToForward(caller, target, envelope)))
 
 /// POST /workspaces/:id/a2a.
 let a2a (env: Env) (ctx: HttpContext) : Task<Reply> =
@@ -124,19 +143,16 @@ let a2a (env: Env) (ctx: HttpContext) : Task<Reply> =
         match routeId ctx with
         | None -> return invalidId
         | Some targetId ->
-            match caller env ctx |> Result.bind (fun c -> reachable env c targetId |> Result.map (fun t -> c, t)) with
+            let! body = readBody ctx
+
+            match env.Store.Write(acceptMessage env ctx targetId body) with
             | Error e -> return e
-            | Ok(caller, target) ->
-                match! readBody ctx with
-                | Error e -> return e
-                | Ok text ->
-                    match A2a.normalise (newGuid ()) (newGuid ()) text with
-                    | Error e -> return e
-                    | Ok envelope ->
-                        match! deliver env caller target envelope with
-                        | QueuedForPoll m -> return A2a.queuedReply m
-                        | Answered(code, body) -> return { Code = code; Body = body }
-                        | Unreachable r -> return r
+            | Ok(Queued m) -> return A2a.queuedReply m
+            | Ok(ToForward(caller, target, envelope)) ->
+                match! deliver env caller target envelope with
+                | QueuedForPoll m -> return A2a.queuedReply m
+                | Answered(code, body) -> return { Code = code; Body = body }
+                | Unreachable r -> return r
     }
 
 // ---------------------------------------------------------------- delegations

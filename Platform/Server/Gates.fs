@@ -64,6 +64,16 @@ let namedCaller (env: Env) (ctx: HttpContext) (missingMsg: string) (invalidMsg: 
             touch env p
             Some c)
 
+/// `namedCaller` inside the write `w` (the token's use recorded in it): for a route that writes anyway.
+let namedCallerIn (env: Env) (w: IWriter) (ctx: HttpContext) (missingMsg: string) (invalidMsg: string) (c: WorkspaceId) =
+    match bearer ctx with
+    | Some b when isAdmin env b -> Ok(Some c)
+    | b ->
+        registryGate env w missingMsg invalidMsg c b
+        |> Result.map (fun p ->
+            touchIn env w p
+            Some c)
+
 /// Strict WorkspaceAuth for /workspaces/:id/*: the workspace id and row (missing only for the admin, who then gets a
 /// 404 from the handler); the token's use recorded.
 let strict (env: Env) (ctx: HttpContext) : Result<WorkspaceId * Workspace option, Reply> =

@@ -263,6 +263,19 @@ let private ownNames (listen: string) : string list =
 
     (if List.contains listen wildcard then [] else [ listen ]) @ hostNames () @ addresses ()
 
+/// Pool threads a PostgreSQL platform starts with. Its store holds a request's thread for each round trip while
+/// requests run side by side, so a burst of senders needs a thread each; the pool starts with one per core and adds
+/// about two a second (bench/README.md, issue 17). SQLite's writes take turns under one lock, where more threads
+/// only spin: it keeps the default.
+[<Literal>]
+let private PostgresPoolThreads = 32
+
+let private morePoolThreads () =
+    let workers, io = ThreadPool.GetMinThreads()
+
+    if workers < PostgresPoolThreads then
+        ThreadPool.SetMinThreads(PostgresPoolThreads, io) |> ignore
+
 /// Opens the store the options name; its committed events go to the hub.
 let private openStore (options: PlatformOptions) (dataDir: string) (hub: EventHub) : Store.IStore =
     match options.Database with
@@ -275,6 +288,7 @@ let private openStore (options: PlatformOptions) (dataDir: string) (hub: EventHu
         store
     | Postgres database ->
         DataDir.secure dataDir |> ignore
+        morePoolThreads ()
         let now = defaultArg options.Clock (fun () -> DateTimeOffset.UtcNow)
 
         // events other processes sent while the listener was away are lost: every open workspace stream rings once

@@ -173,7 +173,9 @@ type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> 
     let dirLock = DataDir.lock dataDir
     let connection = connectionString database
     let self = Guid.NewGuid().ToString("N")
-    let source = NpgsqlDataSource.Create(tuned connection "store")
+    /// Its connections keep no session state between uses (advisory locks are released explicitly), so the pool
+    /// does not reset each one it hands out again.
+    let source = NpgsqlDataSource.Create(NpgsqlConnectionStringBuilder(tuned connection "store", NoResetOnClose = true))
     let writing = new ThreadLocal<bool>()
     let limiter = LocalLimiter()
 
@@ -220,13 +222,16 @@ type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> 
         if writing.Value then
             raise (InvalidOperationException "a store Read or Write inside a Write: use the writer the Write gave")
 
-    /// The committed events for the other processes: NOTIFY inside the transaction.
+    /// The committed events for the other processes: NOTIFY inside the transaction, all of them in one statement
+    /// (one round trip however many events and chunks), in order.
     let notify (s: Sql.Session) (events: PlatformEvent list) =
-        for e in events do
-            let id = $"{self}-{Interlocked.Increment(&sent)}"
+        let texts =
+            [| for e in events do
+                   yield! Relay.notifications self $"{self}-{Interlocked.Increment(&sent)}" e |]
 
-            for text in Relay.notifications self id e do
-                Sql.exec s "SELECT pg_notify(@ch, @p)" [ "@ch", box Channel; "@p", box text ] |> ignore
+        if texts.Length > 0 then
+            Sql.exec s "SELECT pg_notify(@ch, t) FROM unnest(@p) WITH ORDINALITY AS n(t, i) ORDER BY i" [ "@ch", box Channel; "@p", box texts ]
+            |> ignore
 
     let attempt (f: IWriter -> 'a) =
         use conn = source.OpenConnection()

@@ -24,12 +24,19 @@ type SqlSession(s: Session, secrets: SecretBox) =
     /// This transaction saved a workspace: its reads see its own writes, never the cache (which it never fills).
     let mutable savedWorkspace = false
 
+    /// The team as this session first read it, without an engine cache (read once per transaction, not per use).
+    let mutable read: Workspace list option = None
+
     let team () =
         let load () = workspaces "ORDER BY created_at, id" []
 
-        match s.Team with
-        | Some cache when not savedWorkspace -> cache.Get load
-        | _ -> load ()
+        match s.Team, read with
+        | Some cache, _ when not savedWorkspace -> cache.Get load
+        | None, Some t when not savedWorkspace -> t
+        | _ ->
+            let t = load ()
+            if not savedWorkspace then read <- Some t
+            t
 
     let rowById (id: ActivityId) =
         query s $"SELECT {activityColumns} FROM activity_logs WHERE id = @id" [ "@id", idText id ] readActivity

@@ -121,6 +121,11 @@ let private watch (c: Cluster) =
     p.StandardInput.Close()
     p.WaitForExit 10000 |> ignore // setsid -f returns at once, leaving the shell running on its own
 
+/// Whether the cluster keeps PostgreSQL's durability defaults (fsync, synchronous_commit and full_page_writes on,
+/// shared_buffers 128MB) — for measurements (bench/cluster.fsx). The tests' cluster trades them for speed. Set before
+/// the first use.
+let mutable durable = false
+
 let private start () : Cluster =
     let bin = binDir ()
     let user = runAs ()
@@ -136,18 +141,11 @@ let private start () : Cluster =
 
     run user (Path.Combine(bin, "initdb")) [ "-D"; c.Data; "-U"; User; "--auth=trust"; "-E"; "UTF8"; "--no-sync"; "--no-instructions" ]
 
+    let speed =
+        if durable then [] else [ "-c fsync=off"; "-c synchronous_commit=off"; "-c full_page_writes=off"; "-c shared_buffers=32MB" ]
+
     let settings =
-        String.Join(
-            " ",
-            [ "-c listen_addresses=''"
-              $"-k {dir}"
-              $"-p {SocketPort}"
-              "-c fsync=off"
-              "-c synchronous_commit=off"
-              "-c full_page_writes=off"
-              "-c max_connections=500"
-              "-c shared_buffers=32MB" ]
-        )
+        String.Join(" ", [ "-c listen_addresses=''"; $"-k {dir}"; $"-p {SocketPort}"; "-c max_connections=500" ] @ speed)
 
     TempDirs.atExit (fun () -> stop c)
     run user (Path.Combine(bin, "pg_ctl")) [ "-D"; c.Data; "-l"; Path.Combine(dir, "server.log"); "-w"; "-t"; "60"; "-o"; settings; "start" ]
