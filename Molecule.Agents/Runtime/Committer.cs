@@ -16,7 +16,7 @@ internal sealed class Committer : IDisposable
     private readonly AgentLog _log;
     private readonly Dictionary<WorkspaceId, LedgerStore> _stores;
     private readonly List<TokenFileWatch> _tokenFiles;
-    private Agent.Model _model;
+    private AgentModel.Model _model;
 
     public Committer(IReadOnlyList<WorkspaceStart> workspaces, AgentLog log)
     {
