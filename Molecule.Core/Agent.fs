@@ -112,40 +112,78 @@ let private withArrivals (wsId: WorkspaceId) (model: Model) (f: Workspace.State 
         model, effects @ more
     | None -> model, []
 
-let private handle (msg: Msg) (model: Model) : Model * Effect list =
-    match msg with
-    | Start ->
-        let model, effects =
-            model.Workspaces
-            |> Seq.fold
-                (fun (model, effects) kv ->
-                    let ws, more = Workspace.start kv.Value
-                    // files a restored ledger still waits for; announced with the rest once the client is ready
-                    let ws, files, _ = Staging.uploads ws
-                    withWorkspace ws model, effects @ more @ files)
-                (model, [])
-        // the pairs paused before a restart are read before anything is pushed
-        let pairs, reads = Pairs.read (model.Workspaces |> Seq.map (fun kv -> kv.Value.Config) |> List.ofSeq) model.Pairs
-        { model with Pairs = pairs }, effects @ reads
-    | Responded(Background(ws, Register), response, _) -> onWorkspace ws model (Workspace.onRegister response)
-    | Responded(Background(ws, Heartbeat), response, sample) -> onWorkspace ws model (Workspace.onHeartbeat sample response)
-    | Responded(Background(ws, WorkspaceProbe), response, _) -> onWorkspace ws model (Workspace.decide (Lifecycle.ProbeOutcome response))
-    | Responded(Background(ws, Poll), response, sample) -> withArrivals ws model (Workspace.onPoll model.Uptime sample response >> stage)
-    | Responded(Background(ws, AckUpload fileId), response, _) -> onWorkspace ws model (Staging.onUploadAck fileId response)
-    | Responded(Background(_, FetchUpload _), _, _) -> model, []
-    | Responded(Background(_, Discover peer), response, _) -> Arrivals.discovered peer response model
-    | Responded(Background(_, RaiseGuard peer), response, _) -> model, [ Log(Info, Arrivals.raised "loop guard approval" peer response) ]
-    | Responded(Background(ws, RestoreGuard status), response, _) -> Arrivals.pairsRead ws status response model
-    | Responded(Background(_, RaisePermission id), response, _) -> Arrivals.relayed id response model
-    | TimerFired(PermissionDeadline id, uptime) ->
-        let model = { model with Uptime = uptime }
+/// The answer of a background request of workspace `ws`.
+let private onBackground (ws: WorkspaceId) (job: Job) (response: Response) (sample: float) (model: Model) : Model * Effect list =
+    match job with
+    | Register -> onWorkspace ws model (Workspace.onRegister response)
+    | Heartbeat -> onWorkspace ws model (Workspace.onHeartbeat sample response)
+    | WorkspaceProbe -> onWorkspace ws model (Workspace.decide (Lifecycle.ProbeOutcome response))
+    | Poll -> withArrivals ws model (Workspace.onPoll model.Uptime sample response >> stage)
+    | AckUpload fileId -> onWorkspace ws model (Staging.onUploadAck fileId response)
+    | FetchUpload _ -> model, []
+    | Discover peer -> Arrivals.discovered peer response model
+    | RaiseGuard peer -> model, [ Log(Info, Arrivals.raised "loop guard approval" peer response) ]
+    | RestoreGuard status -> Arrivals.pairsRead ws status response model
+    | RaisePermission id -> Arrivals.relayed id response model
+    | Ack -> onWorkspace ws model (Workspace.onAck model.Uptime sample response)
+    | LegacyProbe -> withArrivals ws model (Workspace.onLegacyProbe response)
+
+/// A timer of a workspace fired (the others are `onTimer`'s).
+let private onWorkspaceTimer (timer: Timer) (model: Model) : Model * Effect list =
+    match timer with
+    | HeartbeatTimer ws -> onWorkspace ws model (Workspace.heartbeat model.Uptime)
+    | StreamTimer ws -> onWorkspace ws model (Workspace.streamTimer model.Uptime)
+    | RetryTimer(ws, FetchUpload fileId) -> withArrivals ws model (Staging.retry fileId)
+    | RetryTimer(ws, job) -> onWorkspace ws model (Workspace.retry job)
+    | PollTimer ws ->
+        let model, effects = onWorkspace ws model Workspace.tick
+        // downloads that failed are tried again
+        let model, files = withArrivals ws model Staging.uploads
+        let model, again = if ws = model.Primary then Arrivals.renotify model else model, []
+        model, effects @ files @ again
+    | PermissionDeadline _
+    | ProgramTimer _
+    | ProgressTimer _
+    | WaitDeadline _ -> model, []
+
+/// A timer fired (`model.Uptime` is its time): a workspace's, a tool call's or a relayed prompt's deadline.
+let private onTimer (timer: Timer) (model: Model) : Model * Effect list =
+    match timer with
+    | PermissionDeadline id ->
         if model.Prompts.ContainsKey id then { model with Prompts = model.Prompts.Remove id }, [ Log(Info, Permissions.expiredLine id) ]
         else model, []
-    | PermissionRequested prompt -> Arrivals.permissionRequested prompt model
-    | Downloaded(Background(ws, FetchUpload fileId), result, sample) -> withArrivals ws model (Staging.onDownload model.Uptime sample fileId result)
-    | Downloaded _ -> model, []
-    | Responded(Background(ws, Ack), response, sample) -> onWorkspace ws model (Workspace.onAck model.Uptime sample response)
-    | Responded(Background(ws, LegacyProbe), response, _) -> withArrivals ws model (Workspace.onLegacyProbe response)
+    | ProgramTimer call ->
+        match model.Calls.TryFind call with
+        | Some(AwaitPause(ran, k)) -> ToolCalls.step call ran (k model.Uptime) model
+        | _ -> model, []
+    | ProgressTimer call -> ToolCalls.reportProgress call model
+    | WaitDeadline call ->
+        match model.Calls.TryFind call with
+        | Some(Waiting t) -> { model with Calls = model.Calls.Remove call }, ToolCalls.answer call (InboxTools.timedOut t)
+        | _ -> model, []
+    | HeartbeatTimer _
+    | StreamTimer _
+    | RetryTimer _
+    | PollTimer _ -> onWorkspaceTimer timer model
+
+/// The start: every workspace starts; the pairs paused before a restart are read before anything is pushed.
+let private start (model: Model) : Model * Effect list =
+    let model, effects =
+        model.Workspaces
+        |> Seq.fold
+            (fun (model, effects) kv ->
+                let ws, more = Workspace.start kv.Value
+                // files a restored ledger still waits for; announced with the rest once the client is ready
+                let ws, files, _ = Staging.uploads ws
+                withWorkspace ws model, effects @ more @ files)
+            (model, [])
+    let pairs, reads = Pairs.read (model.Workspaces |> Seq.map (fun kv -> kv.Value.Config) |> List.ofSeq) model.Pairs
+    { model with Pairs = pairs }, effects @ reads
+
+let private handle (msg: Msg) (model: Model) : Model * Effect list =
+    match msg with
+    | Start -> start model
+    | Responded(Background(ws, job), response, sample) -> onBackground ws job response sample model
     | Responded(ForTool call, response, _) ->
         match model.Calls.TryFind call with
         | Some(AwaitResponse(ran, k)) -> ToolCalls.step call ran (k response) model
@@ -154,27 +192,10 @@ let private handle (msg: Msg) (model: Model) : Model * Effect list =
         match model.Calls.TryFind call with
         | Some(AwaitFiles(ran, k)) -> ToolCalls.step call ran (k results) model
         | _ -> model, []
-    | TimerFired(HeartbeatTimer ws, uptime) -> onWorkspace ws { model with Uptime = uptime } (Workspace.heartbeat uptime)
-    | TimerFired(StreamTimer ws, uptime) -> onWorkspace ws { model with Uptime = uptime } (Workspace.streamTimer uptime)
-    | TimerFired(RetryTimer(ws, FetchUpload fileId), uptime) -> withArrivals ws { model with Uptime = uptime } (Staging.retry fileId)
-    | TimerFired(RetryTimer(ws, job), uptime) -> onWorkspace ws { model with Uptime = uptime } (Workspace.retry job)
-    | TimerFired(PollTimer ws, uptime) ->
-        let model, effects = onWorkspace ws { model with Uptime = uptime } Workspace.tick
-        // downloads that failed are tried again
-        let model, files = withArrivals ws model Staging.uploads
-        let model, again = if ws = model.Primary then Arrivals.renotify model else model, []
-        model, effects @ files @ again
-    | TimerFired(ProgramTimer call, uptime) ->
-        let model = { model with Uptime = uptime }
-        match model.Calls.TryFind call with
-        | Some(AwaitPause(ran, k)) -> ToolCalls.step call ran (k uptime) model
-        | _ -> model, []
-    | TimerFired(ProgressTimer call, uptime) -> ToolCalls.reportProgress call { model with Uptime = uptime }
-    | TimerFired(WaitDeadline call, uptime) ->
-        let model = { model with Uptime = uptime }
-        match model.Calls.TryFind call with
-        | Some(Waiting t) -> { model with Calls = model.Calls.Remove call }, ToolCalls.answer call (InboxTools.timedOut t)
-        | _ -> model, []
+    | TimerFired(timer, uptime) -> onTimer timer { model with Uptime = uptime }
+    | PermissionRequested prompt -> Arrivals.permissionRequested prompt model
+    | Downloaded(Background(ws, FetchUpload fileId), result, sample) -> withArrivals ws model (Staging.onDownload model.Uptime sample fileId result)
+    | Downloaded _ -> model, []
     | ClientInitialized when model.Initialized -> model, []
     | ClientInitialized ->
         // Messages that arrived before the handshake, or are still unpopped from an earlier run, are announced now.
