@@ -160,7 +160,7 @@ let ofRow (name: WorkspaceId -> string) (r: ActivityRow) : Entry option =
                 Result = preview (messageText b)
                 Status = "completed" }
     | "a2a_receive", Some "request_update" ->
-        // a request's news for an agent (Requests.updateRow): its summary already names who did what
+        // a request's news for an agent (RequestsWire.updateRow): its summary already names who did what
         Some { entry r (if r.SourceId.IsNone then "chat" else "message") r.SourceId (Some ws) (withNames name (defaultArg r.Summary "")) with
                 Detail = $"for {name ws}" }
     | "a2a_receive", _ when r.SourceId = Some ws ->

@@ -9,6 +9,8 @@ open System.Threading.Tasks
 open Microsoft.AspNetCore.Http
 open Molecule.Platform
 open Molecule.Platform.Requests
+open Molecule.Platform.RequestsDecider
+open Molecule.Platform.RequestsWire
 open Molecule.Platform.Store
 open Molecule.Platform.Validation
 open Molecule.Platform.Routes.Env
@@ -90,10 +92,10 @@ let create (env: Env) (ctx: HttpContext) : Task<Reply> =
                 let now = env.Now()
                 let recipient = Party.agent n.Recipient |> Option.bind w.Workspace
 
-                match Requests.twinOf now ws.Id n (w.Requests(RaisedBy ws.Id)) with
-                | Some twin -> Requests.answerTwin now twin
+                match RequestsDecider.twinOf now ws.Id n (w.Requests(RaisedBy ws.Id)) with
+                | Some twin -> RequestsWire.answerTwin now twin
                 | None ->
-                    match Requests.create (RequestId(newGuid ())) now ws.Id recipient n with
+                    match RequestsDecider.create (RequestId(newGuid ())) now ws.Id recipient n with
                     | Error e -> e
                     | Ok c -> commit env w c)))
 

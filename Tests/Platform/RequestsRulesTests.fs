@@ -1,4 +1,4 @@
-/// Properties of the requests inbox's decider (Rules/Requests.fs) and of approvals (Rules/Approvals.fs): who may
+/// Properties of the requests inbox's decider (Rules/RequestsDecider.fs) and of approvals (Rules/Approvals.fs): who may
 /// answer, what each kind takes, what a message does, that a resolved request stays resolved, expiry, and to whom a
 /// change is delivered.
 module Molecule.Tests.Platform.RequestsRulesTests
@@ -9,6 +9,8 @@ open FsCheck
 open FsCheck.FSharp
 open Molecule.Platform
 open Molecule.Platform.Requests
+open Molecule.Platform.RequestsDecider
+open Molecule.Platform.RequestsWire
 module Json = Molecule.Protocol.Json
 
 let private cfg n = FsCheck.Config.QuickThrowOnFailure.WithMaxTest n
