@@ -207,7 +207,9 @@ let generate (options: Options) (runSeed: int) (index: int) : Schedule =
 
 /// The rolling restart of two instances behind the proxy (issue 17): three workspaces, one molecule-mcp process each;
 /// messages from the canvas and from agent to agent before, during and after each instance in turn is stopped with
-/// SIGTERM and started again.
+/// SIGTERM and started again. During the restarts every workspace an agent writes to gets the user's messages too:
+/// ten a second from one peer with no human turn is what the loop guard (at its defaults) pauses as a loop, and this
+/// schedule measures pushes, not the guard.
 let rollingRestart (runSeed: int) : Schedule =
     { RunSeed = runSeed
       Index = 0
@@ -217,7 +219,7 @@ let rollingRestart (runSeed: int) : Schedule =
       Steps =
         [ Burst(0, 5, None)
           Burst(1, 5, Some 0)
-          RestartInstances([ 0, None; 1, Some 2; 2, Some 0 ], 100)
+          RestartInstances([ 0, None; 1, None; 1, Some 2; 2, None; 2, Some 0 ], 100)
           Burst(2, 5, Some 1)
           Burst(0, 5, Some 2) ] }
 
