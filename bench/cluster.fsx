@@ -16,7 +16,7 @@
 // Usage: dotnet fsi bench/cluster.fsx [--platform PATH] [--agents N] [--senders S] [--accept-secs A] [--rate R]
 //        [--load-secs L] [--only sqlite,pg1,pg2] [--pg-settings durable|tests] [--platform-env "K=V …"]
 #r "../artifacts/molecule-platform/Npgsql.dll"
-#load "../Tests/Support/TempDirs.fs" "../Tests/Support/Postgres.fs"
+#load "Common.fsx" "../Tests/Support/TempDirs.fs" "../Tests/Support/Postgres.fs"
 
 open System
 open System.Collections.Concurrent
@@ -28,15 +28,8 @@ open System.Text.Json.Nodes
 open System.Threading
 open System.Threading.Tasks
 open Molecule.Tests.Support
+open Common
 
-let args = fsi.CommandLineArgs |> Array.tail
-
-let argOr (name: string) (d: string) =
-    match Array.tryFindIndex ((=) name) args with
-    | Some i when i + 1 < args.Length -> args[i + 1]
-    | _ -> d
-
-let root = Path.GetFullPath(Path.Combine(__SOURCE_DIRECTORY__, ".."))
 let platformBin = argOr "--platform" (Path.Combine(root, "artifacts", "molecule-platform", "molecule-platform"))
 let agents = int (argOr "--agents" "20")
 let senders = int (argOr "--senders" "16")

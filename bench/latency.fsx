@@ -3,6 +3,7 @@
 //   2. the same with the stream switched off (MOLECULE_MCP_DISABLE_STREAM=1) as the baseline;
 //   3. load: 20 agents, 50 messages/s for 60 s, with the stream — p99, lost/duplicated, platform CPU.
 // Usage (after `dotnet fsi build.fsx publish`): dotnet fsi bench/latency.fsx [--messages N] [--load-secs S]
+#load "Common.fsx"
 open System
 open System.Collections.Concurrent
 open System.Diagnostics
@@ -12,19 +13,14 @@ open System.Text
 open System.Text.Json.Nodes
 open System.Threading
 open System.Threading.Tasks
+open Common
 
-let root = Path.GetFullPath(Path.Combine(__SOURCE_DIRECTORY__, ".."))
 let mcp = Path.Combine(root, "artifacts", "molecule-mcp", "molecule-mcp")
 let platformBin = Path.Combine(root, "artifacts", "molecule-platform", "molecule-platform")
 if not (File.Exists mcp && File.Exists platformBin) then (eprintfn "publish first: dotnet fsi build.fsx publish"; exit 2)
 
-let args = fsi.CommandLineArgs |> Array.tail
-let argOr (name: string) (d: int) =
-    match Array.tryFindIndex ((=) name) args with
-    | Some i when i + 1 < args.Length -> int args[i + 1]
-    | _ -> d
-let messages = argOr "--messages" 30
-let loadSecs = argOr "--load-secs" 60
+let messages = int (argOr "--messages" "30")
+let loadSecs = int (argOr "--load-secs" "60")
 let clock = Stopwatch.StartNew()
 let now () = clock.Elapsed.TotalMilliseconds
 let tmp = Path.Combine(Path.GetTempPath(), "molecule-latency-" + Guid.NewGuid().ToString("N").Substring(0, 8))

@@ -4,6 +4,7 @@
 // Usage: dotnet fsi bench/platform-store.fsx [--platform PATH] [--rows N] [--label TEXT]
 // (default: artifacts/molecule-platform/molecule-platform, 20,000 rows, half of them in the polled workspace).
 // Run it for two builds in a row to compare them; the numbers move with the machine's load.
+#load "Common.fsx"
 open System
 open System.Diagnostics
 open System.IO
@@ -12,13 +13,8 @@ open System.Text
 open System.Text.Json.Nodes
 open System.Threading
 open System.Threading.Tasks
+open Common
 
-let args = fsi.CommandLineArgs |> Array.tail
-let argOr (name: string) (d: string) =
-    match Array.tryFindIndex ((=) name) args with
-    | Some i when i + 1 < args.Length -> args[i + 1]
-    | _ -> d
-let root = Path.GetFullPath(Path.Combine(__SOURCE_DIRECTORY__, ".."))
 let platformBin = argOr "--platform" (Path.Combine(root, "artifacts", "molecule-platform", "molecule-platform"))
 let rows = int (argOr "--rows" "20000")
 let label = argOr "--label" platformBin
