@@ -45,14 +45,15 @@ let create (id: RequestId) (now: DateTimeOffset) (requester: WorkspaceId) (recip
 /// Two molecule-mcp processes serving one workspace judge the same messages, so both raise the loop guard's pause: a
 /// loop_guard request of `requester` is the open one it already raised with the same title, if there is one (the
 /// route answers that one instead of creating a second). Other requests are never merged.
-let twinOf (now: DateTimeOffset) (requester: WorkspaceId) (n: NewRequest) (raised: Request list) : Request option =
+/// `raised` reads the requester's requests: only a loop_guard request needs them.
+let twinOf (now: DateTimeOffset) (requester: WorkspaceId) (n: NewRequest) (raised: unit -> Request list) : Request option =
     let twin (r: Request) =
         r.Source = Source.LoopGuard
         && r.Requester = Party.Agent requester
         && r.Title = n.Title
         && RequestStatus.isOpen (statusAt now r)
 
-    if n.Source = Source.LoopGuard then raised |> List.tryFind twin else None
+    if n.Source = Source.LoopGuard then raised () |> List.tryFind twin else None
 
 let private allowedFor (k: Kind) (s: RequestStatus) =
     match k, s with

@@ -92,7 +92,7 @@ let create (env: Env) (ctx: HttpContext) : Task<Reply> =
                 let now = env.Now()
                 let recipient = Party.agent n.Recipient |> Option.bind w.Workspace
 
-                match RequestsDecider.twinOf now ws.Id n (w.Requests(RaisedBy ws.Id)) with
+                match RequestsDecider.twinOf now ws.Id n (fun () -> w.Requests(RaisedBy ws.Id)) with
                 | Some twin -> RequestsWire.answerTwin now twin
                 | None ->
                     match RequestsDecider.create (RequestId(newGuid ())) now ws.Id recipient n with

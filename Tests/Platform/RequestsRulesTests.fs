@@ -244,7 +244,7 @@ let ``rule: a loop-guard pause raised again while its request is open is that re
                 |> List.filter (fun r ->
                     r.Source = Source.LoopGuard && r.Requester = Party.Agent a && r.Title = n.Title && RequestStatus.isOpen (statusAt t0 r))
 
-            match twinOf t0 a n raised with
+            match twinOf t0 a n (fun () -> raised) with
             | Some r -> n.Source = Source.LoopGuard && List.contains r twins
             | None -> n.Source <> Source.LoopGuard || twins.IsEmpty)
     )
