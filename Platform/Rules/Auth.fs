@@ -18,14 +18,14 @@ type Credentials =
     { Bearer: string option
       /// The stored token the bearer names (live or revoked, of any workspace), if any.
       Named: Token option
-      /// The workspace has had a token (live or revoked).
-      HadToken: bool }
+      /// The workspace has had a token (live or revoked): asked only when no live token lets the bearer in.
+      HadToken: Lazy<bool> }
 
 /// The credentials a token table gives (tests, and engines that hold the table in memory).
 let credentialsIn (tokens: Token seq) (workspaceId: WorkspaceId) (bearer: string option) : Credentials =
     { Bearer = bearer
       Named = bearer |> Option.bind (fun b -> tokens |> Seq.tryFind (fun t -> Tokens.matches t.Hash b))
-      HadToken = tokens |> Seq.exists (fun t -> t.WorkspaceId = workspaceId) }
+      HadToken = lazy (tokens |> Seq.exists (fun t -> t.WorkspaceId = workspaceId)) }
 
 let private deny (msg: string) : Reply = Wire.errorReply 401 msg
 
@@ -57,7 +57,7 @@ let registryGate
     | None when ws.IsNone && not openRegistration -> Error(deny unknownWorkspace)
     // an unknown workspace with a bearer: the token cannot be for it (e.g. a mistyped workspace id) → 401
     | None when ws.IsNone && c.Bearer.IsSome -> Error(deny invalidMsg)
-    | None when not c.HadToken -> Ok Grandfathered
+    | None when not c.HadToken.Value -> Ok Grandfathered
     | None ->
         match c.Bearer with
         | None -> Error(deny missingMsg)

@@ -104,10 +104,8 @@ let private callerIn (env: Env) (w: IWriter) (ctx: HttpContext) : Result<Workspa
             | Some owner when w.Workspace owner |> Option.exists (fun ws -> ws.Status <> Status.Removed) -> Ok(Some owner)
             | _ -> Error(Wire.errorReply 401 "invalid caller auth token")
 
-/// The target, if it exists, is not removed, and the caller may talk to it.
-let private reachable (r: IReader) (caller: WorkspaceId option) (targetId: WorkspaceId) : Result<Workspace, Reply> =
-    let all = Store.team r
-
+/// The target, if it exists, is not removed, and the caller may talk to it (`all`: the team).
+let private reachable (all: Map<WorkspaceId, Workspace>) (caller: WorkspaceId option) (targetId: WorkspaceId) : Result<Workspace, Reply> =
     match all.TryFind targetId with
     | None -> Error notFound
     | Some t when t.Status = Status.Removed -> Error(Views.removed t)
@@ -125,8 +123,11 @@ type private Accepted =
 /// The caller, the target and the message checked (in the reference's order: caller, target, body) and a poll-mode
 /// target's row written — one transaction for the whole accept path of a queued message.
 let private acceptMessage (env: Env) (ctx: HttpContext) (targetId: WorkspaceId) (body: Result<string, Reply>) (w: IWriter) =
+    // the team read first: the caller's row comes from the same read (one read of the workspaces for the path)
+    let team = Store.team w
+
     callerIn env w ctx
-    |> Result.bind (fun caller -> reachable w caller targetId |> Result.map (fun t -> caller, t))
+    |> Result.bind (fun caller -> reachable team caller targetId |> Result.map (fun t -> caller, t))
     |> Result.bind (fun (caller, target) ->
         body
         |> Result.bind (A2a.normalise (newGuid ()) (newGuid ()))

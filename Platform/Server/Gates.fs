@@ -13,11 +13,11 @@ open Molecule.Platform.Routes.Http
 let credentials (r: IReader) (b: string option) : Auth.Credentials =
     { Bearer = b
       Named = b |> Option.bind (Tokens.named r.TokenByHash)
-      HadToken = true }
+      HadToken = lazy true }
 
 /// The store's facts about a bearer for the registry gate, which lets in a workspace that never had a token.
 let registryCredentials (r: IReader) (id: WorkspaceId) (b: string option) : Auth.Credentials =
-    { credentials r b with HadToken = not (r.TokensOf id).IsEmpty }
+    { credentials r b with HadToken = lazy (not (r.TokensOf id).IsEmpty) }
 
 /// A token's use recorded (at most once a minute) in this transaction.
 let touchIn (env: Env) (w: IWriter) (p: Auth.Principal) =

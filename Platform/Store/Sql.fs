@@ -95,6 +95,13 @@ let query (s: Session) (sql: string) (ps: (string * obj) list) (read: DbDataRead
 
         List.ofSeq acc)
 
+/// A command of several statements (`;`-separated, run in order, on PostgreSQL each seeing what was committed before
+/// it starts): `read` gets its reader on the first statement's result and moves on with NextResult.
+let batch (s: Session) (sql: string) (ps: (string * obj) list) (read: DbDataReader -> 'a) : 'a =
+    withCommand s sql ps (fun cmd ->
+        use r = cmd.ExecuteReader()
+        read r)
+
 let scalar (s: Session) (sql: string) (ps: (string * obj) list) : obj =
     withCommand s sql ps (fun cmd -> cmd.ExecuteScalar())
 

@@ -113,33 +113,50 @@ type SqlSession(s: Session, secrets: SecretBox) =
     /// The logs this transaction has locked (engines with a LogLock).
     let lockedLogs = HashSet<WorkspaceId>()
 
-    /// Takes the log's lock for the rest of the transaction: waiting for the first, trying the others.
-    let lockLog (ws: WorkspaceId) =
+    /// The statement that takes the log's lock for the rest of the transaction — waiting for the first log, trying
+    /// the others — and whether it only tries (None: the engine needs none, or the transaction holds it already).
+    let lockFor (ws: WorkspaceId) =
         match s.Dialect.LogLock with
-        | Some l when lockedLogs.Add ws ->
-            if lockedLogs.Count = 1 then
-                exec s l.Wait [ "@ws", idText ws ] |> ignore
-            elif not (Convert.ToBoolean(scalar s l.Try [ "@ws", idText ws ])) then
-                raise (LogContended ws)
-        | _ -> ()
+        | Some l when lockedLogs.Add ws -> Some(if lockedLogs.Count = 1 then l.Wait, false else l.Try, true)
+        | _ -> None
+
+    /// The log's lock taken, then (after it, each statement seeing what was committed before it took the lock) the
+    /// log's earlier row with this message id and its newest row's time — one command, one round trip.
+    let lockedLookup (row: ActivityRow) =
+        let lock = lockFor row.WorkspaceId
+        let earlierSql = $"SELECT {activityColumns} FROM activity_logs WHERE workspace_id = @ws AND message_id = @mid ORDER BY seq LIMIT 1"
+        let newestSql = "SELECT created_at FROM activity_logs WHERE workspace_id = @ws ORDER BY created_at DESC, seq DESC LIMIT 1"
+
+        let statements =
+            [ yield! lock |> Option.map fst |> Option.toList
+              if row.MessageId.IsSome then earlierSql
+              newestSql ]
+
+        let ps = [ "@ws", idText row.WorkspaceId; yield! row.MessageId |> Option.map (fun m -> "@mid", box m) |> Option.toList ]
+
+        batch s (String.Join(";\n", statements)) ps (fun r ->
+            match lock with
+            | Some(_, tries) ->
+                let took = r.Read() && (not tries || r.GetBoolean 0)
+                if not took then raise (LogContended row.WorkspaceId)
+                r.NextResult() |> ignore
+            | None -> ()
+
+            let earlier =
+                if row.MessageId.IsSome then
+                    let e = if r.Read() then Some(readActivity r) else None
+                    r.NextResult() |> ignore
+                    e
+                else
+                    None
+
+            let last = if r.Read() then Some(ofTicks (r.GetInt64 0)) else None
+            earlier, last)
 
     let append (row: ActivityRow) =
-        lockLog row.WorkspaceId
-
-        let earlier =
-            row.MessageId
-            |> Option.bind (fun m ->
-                activityWhere activityColumns "workspace_id = @ws AND message_id = @mid" [ "@ws", idText row.WorkspaceId; "@mid", box m ] "seq" (Some 1)
-                |> List.tryHead)
-
-        match earlier with
-        | Some existing -> Repeated existing
-        | None ->
-            let last =
-                match scalar s "SELECT created_at FROM activity_logs WHERE workspace_id = @ws ORDER BY created_at DESC, seq DESC LIMIT 1" [ "@ws", idText row.WorkspaceId ] with
-                | :? int64 as t -> Some(ofTicks t)
-                | _ -> None
-
+        match lockedLookup row with
+        | Some existing, _ -> Repeated existing
+        | None, last ->
             let r = Activity.admit last row
 
             let seq =
@@ -374,8 +391,10 @@ type SqlSession(s: Session, secrets: SecretBox) =
 
     interface IWriter with
         member _.Workspace id =
-            match s.Team with
-            | Some _ when not savedWorkspace -> team () |> List.tryFind (fun w -> w.Id = id)
+            // from the team when it is cached or this transaction has read it already
+            match s.Team, read with
+            | Some _, _
+            | None, Some _ when not savedWorkspace -> team () |> List.tryFind (fun w -> w.Id = id)
             | _ -> workspaces "WHERE id = @id" [ "@id", idText id ] |> List.tryHead
 
         member _.Workspaces() = team ()
