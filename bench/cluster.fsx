@@ -14,7 +14,8 @@
 // SQLite in WAL with synchronous=FULL (the platform's); PostgreSQL from Debian's package as a throwaway cluster on a
 // Unix socket with its durability defaults (fsync, synchronous_commit, full_page_writes on; shared_buffers 128MB).
 // Usage: dotnet fsi bench/cluster.fsx [--platform PATH] [--agents N] [--senders S] [--accept-secs A] [--rate R]
-//        [--load-secs L] [--only sqlite,pg1,pg2] [--pg-settings durable|tests] [--platform-env "K=V …"]
+//        [--warmup-secs W] [--load-secs L] [--only sqlite,pg1,pg2] [--pg-settings durable|tests] [--platform-env "K=V …"]
+//        [--cpus C [--db-cpus D]]
 #r "../artifacts/molecule-platform/Npgsql.dll"
 #load "Common.fsx" "../Tests/Support/TempDirs.fs" "../Tests/Support/Postgres.fs"
 
@@ -34,6 +35,8 @@ let platformBin = argOr "--platform" (Path.Combine(root, "artifacts", "molecule-
 let agents = int (argOr "--agents" "20")
 let senders = int (argOr "--senders" "16")
 let acceptSecs = float (argOr "--accept-secs" "10")
+/// Seconds of the same flat-out sending before the measured phase (each process's code past its first tiers).
+let warmupSecs = float (argOr "--warmup-secs" "5")
 let rate = float (argOr "--rate" "50")
 let loadSecs = float (argOr "--load-secs" "30")
 let only = (argOr "--only" "sqlite,pg1,pg2").Split(',') |> Set.ofArray
@@ -43,9 +46,44 @@ let platformEnv =
     |> Array.map (fun kv -> let i = kv.IndexOf '=' in kv.Substring(0, i), kv.Substring(i + 1))
 let inv = Globalization.CultureInfo.InvariantCulture
 let f1 (x: float) = x.ToString("0.0", inv)
+/// `--cpus C`: each platform process gets C cores of CPU time of its own (a cgroup with a CFS quota), and
+/// PostgreSQL's processes `--db-cpus` (default C) together — as if each ran on a machine of its own that size; the
+/// senders and streams (the agents' machines) are not limited. Without it every process shares the machine's cores.
+let cpus = argOr "--cpus" "" |> fun t -> if t = "" then None else Some(float t)
+let dbCpus = argOr "--db-cpus" "" |> fun t -> if t = "" then cpus else Some(float t)
 /// `--pg-settings tests`: the tests' cluster instead (fsync, synchronous_commit, full_page_writes off) — to see what
 /// the disk costs, not to compare with SQLite.
 Postgres.durable <- argOr "--pg-settings" "durable" <> "tests"
+
+/// The cgroup (v1 `cpu` controller) that limits its processes to `share` cores, created for `name`.
+let cgroupRoot = "/sys/fs/cgroup/cpu"
+let made = ResizeArray<string>()
+
+let limit (name: string) (share: float) (pids: int list) =
+    let dir = Path.Combine(cgroupRoot, $"molecule-bench-{Environment.ProcessId}-{name}")
+
+    if not (Directory.Exists dir) then
+        Directory.CreateDirectory dir |> ignore
+        made.Add dir
+        File.WriteAllText(Path.Combine(dir, "cpu.cfs_period_us"), "100000")
+        File.WriteAllText(Path.Combine(dir, "cpu.cfs_quota_us"), string (int (share * 100000.0)))
+
+    // each process with all its threads; threads and processes it starts later are born in the group
+    for pid in pids do
+        try File.AppendAllText(Path.Combine(dir, "cgroup.procs"), string pid) with :? IOException -> ()
+
+/// The groups emptied (their processes back to the root group) and removed.
+let unlimitAll () =
+    for dir in made do
+        for pid in File.ReadAllLines(Path.Combine(dir, "cgroup.procs")) do
+            try File.AppendAllText(Path.Combine(cgroupRoot, "cgroup.procs"), pid) with :? IOException -> ()
+
+        try Directory.Delete dir with :? IOException -> ()
+
+    made.Clear()
+
+if cpus.IsSome && not (File.Exists(Path.Combine(cgroupRoot, "cpu.cfs_quota_us"))) then
+    failwith $"--cpus needs the cgroup v1 cpu controller at {cgroupRoot} (and the right to create groups there)"
 
 let http =
     new HttpClient(new SocketsHttpHandler(MaxConnectionsPerServer = 256, PooledConnectionLifetime = TimeSpan.FromMinutes 10.0), Timeout = TimeSpan.FromMinutes 2.0)
@@ -62,6 +100,7 @@ let start (dir: string) (extra: string list) =
         psi.Environment[k] <- v
 
     let p = Process.Start psi
+    cpus |> Option.iter (fun c -> limit $"platform-{p.Id}" c [ p.Id ])
     p.OutputDataReceived.Add ignore
     p.ErrorDataReceived.Add ignore
     p.BeginOutputReadLine()
@@ -191,26 +230,33 @@ let measure (label: string) (urls: string list) (pids: int list) (postgres: bool
         call url HttpMethod.Post $"/workspaces/{b.Id}/a2a" (Some(message id)) a.Token (Some a.Id)
 
     let peer (rnd: Random) (from: int) = (from + 1 + rnd.Next(team.Length - 1)) % team.Length
-    // accepted per second: flat out for acceptSecs
+    // accepted per second: flat out for warmupSecs (not counted), then for acceptSecs
     let count = ref 0
-    let dbPids = if postgres then clusterPids () else []
     let cpu (ps: int list) = ps |> List.sumBy cpuMs
+
+    let flatOut (secs: float) (phase: string) =
+        let until = clock.Elapsed.TotalSeconds + secs
+
+        let sender (n: int) =
+            task {
+                let rnd = Random(n)
+
+                while clock.Elapsed.TotalSeconds < until do
+                    let from = rnd.Next team.Length
+                    let i = Interlocked.Increment count
+                    let! code, text = send urls[n % urls.Length] from (peer rnd from) $"{label}-{phase}-{i}"
+                    if code <> 200 then failwith $"send: {code} {text}"
+            }
+
+        Task.WaitAll [| for n in 1..senders -> sender n :> Task |]
+
+    flatOut warmupSecs "w"
+    count.Value <- 0
+    // the database's processes now (its pool's backends are open after the warm-up)
+    let dbPids = if postgres then clusterPids () else []
     let platformBefore, dbBefore = cpu pids, cpu dbPids
-    let until = clock.Elapsed.TotalSeconds + acceptSecs
     let began = clock.Elapsed.TotalSeconds
-
-    let sender (n: int) =
-        task {
-            let rnd = Random(n)
-
-            while clock.Elapsed.TotalSeconds < until do
-                let from = rnd.Next team.Length
-                let i = Interlocked.Increment count
-                let! code, text = send urls[n % urls.Length] from (peer rnd from) $"{label}-a-{i}"
-                if code <> 200 then failwith $"send: {code} {text}"
-        }
-
-    Task.WaitAll [| for n in 1..senders -> sender n :> Task |]
+    flatOut acceptSecs "a"
     let accepted = float count.Value / (clock.Elapsed.TotalSeconds - began)
     let perMessage (before: float) (ps: int list) = (cpu ps - before) / float count.Value
     let platformCpu, dbCpu = perMessage platformBefore pids, perMessage dbBefore dbPids
@@ -286,13 +332,16 @@ if only.Contains "sqlite" then
 
 if only.Contains "pg1" then
     let d = TempDirs.create "pg1"
-    let p, url = start d [ "--database"; Postgres.urlFor d ]
+    let db = Postgres.urlFor d
+    dbCpus |> Option.iter (fun c -> limit "db" c (clusterPids ()))
+    let p, url = start d [ "--database"; db ]
     results.Add(measure "PostgreSQL, 1 instance" [ url ] [ p.Id ] true (adminOf d))
     stop [ p ]
 
 if only.Contains "pg2" then
     let d1, d2 = TempDirs.create "pg2a", TempDirs.create "pg2b"
     let db = Postgres.urlFor d1
+    dbCpus |> Option.iter (fun c -> limit "db" c (clusterPids ()))
     let p1, url1 = start d1 [ "--database"; db ]
 
     for f in [ "admin_token"; "secret_key" ] do
@@ -302,9 +351,16 @@ if only.Contains "pg2" then
     results.Add(measure "PostgreSQL, 2 instances (every ring crosses)" [ url1; url2 ] [ p1.Id; p2.Id ] true (adminOf d1))
     stop [ p1; p2 ]
 
+unlimitAll ()
+
+let shares =
+    match cpus with
+    | Some c -> $"CPU: each platform process {c} cores of its own, PostgreSQL {dbCpus.Value} cores (cgroup quotas)"
+    | None -> "CPU: every process shares the machine's cores"
+
 let baseline = results |> Seq.tryFind (fun r -> r.Label.StartsWith "SQLite") |> Option.map (fun r -> r.Accepted)
 let ratio (a: float) = baseline |> Option.map (fun b -> (a / b).ToString("0.00", inv) + "×") |> Option.defaultValue "—"
-printfn $"{agents} agents, {senders} senders flat out for {f1 acceptSecs} s, then {f1 rate} msg/s for {f1 loadSecs} s; load average at the end: {load ()}; whole run {f1 sw.Elapsed.TotalSeconds} s"
+printfn $"{agents} agents, {senders} senders flat out for {f1 warmupSecs} s (warm-up) and {f1 acceptSecs} s, then {f1 rate} msg/s for {f1 loadSecs} s; load average at the end: {load ()}; whole run {f1 sw.Elapsed.TotalSeconds} s; {shares}"
 printfn "| set-up | accepted/s | × SQLite | CPU ms per accepted message: platform / database | load: sent | lost | send→push p50 (ms) | p99 (ms) | max (ms) | POST p99 (ms) |"
 printfn "|---|---|---|---|---|---|---|---|---|---|"
 let f2 (x: float) = x.ToString("0.00", inv)
