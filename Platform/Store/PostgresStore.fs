@@ -92,13 +92,15 @@ let private Attempts = 50
 /// Listens on the channel on a connection of its own and hands other processes' events to `fanout`. A dropped
 /// connection is opened again (after 0.2 s, then up to 2 s between tries); once it listens again `reconnected` runs
 /// (what was notified meanwhile is lost: the instance's agents get a catch-up ring).
-type private Listener(connection: string, self: string, fanout: PlatformEvent -> unit, reconnected: unit -> unit, log: string -> unit) =
+type private Listener
+    (connection: string, self: string, fanout: PlatformEvent -> unit, team: Sql.TeamCache, reconnected: unit -> unit, log: string -> unit) =
     let stop = new CancellationTokenSource()
     let listening = TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)
     let mutable assembly: Relay.Assembly = Map.empty
 
     let onNotification (n: NpgsqlNotificationEventArgs) =
         match Relay.parse n.Payload with
+        | Some p when p.Sender <> self && p.EventId = Relay.TeamChangedId -> team.Invalidate()
         | Some p when p.Sender <> self ->
             let a, e = Relay.receive assembly p
             assembly <- a
@@ -113,6 +115,8 @@ type private Listener(connection: string, self: string, fanout: PlatformEvent ->
             use cmd = new NpgsqlCommand($"LISTEN {Channel}", conn)
             do! cmd.ExecuteNonQueryAsync(stop.Token) :> Task
             assembly <- Map.empty
+            // listening: another process's word that it saved a workspace reaches this one again
+            team.Resume()
             listening.TrySetResult() |> ignore
 
             if not first then
@@ -140,6 +144,8 @@ type private Listener(connection: string, self: string, fanout: PlatformEvent ->
                 | :? SocketException
                 | :? TimeoutException
                 | :? InvalidOperationException as e ->
+                    team.Suspend()
+
                     if not stop.IsCancellationRequested then
                         failures <- failures + 1
                         log $"the event listener lost its connection ({e.Message}); listening again"
@@ -178,6 +184,11 @@ type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> 
     let source = NpgsqlDataSource.Create(NpgsqlConnectionStringBuilder(tuned connection "store", NoResetOnClose = true))
     let writing = new ThreadLocal<bool>()
     let limiter = LocalLimiter()
+    /// The team, kept between transactions while the listener hears the other processes (Sql.TeamCache).
+    let team =
+        let t = Sql.TeamCache(mayLag = true)
+        t.Suspend()
+        t
 
     let secrets, version =
         let mutable ready = false
@@ -203,7 +214,7 @@ type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> 
                 dirLock.Dispose()
 
     let listener =
-        let l = new Listener(tuned connection "listener", self, fanout, reconnected, log)
+        let l = new Listener(tuned connection "listener", self, fanout, team, reconnected, log)
 
         try
             l.Started(TimeSpan.FromSeconds 30.0)
@@ -215,53 +226,74 @@ type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> 
             reraise ()
     let mutable sent = 0L
 
-    let session (conn: NpgsqlConnection) (tx: NpgsqlTransaction) : Sql.Session =
-        { Conn = conn; Tx = tx; Dialect = dialect; Prepared = None; Team = None }
+    let session (conn: NpgsqlConnection) (tx: NpgsqlTransaction) (cached: bool) : Sql.Session =
+        { Conn = conn; Tx = tx; Dialect = dialect; Prepared = None; Team = (if cached then Some team else None) }
 
     let notNested () =
         if writing.Value then
             raise (InvalidOperationException "a store Read or Write inside a Write: use the writer the Write gave")
 
     /// The committed events for the other processes: NOTIFY inside the transaction, all of them in one statement
-    /// (one round trip however many events and chunks), in order.
-    let notify (s: Sql.Session) (events: PlatformEvent list) =
+    /// (however many events and chunks), in order.
+    let notify (events: PlatformEvent list) =
         let texts =
             [| for e in events do
                    yield! Relay.notifications self $"{self}-{Interlocked.Increment(&sent)}" e |]
 
-        if texts.Length > 0 then
-            Sql.exec s "SELECT pg_notify(@ch, t) FROM unnest(@p) WITH ORDINALITY AS n(t, i) ORDER BY i" [ "@ch", box Channel; "@p", box texts ]
-            |> ignore
+        if texts.Length = 0 then
+            []
+        else
+            [ "SELECT pg_notify(@ch, t) FROM unnest(@p) WITH ORDINALITY AS n(t, i) ORDER BY i", [ "@ch", box Channel; "@p", box texts ] ]
 
-    let attempt (f: IWriter -> 'a) =
+    /// The word for the other processes that this transaction saved a workspace.
+    let teamWord (w: SqlStore.SqlSession) =
+        if w.SavedWorkspace then
+            [ "SELECT pg_notify(@ch, @t)", [ "@ch", box Channel; "@t", box (Relay.teamChanged self) ] ]
+        else
+            []
+
+    /// The transaction's last rows, its NOTIFYs and the COMMIT: one round trip.
+    let commit (s: Sql.Session) (w: SqlStore.SqlSession) =
+        Sql.sendTogether s (w.TakePending() @ notify w.Announced @ teamWord w @ [ "COMMIT", [] ])
+
+    let attempt (cached: bool) (f: IWriter -> 'a) =
         use conn = source.OpenConnection()
 
-        Sql.transact conn (fun tx ->
-            let s = session conn (tx :?> NpgsqlTransaction)
-            let w = SqlStore.SqlSession(s, secrets)
-            let v = f (w :> IWriter)
-            notify s w.Announced
-            w, v)
+        let w, v =
+            Sql.transactWith
+                conn
+                (fun tx ->
+                    let s = session conn (tx :?> NpgsqlTransaction) cached
+                    let w = SqlStore.SqlSession(s, secrets)
+                    s, w, f (w :> IWriter))
+                (fun _ (s, w, _) -> commit s w)
+            |> fun (_, w, v) -> w, v
 
-    let rec write (f: IWriter -> 'a) (tries: int) =
+        if w.SavedWorkspace then team.Invalidate()
+        w, v
+
+    /// Runs `f` until it commits (a lost race again, after a short random pause; a workspace saved on a team read
+    /// from the cache again at once, reading the team afresh).
+    let rec write (f: IWriter -> 'a) (cached: bool) (tries: int) =
         let outcome =
             try
-                Ok(attempt f)
-            with e when retryable e && tries < Attempts ->
-                Error()
+                Ok(attempt cached f)
+            with
+            | SqlStore.StaleTeam when tries < Attempts -> Error false
+            | e when retryable e && tries < Attempts -> Error true
 
         match outcome with
         | Ok v -> v
-        | Error() ->
-            Thread.Sleep(Random.Shared.Next(1, 2 + 3 * tries))
-            write f (tries + 1)
+        | Error pause ->
+            if pause then Thread.Sleep(Random.Shared.Next(1, 2 + 3 * tries))
+            write f (cached && pause) (tries + 1)
 
     interface IStore with
         member _.Read f =
             notNested ()
             use conn = source.OpenConnection()
             use tx = conn.BeginTransaction(IsolationLevel.RepeatableRead)
-            let v = f (SqlStore.SqlSession(session conn tx, secrets) :> IReader)
+            let v = f (SqlStore.SqlSession(session conn tx true, secrets) :> IReader)
             tx.Commit()
             v
 
@@ -271,7 +303,7 @@ type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> 
 
             let w, v =
                 try
-                    write f 1
+                    write f true 1
                 finally
                     writing.Value <- false
 
@@ -285,7 +317,7 @@ type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> 
 
         member _.Exclusively(name, action) =
             use conn = source.OpenConnection()
-            let s = session conn null
+            let s = session conn null false
             let ps = [ "@c", box LockClass.Sweep; "@n", box name ]
 
             if Convert.ToBoolean(Sql.scalar s "SELECT pg_try_advisory_lock(@c, hashtext(@n))" ps) then

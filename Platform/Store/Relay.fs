@@ -115,6 +115,19 @@ let notifications (sender: string) (eventId: string) (e: PlatformEvent) : string
               Count = parts.Length
               Text = t })
 
+/// The event id of the word that a process saved a workspace (the others forget their cached team); no event's id.
+[<Literal>]
+let TeamChangedId = "team"
+
+/// The notification that `sender` committed a workspace change.
+let teamChanged (sender: string) : string =
+    pieceText
+        { Sender = sender
+          EventId = TeamChangedId
+          Index = 0
+          Count = 1
+          Text = "" }
+
 let private parseInt (s: string) =
     match Int32.TryParse(s, Globalization.NumberStyles.None, Globalization.CultureInfo.InvariantCulture) with
     | true, n -> Some n

@@ -19,7 +19,10 @@ type Dialect =
       Greatest: string -> string -> string
       /// How appends to one log (`@ws`) wait for each other until their transactions end, on an engine where
       /// several write at once (None: writes already take turns).
-      LogLock: LogLock option }
+      LogLock: LogLock option
+      /// The statement that takes the next activity seq ahead of its row, on an engine where a write's rows go to the
+      /// database with its commit, in the same round trip (None: each row is inserted when appended).
+      NextSeq: string option }
 
 /// Statements that take a workspace log's lock for the rest of the transaction: `Wait` blocks until it is free,
 /// `Try` answers true when it took it (false: another transaction holds it).
@@ -33,7 +36,8 @@ module Dialect =
           Real = "REAL"
           Serial = "INTEGER PRIMARY KEY AUTOINCREMENT"
           Greatest = fun a b -> $"MAX({a}, {b})"
-          LogLock = None }
+          LogLock = None
+          NextSeq = None }
 
     /// PostgreSQL's.
     let postgres =
@@ -47,7 +51,9 @@ module Dialect =
           LogLock =
             Some
                 { Wait = "SELECT pg_advisory_xact_lock(1, hashtext(@ws))"
-                  Try = "SELECT pg_try_advisory_xact_lock(1, hashtext(@ws))" } }
+                  Try = "SELECT pg_try_advisory_xact_lock(1, hashtext(@ws))" }
+          // taken after the log's lock: the seq order within a log is still its commit order
+          NextSeq = Some "SELECT nextval(pg_get_serial_sequence('activity_logs', 'seq'))" }
 
     /// A statement template in this dialect: `{bigint}`, `{blob}`, `{real}`, `{serial}` replaced.
     let render (d: Dialect) (template: string) : string =

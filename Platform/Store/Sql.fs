@@ -31,23 +31,49 @@ type Statements() =
 
             cache.Clear()
 
-/// The workspaces as last committed, for an engine whose database no one else writes (SQLite): read once, then
-/// served from memory until a committed write saves a workspace. Nearly every request reads the team (the hierarchy
-/// rules, labels), and it changes only on register, heartbeat, edits and removals.
-type TeamCache() =
+/// The workspaces as last committed: read once, then served from memory until a committed write saves a workspace.
+/// Nearly every request reads the team (the hierarchy rules, labels), and it changes only on register, heartbeat,
+/// edits and removals. On an engine whose database only this process writes (SQLite) it is always current; where
+/// other processes write too (`mayLag`: PostgreSQL) it is forgotten when one says it saved a workspace, so it may lag
+/// behind such a commit for as long as that word takes — a write that saves a workspace never builds on it
+/// (SqlStore.StaleTeam) — and it is not used while that word cannot come (`Suspend`).
+type TeamCache(mayLag: bool) =
+    let gate = obj ()
     let mutable team: Workspace list option = None
+    /// Counts the forgettings: a team read before one is not kept after it.
+    let mutable generation = 0L
+    let mutable suspended = false
 
-    /// The cached team, or `load ()` kept.
-    member _.Get(load: unit -> Workspace list) =
-        match team with
-        | Some t -> t
+    new() = TeamCache(false)
+
+    /// The cache may lag behind another process's commit.
+    member _.MayLag = mayLag
+
+    /// The cached team, or `load ()` — kept unless the team was forgotten meanwhile; and whether it was cached.
+    member _.Get(load: unit -> Workspace list) : Workspace list * bool =
+        let cached, seen = lock gate (fun () -> (if suspended then None else team), generation)
+
+        match cached with
+        | Some t -> t, true
         | None ->
             let t = load ()
-            team <- Some t
-            t
+            lock gate (fun () -> if generation = seen && not suspended then team <- Some t)
+            t, false
 
-    /// Forgets the team (after a commit that saved a workspace).
-    member _.Invalidate() = team <- None
+    /// Forgets the team (after a commit that saved a workspace, here or in another process).
+    member _.Invalidate() =
+        lock gate (fun () ->
+            team <- None
+            generation <- generation + 1L)
+
+    /// Not used until `Resume` (while another process's word could be missed).
+    member this.Suspend() =
+        lock gate (fun () -> suspended <- true)
+        this.Invalidate()
+
+    member this.Resume() =
+        this.Invalidate()
+        lock gate (fun () -> suspended <- false)
 
 /// Where commands run: a connection, inside a write its transaction (null outside one), the prepared commands it
 /// keeps and the team it caches (None: a command for each call; the team read every time).
@@ -105,13 +131,37 @@ let batch (s: Session) (sql: string) (ps: (string * obj) list) (read: DbDataRead
 let scalar (s: Session) (sql: string) (ps: (string * obj) list) : obj =
     withCommand s sql ps (fun cmd -> cmd.ExecuteScalar())
 
-/// The one transaction helper: `f` runs inside a transaction on `conn`, which commits when `f` returns. When `f`
-/// throws, the transaction is disposed uncommitted — which rolls it back — and the exception goes on.
-let transact (conn: DbConnection) (f: DbTransaction -> 'a) : 'a =
+/// Commands sent together, in order, in one round trip (on a connection whose provider can batch), each with its
+/// own parameters.
+let sendTogether (s: Session) (commands: (string * (string * obj) list) list) : unit =
+    use b = s.Conn.CreateBatch()
+    b.Transaction <- s.Tx
+
+    for (sql, ps) in commands do
+        let c = b.CreateBatchCommand()
+        c.CommandText <- sql
+
+        for (name, value) in ps do
+            let p = c.CreateParameter()
+            p.ParameterName <- name
+            p.Value <- (if isNull value then box DBNull.Value else value)
+            c.Parameters.Add p |> ignore
+
+        b.BatchCommands.Add c
+
+    b.ExecuteNonQuery() |> ignore
+
+/// The one transaction helper: `f` runs inside a transaction on `conn`, which `commit` ends when `f` returns (an
+/// engine may send its last statements with the COMMIT). When `f` or `commit` throws, the transaction is disposed
+/// uncommitted — which rolls it back — and the exception goes on.
+let transactWith (conn: DbConnection) (f: DbTransaction -> 'a) (commit: DbTransaction -> 'a -> unit) : 'a =
     use tx = conn.BeginTransaction()
     let v = f tx
-    tx.Commit()
+    commit tx v
     v
+
+/// `transactWith`, committed with COMMIT alone.
+let transact (conn: DbConnection) (f: DbTransaction -> 'a) : 'a = transactWith conn f (fun tx _ -> tx.Commit())
 
 /// The version in `schema_version` (0: none).
 let schemaVersion (s: Session) : int =

@@ -13,11 +13,29 @@ open Molecule.Platform.SqlFilter
 /// with a transaction appending to the two logs the other way round, so the engine rolls it back and runs it again.
 exception LogContended of WorkspaceId
 
+/// A transaction saved a workspace after reading the team from a cache that may lag behind another process's commit
+/// (Sql.TeamCache): the engine runs it again reading the team afresh.
+exception StaleTeam
+
 /// The store's reads and writes on one session. Inside a write it also collects what the transaction announces
 /// and what runs after it commits (the engine runs them).
 type SqlSession(s: Session, secrets: SecretBox) =
     let announced = ResizeArray<PlatformEvent>()
     let afterCommit = ResizeArray<unit -> unit>()
+    /// Rows appended but not sent yet (Dialect.NextSeq): they go with the next statement or with the commit.
+    let pending = ResizeArray<string * (string * obj) list>()
+
+    let flush () =
+        if pending.Count > 0 then
+            let rows = List.ofSeq pending
+            pending.Clear()
+            sendTogether s rows
+
+    // every statement of the session first sends the rows still pending (its reads see the transaction's writes)
+    let query (s: Session) sql ps read = flush (); Sql.query s sql ps read
+    let exec (s: Session) sql ps = flush (); Sql.exec s sql ps
+    let scalar (s: Session) sql ps = flush (); Sql.scalar s sql ps
+    let batch (s: Session) sql ps read = flush (); Sql.batch s sql ps read
 
     let openSecret (id: string) (stored: string) = secrets.Open(id, stored)
     let workspaces (where: string) ps = query s $"SELECT {workspaceColumns} FROM workspaces {where}" ps (readWorkspace openSecret)
@@ -27,16 +45,26 @@ type SqlSession(s: Session, secrets: SecretBox) =
     /// The team as this session first read it, without an engine cache (read once per transaction, not per use).
     let mutable read: Workspace list option = None
 
+    /// Whether this transaction read the team from a cache that may lag (it then saves no workspace).
+    let mutable lagging = false
+
     let team () =
         let load () = workspaces "ORDER BY created_at, id" []
 
         match s.Team, read with
-        | Some cache, _ when not savedWorkspace -> cache.Get load
+        | Some cache, _ when not savedWorkspace ->
+            let t, cached = cache.Get load
+            if cached && cache.MayLag then lagging <- true
+            t
         | None, Some t when not savedWorkspace -> t
         | _ ->
             let t = load ()
             if not savedWorkspace then read <- Some t
             t
+
+    let saving () =
+        if lagging then raise StaleTeam
+        savedWorkspace <- true
 
     let rowById (id: ActivityId) =
         query s $"SELECT {activityColumns} FROM activity_logs WHERE id = @id" [ "@id", idText id ] readActivity
@@ -121,7 +149,8 @@ type SqlSession(s: Session, secrets: SecretBox) =
         | _ -> None
 
     /// The log's lock taken, then (after it, each statement seeing what was committed before it took the lock) the
-    /// log's earlier row with this message id and its newest row's time — one command, one round trip.
+    /// log's earlier row with this message id, its newest row's time and, where the engine takes it ahead, the next
+    /// seq — one command, one round trip.
     let lockedLookup (row: ActivityRow) =
         let lock = lockFor row.WorkspaceId
         let earlierSql = $"SELECT {activityColumns} FROM activity_logs WHERE workspace_id = @ws AND message_id = @mid ORDER BY seq LIMIT 1"
@@ -130,7 +159,8 @@ type SqlSession(s: Session, secrets: SecretBox) =
         let statements =
             [ yield! lock |> Option.map fst |> Option.toList
               if row.MessageId.IsSome then earlierSql
-              newestSql ]
+              newestSql
+              yield! s.Dialect.NextSeq |> Option.toList ]
 
         let ps = [ "@ws", idText row.WorkspaceId; yield! row.MessageId |> Option.map (fun m -> "@mid", box m) |> Option.toList ]
 
@@ -151,36 +181,43 @@ type SqlSession(s: Session, secrets: SecretBox) =
                     None
 
             let last = if r.Read() then Some(ofTicks (r.GetInt64 0)) else None
-            earlier, last)
+            let next = if s.Dialect.NextSeq.IsSome && r.NextResult() && r.Read() then Some(r.GetInt64 0) else None
+            earlier, last, next)
+
+    let rowParams (r: ActivityRow) =
+        [ "@id", idText r.Id
+          "@ws", idText r.WorkspaceId
+          "@t", box r.ActivityType
+          "@src", optId r.SourceId
+          "@tgt", optId r.TargetId
+          "@m", optText r.Method
+          "@s", optText r.Summary
+          "@rq", optText r.RequestBody
+          "@rs", optText r.ResponseBody
+          "@tt", optText r.ToolTrace
+          "@d", (match r.DurationMs with Some d -> box d | None -> null)
+          "@st", box r.Status
+          "@e", optText r.ErrorDetail
+          "@ca", ticks r.CreatedAt
+          "@k", optText r.IdempotencyKey
+          "@mid", optText r.MessageId ]
+
+    let rowColumns =
+        "id,workspace_id,activity_type,source_id,target_id,method,summary,request_body,response_body,tool_trace,duration_ms,status,error_detail,created_at,idempotency_key,message_id"
+
+    let rowValues = "@id,@ws,@t,@src,@tgt,@m,@s,@rq,@rs,@tt,@d,@st,@e,@ca,@k,@mid"
 
     let append (row: ActivityRow) =
         match lockedLookup row with
-        | Some existing, _ -> Repeated existing
-        | None, last ->
+        | Some existing, _, _ -> Repeated existing
+        | None, last, Some seq ->
+            // its seq taken: the row goes with the transaction's next statement or its commit
+            let r = { Activity.admit last row with Seq = seq }
+            pending.Add($"INSERT INTO activity_logs (seq,{rowColumns}) VALUES (@seq,{rowValues})", ("@seq", box seq) :: rowParams r)
+            Added r
+        | None, last, None ->
             let r = Activity.admit last row
-
-            let seq =
-                scalar
-                    s
-                    """INSERT INTO activity_logs (id,workspace_id,activity_type,source_id,target_id,method,summary,request_body,response_body,tool_trace,duration_ms,status,error_detail,created_at,idempotency_key,message_id)
-                       VALUES (@id,@ws,@t,@src,@tgt,@m,@s,@rq,@rs,@tt,@d,@st,@e,@ca,@k,@mid) RETURNING seq"""
-                    [ "@id", idText r.Id
-                      "@ws", idText r.WorkspaceId
-                      "@t", box r.ActivityType
-                      "@src", optId r.SourceId
-                      "@tgt", optId r.TargetId
-                      "@m", optText r.Method
-                      "@s", optText r.Summary
-                      "@rq", optText r.RequestBody
-                      "@rs", optText r.ResponseBody
-                      "@tt", optText r.ToolTrace
-                      "@d", (match r.DurationMs with Some d -> box d | None -> null)
-                      "@st", box r.Status
-                      "@e", optText r.ErrorDetail
-                      "@ca", ticks r.CreatedAt
-                      "@k", optText r.IdempotencyKey
-                      "@mid", optText r.MessageId ]
-
+            let seq = scalar s $"INSERT INTO activity_logs ({rowColumns}) VALUES ({rowValues}) RETURNING seq" (rowParams r)
             Added { r with Seq = Convert.ToInt64 seq }
 
     let workspaceParams (w: Workspace) =
@@ -383,6 +420,12 @@ type SqlSession(s: Session, secrets: SecretBox) =
     /// Whether the transaction saved a workspace (the engine then drops its cached team once it has committed).
     member _.SavedWorkspace = savedWorkspace
 
+    /// The rows still to send, taken (the engine sends them with its last statements and the COMMIT).
+    member _.TakePending() : (string * (string * obj) list) list =
+        let rows = List.ofSeq pending
+        pending.Clear()
+        rows
+
     /// What the transaction announced, in order (the engine publishes them after the commit).
     member _.Announced: PlatformEvent list = List.ofSeq announced
 
@@ -476,11 +519,11 @@ type SqlSession(s: Session, secrets: SecretBox) =
         member _.StoredSchemaVersion() = schemaVersion s
 
         member _.SaveWorkspace w =
-            savedWorkspace <- true
+            saving ()
             saveWorkspace w
 
         member _.SaveWorkspaceIf(w, seen) =
-            savedWorkspace <- true
+            saving ()
             saveWorkspaceIf w seen
 
         member _.SaveToken t = saveToken t

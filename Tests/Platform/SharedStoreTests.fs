@@ -183,6 +183,68 @@ let ``instances: a workspace's secret sealed on one instance opens on another`` 
     team.Store(0).Write(fun w -> w.SaveWorkspace { Workspace.fresh id t0 with Name = "w"; InboundSecret = Some "inbound-secret" })
     Assert.Equal(Some "inbound-secret", team.Store(1).Read(fun r -> r.Workspace id) |> Option.bind (fun w -> w.InboundSecret))
 
+/// Changes a workspace's name in the database behind every instance's back (no word to the others).
+let private renameBehindTheirBacks (team: Team) (id: WorkspaceId) (name: string) =
+    use conn = new NpgsqlConnection(PostgresStore.connectionString team.Url)
+    conn.Open()
+    use cmd = new NpgsqlCommand("UPDATE workspaces SET name = @n WHERE id = @id", conn)
+    cmd.Parameters.AddWithValue("n", name) |> ignore
+    cmd.Parameters.AddWithValue("id", id.Text) |> ignore
+    Assert.Equal(1, cmd.ExecuteNonQuery())
+
+let private nameOn (team: Team) (i: int) (id: WorkspaceId) =
+    team.Store(i).Read(fun r -> r.Workspaces() |> List.tryFind (fun w -> w.Id = id) |> Option.map (fun w -> w.Name))
+
+[<Fact>]
+let ``rule: a team cached on one instance is forgotten when another saves a workspace`` () =
+    use team = new Team(2)
+    let id = wid ()
+    team.Store(0).Write(fun w -> w.SaveWorkspace { Workspace.fresh id t0 with Name = "before" })
+    eventually "instance 1 has the workspace" (fun () -> nameOn team 1 id = Some "before")
+    // instance 1 keeps its team now; instance 0 renames the workspace and says so
+    Assert.Equal(Some "before", nameOn team 1 id)
+    team.Store(0).Write(fun w -> w.SaveWorkspace { (w.Workspace id).Value with Name = "after" })
+    eventually "instance 1 reads the new name" (fun () -> nameOn team 1 id = Some "after")
+
+[<Fact>]
+let ``rule: a workspace is never saved over a cached team that may lag`` () =
+    use team = new Team(1)
+    let id = wid ()
+    team.Store(0).Write(fun w -> w.SaveWorkspace { Workspace.fresh id t0 with Name = "cached" })
+    Assert.Equal(Some "cached", nameOn team 0 id) // the team cached
+    renameBehindTheirBacks team id "fresh"
+    // a write that reads the workspace (from the cache) and saves it runs again on a fresh read
+    team.Store(0).Write(fun w -> w.SaveWorkspace { (w.Workspace id).Value with Role = Some "reviewer" })
+    use conn = new NpgsqlConnection(PostgresStore.connectionString team.Url)
+    conn.Open()
+    use cmd = new NpgsqlCommand("SELECT name || '/' || role FROM workspaces WHERE id = @id", conn)
+    cmd.Parameters.AddWithValue("id", id.Text) |> ignore
+    Assert.Equal("fresh/reviewer", cmd.ExecuteScalar() :?> string)
+    Assert.Equal(Some "fresh", nameOn team 0 id) // and the cache forgotten after it
+
+[<Fact>]
+let ``rule: no cached team while the listener is away; it is read afresh once it listens again`` () =
+    use team = new Team(1)
+    let id = wid ()
+    team.Store(0).Write(fun w -> w.SaveWorkspace { Workspace.fresh id t0 with Name = "one" })
+    Assert.Equal(Some "one", nameOn team 0 id)
+    use admin = new NpgsqlConnection((Pg.instance ()).ConnectionString "postgres")
+    admin.Open()
+
+    use cut =
+        new NpgsqlCommand(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'molecule-platform listener' AND datname = @db",
+            admin
+        )
+
+    cut.Parameters.AddWithValue("db", NpgsqlConnectionStringBuilder(PostgresStore.connectionString team.Url).Database) |> ignore
+    Assert.Equal(1L, cut.ExecuteScalar() :?> int64)
+    eventually "the listener is back" (fun () -> team.Reconnects 0 = 1)
+    // a word said while it was away is lost: the team cached before is forgotten when it listens again, so the
+    // first read after that is fresh (a change made behind its back stands in for one it could not hear)
+    renameBehindTheirBacks team id "two"
+    Assert.Equal(Some "two", nameOn team 0 id)
+
 // ---------------------------------------------------------------- any interleaving of two instances
 
 type private Op =
