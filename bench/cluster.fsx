@@ -72,13 +72,18 @@ let limit (name: string) (share: float) (pids: int list) =
     for pid in pids do
         try File.AppendAllText(Path.Combine(dir, "cgroup.procs"), string pid) with :? IOException -> ()
 
-/// The groups emptied (their processes back to the root group) and removed.
+/// The groups emptied (their processes back to the root group) and removed — again while a process was born in
+/// one meanwhile (PostgreSQL starts its workers now and then).
 let unlimitAll () =
     for dir in made do
-        for pid in File.ReadAllLines(Path.Combine(dir, "cgroup.procs")) do
-            try File.AppendAllText(Path.Combine(cgroupRoot, "cgroup.procs"), pid) with :? IOException -> ()
+        let mutable tries = 0
 
-        try Directory.Delete dir with :? IOException -> ()
+        while Directory.Exists dir && tries < 50 do
+            for pid in File.ReadAllLines(Path.Combine(dir, "cgroup.procs")) do
+                try File.AppendAllText(Path.Combine(cgroupRoot, "cgroup.procs"), pid) with :? IOException -> ()
+
+            try Directory.Delete dir with :? IOException -> Thread.Sleep 100
+            tries <- tries + 1
 
     made.Clear()
 
