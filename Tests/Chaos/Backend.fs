@@ -268,12 +268,21 @@ and private ClusterBackend(proxy: Proxy, instances: ProcessBackend list, admin: 
             for f in [ "admin_token"; SecretBox.KeyFile ] do
                 File.Copy(Path.Combine(dirs[0], f), Path.Combine(dirs[1], f))
             do! instances[1].Launch()
-            let proxy = Proxy(Path.Combine(dataDir, "proxy"), freePort (), ports)
+            let stopInstances () = Task.WhenAll([ for b in instances -> (b :> Backend).Stop() :> Task ])
+            let proxy =
+                try
+                    Proxy(Path.Combine(dataDir, "proxy"), freePort (), ports)
+                with _ ->
+                    // no nginx: the instances started for it do not stay running
+                    stopInstances().Wait()
+                    reraise ()
             let http = new HttpClient(BaseAddress = Uri proxy.Url, Timeout = TimeSpan.FromSeconds 15.0)
             let sw = Stopwatch.StartNew()
             let mutable up = false
             while not up do
                 if proxy.Exited || sw.Elapsed > TimeSpan.FromSeconds 30.0 then
+                    do! proxy.Stop()
+                    do! stopInstances ()
                     failwith $"""nginx did not start: {String.Join("\n", proxy.Output)}"""
                 try
                     use! r = http.GetAsync "/health"
@@ -324,9 +333,8 @@ and private ClusterBackend(proxy: Proxy, instances: ProcessBackend list, admin: 
             }
         member _.Stop() =
             task {
-                do! proxy.Stop()
-                for b in instances do
-                    do! (b :> Backend).Stop()
+                // every process told at once (each Stop kills before it waits): a slow exit leaves none running
+                do! Task.WhenAll((proxy.Stop() :> Task) :: [ for b in instances -> (b :> Backend).Stop() :> Task ])
                 http.Dispose()
             }
 
