@@ -217,7 +217,10 @@ type Measured =
       PostP99: float
       /// CPU ms per accepted message in the flat-out phase: the platform process(es), PostgreSQL's.
       PlatformCpu: float
-      DatabaseCpu: float }
+      DatabaseCpu: float
+      /// The same at the load's fixed rate (the platform's cost of a message when it is not saturated).
+      LoadPlatformCpu: float
+      LoadDatabaseCpu: float }
 
 /// One set-up: the team, its streams on the first instance, the flat-out phase, the load.
 let measure (label: string) (urls: string list) (pids: int list) (postgres: bool) (admin: string) : Measured =
@@ -268,6 +271,7 @@ let measure (label: string) (urls: string list) (pids: int list) (postgres: bool
     Thread.Sleep 1000 // the rings of the flat-out phase drain
     // the load: rate messages a second on a fixed schedule, to the last instance
     let total = int (rate * loadSecs)
+    let loadPlatformBefore, loadDbBefore = cpu pids, cpu dbPids
     let sentAt = ConcurrentDictionary<string, float>()
     let posts = ConcurrentBag<float>()
     let rnd = Random(7)
@@ -293,6 +297,7 @@ let measure (label: string) (urls: string list) (pids: int list) (postgres: bool
                    :> Task |]
 
     Task.WaitAll inflight
+    let loadPlatformCpu, loadDbCpu = (cpu pids - loadPlatformBefore) / float total, (cpu dbPids - loadDbBefore) / float total
     let deadline = Stopwatch.StartNew()
 
     while sentAt.Keys |> Seq.exists (fun id -> not (arrived.ContainsKey id)) && deadline.Elapsed.TotalSeconds < 10.0 do
@@ -316,7 +321,9 @@ let measure (label: string) (urls: string list) (pids: int list) (postgres: bool
       Max = (if latencies.Length = 0 then nan else Array.max latencies)
       PostP99 = percentile 0.99 (posts.ToArray())
       PlatformCpu = platformCpu
-      DatabaseCpu = dbCpu }
+      DatabaseCpu = dbCpu
+      LoadPlatformCpu = loadPlatformCpu
+      LoadDatabaseCpu = loadDbCpu }
 
 let stop (ps: Process list) =
     for p in ps do
@@ -366,9 +373,9 @@ let shares =
 let baseline = results |> Seq.tryFind (fun r -> r.Label.StartsWith "SQLite") |> Option.map (fun r -> r.Accepted)
 let ratio (a: float) = baseline |> Option.map (fun b -> (a / b).ToString("0.00", inv) + "×") |> Option.defaultValue "—"
 printfn $"{agents} agents, {senders} senders flat out for {f1 warmupSecs} s (warm-up) and {f1 acceptSecs} s, then {f1 rate} msg/s for {f1 loadSecs} s; load average at the end: {load ()}; whole run {f1 sw.Elapsed.TotalSeconds} s; {shares}"
-printfn "| set-up | accepted/s | × SQLite | CPU ms per accepted message: platform / database | load: sent | lost | send→push p50 (ms) | p99 (ms) | max (ms) | POST p99 (ms) |"
-printfn "|---|---|---|---|---|---|---|---|---|---|"
+printfn "| set-up | accepted/s | × SQLite | CPU ms per accepted message: platform / database | load: sent | CPU ms per message at the load's rate: platform / database | lost | send→push p50 (ms) | p99 (ms) | max (ms) | POST p99 (ms) |"
+printfn "|---|---|---|---|---|---|---|---|---|---|---|"
 let f2 (x: float) = x.ToString("0.00", inv)
 
 for r in results do
-    printfn $"| {r.Label} | {f1 r.Accepted} | {ratio r.Accepted} | {f2 r.PlatformCpu} / {f2 r.DatabaseCpu} | {r.Sent} | {r.Lost} | {f1 r.P50} | {f1 r.P99} | {f1 r.Max} | {f1 r.PostP99} |"
+    printfn $"| {r.Label} | {f1 r.Accepted} | {ratio r.Accepted} | {f2 r.PlatformCpu} / {f2 r.DatabaseCpu} | {r.Sent} | {f2 r.LoadPlatformCpu} / {f2 r.LoadDatabaseCpu} | {r.Lost} | {f1 r.P50} | {f1 r.P99} | {f1 r.Max} | {f1 r.PostP99} |"
