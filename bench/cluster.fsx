@@ -34,9 +34,9 @@ open Common
 let platformBin = argOr "--platform" (Path.Combine(root, "artifacts", "molecule-platform", "molecule-platform"))
 let agents = int (argOr "--agents" "20")
 let senders = int (argOr "--senders" "16")
-let acceptSecs = float (argOr "--accept-secs" "10")
+let acceptSecs = float (argOr "--accept-secs" "15")
 /// Seconds of the same flat-out sending before the measured phase (each process's code past its first tiers).
-let warmupSecs = float (argOr "--warmup-secs" "5")
+let warmupSecs = float (argOr "--warmup-secs" "10")
 let rate = float (argOr "--rate" "50")
 let loadSecs = float (argOr "--load-secs" "30")
 let only = (argOr "--only" "sqlite,pg1,pg2").Split(',') |> Set.ofArray
