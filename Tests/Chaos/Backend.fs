@@ -268,7 +268,7 @@ and private ClusterBackend(proxy: Proxy, instances: ProcessBackend list, admin: 
             for f in [ "admin_token"; SecretBox.KeyFile ] do
                 File.Copy(Path.Combine(dirs[0], f), Path.Combine(dirs[1], f))
             do! instances[1].Launch()
-            let stopInstances () = Task.WhenAll([ for b in instances -> (b :> Backend).Stop() :> Task ])
+            let stopInstances () = Task.WhenAll([ for b in instances -> (b :> Backend).Stop() ])
             let proxy =
                 try
                     Proxy(Path.Combine(dataDir, "proxy"), freePort (), ports)
@@ -334,7 +334,7 @@ and private ClusterBackend(proxy: Proxy, instances: ProcessBackend list, admin: 
         member _.Stop() =
             task {
                 // every process told at once (each Stop kills before it waits): a slow exit leaves none running
-                do! Task.WhenAll((proxy.Stop() :> Task) :: [ for b in instances -> (b :> Backend).Stop() :> Task ])
+                do! Task.WhenAll((proxy.Stop() :> Task) :: [ for b in instances -> (b :> Backend).Stop() ])
                 http.Dispose()
             }
 

@@ -109,6 +109,21 @@ let ``rule: a piece out of order is dropped, not mixed into another event`` () =
 
 // ---------------------------------------------------------------- instances on one database
 
+/// Cuts the listeners' connections of the team's database (as a network or a restarted database would) — `count`.
+let private cutListeners (team: Team) (count: int64) =
+    use admin = new NpgsqlConnection((Pg.instance ()).ConnectionString "postgres")
+    admin.Open()
+
+    use cut =
+        new NpgsqlCommand(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'molecule-platform listener' AND datname = @db",
+            admin
+        )
+
+    cut.Parameters.AddWithValue("db", NpgsqlConnectionStringBuilder(PostgresStore.connectionString team.Url).Database) |> ignore
+    Assert.Equal(count, cut.ExecuteScalar() :?> int64)
+
+
 [<Fact>]
 let ``instances: a committed event reaches every other instance once, a rolled-back one none`` () =
     use team = new Team(3)
@@ -140,17 +155,7 @@ let ``instances: a listener whose connection is cut listens again and says so; e
     use team = new Team(2)
     team.Store(0).Write(fun w -> w.Announce(event "BEFORE" None ""))
     eventually "the first event arrives" (fun () -> team.Published 1 |> List.exists (fun e -> e.Type = "BEFORE"))
-    use admin = new NpgsqlConnection((Pg.instance ()).ConnectionString "postgres")
-    admin.Open()
-
-    use cut =
-        new NpgsqlCommand(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'molecule-platform listener' AND datname = @db",
-            admin
-        )
-
-    cut.Parameters.AddWithValue("db", NpgsqlConnectionStringBuilder(PostgresStore.connectionString team.Url).Database) |> ignore
-    Assert.Equal(2L, cut.ExecuteScalar() :?> int64)
+    cutListeners team 2
     eventually "both listeners are back" (fun () -> team.Reconnects 0 = 1 && team.Reconnects 1 = 1)
     team.Store(0).Write(fun w -> w.Announce(event "AFTER" None ""))
     eventually "events flow again" (fun () -> team.Published 1 |> List.exists (fun e -> e.Type = "AFTER"))
@@ -228,17 +233,7 @@ let ``rule: no cached team while the listener is away; it is read afresh once it
     let id = wid ()
     team.Store(0).Write(fun w -> w.SaveWorkspace { Workspace.fresh id t0 with Name = "one" })
     Assert.Equal(Some "one", nameOn team 0 id)
-    use admin = new NpgsqlConnection((Pg.instance ()).ConnectionString "postgres")
-    admin.Open()
-
-    use cut =
-        new NpgsqlCommand(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'molecule-platform listener' AND datname = @db",
-            admin
-        )
-
-    cut.Parameters.AddWithValue("db", NpgsqlConnectionStringBuilder(PostgresStore.connectionString team.Url).Database) |> ignore
-    Assert.Equal(1L, cut.ExecuteScalar() :?> int64)
+    cutListeners team 1
     eventually "the listener is back" (fun () -> team.Reconnects 0 = 1)
     // a word said while it was away is lost: the team cached before is forgotten when it listens again, so the
     // first read after that is fresh (a change made behind its back stands in for one it could not hear)
