@@ -176,3 +176,52 @@ let readApproval (r: DbDataReader) : Approvals.Approval =
       DecidedBy = text r 7
       DecidedAt = instant r 8
       CreatedAt = ofTicks (r.GetInt64 9) }
+
+/// An activity row's parameters, but its seq (an insert's: rowColumns, rowValues).
+let rowParams (r: ActivityRow) =
+    [ "@id", idText r.Id
+      "@ws", idText r.WorkspaceId
+      "@t", box r.ActivityType
+      "@src", optId r.SourceId
+      "@tgt", optId r.TargetId
+      "@m", optText r.Method
+      "@s", optText r.Summary
+      "@rq", optText r.RequestBody
+      "@rs", optText r.ResponseBody
+      "@tt", optText r.ToolTrace
+      "@d", (match r.DurationMs with Some d -> box d | None -> null)
+      "@st", box r.Status
+      "@e", optText r.ErrorDetail
+      "@ca", ticks r.CreatedAt
+      "@k", optText r.IdempotencyKey
+      "@mid", optText r.MessageId ]
+
+/// The columns an insert of an activity row names, but seq.
+let rowColumns =
+    "id,workspace_id,activity_type,source_id,target_id,method,summary,request_body,response_body,tool_trace,duration_ms,status,error_detail,created_at,idempotency_key,message_id"
+
+/// Their parameters, in the same order.
+let rowValues = "@id,@ws,@t,@src,@tgt,@m,@s,@rq,@rs,@tt,@d,@st,@e,@ca,@k,@mid"
+
+/// A workspace's parameters (its inbound secret sealed with `seal`).
+let workspaceParams (seal: string -> string) (w: Workspace) =
+    [ "@id", idText w.Id
+      "@name", box w.Name
+      "@role", optText w.Role
+      "@tier", box w.Tier
+      "@status", box (Status.text w.Status)
+      "@card", optText w.AgentCard
+      "@url", optText w.Url
+      "@parent", optId w.ParentId
+      "@dm", box (DeliveryMode.text w.DeliveryMode)
+      "@rt", box w.Runtime
+      "@hb", optTicks w.LastHeartbeatAt
+      "@er", box w.LastErrorRate
+      "@at", box w.ActiveTasks
+      "@up", box w.UptimeSeconds
+      "@ct", box w.CurrentTask
+      "@mct", box w.MaxConcurrentTasks
+      "@sec", (w.InboundSecret |> Option.map seal |> optText)
+      "@out", optTicks w.LastOutboundAt
+      "@ca", ticks w.CreatedAt
+      "@ua", ticks w.UpdatedAt ]

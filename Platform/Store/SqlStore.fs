@@ -184,29 +184,6 @@ type SqlSession(s: Session, secrets: SecretBox) =
             let next = if s.Dialect.NextSeq.IsSome && r.NextResult() && r.Read() then Some(r.GetInt64 0) else None
             earlier, last, next)
 
-    let rowParams (r: ActivityRow) =
-        [ "@id", idText r.Id
-          "@ws", idText r.WorkspaceId
-          "@t", box r.ActivityType
-          "@src", optId r.SourceId
-          "@tgt", optId r.TargetId
-          "@m", optText r.Method
-          "@s", optText r.Summary
-          "@rq", optText r.RequestBody
-          "@rs", optText r.ResponseBody
-          "@tt", optText r.ToolTrace
-          "@d", (match r.DurationMs with Some d -> box d | None -> null)
-          "@st", box r.Status
-          "@e", optText r.ErrorDetail
-          "@ca", ticks r.CreatedAt
-          "@k", optText r.IdempotencyKey
-          "@mid", optText r.MessageId ]
-
-    let rowColumns =
-        "id,workspace_id,activity_type,source_id,target_id,method,summary,request_body,response_body,tool_trace,duration_ms,status,error_detail,created_at,idempotency_key,message_id"
-
-    let rowValues = "@id,@ws,@t,@src,@tgt,@m,@s,@rq,@rs,@tt,@d,@st,@e,@ca,@k,@mid"
-
     let append (row: ActivityRow) =
         match lockedLookup row with
         | Some existing, _, _ -> Repeated existing
@@ -220,27 +197,7 @@ type SqlSession(s: Session, secrets: SecretBox) =
             let seq = scalar s $"INSERT INTO activity_logs ({rowColumns}) VALUES ({rowValues}) RETURNING seq" (rowParams r)
             Added { r with Seq = Convert.ToInt64 seq }
 
-    let workspaceParams (w: Workspace) =
-        [ "@id", idText w.Id
-          "@name", box w.Name
-          "@role", optText w.Role
-          "@tier", box w.Tier
-          "@status", box (Status.text w.Status)
-          "@card", optText w.AgentCard
-          "@url", optText w.Url
-          "@parent", optId w.ParentId
-          "@dm", box (DeliveryMode.text w.DeliveryMode)
-          "@rt", box w.Runtime
-          "@hb", optTicks w.LastHeartbeatAt
-          "@er", box w.LastErrorRate
-          "@at", box w.ActiveTasks
-          "@up", box w.UptimeSeconds
-          "@ct", box w.CurrentTask
-          "@mct", box w.MaxConcurrentTasks
-          "@sec", (w.InboundSecret |> Option.map (fun x -> secrets.Seal(w.Id.Text, x)) |> optText)
-          "@out", optTicks w.LastOutboundAt
-          "@ca", ticks w.CreatedAt
-          "@ua", ticks w.UpdatedAt ]
+    let workspaceParams (w: Workspace) = SqlCodec.workspaceParams (fun x -> secrets.Seal(w.Id.Text, x)) w
 
     let saveWorkspace (w: Workspace) =
         exec
