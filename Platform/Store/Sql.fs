@@ -84,6 +84,14 @@ type Session =
       Prepared: Statements option
       Team: TeamCache option }
 
+/// Named parameters added to a command's (or a batch command's) collection; None and null as SQL NULL.
+let private addParameters (create: unit -> DbParameter) (into: DbParameterCollection) (ps: (string * obj) list) =
+    for (name, value) in ps do
+        let p = create ()
+        p.ParameterName <- name
+        p.Value <- (if isNull value then box DBNull.Value else value)
+        into.Add p |> ignore
+
 /// Runs `f` on a command for `sql` with these parameters (a kept one, or a new one disposed afterwards).
 let private withCommand (s: Session) (sql: string) (ps: (string * obj) list) (f: DbCommand -> 'a) : 'a =
     let kept, cmd =
@@ -97,13 +105,7 @@ let private withCommand (s: Session) (sql: string) (ps: (string * obj) list) (f:
     try
         cmd.Transaction <- s.Tx
         cmd.Parameters.Clear()
-
-        for (name, value) in ps do
-            let p = cmd.CreateParameter()
-            p.ParameterName <- name
-            p.Value <- (if isNull value then box DBNull.Value else value)
-            cmd.Parameters.Add p |> ignore
-
+        addParameters cmd.CreateParameter cmd.Parameters ps
         f cmd
     finally
         if not kept then cmd.Dispose()
@@ -140,13 +142,7 @@ let sendTogether (s: Session) (commands: (string * (string * obj) list) list) : 
     for (sql, ps) in commands do
         let c = b.CreateBatchCommand()
         c.CommandText <- sql
-
-        for (name, value) in ps do
-            let p = c.CreateParameter()
-            p.ParameterName <- name
-            p.Value <- (if isNull value then box DBNull.Value else value)
-            c.Parameters.Add p |> ignore
-
+        addParameters c.CreateParameter c.Parameters ps
         b.BatchCommands.Add c
 
     b.ExecuteNonQuery() |> ignore
