@@ -14,6 +14,10 @@ open Molecule.Platform.Server
 /// A fresh directory for one test, inside the test process's own temp folder (removed at exit).
 let tempDir () = Molecule.Tests.Support.TempDirs.create "platform-tests"
 
+/// A token that is not `token`: its first character changed (to "x", or "y" when it was "x" — a random token starts
+/// with "x" once in 64).
+let wrongToken (token: string) = (if token.StartsWith "x" then "y" else "x") + token.Substring 1
+
 type Engine =
     {
         Name: string

@@ -226,7 +226,7 @@ type Routes<'E when 'E :> IEngine and 'E: (new: unit -> 'E)>(fx: PlatformFixture
             let! missing = c.Send("POST", "/registry/register", registerBody w.Id)
             Assert.Equal(401, missing.Code)
             Assert.Equal("missing workspace auth token", missing.Error)
-            let! wrong = c.Send("POST", "/registry/register", (registerBody w.Id), "x" + w.Token.Substring 1)
+            let! wrong = c.Send("POST", "/registry/register", (registerBody w.Id), wrongToken w.Token)
             Assert.Equal("invalid workspace auth token", wrong.Error)
             let! badMode = c.Send("POST", "/registry/register", (registerBody w.Id).Replace("\"poll\"", "\"carrier\""), w.Token)
             Assert.Equal("delivery_mode must be 'push' or 'poll'", badMode.Error)

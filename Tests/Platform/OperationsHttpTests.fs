@@ -103,7 +103,7 @@ let ``operators: /metrics needs the admin token, also from loopback; a workspace
         let! ws = createWs fx.C fx.P.AdminToken "agent" None []
         let! none = fx.C.Send("GET", "/metrics")
         Assert.Equal((401, """{"error":"missing admin token"}"""), (none.Code, none.Text))
-        let! wrong = fx.C.Send("GET", "/metrics", token = "x" + fx.P.AdminToken.Substring 1)
+        let! wrong = fx.C.Send("GET", "/metrics", token = wrongToken fx.P.AdminToken)
         Assert.Equal(401, wrong.Code)
         let! agent = fx.C.Send("GET", "/metrics", token = ws.Token)
         Assert.Equal(401, agent.Code)
