@@ -16,6 +16,9 @@ type Failure =
 
 type State =
     { Registered: bool
+      /// A request of this workspace succeeded in this run: it existed while this process ran, so a refusal that
+      /// comes later is a runtime one (the workspace deleted or the token revoked), never a start-up failure.
+      Live: bool
       /// Heartbeat 401/403 in a row with no successful request of this workspace between them (the "strike" counter):
       /// reset by any success, so a refusal of the heartbeat alone never adds up to three.
       AuthFailures: int
@@ -45,7 +48,9 @@ type Command =
 
 type Event =
     | Registered
-    /// 401/403/410 at register: the process must stop (exit 3).
+    /// A request of this workspace succeeded for the first time in this run.
+    | Reached
+    /// 401/403/410 at register before any request of this run succeeded: the process must stop (exit 3).
     | RegisterRejected of status: int
     /// Any other failure at register: warn and keep going.
     | RegisterFailed of Failure
@@ -61,6 +66,7 @@ type Event =
 
 let initial: State =
     { Registered = false
+      Live = false
       AuthFailures = 0
       Refusals = 0
       ToolRefused = false
@@ -105,6 +111,11 @@ let private isAuth status = status = 401 || status = 403
 
 let decide (config: Config) (command: Command) (state: State) : Event list =
     match command with
+    // A register answered after a request of this run succeeded: a refusal is a runtime one — the removal is
+    // told once, a refused token is a strike like a refused heartbeat's; the process keeps serving.
+    | RegisterOutcome(Reply(410, body)) when state.Live -> removedOnce state (removedInfoOfBody config.WorkspaceId.Value body)
+    | RegisterOutcome(Reply(status, _)) when state.Live && isAuth status ->
+        [ HeartbeatAuthFailed(status, state.AuthFailures + 1, state.Refusals + 1) ]
     | RegisterOutcome(Reply(status, body)) when status = 410 ->
         removedOnce state (removedInfoOfBody config.WorkspaceId.Value body) @ [ RegisterRejected status ]
     | RegisterOutcome(Reply(status, _)) when isAuth status -> [ RegisterRejected status ]
@@ -136,18 +147,21 @@ let decide (config: Config) (command: Command) (state: State) : Event list =
     | Observed(PeersVia _)
     | Observed(OwnUploads _) -> []
     | TokenReplaced source -> [ NewToken source ]
-    | Succeeded when state.AuthFailures > 0 || state.ToolRefused -> [ Accepted ]
-    | Succeeded -> []
+    | Succeeded ->
+        [ if not state.Live then Reached
+          if state.AuthFailures > 0 || state.ToolRefused then Accepted ]
     | ToolRefusal status when state.Removed.IsNone -> [ ToolRequestRefused status ]
     | ToolRefusal _ -> []
 
 let evolve (state: State) (event: Event) : State =
     match event with
-    | Registered -> { state with Registered = true }
+    | Registered -> { state with Registered = true; Live = true }
+    | Reached -> { state with Live = true }
     | RegisterRejected _
     | RegisterFailed _ -> state
     | HeartbeatSucceeded _ ->
         { state with
+            Live = true
             AuthFailures = 0
             Refusals = 0
             ToolRefused = false
@@ -258,6 +272,7 @@ let private effectsOf (config: Config) (state: State) (event: Event) : Effect li
         // Other requests with the same token succeed between the refusals: not a revoked token.
         [ Log(Warning, heartbeatOnlyText config status r) ]
     | HeartbeatAuthFailed _ -> []
+    | Reached -> []
     | Accepted when confirmed state -> [ Log(Info, $"workspace {config.WorkspaceId.Value}: the platform accepts the token again; tools call it again") ]
     | Accepted -> []
     | ToolRequestRefused status when not (confirmed state) ->

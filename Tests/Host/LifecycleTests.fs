@@ -117,6 +117,29 @@ let ``deleted workspace makes get_workspace_info return the tailored deleted mes
     }
 
 [<Fact>]
+let ``a register answered after the workspace was deleted at runtime keeps the server serving`` () =
+    // A busy machine answers the register after a tool's request: the deletion in between is a runtime one.
+    task {
+        use! platform = Platform.StartAsync()
+        let! ws = platform.CreateWorkspace "late-register"
+        platform.Fault { FaultRule.make "/registry/register" 0 with DelayMs = 6000; Times = Some 1 }
+        use! agent = AgentProcess.StartAsync(agentEnv platform ws)
+        let! before = agent.CallOk("get_workspace_info", [])
+        Assert.Contains(ws.Id, before)
+        let! del = platform.DeleteWorkspace ws.Id
+        Assert.True((del.Code = 200), $"DELETE: HTTP {inv del.Code} {del.Body}")
+        // The first heartbeat follows the register's answer.
+        do! waitUntil (secs 20.0) "the register's answer" agent.Describe (fun () -> platform.Requests "/registry/heartbeat" >= 1)
+        let! r = agent.Call("get_workspace_info", [])
+        Assert.True(isError r, $"expected isError, got: {textOf r}\n{agent.Describe()}")
+        Assert.Contains("was deleted on the platform", textOf r)
+        let! peek = agent.CallOk("inbox_peek", [])
+        Assert.Equal("[]", peek.Trim())
+        Assert.True((countLines "register rejected" agent.StderrLines = 0), agent.Describe())
+        agent.AssertNoTokenLeak()
+    }
+
+[<Fact>]
 let ``a process started after its workspace was deleted exits 3 with a clear message`` () =
     task {
         use! platform = Platform.StartAsync()
