@@ -80,8 +80,12 @@ let guardMiddleware (names: Guard.Names) (log: string -> unit) (ctx: HttpContext
         else
             next.Invoke ctx
 
-/// The pipeline's boundary: a bad request is a 400, a client gone is nothing, and any other failure of a handler is
-/// logged and answered 500 (the one place every exception is caught; no handler catches what it did not expect).
+/// The answer to a request the store turned away (Store.Busy).
+let busy = "the platform is busy: try again in a second"
+
+/// The pipeline's boundary: a bad request is a 400, a store at its capacity a 503 with Retry-After, a client gone is
+/// nothing, and any other failure of a handler is logged and answered 500 (the one place every exception is caught; no
+/// handler catches what it did not expect).
 let errorMiddleware (log: string -> unit) (ctx: HttpContext) (next: RequestDelegate) : Task =
     task {
         try
@@ -90,6 +94,9 @@ let errorMiddleware (log: string -> unit) (ctx: HttpContext) (next: RequestDeleg
         with
         | :? BadHttpRequestException as e when not ctx.Response.HasStarted -> do! send ctx (Wire.errorReply e.StatusCode "bad request")
         | :? OperationCanceledException -> ()
+        | Store.Busy when not ctx.Response.HasStarted ->
+            ctx.Response.Headers.RetryAfter <- "1"
+            do! send ctx (Wire.errorReply 503 busy)
         | failure when not ctx.Response.HasStarted ->
             log (Feed.printable $"{ctx.Request.Method} {ctx.Request.Path.Value} failed: " + failure.ToString())
             do! send ctx (Wire.errorReply 500 "internal error")
@@ -110,6 +117,7 @@ let every (env: Env) (interval: TimeSpan) (name: string) (pass: unit -> unit) : 
                 | :? DbException
                 | :? IOException
                 | :? InvalidOperationException as e -> env.Log $"{name} failed: {e.Message}"
+                | Store.Busy -> env.Log $"{name} waits for its next turn: the store is busy"
         with :? OperationCanceledException ->
             ()
     }

@@ -85,6 +85,10 @@ let private retryable (e: exn) =
     | SqlStore.LogContended _ -> true
     | _ -> false
 
+/// Connections of the pool not given to reads and writes: the sweeper's own (Exclusively) and one spare.
+[<Literal>]
+let private Reserved = 2
+
 /// How many times a write is tried before its race is reported.
 [<Literal>]
 let private Attempts = 50
@@ -183,6 +187,24 @@ type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> 
     /// does not reset each one it hands out again.
     let source = NpgsqlDataSource.Create(NpgsqlConnectionStringBuilder(tuned connection "store", NoResetOnClose = true))
     let writing = new ThreadLocal<bool>()
+    /// Reads and writes under way at most. Each holds a request's thread and a pooled connection while it waits for
+    /// the database, and Npgsql writes the second and later statements of a synchronous batch on the thread pool: with
+    /// every pool thread held by a store call that batch is never sent, and the platform stood still under more
+    /// messages than it could take (bench/README.md, "More than it can take"). So a call past the capacity is turned
+    /// away (Store.Busy), and the pool may start a thread at once for as many calls as the capacity and 32 more.
+    let capacity = max 1 (NpgsqlConnectionStringBuilder(connection).MaxPoolSize - Reserved)
+    let mutable underway = 0
+
+    do
+        let workers, ports = ThreadPool.GetMinThreads()
+        if workers < capacity + 32 then ThreadPool.SetMinThreads(capacity + 32, ports) |> ignore
+
+    let enter () =
+        if Interlocked.Increment(&underway) > capacity then
+            Interlocked.Decrement(&underway) |> ignore
+            raise Busy
+
+    let leave () = Interlocked.Decrement(&underway) |> ignore
     let limiter = LocalLimiter()
     /// The team, kept between transactions while the listener hears the other processes (Sql.TeamCache).
     let team =
@@ -291,14 +313,20 @@ type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> 
     interface IStore with
         member _.Read f =
             notNested ()
-            use conn = source.OpenConnection()
-            use tx = conn.BeginTransaction(IsolationLevel.RepeatableRead)
-            let v = f (SqlStore.SqlSession(session conn tx true, secrets) :> IReader)
-            tx.Commit()
-            v
+            enter ()
+
+            try
+                use conn = source.OpenConnection()
+                use tx = conn.BeginTransaction(IsolationLevel.RepeatableRead)
+                let v = f (SqlStore.SqlSession(session conn tx true, secrets) :> IReader)
+                tx.Commit()
+                v
+            finally
+                leave ()
 
         member _.Write f =
             notNested ()
+            enter ()
             writing.Value <- true
 
             let w, v =
@@ -306,6 +334,7 @@ type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> 
                     write f true 1
                 finally
                     writing.Value <- false
+                    leave ()
 
             for e in w.Announced do
                 fanout e

@@ -10,6 +10,10 @@ module Molecule.Platform.Store
 open System
 open Molecule.Platform
 
+/// The store has as many reads and writes under way as it takes: this one is turned away at once, not queued (the
+/// platform answers 503 with Retry-After). PostgreSQL only — see PostgresStore's `Engine`.
+exception Busy
+
 /// Which rows of the activity log a query reads.
 type RowScope =
     /// One workspace's log.

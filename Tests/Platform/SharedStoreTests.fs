@@ -197,6 +197,28 @@ let private renameBehindTheirBacks (team: Team) (id: WorkspaceId) (name: string)
     cmd.Parameters.AddWithValue("id", id.Text) |> ignore
     Assert.Equal(1, cmd.ExecuteNonQuery())
 
+[<Fact>]
+let ``rule: a read or write past the store's capacity is turned away at once, not queued`` () =
+    // a pool of 4 connections: 2 for reads and writes (the sweeper's and a spare kept)
+    let url = Pg.urlFor (tempDir ())
+    let url = url + (if url.Contains "?" then "&" else "?") + "Maximum%20Pool%20Size=4"
+    use store = PostgresStore.openAt url (tempDir ()) ignore ignore ignore
+    use inside = new CountdownEvent(2)
+    use release = new ManualResetEventSlim()
+
+    let hold () =
+        Task.Run(fun () -> store.Read(fun r -> inside.Signal() |> ignore; release.Wait(); r.Workspaces().Length))
+
+    let held = [ hold (); hold () ]
+    Assert.True(inside.Wait(TimeSpan.FromSeconds 30.0), "two reads under way")
+    let refused (call: unit -> unit) = try call (); false with Busy -> true
+    Assert.True(refused (fun () -> store.Read(fun r -> r.Workspaces() |> ignore)), "a third read is turned away")
+    Assert.True(refused (fun () -> store.Write(fun w -> w.SaveWorkspace(Workspace.fresh (wid ()) t0))), "and a write")
+    release.Set()
+    Assert.Equal<int list>([ 0; 0 ], held |> List.map (fun t -> t.Result))
+    store.Write(fun w -> w.SaveWorkspace(Workspace.fresh (wid ()) t0))
+    Assert.Equal(1, store.Read(fun r -> r.Workspaces().Length))
+
 let private nameOn (team: Team) (i: int) (id: WorkspaceId) =
     team.Store(i).Read(fun r -> r.Workspaces() |> List.tryFind (fun w -> w.Id = id) |> Option.map (fun w -> w.Name))
 
