@@ -15,7 +15,7 @@
 // Unix socket with its durability defaults (fsync, synchronous_commit, full_page_writes on; shared_buffers 128MB).
 // Usage: dotnet fsi bench/cluster.fsx [--platform PATH] [--agents N] [--senders S] [--accept-secs A] [--rate R]
 //        [--warmup-secs W] [--load-secs L] [--only sqlite,pg1,pg2] [--pg-settings durable|tests] [--platform-env "K=V …"]
-//        [--cpus C [--db-cpus D]]
+//        [--cpus C [--db-cpus D]] [--logs DIR]
 #r "../artifacts/molecule-platform/Npgsql.dll"
 #load "Common.fsx" "../Tests/Support/TempDirs.fs" "../Tests/Support/Postgres.fs"
 
@@ -51,6 +51,10 @@ let f1 (x: float) = x.ToString("0.0", inv)
 /// senders and streams (the agents' machines) are not limited. Without it every process shares the machine's cores.
 let cpus = argOr "--cpus" "" |> fun t -> if t = "" then None else Some(float t)
 let dbCpus = argOr "--db-cpus" "" |> fun t -> if t = "" then cpus else Some(float t)
+/// `--logs DIR`: each platform process's output kept in DIR/platform-<pid>.log (else it is read and dropped).
+let logsDir = argOr "--logs" ""
+/// The platform processes started and not stopped yet: stopped however the run ends.
+let running = ResizeArray<Process>()
 /// `--pg-settings tests`: the tests' cluster instead (fsync, synchronous_commit, full_page_writes off) — to see what
 /// the disk costs, not to compare with SQLite.
 Postgres.durable <- argOr "--pg-settings" "durable" <> "tests"
@@ -105,9 +109,18 @@ let start (dir: string) (extra: string list) =
         psi.Environment[k] <- v
 
     let p = Process.Start psi
+    running.Add p
     cpus |> Option.iter (fun c -> limit $"platform-{p.Id}" c [ p.Id ])
-    p.OutputDataReceived.Add ignore
-    p.ErrorDataReceived.Add ignore
+
+    if logsDir = "" then
+        p.OutputDataReceived.Add ignore
+        p.ErrorDataReceived.Add ignore
+    else
+        let log = new StreamWriter(Path.Combine(Directory.CreateDirectory(logsDir).FullName, $"platform-{p.Id}.log"), AutoFlush = true)
+        let keep (e: DataReceivedEventArgs) = if not (isNull e.Data) then lock log (fun () -> log.WriteLine e.Data)
+        p.OutputDataReceived.Add keep
+        p.ErrorDataReceived.Add keep
+
     p.BeginOutputReadLine()
     p.BeginErrorReadLine()
     let info = Path.Combine(dir, "platform.json")
@@ -210,6 +223,9 @@ type Measured =
     { Label: string
       Accepted: float
       Sent: int
+      /// Load messages the platform did not take (an answer other than 200, or none in the client's time).
+      Refused: int
+      /// Load messages taken (200) whose ring never came.
       Lost: int
       P50: float
       P99: float
@@ -240,7 +256,10 @@ let measure (label: string) (urls: string list) (pids: int list) (postgres: bool
     let peer (rnd: Random) (from: int) = (from + 1 + rnd.Next(team.Length - 1)) % team.Length
     // accepted per second: flat out for warmupSecs (not counted), then for acceptSecs
     let count = ref 0
-    let cpu (ps: int list) = ps |> List.sumBy cpuMs
+    let snapshot (ps: int list) = [ for p in ps -> p, cpuMs p ]
+    /// CPU ms used since `before` (a snapshot) by its processes still alive: a backend that ended meanwhile takes
+    /// its time with it (counted as none, not as minus what it had used before).
+    let spent (before: (int * float) list) = before |> List.sumBy (fun (p, b) -> max 0.0 (cpuMs p - b))
 
     let flatOut (secs: float) (phase: string) =
         let until = clock.Elapsed.TotalSeconds + secs
@@ -262,18 +281,18 @@ let measure (label: string) (urls: string list) (pids: int list) (postgres: bool
     count.Value <- 0
     // the database's processes now (its pool's backends are open after the warm-up)
     let dbPids = if postgres then clusterPids () else []
-    let platformBefore, dbBefore = cpu pids, cpu dbPids
+    let platformBefore, dbBefore = snapshot pids, snapshot dbPids
     let began = clock.Elapsed.TotalSeconds
     flatOut acceptSecs "a"
     let accepted = float count.Value / (clock.Elapsed.TotalSeconds - began)
-    let perMessage (before: float) (ps: int list) = (cpu ps - before) / float count.Value
-    let platformCpu, dbCpu = perMessage platformBefore pids, perMessage dbBefore dbPids
+    let platformCpu, dbCpu = spent platformBefore / float count.Value, spent dbBefore / float count.Value
     Thread.Sleep 1000 // the rings of the flat-out phase drain
     // the load: rate messages a second on a fixed schedule, to the last instance
     let total = int (rate * loadSecs)
-    let loadPlatformBefore, loadDbBefore = cpu pids, cpu dbPids
+    let loadPlatformBefore, loadDbBefore = snapshot pids, snapshot dbPids
     let sentAt = ConcurrentDictionary<string, float>()
     let posts = ConcurrentBag<float>()
+    let refused = ConcurrentDictionary<string, string>()
     let rnd = Random(7)
     let t0 = clock.Elapsed.TotalMilliseconds
 
@@ -289,15 +308,22 @@ let measure (label: string) (urls: string list) (pids: int list) (postgres: bool
                yield
                    task {
                        let at = clock.Elapsed.TotalMilliseconds
-                       sentAt[id] <- at
-                       let! code, _ = send (List.last urls) from toward id
-                       posts.Add(clock.Elapsed.TotalMilliseconds - at)
-                       if code <> 200 then failwith $"load send {k}: {code}"
+
+                       try
+                           let! code, _ = send (List.last urls) from toward id
+                           posts.Add(clock.Elapsed.TotalMilliseconds - at)
+                           if code = 200 then sentAt[id] <- at else refused[id] <- $"HTTP {code}"
+                       with
+                       | :? HttpRequestException
+                       | :? TaskCanceledException as e -> refused[id] <- e.GetType().Name
                    }
                    :> Task |]
 
     Task.WaitAll inflight
-    let loadPlatformCpu, loadDbCpu = (cpu pids - loadPlatformBefore) / float total, (cpu dbPids - loadDbBefore) / float total
+
+    for reason, n in refused.Values |> Seq.countBy id do
+        eprintfn $"{label}: {n} load message(s) refused: {reason}"
+    let loadPlatformCpu, loadDbCpu = spent loadPlatformBefore / float total, spent loadDbBefore / float total
     let deadline = Stopwatch.StartNew()
 
     while sentAt.Keys |> Seq.exists (fun id -> not (arrived.ContainsKey id)) && deadline.Elapsed.TotalSeconds < 10.0 do
@@ -315,7 +341,8 @@ let measure (label: string) (urls: string list) (pids: int list) (postgres: bool
     { Label = label
       Accepted = accepted
       Sent = total
-      Lost = total - latencies.Length
+      Refused = refused.Count
+      Lost = sentAt.Count - latencies.Length
       P50 = percentile 0.5 latencies
       P99 = percentile 0.99 latencies
       Max = (if latencies.Length = 0 then nan else Array.max latencies)
@@ -327,8 +354,9 @@ let measure (label: string) (urls: string list) (pids: int list) (postgres: bool
 
 let stop (ps: Process list) =
     for p in ps do
-        p.Kill()
+        if not p.HasExited then p.Kill()
         p.WaitForExit()
+        running.Remove p |> ignore
 
 let adminOf (d: string) = File.ReadAllText(Path.Combine(d, "admin_token")).Trim()
 let results = ResizeArray<Measured>()
@@ -336,34 +364,37 @@ let sw = Stopwatch.StartNew()
 let load () = (File.ReadAllText "/proc/loadavg").Split(' ')[0]
 printfn $"load average at the start: {load ()}"
 
-if only.Contains "sqlite" then
-    let d = TempDirs.create "sqlite"
-    let p, url = start d []
-    results.Add(measure "SQLite, 1 instance" [ url ] [ p.Id ] false (adminOf d))
-    stop [ p ]
+try
+    if only.Contains "sqlite" then
+        let d = TempDirs.create "sqlite"
+        let p, url = start d []
+        results.Add(measure "SQLite, 1 instance" [ url ] [ p.Id ] false (adminOf d))
+        stop [ p ]
 
-if only.Contains "pg1" then
-    let d = TempDirs.create "pg1"
-    let db = Postgres.urlFor d
-    dbCpus |> Option.iter (fun c -> limit "db" c (clusterPids ()))
-    let p, url = start d [ "--database"; db ]
-    results.Add(measure "PostgreSQL, 1 instance" [ url ] [ p.Id ] true (adminOf d))
-    stop [ p ]
+    if only.Contains "pg1" then
+        let d = TempDirs.create "pg1"
+        let db = Postgres.urlFor d
+        dbCpus |> Option.iter (fun c -> limit "db" c (clusterPids ()))
+        let p, url = start d [ "--database"; db ]
+        results.Add(measure "PostgreSQL, 1 instance" [ url ] [ p.Id ] true (adminOf d))
+        stop [ p ]
 
-if only.Contains "pg2" then
-    let d1, d2 = TempDirs.create "pg2a", TempDirs.create "pg2b"
-    let db = Postgres.urlFor d1
-    dbCpus |> Option.iter (fun c -> limit "db" c (clusterPids ()))
-    let p1, url1 = start d1 [ "--database"; db ]
+    if only.Contains "pg2" then
+        let d1, d2 = TempDirs.create "pg2a", TempDirs.create "pg2b"
+        let db = Postgres.urlFor d1
+        dbCpus |> Option.iter (fun c -> limit "db" c (clusterPids ()))
+        let p1, url1 = start d1 [ "--database"; db ]
 
-    for f in [ "admin_token"; "secret_key" ] do
-        File.Copy(Path.Combine(d1, f), Path.Combine(d2, f))
+        for f in [ "admin_token"; "secret_key" ] do
+            File.Copy(Path.Combine(d1, f), Path.Combine(d2, f))
 
-    let p2, url2 = start d2 [ "--database"; db ]
-    results.Add(measure "PostgreSQL, 2 instances (every ring crosses)" [ url1; url2 ] [ p1.Id; p2.Id ] true (adminOf d1))
-    stop [ p1; p2 ]
-
-unlimitAll ()
+        let p2, url2 = start d2 [ "--database"; db ]
+        results.Add(measure "PostgreSQL, 2 instances (every ring crosses)" [ url1; url2 ] [ p1.Id; p2.Id ] true (adminOf d1))
+        stop [ p1; p2 ]
+finally
+    // however the run ends (a set-up that failed too): no platform process or CPU group left behind
+    stop (List.ofSeq running)
+    unlimitAll ()
 
 let shares =
     match cpus with
@@ -373,9 +404,9 @@ let shares =
 let baseline = results |> Seq.tryFind (fun r -> r.Label.StartsWith "SQLite") |> Option.map (fun r -> r.Accepted)
 let ratio (a: float) = baseline |> Option.map (fun b -> (a / b).ToString("0.00", inv) + "×") |> Option.defaultValue "—"
 printfn $"{agents} agents, {senders} senders flat out for {f1 warmupSecs} s (warm-up) and {f1 acceptSecs} s, then {f1 rate} msg/s for {f1 loadSecs} s; load average at the end: {load ()}; whole run {f1 sw.Elapsed.TotalSeconds} s; {shares}"
-printfn "| set-up | accepted/s | × SQLite | CPU ms per accepted message: platform / database | load: sent | CPU ms per message at the load's rate: platform / database | lost | send→push p50 (ms) | p99 (ms) | max (ms) | POST p99 (ms) |"
-printfn "|---|---|---|---|---|---|---|---|---|---|---|"
+printfn "| set-up | accepted/s | × SQLite | CPU ms per accepted message: platform / database | load: sent | CPU ms per message at the load's rate: platform / database | refused | lost | send→push p50 (ms) | p99 (ms) | max (ms) | POST p99 (ms) |"
+printfn "|---|---|---|---|---|---|---|---|---|---|---|---|"
 let f2 (x: float) = x.ToString("0.00", inv)
 
 for r in results do
-    printfn $"| {r.Label} | {f1 r.Accepted} | {ratio r.Accepted} | {f2 r.PlatformCpu} / {f2 r.DatabaseCpu} | {r.Sent} | {f2 r.LoadPlatformCpu} / {f2 r.LoadDatabaseCpu} | {r.Lost} | {f1 r.P50} | {f1 r.P99} | {f1 r.Max} | {f1 r.PostP99} |"
+    printfn $"| {r.Label} | {f1 r.Accepted} | {ratio r.Accepted} | {f2 r.PlatformCpu} / {f2 r.DatabaseCpu} | {r.Sent} | {f2 r.LoadPlatformCpu} / {f2 r.LoadDatabaseCpu} | {r.Refused} | {r.Lost} | {f1 r.P50} | {f1 r.P99} | {f1 r.Max} | {f1 r.PostP99} |"
