@@ -219,13 +219,15 @@ let private observeAnswer (purpose: Purpose) (response: Response) (model: Model)
     let ran =
         match purpose with
         | Background(_, Heartbeat) -> None
-        | Background(ws, _) -> Some(ws, false)
+        // the inbox's routes answer only the workspace's valid token
+        | Background(ws, (Poll | Ack)) -> Some(ws, false, true)
+        | Background(ws, _) -> Some(ws, false, false)
         | ForTool call ->
             match model.Calls.TryFind call with
-            | Some(AwaitResponse(ws, _)) -> Some(ws, true)
+            | Some(AwaitResponse(ws, _)) -> Some(ws, true, false)
             | _ -> None
     match ran with
-    | Some(ws, forTool) -> onWorkspace ws model (Workspace.answered forTool response)
+    | Some(ws, forTool, needsToken) -> onWorkspace ws model (Workspace.answered forTool needsToken response)
     | None -> model, []
 
 let update (msg: Msg) (model: Model) : Model * Effect list =

@@ -16,8 +16,8 @@ type Failure =
 
 type State =
     { Registered: bool
-      /// A request of this workspace succeeded in this run: it existed while this process ran, so a refusal that
-      /// comes later is a runtime one (the workspace deleted or the token revoked), never a start-up failure.
+      /// The platform took the workspace's token in this run (TokenTaken, a register or heartbeat that succeeded): the
+      /// workspace existed while this process ran, so its removal seen afterwards happened at runtime.
       Live: bool
       /// Heartbeat 401/403 in a row with no successful request of this workspace between them (the "strike" counter):
       /// reset by any success, so a refusal of the heartbeat alone never adds up to three.
@@ -43,14 +43,17 @@ type Command =
     | TokenReplaced of source: string
     /// A request of this workspace other than the heartbeat succeeded (2xx): the platform takes the token.
     | Succeeded
+    /// A request that the platform answers only with the workspace's valid token succeeded (the inbox's poll or
+    /// acknowledgement, the event stream opened): the workspace and its token existed in this run.
+    | TokenTaken
     /// A tool's own request of this workspace was refused (401).
     | ToolRefusal of status: int
 
 type Event =
     | Registered
-    /// A request of this workspace succeeded for the first time in this run.
+    /// The platform took the token for the first time in this run.
     | Reached
-    /// 401/403/410 at register before any request of this run succeeded: the process must stop (exit 3).
+    /// 401/403/410 at register (unless this run saw the workspace live, then removed): the process must stop (exit 3).
     | RegisterRejected of status: int
     /// Any other failure at register: warn and keep going.
     | RegisterFailed of Failure
@@ -111,11 +114,9 @@ let private isAuth status = status = 401 || status = 403
 
 let decide (config: Config) (command: Command) (state: State) : Event list =
     match command with
-    // A register answered after a request of this run succeeded: a refusal is a runtime one — the removal is
-    // told once, a refused token is a strike like a refused heartbeat's; the process keeps serving.
-    | RegisterOutcome(Reply(410, body)) when state.Live -> removedOnce state (removedInfoOfBody config.WorkspaceId.Value body)
-    | RegisterOutcome(Reply(status, _)) when state.Live && isAuth status ->
-        [ HeartbeatAuthFailed(status, state.AuthFailures + 1, state.Refusals + 1) ]
+    // The register's answer came after this run saw the workspace live and then removed (a busy machine answered it
+    // late): the removal was told already, and the process keeps serving as after any removal at runtime.
+    | RegisterOutcome(Reply(status, _)) when state.Live && state.Removed.IsSome && (status = 410 || isAuth status) -> []
     | RegisterOutcome(Reply(status, body)) when status = 410 ->
         removedOnce state (removedInfoOfBody config.WorkspaceId.Value body) @ [ RegisterRejected status ]
     | RegisterOutcome(Reply(status, _)) when isAuth status -> [ RegisterRejected status ]
@@ -147,9 +148,10 @@ let decide (config: Config) (command: Command) (state: State) : Event list =
     | Observed(PeersVia _)
     | Observed(OwnUploads _) -> []
     | TokenReplaced source -> [ NewToken source ]
-    | Succeeded ->
-        [ if not state.Live then Reached
-          if state.AuthFailures > 0 || state.ToolRefused then Accepted ]
+    | Succeeded when state.AuthFailures > 0 || state.ToolRefused -> [ Accepted ]
+    | Succeeded -> []
+    | TokenTaken when not state.Live -> [ Reached ]
+    | TokenTaken -> []
     | ToolRefusal status when state.Removed.IsNone -> [ ToolRequestRefused status ]
     | ToolRefusal _ -> []
 

@@ -107,6 +107,7 @@ let genCommand: Gen<Lifecycle.Command> =
           |> Gen.map Lifecycle.ProbeOutcome
           genRemovedInfo |> Gen.map (WorkspaceRemoved >> Lifecycle.Observed)
           Gen.constant Lifecycle.Succeeded
+          Gen.constant Lifecycle.TokenTaken
           Gen.constant (Lifecycle.ToolRefusal 401)
           Gen.constant (Lifecycle.Observed(PeerNames [ (PeerId.tryParse "a").Value, "b" ])) ]
 
@@ -243,7 +244,7 @@ let ``rule: heartbeat never exits`` () =
 // ---------------------------------------------------------------------------------------------
 
 [<Fact>]
-let ``rule: register 401/403 before anything of the run succeeded exits with code 3 and nothing else exits`` () =
+let ``rule: register 401/403/410 exits with code 3 unless the run saw the workspace live then removed, and nothing else exits`` () =
     // 410 at register exits with 3 as well: a deleted workspace cannot work.
     check 500 (
         Prop.forAll (Arb.fromGen (Gen.zip3 genConfig (Gen.listOf genCommand |> Gen.resize 20) genCommand)) (fun (c, prefix, cmd) ->
@@ -254,7 +255,7 @@ let ``rule: register 401/403 before anything of the run succeeded exits with cod
                 |> snd
             let shouldExit =
                 match cmd with
-                | Lifecycle.RegisterOutcome(Reply(s, _)) -> (s = 401 || s = 403 || s = 410) && not state.Live
+                | Lifecycle.RegisterOutcome(Reply(s, _)) -> (s = 401 || s = 403 || s = 410) && not (state.Live && state.Removed.IsSome)
                 | _ -> false
             if shouldExit then
                 exits effs = [ 3 ] && List.last effs = Exit 3
@@ -291,30 +292,36 @@ let ``register examples (spec 2.2)`` () =
     | other -> failwith $"unexpected {other}"
 
 [<Fact>]
-let ``rule: a register refused after a request of the run succeeded keeps serving, the refusal a strike`` () =
-    // The register's answer can come after a tool's (a busy machine): the workspace deleted meanwhile is a runtime
-    // deletion — the process keeps serving and the tools tell why — not a failed start.
+let ``rule: a register refused after the run saw the workspace live and then removed keeps serving and says nothing more`` () =
+    // The register's answer can come after a tool's (a busy machine): the deletion seen in between is a runtime one —
+    // the process keeps serving and the tools tell why — not a failed start.
     let genLate = Gen.elements [ Reply(401, ""); Reply(403, "{}"); Reply(410, $"{{\"id\":\"{wsId}\"}}") ]
     check 300 (
-        Prop.forAll (Arb.fromGen (Gen.zip3 genConfig (Gen.listOf genCommand |> Gen.resize 12) genLate)) (fun (c, prefix, late) ->
-            let state, _ = run c (prefix @ [ Lifecycle.Succeeded ])
-            let after, perStep = run c (prefix @ [ Lifecycle.Succeeded; Lifecycle.RegisterOutcome late ])
-            let effs = List.last perStep
-            let told = allLogs effs
-            match late with
-            | Reply(410, _) ->
-                exits effs = [] && after.Removed.IsSome && (state.Removed.IsNone = (told.Length = 1))
-            | _ -> exits effs = [] && after.AuthFailures = state.AuthFailures + 1)
+        Prop.forAll (Arb.fromGen (Gen.zip3 genConfig (Gen.listOf genCommand |> Gen.resize 12) (Gen.zip genRemovedInfo genLate))) (fun (c, prefix, (info, late)) ->
+            let seen = prefix @ [ Lifecycle.TokenTaken; Lifecycle.Observed(WorkspaceRemoved info) ]
+            let state, _ = run c seen
+            let after, perStep = run c (seen @ [ Lifecycle.RegisterOutcome late ])
+            List.last perStep = [] && after = state)
     )
 
 [<Fact>]
-let ``example: a register refused with 401 after a tool's answer and the workspace's removal keeps serving`` () =
+let ``example: a register refused with 401 after the inbox's poll and the workspace's removal keeps serving`` () =
     let info: RemovedInfo = { Id = wsId; RemovedAt = Some "2026-12-07T20:27:23Z"; Hint = Removed.defaultHint }
     let st, perStep =
-        run cfg [ Lifecycle.Succeeded; Lifecycle.Observed(WorkspaceRemoved info); Lifecycle.RegisterOutcome(Reply(401, "")) ]
+        run cfg [ Lifecycle.TokenTaken; Lifecycle.Observed(WorkspaceRemoved info); Lifecycle.RegisterOutcome(Reply(401, "")) ]
     Assert.Equal<int list>([], exits perStep[2])
     Assert.Equal(Some info, st.Removed)
     Assert.Equal(None, Lifecycle.degraded cfg st)
+
+[<Fact>]
+let ``example: a register 410 after the inbox's poll, the removal not seen otherwise, exits 3`` () =
+    let _, perStep = run cfg [ Lifecycle.TokenTaken; Lifecycle.RegisterOutcome(Reply(410, "")) ]
+    Assert.Equal<int list>([ 3 ], exits perStep[1])
+
+[<Fact>]
+let ``example: a wrong token's register 401 exits 3 although a route that asks no token answered 200`` () =
+    let _, perStep = run cfg [ Lifecycle.Succeeded; Lifecycle.RegisterOutcome(Reply(401, "")) ]
+    Assert.Equal<int list>([ 3 ], exits perStep[1])
 
 // ---------------------------------------------------------------------------------------------
 // Removal (410)

@@ -128,6 +128,10 @@ let ``a register answered after the workspace was deleted at runtime keeps the s
         Assert.Contains(ws.Id, before)
         let! del = platform.DeleteWorkspace ws.Id
         Assert.True((del.Code = 200), $"DELETE: HTTP {inv del.Code} {del.Body}")
+        // the tool sees the removal before the register's answer comes (as in the CI run that found this)
+        let! seen = agent.Call("get_workspace_info", [])
+        Assert.Contains("was deleted on the platform", textOf seen)
+        Assert.True((platform.Requests "/registry/heartbeat" = 0), $"the register was answered too early for this test\n{agent.Describe()}")
         // The first heartbeat follows the register's answer.
         do! waitUntil (secs 20.0) "the register's answer" agent.Describe (fun () -> platform.Requests "/registry/heartbeat" >= 1)
         let! r = agent.Call("get_workspace_info", [])
