@@ -44,7 +44,8 @@ type Command =
     /// A request of this workspace other than the heartbeat succeeded (2xx): the platform takes the token.
     | Succeeded
     /// A request that the platform answers only with the workspace's valid token succeeded (the inbox's poll or
-    /// acknowledgement, the event stream opened): the workspace and its token existed in this run.
+    /// acknowledgement, the event stream opened): what Succeeded says, and the workspace and its token existed in
+    /// this run.
     | TokenTaken
     /// A tool's own request of this workspace was refused (401).
     | ToolRefusal of status: int
@@ -113,6 +114,7 @@ let private removedOnce (state: State) (info: RemovedInfo) =
 let private isAuth status = status = 401 || status = 403
 
 let decide (config: Config) (command: Command) (state: State) : Event list =
+    let refused = state.AuthFailures > 0 || state.ToolRefused
     match command with
     // The register's answer came after this run saw the workspace live and then removed (a busy machine answered it
     // late): the removal was told already, and the process keeps serving as after any removal at runtime.
@@ -148,10 +150,10 @@ let decide (config: Config) (command: Command) (state: State) : Event list =
     | Observed(PeersVia _)
     | Observed(OwnUploads _) -> []
     | TokenReplaced source -> [ NewToken source ]
-    | Succeeded when state.AuthFailures > 0 || state.ToolRefused -> [ Accepted ]
-    | Succeeded -> []
-    | TokenTaken when not state.Live -> [ Reached ]
-    | TokenTaken -> []
+    | Succeeded -> [ if refused then Accepted ]
+    | TokenTaken ->
+        [ if not state.Live then Reached
+          if refused then Accepted ]
     | ToolRefusal status when state.Removed.IsNone -> [ ToolRequestRefused status ]
     | ToolRefusal _ -> []
 

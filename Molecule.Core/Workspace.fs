@@ -285,12 +285,6 @@ let decide (command: Lifecycle.Command) (ws: State) : State * Effect list =
     let bell, closing = if life.Removed.IsSome then Doorbell.stop ws.Config ws.Doorbell else ws.Doorbell, []
     { ws with Life = life; Doorbell = bell }, effects @ closing
 
-/// A request that needs the token succeeded: it clears strikes, and the workspace existed in this run.
-let private tokenTaken (ws: State) : State * Effect list =
-    let ws, cleared = decide Lifecycle.Succeeded ws
-    let ws, taken = decide Lifecycle.TokenTaken ws
-    ws, cleared @ taken
-
 /// What the host reports about the event stream: a relevant ring or a (re)connect fetches; a 410 is the workspace's
 /// removal (refusals of the token have the stream's own count: only the heartbeat's 3 strikes confirm a rejection).
 let onStream (uptime: float) (news: Doorbell.News) (sample: float) (ws: State) : State * Effect list =
@@ -303,7 +297,7 @@ let onStream (uptime: float) (news: Doorbell.News) (sample: float) (ws: State) :
         | Some response -> decide (Lifecycle.ProbeOutcome response) ws
         | None -> ws, []
     // A stream that opened took the token.
-    let ws, accepted = if news = Doorbell.Opened then tokenTaken ws else ws, []
+    let ws, accepted = if news = Doorbell.Opened then decide Lifecycle.TokenTaken ws else ws, []
     ws, o.Effects @ fetched @ probe @ gone @ accepted
 
 /// What any answer of a request of this workspace says about the token: a success clears strikes and a tool's
@@ -311,8 +305,7 @@ let onStream (uptime: float) (news: Doorbell.News) (sample: float) (ws: State) :
 /// tool's own 401 confirms a rejection (`forTool`).
 let answered (forTool: bool) (needsToken: bool) (response: Response) (ws: State) : State * Effect list =
     match response with
-    | Reply(status, _) when status >= 200 && status < 300 && needsToken -> tokenTaken ws
-    | Reply(status, _) when status >= 200 && status < 300 -> decide Lifecycle.Succeeded ws
+    | Reply(status, _) when status >= 200 && status < 300 -> decide (if needsToken then Lifecycle.TokenTaken else Lifecycle.Succeeded) ws
     | Reply(401, _) when forTool -> decide (Lifecycle.ToolRefusal 401) ws
     | _ -> ws, []
 
