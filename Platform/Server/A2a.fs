@@ -122,15 +122,14 @@ type private Accepted =
 
 /// The caller, the target and the message checked (in the reference's order: caller, target, body) and a poll-mode
 /// target's row written — one transaction for the whole accept path of a queued message.
-let private acceptMessage (env: Env) (ctx: HttpContext) (targetId: WorkspaceId) (body: Result<string, Reply>) (w: IWriter) =
+let private acceptMessage (env: Env) (ctx: HttpContext) (targetId: WorkspaceId) (envelope: Result<JsonObject, Reply>) (w: IWriter) =
     // the team read first: the caller's row comes from the same read (one read of the workspaces for the path)
     let team = Store.team w
 
     callerIn env w ctx
     |> Result.bind (fun caller -> reachable team caller targetId |> Result.map (fun t -> caller, t))
     |> Result.bind (fun (caller, target) ->
-        body
-        |> Result.bind (A2a.normalise (newGuid ()) (newGuid ()))
+        envelope
         |> Result.map (fun envelope ->
             match target.DeliveryMode with
             | DeliveryMode.Poll ->
@@ -145,8 +144,15 @@ let a2a (env: Env) (ctx: HttpContext) : Task<Reply> =
         | None -> return invalidId
         | Some targetId ->
             let! body = readBody ctx
+            // normalised ahead (its errors still answered after the caller's and the target's): its message id is
+            // the foresight's, with the bearer's token — what the accept asks the store first
+            let envelope = body |> Result.bind (A2a.normalise (newGuid ()) (newGuid ()))
 
-            match env.Store.Write(acceptMessage env ctx targetId body) with
+            let foresight =
+                { Tokens = bearer ctx |> Option.filter (isAdmin env >> not) |> Option.map Tokens.hash |> Option.toList
+                  FirstAppend = Some(targetId, envelope |> Result.toOption |> Option.bind A2a.messageIdOf) }
+
+            match! env.Store.WriteAhead(foresight, acceptMessage env ctx targetId envelope) with
             | Error e -> return e
             | Ok(Queued m) -> return A2a.queuedReply m
             | Ok(ToForward(caller, target, envelope)) ->

@@ -1,9 +1,9 @@
 /// The shared store: PostgreSQL, any number of platform processes on one database. Reads run in a repeatable-read
 /// transaction (a consistent view); writes in read-committed transactions that run side by side, appends to one log
 /// taking turns under the log's advisory lock (seq order is commit order within a workspace). A committed write's
-/// events reach this process's subscribers at once and the other processes' through NOTIFY (sent inside the
-/// transaction, so delivered only if it commits, in commit order); each process LISTENs on a connection of its own,
-/// re-established when it drops.
+/// events reach this process's subscribers at once and the other processes' through NOTIFY, sent after the commit
+/// (PgChannel: a Listener and a Notifier on connections of their own). The accept path's write is told ahead what it
+/// asks first (WriteAhead): two round trips, awaited without holding a thread.
 module Molecule.Platform.PostgresStore
 
 open System
@@ -15,12 +15,9 @@ open System.Threading.Tasks
 open Npgsql
 open Molecule.Platform
 open Molecule.Platform.Store
+open Molecule.Platform.PgChannel
 
 let private dialect = Schema.Dialect.postgres
-
-/// The channel the platform processes of one database notify each other on.
-[<Literal>]
-let Channel = "molecule_platform_events"
 
 /// Advisory lock classes (the first key of the two-key form; class 1 is the log lock, Schema.Dialect.postgres).
 module private LockClass =
@@ -92,91 +89,6 @@ let private Reserved = 2
 /// How many times a write is tried before its race is reported.
 [<Literal>]
 let private Attempts = 50
-
-/// Listens on the channel on a connection of its own and hands other processes' events to `fanout`. A dropped
-/// connection is opened again (after 0.2 s, then up to 2 s between tries); once it listens again `reconnected` runs
-/// (what was notified meanwhile is lost: the instance's agents get a catch-up ring).
-type private Listener
-    (connection: string, self: string, fanout: PlatformEvent -> unit, team: Sql.TeamCache, reconnected: unit -> unit, log: string -> unit) =
-    let stop = new CancellationTokenSource()
-    let listening = TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)
-    let mutable assembly: Relay.Assembly = Map.empty
-
-    let onNotification (n: NpgsqlNotificationEventArgs) =
-        match Relay.parse n.Payload with
-        | Some p when p.Sender <> self && p.EventId = Relay.TeamChangedId -> team.Invalidate()
-        | Some p when p.Sender <> self ->
-            let a, e = Relay.receive assembly p
-            assembly <- a
-            e |> Option.iter fanout
-        | _ -> ()
-
-    let listenOnce (first: bool) : Task =
-        task {
-            use conn = new NpgsqlConnection(connection)
-            conn.Notification.Add onNotification
-            do! conn.OpenAsync(stop.Token)
-            use cmd = new NpgsqlCommand($"LISTEN {Channel}", conn)
-            do! cmd.ExecuteNonQueryAsync(stop.Token) :> Task
-            assembly <- Map.empty
-            // listening: another process's word that it saved a workspace reaches this one again
-            team.Resume()
-            listening.TrySetResult() |> ignore
-
-            if not first then
-                log "the event listener is back: this instance's agents get a catch-up ring"
-                reconnected ()
-
-            while true do
-                do! conn.WaitAsync(stop.Token)
-        }
-
-    let run () : Task =
-        task {
-            let mutable first = true
-            let mutable failures = 0
-
-            while not stop.IsCancellationRequested do
-                try
-                    let started = listenOnce first
-                    first <- false
-                    do! started
-                with
-                | :? OperationCanceledException -> ()
-                | :? NpgsqlException
-                | :? IOException
-                | :? SocketException
-                | :? TimeoutException
-                | :? InvalidOperationException as e ->
-                    team.Suspend()
-
-                    if not stop.IsCancellationRequested then
-                        failures <- failures + 1
-                        log $"the event listener lost its connection ({e.Message}); listening again"
-
-                        try
-                            do! Task.Delay(TimeSpan.FromMilliseconds(float (min 2000 (200 * failures))), stop.Token)
-                        with :? OperationCanceledException ->
-                            ()
-        }
-
-    let loop = Task.Run(fun () -> run ())
-
-    /// Waits until it listens (a store opened returns only then: nothing committed after it is missed).
-    member _.Started(timeout: TimeSpan) =
-        if not (listening.Task.Wait timeout) then
-            raise (InvalidOperationException $"the event listener did not connect to the database within {timeout.TotalSeconds} s")
-
-    interface IDisposable with
-        member _.Dispose() =
-            stop.Cancel()
-
-            try
-                loop.Wait(TimeSpan.FromSeconds 5.0) |> ignore
-            with :? AggregateException ->
-                ()
-
-            stop.Dispose()
 
 type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> unit, reconnected: unit -> unit, log: string -> unit) =
     /// One platform process per data directory (it keeps this process's admin token and key) on any engine.
@@ -255,17 +167,13 @@ type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> 
         if writing.Value then
             raise (InvalidOperationException "a store Read or Write inside a Write: use the writer the Write gave")
 
-    /// The committed events for the other processes: NOTIFY inside the transaction, all of them in one statement
-    /// (however many events and chunks), in order.
+    let notifier = new Notifier(tuned connection "notifier", log)
+
+    /// The committed events for the other processes (the notifier sends them).
     let notify (events: PlatformEvent list) =
-        let texts =
+        notifier.Post
             [| for e in events do
                    yield! Relay.notifications self $"{self}-{Interlocked.Increment(&sent)}" e |]
-
-        if texts.Length = 0 then
-            []
-        else
-            [ "SELECT pg_notify(@ch, t) FROM unnest(@p) WITH ORDINALITY AS n(t, i) ORDER BY i", [ "@ch", box Channel; "@p", box texts ] ]
 
     /// The word for the other processes that this transaction saved a workspace.
     let teamWord (w: SqlStore.SqlSession) =
@@ -274,9 +182,12 @@ type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> 
         else
             []
 
-    /// The transaction's last rows, its NOTIFYs and the COMMIT: one round trip.
-    let commit (s: Sql.Session) (w: SqlStore.SqlSession) =
-        Sql.sendTogether s (w.TakePending() @ notify w.Announced @ teamWord w @ [ "COMMIT", [] ])
+    /// The transaction's last rows, the word that it saved a workspace (inside it: a word that may never be lost) and
+    /// the COMMIT: one round trip.
+    let commitStatements (w: SqlStore.SqlSession) =
+        w.TakePending() @ teamWord w @ [ "COMMIT", [] ]
+
+    let commit (s: Sql.Session) (w: SqlStore.SqlSession) = Sql.sendTogether s (commitStatements w)
 
     let attempt (cached: bool) (f: IWriter -> 'a) =
         use conn = source.OpenConnection()
@@ -293,6 +204,33 @@ type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> 
 
         if w.SavedWorkspace then team.Invalidate()
         w, v
+
+    /// `attempt` with what `f` asks first asked in the transaction's first round trip (SqlSession.Foresee), each round
+    /// trip awaited without holding a thread: two round trips for an accepted message (foresight, commit).
+    let attemptAhead (foresight: Foresight) (f: IWriter -> 'a) : Task<SqlStore.SqlSession * 'a> =
+        task {
+            use! conn = source.OpenConnectionAsync()
+            // BEGIN goes with the first command
+            use tx = conn.BeginTransaction()
+            let s = session conn tx true
+            let w = SqlStore.SqlSession(s, secrets)
+            do! w.Foresee foresight
+            writing.Value <- true
+            let v = try f (w :> IWriter) finally writing.Value <- false
+            do! Sql.sendTogetherAsync s (commitStatements w)
+            if w.SavedWorkspace then team.Invalidate()
+            return w, v
+        }
+
+    /// A committed write's events to the other processes and this one's subscribers, then its after-commit actions.
+    let published (w: SqlStore.SqlSession) =
+        notify w.Announced
+
+        for e in w.Announced do
+            fanout e
+
+        for action in w.AfterCommitActions do
+            action ()
 
     /// Runs `f` until it commits (a lost race again, after a short random pause; a workspace saved on a team read
     /// from the cache again at once, reading the team afresh).
@@ -336,13 +274,33 @@ type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> 
                     writing.Value <- false
                     leave ()
 
-            for e in w.Announced do
-                fanout e
-
-            for action in w.AfterCommitActions do
-                action ()
-
+            published w
             v
+
+        member this.WriteAhead(foresight, f) =
+            task {
+                notNested ()
+                enter ()
+
+                let! ahead =
+                    task {
+                        try
+                            try
+                                let! committed = attemptAhead foresight f
+                                return Some committed
+                            with
+                            | SqlStore.StaleTeam -> return None
+                            | e when retryable e -> return None
+                        finally
+                            leave ()
+                    }
+
+                match ahead with
+                | Some(w, v) ->
+                    published w
+                    return v
+                | None -> return (this :> IStore).Write f // a race lost: run again the usual way
+            }
 
         member _.Exclusively(name, action) =
             use conn = source.OpenConnection()
@@ -364,6 +322,7 @@ type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> 
 
     interface IDisposable with
         member _.Dispose() =
+            (notifier :> IDisposable).Dispose()
             (listener :> IDisposable).Dispose()
             source.Dispose()
             writing.Dispose()

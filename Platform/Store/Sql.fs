@@ -8,6 +8,7 @@ module Molecule.Platform.Sql
 open System
 open System.Collections.Generic
 open System.Data.Common
+open System.Threading.Tasks
 open Molecule.Platform
 
 /// Commands kept prepared on one connection, by their text (an engine whose connection is used by one caller at a
@@ -123,20 +124,52 @@ let query (s: Session) (sql: string) (ps: (string * obj) list) (read: DbDataRead
 
         List.ofSeq acc)
 
+/// A command's results, moved through one step at a time: synchronously (each step done when it returns) or
+/// asynchronously (a step waits for the database without holding a thread). Reading the current row's columns never
+/// waits (the providers here buffer a row when it is read).
+type Cursor =
+    { Reader: DbDataReader
+      /// The next row of the current result; false after its last.
+      Read: unit -> Task<bool>
+      /// The next statement's result; false after the last.
+      Next: unit -> Task<bool> }
+
+module Cursor =
+    let sync (r: DbDataReader) =
+        { Reader = r
+          Read = fun () -> Task.FromResult(r.Read())
+          Next = fun () -> Task.FromResult(r.NextResult()) }
+
+    let ofAsync (r: DbDataReader) =
+        { Reader = r
+          Read = fun () -> r.ReadAsync()
+          Next = fun () -> r.NextResultAsync() }
+
 /// A command of several statements (`;`-separated, run in order, on PostgreSQL each seeing what was committed before
-/// it starts): `read` gets its reader on the first statement's result and moves on with NextResult.
-let batch (s: Session) (sql: string) (ps: (string * obj) list) (read: DbDataReader -> 'a) : 'a =
+/// it starts): `read` gets a cursor on the first statement's result and moves on with its Next. Synchronous: the
+/// cursor's steps are done when they return.
+let batch (s: Session) (sql: string) (ps: (string * obj) list) (read: Cursor -> Task<'a>) : 'a =
     withCommand s sql ps (fun cmd ->
         use r = cmd.ExecuteReader()
-        read r)
+        (read (Cursor.sync r)).GetAwaiter().GetResult())
+
+/// `batch`, waiting for the database without holding a thread.
+let batchAsync (s: Session) (sql: string) (ps: (string * obj) list) (read: Cursor -> Task<'a>) : Task<'a> =
+    task {
+        use cmd = s.Conn.CreateCommand()
+        cmd.CommandText <- sql
+        cmd.Transaction <- s.Tx
+        addParameters cmd.CreateParameter cmd.Parameters ps
+        use! r = cmd.ExecuteReaderAsync()
+        return! read (Cursor.ofAsync r)
+    }
 
 let scalar (s: Session) (sql: string) (ps: (string * obj) list) : obj =
     withCommand s sql ps (fun cmd -> cmd.ExecuteScalar())
 
-/// Commands sent together, in order, in one round trip (on a connection whose provider can batch), each with its
-/// own parameters.
-let sendTogether (s: Session) (commands: (string * (string * obj) list) list) : unit =
-    use b = s.Conn.CreateBatch()
+/// The commands as one batch, in order, each with its own parameters.
+let private batchOf (s: Session) (commands: (string * (string * obj) list) list) : DbBatch =
+    let b = s.Conn.CreateBatch()
     b.Transaction <- s.Tx
 
     for (sql, ps) in commands do
@@ -145,7 +178,20 @@ let sendTogether (s: Session) (commands: (string * (string * obj) list) list) : 
         addParameters c.CreateParameter c.Parameters ps
         b.BatchCommands.Add c
 
+    b
+
+/// Commands sent together, in order, in one round trip (on a connection whose provider can batch).
+let sendTogether (s: Session) (commands: (string * (string * obj) list) list) : unit =
+    use b = batchOf s commands
     b.ExecuteNonQuery() |> ignore
+
+/// `sendTogether`, waiting for the database without holding a thread.
+let sendTogetherAsync (s: Session) (commands: (string * (string * obj) list) list) : Task =
+    task {
+        use b = batchOf s commands
+        let! _ = b.ExecuteNonQueryAsync()
+        ()
+    }
 
 /// The one transaction helper: `f` runs inside a transaction on `conn`, which `commit` ends when `f` returns (an
 /// engine may send its last statements with the COMMIT). When `f` or `commit` throws, the transaction is disposed

@@ -3,6 +3,7 @@ module Molecule.Platform.SqlStore
 
 open System
 open System.Collections.Generic
+open System.Threading.Tasks
 open Molecule.Platform
 open Molecule.Platform.Store
 open Molecule.Platform.Sql
@@ -148,41 +149,70 @@ type SqlSession(s: Session, secrets: SecretBox) =
         | Some l when lockedLogs.Add ws -> Some(if lockedLogs.Count = 1 then l.Wait, false else l.Try, true)
         | _ -> None
 
-    /// The log's lock taken, then (after it, each statement seeing what was committed before it took the lock) the
-    /// log's earlier row with this message id, its newest row's time and, where the engine takes it ahead, the next
-    /// seq — one command, one round trip.
-    let lockedLookup (row: ActivityRow) =
-        let lock = lockFor row.WorkspaceId
+    /// The command that takes the log's lock, then (after it, each statement seeing what was committed before it took
+    /// the lock) reads the log's earlier row with this message id, its newest row's time and, where the engine takes it
+    /// ahead, the next seq; and how its result is read (Cursor: `Some earlier`, newest time, next seq).
+    let lookup (ws: WorkspaceId) (mid: string option) =
+        let lock = lockFor ws
         let earlierSql = $"SELECT {activityColumns} FROM activity_logs WHERE workspace_id = @ws AND message_id = @mid ORDER BY seq LIMIT 1"
         let newestSql = "SELECT created_at FROM activity_logs WHERE workspace_id = @ws ORDER BY created_at DESC, seq DESC LIMIT 1"
 
         let statements =
             [ yield! lock |> Option.map fst |> Option.toList
-              if row.MessageId.IsSome then earlierSql
+              if mid.IsSome then earlierSql
               newestSql
               yield! s.Dialect.NextSeq |> Option.toList ]
 
-        let ps = [ "@ws", idText row.WorkspaceId; yield! row.MessageId |> Option.map (fun m -> "@mid", box m) |> Option.toList ]
+        let ps = [ "@ws", idText ws; yield! mid |> Option.map (fun m -> "@mid", box m) |> Option.toList ]
 
-        batch s (String.Join(";\n", statements)) ps (fun r ->
-            match lock with
-            | Some(_, tries) ->
-                let took = r.Read() && (not tries || r.GetBoolean 0)
-                if not took then raise (LogContended row.WorkspaceId)
-                r.NextResult() |> ignore
-            | None -> ()
+        let read (c: Cursor) =
+            task {
+                let r = c.Reader
 
-            let earlier =
-                if row.MessageId.IsSome then
-                    let e = if r.Read() then Some(readActivity r) else None
-                    r.NextResult() |> ignore
-                    e
-                else
-                    None
+                match lock with
+                | Some(_, tries) ->
+                    let! row = c.Read()
+                    if not (row && (not tries || r.GetBoolean 0)) then raise (LogContended ws)
+                    let! _ = c.Next()
+                    ()
+                | None -> ()
 
-            let last = if r.Read() then Some(ofTicks (r.GetInt64 0)) else None
-            let next = if s.Dialect.NextSeq.IsSome && r.NextResult() && r.Read() then Some(r.GetInt64 0) else None
-            earlier, last, next)
+                let! earlier =
+                    task {
+                        if mid.IsNone then
+                            return None
+                        else
+                            let! found = c.Read()
+                            let e = if found then Some(readActivity r) else None
+                            let! _ = c.Next()
+                            return e
+                    }
+
+                let! newest = c.Read()
+                let last = if newest then Some(ofTicks (r.GetInt64 0)) else None
+                let! more = if s.Dialect.NextSeq.IsSome then c.Next() else Task.FromResult false
+                let! seqRow = if more then c.Read() else Task.FromResult false
+                return earlier, last, (if seqRow then Some(r.GetInt64 0) else None)
+            }
+
+        statements, ps, read
+
+    /// Answers asked ahead (Foresight), each used once at most: tokens by hash (hex), and the first append's lookup.
+    let foreseenTokens = Dictionary<string, Token option>()
+    let mutable foreseenAppend: (WorkspaceId * string option * (ActivityRow option * DateTimeOffset option * int64 option)) option = None
+
+    /// The log's lookup for this row: the one asked ahead when it is this log's first append with that message id,
+    /// else asked now (one round trip).
+    let lockedLookup (row: ActivityRow) =
+        let now () =
+            let statements, ps, read = lookup row.WorkspaceId row.MessageId
+            batch s (String.Join(";\n", statements)) ps read
+
+        match foreseenAppend with
+        | Some(ws, mid, answer) when ws = row.WorkspaceId ->
+            foreseenAppend <- None
+            if mid = row.MessageId then answer else now ()
+        | _ -> now ()
 
     let append (row: ActivityRow) =
         match lockedLookup row with
@@ -374,6 +404,34 @@ type SqlSession(s: Session, secrets: SecretBox) =
               "@ca", ticks a.CreatedAt ]
         |> ignore
 
+    /// Asks what the transaction will ask first (Foresight) in one command, waiting for the database without holding a
+    /// thread: the tokens, then the first append's lookup (its log's lock taken). Before the transaction's first
+    /// statement.
+    member _.Foresee(f: Foresight) : Task =
+        let tokenSql = f.Tokens |> List.mapi (fun i _ -> $"SELECT {tokenColumns} FROM workspace_auth_tokens WHERE token_hash = @h{i}")
+        let tokenPs = f.Tokens |> List.mapi (fun i h -> $"@h{i}", box h)
+        let append = f.FirstAppend |> Option.map (fun (ws, mid) -> ws, mid, lookup ws mid)
+        let appendSql, appendPs = append |> Option.map (fun (_, _, (sql, ps, _)) -> sql, ps) |> Option.defaultValue ([], [])
+
+        let read (c: Cursor) =
+            task {
+                for h in f.Tokens do
+                    let! found = c.Read()
+                    foreseenTokens[Convert.ToHexString h] <- if found then Some(readToken c.Reader) else None
+                    let! _ = c.Next()
+                    ()
+
+                match append with
+                | Some(ws, mid, (_, _, readLookup)) ->
+                    let! answer = readLookup c
+                    foreseenAppend <- Some(ws, mid, answer)
+                | None -> ()
+            }
+
+        match tokenSql @ appendSql with
+        | [] -> Task.CompletedTask
+        | statements -> batchAsync s (String.Join(";\n", statements)) (tokenPs @ appendPs) read
+
     /// Whether the transaction saved a workspace (the engine then drops its cached team once it has committed).
     member _.SavedWorkspace = savedWorkspace
 
@@ -400,8 +458,11 @@ type SqlSession(s: Session, secrets: SecretBox) =
         member _.Workspaces() = team ()
 
         member _.TokenByHash hash =
-            query s $"SELECT {tokenColumns} FROM workspace_auth_tokens WHERE token_hash = @h" [ "@h", box hash ] readToken
-            |> List.tryHead
+            match foreseenTokens.TryGetValue(Convert.ToHexString hash) with
+            | true, t -> t
+            | _ ->
+                query s $"SELECT {tokenColumns} FROM workspace_auth_tokens WHERE token_hash = @h" [ "@h", box hash ] readToken
+                |> List.tryHead
 
         member _.TokensOf ws =
             query s $"SELECT {tokenColumns} FROM workspace_auth_tokens WHERE workspace_id = @ws ORDER BY created_at, id" [ "@ws", idText ws ] readToken
@@ -483,9 +544,12 @@ type SqlSession(s: Session, secrets: SecretBox) =
             saving ()
             saveWorkspaceIf w seen
 
-        member _.SaveToken t = saveToken t
+        member _.SaveToken t =
+            foreseenTokens.Clear()
+            saveToken t
 
         member _.RevokeTokens(ws, at) =
+            foreseenTokens.Clear()
             exec s "UPDATE workspace_auth_tokens SET revoked_at = @t WHERE workspace_id = @ws AND revoked_at IS NULL" [ "@t", ticks at; "@ws", idText ws ]
             |> ignore
 

@@ -6,6 +6,7 @@ module Molecule.Platform.SqliteStore
 
 open System
 open System.IO
+open System.Threading.Tasks
 open Microsoft.Data.Sqlite
 open Molecule.Platform
 open Molecule.Platform.Store
@@ -178,6 +179,9 @@ type private Engine(dataDir: string, fanout: PlatformEvent -> unit) =
                     v
                 finally
                     writing <- false)
+
+        // every round trip is a function call here: nothing to ask ahead
+        member this.WriteAhead(_, f) = Task.FromResult((this :> IStore).Write f)
 
         member _.Exclusively(_, action) =
             action () // the only process on this data directory

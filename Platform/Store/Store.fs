@@ -8,6 +8,7 @@
 module Molecule.Platform.Store
 
 open System
+open System.Threading.Tasks
 open Molecule.Platform
 
 /// The store has as many reads and writes under way as it takes: this one is turned away at once, not queued (the
@@ -173,6 +174,14 @@ type IWriter =
     /// Runs an action in this process once the transaction has committed (a log line).
     abstract AfterCommit: (unit -> unit) -> unit
 
+/// What a write asks of the store first, told ahead (IStore.WriteAhead): the tokens it looks up by hash, and the log
+/// it appends to first with that row's message id. A wrong or partial foresight costs only time: what it did not
+/// foresee is asked when the write asks it.
+type Foresight =
+    { Tokens: byte[] list
+      /// The log of the write's first append and the message id of the row it appends there.
+      FirstAppend: (WorkspaceId * string option) option }
+
 /// Rate-limit state (RateLimit rules): the buckets per key and the open streams per key.
 type ILimiter =
     abstract Take: key: string * RateLimit.Policy * cost: float * now: DateTimeOffset -> RateLimit.Decision
@@ -188,6 +197,10 @@ type IStore =
     /// Runs `f` in one transaction: committed when it returns (then its announcements are published and its
     /// after-commit actions run), rolled back when it throws (nothing of it stays, nothing is published).
     abstract Write<'a> : (IWriter -> 'a) -> 'a
+    /// `Write`, told ahead what `f` asks first: an engine whose database is another process (PostgreSQL) asks it in
+    /// the transaction's first round trip and waits for its round trips without holding a thread; the others run
+    /// `Write`. `f` gets the same answers either way.
+    abstract WriteAhead<'a> : Foresight * (IWriter -> 'a) -> Task<'a>
     /// Runs `action` unless another platform process on this store is running one under the same name (sweepers
     /// run on one process at a time); true when it ran.
     abstract Exclusively: name: string * action: (unit -> unit) -> bool

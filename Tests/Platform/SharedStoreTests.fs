@@ -219,6 +219,60 @@ let ``rule: a read or write past the store's capacity is turned away at once, no
     store.Write(fun w -> w.SaveWorkspace(Workspace.fresh (wid ()) t0))
     Assert.Equal(1, store.Read(fun r -> r.Workspaces().Length))
 
+/// What a write told ahead may have foreseen, rightly or not.
+type private Foreseen =
+    | Nothing
+    | Right
+    | OtherMessage
+    | OtherLog
+
+[<Fact>]
+let ``rule: a write told ahead answers what it answers untold, whatever it foresaw`` () =
+    use team = new Team(1)
+    let s = team.Store 0
+
+    Check.One(
+        FsCheck.Config.QuickThrowOnFailure.WithMaxTest 25,
+        Prop.forAll
+            (Arb.fromGen (Gen.zip3 (Gen.elements [ Nothing; Right; OtherMessage; OtherLog ]) (Gen.elements [ true; false ]) (Gen.elements [ true; false ])))
+            (fun (foreseen, repeat, elsewhereFirst) ->
+                // each way on a log of its own holding one row ("m0"), with a token of its own
+                let setUp () =
+                    let ws, other = wid (), wid ()
+                    let token = Tokens.format (Guid.NewGuid().ToByteArray() |> Array.replicate 2 |> Array.concat)
+                    let stored = Tokens.create (TokenId(Guid.NewGuid())) ws t0 token
+
+                    s.Write(fun w ->
+                        w.SaveToken stored
+                        w.Append { Activity.row (aid ()) t0 ws "a2a_receive" with MessageId = Some "m0" } |> ignore)
+
+                    ws, other, token
+
+                let mid = if repeat then "m0" else "m1"
+
+                let write ws other token (w: IWriter) =
+                    if elsewhereFirst then w.Append(Activity.row (aid ()) t0 other "a2a_receive") |> ignore
+                    let found = (w.TokenByHash(Tokens.hash token)).IsSome
+                    let a = w.Append { Activity.row (aid ()) (t0.AddSeconds -1.0) ws "a2a_receive" with MessageId = Some mid }
+                    found, (match a with Added _ -> "added" | Repeated _ -> "repeated")
+
+                let log ws = s.Read(fun r -> r.Rows(RowQuery.logOf ws)) |> List.map (fun r -> r.MessageId, r.CreatedAt >= t0)
+
+                let ws1, other1, token1 = setUp ()
+                let untold = s.Write(write ws1 other1 token1)
+                let ws2, other2, token = setUp ()
+
+                let foresight =
+                    match foreseen with
+                    | Nothing -> { Tokens = []; FirstAppend = None }
+                    | Right -> { Tokens = [ Tokens.hash token ]; FirstAppend = Some(ws2, Some mid) }
+                    | OtherMessage -> { Tokens = [ Tokens.hash "another" ]; FirstAppend = Some(ws2, Some "m9") }
+                    | OtherLog -> { Tokens = [ Tokens.hash token ]; FirstAppend = Some(other2, None) }
+
+                let told = s.WriteAhead(foresight, write ws2 other2 token).Result
+                told = untold && log ws2 = log ws1 && log other2 = log other1)
+    )
+
 let private nameOn (team: Team) (i: int) (id: WorkspaceId) =
     team.Store(i).Read(fun r -> r.Workspaces() |> List.tryFind (fun w -> w.Id = id) |> Option.map (fun w -> w.Name))
 
@@ -299,7 +353,13 @@ let ``rule: any interleaving of sends, acks and deletes from two instances keeps
                     for op in ops do
                         match op with
                         | Send(l, skew) ->
-                            let r = s.Write(fun w -> w.Append(Activity.row (aid ()) (t0.AddMilliseconds(float skew)) logs[l] "a2a_receive")) |> Appended.row
+                            let send (w: IWriter) = w.Append(Activity.row (aid ()) (t0.AddMilliseconds(float skew)) logs[l] "a2a_receive")
+                            // instance 1 sends told ahead (the accept path's way), instance 0 untold
+                            let appended =
+                                if i = 1 then s.WriteAhead({ Tokens = []; FirstAppend = Some(logs[l], None) }, send).Result
+                                else s.Write send
+
+                            let r = Appended.row appended
                             added[r.Id] <- logs[l]
                         | Ack(l, n) ->
                             let floor = s.Write(fun w -> w.Ack(logs[l], int64 n, t0))
