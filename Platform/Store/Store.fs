@@ -211,5 +211,10 @@ type IStore =
     /// The schema version the database is at.
     abstract SchemaVersion: int
 
+/// The maps built so far, by the list they were built from: an engine hands out the same list until the team
+/// changes, so nearly every request finds its map here.
+let private maps = Runtime.CompilerServices.ConditionalWeakTable<Workspace list, Map<WorkspaceId, Workspace>>()
+
 /// Every workspace by id: what the hierarchy rules and the labels read.
-let team (r: IReader) : Map<WorkspaceId, Workspace> = r.Workspaces() |> List.map (fun w -> w.Id, w) |> Map.ofList
+let team (r: IReader) : Map<WorkspaceId, Workspace> =
+    maps.GetValue(r.Workspaces(), fun ws -> ws |> List.map (fun w -> w.Id, w) |> Map.ofList)
