@@ -86,6 +86,9 @@ let private retryable (e: exn) =
 [<Literal>]
 let private Reserved = 2
 
+/// How long a write told ahead waits for its turn when the store has as many calls under way as it takes.
+let private TurnWait = TimeSpan.FromSeconds 5.0
+
 /// How many times a write is tried before its race is reported.
 [<Literal>]
 let private Attempts = 50
@@ -103,20 +106,24 @@ type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> 
     /// the database, and Npgsql writes the second and later statements of a synchronous batch on the thread pool: with
     /// every pool thread held by a store call that batch is never sent, and the platform stood still under more
     /// messages than it could take (bench/README.md, "More than it can take"). So a call past the capacity is turned
-    /// away (Store.Busy), and the pool may start a thread at once for as many calls as the capacity and 32 more.
+    /// away (Store.Busy), and the pool may start a thread at once for as many calls as the capacity and 32 more. A
+    /// write told ahead holds no thread while it waits: it waits for its turn too (TurnWait at most, in turn).
     let capacity = max 1 (NpgsqlConnectionStringBuilder(connection).MaxPoolSize - Reserved)
-    let mutable underway = 0
+    let turns = new SemaphoreSlim(capacity, capacity)
 
     do
         let workers, ports = ThreadPool.GetMinThreads()
         if workers < capacity + 32 then ThreadPool.SetMinThreads(capacity + 32, ports) |> ignore
 
-    let enter () =
-        if Interlocked.Increment(&underway) > capacity then
-            Interlocked.Decrement(&underway) |> ignore
-            raise Busy
+    let enter () = if not (turns.Wait 0) then raise Busy
 
-    let leave () = Interlocked.Decrement(&underway) |> ignore
+    let enterWaiting () : Task =
+        task {
+            let! got = turns.WaitAsync TurnWait
+            if not got then raise Busy
+        }
+
+    let leave () = turns.Release() |> ignore
     let limiter = LocalLimiter()
     /// The team, kept between transactions while the listener hears the other processes (Sql.TeamCache).
     let team =
@@ -280,7 +287,7 @@ type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> 
         member this.WriteAhead(foresight, f) =
             task {
                 notNested ()
-                enter ()
+                do! enterWaiting ()
 
                 let! ahead =
                     task {
@@ -326,6 +333,7 @@ type private Engine(database: string, dataDir: string, fanout: PlatformEvent -> 
             (listener :> IDisposable).Dispose()
             source.Dispose()
             writing.Dispose()
+            turns.Dispose()
             dirLock.Dispose()
 
 /// Opens (migrating as needed) the store on the database `database` names (a `postgres://` URL or an Npgsql

@@ -11,8 +11,9 @@ open System
 open System.Threading.Tasks
 open Molecule.Platform
 
-/// The store has as many reads and writes under way as it takes: this one is turned away at once, not queued (the
-/// platform answers 503 with Retry-After). PostgreSQL only — see PostgresStore's `Engine`.
+/// The store has as many reads and writes under way as it takes: this one is turned away (at once; a write told ahead
+/// after waiting its turn for 5 s) and the platform answers 503 with Retry-After. PostgreSQL only — see
+/// PostgresStore's `Engine`.
 exception Busy
 
 /// Which rows of the activity log a query reads.

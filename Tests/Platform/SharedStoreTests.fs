@@ -273,6 +273,27 @@ let ``rule: a write told ahead answers what it answers untold, whatever it fores
                 told = untold && log ws2 = log ws1 && log other2 = log other1)
     )
 
+[<Fact>]
+let ``rule: a write told ahead past the store's capacity waits for its turn without a thread, then runs`` () =
+    // capacity 2 as above: two reads held; a write told ahead waits (a plain write is still turned away) until one ends
+    let url = Pg.urlFor (tempDir ())
+    let url = url + (if url.Contains "?" then "&" else "?") + "Maximum%20Pool%20Size=4"
+    use store = PostgresStore.openAt url (tempDir ()) ignore ignore ignore
+    use inside = new CountdownEvent(2)
+    use release = new ManualResetEventSlim()
+    let hold () = Task.Run(fun () -> store.Read(fun r -> inside.Signal() |> ignore; release.Wait(); r.Workspaces().Length))
+    let held = [ hold (); hold () ]
+    Assert.True(inside.Wait(TimeSpan.FromSeconds 30.0), "two reads under way")
+    let ws = wid ()
+    let waiting = store.WriteAhead({ Tokens = []; FirstAppend = Some(ws, None) }, fun w -> w.Append(Activity.row (aid ()) t0 ws "a2a_receive"))
+    Thread.Sleep 300
+    Assert.False(waiting.IsCompleted, "the write told ahead waits for its turn")
+    Assert.Throws<Busy>(fun () -> store.Write(fun w -> w.SaveWorkspace(Workspace.fresh (wid ()) t0))) |> ignore
+    release.Set()
+    Assert.True(waiting.Wait(TimeSpan.FromSeconds 10.0), "and runs once a turn is free")
+    Assert.Equal<int list>([ 0; 0 ], held |> List.map (fun t -> t.Result))
+    Assert.Equal(1, store.Read(fun r -> r.Rows(RowQuery.logOf ws)).Length)
+
 let private nameOn (team: Team) (i: int) (id: WorkspaceId) =
     team.Store(i).Read(fun r -> r.Workspaces() |> List.tryFind (fun w -> w.Id = id) |> Option.map (fun w -> w.Name))
 
