@@ -109,19 +109,23 @@ let ``rule: a piece out of order is dropped, not mixed into another event`` () =
 
 // ---------------------------------------------------------------- instances on one database
 
-/// Cuts the listeners' connections of the team's database (as a network or a restarted database would) — `count`.
-let private cutListeners (team: Team) (count: int64) =
+/// Cuts the connections of this role (`listener`, `notifier`) to the team's database (as a network or a restarted
+/// database would) — `count`.
+let private cut (role: string) (team: Team) (count: int64) =
     use admin = new NpgsqlConnection((Pg.instance ()).ConnectionString "postgres")
     admin.Open()
 
     use cut =
         new NpgsqlCommand(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'molecule-platform listener' AND datname = @db",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = @app AND datname = @db",
             admin
         )
 
+    cut.Parameters.AddWithValue("app", $"molecule-platform {role}") |> ignore
     cut.Parameters.AddWithValue("db", NpgsqlConnectionStringBuilder(PostgresStore.connectionString team.Url).Database) |> ignore
     Assert.Equal(count, cut.ExecuteScalar() :?> int64)
+
+let private cutListeners = cut "listener"
 
 
 [<Fact>]
@@ -159,6 +163,20 @@ let ``instances: a listener whose connection is cut listens again and says so; e
     eventually "both listeners are back" (fun () -> team.Reconnects 0 = 1 && team.Reconnects 1 = 1)
     team.Store(0).Write(fun w -> w.Announce(event "AFTER" None ""))
     eventually "events flow again" (fun () -> team.Published 1 |> List.exists (fun e -> e.Type = "AFTER"))
+
+[<Fact>]
+let ``instances: a notifier whose connection is cut sends again on a new one; events of one instance come in order`` () =
+    use team = new Team(2)
+    team.Store(0).Write(fun w -> w.Announce(event "FIRST" None ""))
+    eventually "the first event arrives" (fun () -> team.Published 1 |> List.exists (fun e -> e.Type = "FIRST"))
+    cut "notifier" team 1L
+
+    for i in 1..20 do
+        team.Store(0).Write(fun w -> w.Announce(event $"E{i}" None ""))
+
+    let received () = team.Published 1 |> List.map (fun e -> e.Type) |> List.filter (fun k -> k.StartsWith "E")
+    eventually "every event after the cut arrives" (fun () -> (received ()).Length = 20)
+    Assert.Equal<string list>([ for i in 1..20 -> $"E{i}" ], received ())
 
 [<Fact>]
 let ``instances: a ticket issued on one instance is redeemed once, on any`` () =
