@@ -16,6 +16,16 @@ open Molecule.Platform
 [<Literal>]
 let Channel = "molecule_platform_events"
 
+/// A failure of a connection to the database that opening one again may cure.
+let private (|ConnectionLost|_|) (e: exn) =
+    match e with
+    | :? NpgsqlException
+    | :? IOException
+    | :? SocketException
+    | :? TimeoutException
+    | :? InvalidOperationException -> Some e
+    | _ -> None
+
 /// Listens on the channel on a connection of its own and hands other processes' events to `fanout`. A dropped
 /// connection is opened again (after 0.2 s, then up to 2 s between tries); once it listens again `reconnected` runs
 /// (what was notified meanwhile is lost: the instance's agents get a catch-up ring).
@@ -66,11 +76,7 @@ type Listener
                     do! started
                 with
                 | :? OperationCanceledException -> ()
-                | :? NpgsqlException
-                | :? IOException
-                | :? SocketException
-                | :? TimeoutException
-                | :? InvalidOperationException as e ->
+                | ConnectionLost e ->
                     team.Suspend()
 
                     if not stop.IsCancellationRequested then
@@ -143,11 +149,7 @@ type Notifier(connection: string, log: string -> unit) =
                         do! send texts
                         return None
                     with
-                    | :? NpgsqlException
-                    | :? IOException
-                    | :? SocketException
-                    | :? TimeoutException
-                    | :? InvalidOperationException as e ->
+                    | ConnectionLost e ->
                         if not (isNull conn) then conn.Dispose()
                         conn <- null
                         return Some e
