@@ -9,7 +9,6 @@ module Molecule.Platform.PostgresStore
 open System
 open System.Data
 open System.IO
-open System.Net.Sockets
 open System.Threading
 open System.Threading.Tasks
 open Npgsql
